@@ -1,0 +1,194 @@
+/**
+ * The walking skeleton against a real OpenSSH sshd on loopback, through the built CLI:
+ * pinned host keys in every form, the facts of this very machine, and each failure's message.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startSshd, freePort, type Sshd } from '../helpers/sshd';
+import { runCli } from '../helpers/cli';
+import { hashedName, keyPair, opensshFingerprint } from '../helpers/keys';
+
+jest.setTimeout(60_000);
+
+let sshd: Sshd;
+beforeAll(async () => {
+  sshd = await startSshd();
+});
+afterAll(async () => {
+  await sshd?.stop();
+});
+
+const target = () => `root@127.0.0.1:${sshd.port}`;
+const base = () => ['--target', target(), '--ssh-private-key-file', sshd.clientKeyFile];
+const keyPart = (pub: string) => pub.split(' ').slice(0, 2).join(' ');
+
+function localMemTotal(): number {
+  const m = /^MemTotal:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'));
+  return Number(m![1]) * 1024;
+}
+function localOsRelease(key: string): string | undefined {
+  const m = new RegExp(`^${key}=(.*)$`, 'm').exec(readFileSync('/etc/os-release', 'utf8'));
+  return m?.[1]?.replace(/^"(.*)"$/, '$1');
+}
+function localVirt(): string {
+  try {
+    return execFileSync('systemd-detect-virt').toString().trim();
+  } catch (e) {
+    return ((e as { stdout?: Buffer }).stdout ?? '').toString().trim();
+  }
+}
+
+describe('probe over pinned SSH', () => {
+  it("pins with a [host]:port known_hosts entry and reports this machine's facts", async () => {
+    const r = await runCli([
+      'probe',
+      ...base(),
+      '--known-hosts-file',
+      sshd.knownHostsFile,
+      '--json',
+    ]);
+    expect(r.stderr).toMatch(/matches the pin/);
+    expect(r.code).toBe(0);
+    const { facts } = JSON.parse(r.stdout);
+    expect(facts.memTotalBytes).toBe(localMemTotal());
+    expect(facts.osId).toBe(localOsRelease('ID'));
+    expect(facts.osVersionId).toBe(localOsRelease('VERSION_ID'));
+    expect(facts.virtualization).toBe(localVirt());
+    expect(facts.isNixos).toBe(false);
+    expect(facts.arch).toBe(execFileSync('uname', ['-m']).toString().trim());
+    expect(facts.bootId).toBe(readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim());
+    expect(facts.tmp.fsType).toBeTruthy();
+    expect(facts.tmp.sizeBytes).toBeGreaterThan(0);
+    expect('osVariantId' in facts).toBe(localOsRelease('VARIANT_ID') !== undefined);
+  });
+
+  it('pins with a hashed |1| entry', async () => {
+    const kh = join(sshd.dir, 'known_hosts_hashed');
+    writeFileSync(kh, `${hashedName(`[127.0.0.1]:${sshd.port}`)} ${keyPart(sshd.hostKeyPub)}\n`);
+    const r = await runCli(['probe', ...base(), '--known-hosts-file', kh, '--json']);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).facts.memTotalBytes).toBe(localMemTotal());
+  });
+
+  it('pins with a SHA256 fingerprint', async () => {
+    const r = await runCli([
+      'probe',
+      ...base(),
+      '--host-key-fingerprint',
+      opensshFingerprint(sshd.hostKeyPub),
+      '--json',
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain(opensshFingerprint(sshd.hostKeyPub));
+  });
+
+  it('pins with a plain host entry on port 22 (sshd in a netns of ours)', async () => {
+    const inNs = await startSshd({ netns: true });
+    try {
+      const kh = join(inNs.dir, 'known_hosts');
+      expect(readFileSync(kh, 'utf8')).toMatch(/^127\.0\.0\.1 ssh-ed25519 /);
+      const r = await runCli(
+        [
+          'probe',
+          '--target',
+          'root@127.0.0.1',
+          '--ssh-private-key-file',
+          inNs.clientKeyFile,
+          '--known-hosts-file',
+          kh,
+          '--json',
+        ],
+        { netns: inNs.netns },
+      );
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.stdout).facts.memTotalBytes).toBe(localMemTotal());
+    } finally {
+      await inNs.stop();
+    }
+  });
+
+  it('plan --json prints facts and plan', async () => {
+    const r = await runCli([
+      'plan',
+      ...base(),
+      '--known-hosts-file',
+      sshd.knownHostsFile,
+      '--json',
+    ]);
+    expect(r.code).toBe(0);
+    const doc = JSON.parse(r.stdout);
+    expect(doc.facts.memTotalBytes).toBe(localMemTotal());
+    expect(['kexec', 'infect', 'deploy-only', 'refuse']).toContain(doc.plan.method);
+    expect(doc.plan.reasons.length).toBeGreaterThan(0);
+    expect(Array.isArray(doc.plan.phases)).toBe(true);
+  });
+
+  it('trust-on-first-use accepts, prints and returns the presented key', async () => {
+    const r = await runCli(['probe', ...base(), '--trust-on-first-use', '--json']);
+    expect(r.code).toBe(0);
+    const doc = JSON.parse(r.stdout);
+    expect(doc.hostKey).toBe(`[127.0.0.1]:${sshd.port} ${keyPart(sshd.hostKeyPub)}`);
+    expect(r.stderr).toMatch(/trust-on-first-use: accepted/);
+  });
+});
+
+describe('probe failures, each with its own message and a non-zero exit', () => {
+  it('a wrong pinned key stops before anything runs, printing both fingerprints', async () => {
+    const other = keyPair().publicKey;
+    const kh = join(sshd.dir, 'known_hosts_wrong');
+    writeFileSync(kh, `[127.0.0.1]:${sshd.port} ${keyPart(other)}\n`);
+    const before = sshd.log().split('Accepted publickey').length;
+    const r = await runCli(['probe', ...base(), '--known-hosts-file', kh]);
+    expect(r.code).not.toBe(0);
+    expect(r.stdout + r.stderr).toMatch(/host key mismatch/);
+    expect(r.stdout + r.stderr).toContain(opensshFingerprint(sshd.hostKeyPub));
+    expect(r.stdout + r.stderr).toContain(opensshFingerprint(other));
+    expect(sshd.log().split('Accepted publickey').length).toBe(before);
+  });
+
+  it('no pin at all fails before connecting and says how to get the key', async () => {
+    const before = sshd.log().split('Connection from').length;
+    const r = await runCli(['probe', ...base()]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/no host key is pinned/);
+    expect(r.stderr).toMatch(new RegExp(`ssh-keyscan -p ${sshd.port} 127.0.0.1`));
+    expect(sshd.log().split('Connection from').length).toBe(before);
+  });
+
+  it('an unreachable port ends with a connection message after bounded retries', async () => {
+    const port = await freePort();
+    const r = await runCli([
+      'probe',
+      '--target',
+      `root@127.0.0.1:${port}`,
+      '--ssh-private-key-file',
+      sshd.clientKeyFile,
+      '--trust-on-first-use',
+      '--connect-retries',
+      '1',
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stdout + r.stderr).toMatch(
+      /cannot connect to root@127\.0\.0\.1:\d+: .*ECONNREFUSED.*\(2 attempts\)/,
+    );
+    expect(r.stderr).toMatch(/retrying/);
+  });
+
+  it('a refused login says which key to authorize', async () => {
+    const stranger = join(sshd.dir, 'stranger');
+    writeFileSync(stranger, keyPair().privateKey, { mode: 0o600 });
+    const r = await runCli([
+      'probe',
+      '--target',
+      target(),
+      '--ssh-private-key-file',
+      stranger,
+      '--known-hosts-file',
+      sshd.knownHostsFile,
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stdout + r.stderr).toMatch(/login refused/);
+    expect(r.stdout + r.stderr).toMatch(/authorized_keys/);
+  });
+});

@@ -1,0 +1,210 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { generateKeyPairSync } from 'node:crypto';
+import { parse as parseYaml } from 'yaml';
+import {
+  INPUTS,
+  inputSchema,
+  parseConfig,
+  withDefaults,
+  type InputName,
+  type RawInputs,
+} from '../../src/inputs';
+import { InputError } from '../../src/errors';
+import { keyPair } from '../helpers/keys';
+
+const { privateKey, publicKey } = keyPair();
+const pkcs8 = generateKeyPairSync('ed25519')
+  .privateKey.export({ type: 'pkcs8', format: 'pem' })
+  .toString();
+const hostLine = (name: string) => `${name} ${publicKey.split(' ').slice(0, 2).join(' ')}`;
+
+const good: RawInputs = {
+  target: 'root@203.0.113.7',
+  'ssh-private-key': privateKey,
+  'known-hosts': hostLine('203.0.113.7'),
+  'plan-only': 'true',
+};
+
+interface ActionYml {
+  inputs: Record<string, { description: string; required?: boolean; default?: string }>;
+  outputs: Record<string, unknown>;
+  runs: { using: string; main: string; post: string; 'post-if'?: string };
+}
+const action = parseYaml(readFileSync(join(__dirname, '../../action.yml'), 'utf8')) as ActionYml;
+
+describe('action.yml and the input schema agree', () => {
+  const names = Object.keys(INPUTS).sort();
+  it('has the same input names', () => {
+    expect(Object.keys(action.inputs).sort()).toEqual(names);
+    expect(Object.keys(inputSchema.shape).sort()).toEqual(names);
+  });
+  it.each(names)('%s has the same default and required flag', (name) => {
+    const yml = action.inputs[name]!;
+    const spec: { required: boolean; default?: string } = INPUTS[name as InputName];
+    expect(yml.required ?? false).toBe(spec.required);
+    expect(yml.default).toEqual(spec.default);
+    expect(yml.description.length).toBeGreaterThan(10);
+  });
+  it('applies every documented default when the input is empty', () => {
+    const defaults = withDefaults({});
+    for (const [name, yml] of Object.entries(action.inputs)) {
+      if (yml.default === undefined) expect(defaults[name as InputName]).toBeUndefined();
+      else expect(defaults[name as InputName]).toBe(yml.default);
+    }
+    const cfg = parseConfig({ ...good });
+    expect(cfg.minRamKexecBytes).toBe(700 * 1024 * 1024);
+    expect(cfg.minRamInfectBytes).toBe(700 * 1024 * 1024);
+    expect(cfg.method).toBe('auto');
+    expect(cfg.trustOnFirstUse).toBe(false);
+    expect(cfg.connectTimeoutSeconds).toBe(20);
+  });
+  it('rejects a missing required input (the runner does not enforce required)', () => {
+    for (const name of names.filter((n) => INPUTS[n as InputName].required)) {
+      const raw = { ...good, [name]: '' };
+      expect(() => parseConfig(raw)).toThrow(InputError);
+    }
+  });
+  it('runs on node24 with a post step that always runs', () => {
+    expect(action.runs).toMatchObject({
+      using: 'node24',
+      main: 'dist/main/index.js',
+      post: 'dist/post/index.js',
+      'post-if': 'always()',
+    });
+    expect(Object.keys(action.outputs)).toEqual(expect.arrayContaining(['method', 'host-key']));
+  });
+});
+
+describe('parseConfig', () => {
+  it('parses a full valid config', () => {
+    const cfg = parseConfig({
+      ...good,
+      target: 'deploy@[2001:db8::7]:2222',
+      'known-hosts': hostLine('[2001:db8::7]:2222'),
+      method: 'kexec',
+      'min-ram-kexec': '1GiB',
+      flake: '.#my-vps',
+      'plan-only': 'false',
+    });
+    expect(cfg.target).toEqual({
+      user: 'deploy',
+      host: '2001:db8::7',
+      port: 2222,
+      knownHostsName: '[2001:db8::7]:2222',
+    });
+    expect(cfg.method).toBe('kexec');
+    expect(cfg.minRamKexecBytes).toBe(1024 ** 3);
+    expect(cfg.flake).toEqual({ ref: '.', name: 'my-vps' });
+    expect(cfg.planOnly).toBe(false);
+  });
+  it('accepts a fingerprint pin without known_hosts, and TOFU without any pin', () => {
+    const fp = 'SHA256:' + 'A'.repeat(43);
+    expect(
+      parseConfig({ ...good, 'known-hosts': '', 'host-key-fingerprint': fp }).hostKeyFingerprints,
+    ).toEqual([fp]);
+    expect(
+      parseConfig({ ...good, 'known-hosts': '', 'trust-on-first-use': 'true' }).trustOnFirstUse,
+    ).toBe(true);
+  });
+  it('needs no target, key or pin when planning from a facts file', () => {
+    expect(() => parseConfig({ 'plan-only': 'true' }, { factsFromFile: true })).not.toThrow();
+  });
+
+  // Each bad input fails before any connection, naming the input and saying how to fix it.
+  const bad: [string, RawInputs, string, RegExp][] = [
+    ['target without host', { target: 'root@' }, 'target', /user@host/],
+    ['target with bad port', { target: 'root@203.0.113.7:99999' }, 'target', /port/],
+    ['target with port 0', { target: 'root@203.0.113.7:0' }, 'target', /port/],
+    ['target with bad IPv4', { target: 'root@300.1.2.3' }, 'target', /IPv4/],
+    ['IPv6 without brackets', { target: 'root@2001:db8::7' }, 'target', /brackets/],
+    ['bracketed non-IPv6', { target: 'root@[203.0.113.7]:22' }, 'target', /IPv6/],
+    ['target with spaces', { target: 'root@my host' }, 'target', /hostname/],
+    ['bad user name', { target: 'r;m -rf@host' }, 'target', /login name/],
+    ['unknown method', { method: 'nuke' }, 'method', /auto, kexec, infect, deploy-only/],
+    ['negative size', { 'min-ram-kexec': '-5MiB' }, 'min-ram-kexec', /negative/],
+    ['size with unknown unit', { 'min-ram-infect': '700 parsecs' }, 'min-ram-infect', /unit/],
+    ['size that is not a size', { 'min-ram-kexec': 'lots' }, 'min-ram-kexec', /700MiB/],
+    ['boolean that is not one', { 'plan-only': 'yes please' }, 'plan-only', /true or false/],
+    [
+      'key that is not a key',
+      { 'ssh-private-key': 'hunter2' },
+      'ssh-private-key',
+      /BEGIN OPENSSH PRIVATE KEY/,
+    ],
+    [
+      'PKCS8 PEM ed25519 key (ssh2 cannot read it)',
+      { 'ssh-private-key': pkcs8 },
+      'ssh-private-key',
+      /ssh-keygen -p/,
+    ],
+    [
+      'public key given as private',
+      { 'ssh-private-key': publicKey },
+      'ssh-private-key',
+      /private key|not a private key/,
+    ],
+    [
+      'known_hosts that is garbage',
+      { 'known-hosts': 'this is not known hosts' },
+      'known-hosts',
+      /ssh-keyscan/,
+    ],
+    [
+      'known_hosts without the host',
+      { 'known-hosts': hostLine('198.51.100.9') },
+      'known-hosts',
+      /ssh-keyscan 203\.0\.113\.7/,
+    ],
+    [
+      'known_hosts for port 22 while target uses 2222',
+      { target: 'root@203.0.113.7:2222' },
+      'known-hosts',
+      /\[host\]:port/,
+    ],
+    ['no pin and no TOFU', { 'known-hosts': '' }, 'known-hosts', /ssh-keyscan/],
+    ['bad fingerprint', { 'host-key-fingerprint': 'MD5:ab:cd' }, 'host-key-fingerprint', /SHA256/],
+    ['flake without attribute', { flake: './flake', 'plan-only': 'false' }, 'flake', /PATH#NAME/],
+    ['real run without flake', { 'plan-only': 'false' }, 'flake', /plan-only/],
+    ['timeout zero', { 'connect-timeout': '0' }, 'connect-timeout', /whole number/],
+    ['retries not a number', { 'connect-retries': 'many' }, 'connect-retries', /whole number/],
+  ];
+  it.each(bad)('%s', (_title, override, input, fixPattern) => {
+    let err: unknown;
+    try {
+      parseConfig({ ...good, ...override });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(InputError);
+    const e = err as InputError;
+    expect(e.input).toBe(input);
+    expect(e.message).toContain(`'${input}'`);
+    expect(`${e.message} ${e.fix}`).toMatch(fixPattern);
+    expect(e.fix.length).toBeGreaterThan(5);
+  });
+
+  it('names the CLI file option the user gave', () => {
+    expect(() =>
+      parseConfig(
+        { ...good, 'known-hosts': hostLine('198.51.100.9') },
+        { shownAs: { 'known-hosts': 'known-hosts-file' } },
+      ),
+    ).toThrow(/input 'known-hosts-file'/);
+  });
+  it('never echoes the private key in an error', () => {
+    const mangled = privateKey.replace(/\n(\S)/, '\n$1$1');
+    try {
+      parseConfig({ ...good, 'ssh-private-key': mangled });
+    } catch (e) {
+      const text = `${(e as InputError).message} ${(e as InputError).fix}`;
+      for (const line of privateKey
+        .split('\n')
+        .filter((l) => l.length > 20 && !l.startsWith('-----'))) {
+        expect(text).not.toContain(line);
+      }
+      return;
+    }
+    throw new Error('a mangled key was accepted');
+  });
+});

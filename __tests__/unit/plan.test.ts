@@ -1,0 +1,194 @@
+import { plan, type PlanConfig, type PlanFacts } from '../../src/plan/plan';
+
+const MiB = 2 ** 20;
+const cfg: PlanConfig = {
+  method: 'auto',
+  minRamKexecBytes: 700 * MiB,
+  minRamInfectBytes: 700 * MiB,
+  allowLowRam: false,
+  reinstall: false,
+  flake: { ref: '.', name: 'vps' },
+};
+const debian = (mem: number, virtualization = 'kvm'): PlanFacts => ({
+  memTotalBytes: mem * MiB,
+  virtualization,
+  isNixos: false,
+  osVariantId: undefined,
+  osId: 'debian',
+  osVersionId: '12',
+});
+const nixos: PlanFacts = {
+  memTotalBytes: 960 * MiB,
+  virtualization: 'kvm',
+  isNixos: true,
+  osVariantId: undefined,
+  osId: 'nixos',
+};
+const installer: PlanFacts = { ...nixos, osVariantId: 'installer' };
+
+const KEXEC = ['prep', 'kexec', 'installer-prep', 'install', 'reboot', 'deploy'];
+const INFECT = ['prep', 'infect', 'reboot', 'deploy'];
+
+// [case, facts, config overrides, method, phases, reason/refusal text]
+const table: [string, PlanFacts, Partial<PlanConfig>, string, string[], RegExp][] = [
+  ['installed NixOS → deploy only', nixos, {}, 'deploy-only', ['deploy'], /already runs NixOS/],
+  [
+    'installed NixOS, method deploy-only',
+    nixos,
+    { method: 'deploy-only' },
+    'deploy-only',
+    ['deploy'],
+    /already runs NixOS/,
+  ],
+  [
+    'installed NixOS + reinstall → kexec',
+    nixos,
+    { reinstall: true },
+    'kexec',
+    KEXEC,
+    /reinstall is true/,
+  ],
+  [
+    'installed NixOS, explicit kexec without reinstall → refuse',
+    nixos,
+    { method: 'kexec' },
+    'refuse',
+    [],
+    /set reinstall: true/,
+  ],
+  [
+    'installed NixOS, explicit infect → refuse',
+    nixos,
+    { method: 'infect' },
+    'refuse',
+    [],
+    /NixOS already/,
+  ],
+  [
+    'kexec installer → resume at installer prep',
+    installer,
+    {},
+    'kexec',
+    KEXEC.slice(2),
+    /VARIANT_ID=installer/,
+  ],
+  [
+    'kexec installer, infect asked → refuse',
+    installer,
+    { method: 'infect' },
+    'refuse',
+    [],
+    /cannot continue/,
+  ],
+  ['KVM 1 GB → kexec', debian(960), {}, 'kexec', KEXEC, /min-ram-kexec/],
+  ['KVM 2 GB → kexec', debian(1980), {}, 'kexec', KEXEC, /slim kexec/],
+  ['KVM 768 MB (≈720 MiB) → kexec', debian(720), {}, 'kexec', KEXEC, /min-ram-kexec/],
+  [
+    'KVM 1 GB, infect asked → infect',
+    debian(960),
+    { method: 'infect' },
+    'infect',
+    INFECT,
+    /method infect was asked/,
+  ],
+  ['KVM 512 MB → refuse', debian(480), {}, 'refuse', [], /768 MB|allow-low-ram/],
+  [
+    'KVM 512 MB + allow-low-ram → kexec with warning',
+    debian(480),
+    { allowLowRam: true },
+    'kexec',
+    KEXEC,
+    /kexec is possible/,
+  ],
+  [
+    'KVM between floors → infect',
+    debian(800),
+    { minRamKexecBytes: 900 * MiB },
+    'infect',
+    INFECT,
+    /converting in place/,
+  ],
+  [
+    'KVM between floors, kexec asked → refuse',
+    debian(800),
+    { minRamKexecBytes: 900 * MiB, method: 'kexec' },
+    'refuse',
+    [],
+    /min-ram-kexec/,
+  ],
+  ['OpenVZ 1 GB → infect', debian(1024, 'openvz'), {}, 'infect', INFECT, /container/],
+  ['LXC 1 GB → infect', debian(1024, 'lxc'), {}, 'infect', INFECT, /container/],
+  ['systemd-nspawn → infect', debian(1024, 'systemd-nspawn'), {}, 'infect', INFECT, /container/],
+  ['docker → infect', debian(1024, 'docker'), {}, 'infect', INFECT, /container/],
+  ['podman → infect', debian(1024, 'podman'), {}, 'infect', INFECT, /container/],
+  [
+    'OpenVZ, kexec asked → refuse',
+    debian(1024, 'openvz'),
+    { method: 'kexec' },
+    'refuse',
+    [],
+    /cannot work in a openvz container/,
+  ],
+  ['OpenVZ 512 MB → refuse', debian(512, 'openvz'), {}, 'refuse', [], /min-ram-infect/],
+  [
+    'OpenVZ 512 MB + allow-low-ram → infect',
+    debian(512, 'openvz'),
+    { allowLowRam: true },
+    'infect',
+    INFECT,
+    /container/,
+  ],
+  [
+    'Debian, deploy-only asked → refuse',
+    debian(960),
+    { method: 'deploy-only' },
+    'refuse',
+    [],
+    /needs NixOS/,
+  ],
+  ['bare metal (none) → kexec', debian(4096, 'none'), {}, 'kexec', KEXEC, /full VM/],
+  ['xen → kexec', debian(960, 'xen'), {}, 'kexec', KEXEC, /kexec is possible/],
+];
+
+describe('plan: the decision table', () => {
+  it.each(table)('%s', (_title, facts, over, method, phases, text) => {
+    const p = plan(facts, { ...cfg, ...over });
+    expect(p.method).toBe(method);
+    expect(p.phases).toEqual(phases);
+    const all = [...p.reasons, p.refusal?.reason ?? '', p.refusal?.remediation ?? ''].join('\n');
+    expect(all).toMatch(text);
+    if (method === 'refuse') {
+      expect(p.refusal?.remediation).toBeTruthy();
+    } else {
+      expect(p.refusal).toBeUndefined();
+    }
+  });
+
+  it('warns whenever it plans below a floor', () => {
+    expect(plan(debian(480), { ...cfg, allowLowRam: true }).warnings.join()).toMatch(
+      /below min-ram-kexec/,
+    );
+    expect(plan(debian(512, 'lxc'), { ...cfg, allowLowRam: true }).warnings.join()).toMatch(
+      /below min-ram-infect/,
+    );
+    expect(plan(debian(960), cfg).warnings).toEqual([]);
+  });
+  it('warns that infect in a container is best effort', () => {
+    expect(plan(debian(1024, 'openvz'), cfg).warnings.join()).toMatch(/best effort/);
+  });
+  it('sizes zram from RAM and a disk swapfile for install methods only', () => {
+    const p = plan(debian(960), cfg);
+    expect(p.zramBytes).toBe(960 * MiB);
+    expect(p.swapfileBytes).toBe(2048 * MiB);
+    expect(plan(nixos, cfg).zramBytes).toBeUndefined();
+    expect(plan(debian(8000), cfg).zramBytes).toBe(4096 * MiB);
+  });
+  it('leaves deploy out without a flake', () => {
+    const p = plan(debian(960), { ...cfg, flake: undefined });
+    expect(p.phases).toEqual(KEXEC.slice(0, -1));
+  });
+  it('compares against MemTotal exactly at the floor', () => {
+    expect(plan(debian(700), cfg).method).toBe('kexec');
+    expect(plan({ ...debian(700), memTotalBytes: 700 * MiB - 1 }, cfg).method).toBe('refuse');
+  });
+});

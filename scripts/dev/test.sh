@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The test command (npm test): installs what it needs, rebuilds dist/ if the source is newer,
+# then runs shellcheck, the unit tests and the integration tests (real sshd, nix, test VPS).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+bash scripts/dev/deps.sh
+
+if [ -n "$(find src scripts/facts.sh package.json -newer dist/cli/index.js -print -quit 2>/dev/null)" ] || [ ! -f dist/cli/index.js ]; then
+  echo "test: dist/ is older than src/: rebuilding" >&2
+  npm run build >&2
+fi
+
+echo "test: shellcheck" >&2
+mapfile -t shell_files < <(git ls-files -co --exclude-standard '*.sh' 'test/vps/vps' | sort -u)
+[ ${#shell_files[@]} -eq 0 ] || shellcheck "${shell_files[@]}"
+
+npx jest --ci "$@"

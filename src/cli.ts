@@ -1,0 +1,57 @@
+#!/usr/bin/env node
+/** The `vps-nixos` command: same pipeline as the action, text or JSON on stdout, progress on stderr. */
+import { InputError, describeError } from './errors';
+import { parseArgs } from './cli/args';
+import { COMMANDS, findCommand, runCommand, usage } from './cli/commands';
+
+async function cli(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs(argv, (c) => findCommand(c)?.options);
+  } catch (err) {
+    process.stderr.write(`vps-nixos: ${describeError(err)}\n`);
+    return 2;
+  }
+  if (!parsed.command) {
+    process.stdout.write(usage() + '\n');
+    return parsed.help ? 0 : 2;
+  }
+  const cmd = findCommand(parsed.command);
+  if (!cmd) {
+    process.stderr.write(
+      `vps-nixos: unknown command '${parsed.command}' (commands: ${COMMANDS.map((c) => c.name).join(', ')})\n`,
+    );
+    return 2;
+  }
+  if (parsed.help) {
+    process.stdout.write(usage(cmd) + '\n');
+    return 0;
+  }
+  const log = {
+    info: (l: string) => process.stderr.write(`${l}\n`),
+    warn: (l: string) => process.stderr.write(`warning: ${l}\n`),
+  };
+  try {
+    const result = await runCommand(cmd, parsed.options, log);
+    process.stdout.write(result.output);
+    if (result.record.error && parsed.options.json === 'true') {
+      process.stderr.write(
+        `vps-nixos: ${result.record.error.message}${result.record.error.fix ? `\n  fix: ${result.record.error.fix}` : ''}\n`,
+      );
+    }
+    return result.exitCode;
+  } catch (err) {
+    process.stderr.write(`vps-nixos: ${describeError(err)}\n`);
+    return err instanceof InputError ? 2 : 1;
+  }
+}
+
+cli(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`vps-nixos: ${describeError(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,64 @@
+/** `vps-nixos <command> [--name value | --name=value | --flag] …`, names as the action's inputs. Pure. */
+import { InputError } from '../errors';
+
+export interface OptionSpec {
+  name: string;
+  description: string;
+  default?: string;
+  /** May be given without a value (means true); `true`/`false` may follow. */
+  boolean?: boolean;
+}
+
+export interface ParsedArgs {
+  command?: string;
+  options: Record<string, string>;
+  help: boolean;
+}
+
+const BOOL = /^(true|false|True|False|TRUE|FALSE)$/;
+
+/** Splits argv into a command and its options, rejecting options the command does not know. */
+export function parseArgs(
+  argv: string[],
+  known: (command: string) => OptionSpec[] | undefined,
+): ParsedArgs {
+  const out: ParsedArgs = { options: {}, help: false };
+  let i = 0;
+  if (argv[0] && !argv[0].startsWith('-')) out.command = argv[i++];
+  const specs = out.command ? known(out.command) : [];
+  for (; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (arg === '--help' || arg === '-h') {
+      out.help = true;
+      continue;
+    }
+    if (!arg.startsWith('--')) {
+      throw new InputError(
+        arg,
+        'is not an option',
+        `options are written --name value; see vps-nixos ${out.command ?? ''} --help`,
+      );
+    }
+    const eq = arg.indexOf('=');
+    const name = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
+    const spec = specs?.find((s) => s.name === name);
+    if (!spec) {
+      throw new InputError(
+        name,
+        `is not an option of ${out.command ? `'vps-nixos ${out.command}'` : 'vps-nixos'}`,
+        `see vps-nixos ${out.command ?? ''} --help`.replace(/\s+--/, ' --'),
+      );
+    }
+    let value: string | undefined;
+    if (eq >= 0) value = arg.slice(eq + 1);
+    else if (spec.boolean) value = BOOL.test(argv[i + 1] ?? '') ? argv[++i] : 'true';
+    else {
+      value = argv[++i];
+      if (value === undefined)
+        throw new InputError(name, 'needs a value', `write --${name} VALUE or --${name}=VALUE`);
+    }
+    if (name in out.options) throw new InputError(name, 'is given twice', 'give each option once');
+    out.options[name] = value as string;
+  }
+  return out;
+}

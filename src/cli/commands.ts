@@ -1,0 +1,207 @@
+/** The CLI's commands, built on the same pipeline as the action. */
+import { readFileSync } from 'node:fs';
+import { INPUTS, parseConfig, type InputName, type RawInputs } from '../inputs';
+import { InputError, describeError } from '../errors';
+import { runPipeline, type Logger } from '../pipeline/run';
+import { finalStatus } from '../pipeline/status';
+import { renderText } from '../report/render';
+import { parseFacts, type Facts } from '../probe/facts';
+import type { RunRecord, StageName } from '../pipeline/record';
+import type { OptionSpec } from './args';
+
+export interface Command {
+  name: string;
+  summary: string;
+  until: StageName;
+  options: OptionSpec[];
+}
+
+const BOOLEAN_INPUTS = new Set<InputName>([
+  'trust-on-first-use',
+  'plan-only',
+  'allow-low-ram',
+  'reinstall',
+]);
+const CONNECTION: InputName[] = [
+  'target',
+  'ssh-private-key',
+  'known-hosts',
+  'host-key-fingerprint',
+  'trust-on-first-use',
+  'connect-timeout',
+  'connect-retries',
+];
+const PLANNING: InputName[] = [
+  'method',
+  'flake',
+  'min-ram-kexec',
+  'min-ram-infect',
+  'allow-low-ram',
+  'reinstall',
+];
+
+const inputOption = (name: InputName): OptionSpec => {
+  const spec: { description: string; default?: string } = INPUTS[name];
+  return {
+    name,
+    description: spec.description,
+    default: spec.default,
+    boolean: BOOLEAN_INPUTS.has(name),
+  };
+};
+
+const FILE_OPTIONS: OptionSpec[] = [
+  { name: 'ssh-private-key-file', description: 'Read ssh-private-key from this file' },
+  { name: 'known-hosts-file', description: 'Read known-hosts from this file' },
+];
+const JSON_OPTION: OptionSpec = {
+  name: 'json',
+  description: 'Print one JSON document on stdout',
+  boolean: true,
+};
+
+export const COMMANDS: Command[] = [
+  {
+    name: 'probe',
+    summary: 'Connect over pinned SSH and print what the target is (read-only)',
+    until: 'probe',
+    options: [...CONNECTION.map(inputOption), ...FILE_OPTIONS, JSON_OPTION],
+  },
+  {
+    name: 'plan',
+    summary: 'Probe (or read --facts) and print how the target would be installed; changes nothing',
+    until: 'plan',
+    options: [
+      ...CONNECTION.map(inputOption),
+      ...FILE_OPTIONS,
+      ...PLANNING.map(inputOption),
+      {
+        name: 'facts',
+        description: 'Plan from a saved `probe --json` (or facts) JSON file instead of connecting',
+      },
+      JSON_OPTION,
+    ],
+  },
+];
+
+export function findCommand(name: string): Command | undefined {
+  return COMMANDS.find((c) => c.name === name);
+}
+
+export function usage(cmd?: Command): string {
+  if (!cmd) {
+    return [
+      'usage: vps-nixos <command> [--option value …]',
+      '',
+      'commands:',
+      ...COMMANDS.map((c) => `  ${c.name.padEnd(8)} ${c.summary}`),
+      '',
+      'Options have the names of the action inputs. `vps-nixos <command> --help` lists them.',
+    ].join('\n');
+  }
+  const lines = cmd.options.map((o) => {
+    const left = `  --${o.name}${o.boolean ? ' [true|false]' : ' VALUE'}`;
+    return `${left.padEnd(40)} ${o.description}${o.default !== undefined ? ` (default: ${o.default})` : ''}`;
+  });
+  return [
+    `usage: vps-nixos ${cmd.name} [--option value …]`,
+    '',
+    cmd.summary,
+    '',
+    'options:',
+    ...lines,
+  ].join('\n');
+}
+
+function readFileOption(name: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new InputError(
+      name,
+      `cannot read '${path}': ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      'give the path of an existing, readable file',
+    );
+  }
+}
+
+function loadFacts(path: string): Facts {
+  const text = readFileOption('facts', path);
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    // facts.sh output saved as text is accepted too.
+    try {
+      return parseFacts(text);
+    } catch {
+      throw new InputError(
+        'facts',
+        `'${path}' is neither JSON nor facts.sh output`,
+        'save it with: vps-nixos probe … --json > facts.json',
+      );
+    }
+  }
+  const facts = (doc as { facts?: unknown })?.facts ?? doc;
+  const f = facts as Partial<Facts>;
+  if (
+    typeof f?.memTotalBytes !== 'number' ||
+    typeof f.virtualization !== 'string' ||
+    typeof f.isNixos !== 'boolean'
+  ) {
+    throw new InputError(
+      'facts',
+      `'${path}' has no facts (memTotalBytes, virtualization, isNixos)`,
+      'save it with: vps-nixos probe … --json > facts.json',
+    );
+  }
+  return facts as Facts;
+}
+
+export interface CommandResult {
+  record: RunRecord;
+  exitCode: number;
+  output: string;
+}
+
+/** Runs one command with already split options; throws InputError for bad input (before any connection). */
+export async function runCommand(
+  cmd: Command,
+  options: Record<string, string>,
+  log: Logger,
+): Promise<CommandResult> {
+  const raw: RawInputs = {};
+  const shownAs: Partial<Record<InputName, string>> = {};
+  for (const [k, v] of Object.entries(options)) if (k in INPUTS) raw[k as InputName] = v;
+  for (const [fileOpt, input] of [
+    ['ssh-private-key-file', 'ssh-private-key'],
+    ['known-hosts-file', 'known-hosts'],
+  ] as const) {
+    const path = options[fileOpt];
+    if (path === undefined) continue;
+    if (raw[input] !== undefined)
+      throw new InputError(fileOpt, `and --${input} are both given`, 'give one of them');
+    raw[input] = readFileOption(fileOpt, path);
+    shownAs[input] = fileOpt;
+  }
+  // probe and plan never change the target.
+  raw['plan-only'] = 'true';
+  const facts = options.facts !== undefined ? loadFacts(options.facts) : undefined;
+  const cfg = parseConfig(raw, { factsFromFile: facts !== undefined, shownAs });
+  const record = await runPipeline(cfg, { until: cmd.until, facts }, { log });
+  const status = finalStatus(record, cfg);
+  const json = options.json === 'true';
+  let output: string;
+  if (json) {
+    const doc: Record<string, unknown> = { facts: record.facts };
+    if (cmd.until === 'plan') doc.plan = record.plan;
+    if (record.hostKey) doc.hostKey = record.hostKey;
+    if (record.error) doc.error = record.error;
+    output = JSON.stringify(doc, null, 2) + '\n';
+  } else {
+    output = renderText(record);
+  }
+  return { record, exitCode: status.ok ? 0 : 1, output };
+}
+
+export { describeError };

@@ -1,0 +1,9 @@
+/** Names shared by the action's main and post steps and its outputs. */
+export const State = {
+  keyDir: 'vps-nixos-key-dir',
+} as const;
+
+export const Output = {
+  method: 'method',
+  hostKey: 'host-key',
+} as const;

@@ -1,0 +1,365 @@
+import { z } from 'zod';
+import { utils as sshUtils } from 'ssh2';
+import { InputError } from './errors';
+import { parseSize } from './size';
+import { parseTarget, type Target } from './target';
+import { parseKnownHosts, pinFor } from './ssh/hostkeys';
+
+/** How the planner may install NixOS. */
+export const METHODS = ['auto', 'kexec', 'infect', 'deploy-only'] as const;
+export type MethodInput = (typeof METHODS)[number];
+
+/** A flake output reference, `path#name`. */
+export interface FlakeRef {
+  ref: string;
+  name: string;
+}
+
+/** Everything downstream needs, validated. Nothing else reads raw inputs. */
+export interface Config {
+  target?: Target;
+  sshPrivateKey?: string;
+  knownHosts?: string;
+  hostKeyFingerprints: string[];
+  trustOnFirstUse: boolean;
+  method: MethodInput;
+  planOnly: boolean;
+  flake?: FlakeRef;
+  minRamKexecBytes: number;
+  minRamInfectBytes: number;
+  allowLowRam: boolean;
+  reinstall: boolean;
+  connectTimeoutSeconds: number;
+  connectRetries: number;
+}
+
+/** One input as action.yml documents it; the schema below is built from these. */
+export interface InputSpec {
+  description: string;
+  required: boolean;
+  default?: string;
+  secret?: boolean;
+}
+
+/** The action's inputs (same names as the CLI's options). action.yml must say the same. */
+export const INPUTS = {
+  target: {
+    description: 'SSH target: user@host[:port] (IPv4, [IPv6] or hostname); user defaults to root',
+    required: true,
+  },
+  'ssh-private-key': {
+    description:
+      'Private key (OpenSSH format) that logs in to the target; masked, kept 0600, removed in the post step',
+    required: true,
+    secret: true,
+  },
+  'known-hosts': {
+    description:
+      'known_hosts lines pinning the target host key (plain, [host]:port and hashed |1| entries)',
+    required: false,
+  },
+  'host-key-fingerprint': {
+    description:
+      'Pinned host key fingerprint(s), SHA256:… as printed by ssh-keygen -lf; comma separated',
+    required: false,
+  },
+  'trust-on-first-use': {
+    description:
+      'Accept the host key the target presents when nothing is pinned; it is printed and written to the host-key output',
+    required: false,
+    default: 'false',
+  },
+  method: {
+    description: 'auto | kexec | infect | deploy-only',
+    required: false,
+    default: 'auto',
+  },
+  'plan-only': {
+    description: 'Probe and plan, print the plan, change nothing on the target',
+    required: false,
+    default: 'false',
+  },
+  flake: {
+    description: 'Flake output to install/deploy, e.g. .#my-vps (optional in plan-only mode)',
+    required: false,
+  },
+  'min-ram-kexec': {
+    description:
+      'Least MemTotal for the kexec method (MemTotal is below nominal RAM: 768 MB reports ~720 MiB)',
+    required: false,
+    default: '700MiB',
+  },
+  'min-ram-infect': {
+    description: 'Least MemTotal for the in-place infect method',
+    required: false,
+    default: '700MiB',
+  },
+  'allow-low-ram': {
+    description: 'Plan below the RAM floors anyway, with a warning',
+    required: false,
+    default: 'false',
+  },
+  reinstall: {
+    description: 'Allow re-installing a host that already runs NixOS',
+    required: false,
+    default: 'false',
+  },
+  'connect-timeout': {
+    description: 'Seconds to wait for one SSH connection (TCP + handshake)',
+    required: false,
+    default: '20',
+  },
+  'connect-retries': {
+    description:
+      'Extra SSH connection attempts after a network failure (never after a key mismatch or a refused login)',
+    required: false,
+    default: '3',
+  },
+} as const satisfies Record<string, InputSpec>;
+
+export type InputName = keyof typeof INPUTS;
+/** Raw values as the action or the CLI found them; '' and undefined both mean "not given". */
+export type RawInputs = Partial<Record<InputName, string>>;
+
+type Ctx = z.RefinementCtx;
+
+function fail(ctx: Ctx, message: string, fix: string): typeof z.NEVER {
+  ctx.addIssue({ code: 'custom', message, params: { fix } });
+  return z.NEVER;
+}
+
+const booleanInput = z.string().transform((s, ctx) => {
+  if (/^(true|True|TRUE)$/.test(s.trim())) return true;
+  if (/^(false|False|FALSE)$/.test(s.trim())) return false;
+  return fail(ctx, `'${s}' is not a boolean`, 'write true or false');
+});
+
+const sizeInput = z.string().transform((s, ctx) => {
+  const bytes = parseSize(s);
+  if (typeof bytes === 'string')
+    return fail(ctx, bytes, 'write a size such as 700MiB, 1GiB or 768M');
+  return bytes;
+});
+
+const countInput = (min: number, max: number, unit: string) =>
+  z.string().transform((s, ctx) => {
+    const n = Number(s.trim());
+    if (!/^\s*\d+\s*$/.test(s) || n < min || n > max) {
+      return fail(
+        ctx,
+        `'${s}' is not a whole number from ${min} to ${max}`,
+        `write ${unit} as a whole number`,
+      );
+    }
+    return n;
+  });
+
+const targetInput = z.string().transform((s, ctx) => {
+  const t = parseTarget(s.trim());
+  if (typeof t === 'string') {
+    return fail(
+      ctx,
+      `'${s}' is not a valid target: ${t}`,
+      'write user@host[:port], e.g. root@203.0.113.7 or root@[2001:db8::7]:2222',
+    );
+  }
+  return t;
+});
+
+const privateKeyInput = z.string().transform((s, ctx) => {
+  const text = s.trim() + '\n';
+  const parsed = sshUtils.parseKey(text);
+  if (parsed instanceof Error) {
+    const msg = parsed.message;
+    if (/encrypted/i.test(msg)) {
+      return fail(
+        ctx,
+        'the private key is encrypted with a passphrase',
+        'use a dedicated deploy key without a passphrase: ssh-keygen -t ed25519 -N "" -f deploy_key',
+      );
+    }
+    if (!/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(text)) {
+      return fail(
+        ctx,
+        'this is not a private key',
+        'paste the whole private key file, from -----BEGIN OPENSSH PRIVATE KEY----- to the END line',
+      );
+    }
+    return fail(
+      ctx,
+      `the private key format is not supported (${msg})`,
+      'convert it to the OpenSSH format in place: ssh-keygen -p -N "" -f KEYFILE, or make a new one with ssh-keygen -t ed25519',
+    );
+  }
+  const key = Array.isArray(parsed) ? parsed[0] : parsed;
+  if (!key || !key.isPrivateKey()) {
+    return fail(
+      ctx,
+      'this is a public key, not a private key',
+      'give the private key file (without .pub)',
+    );
+  }
+  return text;
+});
+
+const knownHostsInput = z.string().transform((s, ctx) => {
+  const { entries, errors } = parseKnownHosts(s);
+  if (errors.length)
+    return fail(
+      ctx,
+      `is not valid known_hosts: ${errors.join('; ')}`,
+      'use lines as printed by ssh-keyscan HOST',
+    );
+  if (entries.length === 0)
+    return fail(ctx, 'has no host key lines', 'use lines as printed by ssh-keyscan HOST');
+  return s;
+});
+
+const fingerprintInput = z.string().transform((s, ctx) => {
+  const fps = s.split(/[\s,]+/).filter(Boolean);
+  const bad = fps.find((f) => !/^SHA256:[A-Za-z0-9+/]{43}$/.test(f));
+  if (bad !== undefined || fps.length === 0) {
+    return fail(
+      ctx,
+      `'${bad ?? s}' is not a SHA256 host key fingerprint`,
+      'write SHA256:<43 base64 characters>, as printed by ssh-keyscan HOST | ssh-keygen -lf -',
+    );
+  }
+  return fps;
+});
+
+const flakeInput = z.string().transform((s, ctx) => {
+  const m = /^([^#\s]+)#([^#\s]+)$/.exec(s.trim());
+  if (!m)
+    return fail(
+      ctx,
+      `'${s}' is not a flake output reference`,
+      'write PATH#NAME for nixosConfigurations.NAME, e.g. .#my-vps',
+    );
+  return { ref: m[1] as string, name: m[2] as string };
+});
+
+const FIELDS = {
+  target: targetInput,
+  'ssh-private-key': privateKeyInput,
+  'known-hosts': knownHostsInput,
+  'host-key-fingerprint': fingerprintInput,
+  'trust-on-first-use': booleanInput,
+  method: z
+    .string()
+    .transform((s, ctx) =>
+      (METHODS as readonly string[]).includes(s.trim())
+        ? (s.trim() as MethodInput)
+        : fail(ctx, `'${s}' is not a method`, `write one of ${METHODS.join(', ')}`),
+    ),
+  'plan-only': booleanInput,
+  flake: flakeInput,
+  'min-ram-kexec': sizeInput,
+  'min-ram-infect': sizeInput,
+  'allow-low-ram': booleanInput,
+  reinstall: booleanInput,
+  'connect-timeout': countInput(1, 600, 'seconds'),
+  'connect-retries': countInput(0, 20, 'the number of retries'),
+} satisfies Record<InputName, z.ZodType>;
+
+/** The zod schema of the inputs, after defaults are filled in (see withDefaults). */
+export const inputSchema = z.object(
+  Object.fromEntries(
+    (Object.keys(FIELDS) as InputName[]).map((name) => [name, FIELDS[name].optional()]),
+  ) as unknown as {
+    [K in InputName]: z.ZodOptional<(typeof FIELDS)[K]>;
+  },
+);
+
+/** '' and undefined mean "not given": both become the documented default (or stay absent). */
+export function withDefaults(raw: RawInputs): RawInputs {
+  const out: RawInputs = {};
+  for (const name of Object.keys(INPUTS) as InputName[]) {
+    const spec: InputSpec = INPUTS[name];
+    const v = raw[name];
+    const value = v === undefined || v === '' ? spec.default : v;
+    if (value !== undefined) out[name] = value;
+  }
+  return out;
+}
+
+export interface ParseOptions {
+  /** The plan comes from a saved facts file: no target, key or pin is needed. */
+  factsFromFile?: boolean;
+  /** What the user actually typed for an input (CLI file options), for messages. */
+  shownAs?: Partial<Record<InputName, string>>;
+}
+
+/** Turns raw inputs into a Config, or throws the first InputError. No connection is made. */
+export function parseConfig(raw: RawInputs, opts: ParseOptions = {}): Config {
+  const shown = (n: InputName) => opts.shownAs?.[n] ?? n;
+  const result = inputSchema.safeParse(withDefaults(raw));
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const name = (issue?.path[0] ?? 'inputs') as InputName;
+    const fix =
+      (issue && 'params' in issue ? (issue.params as { fix?: string })?.fix : undefined) ??
+      'see --help';
+    throw new InputError(shown(name), issue?.message ?? 'invalid', fix);
+  }
+  const v = result.data;
+  const cfg: Config = {
+    target: v.target,
+    sshPrivateKey: v['ssh-private-key'],
+    knownHosts: v['known-hosts'],
+    hostKeyFingerprints: v['host-key-fingerprint'] ?? [],
+    trustOnFirstUse: v['trust-on-first-use'] as boolean,
+    method: v.method as MethodInput,
+    planOnly: v['plan-only'] as boolean,
+    flake: v.flake,
+    minRamKexecBytes: v['min-ram-kexec'] as number,
+    minRamInfectBytes: v['min-ram-infect'] as number,
+    allowLowRam: v['allow-low-ram'] as boolean,
+    reinstall: v.reinstall as boolean,
+    connectTimeoutSeconds: v['connect-timeout'] as number,
+    connectRetries: v['connect-retries'] as number,
+  };
+  checkTogether(cfg, opts, shown);
+  return cfg;
+}
+
+/** Rules that involve more than one input. */
+function checkTogether(cfg: Config, opts: ParseOptions, shown: (n: InputName) => string): void {
+  if (!cfg.planOnly && !cfg.flake) {
+    throw new InputError(
+      'flake',
+      'is required unless plan-only is true',
+      'set flake to PATH#NAME (e.g. .#my-vps), or plan-only: true to only see the plan',
+    );
+  }
+  if (opts.factsFromFile) return;
+  if (!cfg.target) throw new InputError('target', 'is required', 'set target to user@host[:port]');
+  if (!cfg.sshPrivateKey) {
+    throw new InputError(
+      shown('ssh-private-key'),
+      'is required to connect',
+      'pass the deploy key (a secret in CI: ssh-private-key: ${{ secrets.VPS_SSH_KEY }})',
+    );
+  }
+  const name = cfg.target.knownHostsName;
+  const pinned = cfg.knownHosts !== undefined || cfg.hostKeyFingerprints.length > 0;
+  if (!pinned && !cfg.trustOnFirstUse) {
+    const p = cfg.target.port === 22 ? '' : `-p ${cfg.target.port} `;
+    throw new InputError(
+      'known-hosts',
+      `no host key is pinned for ${name}`,
+      `get the key with 'ssh-keyscan ${p}${cfg.target.host}', check its fingerprint out of band (provider console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), and pass it as known-hosts or host-key-fingerprint; or set trust-on-first-use: true`,
+    );
+  }
+  if (cfg.knownHosts !== undefined && cfg.hostKeyFingerprints.length === 0) {
+    const pin = pinFor(name, cfg.knownHosts, []);
+    if (pin.keys.length === 0) {
+      const p = cfg.target.port === 22 ? '' : `-p ${cfg.target.port} `;
+      throw new InputError(
+        shown('known-hosts'),
+        `has no entry for ${name}`,
+        `add the host's line: ssh-keyscan ${p}${cfg.target.host} (entries for another port must be written [host]:port)`,
+      );
+    }
+  }
+}

@@ -1,0 +1,24 @@
+import type { Facts } from '../probe/facts';
+import type { Plan } from '../plan/plan';
+
+export type StageName = 'probe' | 'plan';
+
+export interface StageRecord {
+  name: StageName;
+  status: 'done' | 'skipped' | 'failed';
+  seconds: number;
+  detail?: string;
+}
+
+/** Everything one run did and learned; reports are rendered from this alone. */
+export interface RunRecord {
+  target?: string;
+  facts?: Facts;
+  plan?: Plan;
+  /** known_hosts line of the key the host presented (public: not a secret). */
+  hostKey?: string;
+  hostKeyFingerprint?: string;
+  hostKeyTrustedOnFirstUse?: boolean;
+  stages: StageRecord[];
+  error?: { message: string; fix?: string };
+}

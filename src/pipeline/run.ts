@@ -1,0 +1,116 @@
+/** The one pipeline the action and the CLI both call; only the input source and the reporter differ. */
+import type { Config } from '../inputs';
+import { plan } from '../plan/plan';
+import { probe } from '../probe/probe';
+import type { Facts } from '../probe/facts';
+import { formatTarget } from '../target';
+import { fingerprint, formatKey, pinFor } from '../ssh/hostkeys';
+import { connect as sshConnect, type ConnectOptions, type RemoteSession } from '../ssh/session';
+import { VpsNixosError, describeError } from '../errors';
+import type { RunRecord, StageName } from './record';
+
+export interface Logger {
+  info(line: string): void;
+  warn(line: string): void;
+}
+
+export interface PipelineDeps {
+  log: Logger;
+  connect?: (opts: ConnectOptions) => Promise<RemoteSession>;
+}
+
+export interface PipelineRequest {
+  /** Plan from these facts instead of probing (CLI `plan --facts FILE`). */
+  facts?: Facts;
+  /** Last stage to run. */
+  until: StageName;
+}
+
+/** Runs the stages in order, filling the record as it goes; never throws (errors land in the record). */
+export async function runPipeline(
+  cfg: Config,
+  req: PipelineRequest,
+  deps: PipelineDeps,
+): Promise<RunRecord> {
+  const record: RunRecord = {
+    stages: [],
+    target: cfg.target ? formatTarget(cfg.target) : undefined,
+  };
+  const stage = async <T>(name: StageName, fn: () => Promise<T>): Promise<T> => {
+    const start = Date.now();
+    deps.log.info(`── ${name}`);
+    try {
+      const v = await fn();
+      record.stages.push({ name, status: 'done', seconds: (Date.now() - start) / 1000 });
+      return v;
+    } catch (err) {
+      record.stages.push({
+        name,
+        status: 'failed',
+        seconds: (Date.now() - start) / 1000,
+        detail: describeError(err),
+      });
+      throw err;
+    }
+  };
+  let session: RemoteSession | undefined;
+  try {
+    if (req.facts) {
+      record.facts = req.facts;
+      record.stages.push({
+        name: 'probe',
+        status: 'skipped',
+        seconds: 0,
+        detail: 'facts read from a file',
+      });
+    } else {
+      record.facts = await stage('probe', async () => {
+        session = await openSession(cfg, deps, record);
+        return probe(session);
+      });
+    }
+    if (req.until === 'probe') return record;
+    const facts = record.facts;
+    record.plan = await stage('plan', async () => plan(facts, cfg));
+    for (const w of record.plan.warnings) deps.log.warn(w);
+  } catch (err) {
+    record.error =
+      err instanceof VpsNixosError
+        ? { message: err.message, fix: err.fix }
+        : { message: describeError(err) };
+  } finally {
+    session?.close();
+  }
+  return record;
+}
+
+async function openSession(
+  cfg: Config,
+  deps: PipelineDeps,
+  record: RunRecord,
+): Promise<RemoteSession> {
+  const target = cfg.target!;
+  const tofu =
+    cfg.trustOnFirstUse && cfg.knownHosts === undefined && cfg.hostKeyFingerprints.length === 0;
+  const session = await (deps.connect ?? sshConnect)({
+    target,
+    privateKey: cfg.sshPrivateKey!,
+    pin: tofu
+      ? 'trust-on-first-use'
+      : pinFor(target.knownHostsName, cfg.knownHosts, cfg.hostKeyFingerprints),
+    connectTimeoutMs: cfg.connectTimeoutSeconds * 1000,
+    retries: cfg.connectRetries,
+    log: (l) => deps.log.info(l),
+  });
+  record.hostKey = `${target.knownHostsName} ${formatKey(session.hostKey)}`;
+  record.hostKeyFingerprint = `${session.hostKey.type} ${fingerprint(session.hostKey.blob)}`;
+  record.hostKeyTrustedOnFirstUse = tofu;
+  if (tofu) {
+    deps.log.warn(
+      `trust-on-first-use: accepted ${record.hostKeyFingerprint} for ${target.knownHostsName}; pin it: ${record.hostKey}`,
+    );
+  } else {
+    deps.log.info(`host key ${record.hostKeyFingerprint} matches the pin`);
+  }
+  return session;
+}

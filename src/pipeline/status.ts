@@ -1,0 +1,28 @@
+import type { Config } from '../inputs';
+import type { RunRecord } from './record';
+
+/** Whether the run succeeded, and the one line that says why not. */
+export function finalStatus(
+  record: RunRecord,
+  cfg: Pick<Config, 'planOnly'>,
+): { ok: boolean; message: string } {
+  if (record.error) {
+    return {
+      ok: false,
+      message: `${record.error.message}${record.error.fix ? `\nfix: ${record.error.fix}` : ''}`,
+    };
+  }
+  if (!record.plan) return { ok: true, message: 'probed' };
+  // In plan-only mode a refusal is a result; in a real run it stops the job.
+  if (cfg.planOnly) return { ok: true, message: `plan: ${record.plan.method}` };
+  if (record.plan.refusal) {
+    return {
+      ok: false,
+      message: `refused: ${record.plan.refusal.reason}\nwhat would work: ${record.plan.refusal.remediation}`,
+    };
+  }
+  return {
+    ok: false,
+    message: `planned ${record.plan.method}, but this version of vps-nixos stops after the plan (build, bootstrap and deploy stages are not released yet): set plan-only: true`,
+  };
+}

@@ -1,0 +1,237 @@
+/** The install decision: a pure function of the probed facts and the config (DESIGN.md's table). */
+import type { Facts } from '../probe/facts';
+import type { Config } from '../inputs';
+import { formatBytes } from '../size';
+
+export type Method = 'kexec' | 'infect' | 'deploy-only' | 'refuse';
+
+export type PhaseName =
+  'prep' | 'kexec' | 'installer-prep' | 'install' | 'reboot' | 'infect' | 'deploy';
+
+export interface Refusal {
+  reason: string;
+  remediation: string;
+}
+
+export interface Plan {
+  method: Method;
+  /** Why this method: each fact that decided it, in order. */
+  reasons: string[];
+  warnings: string[];
+  phases: PhaseName[];
+  refusal?: Refusal;
+  /** zram swap to set up before memory-hungry phases, and a swapfile on real disk. */
+  zramBytes?: number;
+  swapfileBytes?: number;
+}
+
+/** The facts the method depends on; disks, tools and network are checked by the stages that need them. */
+export type PlanFacts = Pick<
+  Facts,
+  'memTotalBytes' | 'virtualization' | 'isNixos' | 'osVariantId'
+> &
+  Partial<Pick<Facts, 'isContainer' | 'osId' | 'osVersionId'>>;
+
+export type PlanConfig = Pick<
+  Config,
+  'method' | 'minRamKexecBytes' | 'minRamInfectBytes' | 'allowLowRam' | 'reinstall' | 'flake'
+>;
+
+const CONTAINERS = new Set([
+  'openvz',
+  'lxc',
+  'lxc-libvirt',
+  'docker',
+  'podman',
+  'systemd-nspawn',
+  'rkt',
+  'wsl',
+  'proot',
+  'pouch',
+  'container-other',
+]);
+
+const KEXEC_PHASES: PhaseName[] = [
+  'prep',
+  'kexec',
+  'installer-prep',
+  'install',
+  'reboot',
+  'deploy',
+];
+const INFECT_PHASES: PhaseName[] = ['prep', 'infect', 'reboot', 'deploy'];
+const MiB = 1024 * 1024;
+
+function isContainer(f: PlanFacts): boolean {
+  return f.isContainer ?? CONTAINERS.has(f.virtualization);
+}
+
+function refuse(reasons: string[], reason: string, remediation: string): Plan {
+  return {
+    method: 'refuse',
+    reasons: [...reasons, reason],
+    warnings: [],
+    phases: [],
+    refusal: { reason, remediation },
+  };
+}
+
+/** zram: RAM-sized (compressed ~3:1, so it holds about twice RAM's worth of pages in well under RAM). */
+export function defaultZramBytes(memTotalBytes: number): number {
+  return Math.min(Math.ceil(memTotalBytes / MiB) * MiB, 4096 * MiB);
+}
+
+/** A swapfile on disk backs zram for the install's peaks: 2 GiB, as much as a 1 GB host can usefully use. */
+export const DEFAULT_SWAPFILE_BYTES = 2048 * MiB;
+
+function withSizes(plan: Plan, f: PlanFacts, cfg: PlanConfig): Plan {
+  if (plan.method === 'kexec' || plan.method === 'infect') {
+    plan.zramBytes = defaultZramBytes(f.memTotalBytes);
+    plan.swapfileBytes = DEFAULT_SWAPFILE_BYTES;
+  }
+  if (!cfg.flake && plan.phases.includes('deploy')) {
+    plan.phases = plan.phases.filter((p) => p !== 'deploy');
+    plan.reasons.push('no flake given: the deploy phase is left out');
+  }
+  return plan;
+}
+
+/** Chooses how to bring this host to NixOS, and why. Never throws: a refusal is a plan too. */
+export function plan(f: PlanFacts, cfg: PlanConfig): Plan {
+  const mem = f.memTotalBytes;
+  const memText = `MemTotal ${formatBytes(mem)}`;
+  const container = isContainer(f);
+  const os = f.osId ? `${f.osId}${f.osVersionId ? ' ' + f.osVersionId : ''}` : 'the host';
+  const reasons: string[] = [];
+  const warnings: string[] = [];
+
+  // The kexec installer is NixOS too: mid-install, not installed.
+  if (f.isNixos && f.osVariantId === 'installer') {
+    reasons.push(
+      'the host runs the NixOS kexec installer (VARIANT_ID=installer): a previous run stopped after kexec',
+    );
+    if (cfg.method === 'infect' || cfg.method === 'deploy-only') {
+      return refuse(
+        reasons,
+        `method ${cfg.method} cannot continue from the kexec installer`,
+        'use method auto or kexec to resume the install, or reboot the host back into its distribution',
+      );
+    }
+    reasons.push('resuming at installer prep');
+    return withSizes({ method: 'kexec', reasons, warnings, phases: KEXEC_PHASES.slice(2) }, f, cfg);
+  }
+
+  if (f.isNixos) {
+    reasons.push('the host already runs NixOS (/etc/NIXOS)');
+    if (cfg.method === 'infect') {
+      return refuse(
+        reasons,
+        'method infect converts a distribution to NixOS; this host is NixOS already',
+        'use method deploy-only (or auto)',
+      );
+    }
+    if (!cfg.reinstall || cfg.method === 'deploy-only') {
+      if (cfg.method === 'kexec') {
+        return refuse(
+          reasons,
+          'method kexec would re-install a host that already runs NixOS',
+          'set reinstall: true to wipe and re-install it, or use method deploy-only',
+        );
+      }
+      reasons.push(
+        cfg.reinstall
+          ? 'method deploy-only: not re-installing'
+          : 'reinstall is false: deploying only',
+      );
+      return withSizes({ method: 'deploy-only', reasons, warnings, phases: ['deploy'] }, f, cfg);
+    }
+    reasons.push('reinstall is true: installing again');
+    warnings.push('reinstall wipes the disk of a host that already runs NixOS');
+  } else if (cfg.method === 'deploy-only') {
+    return refuse(
+      reasons,
+      `method deploy-only needs NixOS on the host; it runs ${os}`,
+      'use method auto (or kexec / infect) to install NixOS first',
+    );
+  }
+
+  if (container) {
+    reasons.push(
+      `virtualization ${f.virtualization} is a container: it shares the provider's kernel, so kexec is impossible`,
+    );
+    if (cfg.method === 'kexec') {
+      return refuse(
+        reasons,
+        `method kexec cannot work in a ${f.virtualization} container`,
+        'use method infect (in place) or auto, or move to a KVM VPS',
+      );
+    }
+    if (f.isNixos) {
+      return refuse(
+        reasons,
+        'a NixOS container cannot be re-installed in place',
+        'use method deploy-only, or reinstall from the provider panel',
+      );
+    }
+    if (mem < cfg.minRamInfectBytes) {
+      if (!cfg.allowLowRam) {
+        return refuse(
+          reasons,
+          `${memText} is below min-ram-infect ${formatBytes(cfg.minRamInfectBytes)}`,
+          'use a plan with more RAM (768 MB or more), or set allow-low-ram: true to try infect with zram and a swapfile anyway',
+        );
+      }
+      warnings.push(
+        `${memText} is below min-ram-infect ${formatBytes(cfg.minRamInfectBytes)}: planning infect anyway because allow-low-ram is true`,
+      );
+    } else {
+      reasons.push(`${memText} ≥ min-ram-infect ${formatBytes(cfg.minRamInfectBytes)}`);
+    }
+    warnings.push(
+      `infect inside a ${f.virtualization} container is best effort: the provider's kernel and init stay in charge`,
+    );
+    return withSizes({ method: 'infect', reasons, warnings, phases: INFECT_PHASES }, f, cfg);
+  }
+
+  reasons.push(`virtualization ${f.virtualization}: a full VM, kexec is possible`);
+  if (cfg.method === 'infect') {
+    reasons.push('method infect was asked for: converting in place, keeping the partitions');
+    if (mem < cfg.minRamInfectBytes) {
+      if (!cfg.allowLowRam) {
+        return refuse(
+          reasons,
+          `${memText} is below min-ram-infect ${formatBytes(cfg.minRamInfectBytes)}`,
+          'use a plan with more RAM, or set allow-low-ram: true to try anyway',
+        );
+      }
+      warnings.push(
+        `${memText} is below min-ram-infect: planning infect anyway because allow-low-ram is true`,
+      );
+    }
+    return withSizes({ method: 'infect', reasons, warnings, phases: INFECT_PHASES }, f, cfg);
+  }
+  if (mem >= cfg.minRamKexecBytes) {
+    reasons.push(
+      `${memText} ≥ min-ram-kexec ${formatBytes(cfg.minRamKexecBytes)}: slim kexec installer + disko`,
+    );
+    return withSizes({ method: 'kexec', reasons, warnings, phases: KEXEC_PHASES }, f, cfg);
+  }
+  if (cfg.method === 'auto' && mem >= cfg.minRamInfectBytes) {
+    reasons.push(
+      `${memText} is below min-ram-kexec ${formatBytes(cfg.minRamKexecBytes)} but ≥ min-ram-infect ${formatBytes(cfg.minRamInfectBytes)}: converting in place`,
+    );
+    return withSizes({ method: 'infect', reasons, warnings, phases: INFECT_PHASES }, f, cfg);
+  }
+  if (cfg.allowLowRam) {
+    warnings.push(
+      `${memText} is below min-ram-kexec ${formatBytes(cfg.minRamKexecBytes)}: planning kexec anyway because allow-low-ram is true (zram and a swapfile carry it)`,
+    );
+    return withSizes({ method: 'kexec', reasons, warnings, phases: KEXEC_PHASES }, f, cfg);
+  }
+  const floor = cfg.method === 'kexec' ? 'min-ram-kexec' : 'min-ram-kexec and min-ram-infect';
+  return refuse(
+    reasons,
+    `${memText} is below ${floor} (${formatBytes(Math.min(cfg.minRamKexecBytes, cfg.method === 'kexec' ? Infinity : cfg.minRamInfectBytes))})`,
+    'use a VPS with at least 768 MB of RAM, or set allow-low-ram: true to try with zram and a swapfile anyway',
+  );
+}

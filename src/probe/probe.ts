@@ -1,0 +1,19 @@
+import { readAsset } from '../assets';
+import { ProbeError } from '../errors';
+import type { RemoteSession } from '../ssh/session';
+import { parseFacts, type Facts } from './facts';
+
+const PROBE_TIMEOUT_MS = 60_000;
+
+/** Runs scripts/facts.sh on the target (read-only) and parses what it prints. */
+export async function probe(session: RemoteSession): Promise<Facts> {
+  const script = readAsset('scripts/facts.sh');
+  const r = await session.exec('sh -s', { stdin: script, timeoutMs: PROBE_TIMEOUT_MS });
+  if (r.code !== 0) {
+    throw new ProbeError(
+      `the facts script exited ${r.code} on the target: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`,
+      'check that the target user has a POSIX /bin/sh and can read /proc',
+    );
+  }
+  return parseFacts(r.stdout);
+}

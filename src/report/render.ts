@@ -1,0 +1,150 @@
+/** Renders a RunRecord for people: markdown for the job summary, plain text for the terminal. Pure. */
+import type { Facts } from '../probe/facts';
+import type { RunRecord } from '../pipeline/record';
+import { formatBytes } from '../size';
+
+type Row = [string, string];
+
+/** The facts worth showing, in the order a person checks them. */
+export function factRows(f: Facts): Row[] {
+  const fs = (x: Facts['tmp']) =>
+    x ? `${x.fsType}, ${formatBytes(x.sizeBytes)} (${formatBytes(x.availBytes)} free)` : 'unknown';
+  const addrs = f.interfaces
+    .flatMap((i) =>
+      i.addresses
+        .filter((a) => a.scope === 'global')
+        .map(
+          (a) =>
+            `${i.name} ${a.address}/${a.prefixLength}${a.dynamic ? ' (dynamic)' : ' (static)'}`,
+        ),
+    )
+    .join(', ');
+  const gw = f.routes
+    .filter((r) => r.dst === 'default')
+    .map((r) => `${r.gateway ?? 'on-link'} dev ${r.dev ?? '?'}${r.onlink ? ' onlink' : ''}`)
+    .join(', ');
+  return [
+    ['OS', `${f.osPrettyName ?? f.osId}${f.osVariantId ? ` (variant ${f.osVariantId})` : ''}`],
+    [
+      'NixOS',
+      f.isInstaller
+        ? 'kexec installer (mid-install)'
+        : f.isNixos
+          ? `yes${f.currentSystem ? `: ${f.currentSystem}` : ''}`
+          : 'no',
+    ],
+    [
+      'Virtualization',
+      `${f.virtualization}${f.isContainer ? ' (container)' : ''}${f.virtualizationSource === 'hints' ? ' — from hints, no systemd-detect-virt' : ''}`,
+    ],
+    [
+      'Memory',
+      `${formatBytes(f.memTotalBytes)} total${f.memAvailableBytes !== undefined ? `, ${formatBytes(f.memAvailableBytes)} available` : ''}`,
+    ],
+    ['Swap', f.swapTotalBytes ? formatBytes(f.swapTotalBytes) : 'none'],
+    ['Architecture / kernel', `${f.arch} / ${f.kernel}${f.efi ? ' (UEFI)' : ' (BIOS)'}`],
+    ['Root', `${f.rootSource ?? '?'} ${fs(f.root)}`],
+    ['/tmp', fs(f.tmp)],
+    [
+      'Disks',
+      f.disks.map((d) => `${d.path} ${formatBytes(d.sizeBytes)}`).join(', ') || 'none found',
+    ],
+    ['Addresses', addrs || 'none'],
+    ['Default routes', gw || 'none'],
+    ['DNS', f.dns.join(', ') || 'none'],
+    ['Package manager', f.packageManager ?? 'none found'],
+    [
+      'Missing tools',
+      ['tar', 'cpio', 'setsid', 'kexec'].filter((t) => !f.tools[t]).join(', ') || 'none',
+    ],
+    ['boot_id', f.bootId],
+  ];
+}
+
+/** Escapes remote text for the job summary, which GitHub inserts as HTML. */
+export function escapeCell(s: string): string {
+  return s
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/\|/g, '&#124;')
+    .replace(/\r?\n/g, '<br>');
+}
+
+function mdTable(header: Row, rows: Row[]): string {
+  const line = (r: Row) => `| ${r.map(escapeCell).join(' | ')} |`;
+  return [line(header), '| --- | --- |', ...rows.map(line)].join('\n');
+}
+
+/** Markdown for the job summary. */
+export function renderMarkdown(r: RunRecord): string {
+  const out: string[] = [`## vps-nixos${r.target ? ` — ${escapeCell(r.target)}` : ''}`];
+  if (r.error)
+    out.push(
+      `> [!CAUTION]\n> ${escapeCell(r.error.message)}${r.error.fix ? `<br>**Fix:** ${escapeCell(r.error.fix)}` : ''}`,
+    );
+  if (r.plan) {
+    const p = r.plan;
+    out.push(`### Plan: \`${p.method}\``);
+    if (p.refusal)
+      out.push(
+        `**Refused:** ${escapeCell(p.refusal.reason)}<br>**What would work:** ${escapeCell(p.refusal.remediation)}`,
+      );
+    out.push(p.reasons.map((x) => `- ${escapeCell(x)}`).join('\n'));
+    if (p.warnings.length)
+      out.push(p.warnings.map((w) => `> [!WARNING]\n> ${escapeCell(w)}`).join('\n\n'));
+    const rows: Row[] = [['Phases', p.phases.join(' → ') || 'none']];
+    if (p.zramBytes) rows.push(['zram swap', formatBytes(p.zramBytes)]);
+    if (p.swapfileBytes) rows.push(['swapfile (on disk)', formatBytes(p.swapfileBytes)]);
+    out.push(mdTable(['', ''], rows));
+  }
+  if (r.hostKeyFingerprint) {
+    out.push(
+      `Host key: \`${escapeCell(r.hostKeyFingerprint)}\`${r.hostKeyTrustedOnFirstUse ? ' — **trusted on first use**; pin it with the `host-key` output' : ' (pinned)'}`,
+    );
+  }
+  if (r.facts) out.push('### Facts', mdTable(['Fact', 'Value'], factRows(r.facts)));
+  if (r.stages.length) {
+    out.push(
+      '### Stages',
+      mdTable(
+        ['Stage', 'Result'],
+        r.stages.map((s) => [
+          s.name,
+          `${s.status}, ${s.seconds.toFixed(1)} s${s.detail ? ` — ${s.detail}` : ''}`,
+        ]),
+      ),
+    );
+  }
+  return out.join('\n\n') + '\n';
+}
+
+/** Plain text for the terminal. */
+export function renderText(r: RunRecord): string {
+  const out: string[] = [];
+  if (r.hostKeyFingerprint)
+    out.push(
+      `host key: ${r.hostKeyFingerprint}${r.hostKeyTrustedOnFirstUse ? ' (trusted on first use)' : ' (pinned)'}`,
+    );
+  if (r.facts) {
+    const rows = factRows(r.facts);
+    const w = Math.max(...rows.map(([k]) => k.length));
+    out.push('facts:', ...rows.map(([k, v]) => `  ${k.padEnd(w)}  ${v}`));
+  }
+  if (r.plan) {
+    const p = r.plan;
+    out.push(`plan: ${p.method}`);
+    out.push(...p.reasons.map((x) => `  - ${x}`));
+    out.push(...p.warnings.map((x) => `  ! ${x}`));
+    if (p.refusal)
+      out.push(`  refused: ${p.refusal.reason}`, `  what would work: ${p.refusal.remediation}`);
+    out.push(`  phases: ${p.phases.join(' → ') || 'none'}`);
+    if (p.zramBytes)
+      out.push(
+        `  zram: ${formatBytes(p.zramBytes)}, swapfile: ${formatBytes(p.swapfileBytes ?? 0)}`,
+      );
+  }
+  if (r.error)
+    out.push(`error: ${r.error.message}`, ...(r.error.fix ? [`  fix: ${r.error.fix}`] : []));
+  return out.join('\n') + '\n';
+}

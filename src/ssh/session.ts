@@ -1,0 +1,225 @@
+/** An SSH session to the target whose host key is checked against the pin before anything runs. */
+import { Client, type ConnectConfig, type ClientChannel } from 'ssh2';
+import type { Readable } from 'node:stream';
+import { HostKeyMismatch, SshConnectError, VpsNixosError } from '../errors';
+import { formatTarget, type Target } from '../target';
+import {
+  expectedFingerprints,
+  fingerprint,
+  hostKeyAlgorithms,
+  keyTypeOf,
+  pinAccepts,
+  type HostKey,
+  type HostKeyPin,
+} from './hostkeys';
+
+export interface ExecResult {
+  code: number;
+  signal?: string;
+  stdout: string;
+  stderr: string;
+}
+
+export interface ExecOptions {
+  stdin?: string | Buffer | Readable;
+  timeoutMs?: number;
+  /** Called with each chunk of output as it arrives (streaming logs). */
+  onOutput?: (chunk: string, stream: 'stdout' | 'stderr') => void;
+}
+
+/** A connected, verified session: the only way the rest of the code talks to the target. */
+export interface RemoteSession {
+  readonly target: Target;
+  /** The key the host presented (it passed the pin, or was trusted on first use). */
+  readonly hostKey: HostKey;
+  exec(command: string, opts?: ExecOptions): Promise<ExecResult>;
+  close(): void;
+}
+
+export interface ConnectOptions {
+  target: Target;
+  privateKey: string;
+  /** 'trust-on-first-use' accepts whatever the host presents; the caller reports it. */
+  pin: HostKeyPin | 'trust-on-first-use';
+  connectTimeoutMs: number;
+  retries: number;
+  keepaliveIntervalMs?: number;
+  log?: (line: string) => void;
+  /** For tests: how long to wait between attempts (grows ×2 up to 10 s). */
+  retryDelayMs?: number;
+}
+
+/** How one connection attempt ended, when it did not give us a session. */
+type AttemptFailure =
+  | { kind: 'mismatch'; presented: HostKey }
+  | { kind: 'auth'; message: string }
+  | { kind: 'network'; message: string; code?: string };
+
+const RETRYABLE = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  'EPIPE',
+]);
+
+function attempt(
+  opts: ConnectOptions,
+): Promise<{ client: Client; hostKey: HostKey } | AttemptFailure> {
+  return new Promise((resolve) => {
+    const client = new Client();
+    let presented: HostKey | undefined;
+    let mismatch = false;
+    let settled = false;
+    const done = (v: { client: Client; hostKey: HostKey } | AttemptFailure) => {
+      if (settled) return;
+      settled = true;
+      if ('kind' in v) client.end();
+      resolve(v);
+    };
+    const pin = opts.pin;
+    const config: ConnectConfig = {
+      host: opts.target.host,
+      port: opts.target.port,
+      username: opts.target.user,
+      privateKey: opts.privateKey,
+      readyTimeout: opts.connectTimeoutMs,
+      keepaliveInterval: opts.keepaliveIntervalMs ?? 5000,
+      keepaliveCountMax: 3,
+      hostVerifier: (blob: Buffer): boolean => {
+        presented = { type: keyTypeOf(blob) ?? 'unknown', blob: Buffer.from(blob) };
+        if (pin === 'trust-on-first-use') return true;
+        mismatch = !pinAccepts(pin, blob);
+        return !mismatch;
+      },
+      algorithms:
+        pin !== 'trust-on-first-use' && hostKeyAlgorithms(pin)
+          ? {
+              serverHostKey: hostKeyAlgorithms(pin) as NonNullable<
+                ConnectConfig['algorithms']
+              >['serverHostKey'],
+            }
+          : undefined,
+    };
+    client.on('ready', () => {
+      if (presented) done({ client, hostKey: presented });
+      else done({ kind: 'network', message: 'the server sent no host key' });
+    });
+    client.on('error', (err: Error & { code?: string; level?: string }) => {
+      if (mismatch && presented) return done({ kind: 'mismatch', presented });
+      if (err.level === 'client-authentication')
+        return done({ kind: 'auth', message: err.message });
+      done({ kind: 'network', message: err.message, code: err.code });
+    });
+    client.on('close', () => {
+      if (mismatch && presented) done({ kind: 'mismatch', presented });
+      else done({ kind: 'network', message: 'the connection closed during the handshake' });
+    });
+    client.connect(config);
+  });
+}
+
+/** Connects with bounded retries on network failures; never retries a mismatch or a refused login. */
+export async function connect(opts: ConnectOptions): Promise<RemoteSession> {
+  const where = formatTarget(opts.target);
+  let delay = opts.retryDelayMs ?? 1000;
+  let last: AttemptFailure | undefined;
+  for (let i = 0; i <= opts.retries; i++) {
+    if (i > 0) {
+      opts.log?.(
+        `ssh ${where}: ${last && 'message' in last ? last.message : 'failed'}; retrying in ${delay / 1000}s (${i}/${opts.retries})`,
+      );
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 10_000);
+    }
+    const r = await attempt(opts);
+    if (!('kind' in r)) return new Ssh2Session(opts.target, r.client, r.hostKey);
+    last = r;
+    if (r.kind === 'mismatch') {
+      const pin = opts.pin as HostKeyPin;
+      throw new HostKeyMismatch(
+        opts.target.knownHostsName,
+        `${r.presented.type} ${fingerprint(r.presented.blob)}`,
+        expectedFingerprints(pin),
+      );
+    }
+    if (r.kind === 'auth') {
+      throw new SshConnectError(
+        `login refused: ${where} did not accept the private key for user ${opts.target.user} (${r.message})`,
+        `add the deploy key's public half to ~${opts.target.user}/.ssh/authorized_keys on the target (ssh-keygen -y -f KEY prints it), and check the user name`,
+      );
+    }
+    if (r.code && !RETRYABLE.has(r.code) && !/timed out/i.test(r.message)) break;
+  }
+  const msg = last && last.kind === 'network' ? last.message : 'unknown failure';
+  throw new SshConnectError(
+    `cannot connect to ${where}: ${msg} (${opts.retries + 1} attempt${opts.retries ? 's' : ''})`,
+    `check the address and port in target, that sshd runs there and that a firewall lets the runner in; raise connect-timeout / connect-retries for slow hosts`,
+  );
+}
+
+/** Thrown when a remote command outlives its timeout. */
+export class RemoteTimeout extends VpsNixosError {}
+
+class Ssh2Session implements RemoteSession {
+  constructor(
+    readonly target: Target,
+    private readonly client: Client,
+    readonly hostKey: HostKey,
+  ) {}
+
+  exec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
+    return new Promise((resolve, reject) => {
+      this.client.exec(command, (err, channel: ClientChannel) => {
+        if (err)
+          return reject(
+            new SshConnectError(
+              `cannot run a command on ${formatTarget(this.target)}: ${err.message}`,
+              'the connection was lost; re-run to resume',
+            ),
+          );
+        const out: Buffer[] = [];
+        const errOut: Buffer[] = [];
+        let timer: NodeJS.Timeout | undefined;
+        if (opts.timeoutMs) {
+          timer = setTimeout(() => {
+            channel.close();
+            reject(
+              new RemoteTimeout(
+                `remote command timed out after ${opts.timeoutMs! / 1000}s: ${command.slice(0, 80)}`,
+                'check the target is responsive (load, memory) and re-run',
+              ),
+            );
+          }, opts.timeoutMs);
+        }
+        channel.on('data', (d: Buffer) => {
+          out.push(d);
+          opts.onOutput?.(d.toString(), 'stdout');
+        });
+        channel.stderr.on('data', (d: Buffer) => {
+          errOut.push(d);
+          opts.onOutput?.(d.toString(), 'stderr');
+        });
+        channel.on('close', (code: number | null, signal?: string) => {
+          if (timer) clearTimeout(timer);
+          resolve({
+            code: code ?? -1,
+            signal: signal ?? undefined,
+            stdout: Buffer.concat(out).toString(),
+            stderr: Buffer.concat(errOut).toString(),
+          });
+        });
+        const stdin = opts.stdin;
+        if (stdin === undefined) channel.end();
+        else if (typeof stdin === 'string' || Buffer.isBuffer(stdin)) channel.end(stdin);
+        else stdin.pipe(channel);
+      });
+    });
+  }
+
+  close(): void {
+    this.client.end();
+  }
+}

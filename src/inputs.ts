@@ -31,6 +31,11 @@ export interface Config {
   reinstall: boolean;
   connectTimeoutSeconds: number;
   connectRetries: number;
+  closureBudgetBytes?: number;
+  installerBudgetBytes?: number;
+  diskoWithDeps: boolean;
+  cache: boolean;
+  cacheMaxBytes: number;
 }
 
 /** One input as action.yml documents it; the schema below is built from these. */
@@ -114,6 +119,32 @@ export const INPUTS = {
       'Extra SSH connection attempts after a network failure (never after a key mismatch or a refused login)',
     required: false,
     default: '3',
+  },
+  'closure-budget': {
+    description:
+      'Largest allowed system closure (NAR bytes, e.g. 3GiB); over it the run fails before any SSH connection',
+    required: false,
+  },
+  'installer-budget': {
+    description: 'Largest allowed compressed kexec tarball (e.g. 400MiB)',
+    required: false,
+  },
+  'disko-with-deps': {
+    description:
+      "Build disko's diskoScript (tools included) instead of diskoScriptNoDeps (the installer already has them)",
+    required: false,
+    default: 'false',
+  },
+  cache: {
+    description: 'Cache the built closure (a zstd file binary cache) between runs',
+    required: false,
+    default: 'true',
+  },
+  'cache-max-size': {
+    description:
+      'Do not save a closure cache larger than this (the Actions cache holds 10 GB per repository)',
+    required: false,
+    default: '4GiB',
   },
 } as const satisfies Record<string, InputSpec>;
 
@@ -260,6 +291,11 @@ const FIELDS = {
   reinstall: booleanInput,
   'connect-timeout': countInput(1, 600, 'seconds'),
   'connect-retries': countInput(0, 20, 'the number of retries'),
+  'closure-budget': sizeInput,
+  'installer-budget': sizeInput,
+  'disko-with-deps': booleanInput,
+  cache: booleanInput,
+  'cache-max-size': sizeInput,
 } satisfies Record<InputName, z.ZodType>;
 
 /** The zod schema of the inputs, after defaults are filled in (see withDefaults). */
@@ -284,8 +320,8 @@ export function withDefaults(raw: RawInputs): RawInputs {
 }
 
 export interface ParseOptions {
-  /** The plan comes from a saved facts file: no target, key or pin is needed. */
-  factsFromFile?: boolean;
+  /** Nothing connects (plan from a saved facts file, or build only): no target, key or pin is needed. */
+  noConnection?: boolean;
   /** What the user actually typed for an input (CLI file options), for messages. */
   shownAs?: Partial<Record<InputName, string>>;
 }
@@ -318,6 +354,11 @@ export function parseConfig(raw: RawInputs, opts: ParseOptions = {}): Config {
     reinstall: v.reinstall as boolean,
     connectTimeoutSeconds: v['connect-timeout'] as number,
     connectRetries: v['connect-retries'] as number,
+    closureBudgetBytes: v['closure-budget'],
+    installerBudgetBytes: v['installer-budget'],
+    diskoWithDeps: v['disko-with-deps'] as boolean,
+    cache: v.cache as boolean,
+    cacheMaxBytes: v['cache-max-size'] as number,
   };
   checkTogether(cfg, opts, shown);
   return cfg;
@@ -332,7 +373,7 @@ function checkTogether(cfg: Config, opts: ParseOptions, shown: (n: InputName) =>
       'set flake to PATH#NAME (e.g. .#my-vps), or plan-only: true to only see the plan',
     );
   }
-  if (opts.factsFromFile) return;
+  if (opts.noConnection) return;
   if (!cfg.target) throw new InputError('target', 'is required', 'set target to user@host[:port]');
   if (!cfg.sshPrivateKey) {
     throw new InputError(

@@ -8,6 +8,9 @@ import { runPipeline } from './pipeline/run';
 import { renderMarkdown } from './report/render';
 import { describeError } from './errors';
 import { finalStatus } from './pipeline/status';
+import { TOOL_VERSION } from './version';
+import { ActionsCacheStore } from './cache/actions';
+import { join } from 'node:path';
 
 function readInputs(): RawInputs {
   const raw: RawInputs = {};
@@ -30,8 +33,15 @@ async function main(): Promise<void> {
   }
   const record = await runPipeline(
     cfg,
-    { until: 'plan' },
-    { log: { info: core.info, warn: core.warning } },
+    { stages: cfg.planOnly ? ['probe', 'plan'] : ['build', 'probe', 'plan'] },
+    {
+      log: { info: core.info, warn: core.warning },
+      toolVersion: TOOL_VERSION,
+      cache: {
+        store: new ActionsCacheStore(),
+        dir: join(process.env.RUNNER_TEMP || tmpdir(), 'vps-nixos-closure-cache'),
+      },
+    },
   );
   if (record.plan) core.setOutput(Output.method, record.plan.method);
   if (record.hostKey) core.setOutput(Output.hostKey, record.hostKey);

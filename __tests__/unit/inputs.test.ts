@@ -108,7 +108,7 @@ describe('parseConfig', () => {
     ).toBe(true);
   });
   it('needs no target, key or pin when planning from a facts file', () => {
-    expect(() => parseConfig({ 'plan-only': 'true' }, { factsFromFile: true })).not.toThrow();
+    expect(() => parseConfig({ 'plan-only': 'true' }, { noConnection: true })).not.toThrow();
   });
 
   // Each bad input fails before any connection, naming the input and saying how to fix it.

@@ -23588,6 +23588,104 @@ function readAsset(relative) {
 
 /***/ }),
 
+/***/ 1452:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+/** Cache keys: what determines the build output, and nothing else. Pure. */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.cacheKeyPrefix = cacheKeyPrefix;
+exports.cacheKey = cacheKey;
+const PREFIX = 'vps-nixos-closure';
+function clean(s) {
+    return s.replace(/[^A-Za-z0-9._-]/g, '_');
+}
+/** The restore-key prefix: same system and configuration name, any build. */
+function cacheKeyPrefix(p) {
+    return `${PREFIX}-${clean(p.toolVersion)}-${clean(p.system)}-${clean(p.name)}-`;
+}
+/** The exact key (no commas, ≤ 512 characters, as the Actions cache requires). */
+function cacheKey(p) {
+    const hash = /\/nix\/store\/([0-9a-z]{32})-/.exec(p.drvPath)?.[1];
+    if (!hash)
+        throw new Error(`not a store derivation path: ${p.drvPath}`);
+    return (cacheKeyPrefix(p) + hash).slice(0, 512);
+}
+
+
+/***/ }),
+
+/***/ 7631:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.LocalDirCacheStore = void 0;
+exports.dirBytes = dirBytes;
+/** Where build artifacts are kept between runs. The Actions cache in CI; a local dir for the CLI and tests. */
+const node_fs_1 = __nccwpck_require__(3024);
+const node_path_1 = __nccwpck_require__(6760);
+/** A directory of entries, one sub-directory per key. */
+class LocalDirCacheStore {
+    root;
+    kind = 'local';
+    constructor(root) {
+        this.root = root;
+    }
+    entry(key) {
+        if (!/^[A-Za-z0-9._-]+$/.test(key))
+            throw new Error(`cache key '${key}' has characters other than A-Z a-z 0-9 . _ -`);
+        return (0, node_path_1.join)(this.root, key);
+    }
+    async restore(dir, key, restoreKeys) {
+        let hit = (0, node_fs_1.existsSync)(this.entry(key)) ? key : undefined;
+        if (!hit && (0, node_fs_1.existsSync)(this.root)) {
+            for (const prefix of restoreKeys) {
+                const candidates = (0, node_fs_1.readdirSync)(this.root)
+                    .filter((k) => k.startsWith(prefix) && !k.includes('.partial-'))
+                    .sort((a, b) => (0, node_fs_1.statSync)((0, node_path_1.join)(this.root, b)).mtimeMs - (0, node_fs_1.statSync)((0, node_path_1.join)(this.root, a)).mtimeMs);
+                if (candidates[0]) {
+                    hit = candidates[0];
+                    break;
+                }
+            }
+        }
+        if (!hit)
+            return undefined;
+        (0, node_fs_1.rmSync)(dir, { recursive: true, force: true });
+        (0, node_fs_1.cpSync)(this.entry(hit), dir, { recursive: true });
+        return hit;
+    }
+    async save(dir, key) {
+        const target = this.entry(key);
+        if ((0, node_fs_1.existsSync)(target))
+            return 'exists';
+        (0, node_fs_1.mkdirSync)(this.root, { recursive: true });
+        // Copy then rename, so a crash never leaves a half entry under the real key.
+        const tmp = `${target}.partial-${process.pid}`;
+        (0, node_fs_1.cpSync)(dir, tmp, { recursive: true });
+        (0, node_fs_1.renameSync)(tmp, target);
+        return 'saved';
+    }
+}
+exports.LocalDirCacheStore = LocalDirCacheStore;
+/** Total bytes of the files under a directory. */
+function dirBytes(dir) {
+    if (!(0, node_fs_1.existsSync)(dir))
+        return 0;
+    let total = 0;
+    for (const e of (0, node_fs_1.readdirSync)(dir, { withFileTypes: true })) {
+        const p = (0, node_path_1.join)(dir, e.name);
+        total += e.isDirectory() ? dirBytes(p) : (0, node_fs_1.statSync)(p).size;
+    }
+    return total;
+}
+
+
+/***/ }),
+
 /***/ 7593:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -23659,12 +23757,43 @@ const run_1 = __nccwpck_require__(319);
 const status_1 = __nccwpck_require__(7922);
 const render_1 = __nccwpck_require__(6340);
 const facts_1 = __nccwpck_require__(2385);
+const node_os_1 = __nccwpck_require__(8161);
+const node_path_1 = __nccwpck_require__(6760);
+const store_1 = __nccwpck_require__(7631);
+const version_1 = __nccwpck_require__(311);
+/** The `build --json` contract: toplevel, closure totals and top contributors, disk script, cache. */
+function buildJson(b) {
+    return {
+        toplevel: b.toplevel,
+        drvPath: b.drvPath,
+        diskScript: b.diskScript ?? null,
+        closure: {
+            pathCount: b.closure.pathCount,
+            narBytes: b.closure.narBytes,
+            top: b.closure.top,
+            topOwn: b.closure.topOwn,
+            leaks: b.closure.leaks,
+        },
+        cache: b.cache ?? null,
+        seconds: b.seconds,
+    };
+}
 const BOOLEAN_INPUTS = new Set([
     'trust-on-first-use',
     'plan-only',
     'allow-low-ram',
     'reinstall',
+    'disko-with-deps',
+    'cache',
 ]);
+const BUILDING = [
+    'flake',
+    'method',
+    'closure-budget',
+    'disko-with-deps',
+    'cache',
+    'cache-max-size',
+];
 const CONNECTION = [
     'target',
     'ssh-private-key',
@@ -23704,13 +23833,13 @@ exports.COMMANDS = [
     {
         name: 'probe',
         summary: 'Connect over pinned SSH and print what the target is (read-only)',
-        until: 'probe',
+        stages: ['probe'],
         options: [...CONNECTION.map(inputOption), ...FILE_OPTIONS, JSON_OPTION],
     },
     {
         name: 'plan',
         summary: 'Probe (or read --facts) and print how the target would be installed; changes nothing',
-        until: 'plan',
+        stages: ['probe', 'plan'],
         options: [
             ...CONNECTION.map(inputOption),
             ...FILE_OPTIONS,
@@ -23718,6 +23847,20 @@ exports.COMMANDS = [
             {
                 name: 'facts',
                 description: 'Plan from a saved `probe --json` (or facts) JSON file instead of connecting',
+            },
+            JSON_OPTION,
+        ],
+    },
+    {
+        name: 'build',
+        summary: "Build the system closure (and disk script) with this machine's Nix, report its size, enforce the budget, cache it",
+        stages: ['build'],
+        options: [
+            ...BUILDING.map(inputOption),
+            {
+                name: 'cache-dir',
+                description: 'Directory that keeps closure caches between runs',
+                default: '~/.cache/vps-nixos',
             },
             JSON_OPTION,
         ],
@@ -23801,18 +23944,38 @@ async function runCommand(cmd, options, log) {
         raw[input] = readFileOption(fileOpt, path);
         shownAs[input] = fileOpt;
     }
-    // probe and plan never change the target.
-    raw['plan-only'] = 'true';
+    const building = cmd.stages.includes('build');
+    // probe and plan never change the target; build needs a flake.
+    if (!building)
+        raw['plan-only'] = 'true';
     const facts = options.facts !== undefined ? loadFacts(options.facts) : undefined;
-    const cfg = (0, inputs_1.parseConfig)(raw, { factsFromFile: facts !== undefined, shownAs });
-    const record = await (0, run_1.runPipeline)(cfg, { until: cmd.until, facts }, { log });
+    const cfg = (0, inputs_1.parseConfig)(raw, {
+        noConnection: facts !== undefined || !cmd.stages.includes('probe'),
+        shownAs,
+    });
+    const cacheRoot = options['cache-dir'] ??
+        (0, node_path_1.join)(process.env.XDG_CACHE_HOME || (0, node_path_1.join)((0, node_os_1.homedir)(), '.cache'), 'vps-nixos');
+    const record = await (0, run_1.runPipeline)(cfg, { stages: cmd.stages, facts }, {
+        log,
+        toolVersion: version_1.TOOL_VERSION,
+        cache: building
+            ? {
+                store: new store_1.LocalDirCacheStore((0, node_path_1.join)(cacheRoot, 'entries')),
+                dir: (0, node_path_1.join)(cacheRoot, 'work', 'closure'),
+            }
+            : undefined,
+    });
     const status = (0, status_1.finalStatus)(record, cfg);
     const json = options.json === 'true';
     let output;
     if (json) {
-        const doc = { facts: record.facts };
-        if (cmd.until === 'plan')
+        const doc = {};
+        if (cmd.stages.includes('probe'))
+            doc.facts = record.facts;
+        if (cmd.stages.includes('plan'))
             doc.plan = record.plan;
+        if (record.build)
+            Object.assign(doc, buildJson(record.build));
         if (record.hostKey)
             doc.hostKey = record.hostKey;
         if (record.error)
@@ -23981,6 +24144,29 @@ exports.INPUTS = {
         required: false,
         default: '3',
     },
+    'closure-budget': {
+        description: 'Largest allowed system closure (NAR bytes, e.g. 3GiB); over it the run fails before any SSH connection',
+        required: false,
+    },
+    'installer-budget': {
+        description: 'Largest allowed compressed kexec tarball (e.g. 400MiB)',
+        required: false,
+    },
+    'disko-with-deps': {
+        description: "Build disko's diskoScript (tools included) instead of diskoScriptNoDeps (the installer already has them)",
+        required: false,
+        default: 'false',
+    },
+    cache: {
+        description: 'Cache the built closure (a zstd file binary cache) between runs',
+        required: false,
+        default: 'true',
+    },
+    'cache-max-size': {
+        description: 'Do not save a closure cache larger than this (the Actions cache holds 10 GB per repository)',
+        required: false,
+        default: '4GiB',
+    },
 };
 function fail(ctx, message, fix) {
     ctx.addIssue({ code: 'custom', message, params: { fix } });
@@ -24073,6 +24259,11 @@ const FIELDS = {
     reinstall: booleanInput,
     'connect-timeout': countInput(1, 600, 'seconds'),
     'connect-retries': countInput(0, 20, 'the number of retries'),
+    'closure-budget': sizeInput,
+    'installer-budget': sizeInput,
+    'disko-with-deps': booleanInput,
+    cache: booleanInput,
+    'cache-max-size': sizeInput,
 };
 /** The zod schema of the inputs, after defaults are filled in (see withDefaults). */
 exports.inputSchema = zod_1.z.object(Object.fromEntries(Object.keys(FIELDS).map((name) => [name, FIELDS[name].optional()])));
@@ -24115,6 +24306,11 @@ function parseConfig(raw, opts = {}) {
         reinstall: v.reinstall,
         connectTimeoutSeconds: v['connect-timeout'],
         connectRetries: v['connect-retries'],
+        closureBudgetBytes: v['closure-budget'],
+        installerBudgetBytes: v['installer-budget'],
+        diskoWithDeps: v['disko-with-deps'],
+        cache: v.cache,
+        cacheMaxBytes: v['cache-max-size'],
     };
     checkTogether(cfg, opts, shown);
     return cfg;
@@ -24124,7 +24320,7 @@ function checkTogether(cfg, opts, shown) {
     if (!cfg.planOnly && !cfg.flake) {
         throw new errors_1.InputError('flake', 'is required unless plan-only is true', 'set flake to PATH#NAME (e.g. .#my-vps), or plan-only: true to only see the plan');
     }
-    if (opts.factsFromFile)
+    if (opts.noConnection)
         return;
     if (!cfg.target)
         throw new errors_1.InputError('target', 'is required', 'set target to user@host[:port]');
@@ -24149,6 +24345,397 @@ function checkTogether(cfg, opts, shown) {
 
 /***/ }),
 
+/***/ 8455:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.BudgetExceeded = exports.BuildError = void 0;
+exports.nixVersion = nixVersion;
+exports.buildSystem = buildSystem;
+/** The build stage: the user's system closure and disk script, reported, budgeted and cached. */
+const node_fs_1 = __nccwpck_require__(3024);
+const node_path_1 = __nccwpck_require__(6760);
+const errors_1 = __nccwpck_require__(3916);
+const size_1 = __nccwpck_require__(4642);
+const keys_1 = __nccwpck_require__(1452);
+const store_1 = __nccwpck_require__(7631);
+const closure_1 = __nccwpck_require__(2198);
+const nix_1 = __nccwpck_require__(4280);
+class BuildError extends errors_1.VpsNixosError {
+}
+exports.BuildError = BuildError;
+/** The closure is larger than the budget; raised before anything touches the target. */
+class BudgetExceeded extends errors_1.VpsNixosError {
+}
+exports.BudgetExceeded = BudgetExceeded;
+function attr(flake, path) {
+    const name = /^[A-Za-z0-9_-]+$/.test(flake.name) ? flake.name : `"${flake.name}"`;
+    return `${flake.ref}#nixosConfigurations.${name}.${path}`;
+}
+function evalError(flake, what, stderr) {
+    const text = (0, nix_1.nixErrorText)(stderr);
+    if (/does not provide attribute|attribute '.*' missing/.test(stderr)) {
+        return new BuildError(`flake '${flake.ref}' has no nixosConfigurations.${flake.name}.${what} (${text})`, `check the name after '#': nix flake show ${flake.ref} lists the configurations`);
+    }
+    if (/(does not exist|No such file|cannot find flake|is not a flake|could not find a flake)/i.test(stderr)) {
+        return new BuildError(`flake '${flake.ref}' not found (${text})`, 'check the flake input: a path to a directory with flake.nix, or a flake URL');
+    }
+    return new BuildError(`evaluating ${attr(flake, what)} failed: ${text}`, 'run the same nix eval locally to see the whole error');
+}
+async function evalRaw(nix, flake, path) {
+    const r = await nix.run(['eval', '--raw', attr(flake, path)]);
+    if (r.code !== 0)
+        throw evalError(flake, path, r.stderr);
+    return r.stdout.trim();
+}
+async function buildOut(nix, installable, log) {
+    const r = await nix.run(['build', '--no-link', '--json', installable], {
+        onStderr: (l) => l.trim() && log(l),
+    });
+    if (r.code !== 0)
+        return { out: '', stderr: r.stderr, code: r.code };
+    const doc = JSON.parse(r.stdout);
+    return { out: doc[0]?.outputs.out ?? '', stderr: r.stderr, code: 0 };
+}
+const MANIFEST = 'vps-nixos-paths.txt';
+/** Copies every path the restored file cache lists into the local store; returns how many are now valid. */
+async function importFileCache(nix, dir) {
+    const manifest = (0, node_path_1.join)(dir, MANIFEST);
+    if (!(0, node_fs_1.existsSync)(manifest))
+        return 0;
+    const paths = (0, node_fs_1.readFileSync)(manifest, 'utf8').split('\n').filter(Boolean);
+    if (paths.length === 0)
+        return 0;
+    const r = await nix.run(['copy', '--no-check-sigs', '--from', `file://${dir}`, ...paths]);
+    if (r.code !== 0)
+        throw new nix_1.NixError(`restoring the closure from the cache failed: ${(0, nix_1.nixErrorText)(r.stderr)}`, 'the cache entry may be damaged; delete it and re-run');
+    return paths.length;
+}
+/** Writes the closure into a fresh zstd file binary cache, with a manifest of its paths. */
+async function exportFileCache(nix, dir, roots, closurePaths) {
+    (0, node_fs_1.rmSync)(dir, { recursive: true, force: true });
+    (0, node_fs_1.mkdirSync)(dir, { recursive: true });
+    const r = await nix.run(['copy', '--to', `file://${dir}?compression=zstd`, ...roots]);
+    if (r.code !== 0)
+        throw new nix_1.NixError(`writing the closure cache failed: ${(0, nix_1.nixErrorText)(r.stderr)}`, 'check free space under the cache directory');
+    (0, node_fs_1.writeFileSync)((0, node_path_1.join)(dir, MANIFEST), closurePaths.join('\n') + '\n');
+}
+/** Checks Nix is there and says which, before anything else. */
+async function nixVersion(nix) {
+    const r = await nix.run(['--version']);
+    if (r.code !== 0)
+        throw new nix_1.NixError(`'nix --version' failed: ${(0, nix_1.nixErrorText)(r.stderr)}`, 'repair the Nix installation on the runner');
+    return r.stdout.trim();
+}
+/** Builds toplevel (+ disk script), reports the closure, enforces the budget, and caches the closure. */
+async function buildSystem(nix, req) {
+    const start = Date.now();
+    req.log(`nix: ${await nixVersion(nix)}`);
+    const drvPath = await evalRaw(nix, req.flake, 'config.system.build.toplevel.drvPath');
+    const system = await evalRaw(nix, req.flake, 'config.system.build.toplevel.system').catch(() => 'x86_64-linux');
+    let cache;
+    if (req.cache) {
+        const parts = { system, name: req.flake.name, drvPath, toolVersion: req.toolVersion };
+        const key = (0, keys_1.cacheKey)(parts);
+        const restoredKey = await req.cache.store.restore(req.cache.dir, key, [(0, keys_1.cacheKeyPrefix)(parts)]);
+        const restoredPaths = restoredKey ? await importFileCache(nix, req.cache.dir) : 0;
+        cache = {
+            kind: req.cache.store.kind,
+            key,
+            restoredKey,
+            restoredPaths,
+            hit: restoredKey === key ? 'exact' : restoredKey ? 'partial' : 'miss',
+            saved: 'not-needed',
+        };
+        req.log(`cache ${cache.hit}${restoredKey ? ` (${restoredKey}, ${restoredPaths} paths)` : ''}`);
+    }
+    const top = await buildOut(nix, attr(req.flake, 'config.system.build.toplevel'), req.log);
+    if (top.code !== 0)
+        throw new BuildError(`building the system failed: ${(0, nix_1.nixErrorText)(top.stderr)}`, 'run nix build on the same attribute locally to see the whole log');
+    let diskScript;
+    if (req.diskScript) {
+        const d = await buildOut(nix, attr(req.flake, `config.system.build.${req.diskScript.attr}`), req.log);
+        if (d.code !== 0) {
+            const missing = /does not provide attribute|attribute '.*' missing/.test(d.stderr);
+            if (missing && !req.diskScript.required) {
+                req.log('no disko configuration: no disk script built (only the kexec method needs one)');
+            }
+            else if (missing) {
+                throw new BuildError(`nixosConfigurations.${req.flake.name} has no disko configuration (config.system.build.${req.diskScript.attr} is missing), but the plan partitions the disk`, "import disko.nixosModules.disko and define disko.devices (see nix/README.md), or use method infect to keep the provider's partitions");
+            }
+            else {
+                throw new BuildError(`building the disk script failed: ${(0, nix_1.nixErrorText)(d.stderr)}`, 'run nix build on the same attribute locally');
+            }
+        }
+        else {
+            diskScript = d.out;
+        }
+    }
+    const info = await nix.run(['path-info', '--json', '-rsS', top.out]);
+    if (info.code !== 0)
+        throw new nix_1.NixError(`nix path-info failed: ${(0, nix_1.nixErrorText)(info.stderr)}`, 'check the Nix store on the runner');
+    const infos = (0, closure_1.parsePathInfo)(info.stdout);
+    const closure = (0, closure_1.closureReport)(top.out, infos);
+    if (req.closureBudgetBytes !== undefined && closure.narBytes > req.closureBudgetBytes) {
+        const biggest = closure.topOwn
+            .slice(0, 5)
+            .map((c) => `${(0, closure_1.storeName)(c.path)} ${(0, size_1.formatBytes)(c.narBytes)}`)
+            .join(', ');
+        throw new BudgetExceeded(`the system closure is ${(0, size_1.formatBytes)(closure.narBytes)} (${closure.pathCount} paths), over closure-budget ${(0, size_1.formatBytes)(req.closureBudgetBytes)}; biggest: ${biggest}`, closure.leaks.length
+            ? `known leaks: ${closure.leaks
+                .slice(0, 3)
+                .map((l) => `${(0, closure_1.storeName)(l.path)} (${l.option})`)
+                .join('; ')}; or raise closure-budget`
+            : 'trim the configuration (see the closure report) or raise closure-budget');
+    }
+    if (req.cache && cache && cache.hit !== 'exact') {
+        const roots = [top.out, ...(diskScript ? [diskScript] : [])];
+        const paths = infos.map((i) => i.path);
+        if (diskScript) {
+            const d = await nix.run(['path-info', '-r', diskScript]);
+            paths.push(...d.stdout.split('\n').filter(Boolean));
+        }
+        await exportFileCache(nix, req.cache.dir, roots, [...new Set(paths)]);
+        cache.bytes = (0, store_1.dirBytes)(req.cache.dir);
+        if (cache.bytes > req.cache.capBytes) {
+            cache.saved = 'skipped-over-cap';
+            req.warn(`not caching the closure: ${(0, size_1.formatBytes)(cache.bytes)} is over cache-max-size ${(0, size_1.formatBytes)(req.cache.capBytes)}`);
+        }
+        else {
+            cache.saved = await req.cache.store.save(req.cache.dir, cache.key);
+        }
+    }
+    return {
+        toplevel: top.out,
+        drvPath,
+        system,
+        diskScript,
+        closure,
+        cache,
+        seconds: (Date.now() - start) / 1000,
+    };
+}
+
+
+/***/ }),
+
+/***/ 2198:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+/** Closure size reports from `nix path-info --json -rsS`. Pure. */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.parsePathInfo = parsePathInfo;
+exports.storeName = storeName;
+exports.splitVersion = splitVersion;
+exports.diffClosures = diffClosures;
+exports.closureReport = closureReport;
+/** Reads path-info JSON: an array (Nix ≤ 2.18) or an object keyed by path (newer). */
+function parsePathInfo(json) {
+    const doc = JSON.parse(json);
+    const entries = Array.isArray(doc)
+        ? doc.map((d) => [d.path ?? '', d])
+        : Object.entries(doc);
+    return entries
+        .filter((e) => !!e[1] && e[1].valid !== false && !!e[0])
+        .map(([path, d]) => ({
+        path,
+        narBytes: d.narSize ?? 0,
+        closureBytes: d.closureSize,
+        references: d.references ?? [],
+    }));
+}
+/** `/nix/store/<hash>-<name>` → `<name>`. */
+function storeName(path) {
+    const base = path.slice(path.lastIndexOf('/') + 1);
+    return base.replace(/^[0-9a-z]{32}-/, '');
+}
+/** Splits a store name into package name and version the way diff-closures does. */
+function splitVersion(name) {
+    const m = /^(.*?)-(\d[^-]*(?:-.*)?)$/.exec(name);
+    return m ? { pname: m[1], version: m[2] } : { pname: name, version: '' };
+}
+const LEAKS = [
+    {
+        pattern: /^linux-firmware/,
+        what: 'all redistributable firmware (787 MB in seed 001); a VM needs none',
+        option: 'hardware.enableRedistributableFirmware = false',
+    },
+    {
+        pattern: /^(clang|llvm|lldb|clang-tools|compiler-rt)(-|$)/,
+        what: 'an LLVM/clang toolchain (7 GB with dev tools in seed 001)',
+        option: 'environment.systemPackages (dev toolchains)',
+    },
+    {
+        pattern: /^(rustc|cargo|clippy|rust-docs|rust-analyzer|rust-src)(-|$)/,
+        what: 'a Rust toolchain (3.5 GB in seed 001)',
+        option: 'environment.systemPackages (dev toolchains)',
+    },
+    {
+        pattern: /^(qtbase|qtwayland|qtdeclarative|hyprland|wlroots|gtk\+?3|gtk4|mesa|xwayland|libX11|grimblast|wayland)(-|$)/,
+        what: 'desktop/Wayland/Qt parts (4.5 GB in seed 001)',
+        option: 'environment.systemPackages or a desktop module imported on a server',
+    },
+    {
+        pattern: /^zbar(-|$)/,
+        what: 'zbar, a barcode scanner (620 MB in seed 001)',
+        option: 'environment.systemPackages',
+    },
+    {
+        pattern: /microvm/,
+        what: 'the microvm host module (503 MB in seed 001)',
+        option: 'imports (microvm.nixosModules.host)',
+    },
+    {
+        pattern: /^(nixos-manual|.*-man-pages|.*-doc)(-|$)/,
+        what: 'documentation',
+        option: 'documentation.enable = false',
+    },
+];
+function contributors(infos, by, n) {
+    return [...infos]
+        .map((i) => ({
+        path: i.path,
+        narBytes: i.narBytes,
+        closureBytes: i.closureBytes ?? i.narBytes,
+    }))
+        .sort((a, b) => b[by] - a[by] || a.path.localeCompare(b.path))
+        .slice(0, n);
+}
+/** Compares a new closure with the one on the target (its store path list). */
+function diffClosures(next, previous) {
+    const prevSet = new Set(previous);
+    const nextSet = new Set(next.map((i) => i.path));
+    const added = next.filter((i) => !prevSet.has(i.path));
+    const removed = previous.filter((p) => !nextSet.has(p));
+    const byName = (paths) => {
+        const m = new Map();
+        for (const p of paths) {
+            const { pname, version } = splitVersion(storeName(p));
+            m.set(pname, [...(m.get(pname) ?? []), version]);
+        }
+        return m;
+    };
+    const addedNames = byName(added.map((i) => i.path));
+    const removedNames = byName(removed);
+    const changed = [];
+    for (const [pname, versions] of addedNames) {
+        const old = removedNames.get(pname);
+        if (!old)
+            continue;
+        const from = [...new Set(old)].sort().join(', ');
+        const to = [...new Set(versions)].sort().join(', ');
+        if (from !== to)
+            changed.push({ name: pname, from, to });
+    }
+    changed.sort((a, b) => a.name.localeCompare(b.name));
+    return {
+        added: added.map((i) => i.path).sort(),
+        removed: removed.sort(),
+        changed,
+        bytesToSend: added.reduce((s, i) => s + i.narBytes, 0),
+    };
+}
+/** Totals, the biggest contributors and known leaks of one closure. */
+function closureReport(root, infos, opts = {}) {
+    const n = opts.top ?? 15;
+    const leaks = [];
+    for (const i of infos) {
+        const name = storeName(i.path);
+        const hit = LEAKS.find((l) => l.pattern.test(name));
+        if (hit)
+            leaks.push({ path: i.path, narBytes: i.narBytes, what: hit.what, option: hit.option });
+    }
+    leaks.sort((a, b) => b.narBytes - a.narBytes);
+    return {
+        root,
+        pathCount: infos.length,
+        narBytes: infos.reduce((s, i) => s + i.narBytes, 0),
+        top: contributors(infos.filter((i) => i.path !== root), 'closureBytes', n),
+        topOwn: contributors(infos, 'narBytes', n),
+        leaks,
+        diff: opts.previous ? diffClosures(infos, opts.previous) : undefined,
+    };
+}
+
+
+/***/ }),
+
+/***/ 4280:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.NixError = void 0;
+exports.localNix = localNix;
+exports.nixErrorText = nixErrorText;
+/** The runner's Nix, run as a child process with the settings we need passed on the command line. */
+const node_child_process_1 = __nccwpck_require__(1421);
+const errors_1 = __nccwpck_require__(3916);
+/** Nix is missing or failed in a way the user must fix on the runner. */
+class NixError extends errors_1.VpsNixosError {
+}
+exports.NixError = NixError;
+// The user's nix.conf need not enable these; we pass them on every call.
+const FEATURES = ['--extra-experimental-features', 'nix-command flakes'];
+/** Runs the `nix` found on PATH (or `bin`). */
+function localNix(bin = 'nix') {
+    return {
+        run(args, opts = {}) {
+            return new Promise((resolve, reject) => {
+                const child = (0, node_child_process_1.spawn)(bin, [...FEATURES, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+                let stdout = '';
+                let stderr = '';
+                let partial = '';
+                const timer = opts.timeoutMs
+                    ? setTimeout(() => child.kill('SIGTERM'), opts.timeoutMs)
+                    : undefined;
+                child.stdout.on('data', (d) => (stdout += d.toString()));
+                child.stderr.on('data', (d) => {
+                    const s = d.toString();
+                    stderr += s;
+                    if (!opts.onStderr)
+                        return;
+                    const lines = (partial + s).split('\n');
+                    partial = lines.pop() ?? '';
+                    lines.forEach((l) => opts.onStderr?.(l));
+                });
+                child.on('error', (err) => {
+                    if (timer)
+                        clearTimeout(timer);
+                    if (err.code === 'ENOENT') {
+                        reject(new NixError(`Nix is not installed on this runner ('${bin}' not found on PATH)`, 'add a step before vps-nixos: - uses: cachix/install-nix-action@v31 (or DeterminateSystems/nix-installer-action); locally: install Nix (Debian: apt-get install nix-bin)'));
+                    }
+                    else
+                        reject(err);
+                });
+                child.on('close', (code) => {
+                    if (timer)
+                        clearTimeout(timer);
+                    if (partial && opts.onStderr)
+                        opts.onStderr(partial);
+                    resolve({ code: code ?? -1, stdout, stderr });
+                });
+            });
+        },
+    };
+}
+/** The last meaningful lines of Nix's stderr, for error messages. */
+function nixErrorText(stderr) {
+    const lines = stderr
+        .split('\n')
+        .filter((l) => l.trim() && !/^(warning|building|copying|these|  \/nix)/.test(l.trim()));
+    const errIdx = lines.findIndex((l) => l.startsWith('error:'));
+    return (errIdx >= 0 ? lines.slice(errIdx, errIdx + 4) : lines.slice(-4)).join(' | ');
+}
+
+
+/***/ }),
+
 /***/ 319:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -24162,6 +24749,8 @@ const target_1 = __nccwpck_require__(6746);
 const hostkeys_1 = __nccwpck_require__(2326);
 const session_1 = __nccwpck_require__(302);
 const errors_1 = __nccwpck_require__(3916);
+const build_1 = __nccwpck_require__(8455);
+const nix_1 = __nccwpck_require__(4280);
 /** Runs the stages in order, filling the record as it goes; never throws (errors land in the record). */
 async function runPipeline(cfg, req, deps) {
     const record = {
@@ -24188,6 +24777,11 @@ async function runPipeline(cfg, req, deps) {
     };
     let session;
     try {
+        if (req.stages.includes('build')) {
+            record.build = await stage('build', () => runBuild(cfg, deps));
+        }
+        if (!req.stages.includes('probe') && !req.stages.includes('plan'))
+            return record;
         if (req.facts) {
             record.facts = req.facts;
             record.stages.push({
@@ -24203,7 +24797,7 @@ async function runPipeline(cfg, req, deps) {
                 return (0, probe_1.probe)(session);
             });
         }
-        if (req.until === 'probe')
+        if (!req.stages.includes('plan'))
             return record;
         const facts = record.facts;
         record.plan = await stage('plan', async () => (0, plan_1.plan)(facts, cfg));
@@ -24220,6 +24814,22 @@ async function runPipeline(cfg, req, deps) {
         session?.close();
     }
     return record;
+}
+async function runBuild(cfg, deps) {
+    if (!cfg.flake)
+        throw new errors_1.InputError('flake', 'is required to build', 'set flake to PATH#NAME, e.g. .#my-vps');
+    return (0, build_1.buildSystem)(deps.nix ?? (0, nix_1.localNix)(), {
+        flake: cfg.flake,
+        diskScript: {
+            attr: cfg.diskoWithDeps ? 'diskoScript' : 'diskoScriptNoDeps',
+            required: cfg.method === 'kexec',
+        },
+        closureBudgetBytes: cfg.closureBudgetBytes,
+        cache: cfg.cache && deps.cache ? { ...deps.cache, capBytes: cfg.cacheMaxBytes } : undefined,
+        toolVersion: deps.toolVersion,
+        log: (l) => deps.log.info(l),
+        warn: (l) => deps.log.warn(l),
+    });
 }
 async function openSession(cfg, deps, record) {
     const target = cfg.target;
@@ -24265,7 +24875,7 @@ function finalStatus(record, cfg) {
         };
     }
     if (!record.plan)
-        return { ok: true, message: 'probed' };
+        return { ok: true, message: record.build ? 'built' : 'probed' };
     // In plan-only mode a refusal is a result; in a real run it stops the job.
     if (cfg.planOnly)
         return { ok: true, message: `plan: ${record.plan.method}` };
@@ -24796,10 +25406,12 @@ async function probe(session) {
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.factRows = factRows;
+exports.closureRows = closureRows;
 exports.escapeCell = escapeCell;
 exports.renderMarkdown = renderMarkdown;
 exports.renderText = renderText;
 const size_1 = __nccwpck_require__(4642);
+const closure_1 = __nccwpck_require__(2198);
 /** The facts worth showing, in the order a person checks them. */
 function factRows(f) {
     const fs = (x) => x ? `${x.fsType}, ${(0, size_1.formatBytes)(x.sizeBytes)} (${(0, size_1.formatBytes)(x.availBytes)} free)` : 'unknown';
@@ -24849,6 +25461,35 @@ function factRows(f) {
         ['boot_id', f.bootId],
     ];
 }
+/** The closure section: totals, the biggest contributors, known leaks, the cache outcome. */
+function closureRows(b) {
+    const c = b.closure;
+    const totals = [
+        ['System', b.toplevel],
+        ['Closure', `${(0, size_1.formatBytes)(c.narBytes)} in ${c.pathCount} paths`],
+    ];
+    if (b.diskScript)
+        totals.push(['Disk script', b.diskScript]);
+    if (b.cache) {
+        const cache = b.cache;
+        totals.push([
+            'Cache',
+            `${cache.hit}${cache.restoredKey ? ` (${cache.restoredKey}, ${cache.restoredPaths} paths restored)` : ''}; save: ${cache.saved}${cache.bytes !== undefined ? `, ${(0, size_1.formatBytes)(cache.bytes)}` : ''}`,
+        ]);
+    }
+    totals.push(['Build time', `${b.seconds.toFixed(1)} s`]);
+    return {
+        totals,
+        top: c.topOwn.map((t) => [
+            (0, closure_1.storeName)(t.path),
+            `${(0, size_1.formatBytes)(t.narBytes)} own, ${(0, size_1.formatBytes)(t.closureBytes)} with dependencies`,
+        ]),
+        leaks: c.leaks.map((l) => [
+            (0, closure_1.storeName)(l.path),
+            `${(0, size_1.formatBytes)(l.narBytes)}: ${l.what} — ${l.option}`,
+        ]),
+    };
+}
 /** Escapes remote text for the job summary, which GitHub inserts as HTML. */
 function escapeCell(s) {
     return s
@@ -24885,6 +25526,15 @@ function renderMarkdown(r) {
     if (r.hostKeyFingerprint) {
         out.push(`Host key: \`${escapeCell(r.hostKeyFingerprint)}\`${r.hostKeyTrustedOnFirstUse ? ' — **trusted on first use**; pin it with the `host-key` output' : ' (pinned)'}`);
     }
+    if (r.build) {
+        const c = closureRows(r.build);
+        out.push('### Closure', mdTable(['', ''], c.totals));
+        if (c.leaks.length)
+            out.push('Known server-closure leaks:', mdTable(['Path', 'Why it is there'], c.leaks));
+        out.push('<details><summary>Biggest paths</summary>\n\n' +
+            mdTable(['Path', 'Size'], c.top) +
+            '\n\n</details>');
+    }
     if (r.facts)
         out.push('### Facts', mdTable(['Fact', 'Value'], factRows(r.facts)));
     if (r.stages.length) {
@@ -24904,6 +25554,13 @@ function renderText(r) {
         const rows = factRows(r.facts);
         const w = Math.max(...rows.map(([k]) => k.length));
         out.push('facts:', ...rows.map(([k, v]) => `  ${k.padEnd(w)}  ${v}`));
+    }
+    if (r.build) {
+        const c = closureRows(r.build);
+        out.push('closure:', ...c.totals.map(([k, v]) => `  ${k}: ${v}`));
+        if (c.leaks.length)
+            out.push('  known leaks:', ...c.leaks.map(([k, v]) => `    ${k}: ${v}`));
+        out.push('  biggest paths:', ...c.top.slice(0, 10).map(([k, v]) => `    ${k}: ${v}`));
     }
     if (r.plan) {
         const p = r.plan;
@@ -25369,6 +26026,23 @@ function formatTarget(t) {
 
 /***/ }),
 
+/***/ 311:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __importDefault = (this && this.__importDefault) || function (mod) {
+    return (mod && mod.__esModule) ? mod : { "default": mod };
+};
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.TOOL_VERSION = void 0;
+const package_json_1 = __importDefault(__nccwpck_require__(8330));
+/** This release; part of every cache key, so a new release never reuses an old release's artifacts. */
+exports.TOOL_VERSION = package_json_1.default.version;
+
+
+/***/ }),
+
 /***/ 7318:
 /***/ ((module) => {
 
@@ -25465,6 +26139,14 @@ module.exports = require("net");
 
 /***/ }),
 
+/***/ 1421:
+/***/ ((module) => {
+
+"use strict";
+module.exports = require("node:child_process");
+
+/***/ }),
+
 /***/ 7598:
 /***/ ((module) => {
 
@@ -25486,6 +26168,14 @@ module.exports = require("node:fs");
 
 "use strict";
 module.exports = require("node:net");
+
+/***/ }),
+
+/***/ 8161:
+/***/ ((module) => {
+
+"use strict";
+module.exports = require("node:os");
 
 /***/ }),
 
@@ -49792,6 +50482,14 @@ module.exports = exports.default;
 
 "use strict";
 module.exports = {"rE":"1.17.0"};
+
+/***/ }),
+
+/***/ 8330:
+/***/ ((module) => {
+
+"use strict";
+module.exports = /*#__PURE__*/JSON.parse('{"name":"vps-nixos","version":"0.1.0","description":"Turn a cheap VPS into NixOS and keep it deployed from git (GitHub Action + CLI)","license":"MIT","private":true,"type":"commonjs","bin":{"vps-nixos":"dist/cli/index.js"},"engines":{"node":">=20"},"scripts":{"build":"tsc --noEmit && ncc build src/main.ts -o dist/main --license licenses.txt && ncc build src/post.ts -o dist/post --license licenses.txt && ncc build src/cli.ts -o dist/cli --license licenses.txt","typecheck":"tsc --noEmit","lint":"eslint . && prettier --check .","format":"prettier --write .","test":"bash scripts/dev/test.sh","test:unit":"jest --selectProjects unit","demo":"bash scripts/dev/demo.sh"},"dependencies":{"@actions/cache":"5.3.0","@actions/core":"2.0.3","ssh2":"1.17.0","zod":"4.6.7"},"devDependencies":{"@eslint/js":"9.39.5","@types/jest":"29.5.14","@types/node":"20.19.43","@types/ssh2":"1.15.6","@vercel/ncc":"0.45.0","eslint":"9.39.5","jest":"29.7.0","prettier":"3.10.1","ts-jest":"29.4.15","typescript":"5.9.3","typescript-eslint":"8.73.0","yaml":"2.9.1"}}');
 
 /***/ })
 

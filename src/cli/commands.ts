@@ -8,11 +8,34 @@ import { renderText } from '../report/render';
 import { parseFacts, type Facts } from '../probe/facts';
 import type { RunRecord, StageName } from '../pipeline/record';
 import type { OptionSpec } from './args';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { LocalDirCacheStore } from '../cache/store';
+import { TOOL_VERSION } from '../version';
+import type { BuildResult } from '../nix/build';
+
+/** The `build --json` contract: toplevel, closure totals and top contributors, disk script, cache. */
+function buildJson(b: BuildResult): Record<string, unknown> {
+  return {
+    toplevel: b.toplevel,
+    drvPath: b.drvPath,
+    diskScript: b.diskScript ?? null,
+    closure: {
+      pathCount: b.closure.pathCount,
+      narBytes: b.closure.narBytes,
+      top: b.closure.top,
+      topOwn: b.closure.topOwn,
+      leaks: b.closure.leaks,
+    },
+    cache: b.cache ?? null,
+    seconds: b.seconds,
+  };
+}
 
 export interface Command {
   name: string;
   summary: string;
-  until: StageName;
+  stages: StageName[];
   options: OptionSpec[];
 }
 
@@ -21,7 +44,17 @@ const BOOLEAN_INPUTS = new Set<InputName>([
   'plan-only',
   'allow-low-ram',
   'reinstall',
+  'disko-with-deps',
+  'cache',
 ]);
+const BUILDING: InputName[] = [
+  'flake',
+  'method',
+  'closure-budget',
+  'disko-with-deps',
+  'cache',
+  'cache-max-size',
+];
 const CONNECTION: InputName[] = [
   'target',
   'ssh-private-key',
@@ -64,13 +97,13 @@ export const COMMANDS: Command[] = [
   {
     name: 'probe',
     summary: 'Connect over pinned SSH and print what the target is (read-only)',
-    until: 'probe',
+    stages: ['probe'],
     options: [...CONNECTION.map(inputOption), ...FILE_OPTIONS, JSON_OPTION],
   },
   {
     name: 'plan',
     summary: 'Probe (or read --facts) and print how the target would be installed; changes nothing',
-    until: 'plan',
+    stages: ['probe', 'plan'],
     options: [
       ...CONNECTION.map(inputOption),
       ...FILE_OPTIONS,
@@ -78,6 +111,21 @@ export const COMMANDS: Command[] = [
       {
         name: 'facts',
         description: 'Plan from a saved `probe --json` (or facts) JSON file instead of connecting',
+      },
+      JSON_OPTION,
+    ],
+  },
+  {
+    name: 'build',
+    summary:
+      "Build the system closure (and disk script) with this machine's Nix, report its size, enforce the budget, cache it",
+    stages: ['build'],
+    options: [
+      ...BUILDING.map(inputOption),
+      {
+        name: 'cache-dir',
+        description: 'Directory that keeps closure caches between runs',
+        default: '~/.cache/vps-nixos',
       },
       JSON_OPTION,
     ],
@@ -184,17 +232,39 @@ export async function runCommand(
     raw[input] = readFileOption(fileOpt, path);
     shownAs[input] = fileOpt;
   }
-  // probe and plan never change the target.
-  raw['plan-only'] = 'true';
+  const building = cmd.stages.includes('build');
+  // probe and plan never change the target; build needs a flake.
+  if (!building) raw['plan-only'] = 'true';
   const facts = options.facts !== undefined ? loadFacts(options.facts) : undefined;
-  const cfg = parseConfig(raw, { factsFromFile: facts !== undefined, shownAs });
-  const record = await runPipeline(cfg, { until: cmd.until, facts }, { log });
+  const cfg = parseConfig(raw, {
+    noConnection: facts !== undefined || !cmd.stages.includes('probe'),
+    shownAs,
+  });
+  const cacheRoot =
+    options['cache-dir'] ??
+    join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'vps-nixos');
+  const record = await runPipeline(
+    cfg,
+    { stages: cmd.stages, facts },
+    {
+      log,
+      toolVersion: TOOL_VERSION,
+      cache: building
+        ? {
+            store: new LocalDirCacheStore(join(cacheRoot, 'entries')),
+            dir: join(cacheRoot, 'work', 'closure'),
+          }
+        : undefined,
+    },
+  );
   const status = finalStatus(record, cfg);
   const json = options.json === 'true';
   let output: string;
   if (json) {
-    const doc: Record<string, unknown> = { facts: record.facts };
-    if (cmd.until === 'plan') doc.plan = record.plan;
+    const doc: Record<string, unknown> = {};
+    if (cmd.stages.includes('probe')) doc.facts = record.facts;
+    if (cmd.stages.includes('plan')) doc.plan = record.plan;
+    if (record.build) Object.assign(doc, buildJson(record.build));
     if (record.hostKey) doc.hostKey = record.hostKey;
     if (record.error) doc.error = record.error;
     output = JSON.stringify(doc, null, 2) + '\n';

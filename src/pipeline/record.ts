@@ -1,7 +1,8 @@
 import type { Facts } from '../probe/facts';
 import type { Plan } from '../plan/plan';
+import type { BuildResult } from '../nix/build';
 
-export type StageName = 'probe' | 'plan';
+export type StageName = 'build' | 'probe' | 'plan';
 
 export interface StageRecord {
   name: StageName;
@@ -15,6 +16,7 @@ export interface RunRecord {
   target?: string;
   facts?: Facts;
   plan?: Plan;
+  build?: BuildResult;
   /** known_hosts line of the key the host presented (public: not a secret). */
   hostKey?: string;
   hostKeyFingerprint?: string;

@@ -6,7 +6,10 @@ import type { Facts } from '../probe/facts';
 import { formatTarget } from '../target';
 import { fingerprint, formatKey, pinFor } from '../ssh/hostkeys';
 import { connect as sshConnect, type ConnectOptions, type RemoteSession } from '../ssh/session';
-import { VpsNixosError, describeError } from '../errors';
+import { InputError, VpsNixosError, describeError } from '../errors';
+import { buildSystem } from '../nix/build';
+import { localNix, type Nix } from '../nix/nix';
+import type { CacheStore } from '../cache/store';
 import type { RunRecord, StageName } from './record';
 
 export interface Logger {
@@ -17,13 +20,17 @@ export interface Logger {
 export interface PipelineDeps {
   log: Logger;
   connect?: (opts: ConnectOptions) => Promise<RemoteSession>;
+  nix?: Nix;
+  /** Where closures are cached between runs, and the working dir for the file cache. */
+  cache?: { store: CacheStore; dir: string };
+  toolVersion: string;
 }
 
 export interface PipelineRequest {
   /** Plan from these facts instead of probing (CLI `plan --facts FILE`). */
   facts?: Facts;
-  /** Last stage to run. */
-  until: StageName;
+  /** The stages to run, in this order. The build comes first so a budget fails before any SSH connection. */
+  stages: StageName[];
 }
 
 /** Runs the stages in order, filling the record as it goes; never throws (errors land in the record). */
@@ -55,6 +62,10 @@ export async function runPipeline(
   };
   let session: RemoteSession | undefined;
   try {
+    if (req.stages.includes('build')) {
+      record.build = await stage('build', () => runBuild(cfg, deps));
+    }
+    if (!req.stages.includes('probe') && !req.stages.includes('plan')) return record;
     if (req.facts) {
       record.facts = req.facts;
       record.stages.push({
@@ -69,7 +80,7 @@ export async function runPipeline(
         return probe(session);
       });
     }
-    if (req.until === 'probe') return record;
+    if (!req.stages.includes('plan')) return record;
     const facts = record.facts;
     record.plan = await stage('plan', async () => plan(facts, cfg));
     for (const w of record.plan.warnings) deps.log.warn(w);
@@ -82,6 +93,23 @@ export async function runPipeline(
     session?.close();
   }
   return record;
+}
+
+async function runBuild(cfg: Config, deps: PipelineDeps) {
+  if (!cfg.flake)
+    throw new InputError('flake', 'is required to build', 'set flake to PATH#NAME, e.g. .#my-vps');
+  return buildSystem(deps.nix ?? localNix(), {
+    flake: cfg.flake,
+    diskScript: {
+      attr: cfg.diskoWithDeps ? 'diskoScript' : 'diskoScriptNoDeps',
+      required: cfg.method === 'kexec',
+    },
+    closureBudgetBytes: cfg.closureBudgetBytes,
+    cache: cfg.cache && deps.cache ? { ...deps.cache, capBytes: cfg.cacheMaxBytes } : undefined,
+    toolVersion: deps.toolVersion,
+    log: (l) => deps.log.info(l),
+    warn: (l) => deps.log.warn(l),
+  });
 }
 
 async function openSession(

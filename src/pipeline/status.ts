@@ -12,7 +12,7 @@ export function finalStatus(
       message: `${record.error.message}${record.error.fix ? `\nfix: ${record.error.fix}` : ''}`,
     };
   }
-  if (!record.plan) return { ok: true, message: 'probed' };
+  if (!record.plan) return { ok: true, message: record.build ? 'built' : 'probed' };
   // In plan-only mode a refusal is a result; in a real run it stops the job.
   if (cfg.planOnly) return { ok: true, message: `plan: ${record.plan.method}` };
   if (record.plan.refusal) {

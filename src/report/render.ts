@@ -2,6 +2,8 @@
 import type { Facts } from '../probe/facts';
 import type { RunRecord } from '../pipeline/record';
 import { formatBytes } from '../size';
+import type { BuildResult } from '../nix/build';
+import { storeName } from '../nix/closure';
 
 type Row = [string, string];
 
@@ -61,6 +63,35 @@ export function factRows(f: Facts): Row[] {
   ];
 }
 
+/** The closure section: totals, the biggest contributors, known leaks, the cache outcome. */
+export function closureRows(b: BuildResult): { totals: Row[]; top: Row[]; leaks: Row[] } {
+  const c = b.closure;
+  const totals: Row[] = [
+    ['System', b.toplevel],
+    ['Closure', `${formatBytes(c.narBytes)} in ${c.pathCount} paths`],
+  ];
+  if (b.diskScript) totals.push(['Disk script', b.diskScript]);
+  if (b.cache) {
+    const cache = b.cache;
+    totals.push([
+      'Cache',
+      `${cache.hit}${cache.restoredKey ? ` (${cache.restoredKey}, ${cache.restoredPaths} paths restored)` : ''}; save: ${cache.saved}${cache.bytes !== undefined ? `, ${formatBytes(cache.bytes)}` : ''}`,
+    ]);
+  }
+  totals.push(['Build time', `${b.seconds.toFixed(1)} s`]);
+  return {
+    totals,
+    top: c.topOwn.map((t) => [
+      storeName(t.path),
+      `${formatBytes(t.narBytes)} own, ${formatBytes(t.closureBytes)} with dependencies`,
+    ]),
+    leaks: c.leaks.map((l) => [
+      storeName(l.path),
+      `${formatBytes(l.narBytes)}: ${l.what} — ${l.option}`,
+    ]),
+  };
+}
+
 /** Escapes remote text for the job summary, which GitHub inserts as HTML. */
 export function escapeCell(s: string): string {
   return s
@@ -103,6 +134,17 @@ export function renderMarkdown(r: RunRecord): string {
       `Host key: \`${escapeCell(r.hostKeyFingerprint)}\`${r.hostKeyTrustedOnFirstUse ? ' — **trusted on first use**; pin it with the `host-key` output' : ' (pinned)'}`,
     );
   }
+  if (r.build) {
+    const c = closureRows(r.build);
+    out.push('### Closure', mdTable(['', ''], c.totals));
+    if (c.leaks.length)
+      out.push('Known server-closure leaks:', mdTable(['Path', 'Why it is there'], c.leaks));
+    out.push(
+      '<details><summary>Biggest paths</summary>\n\n' +
+        mdTable(['Path', 'Size'], c.top) +
+        '\n\n</details>',
+    );
+  }
   if (r.facts) out.push('### Facts', mdTable(['Fact', 'Value'], factRows(r.facts)));
   if (r.stages.length) {
     out.push(
@@ -130,6 +172,12 @@ export function renderText(r: RunRecord): string {
     const rows = factRows(r.facts);
     const w = Math.max(...rows.map(([k]) => k.length));
     out.push('facts:', ...rows.map(([k, v]) => `  ${k.padEnd(w)}  ${v}`));
+  }
+  if (r.build) {
+    const c = closureRows(r.build);
+    out.push('closure:', ...c.totals.map(([k, v]) => `  ${k}: ${v}`));
+    if (c.leaks.length) out.push('  known leaks:', ...c.leaks.map(([k, v]) => `    ${k}: ${v}`));
+    out.push('  biggest paths:', ...c.top.slice(0, 10).map(([k, v]) => `    ${k}: ${v}`));
   }
   if (r.plan) {
     const p = r.plan;

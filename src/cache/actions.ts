@@ -1,0 +1,24 @@
+/** The GitHub Actions cache behind the CacheStore interface: the only code that needs the cache service. */
+import * as cache from '@actions/cache';
+import type { CacheStore } from './store';
+
+export class ActionsCacheStore implements CacheStore {
+  readonly kind = 'actions';
+
+  async restore(dir: string, key: string, restoreKeys: string[]): Promise<string | undefined> {
+    if (!cache.isFeatureAvailable()) return undefined;
+    return cache.restoreCache([dir], key, restoreKeys);
+  }
+
+  async save(dir: string, key: string): Promise<'saved' | 'exists'> {
+    if (!cache.isFeatureAvailable()) return 'exists';
+    try {
+      await cache.saveCache([dir], key);
+      return 'saved';
+    } catch (err) {
+      // Entries are immutable: another run saved this key first.
+      if (err instanceof cache.ReserveCacheError) return 'exists';
+      throw err;
+    }
+  }
+}

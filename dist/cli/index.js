@@ -24728,7 +24728,7 @@ function localNix(bin = 'nix') {
 function nixErrorText(stderr) {
     const lines = stderr
         .split('\n')
-        .filter((l) => l.trim() && !/^(warning|building|copying|these|  \/nix)/.test(l.trim()));
+        .filter((l) => l.trim() && !/^(warning|building|copying|these|\/nix\/store)/.test(l.trim()));
     const errIdx = lines.findIndex((l) => l.startsWith('error:'));
     return (errIdx >= 0 ? lines.slice(errIdx, errIdx + 4) : lines.slice(-4)).join(' | ');
 }

@@ -71,7 +71,7 @@ export function localNix(bin = 'nix'): Nix {
 export function nixErrorText(stderr: string): string {
   const lines = stderr
     .split('\n')
-    .filter((l) => l.trim() && !/^(warning|building|copying|these| {2}\/nix)/.test(l.trim()));
+    .filter((l) => l.trim() && !/^(warning|building|copying|these|\/nix\/store)/.test(l.trim()));
   const errIdx = lines.findIndex((l) => l.startsWith('error:'));
   return (errIdx >= 0 ? lines.slice(errIdx, errIdx + 4) : lines.slice(-4)).join(' | ');
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command (npm test): installs what it needs, rebuilds dist/ if the source is newer,
-# then runs shellcheck, the unit tests and the integration tests (real sshd, nix, test VPS).
+# then runs the unit tests and the integration tests (real sshd, nix, test VPS).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash scripts/dev/deps.sh
@@ -10,8 +10,5 @@ if [ -n "$(find src scripts/facts.sh package.json -newer dist/cli/index.js -prin
   npm run build >&2
 fi
 
-echo "test: shellcheck" >&2
-mapfile -t shell_files < <(git ls-files -co --exclude-standard '*.sh' 'test/vps/vps' | sort -u)
-[ ${#shell_files[@]} -eq 0 ] || shellcheck "${shell_files[@]}"
-
+# Shell linting and nix-instantiate --parse run inside jest (__tests__/integration/static-checks.test.ts).
 npx jest --ci "$@"

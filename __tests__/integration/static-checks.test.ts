@@ -1,0 +1,60 @@
+/**
+ * Checks on the files that are not TypeScript: every Nix file parses, every shell file passes
+ * shellcheck, and the kexec run script's own offline tests pass (network carried in a netns of
+ * theirs, the installer's restore scripts on a fixture).
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+
+const ROOT = join(__dirname, '../..');
+const files = (pattern: string[]) =>
+  execFileSync('git', ['ls-files', '-co', '--exclude-standard', ...pattern], {
+    cwd: ROOT,
+    encoding: 'utf8',
+  })
+    .split('\n')
+    .filter(Boolean);
+
+jest.setTimeout(120_000);
+
+describe('Nix files', () => {
+  const nixFiles = files(['*.nix']);
+  it('there are some', () => expect(nixFiles.length).toBeGreaterThan(0));
+  it.each(nixFiles)('%s parses with nix-instantiate --parse', (f) => {
+    const r = spawnSync('nix-instantiate', ['--parse', f], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: { ...process.env, NIX_CONFIG: 'build-users-group =' },
+    });
+    expect(r.stderr).not.toMatch(/error/);
+    expect(r.status).toBe(0);
+  });
+});
+
+describe('shell files', () => {
+  const shellFiles = files(['*.sh', 'test/vps/vps', 'test/vps/**/*.sh']).filter(
+    (f, i, a) => a.indexOf(f) === i,
+  );
+  it.each(shellFiles)('%s passes shellcheck', (f) => {
+    const r = spawnSync('shellcheck', [f], { cwd: ROOT, encoding: 'utf8' });
+    expect(r.stdout).toBe('');
+    expect(r.status).toBe(0);
+  });
+});
+
+describe('the kexec run script (nix/kexec-installer/run.sh)', () => {
+  it('carries host keys, authorized_keys and the static network into the appended cpio', () => {
+    const r = spawnSync('sh', ['nix/tests/carry-network.sh'], { cwd: ROOT, encoding: 'utf8' });
+    expect(`${r.stdout}${r.stderr}`).toMatch(/ok \(load\)/);
+    expect(r.status).toBe(0);
+  });
+  it("the installer's restore scripts put keys and network in place, twice", () => {
+    const r = spawnSync('sh', ['nix/tests/restore-offline.sh'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: { ...process.env, NIX_CONFIG: 'build-users-group =' },
+    });
+    expect(`${r.stdout}${r.stderr}`).toMatch(/ok \(stage 2, twice\)/);
+    expect(r.status).toBe(0);
+  });
+});

@@ -1,0 +1,163 @@
+{
+  description = "vps-nixos: a slim kexec installer and a host module for NixOS on cheap (512 MB – 2 GB) VPS";
+
+  # No flake.lock is committed from the offline workspace: the nix-installer
+  # workflow creates it (`nix flake lock`) on GitHub's runners.
+  inputs = {
+    nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
+    disko = {
+      url = "github:nix-community/disko";
+      inputs.nixpkgs.follows = "nixpkgs";
+    };
+  };
+
+  outputs =
+    {
+      self,
+      nixpkgs,
+      disko,
+    }:
+    let
+      inherit (nixpkgs) lib;
+      systems = [
+        "x86_64-linux"
+        "aarch64-linux"
+      ];
+      forAllSystems = lib.genAttrs systems;
+
+      installerFor =
+        system:
+        lib.nixosSystem {
+          modules = [
+            self.nixosModules.kexec-installer
+            { nixpkgs.hostPlatform = system; }
+          ];
+        };
+
+      # A small host like the ones users deploy: our module, disko, one disk.
+      exampleHost =
+        system: extraModule:
+        lib.nixosSystem {
+          modules = [
+            self.nixosModules.default
+            disko.nixosModules.disko
+            extraModule
+            {
+              nixpkgs.hostPlatform = system;
+              system.stateVersion = "25.11";
+              networking.hostName = "vps-example";
+              boot.loader.grub.enable = true;
+              disko.devices.disk.main = {
+                type = "disk";
+                device = "/dev/vda";
+                content = {
+                  type = "gpt";
+                  partitions = {
+                    bios = {
+                      size = "1M";
+                      type = "EF02";
+                    };
+                    root = {
+                      size = "100%";
+                      content = {
+                        type = "filesystem";
+                        format = "ext4";
+                        mountpoint = "/";
+                      };
+                    };
+                  };
+                };
+              };
+            }
+          ];
+        };
+    in
+    {
+      nixosModules = {
+        kexec-installer = ./kexec-installer/module.nix;
+        vps = ./modules/vps.nix;
+        default = self.nixosModules.vps;
+      };
+
+      packages = forAllSystems (system: rec {
+        kexec-installer = (installerFor system).config.system.build.kexecTarball;
+        default = kexec-installer;
+        # The installer's NixOS system: its closure is what the squashfs holds,
+        # so `nix path-info -rsS` on it explains the initrd size.
+        kexec-installer-system = (installerFor system).config.system.build.toplevel;
+      });
+
+      checks = forAllSystems (
+        system:
+        let
+          pkgs = nixpkgs.legacyPackages.${system};
+          defaults = (exampleHost system { }).config;
+          # A user who wants some things back, and the console fallback.
+          overridden =
+            (exampleHost system {
+              documentation.enable = true;
+              hardware.enableRedistributableFirmware = true;
+              vpsNixos.zram.memoryPercent = 50;
+              vpsNixos.journald.maxUse = null;
+              vpsNixos.consoleLoginFallback.enable = true;
+            }).config;
+          expect =
+            name: ok:
+            if ok then
+              true
+            else
+              throw "vps-nixos module check failed: ${name}";
+          moduleEval =
+            assert expect "zram on by default" defaults.zramSwap.enable;
+            assert expect "zram 100 % of RAM" (defaults.zramSwap.memoryPercent == 100);
+            assert expect "no firmware" (!defaults.hardware.enableRedistributableFirmware);
+            assert expect "no linux-firmware" (
+              !lib.any (p: lib.hasInfix "linux-firmware" (p.name or "")) defaults.hardware.firmware
+            );
+            assert expect "docs off" (!defaults.documentation.enable);
+            assert expect "command-not-found off" (!defaults.programs.command-not-found.enable);
+            assert expect "sshd on" defaults.services.openssh.enable;
+            assert expect "sshd persistent" (!defaults.services.openssh.startWhenNeeded);
+            assert expect "password auth off" (!defaults.services.openssh.settings.PasswordAuthentication);
+            assert expect "ecdsa host key served" (
+              lib.any (k: k.type == "ecdsa") defaults.services.openssh.hostKeys
+            );
+            assert expect "nix gc weekly" (
+              defaults.nix.gc.automatic && defaults.nix.gc.options == "--delete-older-than 14d"
+            );
+            assert expect "min-free 256 MiB" (defaults.nix.settings.min-free == 256 * 1024 * 1024);
+            assert expect "journald cap" (lib.hasInfix "SystemMaxUse=100M" defaults.services.journald.extraConfig);
+            assert expect "no fallback password by default" (defaults.users.users.root.initialPassword == null);
+            assert expect "no fallback warning by default" (
+              !lib.any (w: lib.hasInfix "consoleLoginFallback" w) defaults.warnings
+            );
+            assert expect "user turns docs back on" overridden.documentation.enable;
+            assert expect "user turns firmware back on" overridden.hardware.enableRedistributableFirmware;
+            assert expect "user sizes zram" (overridden.zramSwap.memoryPercent == 50);
+            assert expect "journald cap removable" (
+              !lib.hasInfix "SystemMaxUse=" overridden.services.journald.extraConfig
+            );
+            assert expect "fallback password" (overridden.users.users.root.initialPassword == "nixos");
+            assert expect "fallback mutable users" overridden.users.mutableUsers;
+            assert expect "fallback warns" (
+              lib.any (w: lib.hasInfix "consoleLoginFallback" w) overridden.warnings
+            );
+            pkgs.runCommand "vps-module-eval" { } ''
+              # Evaluated, not built: the toplevel derivation of the example host.
+              echo ${builtins.unsafeDiscardStringContext (exampleHost system { }).config.system.build.toplevel.drvPath} > $out
+            '';
+        in
+        {
+          inherit moduleEval;
+          # The installer itself (same derivation as the package: built once).
+          kexec-installer = self.packages.${system}.kexec-installer;
+          # The disk script our build stage asks disko for, with our module loaded.
+          disko-script = (exampleHost system { }).config.system.build.diskoScriptNoDeps;
+          run-sh = pkgs.runCommand "run-sh-shellcheck" { nativeBuildInputs = [ pkgs.shellcheck ]; } ''
+            shellcheck -s sh ${./kexec-installer/run.sh} ${./tests/carry-network.sh} ${./tests/restore-offline.sh}
+            touch $out
+          '';
+        }
+      );
+    };
+}

@@ -1,0 +1,162 @@
+# Offline check of modules/vps.nix with only nixpkgs' `lib` (no nixpkgs, no
+# network): the NixOS options it sets are declared here as stubs with the same
+# types and defaults, so the module system's merging and priorities are real.
+#
+#   nix-instantiate --eval --strict nix/tests/vps-module-offline.nix \
+#     --arg lib 'import /path/to/nixpkgs/lib'     # e.g. a nix-community/nixpkgs.lib checkout
+#
+# Prints the list of check names on success; throws naming the failed check.
+# On GitHub, `nix flake check ./nix` runs the same checks against real NixOS.
+{ lib }:
+let
+  inherit (lib) mkOption types;
+  stub = type: default: mkOption { inherit type default; };
+  bool = default: stub types.bool default;
+
+  nixosStubs = {
+    options = {
+      warnings = stub (types.listOf types.str) [ ];
+      zramSwap = {
+        enable = bool false;
+        algorithm = stub types.str "zstd";
+        memoryPercent = stub types.int 50;
+      };
+      boot.kernel.sysctl = stub (types.attrsOf types.anything) { };
+      hardware.enableRedistributableFirmware = bool false;
+      documentation = {
+        enable = bool true;
+        doc.enable = bool true;
+        info.enable = bool true;
+        man.enable = bool true;
+        nixos.enable = bool true;
+      };
+      fonts.fontconfig.enable = bool true;
+      xdg = {
+        autostart.enable = bool true;
+        icons.enable = bool true;
+        mime.enable = bool true;
+        sounds.enable = bool true;
+      };
+      programs.command-not-found.enable = bool true;
+      environment.defaultPackages = stub (types.listOf types.str) [
+        "perl"
+        "rsync"
+        "strace"
+      ];
+      services.openssh = {
+        enable = bool false;
+        startWhenNeeded = bool false;
+        settings = mkOption {
+          type = types.submodule {
+            freeformType = types.attrsOf types.anything;
+            options = {
+              PasswordAuthentication = bool true;
+              KbdInteractiveAuthentication = bool true;
+              PermitRootLogin = stub types.str "prohibit-password";
+            };
+          };
+          default = { };
+        };
+        hostKeys = stub (types.listOf types.attrs) [
+          { type = "rsa"; }
+          { type = "ed25519"; }
+        ];
+      };
+      nix = {
+        gc = {
+          automatic = bool false;
+          dates = stub types.str "03:15";
+          options = stub types.str "";
+        };
+        settings = stub (types.attrsOf types.anything) { };
+        optimise.automatic = bool false;
+      };
+      services.journald.extraConfig = stub types.lines "";
+      users.mutableUsers = bool true;
+      users.users.root.initialPassword = stub (types.nullOr types.str) null;
+    };
+  };
+
+  # What every nixos-generate-config hardware-configuration.nix pulls in.
+  notDetected = {
+    hardware.enableRedistributableFirmware = lib.mkDefault true;
+  };
+
+  eval =
+    modules:
+    (lib.evalModules {
+      modules = [
+        nixosStubs
+        notDetected
+        ../modules/vps.nix
+      ]
+      ++ modules;
+    }).config;
+
+  d = eval [ ];
+  user = eval [
+    {
+      documentation.enable = true;
+      hardware.enableRedistributableFirmware = true;
+      services.openssh.startWhenNeeded = true;
+      vpsNixos.zram.memoryPercent = 50;
+      vpsNixos.journald.maxUse = null;
+      vpsNixos.consoleLoginFallback.enable = true;
+      vpsNixos.consoleLoginFallback.initialPassword = "console-only";
+      services.journald.extraConfig = "Compress=yes";
+    }
+  ];
+  off = eval [ { vpsNixos.enable = false; } ];
+  risky = eval [
+    {
+      vpsNixos.ssh.keyOnly = false;
+      services.openssh.settings.PermitRootLogin = "yes";
+      vpsNixos.consoleLoginFallback.enable = true;
+    }
+  ];
+  hasWarning = cfg: lib.any (w: lib.hasInfix "consoleLoginFallback" w) cfg.warnings;
+
+  checks = {
+    "zram on, 100 % of RAM, zstd" =
+      d.zramSwap.enable && d.zramSwap.memoryPercent == 100 && d.zramSwap.algorithm == "zstd";
+    "zram sysctls" = d.boot.kernel.sysctl."vm.swappiness" == 100;
+    "firmware off despite not-detected.nix's mkDefault" = !d.hardware.enableRedistributableFirmware;
+    "docs off" = !d.documentation.enable && !d.documentation.man.enable && !d.documentation.nixos.enable;
+    "fonts, xdg, command-not-found off" =
+      !d.fonts.fontconfig.enable && !d.xdg.mime.enable && !d.programs.command-not-found.enable;
+    "no default packages" = d.environment.defaultPackages == [ ];
+    "sshd on and persistent" = d.services.openssh.enable && !d.services.openssh.startWhenNeeded;
+    "sshd key-only" =
+      !d.services.openssh.settings.PasswordAuthentication
+      && !d.services.openssh.settings.KbdInteractiveAuthentication
+      && d.services.openssh.settings.PermitRootLogin == "prohibit-password";
+    "ecdsa host key served" = lib.any (k: k.type == "ecdsa") d.services.openssh.hostKeys;
+    "nix gc weekly, 14d" =
+      d.nix.gc.automatic && d.nix.gc.dates == "weekly" && d.nix.gc.options == "--delete-older-than 14d";
+    "min-free/max-free" =
+      d.nix.settings.min-free == 256 * 1024 * 1024 && d.nix.settings.max-free == 1024 * 1024 * 1024;
+    "optimise" = d.nix.optimise.automatic;
+    "journald capped" = lib.hasInfix "SystemMaxUse=100M" d.services.journald.extraConfig;
+    "no fallback by default" = d.users.users.root.initialPassword == null && !hasWarning d;
+
+    "user: docs back on" = user.documentation.enable;
+    "user: firmware back on" = user.hardware.enableRedistributableFirmware;
+    "user: socket activation back on" = user.services.openssh.startWhenNeeded;
+    "user: zram 50 %" = user.zramSwap.memoryPercent == 50;
+    "user: journald cap removed, own line kept" =
+      !lib.hasInfix "SystemMaxUse" user.services.journald.extraConfig
+      && lib.hasInfix "Compress=yes" user.services.journald.extraConfig;
+    "fallback: password, mutable users, warning" =
+      user.users.users.root.initialPassword == "console-only" && user.users.mutableUsers && hasWarning user;
+    "fallback: only one warning while sshd is key-only" = lib.length user.warnings == 1;
+    "fallback: extra warning when root passwords reach sshd" = lib.length risky.warnings == 2;
+
+    "enable = false changes nothing" =
+      !off.zramSwap.enable && off.hardware.enableRedistributableFirmware && off.documentation.enable;
+  };
+  failed = lib.attrNames (lib.filterAttrs (_: ok: !ok) checks);
+in
+if failed == [ ] then
+  lib.attrNames checks
+else
+  throw "vps module offline checks failed: ${lib.concatStringsSep "; " failed}"

@@ -36,6 +36,8 @@ export interface Config {
   diskoWithDeps: boolean;
   cache: boolean;
   cacheMaxBytes: number;
+  kexecTarball?: string;
+  kexecTarballSha256?: string;
 }
 
 /** One input as action.yml documents it; the schema below is built from these. */
@@ -145,6 +147,16 @@ export const INPUTS = {
       'Do not save a closure cache larger than this (the Actions cache holds 10 GB per repository)',
     required: false,
     default: '4GiB',
+  },
+  'kexec-tarball': {
+    description:
+      'Kexec installer tarball to use instead of ours: a path, or an http(s) URL (then kexec-tarball-sha256 is required)',
+    required: false,
+  },
+  'kexec-tarball-sha256': {
+    description:
+      'sha256 (hex) the kexec tarball must have; checked on the runner and again on the target',
+    required: false,
   },
 } as const satisfies Record<string, InputSpec>;
 
@@ -296,6 +308,14 @@ const FIELDS = {
   'disko-with-deps': booleanInput,
   cache: booleanInput,
   'cache-max-size': sizeInput,
+  'kexec-tarball': z.string().transform((s) => s.trim()),
+  'kexec-tarball-sha256': z
+    .string()
+    .transform((s, ctx) =>
+      /^[0-9a-fA-F]{64}$/.test(s.trim())
+        ? s.trim().toLowerCase()
+        : fail(ctx, `'${s}' is not a sha256`, 'write the 64 hex digits sha256sum prints'),
+    ),
 } satisfies Record<InputName, z.ZodType>;
 
 /** The zod schema of the inputs, after defaults are filled in (see withDefaults). */
@@ -359,6 +379,8 @@ export function parseConfig(raw: RawInputs, opts: ParseOptions = {}): Config {
     diskoWithDeps: v['disko-with-deps'] as boolean,
     cache: v.cache as boolean,
     cacheMaxBytes: v['cache-max-size'] as number,
+    kexecTarball: v['kexec-tarball'],
+    kexecTarballSha256: v['kexec-tarball-sha256'],
   };
   checkTogether(cfg, opts, shown);
   return cfg;
@@ -371,6 +393,13 @@ function checkTogether(cfg: Config, opts: ParseOptions, shown: (n: InputName) =>
       'flake',
       'is required unless plan-only is true',
       'set flake to PATH#NAME (e.g. .#my-vps), or plan-only: true to only see the plan',
+    );
+  }
+  if (cfg.kexecTarball && /^https?:\/\//.test(cfg.kexecTarball) && !cfg.kexecTarballSha256) {
+    throw new InputError(
+      'kexec-tarball-sha256',
+      'is required when kexec-tarball is a URL',
+      "set it to the tarball's sha256 (sha256sum FILE)",
     );
   }
   if (opts.noConnection) return;

@@ -23,19 +23,22 @@ async function main(): Promise<void> {
   // Mask first: nothing after this line may print the key unmasked.
   if (raw['ssh-private-key']) maskLines(raw['ssh-private-key'], core.setSecret);
   const cfg = parseConfig(raw);
-  if (cfg.sshPrivateKey) {
-    const km = writeKeyMaterial(
-      process.env.RUNNER_TEMP || tmpdir(),
-      cfg.sshPrivateKey,
-      cfg.knownHosts,
-    );
-    core.saveState(State.keyDir, km.dir);
-  }
+  // Key files and downloads share one private dir, removed by the post step.
+  const km = writeKeyMaterial(
+    process.env.RUNNER_TEMP || tmpdir(),
+    cfg.sshPrivateKey ?? '',
+    cfg.knownHosts,
+  );
+  core.saveState(State.keyDir, km.dir);
   const record = await runPipeline(
     cfg,
-    { stages: cfg.planOnly ? ['probe', 'plan'] : ['build', 'probe', 'plan'] },
+    {
+      stages: cfg.planOnly ? ['probe', 'plan'] : ['build', 'probe', 'plan'],
+      kexec: !cfg.planOnly && (cfg.method === 'auto' || cfg.method === 'kexec'),
+    },
     {
       log: { info: core.info, warn: core.warning },
+      tempDir: km.dir,
       toolVersion: TOOL_VERSION,
       cache: {
         store: new ActionsCacheStore(),

@@ -148,11 +148,28 @@ describe('vps-nixos build (real Nix, stand-in configuration)', () => {
 
   it('builds the disk script when the configuration has one, and refuses kexec without one', async () => {
     const withDisko = standinFlake({ tag: 'disko', disko: true });
-    const ok = await build(withDisko.ref, ['--cache', 'false', '--method', 'kexec']);
+    // The kexec method also needs an installer; ours needs nixpkgs, so hand it a file.
+    const tar = join(cacheDir(), 'installer.tar.gz');
+    writeFileSync(tar, 'stand-in');
+    const ok = await build(withDisko.ref, [
+      '--cache',
+      'false',
+      '--method',
+      'kexec',
+      '--kexec-tarball',
+      tar,
+    ]);
     expect(ok.code).toBe(0);
     expect(ok.doc!.diskScript).toMatch(/^\/nix\/store\/.*-disko$/);
     const without = standinFlake({ tag: 'nodisko' });
-    const r = await build(without.ref, ['--cache', 'false', '--method', 'kexec']);
+    const r = await build(without.ref, [
+      '--cache',
+      'false',
+      '--method',
+      'kexec',
+      '--kexec-tarball',
+      tar,
+    ]);
     expect(r.code).not.toBe(0);
     expect(r.stdout + r.stderr).toMatch(/has no disko configuration/);
     expect(r.stdout + r.stderr).toMatch(/disko\.nixosModules\.disko|method infect/);

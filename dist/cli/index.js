@@ -23658,6 +23658,9 @@ class LocalDirCacheStore {
         (0, node_fs_1.cpSync)(this.entry(hit), dir, { recursive: true });
         return hit;
     }
+    async has(_dir, key) {
+        return (0, node_fs_1.existsSync)(this.entry(key));
+    }
     async save(dir, key) {
         const target = this.entry(key);
         if ((0, node_fs_1.existsSync)(target))
@@ -23758,6 +23761,7 @@ const status_1 = __nccwpck_require__(7922);
 const render_1 = __nccwpck_require__(6340);
 const facts_1 = __nccwpck_require__(2385);
 const node_os_1 = __nccwpck_require__(8161);
+const node_fs_2 = __nccwpck_require__(3024);
 const node_path_1 = __nccwpck_require__(6760);
 const store_1 = __nccwpck_require__(7631);
 const version_1 = __nccwpck_require__(311);
@@ -23775,6 +23779,7 @@ function buildJson(b) {
             leaks: b.closure.leaks,
         },
         cache: b.cache ?? null,
+        kexecTarball: b.kexec ?? null,
         seconds: b.seconds,
     };
 }
@@ -23793,6 +23798,9 @@ const BUILDING = [
     'disko-with-deps',
     'cache',
     'cache-max-size',
+    'kexec-tarball',
+    'kexec-tarball-sha256',
+    'installer-budget',
 ];
 const CONNECTION = [
     'target',
@@ -23955,16 +23963,30 @@ async function runCommand(cmd, options, log) {
     });
     const cacheRoot = options['cache-dir'] ??
         (0, node_path_1.join)(process.env.XDG_CACHE_HOME || (0, node_path_1.join)((0, node_os_1.homedir)(), '.cache'), 'vps-nixos');
-    const record = await (0, run_1.runPipeline)(cfg, { stages: cmd.stages, facts }, {
-        log,
-        toolVersion: version_1.TOOL_VERSION,
-        cache: building
-            ? {
-                store: new store_1.LocalDirCacheStore((0, node_path_1.join)(cacheRoot, 'entries')),
-                dir: (0, node_path_1.join)(cacheRoot, 'work', 'closure'),
-            }
-            : undefined,
-    });
+    const tempDir = (0, node_fs_2.mkdtempSync)((0, node_path_1.join)((0, node_os_1.tmpdir)(), 'vps-nixos-'));
+    let record;
+    try {
+        record = await (0, run_1.runPipeline)(cfg, 
+        // Offline, our installer cannot be built: the CLI resolves it only when it is asked for.
+        {
+            stages: cmd.stages,
+            facts,
+            kexec: building && (cfg.method === 'kexec' || !!cfg.kexecTarball),
+        }, {
+            log,
+            tempDir,
+            toolVersion: version_1.TOOL_VERSION,
+            cache: building
+                ? {
+                    store: new store_1.LocalDirCacheStore((0, node_path_1.join)(cacheRoot, 'entries')),
+                    dir: (0, node_path_1.join)(cacheRoot, 'work', 'closure'),
+                }
+                : undefined,
+        });
+    }
+    finally {
+        (0, node_fs_2.rmSync)(tempDir, { recursive: true, force: true });
+    }
     const status = (0, status_1.finalStatus)(record, cfg);
     const json = options.json === 'true';
     let output;
@@ -24167,6 +24189,14 @@ exports.INPUTS = {
         required: false,
         default: '4GiB',
     },
+    'kexec-tarball': {
+        description: 'Kexec installer tarball to use instead of ours: a path, or an http(s) URL (then kexec-tarball-sha256 is required)',
+        required: false,
+    },
+    'kexec-tarball-sha256': {
+        description: 'sha256 (hex) the kexec tarball must have; checked on the runner and again on the target',
+        required: false,
+    },
 };
 function fail(ctx, message, fix) {
     ctx.addIssue({ code: 'custom', message, params: { fix } });
@@ -24264,6 +24294,12 @@ const FIELDS = {
     'disko-with-deps': booleanInput,
     cache: booleanInput,
     'cache-max-size': sizeInput,
+    'kexec-tarball': zod_1.z.string().transform((s) => s.trim()),
+    'kexec-tarball-sha256': zod_1.z
+        .string()
+        .transform((s, ctx) => /^[0-9a-fA-F]{64}$/.test(s.trim())
+        ? s.trim().toLowerCase()
+        : fail(ctx, `'${s}' is not a sha256`, 'write the 64 hex digits sha256sum prints')),
 };
 /** The zod schema of the inputs, after defaults are filled in (see withDefaults). */
 exports.inputSchema = zod_1.z.object(Object.fromEntries(Object.keys(FIELDS).map((name) => [name, FIELDS[name].optional()])));
@@ -24311,6 +24347,8 @@ function parseConfig(raw, opts = {}) {
         diskoWithDeps: v['disko-with-deps'],
         cache: v.cache,
         cacheMaxBytes: v['cache-max-size'],
+        kexecTarball: v['kexec-tarball'],
+        kexecTarballSha256: v['kexec-tarball-sha256'],
     };
     checkTogether(cfg, opts, shown);
     return cfg;
@@ -24319,6 +24357,9 @@ function parseConfig(raw, opts = {}) {
 function checkTogether(cfg, opts, shown) {
     if (!cfg.planOnly && !cfg.flake) {
         throw new errors_1.InputError('flake', 'is required unless plan-only is true', 'set flake to PATH#NAME (e.g. .#my-vps), or plan-only: true to only see the plan');
+    }
+    if (cfg.kexecTarball && /^https?:\/\//.test(cfg.kexecTarball) && !cfg.kexecTarballSha256) {
+        throw new errors_1.InputError('kexec-tarball-sha256', 'is required when kexec-tarball is a URL', "set it to the tarball's sha256 (sha256sum FILE)");
     }
     if (opts.noConnection)
         return;
@@ -24384,11 +24425,24 @@ function evalError(flake, what, stderr) {
     }
     return new BuildError(`evaluating ${attr(flake, what)} failed: ${text}`, 'run the same nix eval locally to see the whole error');
 }
-async function evalRaw(nix, flake, path) {
-    const r = await nix.run(['eval', '--raw', attr(flake, path)]);
+/** One evaluation for what the cache key and the validity check need. */
+async function evalToplevel(nix, flake) {
+    const path = 'config.system.build.toplevel';
+    const r = await nix.run([
+        'eval',
+        '--json',
+        attr(flake, path),
+        '--apply',
+        // An attrset with an outPath would be printed as that string: rename the keys.
+        'd: { drv = d.drvPath; out = d.outPath; system = d.system or "x86_64-linux"; }',
+    ]);
     if (r.code !== 0)
         throw evalError(flake, path, r.stderr);
-    return r.stdout.trim();
+    const v = JSON.parse(r.stdout);
+    return { drvPath: v.drv, outPath: v.out, system: v.system };
+}
+async function isValid(nix, path) {
+    return (await nix.run(['path-info', path])).code === 0;
 }
 async function buildOut(nix, installable, log) {
     const r = await nix.run(['build', '--no-link', '--json', installable], {
@@ -24433,23 +24487,37 @@ async function nixVersion(nix) {
 async function buildSystem(nix, req) {
     const start = Date.now();
     req.log(`nix: ${await nixVersion(nix)}`);
-    const drvPath = await evalRaw(nix, req.flake, 'config.system.build.toplevel.drvPath');
-    const system = await evalRaw(nix, req.flake, 'config.system.build.toplevel.system').catch(() => 'x86_64-linux');
+    const { drvPath, outPath, system } = await evalToplevel(nix, req.flake);
     let cache;
     if (req.cache) {
         const parts = { system, name: req.flake.name, drvPath, toolVersion: req.toolVersion };
         const key = (0, keys_1.cacheKey)(parts);
-        const restoredKey = await req.cache.store.restore(req.cache.dir, key, [(0, keys_1.cacheKeyPrefix)(parts)]);
-        const restoredPaths = restoredKey ? await importFileCache(nix, req.cache.dir) : 0;
-        cache = {
+        const base = {
             kind: req.cache.store.kind,
             key,
-            restoredKey,
-            restoredPaths,
-            hit: restoredKey === key ? 'exact' : restoredKey ? 'partial' : 'miss',
+            restoredPaths: 0,
             saved: 'not-needed',
         };
-        req.log(`cache ${cache.hit}${restoredKey ? ` (${restoredKey}, ${restoredPaths} paths)` : ''}`);
+        if (await isValid(nix, outPath)) {
+            // Nothing to build: restore nothing; save only if the cache lacks this closure.
+            cache = {
+                ...base,
+                hit: (await req.cache.store.has(req.cache.dir, key)) ? 'exact' : 'in-store',
+            };
+        }
+        else {
+            const restoredKey = await req.cache.store.restore(req.cache.dir, key, [
+                (0, keys_1.cacheKeyPrefix)(parts),
+            ]);
+            const restoredPaths = restoredKey ? await importFileCache(nix, req.cache.dir) : 0;
+            cache = {
+                ...base,
+                restoredKey,
+                restoredPaths,
+                hit: restoredKey === key ? 'exact' : restoredKey ? 'partial' : 'miss',
+            };
+        }
+        req.log(`cache ${cache.hit}${cache.restoredKey ? ` (${cache.restoredKey}, ${cache.restoredPaths} paths)` : ''}`);
     }
     const top = await buildOut(nix, attr(req.flake, 'config.system.build.toplevel'), req.log);
     if (top.code !== 0)
@@ -24514,6 +24582,7 @@ async function buildSystem(nix, req) {
         diskScript,
         closure,
         cache,
+        paths: infos,
         seconds: (Date.now() - start) / 1000,
     };
 }
@@ -24664,6 +24733,111 @@ function closureReport(root, infos, opts = {}) {
 
 /***/ }),
 
+/***/ 6499:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.sha256File = sha256File;
+exports.ourFlakeDir = ourFlakeDir;
+exports.resolveKexecTarball = resolveKexecTarball;
+/** The kexec installer tarball: ours (built from nix/), a local file, or a download checked by sha256. */
+const node_crypto_1 = __nccwpck_require__(7598);
+const node_fs_1 = __nccwpck_require__(3024);
+const node_path_1 = __nccwpck_require__(6760);
+const node_stream_1 = __nccwpck_require__(7075);
+const promises_1 = __nccwpck_require__(6466);
+const errors_1 = __nccwpck_require__(3916);
+const size_1 = __nccwpck_require__(4642);
+const build_1 = __nccwpck_require__(8455);
+const nix_1 = __nccwpck_require__(4280);
+/** sha256 of a file, streamed. */
+async function sha256File(path) {
+    const h = (0, node_crypto_1.createHash)('sha256');
+    await (0, promises_1.pipeline)((0, node_fs_1.createReadStream)(path), h);
+    return h.digest('hex');
+}
+/** The directory of our own flake (nix/), shipped beside the code. */
+function ourFlakeDir() {
+    let dir = __dirname;
+    for (let i = 0; i < 6; i++) {
+        if ((0, node_fs_1.existsSync)((0, node_path_1.join)(dir, 'nix', 'flake.nix')))
+            return (0, node_path_1.join)(dir, 'nix');
+        dir = (0, node_path_1.dirname)(dir);
+    }
+    throw new build_1.BuildError(`vps-nixos is incomplete: nix/flake.nix not found near ${__dirname}`, 'reinstall vps-nixos, or pass kexec-tarball');
+}
+async function download(url, dir, log) {
+    (0, node_fs_1.mkdirSync)(dir, { recursive: true, mode: 0o700 });
+    const file = (0, node_path_1.join)(dir, 'kexec-installer.tar.gz');
+    log(`downloading ${url}`);
+    let res;
+    try {
+        res = await fetch(url, { redirect: 'follow' });
+    }
+    catch (err) {
+        throw new errors_1.VpsNixosError(`cannot download kexec-tarball ${url}: ${err.message}`, 'check the URL and that the runner can reach it');
+    }
+    if (!res.ok || !res.body)
+        throw new errors_1.VpsNixosError(`cannot download kexec-tarball ${url}: HTTP ${res.status}`, 'check the URL');
+    await (0, promises_1.pipeline)(node_stream_1.Readable.fromWeb(res.body), (0, node_fs_1.createWriteStream)(file, { mode: 0o600 }));
+    return file;
+}
+async function buildOurs(nix, system, log) {
+    const installable = `path:${ourFlakeDir()}#packages.${system}.kexec-installer`;
+    log(`building the kexec installer: ${installable}`);
+    const r = await nix.run(['build', '--no-link', '--json', installable], {
+        onStderr: (l) => l.trim() && log(l),
+    });
+    if (r.code !== 0) {
+        throw new build_1.BuildError(`building our kexec installer failed: ${(0, nix_1.nixErrorText)(r.stderr)}`, 'the runner needs the internet (nixpkgs) to build it; or pass kexec-tarball (a file, or an https URL with kexec-tarball-sha256)');
+    }
+    const out = JSON.parse(r.stdout)[0]?.outputs.out ?? '';
+    const tar = (0, node_fs_1.readdirSync)(out).find((f) => /\.tar(\.gz|\.zst|\.xz)?$/.test(f));
+    if (!tar)
+        throw new build_1.BuildError(`the kexec installer build ${out} holds no tarball`, 'report this: nix/flake.nix should produce *.tar.gz');
+    return { path: (0, node_path_1.join)(out, tar), from: installable };
+}
+/** Finds or builds the tarball, checks its sha256 (when given) and the installer budget. */
+async function resolveKexecTarball(nix, req) {
+    let path;
+    let source;
+    let from;
+    if (req.tarball && /^https?:\/\//.test(req.tarball)) {
+        if (!req.sha256) {
+            throw new errors_1.InputError('kexec-tarball-sha256', `is required with a URL in kexec-tarball (${req.tarball})`, "set kexec-tarball-sha256 to the tarball's sha256 (sha256sum FILE)");
+        }
+        path = await download(req.tarball, req.downloadDir, req.log);
+        source = 'url';
+        from = req.tarball;
+    }
+    else if (req.tarball) {
+        if (!(0, node_fs_1.existsSync)(req.tarball) || !(0, node_fs_1.statSync)(req.tarball).isFile()) {
+            throw new errors_1.InputError('kexec-tarball', `'${req.tarball}' is not a file`, 'give the path of a kexec tarball (kexec/run, kexec/bzImage, kexec/initrd inside), or an https URL');
+        }
+        path = req.tarball;
+        source = 'file';
+        from = req.tarball;
+    }
+    else {
+        ({ path, from } = await buildOurs(nix, req.system, req.log));
+        source = 'built';
+    }
+    const sha256 = await sha256File(path);
+    if (req.sha256 && req.sha256.toLowerCase() !== sha256) {
+        throw new errors_1.VpsNixosError(`kexec-tarball ${from} has sha256 ${sha256}, expected ${req.sha256.toLowerCase()}; nothing was uploaded`, 'if the tarball changed on purpose, update kexec-tarball-sha256; otherwise do not use it');
+    }
+    const bytes = (0, node_fs_1.statSync)(path).size;
+    if (req.budgetBytes !== undefined && bytes > req.budgetBytes) {
+        throw new build_1.BudgetExceeded(`the kexec tarball is ${(0, size_1.formatBytes)(bytes)}, over installer-budget ${(0, size_1.formatBytes)(req.budgetBytes)}`, 'use our slim installer (leave kexec-tarball empty) or raise installer-budget; every MiB of it sits in RAM after kexec');
+    }
+    return { path, sha256, bytes, source, from };
+}
+
+
+/***/ }),
+
 /***/ 4280:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -24750,6 +24924,8 @@ const hostkeys_1 = __nccwpck_require__(2326);
 const session_1 = __nccwpck_require__(302);
 const errors_1 = __nccwpck_require__(3916);
 const build_1 = __nccwpck_require__(8455);
+const kexec_1 = __nccwpck_require__(6499);
+const closure_1 = __nccwpck_require__(2198);
 const nix_1 = __nccwpck_require__(4280);
 /** Runs the stages in order, filling the record as it goes; never throws (errors land in the record). */
 async function runPipeline(cfg, req, deps) {
@@ -24778,7 +24954,7 @@ async function runPipeline(cfg, req, deps) {
     let session;
     try {
         if (req.stages.includes('build')) {
-            record.build = await stage('build', () => runBuild(cfg, deps));
+            record.build = await stage('build', () => runBuild(cfg, deps, req.kexec ?? false));
         }
         if (!req.stages.includes('probe') && !req.stages.includes('plan'))
             return record;
@@ -24796,6 +24972,9 @@ async function runPipeline(cfg, req, deps) {
                 session = await openSession(cfg, deps, record);
                 return (0, probe_1.probe)(session);
             });
+            if (record.build && record.facts.currentSystem && !record.facts.isInstaller && session) {
+                record.build.closure.diff = await remoteClosureDiff(session, record.build);
+            }
         }
         if (!req.stages.includes('plan'))
             return record;
@@ -24815,10 +24994,11 @@ async function runPipeline(cfg, req, deps) {
     }
     return record;
 }
-async function runBuild(cfg, deps) {
+async function runBuild(cfg, deps, withKexec) {
     if (!cfg.flake)
         throw new errors_1.InputError('flake', 'is required to build', 'set flake to PATH#NAME, e.g. .#my-vps');
-    return (0, build_1.buildSystem)(deps.nix ?? (0, nix_1.localNix)(), {
+    const nix = deps.nix ?? (0, nix_1.localNix)();
+    const result = await (0, build_1.buildSystem)(nix, {
         flake: cfg.flake,
         diskScript: {
             attr: cfg.diskoWithDeps ? 'diskoScript' : 'diskoScriptNoDeps',
@@ -24830,6 +25010,25 @@ async function runBuild(cfg, deps) {
         log: (l) => deps.log.info(l),
         warn: (l) => deps.log.warn(l),
     });
+    if (withKexec) {
+        result.kexec = await (0, kexec_1.resolveKexecTarball)(nix, {
+            tarball: cfg.kexecTarball,
+            sha256: cfg.kexecTarballSha256,
+            system: result.system,
+            budgetBytes: cfg.installerBudgetBytes,
+            downloadDir: deps.tempDir,
+            log: (l) => deps.log.info(l),
+        });
+        deps.log.info(`kexec tarball: ${result.kexec.from} (${result.kexec.bytes} bytes, sha256 ${result.kexec.sha256})`);
+    }
+    return result;
+}
+/** What the new closure adds to the system the target runs now, and the bytes that must be sent. */
+async function remoteClosureDiff(session, build) {
+    const r = await session.exec('nix-store -qR /run/current-system', { timeoutMs: 60_000 });
+    if (r.code !== 0)
+        return undefined;
+    return (0, closure_1.diffClosures)(build.paths, r.stdout.split('\n').filter((l) => l.startsWith('/nix/store/')));
 }
 async function openSession(cfg, deps, record) {
     const target = cfg.target;
@@ -25477,6 +25676,20 @@ function closureRows(b) {
             `${cache.hit}${cache.restoredKey ? ` (${cache.restoredKey}, ${cache.restoredPaths} paths restored)` : ''}; save: ${cache.saved}${cache.bytes !== undefined ? `, ${(0, size_1.formatBytes)(cache.bytes)}` : ''}`,
         ]);
     }
+    if (c.diff) {
+        totals.push([
+            'Against the target',
+            `${c.diff.added.length} paths added, ${c.diff.removed.length} removed, ${(0, size_1.formatBytes)(c.diff.bytesToSend)} to send` +
+                (c.diff.changed.length
+                    ? `; ${c.diff.changed.map((x) => `${x.name} ${x.from} → ${x.to}`).join(', ')}`
+                    : ''),
+        ]);
+    }
+    if (b.kexec)
+        totals.push([
+            'Kexec installer',
+            `${b.kexec.from}: ${(0, size_1.formatBytes)(b.kexec.bytes)}, sha256 ${b.kexec.sha256}`,
+        ]);
     totals.push(['Build time', `${b.seconds.toFixed(1)} s`]);
     return {
         totals,
@@ -26184,6 +26397,22 @@ module.exports = require("node:os");
 
 "use strict";
 module.exports = require("node:path");
+
+/***/ }),
+
+/***/ 7075:
+/***/ ((module) => {
+
+"use strict";
+module.exports = require("node:stream");
+
+/***/ }),
+
+/***/ 6466:
+/***/ ((module) => {
+
+"use strict";
+module.exports = require("node:stream/promises");
 
 /***/ }),
 

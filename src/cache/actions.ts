@@ -10,6 +10,11 @@ export class ActionsCacheStore implements CacheStore {
     return cache.restoreCache([dir], key, restoreKeys);
   }
 
+  async has(dir: string, key: string): Promise<boolean> {
+    if (!cache.isFeatureAvailable()) return false;
+    return (await cache.restoreCache([dir], key, [], { lookupOnly: true })) === key;
+  }
+
   async save(dir: string, key: string): Promise<'saved' | 'exists'> {
     if (!cache.isFeatureAvailable()) return 'exists';
     try {

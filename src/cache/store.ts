@@ -6,6 +6,8 @@ export interface CacheStore {
   readonly kind: string;
   /** Restores into `dir`; returns the key that matched (exact, or the newest with a restore-key prefix). */
   restore(dir: string, key: string, restoreKeys: string[]): Promise<string | undefined>;
+  /** Whether an entry with exactly this key exists (nothing is downloaded). */
+  has(dir: string, key: string): Promise<boolean>;
   /** Saves `dir` under `key`; entries are immutable, so saving an existing key does nothing. */
   save(dir: string, key: string): Promise<'saved' | 'exists'>;
 }
@@ -40,6 +42,10 @@ export class LocalDirCacheStore implements CacheStore {
     rmSync(dir, { recursive: true, force: true });
     cpSync(this.entry(hit), dir, { recursive: true });
     return hit;
+  }
+
+  async has(_dir: string, key: string): Promise<boolean> {
+    return existsSync(this.entry(key));
   }
 
   async save(dir: string, key: string): Promise<'saved' | 'exists'> {

@@ -8,7 +8,8 @@ import { renderText } from '../report/render';
 import { parseFacts, type Facts } from '../probe/facts';
 import type { RunRecord, StageName } from '../pipeline/record';
 import type { OptionSpec } from './args';
-import { homedir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { LocalDirCacheStore } from '../cache/store';
 import { TOOL_VERSION } from '../version';
@@ -28,6 +29,7 @@ function buildJson(b: BuildResult): Record<string, unknown> {
       leaks: b.closure.leaks,
     },
     cache: b.cache ?? null,
+    kexecTarball: b.kexec ?? null,
     seconds: b.seconds,
   };
 }
@@ -54,6 +56,9 @@ const BUILDING: InputName[] = [
   'disko-with-deps',
   'cache',
   'cache-max-size',
+  'kexec-tarball',
+  'kexec-tarball-sha256',
+  'installer-budget',
 ];
 const CONNECTION: InputName[] = [
   'target',
@@ -243,20 +248,32 @@ export async function runCommand(
   const cacheRoot =
     options['cache-dir'] ??
     join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'vps-nixos');
-  const record = await runPipeline(
-    cfg,
-    { stages: cmd.stages, facts },
-    {
-      log,
-      toolVersion: TOOL_VERSION,
-      cache: building
-        ? {
-            store: new LocalDirCacheStore(join(cacheRoot, 'entries')),
-            dir: join(cacheRoot, 'work', 'closure'),
-          }
-        : undefined,
-    },
-  );
+  const tempDir = mkdtempSync(join(tmpdir(), 'vps-nixos-'));
+  let record: RunRecord;
+  try {
+    record = await runPipeline(
+      cfg,
+      // Offline, our installer cannot be built: the CLI resolves it only when it is asked for.
+      {
+        stages: cmd.stages,
+        facts,
+        kexec: building && (cfg.method === 'kexec' || !!cfg.kexecTarball),
+      },
+      {
+        log,
+        tempDir,
+        toolVersion: TOOL_VERSION,
+        cache: building
+          ? {
+              store: new LocalDirCacheStore(join(cacheRoot, 'entries')),
+              dir: join(cacheRoot, 'work', 'closure'),
+            }
+          : undefined,
+      },
+    );
+  } finally {
+    rmSync(tempDir, { recursive: true, force: true });
+  }
   const status = finalStatus(record, cfg);
   const json = options.json === 'true';
   let output: string;

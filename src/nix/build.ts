@@ -6,8 +6,15 @@ import { VpsNixosError } from '../errors';
 import { formatBytes } from '../size';
 import { cacheKey, cacheKeyPrefix } from '../cache/keys';
 import { dirBytes, type CacheStore } from '../cache/store';
-import { closureReport, parsePathInfo, storeName, type ClosureReport } from './closure';
+import {
+  closureReport,
+  parsePathInfo,
+  storeName,
+  type ClosureReport,
+  type PathInfo,
+} from './closure';
 import { NixError, nixErrorText, type Nix } from './nix';
+import type { KexecTarball } from './kexec';
 
 export class BuildError extends VpsNixosError {}
 
@@ -28,8 +35,11 @@ export interface BuildRequest {
 export interface CacheOutcome {
   kind: string;
   key: string;
-  /** exact: nothing to build; partial: started from an older closure; miss: built from scratch. */
-  hit: 'exact' | 'partial' | 'miss';
+  /**
+   * exact: the cache has this closure (restored if the store lacked it); in-store: the store has it
+   * but the cache does not (saved now); partial: started from an older closure; miss: built from scratch.
+   */
+  hit: 'exact' | 'in-store' | 'partial' | 'miss';
   restoredKey?: string;
   restoredPaths: number;
   saved: 'saved' | 'exists' | 'skipped-over-cap' | 'not-needed';
@@ -43,6 +53,9 @@ export interface BuildResult {
   diskScript?: string;
   closure: ClosureReport;
   cache?: CacheOutcome;
+  kexec?: KexecTarball;
+  /** Every path of the closure with its size (for the diff against the target's system). */
+  paths: PathInfo[];
   seconds: number;
 }
 
@@ -75,10 +88,27 @@ function evalError(flake: FlakeRef, what: string, stderr: string): VpsNixosError
   );
 }
 
-async function evalRaw(nix: Nix, flake: FlakeRef, path: string): Promise<string> {
-  const r = await nix.run(['eval', '--raw', attr(flake, path)]);
+/** One evaluation for what the cache key and the validity check need. */
+async function evalToplevel(
+  nix: Nix,
+  flake: FlakeRef,
+): Promise<{ drvPath: string; outPath: string; system: string }> {
+  const path = 'config.system.build.toplevel';
+  const r = await nix.run([
+    'eval',
+    '--json',
+    attr(flake, path),
+    '--apply',
+    // An attrset with an outPath would be printed as that string: rename the keys.
+    'd: { drv = d.drvPath; out = d.outPath; system = d.system or "x86_64-linux"; }',
+  ]);
   if (r.code !== 0) throw evalError(flake, path, r.stderr);
-  return r.stdout.trim();
+  const v = JSON.parse(r.stdout) as { drv: string; out: string; system: string };
+  return { drvPath: v.drv, outPath: v.out, system: v.system };
+}
+
+async function isValid(nix: Nix, path: string): Promise<boolean> {
+  return (await nix.run(['path-info', path])).code === 0;
 }
 
 async function buildOut(
@@ -144,25 +174,38 @@ export async function nixVersion(nix: Nix): Promise<string> {
 export async function buildSystem(nix: Nix, req: BuildRequest): Promise<BuildResult> {
   const start = Date.now();
   req.log(`nix: ${await nixVersion(nix)}`);
-  const drvPath = await evalRaw(nix, req.flake, 'config.system.build.toplevel.drvPath');
-  const system = await evalRaw(nix, req.flake, 'config.system.build.toplevel.system').catch(
-    () => 'x86_64-linux',
-  );
+  const { drvPath, outPath, system } = await evalToplevel(nix, req.flake);
   let cache: CacheOutcome | undefined;
   if (req.cache) {
     const parts = { system, name: req.flake.name, drvPath, toolVersion: req.toolVersion };
     const key = cacheKey(parts);
-    const restoredKey = await req.cache.store.restore(req.cache.dir, key, [cacheKeyPrefix(parts)]);
-    const restoredPaths = restoredKey ? await importFileCache(nix, req.cache.dir) : 0;
-    cache = {
+    const base = {
       kind: req.cache.store.kind,
       key,
-      restoredKey,
-      restoredPaths,
-      hit: restoredKey === key ? 'exact' : restoredKey ? 'partial' : 'miss',
-      saved: 'not-needed',
+      restoredPaths: 0,
+      saved: 'not-needed' as const,
     };
-    req.log(`cache ${cache.hit}${restoredKey ? ` (${restoredKey}, ${restoredPaths} paths)` : ''}`);
+    if (await isValid(nix, outPath)) {
+      // Nothing to build: restore nothing; save only if the cache lacks this closure.
+      cache = {
+        ...base,
+        hit: (await req.cache.store.has(req.cache.dir, key)) ? 'exact' : 'in-store',
+      };
+    } else {
+      const restoredKey = await req.cache.store.restore(req.cache.dir, key, [
+        cacheKeyPrefix(parts),
+      ]);
+      const restoredPaths = restoredKey ? await importFileCache(nix, req.cache.dir) : 0;
+      cache = {
+        ...base,
+        restoredKey,
+        restoredPaths,
+        hit: restoredKey === key ? 'exact' : restoredKey ? 'partial' : 'miss',
+      };
+    }
+    req.log(
+      `cache ${cache.hit}${cache.restoredKey ? ` (${cache.restoredKey}, ${cache.restoredPaths} paths)` : ''}`,
+    );
   }
   const top = await buildOut(nix, attr(req.flake, 'config.system.build.toplevel'), req.log);
   if (top.code !== 0)
@@ -244,6 +287,7 @@ export async function buildSystem(nix: Nix, req: BuildRequest): Promise<BuildRes
     diskScript,
     closure,
     cache,
+    paths: infos,
     seconds: (Date.now() - start) / 1000,
   };
 }

@@ -7,7 +7,9 @@ import { formatTarget } from '../target';
 import { fingerprint, formatKey, pinFor } from '../ssh/hostkeys';
 import { connect as sshConnect, type ConnectOptions, type RemoteSession } from '../ssh/session';
 import { InputError, VpsNixosError, describeError } from '../errors';
-import { buildSystem } from '../nix/build';
+import { buildSystem, type BuildResult } from '../nix/build';
+import { resolveKexecTarball } from '../nix/kexec';
+import { diffClosures, type ClosureDiff } from '../nix/closure';
 import { localNix, type Nix } from '../nix/nix';
 import type { CacheStore } from '../cache/store';
 import type { RunRecord, StageName } from './record';
@@ -24,6 +26,8 @@ export interface PipelineDeps {
   /** Where closures are cached between runs, and the working dir for the file cache. */
   cache?: { store: CacheStore; dir: string };
   toolVersion: string;
+  /** A private directory for downloads and key files (RUNNER_TEMP's, or a mkdtemp for the CLI). */
+  tempDir: string;
 }
 
 export interface PipelineRequest {
@@ -31,6 +35,8 @@ export interface PipelineRequest {
   facts?: Facts;
   /** The stages to run, in this order. The build comes first so a budget fails before any SSH connection. */
   stages: StageName[];
+  /** Also resolve the kexec installer tarball in the build stage (the plan may need it). */
+  kexec?: boolean;
 }
 
 /** Runs the stages in order, filling the record as it goes; never throws (errors land in the record). */
@@ -63,7 +69,7 @@ export async function runPipeline(
   let session: RemoteSession | undefined;
   try {
     if (req.stages.includes('build')) {
-      record.build = await stage('build', () => runBuild(cfg, deps));
+      record.build = await stage('build', () => runBuild(cfg, deps, req.kexec ?? false));
     }
     if (!req.stages.includes('probe') && !req.stages.includes('plan')) return record;
     if (req.facts) {
@@ -79,6 +85,9 @@ export async function runPipeline(
         session = await openSession(cfg, deps, record);
         return probe(session);
       });
+      if (record.build && record.facts.currentSystem && !record.facts.isInstaller && session) {
+        record.build.closure.diff = await remoteClosureDiff(session, record.build);
+      }
     }
     if (!req.stages.includes('plan')) return record;
     const facts = record.facts;
@@ -95,10 +104,11 @@ export async function runPipeline(
   return record;
 }
 
-async function runBuild(cfg: Config, deps: PipelineDeps) {
+async function runBuild(cfg: Config, deps: PipelineDeps, withKexec: boolean): Promise<BuildResult> {
   if (!cfg.flake)
     throw new InputError('flake', 'is required to build', 'set flake to PATH#NAME, e.g. .#my-vps');
-  return buildSystem(deps.nix ?? localNix(), {
+  const nix = deps.nix ?? localNix();
+  const result = await buildSystem(nix, {
     flake: cfg.flake,
     diskScript: {
       attr: cfg.diskoWithDeps ? 'diskoScript' : 'diskoScriptNoDeps',
@@ -110,6 +120,33 @@ async function runBuild(cfg: Config, deps: PipelineDeps) {
     log: (l) => deps.log.info(l),
     warn: (l) => deps.log.warn(l),
   });
+  if (withKexec) {
+    result.kexec = await resolveKexecTarball(nix, {
+      tarball: cfg.kexecTarball,
+      sha256: cfg.kexecTarballSha256,
+      system: result.system,
+      budgetBytes: cfg.installerBudgetBytes,
+      downloadDir: deps.tempDir,
+      log: (l) => deps.log.info(l),
+    });
+    deps.log.info(
+      `kexec tarball: ${result.kexec.from} (${result.kexec.bytes} bytes, sha256 ${result.kexec.sha256})`,
+    );
+  }
+  return result;
+}
+
+/** What the new closure adds to the system the target runs now, and the bytes that must be sent. */
+async function remoteClosureDiff(
+  session: RemoteSession,
+  build: BuildResult,
+): Promise<ClosureDiff | undefined> {
+  const r = await session.exec('nix-store -qR /run/current-system', { timeoutMs: 60_000 });
+  if (r.code !== 0) return undefined;
+  return diffClosures(
+    build.paths,
+    r.stdout.split('\n').filter((l) => l.startsWith('/nix/store/')),
+  );
 }
 
 async function openSession(

@@ -78,6 +78,20 @@ export function closureRows(b: BuildResult): { totals: Row[]; top: Row[]; leaks:
       `${cache.hit}${cache.restoredKey ? ` (${cache.restoredKey}, ${cache.restoredPaths} paths restored)` : ''}; save: ${cache.saved}${cache.bytes !== undefined ? `, ${formatBytes(cache.bytes)}` : ''}`,
     ]);
   }
+  if (c.diff) {
+    totals.push([
+      'Against the target',
+      `${c.diff.added.length} paths added, ${c.diff.removed.length} removed, ${formatBytes(c.diff.bytesToSend)} to send` +
+        (c.diff.changed.length
+          ? `; ${c.diff.changed.map((x) => `${x.name} ${x.from} → ${x.to}`).join(', ')}`
+          : ''),
+    ]);
+  }
+  if (b.kexec)
+    totals.push([
+      'Kexec installer',
+      `${b.kexec.from}: ${formatBytes(b.kexec.bytes)}, sha256 ${b.kexec.sha256}`,
+    ]);
   totals.push(['Build time', `${b.seconds.toFixed(1)} s`]);
   return {
     totals,

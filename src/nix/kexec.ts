@@ -1,0 +1,157 @@
+/** The kexec installer tarball: ours (built from nix/), a local file, or a download checked by sha256. */
+import { createHash } from 'node:crypto';
+import {
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  statSync,
+} from 'node:fs';
+import { dirname, join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { InputError, VpsNixosError } from '../errors';
+import { formatBytes } from '../size';
+import { BudgetExceeded, BuildError } from './build';
+import { nixErrorText, type Nix } from './nix';
+
+export interface KexecTarball {
+  path: string;
+  sha256: string;
+  bytes: number;
+  source: 'built' | 'file' | 'url';
+  /** Where it came from: the flake attribute, the file or the URL. */
+  from: string;
+}
+
+export interface KexecRequest {
+  /** `kexec-tarball` input: a path, or an http(s) URL. */
+  tarball?: string;
+  sha256?: string;
+  system: string;
+  budgetBytes?: number;
+  /** Where downloads go (a private temp dir). */
+  downloadDir: string;
+  log: (line: string) => void;
+}
+
+/** sha256 of a file, streamed. */
+export async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  await pipeline(createReadStream(path), h);
+  return h.digest('hex');
+}
+
+/** The directory of our own flake (nix/), shipped beside the code. */
+export function ourFlakeDir(): string {
+  let dir = __dirname;
+  for (let i = 0; i < 6; i++) {
+    if (existsSync(join(dir, 'nix', 'flake.nix'))) return join(dir, 'nix');
+    dir = dirname(dir);
+  }
+  throw new BuildError(
+    `vps-nixos is incomplete: nix/flake.nix not found near ${__dirname}`,
+    'reinstall vps-nixos, or pass kexec-tarball',
+  );
+}
+
+async function download(url: string, dir: string, log: (l: string) => void): Promise<string> {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const file = join(dir, 'kexec-installer.tar.gz');
+  log(`downloading ${url}`);
+  let res: Response;
+  try {
+    res = await fetch(url, { redirect: 'follow' });
+  } catch (err) {
+    throw new VpsNixosError(
+      `cannot download kexec-tarball ${url}: ${(err as Error).message}`,
+      'check the URL and that the runner can reach it',
+    );
+  }
+  if (!res.ok || !res.body)
+    throw new VpsNixosError(
+      `cannot download kexec-tarball ${url}: HTTP ${res.status}`,
+      'check the URL',
+    );
+  await pipeline(
+    Readable.fromWeb(res.body as unknown as WebReadableStream),
+    createWriteStream(file, { mode: 0o600 }),
+  );
+  return file;
+}
+
+async function buildOurs(
+  nix: Nix,
+  system: string,
+  log: (l: string) => void,
+): Promise<{ path: string; from: string }> {
+  const installable = `path:${ourFlakeDir()}#packages.${system}.kexec-installer`;
+  log(`building the kexec installer: ${installable}`);
+  const r = await nix.run(['build', '--no-link', '--json', installable], {
+    onStderr: (l) => l.trim() && log(l),
+  });
+  if (r.code !== 0) {
+    throw new BuildError(
+      `building our kexec installer failed: ${nixErrorText(r.stderr)}`,
+      'the runner needs the internet (nixpkgs) to build it; or pass kexec-tarball (a file, or an https URL with kexec-tarball-sha256)',
+    );
+  }
+  const out = (JSON.parse(r.stdout) as { outputs: Record<string, string> }[])[0]?.outputs.out ?? '';
+  const tar = readdirSync(out).find((f) => /\.tar(\.gz|\.zst|\.xz)?$/.test(f));
+  if (!tar)
+    throw new BuildError(
+      `the kexec installer build ${out} holds no tarball`,
+      'report this: nix/flake.nix should produce *.tar.gz',
+    );
+  return { path: join(out, tar), from: installable };
+}
+
+/** Finds or builds the tarball, checks its sha256 (when given) and the installer budget. */
+export async function resolveKexecTarball(nix: Nix, req: KexecRequest): Promise<KexecTarball> {
+  let path: string;
+  let source: KexecTarball['source'];
+  let from: string;
+  if (req.tarball && /^https?:\/\//.test(req.tarball)) {
+    if (!req.sha256) {
+      throw new InputError(
+        'kexec-tarball-sha256',
+        `is required with a URL in kexec-tarball (${req.tarball})`,
+        "set kexec-tarball-sha256 to the tarball's sha256 (sha256sum FILE)",
+      );
+    }
+    path = await download(req.tarball, req.downloadDir, req.log);
+    source = 'url';
+    from = req.tarball;
+  } else if (req.tarball) {
+    if (!existsSync(req.tarball) || !statSync(req.tarball).isFile()) {
+      throw new InputError(
+        'kexec-tarball',
+        `'${req.tarball}' is not a file`,
+        'give the path of a kexec tarball (kexec/run, kexec/bzImage, kexec/initrd inside), or an https URL',
+      );
+    }
+    path = req.tarball;
+    source = 'file';
+    from = req.tarball;
+  } else {
+    ({ path, from } = await buildOurs(nix, req.system, req.log));
+    source = 'built';
+  }
+  const sha256 = await sha256File(path);
+  if (req.sha256 && req.sha256.toLowerCase() !== sha256) {
+    throw new VpsNixosError(
+      `kexec-tarball ${from} has sha256 ${sha256}, expected ${req.sha256.toLowerCase()}; nothing was uploaded`,
+      'if the tarball changed on purpose, update kexec-tarball-sha256; otherwise do not use it',
+    );
+  }
+  const bytes = statSync(path).size;
+  if (req.budgetBytes !== undefined && bytes > req.budgetBytes) {
+    throw new BudgetExceeded(
+      `the kexec tarball is ${formatBytes(bytes)}, over installer-budget ${formatBytes(req.budgetBytes)}`,
+      'use our slim installer (leave kexec-tarball empty) or raise installer-budget; every MiB of it sits in RAM after kexec',
+    );
+  }
+  return { path, sha256, bytes, source, from };
+}

@@ -93,3 +93,30 @@ describe('parseFacts on bad output', () => {
     expect(parseFacts(base).virtualization).toBe('none');
   });
 });
+
+describe('routes and links', () => {
+  const base = 'facts.version=1\nmeminfo=MemTotal: 1000 kB\n';
+  it('reads an IPv4 route via an IPv6 next hop, in text and JSON', () => {
+    const text = parseFacts(
+      base + 'ip.route4=default via inet6 fe80::1 dev eth0 proto static metric 100 onlink\n',
+    );
+    expect(text.routes[0]).toMatchObject({
+      dst: 'default',
+      gateway: 'fe80::1',
+      metric: 100,
+      onlink: true,
+    });
+    const json = parseFacts(
+      base +
+        'ip.addr.json=[]\nip.route4.json=[{"dst":"default","via":{"family":"inet6","host":"fe80::1"},"dev":"eth0","metric":5,"flags":[]}]\nip.route6.json=[]\n',
+    );
+    expect(json.routes[0]).toMatchObject({ gateway: 'fe80::1', metric: 5 });
+  });
+  it('keeps the MTU of each link', () => {
+    const f = parseFacts(
+      base +
+        'ip.addr.json=[{"ifname":"eth0","address":"52:54:00:00:00:01","mtu":1450,"addr_info":[]}]\n',
+    );
+    expect(f.interfaces[0]).toMatchObject({ name: 'eth0', mtu: 1450 });
+  });
+});

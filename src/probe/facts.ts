@@ -20,6 +20,7 @@ export interface AddressFacts {
 export interface InterfaceFacts {
   name: string;
   mac?: string;
+  mtu?: number;
   addresses: AddressFacts[];
 }
 
@@ -29,6 +30,7 @@ export interface RouteFacts {
   gateway?: string;
   dev?: string;
   protocol?: string;
+  metric?: number;
   onlink: boolean;
 }
 
@@ -249,6 +251,7 @@ function diskOf(source: string | undefined, disks: DiskFacts[]): string | undefi
 interface IpJsonAddr {
   ifname: string;
   address?: string;
+  mtu?: number;
   link_type?: string;
   addr_info?: {
     family: string;
@@ -262,6 +265,9 @@ interface IpJsonAddr {
 interface IpJsonRoute {
   dst: string;
   gateway?: string;
+  /** An IPv4 route via an IPv6 next hop (RFC 5549): `via inet6 fe80::1`. */
+  via?: { family: string; host: string };
+  metric?: number;
   dev?: string;
   protocol?: string;
   flags?: string[];
@@ -284,6 +290,7 @@ function interfacesFromJson(json: string): InterfaceFacts[] {
     .filter((i) => i.link_type !== 'loopback')
     .map((i) => ({
       name: i.ifname,
+      mtu: i.mtu,
       mac: i.address,
       addresses: (i.addr_info ?? [])
         .filter((a) => a.family === 'inet' || a.family === 'inet6')
@@ -302,7 +309,13 @@ function interfacesFromText(raw: Raw): InterfaceFacts[] {
   for (const l of all(raw, 'ip.link')) {
     const m = /^\d+:\s+([^:@\s]+)(?:@\S+)?:.*?link\/(\S+)\s+([0-9a-f:]+)/.exec(l);
     if (!m || m[2] === 'loopback') continue;
-    byName.set(m[1] as string, { name: m[1] as string, mac: m[3], addresses: [] });
+    const mtu = /\bmtu (\d+)/.exec(l)?.[1];
+    byName.set(m[1] as string, {
+      name: m[1] as string,
+      mac: m[3],
+      mtu: mtu ? Number(mtu) : undefined,
+      addresses: [],
+    });
   }
   for (const l of all(raw, 'ip.addr')) {
     const m = /^\d+:\s+(\S+)\s+(inet6?)\s+([0-9a-fA-F.:]+)\/(\d+)(.*)$/.exec(l);
@@ -337,12 +350,17 @@ function routesFromText(lines: string[], family: RouteFacts['family']): RouteFac
       const i = f.indexOf(k);
       return i >= 0 ? f[i + 1] : undefined;
     };
+    // `via inet6 fe80::1` names the family before the next hop.
+    const via = opt('via');
+    const gateway = via === 'inet' || via === 'inet6' ? f[f.indexOf('via') + 2] : via;
+    const metric = opt('metric');
     out.push({
       family,
       dst: f[0] as string,
-      gateway: opt('via'),
+      gateway,
       dev: opt('dev'),
       protocol: opt('proto'),
+      metric: metric !== undefined ? Number(metric) : undefined,
       onlink: f.includes('onlink'),
     });
   }
@@ -355,9 +373,10 @@ function routesFromJson(json: string, family: RouteFacts['family']): RouteFacts[
     .map((r) => ({
       family,
       dst: r.dst,
-      gateway: r.gateway,
+      gateway: r.gateway ?? r.via?.host,
       dev: r.dev,
       protocol: r.protocol,
+      metric: r.metric,
       onlink: (r.flags ?? []).includes('onlink'),
     }));
 }

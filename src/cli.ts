@@ -32,12 +32,15 @@ async function cli(argv: string[]): Promise<number> {
     warn: (l: string) => process.stderr.write(`warning: ${l}\n`),
   };
   try {
+    if (cmd.custom) {
+      process.stdout.write(cmd.custom(parsed.options));
+      return 0;
+    }
     const result = await runCommand(cmd, parsed.options, log);
     process.stdout.write(result.output);
-    if (result.record.error && parsed.options.json === 'true') {
-      process.stderr.write(
-        `vps-nixos: ${result.record.error.message}${result.record.error.fix ? `\n  fix: ${result.record.error.fix}` : ''}\n`,
-      );
+    // Text output already shows the error; JSON keeps stdout to one document.
+    if (result.exitCode !== 0 && (!result.record.error || parsed.options.json === 'true')) {
+      process.stderr.write(`vps-nixos: ${result.message.replace(/\n/g, '\n  ')}\n`);
     }
     return result.exitCode;
   } catch (err) {

@@ -6,4 +6,5 @@ export const State = {
 export const Output = {
   method: 'method',
   hostKey: 'host-key',
+  hostConfig: 'host-config',
 } as const;

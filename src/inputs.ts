@@ -38,6 +38,7 @@ export interface Config {
   cacheMaxBytes: number;
   kexecTarball?: string;
   kexecTarballSha256?: string;
+  allowPreflightErrors: boolean;
 }
 
 /** One input as action.yml documents it; the schema below is built from these. */
@@ -157,6 +158,12 @@ export const INPUTS = {
     description:
       'sha256 (hex) the kexec tarball must have; checked on the runner and again on the target',
     required: false,
+  },
+  'allow-preflight-errors': {
+    description:
+      'Go on even when the preflight check of the configuration finds errors (they are still reported)',
+    required: false,
+    default: 'false',
   },
 } as const satisfies Record<string, InputSpec>;
 
@@ -308,6 +315,7 @@ const FIELDS = {
   'disko-with-deps': booleanInput,
   cache: booleanInput,
   'cache-max-size': sizeInput,
+  'allow-preflight-errors': booleanInput,
   'kexec-tarball': z.string().transform((s) => s.trim()),
   'kexec-tarball-sha256': z
     .string()
@@ -381,6 +389,7 @@ export function parseConfig(raw: RawInputs, opts: ParseOptions = {}): Config {
     cacheMaxBytes: v['cache-max-size'] as number,
     kexecTarball: v['kexec-tarball'],
     kexecTarballSha256: v['kexec-tarball-sha256'],
+    allowPreflightErrors: v['allow-preflight-errors'] as boolean,
   };
   checkTogether(cfg, opts, shown);
   return cfg;

@@ -11,11 +11,23 @@ import { finalStatus } from './pipeline/status';
 import { TOOL_VERSION } from './version';
 import { ActionsCacheStore } from './cache/actions';
 import { join } from 'node:path';
+import { factsToNix } from './hostconfig';
+import type { Facts } from './probe/facts';
 
 function readInputs(): RawInputs {
   const raw: RawInputs = {};
   for (const name of Object.keys(INPUTS) as InputName[]) raw[name] = core.getInput(name);
   return raw;
+}
+
+/** The generated host module, or a warning when the host's facts cannot be written safely. */
+function hostConfigFor(facts: Facts, target?: string): string | undefined {
+  try {
+    return factsToNix(facts, { host: target, date: new Date() });
+  } catch (err) {
+    core.warning(`no host-config output: ${describeError(err)}`);
+    return undefined;
+  }
 }
 
 async function main(): Promise<void> {
@@ -33,7 +45,10 @@ async function main(): Promise<void> {
   const record = await runPipeline(
     cfg,
     {
-      stages: cfg.planOnly ? ['probe', 'plan'] : ['build', 'probe', 'plan'],
+      // The build and the preflight come before anything changes the target; plan-only skips the build.
+      stages: cfg.planOnly
+        ? ['probe', 'plan', ...(cfg.flake ? (['check'] as const) : [])]
+        : ['build', 'probe', 'plan', 'check'],
       kexec: !cfg.planOnly && (cfg.method === 'auto' || cfg.method === 'kexec'),
     },
     {
@@ -48,6 +63,8 @@ async function main(): Promise<void> {
   );
   if (record.plan) core.setOutput(Output.method, record.plan.method);
   if (record.hostKey) core.setOutput(Output.hostKey, record.hostKey);
+  const hostConfig = record.facts ? hostConfigFor(record.facts, record.target) : undefined;
+  if (hostConfig) core.setOutput(Output.hostConfig, hostConfig);
   try {
     await core.summary.addRaw(renderMarkdown(record)).write();
   } catch (err) {

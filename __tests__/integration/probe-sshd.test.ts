@@ -192,3 +192,56 @@ describe('probe failures, each with its own message and a non-zero exit', () => 
     expect(r.stdout + r.stderr).toMatch(/authorized_keys/);
   });
 });
+
+describe('facts-to-nix from a real probe', () => {
+  it('writes a module that parses and carries the probed static addresses as values', async () => {
+    const probed = await runCli([
+      'probe',
+      ...base(),
+      '--known-hosts-file',
+      sshd.knownHostsFile,
+      '--json',
+    ]);
+    const factsFile = join(sshd.dir, 'facts.json');
+    writeFileSync(factsFile, probed.stdout);
+    const out = join(sshd.dir, 'host.nix');
+    const r = await runCli([
+      'facts-to-nix',
+      '--facts',
+      factsFile,
+      '--out',
+      out,
+      '--host',
+      target(),
+    ]);
+    expect(r.code).toBe(0);
+    const text = readFileSync(out, 'utf8');
+    execFileSync('nix-instantiate', ['--parse', out], {
+      stdio: 'ignore',
+      env: { ...process.env, NIX_CONFIG: 'build-users-group =' },
+    });
+    const facts = JSON.parse(probed.stdout).facts as {
+      isContainer: boolean;
+      interfaces: {
+        addresses: { address: string; prefixLength: number; scope: string; dynamic: boolean }[];
+      }[];
+    };
+    if (facts.isContainer) {
+      expect(text).toMatch(/boot\.isContainer = true;/);
+    }
+    for (const a of facts.interfaces
+      .flatMap((i) => i.addresses)
+      .filter((x) => x.scope === 'global' && !x.dynamic)) {
+      expect(text).toContain(`"${a.address}/${a.prefixLength}"`);
+    }
+    // Without --out the same module goes to stdout (the header's first line carries the date).
+    const stdout = await runCli(['facts-to-nix', '--facts', factsFile, '--host', target()]);
+    const body = (t: string) => t.split('\n').slice(1).join('\n');
+    expect(body(stdout.stdout)).toBe(body(text));
+  });
+  it('refuses a missing facts file with the input named', async () => {
+    const r = await runCli(['facts-to-nix', '--facts', '/nonexistent.json']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/input 'facts': cannot read/);
+  });
+});

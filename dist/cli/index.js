@@ -23752,16 +23752,16 @@ exports.findCommand = findCommand;
 exports.usage = usage;
 exports.runCommand = runCommand;
 /** The CLI's commands, built on the same pipeline as the action. */
-const node_fs_1 = __nccwpck_require__(3024);
 const inputs_1 = __nccwpck_require__(8422);
 const errors_1 = __nccwpck_require__(3916);
 Object.defineProperty(exports, "describeError", ({ enumerable: true, get: function () { return errors_1.describeError; } }));
 const run_1 = __nccwpck_require__(319);
 const status_1 = __nccwpck_require__(7922);
 const render_1 = __nccwpck_require__(6340);
-const facts_1 = __nccwpck_require__(2385);
+const facts_file_1 = __nccwpck_require__(1056);
+const facts_to_nix_1 = __nccwpck_require__(6921);
 const node_os_1 = __nccwpck_require__(8161);
-const node_fs_2 = __nccwpck_require__(3024);
+const node_fs_1 = __nccwpck_require__(3024);
 const node_path_1 = __nccwpck_require__(6760);
 const store_1 = __nccwpck_require__(7631);
 const version_1 = __nccwpck_require__(311);
@@ -23790,6 +23790,7 @@ const BOOLEAN_INPUTS = new Set([
     'reinstall',
     'disko-with-deps',
     'cache',
+    'allow-preflight-errors',
 ]);
 const BUILDING = [
     'flake',
@@ -23873,6 +23874,38 @@ exports.COMMANDS = [
             JSON_OPTION,
         ],
     },
+    {
+        name: 'check',
+        summary: 'Preflight: evaluate the configuration and report the traps that lock you out or break a low-RAM install',
+        stages: ['plan', 'check'],
+        options: [
+            inputOption('flake'),
+            {
+                name: 'facts',
+                description: 'Facts JSON from `vps-nixos probe --json`: enables the checks against the host',
+            },
+            inputOption('target'),
+            inputOption('ssh-private-key'),
+            {
+                name: 'ssh-private-key-file',
+                description: 'Read ssh-private-key from this file (its public half must stay authorized)',
+            },
+            inputOption('method'),
+            inputOption('min-ram-kexec'),
+            inputOption('min-ram-infect'),
+            inputOption('allow-low-ram'),
+            inputOption('reinstall'),
+            inputOption('allow-preflight-errors'),
+            JSON_OPTION,
+        ],
+    },
+    {
+        name: 'facts-to-nix',
+        summary: 'Write the NixOS module for this host (static network, disk, drivers, boot loader) from saved facts',
+        stages: [],
+        options: facts_to_nix_1.FACTS_TO_NIX_OPTIONS,
+        custom: facts_to_nix_1.factsToNixCommand,
+    },
 ];
 function findCommand(name) {
     return exports.COMMANDS.find((c) => c.name === name);
@@ -23901,6 +23934,101 @@ function usage(cmd) {
         ...lines,
     ].join('\n');
 }
+/** Runs one command with already split options; throws InputError for bad input (before any connection). */
+async function runCommand(cmd, options, log) {
+    const raw = {};
+    const shownAs = {};
+    for (const [k, v] of Object.entries(options))
+        if (k in inputs_1.INPUTS)
+            raw[k] = v;
+    for (const [fileOpt, input] of [
+        ['ssh-private-key-file', 'ssh-private-key'],
+        ['known-hosts-file', 'known-hosts'],
+    ]) {
+        const path = options[fileOpt];
+        if (path === undefined)
+            continue;
+        if (raw[input] !== undefined)
+            throw new errors_1.InputError(fileOpt, `and --${input} are both given`, 'give one of them');
+        raw[input] = (0, facts_file_1.readFileOption)(fileOpt, path);
+        shownAs[input] = fileOpt;
+    }
+    const building = cmd.stages.includes('build');
+    // probe, plan and check never change the target; build and check need a flake.
+    if (!building && !cmd.stages.includes('check'))
+        raw['plan-only'] = 'true';
+    const facts = options.facts !== undefined ? (0, facts_file_1.loadFacts)(options.facts) : undefined;
+    const cfg = (0, inputs_1.parseConfig)(raw, {
+        noConnection: facts !== undefined || !cmd.stages.includes('probe'),
+        shownAs,
+    });
+    const cacheRoot = options['cache-dir'] ??
+        (0, node_path_1.join)(process.env.XDG_CACHE_HOME || (0, node_path_1.join)((0, node_os_1.homedir)(), '.cache'), 'vps-nixos');
+    const tempDir = (0, node_fs_1.mkdtempSync)((0, node_path_1.join)((0, node_os_1.tmpdir)(), 'vps-nixos-'));
+    let record;
+    try {
+        record = await (0, run_1.runPipeline)(cfg, 
+        // Offline, our installer cannot be built: the CLI resolves it only when it is asked for.
+        {
+            stages: cmd.stages,
+            facts,
+            kexec: building && (cfg.method === 'kexec' || !!cfg.kexecTarball),
+        }, {
+            log,
+            tempDir,
+            toolVersion: version_1.TOOL_VERSION,
+            cache: building
+                ? {
+                    store: new store_1.LocalDirCacheStore((0, node_path_1.join)(cacheRoot, 'entries')),
+                    dir: (0, node_path_1.join)(cacheRoot, 'work', 'closure'),
+                }
+                : undefined,
+        });
+    }
+    finally {
+        (0, node_fs_1.rmSync)(tempDir, { recursive: true, force: true });
+    }
+    // CLI commands stop where they stop: a plan is a result, never "the rest is not released".
+    const status = (0, status_1.finalStatus)(record, { ...cfg, planOnly: true });
+    const json = options.json === 'true';
+    let output;
+    if (json) {
+        const doc = {};
+        if (cmd.stages.includes('probe'))
+            doc.facts = record.facts;
+        if (cmd.stages.includes('plan'))
+            doc.plan = record.plan;
+        if (record.build)
+            Object.assign(doc, buildJson(record.build));
+        if (cmd.stages.includes('check'))
+            doc.findings = record.preflight?.findings ?? null;
+        if (record.hostKey)
+            doc.hostKey = record.hostKey;
+        if (record.error)
+            doc.error = record.error;
+        output = JSON.stringify(doc, null, 2) + '\n';
+    }
+    else {
+        output = (0, render_1.renderText)(record);
+    }
+    return { record, exitCode: status.ok ? 0 : 1, output, message: status.message };
+}
+
+
+/***/ }),
+
+/***/ 1056:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.readFileOption = readFileOption;
+exports.loadFacts = loadFacts;
+/** Reading the CLI's file options: key, known_hosts and saved facts. */
+const node_fs_1 = __nccwpck_require__(3024);
+const errors_1 = __nccwpck_require__(3916);
+const facts_1 = __nccwpck_require__(2385);
 function readFileOption(name, path) {
     try {
         return (0, node_fs_1.readFileSync)(path, 'utf8');
@@ -23933,81 +24061,48 @@ function loadFacts(path) {
     }
     return facts;
 }
-/** Runs one command with already split options; throws InputError for bad input (before any connection). */
-async function runCommand(cmd, options, log) {
-    const raw = {};
-    const shownAs = {};
-    for (const [k, v] of Object.entries(options))
-        if (k in inputs_1.INPUTS)
-            raw[k] = v;
-    for (const [fileOpt, input] of [
-        ['ssh-private-key-file', 'ssh-private-key'],
-        ['known-hosts-file', 'known-hosts'],
-    ]) {
-        const path = options[fileOpt];
-        if (path === undefined)
-            continue;
-        if (raw[input] !== undefined)
-            throw new errors_1.InputError(fileOpt, `and --${input} are both given`, 'give one of them');
-        raw[input] = readFileOption(fileOpt, path);
-        shownAs[input] = fileOpt;
+
+
+/***/ }),
+
+/***/ 6921:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.FACTS_TO_NIX_OPTIONS = void 0;
+exports.factsToNixCommand = factsToNixCommand;
+/** `vps-nixos facts-to-nix`: the probe's facts as a NixOS module to commit. */
+const node_fs_1 = __nccwpck_require__(3024);
+const errors_1 = __nccwpck_require__(3916);
+const hostconfig_1 = __nccwpck_require__(6108);
+const facts_file_1 = __nccwpck_require__(1056);
+exports.FACTS_TO_NIX_OPTIONS = [
+    { name: 'facts', description: 'Facts JSON saved from `vps-nixos probe --json` (required)' },
+    { name: 'out', description: 'Write the module to this file instead of stdout' },
+    {
+        name: 'disko',
+        description: 'Name the disk for disko (else boot.loader.grub.device)',
+        default: 'true',
+        boolean: true,
+    },
+    { name: 'host', description: 'Name of the host for the header comment (e.g. the target)' },
+];
+/** Returns what goes to stdout. Throws InputError / HostConfigError (nothing written then). */
+function factsToNixCommand(options) {
+    if (!options.facts)
+        throw new errors_1.InputError('facts', 'is required', 'save the facts with: vps-nixos probe … --json > facts.json');
+    const facts = (0, facts_file_1.loadFacts)(options.facts);
+    const disko = (options.disko ?? 'true').toLowerCase();
+    if (disko !== 'true' && disko !== 'false')
+        throw new errors_1.InputError('disko', `'${options.disko}' is not a boolean`, 'write true or false');
+    const text = (0, hostconfig_1.factsToNix)(facts, { host: options.host, date: new Date(), disko: disko === 'true' });
+    if (options.out) {
+        (0, node_fs_1.writeFileSync)(options.out, text);
+        return `wrote ${options.out}\n`;
     }
-    const building = cmd.stages.includes('build');
-    // probe and plan never change the target; build needs a flake.
-    if (!building)
-        raw['plan-only'] = 'true';
-    const facts = options.facts !== undefined ? loadFacts(options.facts) : undefined;
-    const cfg = (0, inputs_1.parseConfig)(raw, {
-        noConnection: facts !== undefined || !cmd.stages.includes('probe'),
-        shownAs,
-    });
-    const cacheRoot = options['cache-dir'] ??
-        (0, node_path_1.join)(process.env.XDG_CACHE_HOME || (0, node_path_1.join)((0, node_os_1.homedir)(), '.cache'), 'vps-nixos');
-    const tempDir = (0, node_fs_2.mkdtempSync)((0, node_path_1.join)((0, node_os_1.tmpdir)(), 'vps-nixos-'));
-    let record;
-    try {
-        record = await (0, run_1.runPipeline)(cfg, 
-        // Offline, our installer cannot be built: the CLI resolves it only when it is asked for.
-        {
-            stages: cmd.stages,
-            facts,
-            kexec: building && (cfg.method === 'kexec' || !!cfg.kexecTarball),
-        }, {
-            log,
-            tempDir,
-            toolVersion: version_1.TOOL_VERSION,
-            cache: building
-                ? {
-                    store: new store_1.LocalDirCacheStore((0, node_path_1.join)(cacheRoot, 'entries')),
-                    dir: (0, node_path_1.join)(cacheRoot, 'work', 'closure'),
-                }
-                : undefined,
-        });
-    }
-    finally {
-        (0, node_fs_2.rmSync)(tempDir, { recursive: true, force: true });
-    }
-    const status = (0, status_1.finalStatus)(record, cfg);
-    const json = options.json === 'true';
-    let output;
-    if (json) {
-        const doc = {};
-        if (cmd.stages.includes('probe'))
-            doc.facts = record.facts;
-        if (cmd.stages.includes('plan'))
-            doc.plan = record.plan;
-        if (record.build)
-            Object.assign(doc, buildJson(record.build));
-        if (record.hostKey)
-            doc.hostKey = record.hostKey;
-        if (record.error)
-            doc.error = record.error;
-        output = JSON.stringify(doc, null, 2) + '\n';
-    }
-    else {
-        output = (0, render_1.renderText)(record);
-    }
-    return { record, exitCode: status.ok ? 0 : 1, output };
+    return text;
 }
 
 
@@ -24076,6 +24171,622 @@ function describeError(err) {
     if (err instanceof Error)
         return err.message;
     return String(err);
+}
+
+
+/***/ }),
+
+/***/ 3317:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.HostConfigError = void 0;
+/** Errors of the host configuration generator. */
+const errors_1 = __nccwpck_require__(3916);
+/**
+ * A fact from the remote host is not something we will write into a Nix file (an interface name
+ * with quotes, an address that is not an address, …). Nothing is generated.
+ */
+class HostConfigError extends errors_1.VpsNixosError {
+    field;
+    value;
+    constructor(
+    /** Which fact, e.g. `interfaces[0].name` or `routes[3].gateway`. */
+    field, 
+    /** The offending value as the facts carry it. */
+    value, problem) {
+        super(`facts-to-nix: ${field} = ${printable(value)} ${problem}; nothing was generated`, 'the probe reports what the host says: check the host (`ip -j addr`, `ip -j route`, ' +
+            '/etc/resolv.conf, lsblk) and fix the facts file, or run `vps-nixos probe --json` again');
+        this.field = field;
+        this.value = value;
+    }
+}
+exports.HostConfigError = HostConfigError;
+/** The value as a JSON literal, cut short, so a hostile value cannot break the message either. */
+function printable(value) {
+    let text;
+    try {
+        text = JSON.stringify(value) ?? String(value);
+    }
+    catch {
+        text = String(value);
+    }
+    return text.length > 120 ? `${text.slice(0, 117)}...` : text;
+}
+
+
+/***/ }),
+
+/***/ 5611:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.INITRD_MODULES = void 0;
+exports.initrdModules = initrdModules;
+exports.factsToNix = factsToNix;
+const errors_1 = __nccwpck_require__(3317);
+const ip_1 = __nccwpck_require__(7151);
+const network_1 = __nccwpck_require__(8782);
+const nix_1 = __nccwpck_require__(3211);
+/** Initrd drivers per virtualization: the root disk and NIC must work before the root is mounted. */
+exports.INITRD_MODULES = {
+    kvm: ['virtio_pci', 'virtio_blk', 'virtio_scsi', 'virtio_net'],
+    qemu: ['virtio_pci', 'virtio_blk', 'virtio_scsi', 'virtio_net'],
+    xen: ['xen_blkfront', 'xen_netfront'],
+    microsoft: ['hv_vmbus', 'hv_storvsc', 'hv_netvsc', 'hv_utils'],
+    vmware: ['ata_piix', 'mptspi', 'vmw_pvscsi', 'vmxnet3'],
+};
+/** Nix's system double for `uname -m`. */
+const PLATFORMS = {
+    x86_64: 'x86_64-linux',
+    aarch64: 'aarch64-linux',
+    arm64: 'aarch64-linux',
+    i686: 'i686-linux',
+    riscv64: 'riscv64-linux',
+};
+const WORD = /^[A-Za-z0-9._~+-]{1,64}$/;
+const HOST = /^[A-Za-z0-9._:@[\]-]{1,255}$/;
+const DATE = /^\d{4}-\d{2}-\d{2}(?:[T ][0-9:.]+(?:Z|[+-]\d{2}:?\d{2})?)?$/;
+/** The initrd kernel modules facts-to-nix writes for a virtualization (none for containers). */
+function initrdModules(facts) {
+    if (facts.isContainer)
+        return [];
+    const modules = [...(exports.INITRD_MODULES[facts.virtualization] ?? [])];
+    // ARM virt machines put virtio on MMIO rather than PCI.
+    if (modules.includes('virtio_pci') && /^(aarch64|arm64)$/.test(facts.arch))
+        modules.push('virtio_mmio');
+    return modules;
+}
+/**
+ * The NixOS module for the probed host, as text: static addresses, routes (on-link gateways
+ * included) and DNS as systemd-networkd units matched by MAC, initrd drivers for the
+ * virtualization, the boot loader for BIOS or UEFI, and the disk. Throws HostConfigError, and
+ * writes nothing, when a fact from the host is not a value we will put into Nix.
+ */
+function factsToNix(facts, opts = {}) {
+    const virt = word(facts.virtualization, 'virtualization');
+    if (typeof facts.efi !== 'boolean')
+        throw new errors_1.HostConfigError('efi', facts.efi, 'is not true/false');
+    if (typeof facts.isContainer !== 'boolean')
+        throw new errors_1.HostConfigError('isContainer', facts.isContainer, 'is not true/false');
+    const arch = word(facts.arch, 'arch');
+    const rootDisk = facts.rootDisk === undefined || facts.rootDisk === null
+        ? undefined
+        : (0, ip_1.checkDiskPath)(facts.rootDisk, 'rootDisk');
+    const network = (0, network_1.hostNetwork)(facts);
+    const disko = opts.disko ?? true;
+    const sections = [
+        header(facts, opts, { virt, arch, rootDisk }),
+        '{ lib, ... }:',
+        '{',
+        [
+            platform(arch),
+            kernelModules(facts, virt),
+            boot(facts, virt, rootDisk, disko),
+            networking(network),
+        ]
+            .filter((s) => s !== '')
+            .join('\n\n'),
+        '}',
+    ];
+    return `${sections.join('\n')}\n`;
+}
+function word(value, field) {
+    if (typeof value !== 'string' || !WORD.test(value))
+        throw new errors_1.HostConfigError(field, value, 'is not a plain word (A-Z a-z 0-9 . _ ~ + -)');
+    return value;
+}
+function header(facts, opts, f) {
+    if (opts.host !== undefined && !HOST.test(opts.host))
+        throw new errors_1.HostConfigError('host', opts.host, 'is not a user@host[:port] target');
+    const date = opts.date instanceof Date ? opts.date.toISOString().slice(0, 10) : opts.date;
+    if (date !== undefined && !DATE.test(date))
+        throw new errors_1.HostConfigError('date', opts.date, 'is not a date (YYYY-MM-DD)');
+    const os = [word(facts.osId, 'osId')];
+    if (facts.osVersionId)
+        os.push(word(facts.osVersionId, 'osVersionId'));
+    const from = `Generated by vps-nixos facts-to-nix from the probe facts of ${opts.host ?? 'the host'}` +
+        `${date ? ` (${date})` : ''}:`;
+    const what = [
+        os.join(' '),
+        f.virt,
+        f.arch,
+        facts.isContainer ? 'container' : facts.efi ? 'UEFI boot' : 'BIOS boot',
+        ...(f.rootDisk ? [`root disk ${f.rootDisk}`] : []),
+    ].join(', ');
+    return (0, nix_1.nixComment)(`${from}\n${what}.\n\n` +
+        'Commit this file and import it from the host configuration, next to\n' +
+        'vps-nixos.nixosModules.default. It holds what the provider decided (addresses,\n' +
+        'gateways, DNS, disk, drivers): generate it again when that changes rather than\n' +
+        'editing it. Values set with lib.mkDefault yield to your own configuration.');
+}
+function platform(arch) {
+    const system = PLATFORMS[arch];
+    if (!system)
+        return (0, nix_1.nixComment)(`Architecture ${arch}: set nixpkgs.hostPlatform yourself.`, '  ');
+    return `  nixpkgs.hostPlatform = lib.mkDefault ${(0, nix_1.nixString)(system)};`;
+}
+function kernelModules(facts, virt) {
+    if (facts.isContainer)
+        return '';
+    const modules = initrdModules({ ...facts, virtualization: virt });
+    if (modules.length === 0)
+        return (0, nix_1.nixComment)(`Virtualization ${virt}: no paravirtual drivers known; NixOS's default initrd modules apply.`, '  ');
+    return [
+        (0, nix_1.nixComment)(`${virt}: the paravirtual disk and network drivers, needed in stage 1.`, '  '),
+        `  boot.initrd.availableKernelModules = ${(0, nix_1.nixStringList)(modules, '  ')};`,
+    ].join('\n');
+}
+function boot(facts, virt, rootDisk, disko) {
+    if (facts.isContainer)
+        return [
+            (0, nix_1.nixComment)(`${virt} is a container: no kernel, initrd drivers, boot loader or disk.`, '  '),
+            '  boot.isContainer = true;',
+        ].join('\n');
+    const lines = [];
+    if (facts.efi) {
+        lines.push((0, nix_1.nixComment)('UEFI firmware (the probe saw /sys/firmware/efi). systemd-boot on the ESP mounted at\n' +
+            '/boot; it also installs the fallback EFI/BOOT/BOOT*.EFI, which is what boots when the\n' +
+            "provider's firmware does not keep boot entries, so EFI variables are left alone.", '  '), '  boot.loader.systemd-boot.enable = true;', '  boot.loader.efi.canTouchEfiVariables = false;');
+    }
+    else if (disko) {
+        lines.push((0, nix_1.nixComment)('BIOS boot (no EFI firmware seen). GRUB goes to the disk below: disko adds it to\n' +
+            'boot.loader.grub.devices because its layout has an EF02 partition; setting\n' +
+            'boot.loader.grub.device as well would list the disk twice (an evaluation error).', '  '), '  boot.loader.grub.enable = true;');
+    }
+    else if (rootDisk) {
+        lines.push((0, nix_1.nixComment)("BIOS boot (no EFI firmware seen): GRUB in the root disk's MBR.", '  '), '  boot.loader.grub.enable = true;', `  boot.loader.grub.device = lib.mkDefault ${(0, nix_1.nixString)(rootDisk)};`);
+    }
+    else {
+        lines.push((0, nix_1.nixComment)('BIOS boot, but the probe found no root disk: set boot.loader.grub.device.', '  '), '  boot.loader.grub.enable = true;');
+    }
+    if (disko) {
+        lines.push(rootDisk
+            ? [
+                (0, nix_1.nixComment)('The disk the root file system is on, for the disko layout in your configuration\n' +
+                    '(disko.nixosModules.disko must be imported; `facts-to-nix --disko false` writes\n' +
+                    'boot.loader.grub.device instead).', '  '),
+                `  disko.devices.disk.main.device = lib.mkDefault ${(0, nix_1.nixString)(rootDisk)};`,
+            ].join('\n')
+            : (0, nix_1.nixComment)('The probe found no root disk: set disko.devices.disk.main.device.', '  '));
+    }
+    return lines.join('\n');
+}
+function networking(network) {
+    const out = [
+        (0, nix_1.nixComment)('Network: systemd-networkd (as in the vps-nixos installer), one unit per NIC, matched by\n' +
+            'MAC address, so it applies even when NixOS names the NIC differently from the old\n' +
+            'system (ens3 / enp0s3 / eth0). That is why there are no networking.interfaces.<name> or\n' +
+            'networking.defaultGateway values: NixOS matches those by name, they cannot say\n' +
+            'GatewayOnLink, and their name-matched unit would keep a renamed-or-replaced NIC from\n' +
+            "NixOS's DHCP fallback (networking.useDHCP), which still covers NICs not listed here.", '  '),
+        '  networking.useNetworkd = true;',
+    ];
+    const allLeased = network.units.length > 0 && network.units.every((u) => u.dhcp4);
+    if (network.nameservers.length > 0 && !allLeased)
+        out.push(`  networking.nameservers = ${(0, nix_1.nixStringList)(network.nameservers, '  ')};`);
+    else if (network.nameservers.length > 0)
+        out.push((0, nix_1.nixComment)('DNS servers come with the DHCP lease.', '  '));
+    if (network.skipped.length > 0)
+        out.push((0, nix_1.nixComment)(`Not configured (no Ethernet MAC to match): ${network.skipped.join(', ')}.`, '  '));
+    if (network.units.length === 0)
+        out.push((0, nix_1.nixComment)('No NIC with a MAC and an address or static route was found.', '  '));
+    for (const unit of network.units)
+        out.push(networkUnit(unit));
+    return out.join('\n');
+}
+function networkUnit(unit) {
+    const i = '    ';
+    const lines = [
+        `  systemd.network.networks.${(0, nix_1.nixString)(`10-${unit.interfaceName}`)} = {`,
+        `${i}matchConfig.MACAddress = ${(0, nix_1.nixString)(unit.mac)};`,
+        `${i}networkConfig = {`,
+        `${i}  DHCP = ${(0, nix_1.nixString)(unit.dhcp4 ? 'ipv4' : 'no')};`,
+        `${i}  IPv6AcceptRA = ${unit.acceptRA};`,
+        `${i}};`,
+    ];
+    if (unit.addresses.length > 0)
+        lines.push(`${i}address = ${(0, nix_1.nixStringList)(unit.addresses, i)};`);
+    if (unit.routes.length > 0) {
+        lines.push(`${i}routes = [`);
+        for (const r of unit.routes) {
+            const attrs = [
+                ...(r.destination ? [`Destination = ${(0, nix_1.nixString)(r.destination)};`] : []),
+                ...(r.gateway ? [`Gateway = ${(0, nix_1.nixString)(r.gateway)};`] : []),
+                ...(r.gatewayOnLink ? ['GatewayOnLink = true;'] : []),
+            ];
+            lines.push(`${i}  { ${attrs.join(' ')} }`);
+        }
+        lines.push(`${i}];`);
+    }
+    lines.push('  };');
+    return lines.join('\n');
+}
+
+
+/***/ }),
+
+/***/ 6108:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.HostConfigError = exports.hostNetwork = exports.INITRD_MODULES = exports.initrdModules = exports.factsToNix = void 0;
+/** facts-to-nix: the probe's facts as a NixOS module the user commits. */
+var facts_to_nix_1 = __nccwpck_require__(5611);
+Object.defineProperty(exports, "factsToNix", ({ enumerable: true, get: function () { return facts_to_nix_1.factsToNix; } }));
+Object.defineProperty(exports, "initrdModules", ({ enumerable: true, get: function () { return facts_to_nix_1.initrdModules; } }));
+Object.defineProperty(exports, "INITRD_MODULES", ({ enumerable: true, get: function () { return facts_to_nix_1.INITRD_MODULES; } }));
+var network_1 = __nccwpck_require__(8782);
+Object.defineProperty(exports, "hostNetwork", ({ enumerable: true, get: function () { return network_1.hostNetwork; } }));
+var errors_1 = __nccwpck_require__(3317);
+Object.defineProperty(exports, "HostConfigError", ({ enumerable: true, get: function () { return errors_1.HostConfigError; } }));
+
+
+/***/ }),
+
+/***/ 7151:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.checkInterfaceName = checkInterfaceName;
+exports.checkMac = checkMac;
+exports.checkAddress = checkAddress;
+exports.checkPrefixLength = checkPrefixLength;
+exports.checkDestination = checkDestination;
+exports.checkNameserver = checkNameserver;
+exports.checkDiskPath = checkDiskPath;
+exports.familyOf = familyOf;
+exports.parseCidr = parseCidr;
+exports.fullCidr = fullCidr;
+exports.inside = inside;
+exports.isLinkLocal6 = isLinkLocal6;
+/**
+ * Strict checks and prefix arithmetic for the values facts-to-nix writes into Nix: addresses,
+ * prefixes, MACs, interface names, disk paths. Every value that reaches the generated file went
+ * through one of the `check*` functions, which throw HostConfigError naming the value.
+ */
+const node_net_1 = __nccwpck_require__(7030);
+const errors_1 = __nccwpck_require__(3317);
+/** IFNAMSIZ is 16 with the NUL; systemd and iproute2 accept these characters without quoting. */
+const IFNAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
+const MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
+/** What `ip` prints as a link address: hex octets (ether, infiniband) or dotted quads (sit, gre). */
+const LINK_ADDRESS = /^[0-9a-fA-F:.]+$/;
+const DISK = /^\/dev\/[A-Za-z0-9_][A-Za-z0-9_.:+-]*(?:\/[A-Za-z0-9_][A-Za-z0-9_.:+-]*)*$/;
+const IPV4_DOTTED = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+const IPV6_CHARS = /^[0-9a-fA-F:.]+$/;
+/** An interface name the kernel could have given and that needs no quoting anywhere. */
+function checkInterfaceName(name, field) {
+    if (typeof name !== 'string' || !IFNAME.test(name) || name === '.' || name === '..')
+        throw new errors_1.HostConfigError(field, name, 'is not a Linux interface name (1-15 of A-Z a-z 0-9 _ . -)');
+    return name;
+}
+/**
+ * An Ethernet MAC, lower-cased; undefined for links that have none we could match on (tunnels
+ * print 0.0.0.0, loopback and venet print zeros or nothing). Anything that is not a link address
+ * at all is refused.
+ */
+function checkMac(mac, field) {
+    if (mac === undefined || mac === null || mac === '')
+        return undefined;
+    if (typeof mac !== 'string' || !LINK_ADDRESS.test(mac) || mac.length > 64)
+        throw new errors_1.HostConfigError(field, mac, 'is not a link-layer address');
+    const lower = mac.toLowerCase();
+    if (!MAC.test(lower) || lower === '00:00:00:00:00:00')
+        return undefined;
+    return lower;
+}
+/** An IPv4 or IPv6 address without prefix or zone, of the given family when one is given. */
+function checkAddress(address, field, family) {
+    const fam = familyOf(address);
+    if (!fam || (family && fam !== family))
+        throw new errors_1.HostConfigError(field, address, `is not an ${family === 'inet' ? 'IPv4' : family === 'inet6' ? 'IPv6' : 'IP'} address`);
+    return address;
+}
+/** A prefix length that fits the family. */
+function checkPrefixLength(length, field, family) {
+    const max = family === 'inet' ? 32 : 128;
+    if (typeof length !== 'number' || !Number.isInteger(length) || length < 0 || length > max)
+        throw new errors_1.HostConfigError(field, length, `is not a prefix length (0-${max})`);
+    return length;
+}
+/** `default`, an address or an address/prefix, as ip(8) prints a route's destination. */
+function checkDestination(dst, field, family) {
+    if (dst === 'default')
+        return dst;
+    if (typeof dst !== 'string')
+        throw new errors_1.HostConfigError(field, dst, 'is not a route destination');
+    const slash = dst.indexOf('/');
+    const addr = slash < 0 ? dst : dst.slice(0, slash);
+    if (familyOf(addr) !== family)
+        throw new errors_1.HostConfigError(field, dst, `is not an ${family === 'inet' ? 'IPv4' : 'IPv6'} route destination`);
+    if (slash >= 0) {
+        const len = dst.slice(slash + 1);
+        if (!/^\d{1,3}$/.test(len))
+            throw new errors_1.HostConfigError(field, dst, 'has no valid prefix length');
+        checkPrefixLength(Number(len), field, family);
+    }
+    return dst;
+}
+/** A DNS server as resolv.conf names it: an address, IPv6 link-local ones with a %interface zone. */
+function checkNameserver(server, field) {
+    if (typeof server === 'string' && server.includes('%')) {
+        const [addr, zone] = server.split('%', 2);
+        if (familyOf(addr) === 'inet6' && IFNAME.test(zone))
+            return server;
+        throw new errors_1.HostConfigError(field, server, 'is not a name server address');
+    }
+    if (!familyOf(server))
+        throw new errors_1.HostConfigError(field, server, 'is not a name server address');
+    return server;
+}
+/** A block device path under /dev made of plain path characters. */
+function checkDiskPath(path, field) {
+    if (typeof path !== 'string' || !DISK.test(path) || path.split('/').includes('..'))
+        throw new errors_1.HostConfigError(field, path, 'is not a /dev path of a disk');
+    return path;
+}
+/** The address family of a string, or undefined when it is no address (zones are not addresses). */
+function familyOf(address) {
+    if (typeof address !== 'string')
+        return undefined;
+    if (IPV4_DOTTED.test(address) && (0, node_net_1.isIPv4)(address))
+        return 'inet';
+    if (IPV6_CHARS.test(address) && (0, node_net_1.isIPv6)(address))
+        return 'inet6';
+    return undefined;
+}
+function bitsOf(address) {
+    if (familyOf(address) === 'inet') {
+        const value = address
+            .split('.')
+            .reduce((acc, octet) => (acc << 8n) | BigInt(Number(octet)), 0n);
+        return { family: 'inet', value };
+    }
+    // Expand "::" and an embedded dotted quad (::ffff:192.0.2.1) into eight groups.
+    let text = address.toLowerCase();
+    const quad = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+    if (quad) {
+        const v4 = bitsOf(quad[1]).value;
+        text = `${text.slice(0, quad.index)}${(v4 >> 16n).toString(16)}:${(v4 & 0xffffn).toString(16)}`;
+    }
+    const [head, tail] = text.includes('::') ? text.split('::', 2) : [text, undefined];
+    const headGroups = head ? head.split(':') : [];
+    const tailGroups = tail ? tail.split(':') : [];
+    const zeros = tail === undefined ? [] : Array(8 - headGroups.length - tailGroups.length).fill('0');
+    const groups = [...headGroups, ...zeros, ...tailGroups];
+    const value = groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
+    return { family: 'inet6', value };
+}
+/** Parses `a/n` or a bare address (a host route: /32 or /128). Call only on checked text. */
+function parseCidr(text) {
+    const slash = text.indexOf('/');
+    const address = slash < 0 ? text : text.slice(0, slash);
+    const width = familyOf(address) === 'inet' ? 32 : 128;
+    return { address, prefixLength: slash < 0 ? width : Number(text.slice(slash + 1)) };
+}
+/** `a/n` written out in full: a bare address gets /32 or /128 (run.sh's `full`). */
+function fullCidr(text) {
+    const c = parseCidr(text);
+    return `${c.address}/${c.prefixLength}`;
+}
+/** Is address inside network (same family, same first prefixLength bits)? */
+function inside(address, network) {
+    const a = bitsOf(address);
+    const n = bitsOf(network.address);
+    if (a.family !== n.family)
+        return false;
+    const width = a.family === 'inet' ? 32n : 128n;
+    const shift = width - BigInt(network.prefixLength);
+    return a.value >> shift === n.value >> shift;
+}
+/** fe80::/10, which needs no subnet to be reachable on a link. */
+function isLinkLocal6(address) {
+    return familyOf(address) === 'inet6' && bitsOf(address).value >> 118n === 0x3fan;
+}
+
+
+/***/ }),
+
+/***/ 8782:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.hostNetwork = hostNetwork;
+const errors_1 = __nccwpck_require__(3317);
+const ip_1 = __nccwpck_require__(7151);
+const LEFT_TO_THE_LINK = new Set(['kernel', 'dhcp', 'ra', 'redirect']);
+/** The network units for the host, from its facts. Throws HostConfigError on a value we will not emit. */
+function hostNetwork(facts) {
+    if (!Array.isArray(facts.interfaces))
+        throw new errors_1.HostConfigError('interfaces', facts.interfaces, 'is not a list');
+    if (!Array.isArray(facts.routes))
+        throw new errors_1.HostConfigError('routes', facts.routes, 'is not a list');
+    if (!Array.isArray(facts.dns))
+        throw new errors_1.HostConfigError('dns', facts.dns, 'is not a list');
+    const links = new Map();
+    const skipped = [];
+    facts.interfaces.forEach((iface, i) => {
+        const name = (0, ip_1.checkInterfaceName)(iface?.name, `interfaces[${i}].name`);
+        const mac = (0, ip_1.checkMac)(iface.mac, `interfaces[${i}].mac`);
+        if (!Array.isArray(iface.addresses))
+            throw new errors_1.HostConfigError(`interfaces[${i}].addresses`, iface.addresses, 'is not a list');
+        // Addresses are checked even on links we skip: a bad value means bad facts.
+        const link = {
+            name,
+            mac: mac ?? '',
+            nets: [],
+            dynamic: new Set(),
+            addresses: [],
+            routes: [],
+            ra: false,
+            hasDefaultRoute: false,
+            wanted: false,
+        };
+        iface.addresses.forEach((a, j) => {
+            const field = `interfaces[${i}].addresses[${j}]`;
+            if (a?.family !== 'inet' && a?.family !== 'inet6')
+                throw new errors_1.HostConfigError(`${field}.family`, a?.family, 'is neither inet nor inet6');
+            const address = (0, ip_1.checkAddress)(a.address, `${field}.address`, a.family);
+            const prefixLength = (0, ip_1.checkPrefixLength)(a.prefixLength, `${field}.prefixLength`, a.family);
+            if (a.scope !== 'global')
+                return;
+            // Without the flag a leased address would be pinned as static: refuse rather than guess.
+            if (typeof a.dynamic !== 'boolean')
+                throw new errors_1.HostConfigError(`${field}.dynamic`, a.dynamic, 'is missing (probe the host again)');
+            link.nets.push({ address, prefixLength });
+            link.wanted = true;
+            if (a.dynamic === true)
+                link.dynamic.add(a.family);
+            else
+                link.addresses.push(`${address}/${prefixLength}`);
+        });
+        if (!mac) {
+            if (link.wanted)
+                skipped.push(name);
+            return;
+        }
+        if (links.has(name))
+            throw new errors_1.HostConfigError(`interfaces[${i}].name`, name, 'appears twice in the facts');
+        links.set(name, link);
+    });
+    facts.routes.forEach((r, i) => {
+        const field = `routes[${i}]`;
+        if (r?.family !== 'inet' && r?.family !== 'inet6')
+            throw new errors_1.HostConfigError(`${field}.family`, r?.family, 'is neither inet nor inet6');
+        const dst = (0, ip_1.checkDestination)(r.dst, `${field}.dst`, r.family);
+        // RFC 5549: an IPv4 route may have an IPv6 gateway (`via inet6 fe80::1`).
+        const gateway = r.gateway === undefined || r.gateway === null || r.gateway === ''
+            ? undefined
+            : (0, ip_1.checkAddress)(r.gateway, `${field}.gateway`);
+        if (r.dev !== undefined && r.dev !== null)
+            (0, ip_1.checkInterfaceName)(r.dev, `${field}.dev`);
+        if (r.protocol !== undefined &&
+            r.protocol !== null &&
+            !/^[A-Za-z0-9_.-]{1,32}$/.test(r.protocol))
+            throw new errors_1.HostConfigError(`${field}.protocol`, r.protocol, 'is not a route protocol name');
+        const link = r.dev ? links.get(r.dev) : undefined;
+        if (!link) {
+            // A route we cannot carry (venet0's gateway-less default) is worth a word in the file.
+            const lost = r.dev && r.dev !== 'lo' && !LEFT_TO_THE_LINK.has(r.protocol ?? '');
+            if (lost && !links.has(r.dev) && !skipped.includes(r.dev))
+                skipped.push(r.dev);
+            return;
+        }
+        if (dst === 'default')
+            link.hasDefaultRoute = true;
+        if (r.protocol === 'ra')
+            link.ra = true;
+        if (r.protocol && LEFT_TO_THE_LINK.has(r.protocol))
+            return;
+        const destination = dst === 'default' ? undefined : (0, ip_1.fullCidr)(dst);
+        if (!gateway &&
+            destination &&
+            (connected(link, destination) || (0, ip_1.isLinkLocal6)((0, ip_1.parseCidr)(destination).address)))
+            return;
+        const gatewayOnLink = !!gateway && (r.onlink === true || !reachable(link, gateway));
+        link.routes.push({
+            destination: destination ??
+                (r.family === 'inet' && (0, ip_1.familyOf)(gateway) === 'inet6' ? '0.0.0.0/0' : undefined),
+            gateway,
+            gatewayOnLink,
+        });
+        link.wanted = true;
+    });
+    const nameservers = facts.dns.map((s, i) => (0, ip_1.checkNameserver)(s, `dns[${i}]`));
+    const units = [...links.values()]
+        .filter((l) => l.wanted)
+        .map((l) => ({
+        interfaceName: l.name,
+        mac: l.mac,
+        dhcp4: l.dynamic.has('inet'),
+        acceptRA: l.dynamic.has('inet6') || l.ra,
+        addresses: l.addresses,
+        routes: l.routes,
+        hasDefaultRoute: l.hasDefaultRoute,
+    }));
+    return { units, skipped, nameservers: [...new Set(nameservers)] };
+}
+/** Is the gateway inside one of the link's subnets (link-local IPv6 always is)? */
+function reachable(link, gateway) {
+    return (0, ip_1.isLinkLocal6)(gateway) || link.nets.some((n) => (0, ip_1.inside)(gateway, n));
+}
+/** Is the destination exactly the prefix route of one of the link's addresses? */
+function connected(link, destination) {
+    const d = (0, ip_1.parseCidr)(destination);
+    return link.nets.some((n) => n.prefixLength === d.prefixLength && (0, ip_1.inside)(d.address, n));
+}
+
+
+/***/ }),
+
+/***/ 3211:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+/** Writing Nix values as text. Values are checked before they get here; escaping is the second fence. */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.nixString = nixString;
+exports.nixStringList = nixStringList;
+exports.nixComment = nixComment;
+/** A Nix double-quoted string literal: `\`, `"` and `${` escaped, control characters refused. */
+function nixString(value) {
+    // eslint-disable-next-line no-control-regex
+    if (/[\u0000-\u001f\u007f]/.test(value))
+        throw new Error(`internal: control character in a Nix string: ${JSON.stringify(value)}`);
+    return `"${value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\$\{/g, '\\${')}"`;
+}
+/** A list of strings: one line when short, else one element per line at the given indent. */
+function nixStringList(values, indent) {
+    if (values.length === 0)
+        return '[ ]';
+    const items = values.map(nixString);
+    const oneLine = `[ ${items.join(' ')} ]`;
+    if (oneLine.length + indent.length <= 90)
+        return oneLine;
+    return `[\n${items.map((v) => `${indent}  ${v}`).join('\n')}\n${indent}]`;
+}
+/** A `# …` comment block, one `#` line per line of text. */
+function nixComment(text, indent = '') {
+    // Nix ends a comment at \r too: what followed would be code.
+    // eslint-disable-next-line no-control-regex
+    if (/[\u0000-\u0009\u000b-\u001f\u007f]/.test(text))
+        throw new Error(`internal: control character in a Nix comment: ${JSON.stringify(text)}`);
+    return text
+        .split('\n')
+        .map((l) => (l ? `${indent}# ${l}` : `${indent}#`))
+        .join('\n');
 }
 
 
@@ -24197,6 +24908,11 @@ exports.INPUTS = {
         description: 'sha256 (hex) the kexec tarball must have; checked on the runner and again on the target',
         required: false,
     },
+    'allow-preflight-errors': {
+        description: 'Go on even when the preflight check of the configuration finds errors (they are still reported)',
+        required: false,
+        default: 'false',
+    },
 };
 function fail(ctx, message, fix) {
     ctx.addIssue({ code: 'custom', message, params: { fix } });
@@ -24294,6 +25010,7 @@ const FIELDS = {
     'disko-with-deps': booleanInput,
     cache: booleanInput,
     'cache-max-size': sizeInput,
+    'allow-preflight-errors': booleanInput,
     'kexec-tarball': zod_1.z.string().transform((s) => s.trim()),
     'kexec-tarball-sha256': zod_1.z
         .string()
@@ -24349,6 +25066,7 @@ function parseConfig(raw, opts = {}) {
         cacheMaxBytes: v['cache-max-size'],
         kexecTarball: v['kexec-tarball'],
         kexecTarballSha256: v['kexec-tarball-sha256'],
+        allowPreflightErrors: v['allow-preflight-errors'],
     };
     checkTogether(cfg, opts, shown);
     return cfg;
@@ -24741,6 +25459,7 @@ function closureReport(root, infos, opts = {}) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.sha256File = sha256File;
 exports.ourFlakeDir = ourFlakeDir;
+exports.flakeDirHash = flakeDirHash;
 exports.resolveKexecTarball = resolveKexecTarball;
 /** The kexec installer tarball: ours (built from nix/), a local file, or a download checked by sha256. */
 const node_crypto_1 = __nccwpck_require__(7598);
@@ -24799,6 +25518,40 @@ async function buildOurs(nix, system, log) {
         throw new build_1.BuildError(`the kexec installer build ${out} holds no tarball`, 'report this: nix/flake.nix should produce *.tar.gz');
     return { path: (0, node_path_1.join)(out, tar), from: installable };
 }
+/** Hash of everything under nix/ (sources and lock): what determines our installer. */
+function flakeDirHash(dir) {
+    const h = (0, node_crypto_1.createHash)('sha256');
+    const walk = (d) => {
+        for (const e of (0, node_fs_1.readdirSync)(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+            const p = (0, node_path_1.join)(d, e.name);
+            if (e.isDirectory())
+                walk(p);
+            else {
+                h.update((0, node_path_1.relative)(dir, p) + '\0');
+                h.update((0, node_fs_1.readFileSync)(p));
+            }
+        }
+    };
+    walk(dir);
+    return h.digest('hex').slice(0, 32);
+}
+/** Our tarball from the cache when this release's nix/ was built before, else built (and saved). */
+async function cachedOurs(nix, req) {
+    if (!req.cache)
+        return buildOurs(nix, req.system, req.log);
+    const key = `vps-nixos-kexec-${req.cache.toolVersion}-${req.system}-${flakeDirHash(ourFlakeDir())}`.replace(/[^A-Za-z0-9._-]/g, '_');
+    const file = (0, node_path_1.join)(req.cache.dir, 'kexec-installer.tar');
+    if ((await req.cache.store.restore(req.cache.dir, key, [])) === key && (0, node_fs_1.existsSync)(file)) {
+        req.log(`kexec installer: cache hit (${key})`);
+        return { path: file, from: `cache ${key}` };
+    }
+    const built = await buildOurs(nix, req.system, req.log);
+    (0, node_fs_1.rmSync)(req.cache.dir, { recursive: true, force: true });
+    (0, node_fs_1.mkdirSync)(req.cache.dir, { recursive: true });
+    (0, node_fs_1.copyFileSync)(built.path, file);
+    await req.cache.store.save(req.cache.dir, key);
+    return built;
+}
 /** Finds or builds the tarball, checks its sha256 (when given) and the installer budget. */
 async function resolveKexecTarball(nix, req) {
     let path;
@@ -24821,7 +25574,7 @@ async function resolveKexecTarball(nix, req) {
         from = req.tarball;
     }
     else {
-        ({ path, from } = await buildOurs(nix, req.system, req.log));
+        ({ path, from } = await cachedOurs(nix, req));
         source = 'built';
     }
     const sha256 = await sha256File(path);
@@ -24926,6 +25679,8 @@ const errors_1 = __nccwpck_require__(3916);
 const build_1 = __nccwpck_require__(8455);
 const kexec_1 = __nccwpck_require__(6499);
 const closure_1 = __nccwpck_require__(2198);
+const run_1 = __nccwpck_require__(6834);
+const keys_1 = __nccwpck_require__(9892);
 const nix_1 = __nccwpck_require__(4280);
 /** Runs the stages in order, filling the record as it goes; never throws (errors land in the record). */
 async function runPipeline(cfg, req, deps) {
@@ -24956,8 +25711,6 @@ async function runPipeline(cfg, req, deps) {
         if (req.stages.includes('build')) {
             record.build = await stage('build', () => runBuild(cfg, deps, req.kexec ?? false));
         }
-        if (!req.stages.includes('probe') && !req.stages.includes('plan'))
-            return record;
         if (req.facts) {
             record.facts = req.facts;
             record.stages.push({
@@ -24967,7 +25720,7 @@ async function runPipeline(cfg, req, deps) {
                 detail: 'facts read from a file',
             });
         }
-        else {
+        else if (req.stages.includes('probe')) {
             record.facts = await stage('probe', async () => {
                 session = await openSession(cfg, deps, record);
                 return (0, probe_1.probe)(session);
@@ -24976,12 +25729,15 @@ async function runPipeline(cfg, req, deps) {
                 record.build.closure.diff = await remoteClosureDiff(session, record.build);
             }
         }
-        if (!req.stages.includes('plan'))
-            return record;
         const facts = record.facts;
-        record.plan = await stage('plan', async () => (0, plan_1.plan)(facts, cfg));
-        for (const w of record.plan.warnings)
-            deps.log.warn(w);
+        if (req.stages.includes('plan') && facts) {
+            record.plan = await stage('plan', async () => (0, plan_1.plan)(facts, cfg));
+            for (const w of record.plan.warnings)
+                deps.log.warn(w);
+        }
+        if (req.stages.includes('check')) {
+            record.preflight = await stage('check', () => runCheck(cfg, deps, record));
+        }
     }
     catch (err) {
         record.error =
@@ -24993,6 +25749,22 @@ async function runPipeline(cfg, req, deps) {
         session?.close();
     }
     return record;
+}
+/** Preflight of the configuration, with whatever the run knows: facts, plan, deploy key. */
+async function runCheck(cfg, deps, record) {
+    if (!cfg.flake)
+        throw new errors_1.InputError('flake', 'is required to check a configuration', 'set flake to PATH#NAME, e.g. .#my-vps');
+    const result = await (0, run_1.runPreflight)(deps.nix ?? (0, nix_1.localNix)(), cfg.flake, {
+        facts: record.facts,
+        plan: record.plan,
+        deployPublicKey: cfg.sshPrivateKey ? (0, keys_1.publicKeyOf)(cfg.sshPrivateKey) : undefined,
+        targetUser: cfg.target?.user,
+    }, { log: (l) => deps.log.info(l) });
+    for (const f of result.findings) {
+        if (f.severity === 'error')
+            deps.log.warn(`preflight error ${f.id}: ${f.message}`);
+    }
+    return result;
 }
 async function runBuild(cfg, deps, withKexec) {
     if (!cfg.flake)
@@ -25017,6 +25789,13 @@ async function runBuild(cfg, deps, withKexec) {
             system: result.system,
             budgetBytes: cfg.installerBudgetBytes,
             downloadDir: deps.tempDir,
+            cache: cfg.cache && deps.cache
+                ? {
+                    store: deps.cache.store,
+                    dir: `${deps.cache.dir}-kexec`,
+                    toolVersion: deps.toolVersion,
+                }
+                : undefined,
             log: (l) => deps.log.info(l),
         });
         deps.log.info(`kexec tarball: ${result.kexec.from} (${result.kexec.bytes} bytes, sha256 ${result.kexec.sha256})`);
@@ -25073,8 +25852,17 @@ function finalStatus(record, cfg) {
             message: `${record.error.message}${record.error.fix ? `\nfix: ${record.error.fix}` : ''}`,
         };
     }
+    if (record.preflight && !cfg.allowPreflightErrors) {
+        const errors = record.preflight.findings.filter((f) => f.severity === 'error');
+        if (errors.length) {
+            return {
+                ok: false,
+                message: `preflight found ${errors.length} error(s) in the configuration: ${errors.map((e) => e.id).join(', ')}; nothing was changed on the target\nfix them (see the summary), or set allow-preflight-errors: true`,
+            };
+        }
+    }
     if (!record.plan)
-        return { ok: true, message: record.build ? 'built' : 'probed' };
+        return { ok: true, message: record.build ? 'built' : record.preflight ? 'checked' : 'probed' };
     // In plan-only mode a refusal is a result; in a real run it stops the job.
     if (cfg.planOnly)
         return { ok: true, message: `plan: ${record.plan.method}` };
@@ -25237,6 +26025,938 @@ function plan(f, cfg) {
     }
     const floor = cfg.method === 'kexec' ? 'min-ram-kexec' : 'min-ram-kexec and min-ram-infect';
     return refuse(reasons, `${memText} is below ${floor} (${(0, size_1.formatBytes)(Math.min(cfg.minRamKexecBytes, cfg.method === 'kexec' ? Infinity : cfg.minRamInfectBytes))})`, 'use a VPS with at least 768 MB of RAM, or set allow-low-ram: true to try with zram and a swapfile anyway');
+}
+
+
+/***/ }),
+
+/***/ 1280:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.SECTION_NAMES = exports.PreflightError = void 0;
+exports.applyExpression = applyExpression;
+exports.configInstallable = configInstallable;
+exports.parseCidr = parseCidr;
+exports.evaluatePreflightInputs = evaluatePreflightInputs;
+/**
+ * Reads the few attributes preflight needs from `nixosConfigurations.<name>.config` with one
+ * `nix eval --json --apply`: a small attribute set, never the whole configuration or a build.
+ * Attributes a configuration does not define take their NixOS defaults (`or`), so a plain
+ * attribute set (our test flakes) and a real NixOS configuration read the same way.
+ */
+const zod_1 = __nccwpck_require__(924);
+const errors_1 = __nccwpck_require__(3916);
+const nix_1 = __nccwpck_require__(4280);
+/** The flake or the configuration cannot be evaluated at all; nothing was checked. */
+class PreflightError extends errors_1.VpsNixosError {
+}
+exports.PreflightError = PreflightError;
+// Helpers shared by every section. `tryEval` only catches `throw` and `assert` (an option used
+// but not defined, a removed option): missing attributes are handled with `or`, wrong types
+// with the is* checks, so a section fails only on errors that would break the build too.
+const HELPERS = `
+  isStr = builtins.isString;
+  str = v: if builtins.isString v then v else if builtins.isPath v then toString v else null;
+  try = d: v: let r = builtins.tryEval v; in if r.success then r.value else d;
+  tryDeep = d: v: let r = builtins.tryEval (builtins.deepSeq v v); in if r.success then r.value else d;
+  bool = d: v: if builtins.isBool v then v else d;
+  list = v: if builtins.isList v then v else [ ];
+  asList = v: if builtins.isList v then v else if v == null then [ ] else [ v ];
+  attrs = v: if builtins.isAttrs v then v else { };
+  strs = l: builtins.filter isStr (map str (list l));
+  notNull = builtins.filter (x: x != null);
+  pw = v: if v == null then "unset" else if !(isStr v) then "set" else if v == "" then "empty" else "set";
+  hpw = v: if v == null then "unset" else if !(isStr v) then "set" else if v == "" then "empty"
+    else if builtins.elem v [ "!" "!!" "*" ] || builtins.substring 0 1 v == "!" then "locked" else "set";
+  pkgName = p: if builtins.isAttrs p
+    then (let n = p.pname or null; in if isStr n then n else (builtins.parseDrvName (p.name or "?")).name)
+    else if isStr p then (builtins.parseDrvName (baseNameOf p)).name else "?";
+  pkgNames = l: map (p: try "?" (pkgName p)) (list l);
+  keyLines = f: if builtins.isPath f && builtins.pathExists f
+    then builtins.filter (l: isStr l && l != "") (builtins.split "\\n" (builtins.readFile f)) else [ ];
+`;
+/** One Nix expression per section, each a value computed from `c` (the config). */
+const SECTIONS = {
+    persistence: `
+    let p = attrs (c.environment.persistence or { });
+        entry = key: d: if isStr d then d else if builtins.isAttrs d then str (d.\${key} or null) else null;
+    in map (root: let r = attrs p.\${root}; in tryDeep null {
+      inherit root;
+      enable = bool true (r.enable or true);
+      directories = builtins.filter isStr (map (d: try null (entry "directory" d)) (list (r.directories or [ ])));
+      files = builtins.filter isStr (map (f: try null (entry "file" f)) (list (r.files or [ ])));
+    }) (builtins.attrNames p)`,
+    etc: `
+    let e = attrs (c.environment.etc or { });
+        one = n: let v = e.\${n}; in
+          if builtins.isAttrs v then (if bool true (v.enable or true) then str (v.target or n) else null) else n;
+    in builtins.filter isStr (map (n: try null (one n)) (builtins.attrNames e))`,
+    ssh: `
+    let s = attrs (c.services.openssh or { });
+        prl = (attrs (s.settings or { })).PermitRootLogin or null;
+    in {
+      enable = bool false (s.enable or false);
+      startWhenNeeded = bool false (s.startWhenNeeded or false);
+      permitRootLogin = let v = if prl != null then prl else try null (s.permitRootLogin or "prohibit-password");
+        in if isStr v then v else "prohibit-password";
+      hostKeyPaths = if s ? hostKeys
+        then notNull (map (k: try null (str (k.path or null))) (list s.hostKeys))
+        else [ "/etc/ssh/ssh_host_rsa_key" "/etc/ssh/ssh_host_ed25519_key" ];
+    }`,
+    users: `
+    let u = attrs (c.users.users or { });
+        user = n: let x = attrs u.\${n}; k = attrs ((attrs (x.openssh or { })).authorizedKeys or { }); in
+          if !(bool true (x.enable or true)) then null else {
+            name = let v = x.name or n; in if isStr v then v else n;
+            isNormalUser = bool false (x.isNormalUser or false);
+            groups = strs (x.extraGroups or [ ]) ++ (let g = x.group or null; in if isStr g && g != "" then [ g ] else [ ]);
+            password = pw (x.password or null);
+            initialPassword = pw (x.initialPassword or null);
+            hashedPassword = hpw (x.hashedPassword or null);
+            initialHashedPassword = hpw (x.initialHashedPassword or null);
+            hashedPasswordFile = str (let f = x.hashedPasswordFile or null; in if f != null then f else try null (x.passwordFile or null));
+            authorizedKeys = strs (k.keys or [ ]) ++ builtins.concatMap keyLines (list (k.keyFiles or [ ]));
+          };
+    in {
+      mutableUsers = bool true (c.users.mutableUsers or true);
+      wheelNeedsPassword = bool true (c.security.sudo.wheelNeedsPassword or true);
+      autologinUser = try null (str (c.services.getty.autologinUser or null));
+      users = notNull (map (n: tryDeep null (user n)) (builtins.attrNames u));
+    }`,
+    packages: `
+    let fw = try [ ] (c.hardware.firmware or [ ]); in {
+      enableRedistributableFirmware = bool false (try false (c.hardware.enableRedistributableFirmware or false));
+      enableAllFirmware = bool false (try false (c.hardware.enableAllFirmware or false));
+      # NixOS turns the list into one buildEnv; its 'paths' are the packages.
+      firmware = pkgNames (if builtins.isList fw then fw else try [ ] ((attrs fw).paths or [ ]));
+      systemPackages = pkgNames (try [ ] (c.environment.systemPackages or [ ]));
+    }`,
+    memory: `
+    let tmp = attrs (c.boot.tmp or { });
+        fs = attrs (try { } (c.fileSystems or { }));
+        size = v: if isStr v || builtins.isInt v then v else "50%";
+    in {
+      zramSwap = bool false (try false (c.zramSwap.enable or false));
+      swapDevices = notNull (map (s: tryDeep null (let x = attrs s; in {
+        device = let d = str (x.device or null); l = str (x.label or null); in
+          if d != null then d else if l != null then "/dev/disk/by-label/\${l}" else "";
+        sizeMiB = let v = x.size or null; in if builtins.isInt v then v else null;
+      })) (list (try [ ] (c.swapDevices or [ ]))));
+      tmpUseTmpfs = bool false (if tmp ? useTmpfs then tmp.useTmpfs else c.boot.tmpOnTmpfs or false);
+      tmpTmpfsSize = size (if tmp ? tmpfsSize then tmp.tmpfsSize else c.boot.tmpOnTmpfsSize or "50%");
+      fileSystems = notNull (map (n: tryDeep null (let x = attrs fs.\${n}; in {
+        mountPoint = let m = str (x.mountPoint or null); in if m != null then m else n;
+        fsType = str (x.fsType or null);
+        device = str (x.device or null);
+      })) (builtins.attrNames fs));
+    }`,
+    disko: `
+    let d = attrs (c.disko.devices.disk or { }); b = attrs (c.system.build or { }); in {
+      disks = map (n: { name = n; device = try null (str ((attrs d.\${n}).device or null)); }) (builtins.attrNames d);
+      hasScript = b ? diskoScript || b ? diskoScriptNoDeps;
+    }`,
+    network: `
+    let n = attrs (c.networking or { });
+        addrs = l: notNull (map (a: tryDeep null (let x = attrs a; in {
+          address = str (x.address or null);
+          prefixLength = let p = x.prefixLength or null; in if builtins.isInt p then p else null;
+        })) (list l));
+        gw = g: if isStr g then g else if builtins.isAttrs g then str (g.address or null) else null;
+        ifs = attrs (n.interfaces or { });
+        nets = attrs (try { } (c.systemd.network.networks or { }));
+        net = name: let x = attrs nets.\${name}; nc = attrs (x.networkConfig or { }); mc = attrs (x.matchConfig or { });
+          firstSet = a: b: if a != null then a else b;
+        in if !(bool true (x.enable or true)) then null else {
+          inherit name;
+          matchName = let v = firstSet (mc.Name or null) (x.name or null); in
+            if isStr v then builtins.filter (s: isStr s && s != "") (builtins.split " " v) else strs v;
+          dhcp = let v = firstSet (x.DHCP or null) (nc.DHCP or null); in
+            if isStr v then v else if builtins.isBool v then (if v then "yes" else "no") else null;
+          addresses = builtins.filter isStr (map str (asList (x.address or [ ])) ++ asList (nc.Address or [ ])
+            ++ map (a: try null (str (a.Address or a.addressConfig.Address or null))) (list (x.addresses or [ ])));
+          gateways = builtins.filter isStr (map str (asList (x.gateway or [ ])) ++ asList (nc.Gateway or [ ])
+            ++ map (r: try null (str (r.Gateway or r.routeConfig.Gateway or null))) (list (x.routes or [ ])));
+        };
+    in {
+      useDHCP = bool true (n.useDHCP or true);
+      useNetworkd = bool false (n.useNetworkd or false);
+      interfaces = map (name: let i = attrs ifs.\${name}; in {
+        inherit name;
+        useDHCP = let v = try null (i.useDHCP or null); in if builtins.isBool v then v else null;
+        ipv4 = addrs (try [ ] ((attrs (i.ipv4 or { })).addresses or [ ]));
+        ipv6 = addrs (try [ ] ((attrs (i.ipv6 or { })).addresses or [ ]));
+      }) (builtins.attrNames ifs);
+      defaultGateway = try null (gw (n.defaultGateway or null));
+      defaultGateway6 = try null (gw (n.defaultGateway6 or null));
+      networkdEnable = bool false (try false (c.systemd.network.enable or false));
+      networkd = notNull (map (name: tryDeep null (net name)) (builtins.attrNames nets));
+    }`,
+};
+exports.SECTION_NAMES = Object.keys(SECTIONS);
+/** The `--apply` function reading the given sections. */
+function applyExpression(sections = exports.SECTION_NAMES) {
+    const body = sections.map((s) => `  ${s} = ${SECTIONS[s].trim()};`).join('\n');
+    return `c: let ${HELPERS} in {\n${body}\n}`;
+}
+/** `REF#nixosConfigurations.NAME.config`, quoting a name that is not a plain identifier. */
+function configInstallable(flake) {
+    const name = /^[A-Za-z_][A-Za-z0-9_'-]*$/.test(flake.name)
+        ? flake.name
+        : JSON.stringify(flake.name);
+    return `${flake.ref}#nixosConfigurations.${name}.config`;
+}
+// The shapes the expression above produces; a value of another shape means a section
+// evaluated to something we did not expect, and that section is reported as failed.
+const nullableStr = zod_1.z.string().nullable();
+const password = zod_1.z.enum(['unset', 'set', 'empty', 'locked']);
+const staticAddress = zod_1.z.object({ address: zod_1.z.string(), prefixLength: zod_1.z.number().int().nullable() });
+/** `"192.0.2.10/24"` → address and prefix; without a `/`, no prefix. */
+function parseCidr(text) {
+    const m = /^([^/]+)\/(\d+)$/.exec(text.trim());
+    return m
+        ? { address: m[1], prefixLength: Number(m[2]) }
+        : { address: text.trim(), prefixLength: null };
+}
+const SCHEMAS = {
+    persistence: zod_1.z.array(zod_1.z
+        .object({
+        root: zod_1.z.string(),
+        enable: zod_1.z.boolean(),
+        directories: zod_1.z.array(zod_1.z.string()),
+        files: zod_1.z.array(zod_1.z.string()),
+    })
+        .nullable()),
+    etc: zod_1.z.array(zod_1.z.string()),
+    ssh: zod_1.z.object({
+        enable: zod_1.z.boolean(),
+        startWhenNeeded: zod_1.z.boolean(),
+        permitRootLogin: zod_1.z.string(),
+        hostKeyPaths: zod_1.z.array(zod_1.z.string()),
+    }),
+    users: zod_1.z.object({
+        mutableUsers: zod_1.z.boolean(),
+        wheelNeedsPassword: zod_1.z.boolean(),
+        autologinUser: nullableStr,
+        users: zod_1.z.array(zod_1.z.object({
+            name: zod_1.z.string(),
+            isNormalUser: zod_1.z.boolean(),
+            groups: zod_1.z.array(zod_1.z.string()),
+            password,
+            initialPassword: password,
+            hashedPassword: password,
+            initialHashedPassword: password,
+            hashedPasswordFile: nullableStr,
+            authorizedKeys: zod_1.z.array(zod_1.z.string()),
+        })),
+    }),
+    packages: zod_1.z.object({
+        enableRedistributableFirmware: zod_1.z.boolean(),
+        enableAllFirmware: zod_1.z.boolean(),
+        firmware: zod_1.z.array(zod_1.z.string()),
+        systemPackages: zod_1.z.array(zod_1.z.string()),
+    }),
+    memory: zod_1.z.object({
+        zramSwap: zod_1.z.boolean(),
+        swapDevices: zod_1.z.array(zod_1.z.object({ device: zod_1.z.string(), sizeMiB: zod_1.z.number().nullable() })),
+        tmpUseTmpfs: zod_1.z.boolean(),
+        tmpTmpfsSize: zod_1.z.union([zod_1.z.string(), zod_1.z.number()]),
+        fileSystems: zod_1.z.array(zod_1.z.object({ mountPoint: zod_1.z.string(), fsType: nullableStr, device: nullableStr })),
+    }),
+    disko: zod_1.z.object({
+        disks: zod_1.z.array(zod_1.z.object({ name: zod_1.z.string(), device: nullableStr })),
+        hasScript: zod_1.z.boolean(),
+    }),
+    network: zod_1.z.object({
+        useDHCP: zod_1.z.boolean(),
+        useNetworkd: zod_1.z.boolean(),
+        interfaces: zod_1.z.array(zod_1.z.object({
+            name: zod_1.z.string(),
+            useDHCP: zod_1.z.boolean().nullable(),
+            ipv4: zod_1.z.array(staticAddress.extend({ address: nullableStr })),
+            ipv6: zod_1.z.array(staticAddress.extend({ address: nullableStr })),
+        })),
+        defaultGateway: nullableStr,
+        defaultGateway6: nullableStr,
+        networkdEnable: zod_1.z.boolean(),
+        networkd: zod_1.z.array(zod_1.z.object({
+            name: zod_1.z.string(),
+            matchName: zod_1.z.array(zod_1.z.string()),
+            dhcp: nullableStr,
+            addresses: zod_1.z.array(zod_1.z.string()),
+            gateways: zod_1.z.array(zod_1.z.string()),
+        })),
+    }),
+};
+const withAddress = (l) => l.filter((a) => a.address !== null && a.address !== '');
+/** Puts one section's JSON value into `inputs`; returns an error text when it has another shape. */
+function assign(inputs, section, value) {
+    const schema = SCHEMAS[section];
+    const parsed = schema.safeParse(value);
+    if (!parsed.success)
+        return `unexpected value: ${parsed.error.issues[0]?.message ?? 'invalid'}`;
+    switch (section) {
+        case 'persistence':
+            inputs.persistence = parsed.data.filter((r) => r !== null);
+            break;
+        case 'etc':
+            inputs.etc = parsed.data;
+            break;
+        case 'ssh':
+            inputs.ssh = parsed.data;
+            break;
+        case 'users':
+            inputs.users = parsed.data;
+            break;
+        case 'packages':
+            inputs.packages = parsed.data;
+            break;
+        case 'memory':
+            inputs.memory = parsed.data;
+            break;
+        case 'disko':
+            inputs.disko = parsed.data;
+            break;
+        case 'network': {
+            const n = parsed.data;
+            const network = {
+                ...n,
+                interfaces: n.interfaces.map((i) => ({
+                    ...i,
+                    ipv4: withAddress(i.ipv4),
+                    ipv6: withAddress(i.ipv6),
+                })),
+                networkd: n.networkd.map((w) => ({ ...w, addresses: w.addresses.map(parseCidr) })),
+            };
+            inputs.network = network;
+            break;
+        }
+    }
+    return undefined;
+}
+function flakeLevelError(flake, stderr) {
+    const text = (0, nix_1.nixErrorText)(stderr);
+    // Only the error itself: warnings before it say "does not exist" about other things.
+    const at = stderr.indexOf('error:');
+    stderr = at >= 0 ? stderr.slice(at) : stderr;
+    if (/does not provide attribute|attribute 'nixosConfigurations' missing/.test(stderr)) {
+        return new PreflightError(`flake '${flake.ref}' has no nixosConfigurations.${flake.name} (${text})`, `check the name after '#': nix flake show ${flake.ref} lists the configurations`);
+    }
+    if (/(does not exist|No such file|cannot find flake|is not a flake|could not find a flake)/i.test(stderr)) {
+        return new PreflightError(`flake '${flake.ref}' not found (${text})`, 'check the flake input: a path to a directory with flake.nix, or a flake URL');
+    }
+    if (/syntax error/.test(stderr)) {
+        return new PreflightError(`flake '${flake.ref}' does not parse (${text})`, `fix the Nix syntax error; nix flake check ${flake.ref} shows it`);
+    }
+    return undefined;
+}
+async function evalSections(nix, flake, sections, opts) {
+    const r = await nix.run(['eval', '--json', configInstallable(flake), '--apply', applyExpression(sections)], { timeoutMs: opts.timeoutMs ?? 300_000 });
+    if (r.code !== 0)
+        return { ok: false, stderr: r.stderr };
+    try {
+        return { ok: true, value: JSON.parse(r.stdout) };
+    }
+    catch {
+        return { ok: false, stderr: `error: nix eval printed something that is not JSON` };
+    }
+}
+/**
+ * Evaluates the attributes preflight needs. One `nix eval`; if it fails, each section is
+ * evaluated alone so one broken attribute skips only the checks that need it.
+ * Throws PreflightError when the flake or the configuration itself cannot be evaluated.
+ */
+async function evaluatePreflightInputs(nix, flake, opts = {}) {
+    const inputs = {};
+    const failed = [];
+    const all = await evalSections(nix, flake, exports.SECTION_NAMES, opts);
+    let nixCalls = 1;
+    if (all.ok) {
+        for (const s of exports.SECTION_NAMES) {
+            const err = assign(inputs, s, all.value[s]);
+            if (err)
+                failed.push({ section: s, error: err });
+        }
+    }
+    else {
+        const fatal = flakeLevelError(flake, all.stderr);
+        if (fatal)
+            throw fatal;
+        opts.log?.(`preflight: the combined evaluation failed (${(0, nix_1.nixErrorText)(all.stderr)}); evaluating each part alone`);
+        for (const s of exports.SECTION_NAMES) {
+            const one = await evalSections(nix, flake, [s], opts);
+            nixCalls++;
+            const err = one.ok ? assign(inputs, s, one.value[s]) : (0, nix_1.nixErrorText)(one.stderr);
+            if (err)
+                failed.push({ section: s, error: err });
+        }
+        if (failed.length === exports.SECTION_NAMES.length) {
+            throw new PreflightError(`evaluating ${configInstallable(flake)} failed: ${failed[0]?.error ?? ''}`, `run nix eval ${configInstallable(flake)}.system.build.toplevel.drvPath locally to see the whole error`);
+        }
+    }
+    if (failed.length)
+        inputs.failed = failed;
+    return { inputs, nixCalls };
+}
+
+
+/***/ }),
+
+/***/ 9060:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.publicKeyId = publicKeyId;
+exports.tmpfsSizeBytes = tmpfsSizeBytes;
+exports.canonicalAddress = canonicalAddress;
+exports.findings = findings;
+const size_1 = __nccwpck_require__(4642);
+const GiB = 1024 ** 3;
+/** Below this the seed's advice applies: zram, a persistent sshd. */
+const LOW_RAM_BYTES = 2 * GiB;
+const SEED = 'seed bootstrap-1gb-vps-5-bugs';
+const q = (s) => JSON.stringify(s);
+const nixList = (items, indent = '  ') => items.length ? `[\n${items.map((i) => `${indent}  ${q(i)}`).join('\n')}\n${indent}]` : '[ ]';
+const trimSlash = (p) => p.replace(/\/+$/, '') || '/';
+const under = (path, dir) => dir === '/' ? path.startsWith('/') : path === dir || path.startsWith(dir + '/');
+// ---- impermanence ------------------------------------------------------------------------
+/** Directories NixOS activation (or the service's own module) writes config files into. */
+const ACTIVATION_DIRS = {
+    '/etc': 'activation links every environment.etc entry and /etc/static here',
+    '/etc/ssh': 'activation links sshd_config (and ssh_config, moduli) here',
+    '/etc/containers': 'activation links registries.conf, policy.json and storage.conf here',
+};
+function persistActivationDir(inputs, add) {
+    const hostKeys = inputs.ssh?.hostKeyPaths.length
+        ? inputs.ssh.hostKeyPaths
+        : ['/etc/ssh/ssh_host_ed25519_key'];
+    const etcPaths = (inputs.etc ?? []).map((t) => '/etc/' + t.replace(/^\/+/, ''));
+    for (const root of inputs.persistence ?? []) {
+        if (!root.enable)
+            continue;
+        for (const raw of root.directories) {
+            const dir = trimSlash(raw);
+            const managed = etcPaths.filter((p) => under(p, dir));
+            const known = ACTIVATION_DIRS[dir];
+            if (!known && managed.length === 0)
+                continue;
+            const shown = managed.slice(0, 5).join(', ') + (managed.length > 5 ? ', …' : '');
+            const files = dir === '/etc/ssh'
+                ? hostKeys.flatMap((k) => [k, `${k}.pub`])
+                : [`${dir}/<each file the service writes itself>`];
+            add('persist-activation-dir', 'error', `environment.persistence.${q(root.root)}.directories contains ${q(raw)}: ` +
+                (known ?? 'NixOS activation writes into it') +
+                (managed.length ? ` (environment.etc: ${shown})` : ''), `Impermanence bind-mounts ${root.root}${dir} over ${dir} at boot, racing the activation that creates the ` +
+                `links there: on first boot the persisted copy is empty and hides them. In the seed, sshd then failed with ` +
+                `"/etc/ssh/sshd_config: No such file or directory" and the host was unreachable (${SEED}, bug 4; ` +
+                `podman's /etc/containers the same). Persist the state files, never a directory activation writes into.`, `environment.persistence.${q(root.root)} = {\n` +
+                `  directories = [ /* remove ${q(raw)} */ ];\n` +
+                `  files = ${nixList(files)};\n` +
+                `};`);
+        }
+    }
+}
+// ---- ssh and users -----------------------------------------------------------------------
+function sshdDisabled(inputs, add) {
+    if (!inputs.ssh || inputs.ssh.enable)
+        return;
+    add('sshd-disabled', 'error', 'services.openssh.enable is false (the NixOS default when nothing enables it)', 'vps-nixos installs and deploys over SSH: a system without sshd boots fine and is never reachable again; ' +
+        `the next deploy (and any repair) needs the provider's console, where the seed had no password either (${SEED}, bugs 4 and 5).`, 'services.openssh.enable = true;');
+}
+/** The key type and base64 blob of an authorized_keys or .pub line (options and comment ignored). */
+function publicKeyId(line) {
+    const m = /(?:^|\s)((?:ssh|ecdsa|sk)-[A-Za-z0-9@.+-]+)\s+(AAAA[A-Za-z0-9+/]+={0,3})(?:\s|$)/.exec(line.trim());
+    return m ? `${m[1]} ${m[2]}` : undefined;
+}
+function deployKeyMissing(inputs, ctx, add) {
+    if (!ctx.deployPublicKey || !inputs.users)
+        return;
+    const target = ctx.targetUser ?? 'root';
+    const keyId = publicKeyId(ctx.deployPublicKey);
+    const keyLine = keyId ?? ctx.deployPublicKey.trim();
+    const short = keyLine.length > 60 ? `${keyLine.slice(0, 40)}…${keyLine.slice(-12)}` : keyLine;
+    const user = inputs.users.users.find((u) => u.name === target);
+    const fix = `users.users.${nixAttr(target)}.openssh.authorizedKeys.keys = [\n  ${q(keyLine)}\n];`;
+    const why = 'After install and after each deploy the host runs only what the configuration says: the key vps-nixos logs in ' +
+        'with must be in it, or the first connection after the switch is refused and the host can only be reached from ' +
+        `the provider's console (${SEED}, bugs 4 and 5: no SSH, no console password).`;
+    if (!user && target !== 'root') {
+        add('deploy-key-missing', 'error', `the deploy user ${q(target)} is not defined in users.users`, why, `users.users.${nixAttr(target)} = {\n  isNormalUser = true;\n  extraGroups = [ "wheel" ];\n  openssh.authorizedKeys.keys = [ ${q(keyLine)} ];\n};`);
+        return;
+    }
+    const present = keyId
+        ? (user?.authorizedKeys ?? []).some((k) => publicKeyId(k) === keyId)
+        : (user?.authorizedKeys ?? []).some((k) => k.includes(keyLine));
+    if (!present) {
+        add('deploy-key-missing', 'error', `the deploy key (${short}) is not in users.users.${nixAttr(target)}.openssh.authorizedKeys` +
+            ` (${user?.authorizedKeys.length ?? 0} other key${user?.authorizedKeys.length === 1 ? '' : 's'} there)`, why, fix);
+    }
+    const prl = inputs.ssh?.permitRootLogin ?? 'prohibit-password';
+    if (target === 'root' && (prl === 'no' || prl === 'forced-commands-only')) {
+        add('deploy-key-missing', 'error', `the deploy user is root but services.openssh.settings.PermitRootLogin = ${q(prl)}`, why, 'services.openssh.settings.PermitRootLogin = "prohibit-password";  # keys only\n' +
+            '# or deploy as a wheel user: target admin@host, with the key in users.users.admin');
+    }
+}
+const nixAttr = (name) => (/^[A-Za-z_][A-Za-z0-9_'-]*$/.test(name) ? name : q(name));
+/**
+ * Whether a user can log in with a password on first boot. NixOS applies the options in
+ * this order, the last one set winning (users-groups.nix); hashedPasswordFile would win
+ * but on a fresh install its file usually does not exist yet (agenix/sops decrypt it with
+ * the host key: the seed's chicken and egg), so what is under it decides.
+ */
+function firstBootCredential(u, mutableUsers) {
+    const order = mutableUsers
+        ? [u.initialHashedPassword, u.initialPassword, u.hashedPassword, u.password]
+        : [u.initialHashedPassword, u.hashedPassword, u.initialPassword, u.password];
+    const last = order.filter((s) => s !== 'unset').pop();
+    return last === 'set' || last === 'empty' ? 'password' : 'none';
+}
+function noConsoleLogin(inputs, add) {
+    const u = inputs.users;
+    if (!u)
+        return;
+    if (u.autologinUser)
+        return;
+    const admins = u.users.filter((x) => x.name === 'root' || x.groups.includes('wheel'));
+    const wheel = u.users.filter((x) => x.groups.includes('wheel') && x.name !== 'root');
+    const has = (x) => firstBootCredential(x, u.mutableUsers) === 'password';
+    const fileOnly = admins.filter((x) => !has(x) && x.hashedPasswordFile);
+    const why = 'When SSH fails on first boot (sshd config hidden by a persisted /etc/ssh, a wrong address, a missing key) ' +
+        `the provider's web console is the only way in, and it needs a password. The seed sat at "tty1 login:" with no root password: its hashedPasswordFile came from agenix, which needs the host keys that did not exist yet (${SEED}, bug 5).`;
+    if (!admins.some(has)) {
+        add('no-console-login', 'warning', 'neither root nor any wheel user has a password on first boot' +
+            (fileOnly.length
+                ? ` (${fileOnly.map((x) => `${x.name}: only hashedPasswordFile ${q(x.hashedPasswordFile ?? '')}, which a fresh install does not have yet`).join('; ')})`
+                : '') +
+            (u.mutableUsers ? '' : '; users.mutableUsers = false, so passwd cannot add one later'), why, (fileOnly.length
+            ? `# keep hashedPasswordFile; this applies while its file does not exist yet\n`
+            : '') +
+            'users.users.root.initialHashedPassword = "<mkpasswd -m sha-512>";  # or initialPassword = "…" for the bootstrap only\n' +
+            (u.mutableUsers ? '' : '# or: users.mutableUsers = true; during the bootstrap'));
+        return;
+    }
+    if (!u.mutableUsers && u.wheelNeedsPassword && wheel.length > 0 && !wheel.some(has)) {
+        add('no-console-login', 'warning', `users.mutableUsers = false and no wheel user (${wheel.map((x) => x.name).join(', ')}) has a password: ` +
+            'sudo asks for one that cannot exist, and passwd is undone by the next activation', `${why} Without a password an admin cannot sudo there either.`, `users.users.${nixAttr(wheel[0]?.name ?? 'admin')}.hashedPassword = "<mkpasswd -m sha-512>";\n` +
+            '# or, for key-only admins: security.sudo.wheelNeedsPassword = false;');
+    }
+}
+function sshdSocketActivated(inputs, ctx, add) {
+    const s = inputs.ssh;
+    const f = ctx.facts;
+    if (!s?.enable || !s.startWhenNeeded || !f || f.memTotalBytes >= LOW_RAM_BYTES)
+        return;
+    add('sshd-socket-activated', 'warning', `services.openssh.startWhenNeeded = true on a host with MemTotal ${(0, size_1.formatBytes)(f.memTotalBytes)}`, 'Socket activation starts one sshd per connection from a systemd socket; under memory pressure that start ' +
+        `fails silently and the connection just closes. It saves ~5 MB; the seed switched back to a persistent daemon (${SEED}, bug 4 and principle 5).`, 'services.openssh.startWhenNeeded = false;');
+}
+// ---- closure -----------------------------------------------------------------------------
+const DESKTOP = /^(hyprland|hyprpaper|hyprlock|sway|swaylock|niri|grim|grimblast|slurp|wl-clipboard|wlroots|xwayland|waybar|rofi|rofi-wayland|wofi|dunst|mako|firefox|chromium|google-chrome|thunderbird|kitty|alacritty|foot|wezterm|zbar|mpv|vlc|obs-studio|libreoffice|gimp|inkscape|xorg-server|qtbase|qtwayland|gtk3|gtk4|gnome-shell|plasma-workspace|vscode|discord|slack|spotify)$/;
+const DEV = /^(clang|clang-tools|llvm|lldb|gcc|gdb|rustc|cargo|clippy|rust-analyzer|rustup|rust-docs|rustfmt|ghc|cabal-install|stack|go|zig|jdk|openjdk|cmake|valgrind)$/;
+function closureLeak(inputs, ctx, add) {
+    const p = inputs.packages;
+    if (!p)
+        return;
+    const report = 'vps-nixos build prints the closure report (biggest paths and known leaks)';
+    const virt = ctx.facts?.virtualization;
+    const firmware = p.enableRedistributableFirmware ||
+        p.enableAllFirmware ||
+        p.firmware.some((n) => /^linux-firmware/.test(n));
+    if (firmware && virt !== 'none') {
+        const opts = [
+            p.enableRedistributableFirmware && 'hardware.enableRedistributableFirmware = true',
+            p.enableAllFirmware && 'hardware.enableAllFirmware = true',
+            !p.enableRedistributableFirmware &&
+                !p.enableAllFirmware &&
+                'hardware.firmware contains linux-firmware',
+        ].filter(Boolean);
+        add('closure-leak', 'warning', `${opts.join(', ')} on ${virt ? `a ${virt} guest` : 'a VPS (no facts: assumed a VM)'}`, `All redistributable firmware is ~790 MB in the closure and a VM loads none of it (virtio needs no firmware). ` +
+            `On a 1 GB VPS the closure is staged in a tmpfs of half the RAM during install: the seed's 7.6 GB closure ` +
+            `could not fit and nix copy was OOM-killed (${SEED}, bug 3). ${report}.`, 'hardware.enableRedistributableFirmware = false;  # the seed put this in its qemu profile with lib.mkDefault');
+    }
+    const groups = [
+        [
+            'desktop packages',
+            p.systemPackages.filter((n) => DESKTOP.test(n)),
+            'the seed found hyprland, grimblast, Qt/Wayland and zbar (5 GB) added unconditionally by a shared module',
+            'move them to the desktop hosts only, e.g. environment.systemPackages = lib.optionals config.services.xserver.enable [ … ];',
+        ],
+        [
+            'development toolchains',
+            p.systemPackages.filter((n) => DEV.test(n)),
+            'the seed found clang/llvm/lldb (7 GB) and rust (3.5 GB) from dev modules left enabled on the VPS',
+            'disable the dev modules on this host (the seed: dev.cc.enable = false; dev.rust.enable = false;) and build elsewhere',
+        ],
+        [
+            'microvm',
+            p.systemPackages.filter((n) => /microvm/.test(n)),
+            'the seed found the microvm host module (503 MB) imported on every host',
+            'import the microvm module only on hosts that run micro VMs',
+        ],
+    ];
+    for (const [what, names, seen, fix] of groups) {
+        if (names.length === 0)
+            continue;
+        const uniq = [...new Set(names)];
+        add('closure-leak', 'warning', `environment.systemPackages has ${what}: ${uniq.join(', ')}`, `A server does not need them and they multiply the closure: ${seen}; the 7.6 GB closure did not fit the ` +
+            `installer's tmpfs and was OOM-killed (${SEED}, bug 3). ${report}.`, `# remove ${uniq.join(', ')} from this host's environment.systemPackages\n# ${fix}`);
+    }
+}
+// ---- memory ------------------------------------------------------------------------------
+function noZramLowRam(inputs, ctx, add) {
+    const m = inputs.memory;
+    const f = ctx.facts;
+    if (!m || !f || m.zramSwap || f.memTotalBytes >= LOW_RAM_BYTES)
+        return;
+    add('no-zram-low-ram', 'warning', `zramSwap.enable is false on a host with MemTotal ${(0, size_1.formatBytes)(f.memTotalBytes)} (< 2 GiB)` +
+        (m.swapDevices.length
+            ? ` (swap on disk: ${m.swapDevices.map((s) => s.device).join(', ')})`
+            : ''), 'vps-nixos sets up zram for the install itself, but the installed system runs without it: nixos-rebuild on the ' +
+        `host, a nix copy of a big deploy or a busy service then hits the OOM killer, which took out sshd in the seed (${SEED}, bug 1; "ZRAM is essential for <2GB RAM").`, 'zramSwap.enable = true;\nzramSwap.memoryPercent = 100;  # compressed ~3:1; the seed used 4 GB on 962 MB');
+}
+/** Mount points that are tmpfs on the installed system (and the ones known not to be). */
+function mounts(m, facts) {
+    const out = m.fileSystems.map((f) => ({
+        point: trimSlash(f.mountPoint),
+        tmpfs: f.fsType === 'tmpfs',
+    }));
+    for (const p of ['/run', '/dev/shm', '/run/user'])
+        out.push({ point: p, tmpfs: true });
+    if (m.tmpUseTmpfs || facts?.tmp?.fsType === 'tmpfs')
+        out.push({ point: '/tmp', tmpfs: true });
+    return out;
+}
+function swapOnTmpfs(inputs, ctx, add) {
+    const m = inputs.memory;
+    if (!m)
+        return;
+    const all = mounts(m, ctx.facts);
+    for (const s of m.swapDevices) {
+        const path = s.device;
+        if (!path.startsWith('/') || (path.startsWith('/dev/') && !under(path, '/dev/shm')))
+            continue;
+        const at = all
+            .filter((x) => under(path, x.point))
+            .sort((a, b) => b.point.length - a.point.length)[0];
+        if (!at?.tmpfs)
+            continue;
+        add('swap-on-tmpfs', 'warning', `swapDevices has ${q(path)}, which is on a tmpfs (${at.point})`, 'A swapfile on tmpfs lives in the RAM it is meant to relieve: swapon fails (tmpfs has no swap support) or, ' +
+            `worse, the file eats memory. The seed's root was a tmpfs (impermanence), so a swapfile there is in RAM; swap must be on a real disk (${SEED}, bugs 1 and 3).`, `swapDevices = [ { device = "/nix/swapfile"; size = ${s.sizeMiB ?? 2048}; } ];  # on the disk-backed /nix (or /persist)`);
+    }
+}
+/** `boot.tmp.tmpfsSize` in bytes (or a fraction of RAM), as mount(8) reads tmpfs size=. */
+function tmpfsSizeBytes(size, memTotalBytes) {
+    if (typeof size === 'number')
+        return { bytes: size };
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgtpe%]?)\s*$/i.exec(size);
+    if (!m)
+        return {};
+    const n = Number(m[1]);
+    const unit = (m[2] ?? '').toLowerCase();
+    if (unit === '%')
+        return {
+            percent: n,
+            bytes: memTotalBytes !== undefined ? (memTotalBytes * n) / 100 : undefined,
+        };
+    const exp = ' kmgtpe'.indexOf(unit || ' ');
+    return { bytes: n * 1024 ** Math.max(exp, 0) };
+}
+function tmpTmpfsTooBig(inputs, ctx, add) {
+    const m = inputs.memory;
+    if (!m?.tmpUseTmpfs)
+        return;
+    const mem = ctx.facts?.memTotalBytes;
+    const { bytes, percent } = tmpfsSizeBytes(m.tmpTmpfsSize, mem);
+    const tooBig = percent !== undefined ? percent > 100 : bytes !== undefined && mem !== undefined && bytes > mem;
+    if (!tooBig)
+        return;
+    add('tmp-tmpfs-too-big', 'warning', `boot.tmp.useTmpfs = true with boot.tmp.tmpfsSize = ${q(String(m.tmpTmpfsSize))}` +
+        (mem !== undefined
+            ? ` (${(0, size_1.formatBytes)(bytes ?? 0)}) on a host with MemTotal ${(0, size_1.formatBytes)(mem)}`
+            : ' (more than the RAM)'), `/tmp in RAM larger than the RAM: nix builds and unpacked sources land in /tmp, and once it grows past free ` +
+        `memory the OOM killer picks a process, sshd included, as it did during the seed's install (${SEED}, bugs 1 and 3).`, 'boot.tmp.tmpfsSize = "25%";  # or: boot.tmp.useTmpfs = false; (then /tmp is on disk, cleaned at boot with boot.tmp.cleanOnBoot = true;)');
+}
+// ---- disko -------------------------------------------------------------------------------
+function diskoSnippet(device) {
+    return (`# flake input disko, module disko.nixosModules.disko, then:\n` +
+        `disko.devices.disk.main = {\n  type = "disk";\n  device = ${q(device)};\n` +
+        `  content = {\n    type = "gpt";\n    partitions = {\n` +
+        `      boot = { size = "1M"; type = "EF02"; };\n` +
+        `      ESP = { size = "512M"; type = "EF00"; content = { type = "filesystem"; format = "vfat"; mountpoint = "/boot"; }; };\n` +
+        `      root = { size = "100%"; content = { type = "filesystem"; format = "ext4"; mountpoint = "/"; }; };\n` +
+        `    };\n  };\n};`);
+}
+function noDisko(inputs, ctx, add) {
+    const d = inputs.disko;
+    if (!d || ctx.plan?.method !== 'kexec' || d.disks.length > 0)
+        return;
+    const device = ctx.facts?.rootDisk ?? ctx.facts?.disks[0]?.path ?? '/dev/vda';
+    add('no-disko', 'error', 'the plan installs through kexec and partitions the disk, but the configuration has no disko.devices.disk' +
+        (d.hasScript ? ' (system.build.diskoScript exists, but no disk in it)' : ''), 'The kexec install wipes the disk and lays it out from the disko configuration (as nixos-anywhere does in the ' +
+        `seed); without one there is nothing to partition and nothing mounted at /mnt to install into.`, diskoSnippet(device));
+}
+function diskoDeviceMismatch(inputs, ctx, add) {
+    const d = inputs.disko;
+    const f = ctx.facts;
+    if (!d || !f || f.disks.length === 0)
+        return;
+    if (ctx.plan && ctx.plan.method !== 'kexec')
+        return; // disko runs only when kexec partitions
+    const probed = f.disks.flatMap((x) => [x.path, `/dev/${x.name}`]);
+    const want = f.rootDisk ?? f.disks[0]?.path ?? '/dev/vda';
+    for (const disk of d.disks) {
+        const dev = disk.device;
+        // by-id/by-path names cannot be matched without udev on the target: not checked.
+        if (!dev || dev.startsWith('/dev/disk/by-'))
+            continue;
+        if (probed.includes(dev))
+            continue;
+        add('disko-device-mismatch', 'error', `disko.devices.disk.${nixAttr(disk.name)}.device = ${q(dev)}, but the probe found ${f.disks.map((x) => x.path).join(', ')}` +
+            (f.rootDisk ? ` (root on ${f.rootDisk})` : ''), 'disko partitions the device it is given: a name that does not exist on this VPS fails the install after ' +
+            `kexec, when the old system is already gone and the host is only reachable through the installer (${SEED}: virtualized /dev/vda).`, `disko.devices.disk.${nixAttr(disk.name)}.device = ${q(want)};`);
+    }
+}
+const familyOf = (a) => (a.includes(':') ? 'inet6' : 'inet');
+/** Canonical text of an address, so 2001:db8:0:0::1 equals 2001:db8::1. */
+function canonicalAddress(a) {
+    const s = a.trim().toLowerCase().replace(/%.*$/, '');
+    if (!s.includes(':'))
+        return s;
+    let [head, tail] = s.split('::');
+    let v4 = [];
+    const embed = (part) => {
+        const m = /(\d+\.\d+\.\d+\.\d+)$/.exec(part);
+        if (!m)
+            return part;
+        const o = m[1].split('.').map(Number);
+        v4 = [((o[0] << 8) | o[1]).toString(16), ((o[2] << 8) | o[3]).toString(16)];
+        return part.slice(0, -m[1].length).replace(/:$/, '');
+    };
+    if (tail !== undefined)
+        tail = embed(tail);
+    else
+        head = embed(head);
+    const h = head ? head.split(':') : [];
+    const t = tail ? tail.split(':') : [];
+    const fill = tail !== undefined ? 8 - h.length - t.length - v4.length : 0;
+    const groups = [...h, ...Array(Math.max(fill, 0)).fill('0'), ...t, ...v4];
+    return groups.map((g) => g.replace(/^0+(?=.)/, '')).join(':');
+}
+const sameAddr = (a, b) => canonicalAddress(a) === canonicalAddress(b);
+const showAddr = (a) => a.prefixLength !== null ? `${a.address}/${a.prefixLength}` : a.address;
+const VIRTUAL_IFACE = /^(docker|br-|veth|virbr|lxcbr|lxdbr|incusbr|cni|flannel|cali|cilium|podman|tun|tap|wg|tailscale|zt|vnet)/;
+function networkMismatch(inputs, ctx, add) {
+    const n = inputs.network;
+    const f = ctx.facts;
+    if (!n || !f)
+        return;
+    // Only the uplink matters: the interfaces default routes leave through (docker0, a private
+    // network or a VPN have static addresses the configuration need not repeat).
+    const uplinks = new Set(f.routes.filter((r) => r.dst === 'default' && r.dev).map((r) => r.dev));
+    const probed = f.interfaces
+        .filter((i) => (uplinks.size ? uplinks.has(i.name) : !VIRTUAL_IFACE.test(i.name)))
+        .flatMap((i) => i.addresses.filter((a) => a.scope === 'global').map((a) => ({ ...a, iface: i.name })));
+    if (probed.length === 0)
+        return;
+    const networkdOn = n.useNetworkd || n.networkdEnable;
+    const nets = networkdOn ? n.networkd : [];
+    const configured = [
+        ...n.interfaces.flatMap((i) => [...i.ipv4, ...i.ipv6]),
+        ...nets.flatMap((w) => w.addresses),
+    ];
+    const gateways = (fam) => [
+        fam === 'inet' ? n.defaultGateway : n.defaultGateway6,
+        ...nets.flatMap((w) => w.gateways).filter((g) => familyOf(g) === fam),
+    ].filter((g) => !!g && !g.startsWith('_'));
+    const dhcp = n.useDHCP ||
+        n.interfaces.some((i) => i.useDHCP === true) ||
+        nets.some((w) => /^(yes|true|ipv4|ipv6|both)$/i.test(w.dhcp ?? ''));
+    const hasV4 = probed.some((a) => a.family === 'inet');
+    const why = 'The installed system brings the network up from its configuration alone. A VPS whose provider assigns its ' +
+        'address statically (no DHCP server answers) comes up without that address or route after the install, and ' +
+        "SSH never answers again: the classic lock-out, fixable only from the provider's console.";
+    for (const fam of ['inet', 'inet6']) {
+        const here = probed.filter((a) => a.family === fam);
+        if (here.length === 0)
+            continue;
+        const v = fam === 'inet' ? 'ipv4' : 'ipv6';
+        const gwOpt = fam === 'inet' ? 'networking.defaultGateway' : 'networking.defaultGateway6';
+        // Losing IPv6 on a dual-stack host is not a lock-out; only explicit differences count there.
+        const lockout = fam === 'inet' || !hasV4;
+        const statics = here.filter((a) => !a.dynamic);
+        const mine = configured.filter((a) => familyOf(a.address) === fam);
+        const probeGw = f.routes
+            .filter((r) => r.family === fam && r.dst === 'default' && r.gateway)
+            .map((r) => r.gateway);
+        const first = statics[0] ?? here[0];
+        const snippet = (dhcp ? 'networking.useDHCP = false;\n' : '') +
+            `networking.interfaces.${nixAttr(first.iface)}.${v}.addresses = [ { address = ${q(first.address)}; prefixLength = ${first.prefixLength}; } ];\n` +
+            (probeGw[0]
+                ? `${gwOpt} = { address = ${q(probeGw[0])}; interface = ${q(first.iface)}; };\n`
+                : '') +
+            `# ${first.iface} is the name the old system gave this NIC; check NixOS names it the same (or use its MAC in systemd.network)`;
+        if (mine.length === 0) {
+            if (statics.length === 0 || !lockout)
+                continue;
+            add('network-mismatch', 'error', `the probe found static ${fam === 'inet' ? 'IPv4' : 'IPv6'} ${statics.map((a) => `${a.address}/${a.prefixLength} on ${a.iface}`).join(', ')} ` +
+                '(no DHCP lease), but the configuration ' +
+                (dhcp ? 'uses DHCP only' : `sets no ${fam === 'inet' ? 'IPv4' : 'IPv6'} address at all`), why, snippet);
+            continue;
+        }
+        if (!mine.some((c) => here.some((p) => sameAddr(p.address, c.address)))) {
+            add('network-mismatch', 'error', `the configuration's ${fam === 'inet' ? 'IPv4' : 'IPv6'} address ${mine.map(showAddr).join(', ')} differs from the host's ` +
+                here.map((a) => `${a.address}/${a.prefixLength}`).join(', '), why, snippet);
+        }
+        const gws = gateways(fam);
+        if (gws.length && probeGw.length && !gws.some((g) => probeGw.some((p) => sameAddr(g, p)))) {
+            add('network-mismatch', 'error', `the configuration's default gateway ${gws.join(', ')} differs from the host's ${probeGw.join(', ')}`, why, `${gwOpt} = { address = ${q(probeGw[0])}; interface = ${q(first.iface)}; };`);
+        }
+        else if (!gws.length && probeGw.length && statics.length && lockout) {
+            add('network-mismatch', 'error', `the configuration sets ${fam === 'inet' ? 'IPv4' : 'IPv6'} addresses statically but no default gateway; the host routes through ${probeGw.join(', ')}`, why, `${gwOpt} = { address = ${q(probeGw[0])}; interface = ${q(first.iface)}; };`);
+        }
+    }
+}
+// ---- skipped checks ----------------------------------------------------------------------
+const NEEDS_SECTION = {
+    persistence: ['persist-activation-dir'],
+    etc: ['persist-activation-dir'],
+    ssh: ['sshd-disabled', 'sshd-socket-activated'],
+    users: ['deploy-key-missing', 'no-console-login'],
+    packages: ['closure-leak'],
+    memory: ['no-zram-low-ram', 'swap-on-tmpfs', 'tmp-tmpfs-too-big'],
+    disko: ['no-disko', 'disko-device-mismatch'],
+    network: ['network-mismatch'],
+};
+/** An attribute to evaluate by hand to see the whole error. */
+const SECTION_ATTR = {
+    persistence: 'environment.persistence',
+    etc: 'environment.etc',
+    ssh: 'services.openssh',
+    users: 'users.users',
+    packages: 'environment.systemPackages',
+    memory: 'swapDevices',
+    disko: 'disko.devices',
+    network: 'networking.interfaces',
+};
+const SECTION_OPTIONS = {
+    persistence: 'environment.persistence',
+    etc: 'environment.etc',
+    ssh: 'services.openssh',
+    users: 'users.users / users.mutableUsers',
+    packages: 'hardware.*Firmware / environment.systemPackages',
+    memory: 'zramSwap / swapDevices / boot.tmp / fileSystems',
+    disko: 'disko.devices.disk',
+    network: 'networking / systemd.network',
+};
+function skipped(inputs, ctx, add) {
+    for (const f of inputs.failed ?? []) {
+        add('eval-failed', 'warning', `could not evaluate ${SECTION_OPTIONS[f.section]}: ${f.error}`, `Skipped: ${NEEDS_SECTION[f.section].join(', ')}. The build evaluates the same options and will likely fail the same way.`, `nix eval --json FLAKE#nixosConfigurations.NAME.config.${SECTION_ATTR[f.section]} --show-trace  # shows the whole error`);
+    }
+    if (!ctx.facts)
+        add('skipped-no-facts', 'info', 'no probe facts: skipped sshd-socket-activated, no-zram-low-ram, disko-device-mismatch, network-mismatch, and tmp-tmpfs-too-big for absolute sizes', 'These compare the configuration with the host (RAM, disks, addresses).', 'vps-nixos check --facts facts.json (from vps-nixos probe --json), or run it in the action after the probe');
+    if (!ctx.deployPublicKey)
+        add('skipped-no-deploy-key', 'info', 'no deploy key given: skipped deploy-key-missing', 'Without the key we cannot tell whether the new system will let vps-nixos back in.', 'pass --ssh-private-key-file (or ssh-private-key in the action)');
+    if (!ctx.plan)
+        add('skipped-no-plan', 'info', 'no plan: skipped no-disko (whether the install partitions the disk)', 'Only a kexec install needs a disko configuration; the plan says which method runs.', 'give --facts so a plan can be made, or run preflight in the action after the plan');
+}
+const ORDER = { error: 0, warning: 1, info: 2 };
+/** Every finding for this configuration and context: errors first, then warnings, then notes. */
+function findings(inputs, ctx = {}) {
+    const out = [];
+    const add = (id, severity, message, why, fix) => out.push({ id, severity, message, why, fix });
+    persistActivationDir(inputs, add);
+    sshdDisabled(inputs, add);
+    deployKeyMissing(inputs, ctx, add);
+    noDisko(inputs, ctx, add);
+    diskoDeviceMismatch(inputs, ctx, add);
+    networkMismatch(inputs, ctx, add);
+    noConsoleLogin(inputs, add);
+    sshdSocketActivated(inputs, ctx, add);
+    closureLeak(inputs, ctx, add);
+    noZramLowRam(inputs, ctx, add);
+    swapOnTmpfs(inputs, ctx, add);
+    tmpTmpfsTooBig(inputs, ctx, add);
+    skipped(inputs, ctx, add);
+    return out
+        .map((f, i) => ({ f, i }))
+        .sort((a, b) => ORDER[a.f.severity] - ORDER[b.f.severity] || a.i - b.i)
+        .map((x) => x.f);
+}
+
+
+/***/ }),
+
+/***/ 6834:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.runPreflight = runPreflight;
+exports.hasErrors = hasErrors;
+exports.renderFindingsMarkdown = renderFindingsMarkdown;
+exports.renderFindingsText = renderFindingsText;
+const render_1 = __nccwpck_require__(6340);
+const evaluate_1 = __nccwpck_require__(1280);
+const rules_1 = __nccwpck_require__(9060);
+/** Runs preflight on `flake.ref#nixosConfigurations.<flake.name>`. Throws PreflightError if the flake does not evaluate. */
+async function runPreflight(nix, flake, ctx = {}, opts = {}) {
+    const start = process.hrtime.bigint();
+    const { inputs, nixCalls } = await (0, evaluate_1.evaluatePreflightInputs)(nix, flake, opts);
+    const found = (0, rules_1.findings)(inputs, ctx);
+    const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+    return { findings: found, seconds, nixCalls };
+}
+/** True when an error remains: the stage stops before touching the VPS (unless overridden). */
+function hasErrors(found) {
+    return found.some((f) => f.severity === 'error');
+}
+function counts(found) {
+    const n = (s) => found.filter((f) => f.severity === s).length;
+    const word = (k, one, many) => `${k} ${k === 1 ? one : many}`;
+    return [
+        word(n('error'), 'error', 'errors'),
+        word(n('warning'), 'warning', 'warnings'),
+        word(n('info'), 'note', 'notes'),
+    ].join(', ');
+}
+const ICON = { error: '❌', warning: '⚠️', info: 'ℹ️' };
+/** Markdown for the job summary: a table of findings, then why and fix for each error and warning. */
+function renderFindingsMarkdown(found) {
+    const out = [`### Preflight: ${counts(found)}`];
+    if (found.length === 0) {
+        out.push('', 'No findings: the configuration passes every check.');
+        return out.join('\n');
+    }
+    out.push('', '| | check | finding |', '| --- | --- | --- |');
+    for (const f of found)
+        out.push(`| ${ICON[f.severity]} ${f.severity} | \`${f.id}\` | ${(0, render_1.escapeCell)(f.message)} |`);
+    for (const f of found.filter((x) => x.severity !== 'info')) {
+        // A fence longer than any backtick run in the fix keeps it a code block.
+        const fence = '`'.repeat(Math.max(3, ...[...f.fix.matchAll(/`+/g)].map((m) => m[0].length + 1)));
+        out.push('', `**${ICON[f.severity]} \`${f.id}\`**: ${(0, render_1.escapeCell)(f.why)}`, '', `${fence}nix`, f.fix, fence);
+    }
+    return out.join('\n');
+}
+/** Plain text for the terminal. */
+function renderFindingsText(found) {
+    const out = [`preflight: ${counts(found)}`];
+    const indent = (s) => s
+        .split('\n')
+        .map((l) => `      ${l}`)
+        .join('\n');
+    for (const f of found) {
+        out.push(`${f.severity.toUpperCase().padEnd(7)} ${f.id}: ${f.message}`);
+        if (f.severity === 'info') {
+            out.push(`  fix: ${f.fix}`);
+            continue;
+        }
+        out.push(`  why: ${f.why}`, '  fix:', indent(f.fix));
+    }
+    return out.join('\n');
 }
 
 
@@ -25423,6 +27143,7 @@ function interfacesFromJson(json) {
         .filter((i) => i.link_type !== 'loopback')
         .map((i) => ({
         name: i.ifname,
+        mtu: i.mtu,
         mac: i.address,
         addresses: (i.addr_info ?? [])
             .filter((a) => a.family === 'inet' || a.family === 'inet6')
@@ -25441,7 +27162,13 @@ function interfacesFromText(raw) {
         const m = /^\d+:\s+([^:@\s]+)(?:@\S+)?:.*?link\/(\S+)\s+([0-9a-f:]+)/.exec(l);
         if (!m || m[2] === 'loopback')
             continue;
-        byName.set(m[1], { name: m[1], mac: m[3], addresses: [] });
+        const mtu = /\bmtu (\d+)/.exec(l)?.[1];
+        byName.set(m[1], {
+            name: m[1],
+            mac: m[3],
+            mtu: mtu ? Number(mtu) : undefined,
+            addresses: [],
+        });
     }
     for (const l of all(raw, 'ip.addr')) {
         const m = /^\d+:\s+(\S+)\s+(inet6?)\s+([0-9a-fA-F.:]+)\/(\d+)(.*)$/.exec(l);
@@ -25473,12 +27200,17 @@ function routesFromText(lines, family) {
             const i = f.indexOf(k);
             return i >= 0 ? f[i + 1] : undefined;
         };
+        // `via inet6 fe80::1` names the family before the next hop.
+        const via = opt('via');
+        const gateway = via === 'inet' || via === 'inet6' ? f[f.indexOf('via') + 2] : via;
+        const metric = opt('metric');
         out.push({
             family,
             dst: f[0],
-            gateway: opt('via'),
+            gateway,
             dev: opt('dev'),
             protocol: opt('proto'),
+            metric: metric !== undefined ? Number(metric) : undefined,
             onlink: f.includes('onlink'),
         });
     }
@@ -25490,9 +27222,10 @@ function routesFromJson(json, family) {
         .map((r) => ({
         family,
         dst: r.dst,
-        gateway: r.gateway,
+        gateway: r.gateway ?? r.via?.host,
         dev: r.dev,
         protocol: r.protocol,
+        metric: r.metric,
         onlink: (r.flags ?? []).includes('onlink'),
     }));
 }
@@ -25611,6 +27344,7 @@ exports.renderMarkdown = renderMarkdown;
 exports.renderText = renderText;
 const size_1 = __nccwpck_require__(4642);
 const closure_1 = __nccwpck_require__(2198);
+const run_1 = __nccwpck_require__(6834);
 /** The facts worth showing, in the order a person checks them. */
 function factRows(f) {
     const fs = (x) => x ? `${x.fsType}, ${(0, size_1.formatBytes)(x.sizeBytes)} (${(0, size_1.formatBytes)(x.availBytes)} free)` : 'unknown';
@@ -25748,6 +27482,8 @@ function renderMarkdown(r) {
             mdTable(['Path', 'Size'], c.top) +
             '\n\n</details>');
     }
+    if (r.preflight)
+        out.push('### Preflight', (0, run_1.renderFindingsMarkdown)(r.preflight.findings));
     if (r.facts)
         out.push('### Facts', mdTable(['Fact', 'Value'], factRows(r.facts)));
     if (r.stages.length) {
@@ -25786,6 +27522,8 @@ function renderText(r) {
         if (p.zramBytes)
             out.push(`  zram: ${(0, size_1.formatBytes)(p.zramBytes)}, swapfile: ${(0, size_1.formatBytes)(p.swapfileBytes ?? 0)}`);
     }
+    if (r.preflight)
+        out.push('preflight:', (0, run_1.renderFindingsText)(r.preflight.findings).trimEnd());
     if (r.error)
         out.push(`error: ${r.error.message}`, ...(r.error.fix ? [`  fix: ${r.error.fix}`] : []));
     return out.join('\n') + '\n';
@@ -25998,6 +27736,26 @@ function hostKeyAlgorithms(pin) {
         return undefined;
     const algos = pin.keys.flatMap((k) => ALGORITHMS_FOR_TYPE[k.type] ?? []);
     return algos.length ? [...new Set(algos)] : undefined;
+}
+
+
+/***/ }),
+
+/***/ 9892:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.publicKeyOf = publicKeyOf;
+const ssh2_1 = __nccwpck_require__(5472);
+/** The authorized_keys form (`type base64`) of a private key's public half. */
+function publicKeyOf(privateKey) {
+    const parsed = ssh2_1.utils.parseKey(privateKey);
+    const key = parsed instanceof Error ? undefined : Array.isArray(parsed) ? parsed[0] : parsed;
+    if (!key)
+        return undefined;
+    return `${key.type} ${key.getPublicSSH().toString('base64')}`;
 }
 
 
@@ -50797,10 +52555,15 @@ async function cli(argv) {
         warn: (l) => process.stderr.write(`warning: ${l}\n`),
     };
     try {
+        if (cmd.custom) {
+            process.stdout.write(cmd.custom(parsed.options));
+            return 0;
+        }
         const result = await (0, commands_1.runCommand)(cmd, parsed.options, log);
         process.stdout.write(result.output);
-        if (result.record.error && parsed.options.json === 'true') {
-            process.stderr.write(`vps-nixos: ${result.record.error.message}${result.record.error.fix ? `\n  fix: ${result.record.error.fix}` : ''}\n`);
+        // Text output already shows the error; JSON keeps stdout to one document.
+        if (result.exitCode !== 0 && (!result.record.error || parsed.options.json === 'true')) {
+            process.stderr.write(`vps-nixos: ${result.message.replace(/\n/g, '\n  ')}\n`);
         }
         return result.exitCode;
     }

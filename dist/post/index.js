@@ -31921,6 +31921,7 @@ exports.State = {
 exports.Output = {
     method: 'method',
     hostKey: 'host-key',
+    hostConfig: 'host-config',
 };
 
 

@@ -1,11 +1,11 @@
 /** The CLI's commands, built on the same pipeline as the action. */
-import { readFileSync } from 'node:fs';
 import { INPUTS, parseConfig, type InputName, type RawInputs } from '../inputs';
 import { InputError, describeError } from '../errors';
 import { runPipeline, type Logger } from '../pipeline/run';
 import { finalStatus } from '../pipeline/status';
 import { renderText } from '../report/render';
-import { parseFacts, type Facts } from '../probe/facts';
+import { loadFacts, readFileOption } from './facts-file';
+import { FACTS_TO_NIX_OPTIONS, factsToNixCommand } from './facts-to-nix';
 import type { RunRecord, StageName } from '../pipeline/record';
 import type { OptionSpec } from './args';
 import { homedir, tmpdir } from 'node:os';
@@ -39,6 +39,8 @@ export interface Command {
   summary: string;
   stages: StageName[];
   options: OptionSpec[];
+  /** A command that is not a pipeline run: returns its stdout. */
+  custom?: (options: Record<string, string>) => string;
 }
 
 const BOOLEAN_INPUTS = new Set<InputName>([
@@ -48,6 +50,7 @@ const BOOLEAN_INPUTS = new Set<InputName>([
   'reinstall',
   'disko-with-deps',
   'cache',
+  'allow-preflight-errors',
 ]);
 const BUILDING: InputName[] = [
   'flake',
@@ -135,6 +138,41 @@ export const COMMANDS: Command[] = [
       JSON_OPTION,
     ],
   },
+  {
+    name: 'check',
+    summary:
+      'Preflight: evaluate the configuration and report the traps that lock you out or break a low-RAM install',
+    stages: ['plan', 'check'],
+    options: [
+      inputOption('flake'),
+      {
+        name: 'facts',
+        description:
+          'Facts JSON from `vps-nixos probe --json`: enables the checks against the host',
+      },
+      inputOption('target'),
+      inputOption('ssh-private-key'),
+      {
+        name: 'ssh-private-key-file',
+        description: 'Read ssh-private-key from this file (its public half must stay authorized)',
+      },
+      inputOption('method'),
+      inputOption('min-ram-kexec'),
+      inputOption('min-ram-infect'),
+      inputOption('allow-low-ram'),
+      inputOption('reinstall'),
+      inputOption('allow-preflight-errors'),
+      JSON_OPTION,
+    ],
+  },
+  {
+    name: 'facts-to-nix',
+    summary:
+      'Write the NixOS module for this host (static network, disk, drivers, boot loader) from saved facts',
+    stages: [],
+    options: FACTS_TO_NIX_OPTIONS,
+    custom: factsToNixCommand,
+  },
 ];
 
 export function findCommand(name: string): Command | undefined {
@@ -166,55 +204,12 @@ export function usage(cmd?: Command): string {
   ].join('\n');
 }
 
-function readFileOption(name: string, path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new InputError(
-      name,
-      `cannot read '${path}': ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-      'give the path of an existing, readable file',
-    );
-  }
-}
-
-function loadFacts(path: string): Facts {
-  const text = readFileOption('facts', path);
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch {
-    // facts.sh output saved as text is accepted too.
-    try {
-      return parseFacts(text);
-    } catch {
-      throw new InputError(
-        'facts',
-        `'${path}' is neither JSON nor facts.sh output`,
-        'save it with: vps-nixos probe … --json > facts.json',
-      );
-    }
-  }
-  const facts = (doc as { facts?: unknown })?.facts ?? doc;
-  const f = facts as Partial<Facts>;
-  if (
-    typeof f?.memTotalBytes !== 'number' ||
-    typeof f.virtualization !== 'string' ||
-    typeof f.isNixos !== 'boolean'
-  ) {
-    throw new InputError(
-      'facts',
-      `'${path}' has no facts (memTotalBytes, virtualization, isNixos)`,
-      'save it with: vps-nixos probe … --json > facts.json',
-    );
-  }
-  return facts as Facts;
-}
-
 export interface CommandResult {
   record: RunRecord;
   exitCode: number;
   output: string;
+  /** Why it failed (or what it did), for stderr. */
+  message: string;
 }
 
 /** Runs one command with already split options; throws InputError for bad input (before any connection). */
@@ -238,8 +233,8 @@ export async function runCommand(
     shownAs[input] = fileOpt;
   }
   const building = cmd.stages.includes('build');
-  // probe and plan never change the target; build needs a flake.
-  if (!building) raw['plan-only'] = 'true';
+  // probe, plan and check never change the target; build and check need a flake.
+  if (!building && !cmd.stages.includes('check')) raw['plan-only'] = 'true';
   const facts = options.facts !== undefined ? loadFacts(options.facts) : undefined;
   const cfg = parseConfig(raw, {
     noConnection: facts !== undefined || !cmd.stages.includes('probe'),
@@ -274,7 +269,8 @@ export async function runCommand(
   } finally {
     rmSync(tempDir, { recursive: true, force: true });
   }
-  const status = finalStatus(record, cfg);
+  // CLI commands stop where they stop: a plan is a result, never "the rest is not released".
+  const status = finalStatus(record, { ...cfg, planOnly: true });
   const json = options.json === 'true';
   let output: string;
   if (json) {
@@ -282,13 +278,14 @@ export async function runCommand(
     if (cmd.stages.includes('probe')) doc.facts = record.facts;
     if (cmd.stages.includes('plan')) doc.plan = record.plan;
     if (record.build) Object.assign(doc, buildJson(record.build));
+    if (cmd.stages.includes('check')) doc.findings = record.preflight?.findings ?? null;
     if (record.hostKey) doc.hostKey = record.hostKey;
     if (record.error) doc.error = record.error;
     output = JSON.stringify(doc, null, 2) + '\n';
   } else {
     output = renderText(record);
   }
-  return { record, exitCode: status.ok ? 0 : 1, output };
+  return { record, exitCode: status.ok ? 0 : 1, output, message: status.message };
 }
 
 export { describeError };

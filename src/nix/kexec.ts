@@ -1,14 +1,18 @@
 /** The kexec installer tarball: ours (built from nix/), a local file, or a download checked by sha256. */
 import { createHash } from 'node:crypto';
 import {
+  copyFileSync,
   createReadStream,
   createWriteStream,
   existsSync,
   mkdirSync,
   readdirSync,
+  readFileSync,
+  rmSync,
   statSync,
 } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
+import type { CacheStore } from '../cache/store';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
@@ -27,6 +31,8 @@ export interface KexecTarball {
 }
 
 export interface KexecRequest {
+  /** Keeps our built tarball between runs (keyed on nix/'s files, the system and this release). */
+  cache?: { store: CacheStore; dir: string; toolVersion: string };
   /** `kexec-tarball` input: a path, or an http(s) URL. */
   tarball?: string;
   sha256?: string;
@@ -108,6 +114,46 @@ async function buildOurs(
   return { path: join(out, tar), from: installable };
 }
 
+/** Hash of everything under nix/ (sources and lock): what determines our installer. */
+export function flakeDirHash(dir: string): string {
+  const h = createHash('sha256');
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) =>
+      a.name.localeCompare(b.name),
+    )) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else {
+        h.update(relative(dir, p) + '\0');
+        h.update(readFileSync(p));
+      }
+    }
+  };
+  walk(dir);
+  return h.digest('hex').slice(0, 32);
+}
+
+/** Our tarball from the cache when this release's nix/ was built before, else built (and saved). */
+async function cachedOurs(nix: Nix, req: KexecRequest): Promise<{ path: string; from: string }> {
+  if (!req.cache) return buildOurs(nix, req.system, req.log);
+  const key =
+    `vps-nixos-kexec-${req.cache.toolVersion}-${req.system}-${flakeDirHash(ourFlakeDir())}`.replace(
+      /[^A-Za-z0-9._-]/g,
+      '_',
+    );
+  const file = join(req.cache.dir, 'kexec-installer.tar');
+  if ((await req.cache.store.restore(req.cache.dir, key, [])) === key && existsSync(file)) {
+    req.log(`kexec installer: cache hit (${key})`);
+    return { path: file, from: `cache ${key}` };
+  }
+  const built = await buildOurs(nix, req.system, req.log);
+  rmSync(req.cache.dir, { recursive: true, force: true });
+  mkdirSync(req.cache.dir, { recursive: true });
+  copyFileSync(built.path, file);
+  await req.cache.store.save(req.cache.dir, key);
+  return built;
+}
+
 /** Finds or builds the tarball, checks its sha256 (when given) and the installer budget. */
 export async function resolveKexecTarball(nix: Nix, req: KexecRequest): Promise<KexecTarball> {
   let path: string;
@@ -136,7 +182,7 @@ export async function resolveKexecTarball(nix: Nix, req: KexecRequest): Promise<
     source = 'file';
     from = req.tarball;
   } else {
-    ({ path, from } = await buildOurs(nix, req.system, req.log));
+    ({ path, from } = await cachedOurs(nix, req));
     source = 'built';
   }
   const sha256 = await sha256File(path);

@@ -1,8 +1,9 @@
 import type { Facts } from '../probe/facts';
 import type { Plan } from '../plan/plan';
 import type { BuildResult } from '../nix/build';
+import type { PreflightResult } from '../preflight/run';
 
-export type StageName = 'build' | 'probe' | 'plan';
+export type StageName = 'build' | 'probe' | 'plan' | 'check';
 
 export interface StageRecord {
   name: StageName;
@@ -17,6 +18,7 @@ export interface RunRecord {
   facts?: Facts;
   plan?: Plan;
   build?: BuildResult;
+  preflight?: PreflightResult;
   /** known_hosts line of the key the host presented (public: not a secret). */
   hostKey?: string;
   hostKeyFingerprint?: string;

@@ -10,6 +10,8 @@ import { InputError, VpsNixosError, describeError } from '../errors';
 import { buildSystem, type BuildResult } from '../nix/build';
 import { resolveKexecTarball } from '../nix/kexec';
 import { diffClosures, type ClosureDiff } from '../nix/closure';
+import { runPreflight, type PreflightResult } from '../preflight/run';
+import { publicKeyOf } from '../ssh/keys';
 import { localNix, type Nix } from '../nix/nix';
 import type { CacheStore } from '../cache/store';
 import type { RunRecord, StageName } from './record';
@@ -71,7 +73,6 @@ export async function runPipeline(
     if (req.stages.includes('build')) {
       record.build = await stage('build', () => runBuild(cfg, deps, req.kexec ?? false));
     }
-    if (!req.stages.includes('probe') && !req.stages.includes('plan')) return record;
     if (req.facts) {
       record.facts = req.facts;
       record.stages.push({
@@ -80,7 +81,7 @@ export async function runPipeline(
         seconds: 0,
         detail: 'facts read from a file',
       });
-    } else {
+    } else if (req.stages.includes('probe')) {
       record.facts = await stage('probe', async () => {
         session = await openSession(cfg, deps, record);
         return probe(session);
@@ -89,10 +90,14 @@ export async function runPipeline(
         record.build.closure.diff = await remoteClosureDiff(session, record.build);
       }
     }
-    if (!req.stages.includes('plan')) return record;
     const facts = record.facts;
-    record.plan = await stage('plan', async () => plan(facts, cfg));
-    for (const w of record.plan.warnings) deps.log.warn(w);
+    if (req.stages.includes('plan') && facts) {
+      record.plan = await stage('plan', async () => plan(facts, cfg));
+      for (const w of record.plan.warnings) deps.log.warn(w);
+    }
+    if (req.stages.includes('check')) {
+      record.preflight = await stage('check', () => runCheck(cfg, deps, record));
+    }
   } catch (err) {
     record.error =
       err instanceof VpsNixosError
@@ -102,6 +107,35 @@ export async function runPipeline(
     session?.close();
   }
   return record;
+}
+
+/** Preflight of the configuration, with whatever the run knows: facts, plan, deploy key. */
+async function runCheck(
+  cfg: Config,
+  deps: PipelineDeps,
+  record: RunRecord,
+): Promise<PreflightResult> {
+  if (!cfg.flake)
+    throw new InputError(
+      'flake',
+      'is required to check a configuration',
+      'set flake to PATH#NAME, e.g. .#my-vps',
+    );
+  const result = await runPreflight(
+    deps.nix ?? localNix(),
+    cfg.flake,
+    {
+      facts: record.facts,
+      plan: record.plan,
+      deployPublicKey: cfg.sshPrivateKey ? publicKeyOf(cfg.sshPrivateKey) : undefined,
+      targetUser: cfg.target?.user,
+    },
+    { log: (l) => deps.log.info(l) },
+  );
+  for (const f of result.findings) {
+    if (f.severity === 'error') deps.log.warn(`preflight error ${f.id}: ${f.message}`);
+  }
+  return result;
 }
 
 async function runBuild(cfg: Config, deps: PipelineDeps, withKexec: boolean): Promise<BuildResult> {
@@ -127,6 +161,14 @@ async function runBuild(cfg: Config, deps: PipelineDeps, withKexec: boolean): Pr
       system: result.system,
       budgetBytes: cfg.installerBudgetBytes,
       downloadDir: deps.tempDir,
+      cache:
+        cfg.cache && deps.cache
+          ? {
+              store: deps.cache.store,
+              dir: `${deps.cache.dir}-kexec`,
+              toolVersion: deps.toolVersion,
+            }
+          : undefined,
       log: (l) => deps.log.info(l),
     });
     deps.log.info(

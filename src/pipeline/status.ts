@@ -4,7 +4,7 @@ import type { RunRecord } from './record';
 /** Whether the run succeeded, and the one line that says why not. */
 export function finalStatus(
   record: RunRecord,
-  cfg: Pick<Config, 'planOnly'>,
+  cfg: Pick<Config, 'planOnly' | 'allowPreflightErrors'>,
 ): { ok: boolean; message: string } {
   if (record.error) {
     return {
@@ -12,7 +12,17 @@ export function finalStatus(
       message: `${record.error.message}${record.error.fix ? `\nfix: ${record.error.fix}` : ''}`,
     };
   }
-  if (!record.plan) return { ok: true, message: record.build ? 'built' : 'probed' };
+  if (record.preflight && !cfg.allowPreflightErrors) {
+    const errors = record.preflight.findings.filter((f) => f.severity === 'error');
+    if (errors.length) {
+      return {
+        ok: false,
+        message: `preflight found ${errors.length} error(s) in the configuration: ${errors.map((e) => e.id).join(', ')}; nothing was changed on the target\nfix them (see the summary), or set allow-preflight-errors: true`,
+      };
+    }
+  }
+  if (!record.plan)
+    return { ok: true, message: record.build ? 'built' : record.preflight ? 'checked' : 'probed' };
   // In plan-only mode a refusal is a result; in a real run it stops the job.
   if (cfg.planOnly) return { ok: true, message: `plan: ${record.plan.method}` };
   if (record.plan.refusal) {

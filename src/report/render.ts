@@ -4,6 +4,7 @@ import type { RunRecord } from '../pipeline/record';
 import { formatBytes } from '../size';
 import type { BuildResult } from '../nix/build';
 import { storeName } from '../nix/closure';
+import { renderFindingsMarkdown, renderFindingsText } from '../preflight/run';
 
 type Row = [string, string];
 
@@ -159,6 +160,7 @@ export function renderMarkdown(r: RunRecord): string {
         '\n\n</details>',
     );
   }
+  if (r.preflight) out.push('### Preflight', renderFindingsMarkdown(r.preflight.findings));
   if (r.facts) out.push('### Facts', mdTable(['Fact', 'Value'], factRows(r.facts)));
   if (r.stages.length) {
     out.push(
@@ -206,6 +208,7 @@ export function renderText(r: RunRecord): string {
         `  zram: ${formatBytes(p.zramBytes)}, swapfile: ${formatBytes(p.swapfileBytes ?? 0)}`,
       );
   }
+  if (r.preflight) out.push('preflight:', renderFindingsText(r.preflight.findings).trimEnd());
   if (r.error)
     out.push(`error: ${r.error.message}`, ...(r.error.fix ? [`  fix: ${r.error.fix}`] : []));
   return out.join('\n') + '\n';

@@ -1,0 +1,104 @@
+/** Bootstrap phases: each says whether it is already done (with the evidence) and how to do it. */
+import { VpsNixosError, describeError } from '../errors';
+import type { PhaseName } from '../plan/plan';
+
+export interface PhaseLogger {
+  info(line: string): void;
+  warn(line: string): void;
+  /** A collapsed group in the Actions log; plain lines in a terminal. */
+  group<T>(title: string, fn: () => Promise<T>): Promise<T>;
+}
+
+export interface Detection {
+  done: boolean;
+  /** What shows it: printed when the phase is skipped, so a re-run explains itself. */
+  evidence: string;
+}
+
+export interface Phase<C> {
+  name: PhaseName;
+  timeoutMs: number;
+  /** What to check when the timeout expires. */
+  onTimeout: string;
+  detect(ctx: C): Promise<Detection>;
+  run(ctx: C): Promise<string | void>;
+}
+
+export interface PhaseRecord {
+  name: PhaseName;
+  status: 'done' | 'skipped' | 'failed';
+  seconds: number;
+  detail?: string;
+}
+
+/** A phase ran out of time; says what to look at. */
+export class PhaseTimeout extends VpsNixosError {}
+
+async function bounded<T>(p: Promise<T>, ms: number, err: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<T>((_, reject) => (timer = setTimeout(() => reject(err()), ms))),
+    ]);
+  } finally {
+    if (timer) clearTimeout(timer);
+  }
+}
+
+/**
+ * Runs phases in order: header, detect (skip with evidence), run under its timeout, duration.
+ * Stops at the first failure; the records say how far it got.
+ */
+export async function runPhases<C>(
+  phases: Phase<C>[],
+  ctx: C,
+  log: PhaseLogger,
+): Promise<{ records: PhaseRecord[]; error?: unknown }> {
+  const records: PhaseRecord[] = [];
+  for (const phase of phases) {
+    const start = Date.now();
+    const seconds = () => (Date.now() - start) / 1000;
+    log.info(`── phase ${phase.name}`);
+    try {
+      const detection = await phase.detect(ctx);
+      if (detection.done) {
+        log.info(`${phase.name}: already done (${detection.evidence}); skipping`);
+        records.push({
+          name: phase.name,
+          status: 'skipped',
+          seconds: seconds(),
+          detail: detection.evidence,
+        });
+        continue;
+      }
+      const detail = await log.group(`${phase.name}`, () =>
+        bounded(
+          phase.run(ctx),
+          phase.timeoutMs,
+          () =>
+            new PhaseTimeout(
+              `phase ${phase.name} did not finish within ${phase.timeoutMs / 1000}s`,
+              phase.onTimeout,
+            ),
+        ),
+      );
+      records.push({
+        name: phase.name,
+        status: 'done',
+        seconds: seconds(),
+        detail: detail || undefined,
+      });
+      log.info(`${phase.name}: done in ${seconds().toFixed(1)} s`);
+    } catch (error) {
+      records.push({
+        name: phase.name,
+        status: 'failed',
+        seconds: seconds(),
+        detail: describeError(error),
+      });
+      return { records, error };
+    }
+  }
+  return { records };
+}

@@ -1,0 +1,87 @@
+/** Phase 0: prepare the running distribution (tools, free memory, zram, swapfile on disk). */
+import { readAsset } from '../assets';
+import { VpsNixosError } from '../errors';
+import type { Plan } from '../plan/plan';
+import type { RemoteSession } from '../ssh/session';
+import type { Phase } from './phase';
+
+export interface PrepContext {
+  session: RemoteSession;
+  plan: Pick<Plan, 'zramBytes' | 'swapfileBytes'>;
+  /** Where the swapfile goes: on the root disk, never a tmpfs. */
+  swapfilePath?: string;
+  /** Containers can neither load zram nor swapon: only the tools count there. */
+  isContainer: boolean;
+  log: (line: string) => void;
+}
+
+export const DEFAULT_SWAPFILE = '/var/lib/vps-nixos/swapfile';
+
+/** key=value lines as a map (last one wins; warnings collected). */
+export function parseKv(text: string): { values: Record<string, string>; warnings: string[] } {
+  const values: Record<string, string> = {};
+  const warnings: string[] = [];
+  for (const line of text.split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq <= 0) continue;
+    const k = line.slice(0, eq);
+    const v = line.slice(eq + 1);
+    if (k === 'warning') warnings.push(v);
+    else values[k] = v;
+  }
+  return { values, warnings };
+}
+
+function args(ctx: PrepContext): string {
+  const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  return [
+    ctx.plan.zramBytes ?? 0,
+    ctx.plan.swapfileBytes ?? 0,
+    q(ctx.swapfilePath ?? DEFAULT_SWAPFILE),
+  ].join(' ');
+}
+
+async function prepScript(
+  ctx: PrepContext,
+  check: boolean,
+  timeoutMs: number,
+): Promise<ReturnType<typeof parseKv>> {
+  const r = await ctx.session.exec(`sh -s -- ${check ? '--check ' : ''}${args(ctx)}`, {
+    stdin: readAsset('scripts/phases/prep.sh'),
+    timeoutMs,
+    onOutput: check
+      ? undefined
+      : (chunk, stream) =>
+          stream === 'stderr' && chunk.split('\n').forEach((l) => l.trim() && ctx.log(l)),
+  });
+  const out = parseKv(r.stdout);
+  if (r.code !== 0) {
+    throw new VpsNixosError(
+      `prep failed on the target: ${out.values.error ?? r.stderr.trim().split('\n').slice(-2).join(' | ')}`,
+      'install cpio, tar and util-linux by hand, then re-run',
+    );
+  }
+  return out;
+}
+
+export const prepPhase: Phase<PrepContext> = {
+  name: 'prep',
+  timeoutMs: 15 * 60_000,
+  onTimeout:
+    'the package install on the target is slow or stuck: check its mirror (apt/dnf/pacman) and free disk',
+  async detect(ctx) {
+    const { values } = await prepScript(ctx, true, 60_000);
+    const missing = values.missing_tools ?? '';
+    const zramOk = ctx.isContainer || !(ctx.plan.zramBytes ?? 0) || values.zram !== 'none';
+    const swapOk = ctx.isContainer || !(ctx.plan.swapfileBytes ?? 0) || values.swapfile !== 'none';
+    return {
+      done: missing === '' && zramOk && swapOk,
+      evidence: `tools ${missing ? `missing: ${missing}` : 'present'}, zram ${values.zram}, swapfile ${values.swapfile}`,
+    };
+  },
+  async run(ctx) {
+    const { values, warnings } = await prepScript(ctx, false, this.timeoutMs);
+    for (const w of warnings) ctx.log(`warning: ${w}`);
+    return `installed ${values.installed || 'nothing'}, zram ${values.zram}, swapfile ${values.swapfile}, MemAvailable ${values['mem.MemAvailable']} B`;
+  },
+};

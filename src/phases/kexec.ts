@@ -1,0 +1,177 @@
+/** Phase 1: upload the installer over the pinned session, kexec into it, and wait for it to answer. */
+import { createReadStream } from 'node:fs';
+import { readAsset } from '../assets';
+import { HostKeyMismatch, VpsNixosError } from '../errors';
+import type { KexecTarball } from '../nix/kexec';
+import { formatBytes } from '../size';
+import type { RemoteSession } from '../ssh/session';
+import type { Phase } from './phase';
+import { parseKv } from './prep';
+
+export interface KexecContext {
+  /** The current session; replaced by the phase after the reboot. */
+  session: RemoteSession;
+  /** A new session to the same target with the same pin (one attempt, short timeout). */
+  reconnect(): Promise<RemoteSession>;
+  tarball: KexecTarball;
+  /** Disk-backed directory on the target for the tarball (never a tmpfs /tmp). */
+  dir?: string;
+  log: (line: string) => void;
+  /** For tests: how long to wait in total and between attempts. */
+  waitMs?: number;
+  pollMs?: number;
+  /** How long the old system may keep answering after `run` before we call the kexec failed. */
+  oldSystemGraceMs?: number;
+}
+
+export const KEXEC_DIR = '/var/lib/vps-nixos/kexec';
+
+/** What answers now: boot id and os-release variant, in one round trip. */
+export async function whoAnswers(
+  session: RemoteSession,
+): Promise<{ bootId: string; variantId: string; isNixos: boolean }> {
+  const r = await session.exec(
+    'cat /proc/sys/kernel/random/boot_id; (. /etc/os-release 2>/dev/null; echo "${VARIANT_ID:-}"); test -e /etc/NIXOS && echo nixos || echo other',
+    { timeoutMs: 30_000 },
+  );
+  const [bootId = '', variantId = '', nixos = ''] = r.stdout.split('\n').map((l) => l.trim());
+  return { bootId, variantId, isNixos: nixos === 'nixos' };
+}
+
+async function stage(ctx: KexecContext, action: 'check' | 'load'): Promise<Record<string, string>> {
+  const dir = ctx.dir ?? KEXEC_DIR;
+  const r = await ctx.session.exec(`sh -s -- ${action} '${dir}' ${ctx.tarball.sha256}`, {
+    stdin: readAsset('scripts/phases/kexec-stage.sh'),
+    timeoutMs: 5 * 60_000,
+  });
+  const { values } = parseKv(r.stdout);
+  if (r.code !== 0) {
+    throw new VpsNixosError(
+      `kexec ${action} failed on the target: ${values.error ?? r.stderr.trim()}`,
+      'check free disk space and that kexec is allowed (no Secure Boot lockdown, kexec_load_disabled=0)',
+    );
+  }
+  return values;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits for the host to come back as the installer; tells a kexec that did not take apart. */
+async function waitForInstaller(
+  ctx: KexecContext,
+  oldBootId: string,
+  loadedAt: number,
+): Promise<{ bootId: string; seconds: number }> {
+  const deadline = loadedAt + (ctx.waitMs ?? 10 * 60_000);
+  let wentAway = false;
+  let lastSeen = 'nothing yet';
+  while (Date.now() < deadline) {
+    await sleep(ctx.pollMs ?? 3000);
+    let s: RemoteSession;
+    try {
+      s = await ctx.reconnect();
+    } catch (err) {
+      if (err instanceof HostKeyMismatch) {
+        throw new VpsNixosError(
+          `after kexec the host answers with another host key (${err.presented}): the keys were not carried into the installer`,
+          "nothing was wiped; reboot the VPS from the provider panel to get the old system back, and check the installer's run script carries /etc/ssh/ssh_host_*",
+        );
+      }
+      wentAway = true;
+      lastSeen = `unreachable (${(err as Error).message.split(':')[0]})`;
+      continue;
+    }
+    try {
+      const who = await whoAnswers(s);
+      if (who.bootId === oldBootId) {
+        lastSeen = 'the old system (same boot_id)';
+        const grace = ctx.oldSystemGraceMs ?? 90_000;
+        if (Date.now() - loadedAt > grace && !wentAway) {
+          throw new VpsNixosError(
+            `kexec did not take: ${Math.round((Date.now() - loadedAt) / 1000)} s after loading the installer the old system still answers with boot_id ${oldBootId}`,
+            'look at the provider console or dmesg: Secure Boot lockdown, Xen ("Could not get memory layout") and some ARM hosts cannot kexec; the infect method works without kexec',
+          );
+        }
+        s.close();
+        continue;
+      }
+      if (who.variantId === 'installer' && who.isNixos) {
+        ctx.session = s;
+        return { bootId: who.bootId, seconds: (Date.now() - loadedAt) / 1000 };
+      }
+      s.close();
+      throw new VpsNixosError(
+        `the host rebooted (boot_id ${who.bootId}) into a system that is not the installer (VARIANT_ID=${who.variantId || 'none'}): the kexec failed and the machine reset`,
+        'nothing was wiped; look at the provider console for the kexec error, or use the infect method',
+      );
+    } catch (err) {
+      if (err instanceof VpsNixosError) throw err;
+      lastSeen = `a dropped session (${(err as Error).message})`;
+    }
+  }
+  throw new VpsNixosError(
+    `the installer did not answer within ${Math.round((ctx.waitMs ?? 600_000) / 1000)} s after kexec (last seen: ${lastSeen})`,
+    'look at the provider console: the installer may have failed to boot (too little RAM for the initrd?) or the network was not carried; rebooting from the panel brings the old system back',
+  );
+}
+
+export const kexecPhase: Phase<KexecContext> = {
+  name: 'kexec',
+  timeoutMs: 20 * 60_000,
+  onTimeout:
+    "the upload or the reboot into the installer is stuck: check the target's console and network",
+  async detect(ctx) {
+    const who = await whoAnswers(ctx.session);
+    return {
+      done: who.isNixos && who.variantId === 'installer',
+      evidence:
+        who.isNixos && who.variantId === 'installer'
+          ? `the installer answers (VARIANT_ID=installer, boot_id ${who.bootId})`
+          : `the host runs its own system (boot_id ${who.bootId})`,
+    };
+  },
+  async run(ctx) {
+    const dir = ctx.dir ?? KEXEC_DIR;
+    const check = await stage(ctx, 'check');
+    if (check.fstype === 'tmpfs' || check.fstype === 'ramfs') {
+      throw new VpsNixosError(
+        `${dir} is on ${check.fstype}: the installer must be unpacked on disk`,
+        'free disk space on the root file system',
+      );
+    }
+    const need = ctx.tarball.bytes * 3;
+    if (Number(check.avail_bytes) < need) {
+      throw new VpsNixosError(
+        `${dir} has ${formatBytes(Number(check.avail_bytes))} free, the installer needs ${formatBytes(need)} (tarball, unpacked, initrd with the carried keys)`,
+        'free disk space on the target',
+      );
+    }
+    let sent = 0;
+    const uploadStart = Date.now();
+    if (check.uploaded === 'yes') {
+      ctx.log(
+        `the installer is already on the target (sha256 ${ctx.tarball.sha256}): not uploading again`,
+      );
+    } else {
+      ctx.log(`uploading ${formatBytes(ctx.tarball.bytes)} to ${dir}`);
+      const r = await ctx.session.exec(`cat > '${dir}/installer.tar.part'`, {
+        stdin: createReadStream(ctx.tarball.path),
+        timeoutMs: 15 * 60_000,
+      });
+      if (r.code !== 0)
+        throw new VpsNixosError(
+          `upload failed: ${r.stderr.trim()}`,
+          'check free disk space on the target',
+        );
+      sent = ctx.tarball.bytes;
+    }
+    const uploadSeconds = (Date.now() - uploadStart) / 1000;
+    const loaded = await stage(ctx, 'load');
+    const loadedAt = Date.now();
+    const oldBootId = loaded.boot_id ?? '';
+    ctx.log(`installer loaded (old boot_id ${oldBootId}); waiting for it to answer`);
+    ctx.session.close();
+    const back = await waitForInstaller(ctx, oldBootId, loadedAt);
+    return `sent ${formatBytes(sent)} in ${uploadSeconds.toFixed(1)} s; the installer answered ${back.seconds.toFixed(1)} s after loading (boot_id ${back.bootId}, same pinned host key)`;
+  },
+};

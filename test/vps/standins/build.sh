@@ -1,0 +1,77 @@
+#!/bin/bash
+# Build (or find in the cache) the stand-ins and print them:
+#   build.sh IMAGE_DIR [--ballast SIZE] [--installer-ballast SIZE] [--system-ballast SIZE] [--json]
+# Defaults are the real sizes (DESIGN.md, memory-faithful stand-ins): 278MiB incompressible in the
+# installer's /nix/.ro-store squashfs (it lives in the initrd, so in RAM after kexec), 1GiB of NAR in
+# the system closure. --ballast sets both; 0 for fast tests.
+#   kexec tarball: IMAGE_DIR/standins/kexec-<hash>-<bytes>/nixos-kexec-installer-noninteractive-x86_64-linux.tar.gz
+#   toplevel, disk script: the host's Nix store (GC roots under IMAGE_DIR/standins/).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../lib/common.sh
+. "$here/../lib/common.sh"
+img=$1; shift
+ib=278MiB sb=1GiB json=0
+while (($#)); do
+  case $1 in
+    --ballast) ib=$2 sb=$2; shift 2 ;;
+    --installer-ballast) ib=$2; shift 2 ;;
+    --system-ballast) sb=$2; shift 2 ;;
+    --json) json=1; shift ;;
+    *) die "standins: unknown option $1" ;;
+  esac
+done
+ib=$(parse_size "$ib"); sb=$(parse_size "$sb")
+out=$img/standins
+mkdir -p "$out"
+exec 8>"$out/.lock"
+flock -w 1800 8 || die "standins lock: timed out"
+
+# --- the installer kexec tarball ---
+# (the installer root is part of IMAGE_DIR, which is keyed by its own hash)
+key=$(sha256sum "$here/kexec-run" | cut -c1-12)
+kd=$out/kexec-$key-$ib
+tarball=$kd/nixos-kexec-installer-noninteractive-x86_64-linux.tar.gz
+if [[ ! -e $kd/.complete ]]; then
+  t0=$(now)
+  log "standins: building the installer tarball (ballast $ib bytes)"
+  rm -rf "$kd"; mkdir -p "$kd/kexec" "$kd/store"
+  w=$kd
+  install -m 755 "$here/kexec-run" "$w/kexec/run"
+  cp "$img/vmlinuz" "$w/kexec/bzImage"
+  cp "$img/ctroot/usr/sbin/kexec" "$w/kexec/kexec"   # like nixos-images, bring our own kexec
+  if ((ib > 0)); then
+    head -c "$ib" /dev/urandom > "$w/store/00000000000000000000000000000000-vps-standin-installer-ballast"
+  fi
+  # -noD: data is random anyway; compressing it would only cost time
+  mksquashfs "$w/store" "$w/nix-store.squashfs" -noappend -quiet -noD -all-root >/dev/null
+  rm -rf "$w/store"
+  # initrd = the installer root (zstd cpio) + a second zstd cpio holding /nix-store.squashfs
+  { cat "$img/installer-base.cpio.zst"
+    (cd "$w" && echo nix-store.squashfs | cpio -o -H newc -R 0:0 --quiet | zstd -q -1 -T0)
+  } > "$w/kexec/initrd"
+  rm "$w/nix-store.squashfs"
+  tar -C "$w" --owner=0 --group=0 -cf - kexec | gzip -1 > "$tarball.part"
+  mv "$tarball.part" "$tarball"
+  rm -rf "$w/kexec"
+  sha256sum "$tarball" | cut -d' ' -f1 > "$kd/sha256"
+  touch "$kd/.complete"
+  log "standins: installer tarball $(du -h "$tarball" | cut -f1) in $(since "$t0")s"
+fi
+
+# --- toplevel + disk script: the host's Nix store ---
+t0=$(now)
+nixopts=(--option build-users-group '' --option sandbox false --option substituters '')
+mapfile -t paths < <(nix-build "${nixopts[@]}" "$here/standins.nix" --arg systemBallastBytes "$sb" \
+  --out-link "$out/result-$sb" 2>"$out/nix-build.log") || { tail -20 "$out/nix-build.log" >&2; die "nix-build failed"; }
+((${#paths[@]} == 2)) || die "nix-build printed ${#paths[@]} paths"
+disk=${paths[0]} toplevel=${paths[1]}
+[[ $toplevel == *nixos-system* && $disk == *disko-standin ]] || die "unexpected nix-build output: ${paths[*]}"
+log "standins: toplevel + disk script ready in $(since "$t0")s (system ballast $sb bytes)"
+
+if ((json)); then
+  printf '{"kexecTarball":"%s","kexecSha256":"%s","toplevel":"%s","diskScript":"%s","installerBallastBytes":%s,"systemBallastBytes":%s}\n' \
+    "$tarball" "$(cat "$kd/sha256")" "$toplevel" "$disk" "$ib" "$sb"
+else
+  printf 'kexecTarball=%s\nkexecSha256=%s\ntoplevel=%s\ndiskScript=%s\n' "$tarball" "$(cat "$kd/sha256")" "$toplevel" "$disk"
+fi

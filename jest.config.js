@@ -11,5 +11,10 @@ module.exports = {
       displayName: 'integration',
       testMatch: ['<rootDir>/__tests__/integration/**/*.test.ts'],
     },
+    {
+      ...common,
+      displayName: 'vm',
+      testMatch: ['<rootDir>/__tests__/vm/**/*.test.ts'],
+    },
   ],
 };

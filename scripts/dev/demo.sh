@@ -1,38 +1,28 @@
 #!/usr/bin/env bash
-# The demo (npm run demo): the main job's pipeline (probe + plan, as far as it exists)
-# against a local target, then stops everything it started.
-# Until the QEMU test VPS lands, the target is a real sshd this script starts on loopback.
+# The demo (npm run demo): boots the local 1 GB test VPS (QEMU, Debian, static IP in a network
+# namespace of its own, /tmp a 64 MB tmpfs, no swap), runs the pipeline that exists so far
+# against it — pinned-SSH probe, plan, the host module generated from the facts — and stops it.
+# The first run builds the VPS image from Debian packages (a few minutes); later runs reuse it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash scripts/dev/deps.sh
 
-work=$(mktemp -d)
-sshd_pid=
-cleanup() {
-  [ -n "$sshd_pid" ] && kill "$sshd_pid" 2>/dev/null && wait "$sshd_pid" 2>/dev/null
-  rm -rf "$work"
-}
+run_dir=$(mktemp -d "${TMPDIR:-/tmp}/vps-nixos-demo-XXXX")
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup() { test/vps/vps down --run-dir "$run_dir" >&2 || true; }
 trap cleanup EXIT
 
-ssh-keygen -q -t ed25519 -N '' -C demo-host -f "$work/host_ed25519"
-ssh-keygen -q -t ed25519 -N '' -C demo-client -f "$work/client_ed25519"
-cp "$work/client_ed25519.pub" "$work/authorized_keys"
-port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
-mkdir -p /run/sshd
-cat >"$work/sshd_config" <<CFG
-Port $port
-ListenAddress 127.0.0.1
-HostKey $work/host_ed25519
-AuthorizedKeysFile $work/authorized_keys
-StrictModes no
-UsePAM no
-PasswordAuthentication no
-PermitRootLogin prohibit-password
-CFG
-/usr/sbin/sshd -D -e -f "$work/sshd_config" 2>"$work/sshd.log" &
-sshd_pid=$!
-for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$work/host_ed25519.pub")" >"$work/known_hosts"
+test/vps/vps up --ram "${VPS_RAM:-1024}" --run-dir "$run_dir" --json >"$run_dir/vps.json"
+field() { node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1]))[process.argv[2]])' "$run_dir/vps.json" "$1"; }
+target=$(field target)
+key=$(field sshPrivateKeyFile)
+known_hosts=$(field knownHostsFile)
 
-node dist/cli/index.js plan --target "root@127.0.0.1:$port" \
-  --ssh-private-key-file "$work/client_ed25519" --known-hosts-file "$work/known_hosts" "$@"
+# The CLI runs inside the VPS's network namespace: nothing outside it is reachable from there.
+in_vps() { test/vps/vps exec --run-dir "$run_dir" -- "$@"; }
+in_vps node dist/cli/index.js plan --target "$target" \
+  --ssh-private-key-file "$key" --known-hosts-file "$known_hosts" "$@"
+in_vps node dist/cli/index.js probe --target "$target" \
+  --ssh-private-key-file "$key" --known-hosts-file "$known_hosts" --json >"$run_dir/facts.json"
+echo "── host module generated from the probe (vps-nixos facts-to-nix):"
+node dist/cli/index.js facts-to-nix --facts "$run_dir/facts.json" --host "$target"

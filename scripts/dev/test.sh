@@ -1,14 +1,61 @@
 #!/usr/bin/env bash
-# The test command (npm test): installs what it needs, rebuilds dist/ if the source is newer,
-# then runs the unit tests and the integration tests (real sshd, nix, test VPS).
+# The test command (npm test): installs what it needs, rebuilds dist/ if the source is newer, then
+# runs the unit and integration tests (real sshd, real Nix; shell linting and nix-instantiate
+# --parse run inside jest too), then boots the 1 GB QEMU test VPS and runs the VM tests against
+# it. Ends with one line: "tests: N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash scripts/dev/deps.sh
 
-if [ -n "$(find src scripts/facts.sh package.json -newer dist/cli/index.js -print -quit 2>/dev/null)" ] || [ ! -f dist/cli/index.js ]; then
+if [ -n "$(find src scripts package.json -newer dist/cli/index.js -print -quit 2>/dev/null)" ] || [ ! -f dist/cli/index.js ]; then
   echo "test: dist/ is older than src/: rebuilding" >&2
   npm run build >&2
 fi
 
-# Shell linting and nix-instantiate --parse run inside jest (__tests__/integration/static-checks.test.ts).
-npx jest --ci "$@"
+results=$(mktemp -d)
+vps_run=
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup() {
+  [ -z "$vps_run" ] || test/vps/vps down --run-dir "$vps_run" >&2 || true
+  rm -rf "$results"
+}
+trap cleanup EXIT
+
+status=0
+npx jest --ci --selectProjects unit integration --json --outputFile="$results/host.json" "$@" || status=1
+
+if [ "${VPS_TESTS:-1}" = 1 ]; then
+  vps_run=$(mktemp -d "${TMPDIR:-/tmp}/vps-nixos-test-XXXX")
+  start=$(date +%s)
+  if test/vps/vps up --run-dir "$vps_run" --json >"$results/vps.json"; then
+    echo "test: test VPS up in $(($(date +%s) - start)) s: $(cat "$results/vps.json")" >&2
+    test/vps/vps exec --run-dir "$vps_run" -- npx jest --ci --selectProjects vm --json --outputFile="$results/vm.json" || status=1
+  else
+    echo "test: the test VPS did not come up" >&2
+    status=1
+  fi
+  test/vps/vps down --run-dir "$vps_run" >&2 || true
+  vps_run=
+  # The harness's own tests (VM, snapshots, container, concurrent VPSes, kexec + install, teardown).
+  bash test/vps/tests/run-all.sh 2> >(tee "$results/harness.log" >&2) || status=1
+fi
+
+# shellcheck disable=SC2016 # JavaScript, not shell
+node -e '
+  const fs = require("fs");
+  const [hostJson, vmJson, harnessLog] = process.argv.slice(1);
+  let passed = 0, failed = 0;
+  for (const f of [hostJson, vmJson]) {
+    if (!fs.existsSync(f)) continue;
+    const r = JSON.parse(fs.readFileSync(f, "utf8"));
+    passed += r.numPassedTests;
+    failed += r.numFailedTests + r.numRuntimeErrorTestSuites;
+  }
+  if (fs.existsSync(harnessLog)) {
+    const log = fs.readFileSync(harnessLog, "utf8");
+    passed += (log.match(/^=== [\w-]+: ok in/gm) || []).length;
+    failed += (log.match(/^=== [\w-]+: FAILED/gm) || []).length;
+  }
+  console.log(`tests: ${passed} passed, ${failed} failed`);
+' "$results/host.json" "$results/vm.json" "$results/harness.log"
+exit "$status"

@@ -1,0 +1,60 @@
+/**
+ * The local test VPS as seen from a VM test. VM tests run inside the VPS's network namespace
+ * (`test/vps/vps exec -- jest --selectProjects vm`), which sets VPS_JSON to the `vps up` line.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseConfig, type Config } from '../../src/inputs';
+
+export interface Vps {
+  target: string;
+  sshPrivateKeyFile: string;
+  knownHostsFile: string;
+  netns: string;
+  disk: string;
+  ramMiB: number;
+  kind: 'vm' | 'container';
+  runDir: string;
+  address: string;
+}
+
+/** The VPS this run was started with; throws with how to run VM tests when there is none. */
+export function currentVps(): Vps {
+  const json = process.env.VPS_JSON;
+  if (!json)
+    throw new Error(
+      'VM tests run inside a test VPS netns: test/vps/vps up --json, then test/vps/vps exec -- npx jest --selectProjects vm',
+    );
+  return JSON.parse(json) as Vps;
+}
+
+/** A Config that pins the VPS's host key, as a user's would. */
+export function vpsConfig(vps: Vps, extra: Record<string, string> = {}): Config {
+  return parseConfig({
+    target: vps.target,
+    'ssh-private-key': readFileSync(vps.sshPrivateKeyFile, 'utf8'),
+    'known-hosts': readFileSync(vps.knownHostsFile, 'utf8'),
+    'plan-only': 'true',
+    ...extra,
+  });
+}
+
+export interface Standins {
+  kexecTarball: string;
+  kexecSha256: string;
+  kexecBytes: number;
+  toplevel: string;
+  diskScript: string;
+}
+
+/** The harness's stand-ins (see test/STANDINS.md), ballast 0 for fast tests. */
+export function standins(ballast = '0'): Standins {
+  const out = execFileSync(
+    join(__dirname, '../../test/vps/vps'),
+    ['standins', '--ballast', ballast, '--json'],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const s = JSON.parse(out.trim().split('\n').pop() as string) as Omit<Standins, 'kexecBytes'>;
+  return { ...s, kexecBytes: statSync(s.kexecTarball).size };
+}

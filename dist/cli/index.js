@@ -27998,18 +27998,18 @@ function formatTarget(t) {
 /***/ }),
 
 /***/ 311:
-/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+/***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
 
-var __importDefault = (this && this.__importDefault) || function (mod) {
-    return (mod && mod.__esModule) ? mod : { "default": mod };
-};
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.TOOL_VERSION = void 0;
-const package_json_1 = __importDefault(__nccwpck_require__(8330));
-/** This release; part of every cache key, so a new release never reuses an old release's artifacts. */
-exports.TOOL_VERSION = package_json_1.default.version;
+/**
+ * This release; part of every cache key, so a new release never reuses an old release's
+ * artifacts. A literal (checked against package.json by a test) so the bundle does not embed
+ * package.json, whose scripts change more often than the code.
+ */
+exports.TOOL_VERSION = '0.1.0';
 
 
 /***/ }),
@@ -52469,14 +52469,6 @@ module.exports = exports.default;
 
 "use strict";
 module.exports = {"rE":"1.17.0"};
-
-/***/ }),
-
-/***/ 8330:
-/***/ ((module) => {
-
-"use strict";
-module.exports = /*#__PURE__*/JSON.parse('{"name":"vps-nixos","version":"0.1.0","description":"Turn a cheap VPS into NixOS and keep it deployed from git (GitHub Action + CLI)","license":"MIT","private":true,"type":"commonjs","bin":{"vps-nixos":"dist/cli/index.js"},"engines":{"node":">=20"},"scripts":{"build":"tsc --noEmit && ncc build src/main.ts -o dist/main --license licenses.txt && ncc build src/post.ts -o dist/post --license licenses.txt && ncc build src/cli.ts -o dist/cli --license licenses.txt","typecheck":"tsc --noEmit","lint":"eslint . && prettier --check .","format":"prettier --write .","test":"bash scripts/dev/test.sh","test:unit":"jest --selectProjects unit","demo":"bash scripts/dev/demo.sh"},"dependencies":{"@actions/cache":"5.3.0","@actions/core":"2.0.3","ssh2":"1.17.0","zod":"4.6.7"},"devDependencies":{"@eslint/js":"9.39.5","@types/jest":"29.5.14","@types/node":"20.19.43","@types/ssh2":"1.15.6","@vercel/ncc":"0.45.0","eslint":"9.39.5","jest":"29.7.0","prettier":"3.10.1","ts-jest":"29.4.15","typescript":"5.9.3","typescript-eslint":"8.73.0","yaml":"2.9.1"}}');
 
 /***/ })
 

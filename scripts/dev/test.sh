@@ -43,7 +43,7 @@ fi
 # shellcheck disable=SC2016 # JavaScript, not shell
 node -e '
   const fs = require("fs");
-  const [hostJson, vmJson, harnessLog] = process.argv.slice(1);
+  const [hostJson, vmJson, harnessLog, status] = process.argv.slice(1);
   let passed = 0, failed = 0;
   for (const f of [hostJson, vmJson]) {
     if (!fs.existsSync(f)) continue;
@@ -56,6 +56,8 @@ node -e '
     passed += (log.match(/^=== [\w-]+: ok in/gm) || []).length;
     failed += (log.match(/^=== [\w-]+: FAILED/gm) || []).length;
   }
+  // A failure outside the counted tests (the VPS did not boot, a suite did not start) still counts.
+  if (status !== "0" && failed === 0) failed = 1;
   console.log(`tests: ${passed} passed, ${failed} failed`);
-' "$results/host.json" "$results/vm.json" "$results/harness.log"
+' "$results/host.json" "$results/vm.json" "$results/harness.log" "$status"
 exit "$status"

@@ -1,0 +1,61 @@
+# shellcheck shell=bash
+# The QEMU VPS. TCG only: /dev/kvm here is PVM and an unmodified kernel hangs in its decompressor (TESTBED 1).
+
+# The harness plays the provider's bootloader: every (re)boot loads the image's Debian kernel and
+# initrd and mounts the root filesystem labelled "vpsroot". The base image has that label; the
+# stand-in nixos-install labels the freshly installed root the same way (see test/STANDINS.md).
+VM_APPEND="root=LABEL=vpsroot ro console=ttyS0"
+
+vm_up() {
+  local rd=$1 img=$2 ram=$3 ns
+  ns=$(cat "$rd/netns")
+  # throwaway overlay: a test may wipe the disk, the cached base stays clean
+  qemu-img create -q -f qcow2 -b "$img/disk.raw" -F raw "$rd/disk.qcow2"
+  # identity handed to the guest as "provider metadata" via fw_cfg (guest/vps-identity.sh)
+  local id="$rd/identity"
+  mkdir -p "$id/etc/ssh" "$id/root/.ssh"
+  install -m 600 "$rd/ssh_host_ed25519_key" "$id/etc/ssh/ssh_host_ed25519_key"
+  install -m 644 "$rd/ssh_host_ed25519_key.pub" "$id/etc/ssh/ssh_host_ed25519_key.pub"
+  install -m 600 "$rd/client_ed25519.pub" "$id/root/.ssh/authorized_keys"
+  net_guest_files "$rd" "$id"
+  tar -C "$id" --owner=0 --group=0 -cf "$rd/identity.tar" .
+
+  : > "$rd/serial.raw"
+  setsid "$VPS_DIR/lib/serial-ts.sh" "$rd/serial.raw" "$rd/serial.log" </dev/null >/dev/null 2>&1 &
+  echo $! > "$rd/serial-ts.pgid"
+
+  # no -no-reboot: the guest reboots like a VPS (into whatever root is labelled vpsroot)
+  ip netns exec "$ns" qemu-system-x86_64 -name "vps-nixos,debug-threads=off" \
+    -accel tcg,thread=multi -M q35 -cpu "${VPS_QEMU_CPU:-qemu64}" -smp 2 -m "$ram" \
+    -nodefaults -display none -daemonize -pidfile "$rd/qemu.pid" \
+    -chardev "file,id=ser0,path=$rd/serial.raw" -serial chardev:ser0 \
+    -monitor "unix:$rd/monitor.sock,server=on,wait=off" \
+    -qmp "unix:$rd/qmp.sock,server=on,wait=off" \
+    -kernel "$img/vmlinuz" -initrd "$img/initrd.img" -append "$VM_APPEND" \
+    -drive "file=$rd/disk.qcow2,if=virtio,format=qcow2,cache=unsafe,discard=unmap" \
+    -netdev tap,id=n0,ifname=tap0,script=no,downscript=no \
+    -device "virtio-net-pci,netdev=n0,mac=$(cat "$rd/mac")" \
+    -device virtio-rng-pci \
+    -fw_cfg "name=opt/vps-nixos/identity.tar,file=$rd/identity.tar" \
+    2>"$rd/qemu.err" || { cat "$rd/qemu.err" >&2; die "qemu failed to start"; }
+}
+
+vm_alive() { pid_is_ours "$(cat "$1/qemu.pid" 2>/dev/null)" "$1/"; }
+
+vm_down() {
+  local rd=$1 pid
+  pid=$(cat "$rd/qemu.pid" 2>/dev/null) || return 0
+  if pid_is_ours "$pid" "$rd/"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    wait_pid_gone "$pid" 10 || { kill -KILL "$pid" 2>/dev/null || true; wait_pid_gone "$pid" 10 || log "qemu $pid would not die"; }
+  fi
+  rm -f "$rd/qemu.pid"
+}
+
+# Run one HMP command through the monitor socket and print its output.
+vm_monitor() {
+  local rd=$1 cmd=$2
+  # the monitor echoes a banner and prompt; -t: wait up to 600 s for slow commands (savevm/loadvm)
+  { printf '%s\n' "$cmd"; sleep 0.5; } | timeout 900 socat -t 600 - "UNIX-CONNECT:$rd/monitor.sock" \
+    | tr -d '\r' | grep -v -e '^QEMU .* monitor' -e '^(qemu)' || true
+}

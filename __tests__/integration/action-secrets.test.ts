@@ -139,6 +139,23 @@ describe('the action entry keeps the key secret', () => {
     expect(existsSync(dir)).toBe(false);
   });
 
+  it('plan-only with a flake on a runner without Nix: plans, skips the preflight with a warning', () => {
+    const main = runStep(
+      'main',
+      {
+        target: `root@127.0.0.1:${sshd.port}`,
+        'ssh-private-key': key(),
+        'known-hosts': readFileSync(sshd.knownHostsFile, 'utf8'),
+        'plan-only': 'true',
+        flake: '.#vps',
+      },
+      { PATH: '/nonexistent' },
+    );
+    expect(main.code).toBe(0);
+    expect(main.output).toMatch(/::warning::preflight skipped: Nix is not installed/);
+    expect(main.outputs.method).toBeTruthy();
+  });
+
   it('a bad input fails before connecting and never echoes the key', () => {
     const before = sshd.log().split('Connection from').length;
     const main = runStep('main', {

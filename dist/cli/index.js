@@ -25736,7 +25736,21 @@ async function runPipeline(cfg, req, deps) {
                 deps.log.warn(w);
         }
         if (req.stages.includes('check')) {
-            record.preflight = await stage('check', () => runCheck(cfg, deps, record));
+            try {
+                record.preflight = await stage('check', () => runCheck(cfg, deps, record));
+            }
+            catch (err) {
+                // A plan-only run needs no Nix on the runner: without it the preflight is skipped, not fatal.
+                if (!(cfg.planOnly && err instanceof nix_1.NixError))
+                    throw err;
+                record.stages[record.stages.length - 1] = {
+                    name: 'check',
+                    status: 'skipped',
+                    seconds: 0,
+                    detail: err.message,
+                };
+                deps.log.warn(`preflight skipped: ${err.message}`);
+            }
         }
     }
     catch (err) {

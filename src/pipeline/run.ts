@@ -12,7 +12,7 @@ import { resolveKexecTarball } from '../nix/kexec';
 import { diffClosures, type ClosureDiff } from '../nix/closure';
 import { runPreflight, type PreflightResult } from '../preflight/run';
 import { publicKeyOf } from '../ssh/keys';
-import { localNix, type Nix } from '../nix/nix';
+import { NixError, localNix, type Nix } from '../nix/nix';
 import type { CacheStore } from '../cache/store';
 import type { RunRecord, StageName } from './record';
 
@@ -96,7 +96,19 @@ export async function runPipeline(
       for (const w of record.plan.warnings) deps.log.warn(w);
     }
     if (req.stages.includes('check')) {
-      record.preflight = await stage('check', () => runCheck(cfg, deps, record));
+      try {
+        record.preflight = await stage('check', () => runCheck(cfg, deps, record));
+      } catch (err) {
+        // A plan-only run needs no Nix on the runner: without it the preflight is skipped, not fatal.
+        if (!(cfg.planOnly && err instanceof NixError)) throw err;
+        record.stages[record.stages.length - 1] = {
+          name: 'check',
+          status: 'skipped',
+          seconds: 0,
+          detail: err.message,
+        };
+        deps.log.warn(`preflight skipped: ${err.message}`);
+      }
     }
   } catch (err) {
     record.error =

@@ -39,6 +39,14 @@ export interface Config {
   kexecTarball?: string;
   kexecTarballSha256?: string;
   allowPreflightErrors: boolean;
+  /** The disk the install may wipe (e.g. /dev/vda); nothing is wiped without it. */
+  confirmWipe?: string;
+  zramBytes?: number;
+  swapBytes?: number;
+  patchUdevadm: 'auto' | 'true' | 'false';
+  /** Prebuilt store paths: skip the build (like nixos-anywhere's --store-paths). */
+  toplevel?: string;
+  diskScript?: string;
 }
 
 /** One input as action.yml documents it; the schema below is built from these. */
@@ -165,6 +173,36 @@ export const INPUTS = {
     required: false,
     default: 'false',
   },
+  'confirm-wipe': {
+    description:
+      'The disk the install wipes, e.g. /dev/vda: must name the disk the probe found and the disk script formats; nothing is wiped without it',
+    required: false,
+  },
+  'zram-size': {
+    description: 'zram swap size (e.g. 1GiB); default: the RAM size, at most 4 GiB',
+    required: false,
+  },
+  'swap-size': {
+    description: 'Swapfile on the root disk before kexec (e.g. 2GiB, 0 for none); never on a tmpfs',
+    required: false,
+    default: '2GiB',
+  },
+  'patch-udevadm': {
+    description:
+      "Patch the disk script's udevadm trigger/settle (SIGBUS on virtual disks): auto (virtual disks), true or false",
+    required: false,
+    default: 'auto',
+  },
+  toplevel: {
+    description:
+      'Prebuilt system toplevel store path to install (with disk-script: skips the build)',
+    required: false,
+  },
+  'disk-script': {
+    description:
+      'Prebuilt disko destroy,format,mount script store path (with toplevel: skips the build)',
+    required: false,
+  },
 } as const satisfies Record<string, InputSpec>;
 
 export type InputName = keyof typeof INPUTS;
@@ -289,6 +327,14 @@ const flakeInput = z.string().transform((s, ctx) => {
   return { ref: m[1] as string, name: m[2] as string };
 });
 
+const storePathInput = z
+  .string()
+  .transform((s, ctx) =>
+    /^\/nix\/store\/[0-9a-z]{32}-[A-Za-z0-9+._?=-]+$/.test(s.trim())
+      ? s.trim()
+      : fail(ctx, `'${s}' is not a Nix store path`, 'give a /nix/store/… path from nix build'),
+  );
+
 const FIELDS = {
   target: targetInput,
   'ssh-private-key': privateKeyInput,
@@ -324,6 +370,28 @@ const FIELDS = {
         ? s.trim().toLowerCase()
         : fail(ctx, `'${s}' is not a sha256`, 'write the 64 hex digits sha256sum prints'),
     ),
+  'confirm-wipe': z
+    .string()
+    .transform((s, ctx) =>
+      /^\/dev\/[A-Za-z0-9._/-]+$/.test(s.trim()) && !s.includes('..')
+        ? s.trim()
+        : fail(
+            ctx,
+            `'${s}' is not a disk device path`,
+            'write the whole disk, e.g. /dev/vda or /dev/sda',
+          ),
+    ),
+  'zram-size': sizeInput,
+  'swap-size': sizeInput,
+  'patch-udevadm': z
+    .string()
+    .transform((s, ctx) =>
+      ['auto', 'true', 'false'].includes(s.trim())
+        ? (s.trim() as 'auto' | 'true' | 'false')
+        : fail(ctx, `'${s}' is not auto, true or false`, 'write auto, true or false'),
+    ),
+  toplevel: storePathInput,
+  'disk-script': storePathInput,
 } satisfies Record<InputName, z.ZodType>;
 
 /** The zod schema of the inputs, after defaults are filled in (see withDefaults). */
@@ -390,6 +458,12 @@ export function parseConfig(raw: RawInputs, opts: ParseOptions = {}): Config {
     kexecTarball: v['kexec-tarball'],
     kexecTarballSha256: v['kexec-tarball-sha256'],
     allowPreflightErrors: v['allow-preflight-errors'] as boolean,
+    confirmWipe: v['confirm-wipe'],
+    zramBytes: v['zram-size'],
+    swapBytes: v['swap-size'],
+    patchUdevadm: v['patch-udevadm'] as Config['patchUdevadm'],
+    toplevel: v.toplevel,
+    diskScript: v['disk-script'],
   };
   checkTogether(cfg, opts, shown);
   return cfg;
@@ -397,13 +471,19 @@ export function parseConfig(raw: RawInputs, opts: ParseOptions = {}): Config {
 
 /** Rules that involve more than one input. */
 function checkTogether(cfg: Config, opts: ParseOptions, shown: (n: InputName) => string): void {
-  if (!cfg.planOnly && !cfg.flake) {
+  if (!cfg.planOnly && !cfg.flake && !cfg.toplevel) {
     throw new InputError(
       'flake',
-      'is required unless plan-only is true',
+      'is required unless plan-only is true (or prebuilt toplevel and disk-script are given)',
       'set flake to PATH#NAME (e.g. .#my-vps), or plan-only: true to only see the plan',
     );
   }
+  if (cfg.diskScript && !cfg.toplevel)
+    throw new InputError(
+      'disk-script',
+      'is given without toplevel',
+      'give both prebuilt store paths, or neither (then the flake is built)',
+    );
   if (cfg.kexecTarball && /^https?:\/\//.test(cfg.kexecTarball) && !cfg.kexecTarballSha256) {
     throw new InputError(
       'kexec-tarball-sha256',

@@ -183,6 +183,11 @@ describe('plan: the decision table', () => {
     expect(plan(nixos, cfg).zramBytes).toBeUndefined();
     expect(plan(debian(8000), cfg).zramBytes).toBe(4096 * MiB);
   });
+  it('takes zram-size and swap-size from the config (0 turns the swapfile off)', () => {
+    const p = plan(debian(960), { ...cfg, zramBytes: 256 * MiB, swapBytes: 0 });
+    expect(p.zramBytes).toBe(256 * MiB);
+    expect(p.swapfileBytes).toBe(0);
+  });
   it('leaves deploy out without a flake', () => {
     const p = plan(debian(960), { ...cfg, flake: undefined });
     expect(p.phases).toEqual(KEXEC.slice(0, -1));

@@ -23820,6 +23820,15 @@ const PLANNING = [
     'allow-low-ram',
     'reinstall',
 ];
+const BOOTSTRAPPING = [
+    'confirm-wipe',
+    'zram-size',
+    'swap-size',
+    'patch-udevadm',
+    'toplevel',
+    'disk-script',
+    'allow-preflight-errors',
+];
 const inputOption = (name) => {
     const spec = inputs_1.INPUTS[name];
     return {
@@ -23896,6 +23905,22 @@ exports.COMMANDS = [
             inputOption('allow-low-ram'),
             inputOption('reinstall'),
             inputOption('allow-preflight-errors'),
+            JSON_OPTION,
+        ],
+    },
+    {
+        name: 'bootstrap',
+        summary: 'Install NixOS on the target: prep, kexec into the installer, partition (confirm-wipe), install, reboot; resumes where a previous run stopped',
+        stages: ['build', 'probe', 'plan', 'check', 'bootstrap'],
+        options: [
+            ...CONNECTION.map(inputOption),
+            ...FILE_OPTIONS,
+            ...[...new Set([...PLANNING, ...BUILDING, ...BOOTSTRAPPING])].map(inputOption),
+            {
+                name: 'cache-dir',
+                description: 'Directory that keeps closure caches between runs',
+                default: '~/.cache/vps-nixos',
+            },
             JSON_OPTION,
         ],
     },
@@ -24002,6 +24027,11 @@ async function runCommand(cmd, options, log) {
             Object.assign(doc, buildJson(record.build));
         if (cmd.stages.includes('check'))
             doc.findings = record.preflight?.findings ?? null;
+        if (cmd.stages.includes('bootstrap')) {
+            doc.phases = record.bootstrap?.phases ?? [];
+            doc.host = record.bootstrap?.host ?? null;
+            doc.bytesSent = record.bootstrap?.bytesSent ?? 0;
+        }
         if (record.hostKey)
             doc.hostKey = record.hostKey;
         if (record.error)
@@ -24913,6 +24943,32 @@ exports.INPUTS = {
         required: false,
         default: 'false',
     },
+    'confirm-wipe': {
+        description: 'The disk the install wipes, e.g. /dev/vda: must name the disk the probe found and the disk script formats; nothing is wiped without it',
+        required: false,
+    },
+    'zram-size': {
+        description: 'zram swap size (e.g. 1GiB); default: the RAM size, at most 4 GiB',
+        required: false,
+    },
+    'swap-size': {
+        description: 'Swapfile on the root disk before kexec (e.g. 2GiB, 0 for none); never on a tmpfs',
+        required: false,
+        default: '2GiB',
+    },
+    'patch-udevadm': {
+        description: "Patch the disk script's udevadm trigger/settle (SIGBUS on virtual disks): auto (virtual disks), true or false",
+        required: false,
+        default: 'auto',
+    },
+    toplevel: {
+        description: 'Prebuilt system toplevel store path to install (with disk-script: skips the build)',
+        required: false,
+    },
+    'disk-script': {
+        description: 'Prebuilt disko destroy,format,mount script store path (with toplevel: skips the build)',
+        required: false,
+    },
 };
 function fail(ctx, message, fix) {
     ctx.addIssue({ code: 'custom', message, params: { fix } });
@@ -24986,6 +25042,11 @@ const flakeInput = zod_1.z.string().transform((s, ctx) => {
         return fail(ctx, `'${s}' is not a flake output reference`, 'write PATH#NAME for nixosConfigurations.NAME, e.g. .#my-vps');
     return { ref: m[1], name: m[2] };
 });
+const storePathInput = zod_1.z
+    .string()
+    .transform((s, ctx) => /^\/nix\/store\/[0-9a-z]{32}-[A-Za-z0-9+._?=-]+$/.test(s.trim())
+    ? s.trim()
+    : fail(ctx, `'${s}' is not a Nix store path`, 'give a /nix/store/… path from nix build'));
 const FIELDS = {
     target: targetInput,
     'ssh-private-key': privateKeyInput,
@@ -25017,6 +25078,20 @@ const FIELDS = {
         .transform((s, ctx) => /^[0-9a-fA-F]{64}$/.test(s.trim())
         ? s.trim().toLowerCase()
         : fail(ctx, `'${s}' is not a sha256`, 'write the 64 hex digits sha256sum prints')),
+    'confirm-wipe': zod_1.z
+        .string()
+        .transform((s, ctx) => /^\/dev\/[A-Za-z0-9._/-]+$/.test(s.trim()) && !s.includes('..')
+        ? s.trim()
+        : fail(ctx, `'${s}' is not a disk device path`, 'write the whole disk, e.g. /dev/vda or /dev/sda')),
+    'zram-size': sizeInput,
+    'swap-size': sizeInput,
+    'patch-udevadm': zod_1.z
+        .string()
+        .transform((s, ctx) => ['auto', 'true', 'false'].includes(s.trim())
+        ? s.trim()
+        : fail(ctx, `'${s}' is not auto, true or false`, 'write auto, true or false')),
+    toplevel: storePathInput,
+    'disk-script': storePathInput,
 };
 /** The zod schema of the inputs, after defaults are filled in (see withDefaults). */
 exports.inputSchema = zod_1.z.object(Object.fromEntries(Object.keys(FIELDS).map((name) => [name, FIELDS[name].optional()])));
@@ -25067,15 +25142,23 @@ function parseConfig(raw, opts = {}) {
         kexecTarball: v['kexec-tarball'],
         kexecTarballSha256: v['kexec-tarball-sha256'],
         allowPreflightErrors: v['allow-preflight-errors'],
+        confirmWipe: v['confirm-wipe'],
+        zramBytes: v['zram-size'],
+        swapBytes: v['swap-size'],
+        patchUdevadm: v['patch-udevadm'],
+        toplevel: v.toplevel,
+        diskScript: v['disk-script'],
     };
     checkTogether(cfg, opts, shown);
     return cfg;
 }
 /** Rules that involve more than one input. */
 function checkTogether(cfg, opts, shown) {
-    if (!cfg.planOnly && !cfg.flake) {
-        throw new errors_1.InputError('flake', 'is required unless plan-only is true', 'set flake to PATH#NAME (e.g. .#my-vps), or plan-only: true to only see the plan');
+    if (!cfg.planOnly && !cfg.flake && !cfg.toplevel) {
+        throw new errors_1.InputError('flake', 'is required unless plan-only is true (or prebuilt toplevel and disk-script are given)', 'set flake to PATH#NAME (e.g. .#my-vps), or plan-only: true to only see the plan');
     }
+    if (cfg.diskScript && !cfg.toplevel)
+        throw new errors_1.InputError('disk-script', 'is given without toplevel', 'give both prebuilt store paths, or neither (then the flake is built)');
     if (cfg.kexecTarball && /^https?:\/\//.test(cfg.kexecTarball) && !cfg.kexecTarballSha256) {
         throw new errors_1.InputError('kexec-tarball-sha256', 'is required when kexec-tarball is a URL', "set it to the tarball's sha256 (sha256sum FILE)");
     }
@@ -25663,6 +25746,954 @@ function nixErrorText(stderr) {
 
 /***/ }),
 
+/***/ 7252:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.localClosure = localClosure;
+exports.remoteInvalid = remoteInvalid;
+exports.sendClosure = sendClosure;
+/**
+ * Sending store paths to the target over the pinned SSH session, so no second SSH client (and no
+ * second host-key policy) is involved. The paths go as one tar stream (`tar -x` on the target
+ * writes file by file: bounded memory, where `nix-store --import` holds each whole NAR in RAM,
+ * which a 1 GB host cannot do for a 300 MB firmware path), then their registrations
+ * (`nix-store --dump-db` here, `--load-db` there: hash, size, references, deriver). Only the
+ * paths the target lacks are sent; the target first tries its own binary caches for them (like
+ * `nix copy --substitute-on-destination`). An interrupted copy leaves unregistered paths, which
+ * the next run deletes and sends again.
+ */
+const node_child_process_1 = __nccwpck_require__(1421);
+const node_stream_1 = __nccwpck_require__(7075);
+const errors_1 = __nccwpck_require__(3916);
+const nix_1 = __nccwpck_require__(4280);
+const storeOpt = (root) => (root ? `--store '${root}' ` : '');
+function runLocal(bin, args) {
+    return new Promise((resolve, reject) => {
+        const child = (0, node_child_process_1.spawn)(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        let err = '';
+        child.stdout.on('data', (d) => (out += d.toString()));
+        child.stderr.on('data', (d) => (err += d.toString()));
+        child.on('error', (e) => reject(e.code === 'ENOENT'
+            ? new nix_1.NixError(`'${bin}' not found on PATH`, 'install Nix on the runner')
+            : e));
+        child.on('close', (code) => code === 0
+            ? resolve(out)
+            : reject(new nix_1.NixError(`${bin} ${args[0]} failed: ${err.trim()}`, 'check the local store')));
+    });
+}
+/** The closure of `roots` in the runner's store, dependencies first (nix-store -qR's order). */
+async function localClosure(roots, bin = 'nix-store') {
+    const out = await runLocal(bin, ['--query', '--requisites', ...roots]);
+    return out.split('\n').filter((l) => l.startsWith('/nix/store/'));
+}
+/** The paths among `paths` that are not valid in the target's store (order kept). */
+async function remoteInvalid(session, paths, storeRoot) {
+    if (paths.length === 0)
+        return [];
+    const r = await session.exec(`xargs nix-store ${storeOpt(storeRoot)}--check-validity --print-invalid`, { stdin: paths.join('\n') + '\n', timeoutMs: 5 * 60_000 });
+    if (r.code !== 0)
+        throw new errors_1.VpsNixosError(`cannot query the target's store${storeRoot ? ` at ${storeRoot}` : ''}: ${r.stderr.trim()}`, 'check that Nix works on the target (nix-store --version) and the store is mounted');
+    const invalid = new Set(r.stdout.split('\n').filter((l) => l.startsWith('/nix/store/')));
+    return paths.filter((p) => invalid.has(p));
+}
+const q = (s) => `'${s.replace(/'/g, `'\\''`)}'`;
+/** Streams `paths` (invalid on the target) as tar into `root`, then registers them. Returns bytes sent. */
+async function sendPaths(session, paths, root, bin) {
+    // Leftovers of an interrupted copy are unregistered and read-only: remove them first.
+    const clean = await session.exec(`cd ${q(root)} && while read -r p; do if [ -e ".$p" ]; then chmod -R u+w ".$p" && rm -rf ".$p"; fi; done`, { stdin: paths.join('\n') + '\n', timeoutMs: 10 * 60_000 });
+    if (clean.code !== 0)
+        throw new errors_1.VpsNixosError(`cannot clear partial store paths under ${root}: ${clean.stderr.trim()}`, 'check the target store is writable');
+    const tar = (0, node_child_process_1.spawn)('tar', [
+        '-C',
+        '/',
+        '--owner=0',
+        '--group=0',
+        '--numeric-owner',
+        '-cf',
+        '-',
+        ...paths.map((p) => p.slice(1)),
+    ], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    tar.stderr.on('data', (d) => (err += d.toString()));
+    const exited = new Promise((resolve) => tar.on('close', (c) => resolve(c ?? -1)));
+    let bytes = 0;
+    // Counts what goes through; a 'data' listener would start the flow before the channel is piped.
+    const counter = new node_stream_1.Transform({
+        transform(chunk, _enc, done) {
+            bytes += chunk.length;
+            done(null, chunk);
+        },
+    });
+    tar.stdout.pipe(counter);
+    const r = await session.exec(`mkdir -p ${q(root)}/nix/store && tar -C ${q(root)} --no-same-owner -xf -`, { stdin: counter, timeoutMs: 6 * 60 * 60_000 });
+    const code = await exited;
+    if (code !== 0)
+        throw new nix_1.NixError(`tar of the store paths failed here: ${err.trim()}`, 'check the local store');
+    if (r.code !== 0)
+        throw new errors_1.VpsNixosError(`the target could not unpack the closure into ${root}: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`, `check free space on the target (df -h ${root}); re-run to resume: registered paths are not sent again`);
+    const db = await runLocal(bin, ['--dump-db', ...paths]);
+    const load = await session.exec(`nix-store ${storeOpt(root === '/' ? undefined : root)}--load-db`, {
+        stdin: db,
+        timeoutMs: 10 * 60_000,
+    });
+    if (load.code !== 0)
+        throw new errors_1.VpsNixosError(`the target could not register the copied paths: ${load.stderr.trim()}`, 're-run to resume');
+    const left = await remoteInvalid(session, paths, root === '/' ? undefined : root);
+    if (left.length > 0)
+        throw new errors_1.VpsNixosError(`${left.length} paths are still not valid on the target after the copy (first: ${left[0]})`, 're-run to resume');
+    return bytes;
+}
+/** Copies the closure of `roots` into the target's store; returns what it did. */
+async function sendClosure(session, roots, opts) {
+    const bin = opts.nixStoreBin ?? 'nix-store';
+    const root = opts.storeRoot ?? '/';
+    const closure = await localClosure(roots, bin);
+    let missing = await remoteInvalid(session, closure, opts.storeRoot);
+    const present = closure.length - missing.length;
+    let substituted = 0;
+    if (missing.length > 0 && opts.substitute) {
+        // keep-going: fetch what the caches have even when some paths (ours) are in none of them.
+        const r = await session.exec(`xargs nix-store ${storeOpt(opts.storeRoot)}--realise --option keep-going true --option connect-timeout 10 >/dev/null`, { stdin: missing.join('\n') + '\n', timeoutMs: 60 * 60_000 });
+        const before = missing.length;
+        missing = await remoteInvalid(session, missing, opts.storeRoot);
+        substituted = before - missing.length;
+        if (substituted > 0)
+            opts.log(`the target fetched ${substituted} paths from its binary caches`);
+        else if (r.code !== 0)
+            opts.log('the target could not substitute any path: sending all');
+    }
+    let bytesSent = 0;
+    if (missing.length > 0) {
+        opts.log(`sending ${missing.length} of ${closure.length} paths`);
+        bytesSent = await sendPaths(session, missing, root, bin);
+    }
+    return { closure, present, substituted, sent: missing.length, bytesSent };
+}
+
+
+/***/ }),
+
+/***/ 2102:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.diskScriptText = diskScriptText;
+exports.bootstrapPreflight = bootstrapPreflight;
+exports.runBootstrap = runBootstrap;
+/**
+ * The bootstrap: the planned phases, in order, on one shared context whose session each phase may
+ * replace (kexec and reboot end the old one). Checks everything that can be checked before the
+ * first phase touches the host: the artifacts exist here, confirm-wipe names the right disk.
+ */
+const node_fs_1 = __nccwpck_require__(3024);
+const node_path_1 = __nccwpck_require__(6760);
+const errors_1 = __nccwpck_require__(3916);
+const transfer_1 = __nccwpck_require__(7252);
+const installer_prep_1 = __nccwpck_require__(9018);
+const install_1 = __nccwpck_require__(8459);
+const kexec_1 = __nccwpck_require__(8744);
+const phase_1 = __nccwpck_require__(5079);
+const prep_1 = __nccwpck_require__(3029);
+const reboot_1 = __nccwpck_require__(1999);
+const wait_1 = __nccwpck_require__(5523);
+const wipe_guard_1 = __nccwpck_require__(3949);
+const BOOTSTRAP_PHASES = ['prep', 'kexec', 'installer-prep', 'install', 'reboot'];
+/** The text of the disk script's own files (not its tools), to see which disk it formats. */
+async function diskScriptText(diskScript) {
+    const paths = (await (0, transfer_1.localClosure)([diskScript])).filter((p) => /-(disko[^/]*|disk-deactivate)$/.test(p));
+    let text = '';
+    const read = (p, depth) => {
+        const st = (0, node_fs_1.statSync)(p);
+        if (st.isDirectory() && depth < 4)
+            for (const e of (0, node_fs_1.readdirSync)(p))
+                read((0, node_path_1.join)(p, e), depth + 1);
+        else if (st.isFile() && st.size < 4 * 2 ** 20)
+            text += (0, node_fs_1.readFileSync)(p, 'utf8') + '\n';
+    };
+    for (const p of paths)
+        read(p, 0);
+    return text;
+}
+/** Samples MemTotal − MemAvailable on whatever session is current; keeps the peak per phase. */
+function memoryMeter(ctx, everyMs) {
+    let peak = 0;
+    let sentAtStart = 0;
+    let timer;
+    let busy = false;
+    const sample = async () => {
+        if (busy)
+            return;
+        busy = true;
+        try {
+            const r = await ctx.session.exec('cat /proc/meminfo', { timeoutMs: 10_000 });
+            const kb = (k) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(r.stdout)?.[1]);
+            const used = (kb('MemTotal') - kb('MemAvailable')) * 1024;
+            if (Number.isFinite(used))
+                peak = Math.max(peak, used);
+        }
+        catch {
+            // the host is rebooting: no sample
+        }
+        finally {
+            busy = false;
+        }
+    };
+    const meter = {
+        begin() {
+            peak = 0;
+            sentAtStart = ctx.bytesSent ?? 0;
+            if (everyMs > 0) {
+                void sample();
+                timer = setInterval(() => void sample(), everyMs);
+            }
+        },
+        end() {
+            if (timer)
+                clearInterval(timer);
+            timer = undefined;
+            return {
+                peakMemBytes: peak || undefined,
+                bytesSent: (ctx.bytesSent ?? 0) - sentAtStart,
+            };
+        },
+        stop() {
+            if (timer)
+                clearInterval(timer);
+        },
+    };
+    return meter;
+}
+/** Everything before the first phase: throws (nothing touched) when the run cannot go through. */
+async function bootstrapPreflight(phases, facts, artifacts, confirmWipe) {
+    const warnings = [];
+    const need = (what, ok, fix) => {
+        if (!ok)
+            throw new errors_1.VpsNixosError(`the bootstrap needs ${what}; nothing was changed`, fix);
+    };
+    if (phases.includes('kexec'))
+        need('the kexec installer tarball', artifacts.kexec, 'give kexec-tarball, or a flake to build ours');
+    let diskBytes;
+    if (phases.includes('install')) {
+        need('the system toplevel', artifacts.toplevel, 'give toplevel, or a flake to build it');
+        need('the disk script', artifacts.diskScript, 'give disk-script, or a flake with disko to build it');
+        // Both must be in this runner's store: they are sent from it.
+        await (0, transfer_1.localClosure)([artifacts.toplevel, artifacts.diskScript]);
+        const wipe = (0, wipe_guard_1.checkWipe)(confirmWipe, facts.disks, await diskScriptText(artifacts.diskScript));
+        if (wipe.warning)
+            warnings.push(wipe.warning);
+        diskBytes = wipe.disk.sizeBytes;
+    }
+    if (phases.includes('reboot'))
+        need('the system toplevel', artifacts.toplevel, 'give toplevel, or a flake to build it');
+    return { warnings, diskBytes };
+}
+/** Runs the plan's bootstrap phases. Never throws after the first phase began: see `error`. */
+async function runBootstrap(session, facts, plan, artifacts, opts) {
+    const names = plan.phases.filter((p) => BOOTSTRAP_PHASES.includes(p));
+    const pre = await bootstrapPreflight(names, facts, artifacts, opts.confirmWipe);
+    for (const w of pre.warnings)
+        opts.log.warn(w);
+    const line = (l) => opts.log.info(l);
+    // One context for all phases; each reads the fields it needs.
+    const ctx = {
+        session,
+        reconnect: opts.reconnect,
+        log: line,
+        plan,
+        isContainer: facts.isContainer,
+        tarball: artifacts.kexec,
+        zramBytes: plan.zramBytes ?? 0,
+        diskScript: artifacts.diskScript,
+        patchUdevadm: (0, installer_prep_1.shouldPatchUdevadm)(opts.patchUdevadm, facts.virtualization),
+        toplevel: artifacts.toplevel ?? '',
+        disk: opts.confirmWipe ?? '',
+        expect: {
+            machineId: facts.isInstaller ? undefined : facts.machineId,
+            diskBytes: pre.diskBytes,
+        },
+        bytesSent: 0,
+    };
+    const table = {
+        prep: prep_1.prepPhase,
+        kexec: kexec_1.kexecPhase,
+        'installer-prep': installer_prep_1.installerPrepPhase,
+        install: install_1.installPhase,
+        reboot: reboot_1.rebootPhase,
+    };
+    const meter = memoryMeter(ctx, opts.memorySampleMs ?? 2000);
+    const { records, error } = await (0, phase_1.runPhases)(names.map((n) => table[n]), ctx, opts.log, meter);
+    meter.stop();
+    let host = {
+        isNixos: facts.isNixos,
+        currentSystem: facts.currentSystem ?? null,
+        bootId: facts.bootId,
+        variantId: facts.osVariantId ?? '',
+    };
+    try {
+        const who = await (0, wait_1.whoAnswers)(ctx.session);
+        host = {
+            isNixos: who.isNixos,
+            currentSystem: who.currentSystem || null,
+            bootId: who.bootId,
+            variantId: who.variantId,
+        };
+    }
+    catch {
+        // the host is not answering (a failed reboot): report what the probe saw
+    }
+    return {
+        phases: records,
+        host,
+        bytesSent: ctx.bytesSent,
+        warnings: pre.warnings,
+        session: ctx.session,
+        error,
+    };
+}
+
+
+/***/ }),
+
+/***/ 8459:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.installPhase = void 0;
+/** Phase 3: partition + install, in the kexec installer. The one phase that wipes a disk. */
+const assets_1 = __nccwpck_require__(5462);
+const errors_1 = __nccwpck_require__(3916);
+const transfer_1 = __nccwpck_require__(7252);
+const size_1 = __nccwpck_require__(4642);
+const prep_1 = __nccwpck_require__(3029);
+const q = (s) => `'${s.replace(/'/g, `'\\''`)}'`;
+async function step(ctx, args, timeoutMs, stream = false) {
+    const r = await ctx.session.exec(`sh -s -- ${args.map(q).join(' ')}`, {
+        stdin: (0, assets_1.readAsset)('scripts/phases/install.sh'),
+        timeoutMs,
+        onOutput: stream
+            ? (chunk) => chunk.split('\n').forEach((l) => l.trim() && !l.includes('=') && ctx.log(l))
+            : undefined,
+    });
+    const { values } = (0, prep_1.parseKv)(r.stdout);
+    if (r.code !== 0)
+        throw new errors_1.VpsNixosError(`install step '${args[0]}' failed on the target: ${values.error ?? r.stderr.trim().split('\n').slice(-3).join(' | ')}`, args[0] === 'disko'
+            ? "look at the disk script's output above; the old system is gone from the disk, re-run to partition again"
+            : 're-run to resume; the output above says what failed');
+    return values;
+}
+/** The installer is the machine we probed, and the disk is the one named; else nothing is touched. */
+async function checkIdentity(ctx, diskoDone) {
+    const id = await step(ctx, ['identity', ctx.disk], 60_000);
+    const fix = 'nothing was wiped; check target, known-hosts and confirm-wipe';
+    if (ctx.expect.machineId && id.machine_id !== ctx.expect.machineId)
+        throw new errors_1.VpsNixosError(`the installer carries machine-id ${id.machine_id || 'none'}, the probed system had ${ctx.expect.machineId}: this is not the machine that was probed`, fix);
+    if (id.disk_type !== 'disk')
+        throw new errors_1.VpsNixosError(`${ctx.disk} is ${id.disk_type === 'missing' ? 'not there' : `a ${id.disk_type}, not a disk`} in the installer`, fix);
+    if (ctx.expect.diskBytes && Number(id.disk_bytes) !== ctx.expect.diskBytes)
+        throw new errors_1.VpsNixosError(`${ctx.disk} has ${(0, size_1.formatBytes)(Number(id.disk_bytes))} in the installer, the probe saw ${(0, size_1.formatBytes)(ctx.expect.diskBytes)}: not the same disk`, fix);
+    if (!diskoDone && Number(id.disk_mounted) > 0)
+        throw new errors_1.VpsNixosError(`${ctx.disk} is mounted in the installer`, fix);
+    return `machine-id ${id.machine_id} (${ctx.expect.machineId ? 'matches the probe' : `carried, from ${id.machine_id_from}`}), ${ctx.disk} ${(0, size_1.formatBytes)(Number(id.disk_bytes))}, pinned host key`;
+}
+exports.installPhase = {
+    name: 'install',
+    timeoutMs: 3 * 60 * 60_000,
+    onTimeout: "the closure copy or nixos-install is stuck: check the target's free disk (df -h /mnt) and memory (free -m)",
+    async detect(ctx) {
+        const s = await step(ctx, ['state', ctx.toplevel], 60_000);
+        return {
+            done: s.installed === 'yes',
+            evidence: s.installed === 'yes'
+                ? `/mnt's system profile is ${s.profile} and the host keys are in /mnt/etc/ssh`
+                : `disko ${s.disko === 'none' ? 'not run' : 'done'}, /mnt ${s.mnt}, profile ${s.profile}, host keys ${s.host_keys}`,
+        };
+    },
+    async run(ctx) {
+        const state = await step(ctx, ['state', ctx.toplevel], 60_000);
+        const diskoDone = state.disko === `${ctx.disk} ${ctx.diskScript}` && state.mnt === 'mounted';
+        const identity = await checkIdentity(ctx, diskoDone);
+        ctx.log(`identity: ${identity}`);
+        let parts;
+        if (diskoDone) {
+            parts = `${ctx.disk} already partitioned by this installer (resumed)`;
+            ctx.log(parts);
+        }
+        else {
+            ctx.log(`wiping and partitioning ${ctx.disk} (confirm-wipe) with ${ctx.diskScript}`);
+            const d = await step(ctx, ['disko', ctx.disk, ctx.diskScript], 30 * 60_000, true);
+            parts = `partitioned ${ctx.disk}, /mnt on ${d.mnt} (${(0, size_1.formatBytes)(Number(d.mnt_avail_bytes))} free)`;
+        }
+        // Straight into /mnt's store: every store write lands on the new disk, none in the tmpfs.
+        const sent = await (0, transfer_1.sendClosure)(ctx.session, [ctx.toplevel], {
+            storeRoot: '/mnt',
+            substitute: true,
+            log: ctx.log,
+        });
+        ctx.bytesSent = (ctx.bytesSent ?? 0) + sent.bytesSent;
+        const fin = await step(ctx, ['finish', ctx.toplevel], 60 * 60_000, true);
+        return `${parts}; closure ${sent.closure.length} paths: ${sent.present} there, ${sent.substituted} substituted by the target, ${sent.sent} sent (${(0, size_1.formatBytes)(sent.bytesSent)}); system profile ${fin.profile}; host keys copied`;
+    },
+};
+
+
+/***/ }),
+
+/***/ 9018:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.installerPrepPhase = void 0;
+exports.shouldPatchUdevadm = shouldPatchUdevadm;
+/** Phase 2: prepare the kexec installer (zram again, Nix GC limits below the store's free space). */
+const assets_1 = __nccwpck_require__(5462);
+const errors_1 = __nccwpck_require__(3916);
+const size_1 = __nccwpck_require__(4642);
+const prep_1 = __nccwpck_require__(3029);
+const transfer_1 = __nccwpck_require__(7252);
+/** `patch-udevadm: auto` patches on virtual machines, whose disks show the SIGBUS (seed bug 2). */
+function shouldPatchUdevadm(setting, virtualization) {
+    if (setting !== 'auto')
+        return setting === 'true';
+    return virtualization !== 'none' && virtualization !== '';
+}
+async function diskoPatch(ctx, action) {
+    const r = await ctx.session.exec(`sh -s -- ${action} '${ctx.diskScript}'`, {
+        stdin: (0, assets_1.readAsset)('scripts/phases/disko-patch.sh'),
+        timeoutMs: 2 * 60_000,
+        onOutput: (chunk, stream) => stream === 'stderr' && chunk.split('\n').forEach((l) => l.trim() && ctx.log(l)),
+    });
+    const { values } = (0, prep_1.parseKv)(r.stdout);
+    if (r.code !== 0)
+        throw new errors_1.VpsNixosError(`patching the disk script's udevadm calls failed: ${values.error ?? r.stderr.trim()}`, 'set patch-udevadm: false to run the disk script unpatched');
+    return values;
+}
+/** Is the disk script in the installer's store, and patched when it should be? */
+async function diskScriptState(ctx) {
+    if (!ctx.diskScript)
+        return { done: true, text: 'no disk script' };
+    const missing = await (0, transfer_1.remoteInvalid)(ctx.session, [ctx.diskScript]);
+    if (missing.length > 0)
+        return { done: false, text: 'disk script not in the installer yet' };
+    if (!ctx.patchUdevadm)
+        return { done: true, text: 'disk script present (udevadm not patched)' };
+    const v = await diskoPatch(ctx, 'check');
+    return {
+        done: v.pending === '0',
+        text: `disk script present, udevadm patched in ${v.patched} of ${v.files} files`,
+    };
+}
+async function nixLimits(ctx, check) {
+    const r = await ctx.session.exec(`sh -s${check ? ' -- --check' : ''}`, {
+        stdin: (0, assets_1.readAsset)('scripts/phases/nix-limits.sh'),
+        timeoutMs: 60_000,
+    });
+    if (r.code !== 0)
+        throw new errors_1.VpsNixosError(`setting Nix's GC limits in the installer failed: ${r.stderr.trim()}`, 'check /etc/nix in the installer');
+    return (0, prep_1.parseKv)(r.stdout).values;
+}
+/** zram, as in prep but without a swapfile: the installer's root is a tmpfs and swapon refuses it. */
+function zramOnly(ctx) {
+    return {
+        session: ctx.session,
+        plan: { zramBytes: ctx.zramBytes, swapfileBytes: 0 },
+        isContainer: false,
+        log: ctx.log,
+    };
+}
+exports.installerPrepPhase = {
+    name: 'installer-prep',
+    timeoutMs: 5 * 60_000,
+    onTimeout: 'the installer does not respond: check its console (out of memory?)',
+    async detect(ctx) {
+        const zram = await prep_1.prepPhase.detect(zramOnly(ctx));
+        const limits = await nixLimits(ctx, true);
+        const script = await diskScriptState(ctx);
+        return {
+            done: zram.done && limits.ok === 'yes' && script.done,
+            evidence: `${zram.evidence}; Nix min-free ${limits.min_free}, max-free ${limits.max_free}, store free ${(0, size_1.formatBytes)(Number(limits.store_free_bytes))}; ${script.text}`,
+        };
+    },
+    async run(ctx) {
+        const zram = await prep_1.prepPhase.run(zramOnly(ctx));
+        const limits = await nixLimits(ctx, false);
+        let script = '';
+        if (ctx.diskScript) {
+            const sent = await (0, transfer_1.sendClosure)(ctx.session, [ctx.diskScript], { log: ctx.log });
+            ctx.bytesSent = (ctx.bytesSent ?? 0) + sent.bytesSent;
+            script = `; disk script: ${sent.sent} paths sent (${(0, size_1.formatBytes)(sent.bytesSent)})`;
+            if (ctx.patchUdevadm) {
+                const v = await diskoPatch(ctx, 'apply');
+                script += `, udevadm trigger/settle replaced by a sleep in ${v.patched} of ${v.files} files`;
+            }
+        }
+        return `${zram}; Nix min-free ${(0, size_1.formatBytes)(Number(limits.min_free))}, max-free ${(0, size_1.formatBytes)(Number(limits.max_free))} (store free ${(0, size_1.formatBytes)(Number(limits.store_free_bytes))})${script}`;
+    },
+};
+
+
+/***/ }),
+
+/***/ 8744:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.kexecPhase = exports.KEXEC_DIR = exports.whoAnswers = void 0;
+/** Phase 1: upload the installer over the pinned session, kexec into it, and wait for it to answer. */
+const node_fs_1 = __nccwpck_require__(3024);
+const assets_1 = __nccwpck_require__(5462);
+const errors_1 = __nccwpck_require__(3916);
+const size_1 = __nccwpck_require__(4642);
+const prep_1 = __nccwpck_require__(3029);
+const wait_1 = __nccwpck_require__(5523);
+Object.defineProperty(exports, "whoAnswers", ({ enumerable: true, get: function () { return wait_1.whoAnswers; } }));
+exports.KEXEC_DIR = '/var/lib/vps-nixos/kexec';
+async function stage(ctx, action) {
+    const dir = ctx.dir ?? exports.KEXEC_DIR;
+    const r = await ctx.session.exec(`sh -s -- ${action} '${dir}' ${ctx.tarball.sha256}`, {
+        stdin: (0, assets_1.readAsset)('scripts/phases/kexec-stage.sh'),
+        timeoutMs: 5 * 60_000,
+    });
+    const { values } = (0, prep_1.parseKv)(r.stdout);
+    if (r.code !== 0) {
+        throw new errors_1.VpsNixosError(`kexec ${action} failed on the target: ${values.error ?? r.stderr.trim()}`, 'check free disk space and that kexec is allowed (no Secure Boot lockdown, kexec_load_disabled=0)');
+    }
+    return values;
+}
+/** Waits for the host to come back as the installer; tells a kexec that did not take apart. */
+async function waitForInstaller(ctx, oldBootId, loadedAt) {
+    const back = await (0, wait_1.waitForNewBoot)({
+        reconnect: ctx.reconnect,
+        waitMs: ctx.waitMs ?? 10 * 60_000,
+        pollMs: ctx.pollMs ?? 3000,
+        what: 'after kexec, the host',
+        keyMismatchFix: "nothing was wiped; reboot the VPS from the provider panel to get the old system back, and check the installer's run script carries /etc/ssh/ssh_host_*",
+        oldSystemGraceMs: ctx.oldSystemGraceMs ?? 90_000,
+        onOldSystem: (seconds) => new errors_1.VpsNixosError(`kexec did not take: ${seconds} s after loading the installer the old system still answers with boot_id ${oldBootId}`, 'look at the provider console or dmesg: Secure Boot lockdown, Xen ("Could not get memory layout") and some ARM hosts cannot kexec; the infect method works without kexec'),
+        onTimeoutFix: 'look at the provider console: the installer may have failed to boot (too little RAM for the initrd?) or the network was not carried; rebooting from the panel brings the old system back',
+    }, oldBootId, loadedAt, (who) => {
+        if (who.variantId === 'installer' && who.isNixos)
+            return true;
+        throw new errors_1.VpsNixosError(`the host rebooted (boot_id ${who.bootId}) into a system that is not the installer (VARIANT_ID=${who.variantId || 'none'}): the kexec failed and the machine reset`, 'nothing was wiped; look at the provider console for the kexec error, or use the infect method');
+    });
+    ctx.session = back.session;
+    return { bootId: back.who.bootId, seconds: back.seconds };
+}
+exports.kexecPhase = {
+    name: 'kexec',
+    timeoutMs: 20 * 60_000,
+    onTimeout: "the upload or the reboot into the installer is stuck: check the target's console and network",
+    async detect(ctx) {
+        const who = await (0, wait_1.whoAnswers)(ctx.session);
+        return {
+            done: who.isNixos && who.variantId === 'installer',
+            evidence: who.isNixos && who.variantId === 'installer'
+                ? `the installer answers (VARIANT_ID=installer, boot_id ${who.bootId})`
+                : `the host runs its own system (boot_id ${who.bootId})`,
+        };
+    },
+    async run(ctx) {
+        const dir = ctx.dir ?? exports.KEXEC_DIR;
+        const check = await stage(ctx, 'check');
+        if (check.fstype === 'tmpfs' || check.fstype === 'ramfs') {
+            throw new errors_1.VpsNixosError(`${dir} is on ${check.fstype}: the installer must be unpacked on disk`, 'free disk space on the root file system');
+        }
+        const need = ctx.tarball.bytes * 3;
+        if (Number(check.avail_bytes) < need) {
+            throw new errors_1.VpsNixosError(`${dir} has ${(0, size_1.formatBytes)(Number(check.avail_bytes))} free, the installer needs ${(0, size_1.formatBytes)(need)} (tarball, unpacked, initrd with the carried keys)`, 'free disk space on the target');
+        }
+        let sent = 0;
+        const uploadStart = Date.now();
+        if (check.uploaded === 'yes') {
+            ctx.log(`the installer is already on the target (sha256 ${ctx.tarball.sha256}): not uploading again`);
+        }
+        else {
+            ctx.log(`uploading ${(0, size_1.formatBytes)(ctx.tarball.bytes)} to ${dir}`);
+            const r = await ctx.session.exec(`cat > '${dir}/installer.tar.part'`, {
+                stdin: (0, node_fs_1.createReadStream)(ctx.tarball.path),
+                timeoutMs: 15 * 60_000,
+            });
+            if (r.code !== 0)
+                throw new errors_1.VpsNixosError(`upload failed: ${r.stderr.trim()}`, 'check free disk space on the target');
+            sent = ctx.tarball.bytes;
+            ctx.bytesSent = (ctx.bytesSent ?? 0) + sent;
+        }
+        const uploadSeconds = (Date.now() - uploadStart) / 1000;
+        const loaded = await stage(ctx, 'load');
+        const loadedAt = Date.now();
+        const oldBootId = loaded.boot_id ?? '';
+        ctx.log(`installer loaded (old boot_id ${oldBootId}); waiting for it to answer`);
+        ctx.session.close();
+        const back = await waitForInstaller(ctx, oldBootId, loadedAt);
+        return `sent ${(0, size_1.formatBytes)(sent)} in ${uploadSeconds.toFixed(1)} s; the installer answered ${back.seconds.toFixed(1)} s after loading (boot_id ${back.bootId}, same pinned host key)`;
+    },
+};
+
+
+/***/ }),
+
+/***/ 5079:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.PhaseTimeout = void 0;
+exports.runPhases = runPhases;
+/** Bootstrap phases: each says whether it is already done (with the evidence) and how to do it. */
+const errors_1 = __nccwpck_require__(3916);
+/** A phase ran out of time; says what to look at. */
+class PhaseTimeout extends errors_1.VpsNixosError {
+}
+exports.PhaseTimeout = PhaseTimeout;
+async function bounded(p, ms, err) {
+    let timer;
+    try {
+        return await Promise.race([
+            p,
+            new Promise((_, reject) => (timer = setTimeout(() => reject(err()), ms))),
+        ]);
+    }
+    finally {
+        if (timer)
+            clearTimeout(timer);
+    }
+}
+/**
+ * Runs phases in order: header, detect (skip with evidence), run under its timeout, duration.
+ * Stops at the first failure; the records say how far it got.
+ */
+async function runPhases(phases, ctx, log, meter) {
+    const records = [];
+    for (const phase of phases) {
+        const start = Date.now();
+        meter?.begin(phase.name);
+        const measured = () => meter?.end(phase.name) ?? {};
+        const seconds = () => (Date.now() - start) / 1000;
+        log.info(`── phase ${phase.name}`);
+        try {
+            const detection = await phase.detect(ctx);
+            if (detection.done) {
+                log.info(`${phase.name}: already done (${detection.evidence}); skipping`);
+                records.push({
+                    name: phase.name,
+                    status: 'skipped',
+                    seconds: seconds(),
+                    detail: detection.evidence,
+                    ...measured(),
+                });
+                continue;
+            }
+            const detail = await log.group(`${phase.name}`, () => bounded(phase.run(ctx), phase.timeoutMs, () => new PhaseTimeout(`phase ${phase.name} did not finish within ${phase.timeoutMs / 1000}s`, phase.onTimeout)));
+            records.push({
+                name: phase.name,
+                status: 'done',
+                seconds: seconds(),
+                detail: detail || undefined,
+                ...measured(),
+            });
+            log.info(`${phase.name}: done in ${seconds().toFixed(1)} s`);
+        }
+        catch (error) {
+            records.push({
+                name: phase.name,
+                status: 'failed',
+                seconds: seconds(),
+                detail: (0, errors_1.describeError)(error),
+                ...measured(),
+            });
+            return { records, error };
+        }
+    }
+    return { records };
+}
+
+
+/***/ }),
+
+/***/ 3029:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.prepPhase = exports.DEFAULT_SWAPFILE = void 0;
+exports.parseKv = parseKv;
+/** Phase 0: prepare the running distribution (tools, free memory, zram, swapfile on disk). */
+const assets_1 = __nccwpck_require__(5462);
+const errors_1 = __nccwpck_require__(3916);
+exports.DEFAULT_SWAPFILE = '/var/lib/vps-nixos/swapfile';
+/** key=value lines as a map (last one wins; warnings collected). */
+function parseKv(text) {
+    const values = {};
+    const warnings = [];
+    for (const line of text.split('\n')) {
+        const eq = line.indexOf('=');
+        if (eq <= 0)
+            continue;
+        const k = line.slice(0, eq);
+        const v = line.slice(eq + 1);
+        if (k === 'warning')
+            warnings.push(v);
+        else
+            values[k] = v;
+    }
+    return { values, warnings };
+}
+function args(ctx) {
+    const q = (s) => `'${s.replace(/'/g, `'\\''`)}'`;
+    return [
+        ctx.plan.zramBytes ?? 0,
+        ctx.plan.swapfileBytes ?? 0,
+        q(ctx.swapfilePath ?? exports.DEFAULT_SWAPFILE),
+    ].join(' ');
+}
+async function prepScript(ctx, check, timeoutMs) {
+    const r = await ctx.session.exec(`sh -s -- ${check ? '--check ' : ''}${args(ctx)}`, {
+        stdin: (0, assets_1.readAsset)('scripts/phases/prep.sh'),
+        timeoutMs,
+        onOutput: check
+            ? undefined
+            : (chunk, stream) => stream === 'stderr' && chunk.split('\n').forEach((l) => l.trim() && ctx.log(l)),
+    });
+    const out = parseKv(r.stdout);
+    if (r.code !== 0) {
+        throw new errors_1.VpsNixosError(`prep failed on the target: ${out.values.error ?? r.stderr.trim().split('\n').slice(-2).join(' | ')}`, 'install cpio, tar and util-linux by hand, then re-run');
+    }
+    return out;
+}
+exports.prepPhase = {
+    name: 'prep',
+    timeoutMs: 15 * 60_000,
+    onTimeout: 'the package install on the target is slow or stuck: check its mirror (apt/dnf/pacman) and free disk',
+    async detect(ctx) {
+        const { values } = await prepScript(ctx, true, 60_000);
+        const missing = values.missing_tools ?? '';
+        const zramOk = ctx.isContainer || !(ctx.plan.zramBytes ?? 0) || values.zram !== 'none';
+        const swapOk = ctx.isContainer || !(ctx.plan.swapfileBytes ?? 0) || values.swapfile !== 'none';
+        return {
+            done: missing === '' && zramOk && swapOk,
+            evidence: `tools ${missing ? `missing: ${missing}` : 'present'}, zram ${values.zram}, swapfile ${values.swapfile}`,
+        };
+    },
+    async run(ctx) {
+        const { values, warnings } = await prepScript(ctx, false, this.timeoutMs);
+        for (const w of warnings)
+            ctx.log(`warning: ${w}`);
+        return `installed ${values.installed || 'nothing'}, zram ${values.zram}, swapfile ${values.swapfile}, MemAvailable ${values['mem.MemAvailable']} B`;
+    },
+};
+
+
+/***/ }),
+
+/***/ 1999:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.rebootPhase = void 0;
+/** Phase 4: reboot into the installed system and check it is the one we installed. */
+const errors_1 = __nccwpck_require__(3916);
+const wait_1 = __nccwpck_require__(5523);
+exports.rebootPhase = {
+    name: 'reboot',
+    timeoutMs: 20 * 60_000,
+    onTimeout: "the installed system does not come up: look at the provider's console",
+    async detect(ctx) {
+        const who = await (0, wait_1.whoAnswers)(ctx.session);
+        const done = who.isNixos && who.variantId !== 'installer' && who.currentSystem === ctx.toplevel;
+        return {
+            done,
+            evidence: done
+                ? `the installed system answers (/run/current-system = ${who.currentSystem}, boot_id ${who.bootId})`
+                : `${who.variantId === 'installer' ? 'the installer' : 'another system'} answers (boot_id ${who.bootId})`,
+        };
+    },
+    async run(ctx) {
+        const before = await (0, wait_1.whoAnswers)(ctx.session);
+        // Detached: the reboot must not depend on this session, which it ends.
+        await ctx.session.exec('sync; (systemd-run --on-active=2 --timer-property=AccuracySec=100ms systemctl reboot || setsid -f sh -c "sleep 2; reboot -f") </dev/null >/dev/null 2>&1', { timeoutMs: 60_000 });
+        const since = Date.now();
+        ctx.session.close();
+        const back = await (0, wait_1.waitForNewBoot)({
+            reconnect: ctx.reconnect,
+            waitMs: ctx.waitMs ?? 15 * 60_000,
+            pollMs: ctx.pollMs ?? 3000,
+            what: 'the installed system',
+            keyMismatchFix: 'the host keys were not copied into /mnt/etc/ssh; log in on the console and check /etc/ssh',
+            oldSystemGraceMs: 5 * 60_000,
+            onOldSystem: (s) => new errors_1.VpsNixosError(`${s} s after the reboot command the installer still answers with boot_id ${before.bootId}`, 'the reboot did not happen: reboot the VPS from the provider panel'),
+            onTimeoutFix: "look at the provider console: the boot loader or the installed system's network may be wrong (see host-config)",
+        }, before.bootId, since, (who) => {
+            if (who.variantId === 'installer')
+                throw new errors_1.VpsNixosError('the host rebooted into the installer again, not the installed system', "the provider boots from its own media: set the VPS to boot from disk in the provider's panel");
+            // The system is activated at boot, maybe after sshd is up: wait for it within the deadline.
+            if (!who.isNixos || who.currentSystem === '')
+                return false;
+            if (who.currentSystem !== ctx.toplevel)
+                throw new errors_1.VpsNixosError(`the host booted ${who.currentSystem}, not the installed ${ctx.toplevel}`, 'the boot loader did not pick the new system: check boot.loader in the configuration');
+            return true;
+        });
+        ctx.session = back.session;
+        return `rebooted in ${back.seconds.toFixed(1)} s into ${back.who.currentSystem} (boot_id ${back.who.bootId}, /etc/NIXOS, same pinned host key)`;
+    },
+};
+
+
+/***/ }),
+
+/***/ 5523:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.whoAnswers = whoAnswers;
+exports.waitForNewBoot = waitForNewBoot;
+/** Waiting for a host to come back after a kexec or reboot: new boot_id, same pinned key, bounded. */
+const errors_1 = __nccwpck_require__(3916);
+async function whoAnswers(session) {
+    const r = await session.exec('cat /proc/sys/kernel/random/boot_id; (. /etc/os-release 2>/dev/null; echo "${VARIANT_ID:-}"); test -e /etc/NIXOS && echo nixos || echo other; readlink -f /run/current-system 2>/dev/null || echo', { timeoutMs: 30_000 });
+    const [bootId = '', variantId = '', nixos = '', current = ''] = r.stdout
+        .split('\n')
+        .map((l) => l.trim());
+    return { bootId, variantId, isNixos: nixos === 'nixos', currentSystem: current };
+}
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/**
+ * Polls until a session answers with a boot_id other than `oldBootId`, then lets `judge` decide:
+ * true (it is ours: return the session), false (not ready yet: keep polling), or throw.
+ * Never waits past the deadline.
+ */
+async function waitForNewBoot(opts, oldBootId, since, judge) {
+    const deadline = since + opts.waitMs;
+    let wentAway = false;
+    let lastSeen = 'nothing yet';
+    while (Date.now() < deadline) {
+        await sleep(opts.pollMs);
+        let s;
+        try {
+            s = await opts.reconnect();
+        }
+        catch (err) {
+            if (err instanceof errors_1.HostKeyMismatch) {
+                throw new errors_1.VpsNixosError(`${opts.what} answers with another host key (${err.presented}): the pinned keys were not carried`, opts.keyMismatchFix);
+            }
+            wentAway = true;
+            lastSeen = `unreachable (${err.message.split(':')[0]})`;
+            continue;
+        }
+        try {
+            const who = await whoAnswers(s);
+            if (who.bootId === oldBootId) {
+                lastSeen = 'the old system (same boot_id)';
+                s.close();
+                if (Date.now() - since > opts.oldSystemGraceMs && !wentAway)
+                    throw opts.onOldSystem(Math.round((Date.now() - since) / 1000));
+                continue;
+            }
+            let ours;
+            try {
+                ours = judge(who);
+            }
+            catch (err) {
+                s.close();
+                throw err;
+            }
+            if (!ours) {
+                lastSeen = `boot_id ${who.bootId}, not ready (current system '${who.currentSystem}')`;
+                s.close();
+                continue;
+            }
+            return { session: s, who, seconds: (Date.now() - since) / 1000 };
+        }
+        catch (err) {
+            if (err instanceof errors_1.VpsNixosError)
+                throw err;
+            lastSeen = `a dropped session (${err.message})`;
+        }
+    }
+    throw new errors_1.VpsNixosError(`${opts.what} did not answer within ${Math.round(opts.waitMs / 1000)} s (last seen: ${lastSeen})`, opts.onTimeoutFix);
+}
+
+
+/***/ }),
+
+/***/ 3949:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.diskDevicesIn = diskDevicesIn;
+exports.checkWipe = checkWipe;
+/** Before anything wipes a disk: the user named it, the host has it, the disk script formats it. Pure. */
+const errors_1 = __nccwpck_require__(3916);
+const size_1 = __nccwpck_require__(4642);
+/** Whole-disk device names a disk script mentions (partition and by-partlabel paths left out). */
+function diskDevicesIn(scriptText) {
+    const disks = new Set();
+    const byId = new Set();
+    const re = /\/dev\/(?:disk\/by-(?:id|path)\/[^\s'"`;)|]+|(?:sd[a-z]+|vd[a-z]+|xvd[a-z]+|hd[a-z]+)(?![0-9a-z])|nvme\d+n\d+(?!p)|mmcblk\d+(?!p))/g;
+    for (const m of scriptText.matchAll(re)) {
+        const dev = m[0];
+        if (dev.startsWith('/dev/disk/')) {
+            if (!/-part\d+$/.test(dev))
+                byId.add(dev);
+        }
+        else
+            disks.add(dev);
+    }
+    return { disks: [...disks].sort(), byId: [...byId].sort() };
+}
+const found = (disks) => disks.length
+    ? disks.map((d) => `${d.path} (${(0, size_1.formatBytes)(d.sizeBytes)})`).join(', ')
+    : 'no disks';
+/**
+ * Throws an InputError unless `confirmWipe` names a whole disk of this host that the disk script
+ * formats. Returns a warning when the script names its disk only by id (we cannot map that).
+ */
+function checkWipe(confirmWipe, disks, scriptText) {
+    if (!confirmWipe)
+        throw new errors_1.InputError('confirm-wipe', 'is required: the install wipes a disk, and nothing is wiped without naming it', `set confirm-wipe to the disk to wipe; the probe found ${found(disks)}`);
+    const disk = disks.find((d) => d.path === confirmWipe);
+    if (!disk) {
+        const part = disks.find((d) => d.partitions.some((p) => p.path === confirmWipe));
+        throw new errors_1.InputError('confirm-wipe', part
+            ? `names ${confirmWipe}, a partition of ${part.path}: the disk script wipes whole disks`
+            : `names ${confirmWipe}, which is not a disk of this host`, `the probe found ${found(disks)}; name the one the disk script formats`);
+    }
+    if (scriptText === undefined)
+        return { disk };
+    const inScript = diskDevicesIn(scriptText);
+    if (inScript.disks.includes(confirmWipe))
+        return { disk };
+    if (inScript.disks.length > 0)
+        throw new errors_1.InputError('confirm-wipe', `names ${confirmWipe}, but the disk script formats ${inScript.disks.join(', ')}`, `set disko.devices.disk.<name>.device = "${confirmWipe}" in the configuration, or confirm the disk the script formats`);
+    return {
+        disk,
+        warning: inScript.byId.length
+            ? `the disk script names its disk by id (${inScript.byId.join(', ')}): cannot check it is ${confirmWipe}`
+            : `the disk script names no disk device: cannot check it formats ${confirmWipe}`,
+    };
+}
+
+
+/***/ }),
+
 /***/ 319:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -25682,6 +26713,40 @@ const closure_1 = __nccwpck_require__(2198);
 const run_1 = __nccwpck_require__(6834);
 const keys_1 = __nccwpck_require__(9892);
 const nix_1 = __nccwpck_require__(4280);
+const bootstrap_1 = __nccwpck_require__(2102);
+const prebuilt = (cfg) => !!cfg.toplevel && (!!cfg.diskScript || cfg.method === 'infect');
+/** The store paths and installer the bootstrap needs: from the build, or given prebuilt. */
+async function artifacts(cfg, deps, record) {
+    const needsKexec = record.plan?.phases.includes('kexec') ?? false;
+    let kexec = record.build?.kexec;
+    if (!kexec && needsKexec) {
+        kexec = await (0, kexec_1.resolveKexecTarball)(deps.nix ?? (0, nix_1.localNix)(), {
+            tarball: cfg.kexecTarball,
+            sha256: cfg.kexecTarballSha256,
+            system: record.build?.system ?? `${record.facts?.arch ?? 'x86_64'}-linux`,
+            budgetBytes: cfg.installerBudgetBytes,
+            downloadDir: deps.tempDir,
+            log: (l) => deps.log.info(l),
+        });
+    }
+    return {
+        kexec,
+        toplevel: cfg.toplevel ?? record.build?.toplevel,
+        diskScript: cfg.diskScript ?? record.build?.diskScript,
+    };
+}
+/** New sessions to the same target, accepting only the key the first session was pinned to. */
+function reconnector(cfg, deps, first) {
+    const target = cfg.target;
+    const pin = { keys: [first.hostKey], fingerprints: [], revoked: [] };
+    return () => (deps.connect ?? session_1.connect)({
+        target,
+        privateKey: cfg.sshPrivateKey,
+        pin,
+        connectTimeoutMs: 10_000,
+        retries: 0,
+    });
+}
 /** Runs the stages in order, filling the record as it goes; never throws (errors land in the record). */
 async function runPipeline(cfg, req, deps) {
     const record = {
@@ -25708,7 +26773,15 @@ async function runPipeline(cfg, req, deps) {
     };
     let session;
     try {
-        if (req.stages.includes('build')) {
+        if (req.stages.includes('build') && prebuilt(cfg)) {
+            record.stages.push({
+                name: 'build',
+                status: 'skipped',
+                seconds: 0,
+                detail: 'prebuilt store paths given (toplevel, disk-script)',
+            });
+        }
+        else if (req.stages.includes('build')) {
             record.build = await stage('build', () => runBuild(cfg, deps, req.kexec ?? false));
         }
         if (req.facts) {
@@ -25735,7 +26808,15 @@ async function runPipeline(cfg, req, deps) {
             for (const w of record.plan.warnings)
                 deps.log.warn(w);
         }
-        if (req.stages.includes('check')) {
+        if (req.stages.includes('check') && !cfg.flake && req.stages.includes('bootstrap')) {
+            record.stages.push({
+                name: 'check',
+                status: 'skipped',
+                seconds: 0,
+                detail: 'no flake: nothing to check',
+            });
+        }
+        else if (req.stages.includes('check')) {
             try {
                 record.preflight = await stage('check', () => runCheck(cfg, deps, record));
             }
@@ -25751,6 +26832,29 @@ async function runPipeline(cfg, req, deps) {
                 };
                 deps.log.warn(`preflight skipped: ${err.message}`);
             }
+        }
+        const planned = record.plan;
+        if (req.stages.includes('bootstrap') && planned && facts && session) {
+            const open = session;
+            await stage('bootstrap', async () => {
+                if (planned.refusal)
+                    throw new errors_1.VpsNixosError(`refused: ${planned.refusal.reason}`, planned.refusal.remediation);
+                const result = await (0, bootstrap_1.runBootstrap)(open, facts, planned, await artifacts(cfg, deps, record), {
+                    confirmWipe: cfg.confirmWipe,
+                    patchUdevadm: cfg.patchUdevadm,
+                    reconnect: reconnector(cfg, deps, open),
+                    log: { ...deps.log, group: deps.log.group ?? ((_t, fn) => fn()) },
+                });
+                session = result.session;
+                record.bootstrap = {
+                    phases: result.phases,
+                    host: result.host,
+                    bytesSent: result.bytesSent,
+                    warnings: result.warnings,
+                };
+                if (result.error)
+                    throw result.error;
+            });
         }
     }
     catch (err) {
@@ -25875,6 +26979,21 @@ function finalStatus(record, cfg) {
             };
         }
     }
+    if (record.bootstrap) {
+        const h = record.bootstrap.host;
+        const ran = record.bootstrap.phases.filter((p) => p.status === 'done').length;
+        const state = h.isNixos
+            ? h.variantId === 'installer'
+                ? 'the NixOS installer'
+                : `NixOS ${h.currentSystem ?? ''}`.trim()
+            : 'its own distribution';
+        return {
+            ok: true,
+            message: ran === 0 && record.bootstrap.phases.length === 0
+                ? `nothing to bootstrap: the host runs ${state}`
+                : `bootstrapped (${ran} phases ran): the host runs ${state}`,
+        };
+    }
     if (!record.plan)
         return { ok: true, message: record.build ? 'built' : record.preflight ? 'checked' : 'probed' };
     // In plan-only mode a refusal is a result; in a real run it stops the job.
@@ -25948,8 +27067,8 @@ function defaultZramBytes(memTotalBytes) {
 exports.DEFAULT_SWAPFILE_BYTES = 2048 * MiB;
 function withSizes(plan, f, cfg) {
     if (plan.method === 'kexec' || plan.method === 'infect') {
-        plan.zramBytes = defaultZramBytes(f.memTotalBytes);
-        plan.swapfileBytes = exports.DEFAULT_SWAPFILE_BYTES;
+        plan.zramBytes = cfg.zramBytes ?? defaultZramBytes(f.memTotalBytes);
+        plan.swapfileBytes = cfg.swapBytes ?? exports.DEFAULT_SWAPFILE_BYTES;
     }
     if (!cfg.flake && plan.phases.includes('deploy')) {
         plan.phases = plan.phases.filter((p) => p !== 'deploy');

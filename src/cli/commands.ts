@@ -81,6 +81,16 @@ const PLANNING: InputName[] = [
   'reinstall',
 ];
 
+const BOOTSTRAPPING: InputName[] = [
+  'confirm-wipe',
+  'zram-size',
+  'swap-size',
+  'patch-udevadm',
+  'toplevel',
+  'disk-script',
+  'allow-preflight-errors',
+];
+
 const inputOption = (name: InputName): OptionSpec => {
   const spec: { description: string; default?: string } = INPUTS[name];
   return {
@@ -162,6 +172,23 @@ export const COMMANDS: Command[] = [
       inputOption('allow-low-ram'),
       inputOption('reinstall'),
       inputOption('allow-preflight-errors'),
+      JSON_OPTION,
+    ],
+  },
+  {
+    name: 'bootstrap',
+    summary:
+      'Install NixOS on the target: prep, kexec into the installer, partition (confirm-wipe), install, reboot; resumes where a previous run stopped',
+    stages: ['build', 'probe', 'plan', 'check', 'bootstrap'],
+    options: [
+      ...CONNECTION.map(inputOption),
+      ...FILE_OPTIONS,
+      ...[...new Set<InputName>([...PLANNING, ...BUILDING, ...BOOTSTRAPPING])].map(inputOption),
+      {
+        name: 'cache-dir',
+        description: 'Directory that keeps closure caches between runs',
+        default: '~/.cache/vps-nixos',
+      },
       JSON_OPTION,
     ],
   },
@@ -279,6 +306,11 @@ export async function runCommand(
     if (cmd.stages.includes('plan')) doc.plan = record.plan;
     if (record.build) Object.assign(doc, buildJson(record.build));
     if (cmd.stages.includes('check')) doc.findings = record.preflight?.findings ?? null;
+    if (cmd.stages.includes('bootstrap')) {
+      doc.phases = record.bootstrap?.phases ?? [];
+      doc.host = record.bootstrap?.host ?? null;
+      doc.bytesSent = record.bootstrap?.bytesSent ?? 0;
+    }
     if (record.hostKey) doc.hostKey = record.hostKey;
     if (record.error) doc.error = record.error;
     output = JSON.stringify(doc, null, 2) + '\n';

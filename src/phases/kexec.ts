@@ -1,12 +1,15 @@
 /** Phase 1: upload the installer over the pinned session, kexec into it, and wait for it to answer. */
 import { createReadStream } from 'node:fs';
 import { readAsset } from '../assets';
-import { HostKeyMismatch, VpsNixosError } from '../errors';
+import { VpsNixosError } from '../errors';
 import type { KexecTarball } from '../nix/kexec';
 import { formatBytes } from '../size';
 import type { RemoteSession } from '../ssh/session';
 import type { Phase } from './phase';
 import { parseKv } from './prep';
+import { waitForNewBoot, whoAnswers } from './wait';
+
+export { whoAnswers };
 
 export interface KexecContext {
   /** The current session; replaced by the phase after the reboot. */
@@ -20,23 +23,13 @@ export interface KexecContext {
   /** For tests: how long to wait in total and between attempts. */
   waitMs?: number;
   pollMs?: number;
+  /** Bytes sent to the target, for the report. */
+  bytesSent?: number;
   /** How long the old system may keep answering after `run` before we call the kexec failed. */
   oldSystemGraceMs?: number;
 }
 
 export const KEXEC_DIR = '/var/lib/vps-nixos/kexec';
-
-/** What answers now: boot id and os-release variant, in one round trip. */
-export async function whoAnswers(
-  session: RemoteSession,
-): Promise<{ bootId: string; variantId: string; isNixos: boolean }> {
-  const r = await session.exec(
-    'cat /proc/sys/kernel/random/boot_id; (. /etc/os-release 2>/dev/null; echo "${VARIANT_ID:-}"); test -e /etc/NIXOS && echo nixos || echo other',
-    { timeoutMs: 30_000 },
-  );
-  const [bootId = '', variantId = '', nixos = ''] = r.stdout.split('\n').map((l) => l.trim());
-  return { bootId, variantId, isNixos: nixos === 'nixos' };
-}
 
 async function stage(ctx: KexecContext, action: 'check' | 'load'): Promise<Record<string, string>> {
   const dir = ctx.dir ?? KEXEC_DIR;
@@ -54,65 +47,41 @@ async function stage(ctx: KexecContext, action: 'check' | 'load'): Promise<Recor
   return values;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /** Waits for the host to come back as the installer; tells a kexec that did not take apart. */
 async function waitForInstaller(
   ctx: KexecContext,
   oldBootId: string,
   loadedAt: number,
 ): Promise<{ bootId: string; seconds: number }> {
-  const deadline = loadedAt + (ctx.waitMs ?? 10 * 60_000);
-  let wentAway = false;
-  let lastSeen = 'nothing yet';
-  while (Date.now() < deadline) {
-    await sleep(ctx.pollMs ?? 3000);
-    let s: RemoteSession;
-    try {
-      s = await ctx.reconnect();
-    } catch (err) {
-      if (err instanceof HostKeyMismatch) {
-        throw new VpsNixosError(
-          `after kexec the host answers with another host key (${err.presented}): the keys were not carried into the installer`,
-          "nothing was wiped; reboot the VPS from the provider panel to get the old system back, and check the installer's run script carries /etc/ssh/ssh_host_*",
-        );
-      }
-      wentAway = true;
-      lastSeen = `unreachable (${(err as Error).message.split(':')[0]})`;
-      continue;
-    }
-    try {
-      const who = await whoAnswers(s);
-      if (who.bootId === oldBootId) {
-        lastSeen = 'the old system (same boot_id)';
-        const grace = ctx.oldSystemGraceMs ?? 90_000;
-        if (Date.now() - loadedAt > grace && !wentAway) {
-          throw new VpsNixosError(
-            `kexec did not take: ${Math.round((Date.now() - loadedAt) / 1000)} s after loading the installer the old system still answers with boot_id ${oldBootId}`,
-            'look at the provider console or dmesg: Secure Boot lockdown, Xen ("Could not get memory layout") and some ARM hosts cannot kexec; the infect method works without kexec',
-          );
-        }
-        s.close();
-        continue;
-      }
-      if (who.variantId === 'installer' && who.isNixos) {
-        ctx.session = s;
-        return { bootId: who.bootId, seconds: (Date.now() - loadedAt) / 1000 };
-      }
-      s.close();
+  const back = await waitForNewBoot(
+    {
+      reconnect: ctx.reconnect,
+      waitMs: ctx.waitMs ?? 10 * 60_000,
+      pollMs: ctx.pollMs ?? 3000,
+      what: 'after kexec, the host',
+      keyMismatchFix:
+        "nothing was wiped; reboot the VPS from the provider panel to get the old system back, and check the installer's run script carries /etc/ssh/ssh_host_*",
+      oldSystemGraceMs: ctx.oldSystemGraceMs ?? 90_000,
+      onOldSystem: (seconds) =>
+        new VpsNixosError(
+          `kexec did not take: ${seconds} s after loading the installer the old system still answers with boot_id ${oldBootId}`,
+          'look at the provider console or dmesg: Secure Boot lockdown, Xen ("Could not get memory layout") and some ARM hosts cannot kexec; the infect method works without kexec',
+        ),
+      onTimeoutFix:
+        'look at the provider console: the installer may have failed to boot (too little RAM for the initrd?) or the network was not carried; rebooting from the panel brings the old system back',
+    },
+    oldBootId,
+    loadedAt,
+    (who) => {
+      if (who.variantId === 'installer' && who.isNixos) return true;
       throw new VpsNixosError(
         `the host rebooted (boot_id ${who.bootId}) into a system that is not the installer (VARIANT_ID=${who.variantId || 'none'}): the kexec failed and the machine reset`,
         'nothing was wiped; look at the provider console for the kexec error, or use the infect method',
       );
-    } catch (err) {
-      if (err instanceof VpsNixosError) throw err;
-      lastSeen = `a dropped session (${(err as Error).message})`;
-    }
-  }
-  throw new VpsNixosError(
-    `the installer did not answer within ${Math.round((ctx.waitMs ?? 600_000) / 1000)} s after kexec (last seen: ${lastSeen})`,
-    'look at the provider console: the installer may have failed to boot (too little RAM for the initrd?) or the network was not carried; rebooting from the panel brings the old system back',
+    },
   );
+  ctx.session = back.session;
+  return { bootId: back.who.bootId, seconds: back.seconds };
 }
 
 export const kexecPhase: Phase<KexecContext> = {
@@ -164,6 +133,7 @@ export const kexecPhase: Phase<KexecContext> = {
           'check free disk space on the target',
         );
       sent = ctx.tarball.bytes;
+      ctx.bytesSent = (ctx.bytesSent ?? 0) + sent;
     }
     const uploadSeconds = (Date.now() - uploadStart) / 1000;
     const loaded = await stage(ctx, 'load');

@@ -29,6 +29,16 @@ export interface PhaseRecord {
   status: 'done' | 'skipped' | 'failed';
   seconds: number;
   detail?: string;
+  /** Highest MemTotal − MemAvailable seen on the target while the phase ran (sampled). */
+  peakMemBytes?: number;
+  /** Bytes the phase sent to the target. */
+  bytesSent?: number;
+}
+
+/** Measurements taken around each phase (memory sampling, byte counts). */
+export interface PhaseMeter {
+  begin(name: PhaseName): void;
+  end(name: PhaseName): Pick<PhaseRecord, 'peakMemBytes' | 'bytesSent'>;
 }
 
 /** A phase ran out of time; says what to look at. */
@@ -54,10 +64,13 @@ export async function runPhases<C>(
   phases: Phase<C>[],
   ctx: C,
   log: PhaseLogger,
+  meter?: PhaseMeter,
 ): Promise<{ records: PhaseRecord[]; error?: unknown }> {
   const records: PhaseRecord[] = [];
   for (const phase of phases) {
     const start = Date.now();
+    meter?.begin(phase.name);
+    const measured = () => meter?.end(phase.name) ?? {};
     const seconds = () => (Date.now() - start) / 1000;
     log.info(`── phase ${phase.name}`);
     try {
@@ -69,6 +82,7 @@ export async function runPhases<C>(
           status: 'skipped',
           seconds: seconds(),
           detail: detection.evidence,
+          ...measured(),
         });
         continue;
       }
@@ -88,6 +102,7 @@ export async function runPhases<C>(
         status: 'done',
         seconds: seconds(),
         detail: detail || undefined,
+        ...measured(),
       });
       log.info(`${phase.name}: done in ${seconds().toFixed(1)} s`);
     } catch (error) {
@@ -96,6 +111,7 @@ export async function runPhases<C>(
         status: 'failed',
         seconds: seconds(),
         detail: describeError(error),
+        ...measured(),
       });
       return { records, error };
     }

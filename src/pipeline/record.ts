@@ -2,8 +2,9 @@ import type { Facts } from '../probe/facts';
 import type { Plan } from '../plan/plan';
 import type { BuildResult } from '../nix/build';
 import type { PreflightResult } from '../preflight/run';
+import type { BootstrapResult } from '../phases/bootstrap';
 
-export type StageName = 'build' | 'probe' | 'plan' | 'check';
+export type StageName = 'build' | 'probe' | 'plan' | 'check' | 'bootstrap';
 
 export interface StageRecord {
   name: StageName;
@@ -24,5 +25,7 @@ export interface RunRecord {
   hostKeyFingerprint?: string;
   hostKeyTrustedOnFirstUse?: boolean;
   stages: StageRecord[];
+  /** What the bootstrap phases did, and what answers at the end. */
+  bootstrap?: Omit<BootstrapResult, 'session' | 'error'>;
   error?: { message: string; fix?: string };
 }

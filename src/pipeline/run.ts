@@ -15,10 +15,58 @@ import { publicKeyOf } from '../ssh/keys';
 import { NixError, localNix, type Nix } from '../nix/nix';
 import type { CacheStore } from '../cache/store';
 import type { RunRecord, StageName } from './record';
+import { runBootstrap, type BootstrapArtifacts } from '../phases/bootstrap';
 
 export interface Logger {
   info(line: string): void;
   warn(line: string): void;
+  /** A collapsed group in the Actions log; plain lines in a terminal. */
+  group?<T>(title: string, fn: () => Promise<T>): Promise<T>;
+}
+
+const prebuilt = (cfg: Config) => !!cfg.toplevel && (!!cfg.diskScript || cfg.method === 'infect');
+
+/** The store paths and installer the bootstrap needs: from the build, or given prebuilt. */
+async function artifacts(
+  cfg: Config,
+  deps: PipelineDeps,
+  record: RunRecord,
+): Promise<BootstrapArtifacts> {
+  const needsKexec = record.plan?.phases.includes('kexec') ?? false;
+  let kexec = record.build?.kexec;
+  if (!kexec && needsKexec) {
+    kexec = await resolveKexecTarball(deps.nix ?? localNix(), {
+      tarball: cfg.kexecTarball,
+      sha256: cfg.kexecTarballSha256,
+      system: record.build?.system ?? `${record.facts?.arch ?? 'x86_64'}-linux`,
+      budgetBytes: cfg.installerBudgetBytes,
+      downloadDir: deps.tempDir,
+      log: (l) => deps.log.info(l),
+    });
+  }
+  return {
+    kexec,
+    toplevel: cfg.toplevel ?? record.build?.toplevel,
+    diskScript: cfg.diskScript ?? record.build?.diskScript,
+  };
+}
+
+/** New sessions to the same target, accepting only the key the first session was pinned to. */
+function reconnector(
+  cfg: Config,
+  deps: PipelineDeps,
+  first: RemoteSession,
+): () => Promise<RemoteSession> {
+  const target = cfg.target!;
+  const pin = { keys: [first.hostKey], fingerprints: [], revoked: [] };
+  return () =>
+    (deps.connect ?? sshConnect)({
+      target,
+      privateKey: cfg.sshPrivateKey!,
+      pin,
+      connectTimeoutMs: 10_000,
+      retries: 0,
+    });
 }
 
 export interface PipelineDeps {
@@ -70,7 +118,14 @@ export async function runPipeline(
   };
   let session: RemoteSession | undefined;
   try {
-    if (req.stages.includes('build')) {
+    if (req.stages.includes('build') && prebuilt(cfg)) {
+      record.stages.push({
+        name: 'build',
+        status: 'skipped',
+        seconds: 0,
+        detail: 'prebuilt store paths given (toplevel, disk-script)',
+      });
+    } else if (req.stages.includes('build')) {
       record.build = await stage('build', () => runBuild(cfg, deps, req.kexec ?? false));
     }
     if (req.facts) {
@@ -95,7 +150,14 @@ export async function runPipeline(
       record.plan = await stage('plan', async () => plan(facts, cfg));
       for (const w of record.plan.warnings) deps.log.warn(w);
     }
-    if (req.stages.includes('check')) {
+    if (req.stages.includes('check') && !cfg.flake && req.stages.includes('bootstrap')) {
+      record.stages.push({
+        name: 'check',
+        status: 'skipped',
+        seconds: 0,
+        detail: 'no flake: nothing to check',
+      });
+    } else if (req.stages.includes('check')) {
       try {
         record.preflight = await stage('check', () => runCheck(cfg, deps, record));
       } catch (err) {
@@ -109,6 +171,37 @@ export async function runPipeline(
         };
         deps.log.warn(`preflight skipped: ${err.message}`);
       }
+    }
+    const planned = record.plan;
+    if (req.stages.includes('bootstrap') && planned && facts && session) {
+      const open = session;
+      await stage('bootstrap', async () => {
+        if (planned.refusal)
+          throw new VpsNixosError(
+            `refused: ${planned.refusal.reason}`,
+            planned.refusal.remediation,
+          );
+        const result = await runBootstrap(
+          open,
+          facts,
+          planned,
+          await artifacts(cfg, deps, record),
+          {
+            confirmWipe: cfg.confirmWipe,
+            patchUdevadm: cfg.patchUdevadm,
+            reconnect: reconnector(cfg, deps, open),
+            log: { ...deps.log, group: deps.log.group ?? ((_t, fn) => fn()) },
+          },
+        );
+        session = result.session;
+        record.bootstrap = {
+          phases: result.phases,
+          host: result.host,
+          bytesSent: result.bytesSent,
+          warnings: result.warnings,
+        };
+        if (result.error) throw result.error;
+      });
     }
   } catch (err) {
     record.error =

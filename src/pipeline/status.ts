@@ -21,6 +21,22 @@ export function finalStatus(
       };
     }
   }
+  if (record.bootstrap) {
+    const h = record.bootstrap.host;
+    const ran = record.bootstrap.phases.filter((p) => p.status === 'done').length;
+    const state = h.isNixos
+      ? h.variantId === 'installer'
+        ? 'the NixOS installer'
+        : `NixOS ${h.currentSystem ?? ''}`.trim()
+      : 'its own distribution';
+    return {
+      ok: true,
+      message:
+        ran === 0 && record.bootstrap.phases.length === 0
+          ? `nothing to bootstrap: the host runs ${state}`
+          : `bootstrapped (${ran} phases ran): the host runs ${state}`,
+    };
+  }
   if (!record.plan)
     return { ok: true, message: record.build ? 'built' : record.preflight ? 'checked' : 'probed' };
   // In plan-only mode a refusal is a result; in a real run it stops the job.

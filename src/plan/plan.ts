@@ -35,7 +35,8 @@ export type PlanFacts = Pick<
 export type PlanConfig = Pick<
   Config,
   'method' | 'minRamKexecBytes' | 'minRamInfectBytes' | 'allowLowRam' | 'reinstall' | 'flake'
->;
+> &
+  Partial<Pick<Config, 'zramBytes' | 'swapBytes'>>;
 
 const CONTAINERS = new Set([
   'openvz',
@@ -86,8 +87,8 @@ export const DEFAULT_SWAPFILE_BYTES = 2048 * MiB;
 
 function withSizes(plan: Plan, f: PlanFacts, cfg: PlanConfig): Plan {
   if (plan.method === 'kexec' || plan.method === 'infect') {
-    plan.zramBytes = defaultZramBytes(f.memTotalBytes);
-    plan.swapfileBytes = DEFAULT_SWAPFILE_BYTES;
+    plan.zramBytes = cfg.zramBytes ?? defaultZramBytes(f.memTotalBytes);
+    plan.swapfileBytes = cfg.swapBytes ?? DEFAULT_SWAPFILE_BYTES;
   }
   if (!cfg.flake && plan.phases.includes('deploy')) {
     plan.phases = plan.phases.filter((p) => p !== 'deploy');

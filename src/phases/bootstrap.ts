@@ -1,0 +1,222 @@
+/**
+ * The bootstrap: the planned phases, in order, on one shared context whose session each phase may
+ * replace (kexec and reboot end the old one). Checks everything that can be checked before the
+ * first phase touches the host: the artifacts exist here, confirm-wipe names the right disk.
+ */
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { VpsNixosError } from '../errors';
+import type { KexecTarball } from '../nix/kexec';
+import { localClosure } from '../nix/transfer';
+import type { Plan, PhaseName } from '../plan/plan';
+import type { Facts } from '../probe/facts';
+import type { RemoteSession } from '../ssh/session';
+import { installerPrepPhase, shouldPatchUdevadm } from './installer-prep';
+import { installPhase } from './install';
+import { kexecPhase } from './kexec';
+import {
+  runPhases,
+  type Phase,
+  type PhaseLogger,
+  type PhaseMeter,
+  type PhaseRecord,
+} from './phase';
+import { prepPhase } from './prep';
+import { rebootPhase } from './reboot';
+import { whoAnswers } from './wait';
+import { checkWipe } from './wipe-guard';
+
+export interface BootstrapArtifacts {
+  kexec?: KexecTarball;
+  toplevel?: string;
+  diskScript?: string;
+}
+
+export interface BootstrapOptions {
+  confirmWipe?: string;
+  patchUdevadm: 'auto' | 'true' | 'false';
+  reconnect(): Promise<RemoteSession>;
+  log: PhaseLogger;
+  /** For tests: sampling interval of the target's memory (default 2 s; 0 turns it off). */
+  memorySampleMs?: number;
+}
+
+export interface BootstrapResult {
+  phases: PhaseRecord[];
+  host: { isNixos: boolean; currentSystem: string | null; bootId: string; variantId: string };
+  bytesSent: number;
+  warnings: string[];
+  /** The session now open to the host (the one the caller passed may be closed). */
+  session: RemoteSession;
+  error?: unknown;
+}
+
+const BOOTSTRAP_PHASES: PhaseName[] = ['prep', 'kexec', 'installer-prep', 'install', 'reboot'];
+
+/** The text of the disk script's own files (not its tools), to see which disk it formats. */
+export async function diskScriptText(diskScript: string): Promise<string> {
+  const paths = (await localClosure([diskScript])).filter((p) =>
+    /-(disko[^/]*|disk-deactivate)$/.test(p),
+  );
+  let text = '';
+  const read = (p: string, depth: number) => {
+    const st = statSync(p);
+    if (st.isDirectory() && depth < 4) for (const e of readdirSync(p)) read(join(p, e), depth + 1);
+    else if (st.isFile() && st.size < 4 * 2 ** 20) text += readFileSync(p, 'utf8') + '\n';
+  };
+  for (const p of paths) read(p, 0);
+  return text;
+}
+
+/** Samples MemTotal − MemAvailable on whatever session is current; keeps the peak per phase. */
+function memoryMeter(ctx: { session: RemoteSession; bytesSent?: number }, everyMs: number) {
+  let peak = 0;
+  let sentAtStart = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let busy = false;
+  const sample = async () => {
+    if (busy) return;
+    busy = true;
+    try {
+      const r = await ctx.session.exec('cat /proc/meminfo', { timeoutMs: 10_000 });
+      const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(r.stdout)?.[1]);
+      const used = (kb('MemTotal') - kb('MemAvailable')) * 1024;
+      if (Number.isFinite(used)) peak = Math.max(peak, used);
+    } catch {
+      // the host is rebooting: no sample
+    } finally {
+      busy = false;
+    }
+  };
+  const meter: PhaseMeter & { stop(): void } = {
+    begin() {
+      peak = 0;
+      sentAtStart = ctx.bytesSent ?? 0;
+      if (everyMs > 0) {
+        void sample();
+        timer = setInterval(() => void sample(), everyMs);
+      }
+    },
+    end() {
+      if (timer) clearInterval(timer);
+      timer = undefined;
+      return {
+        peakMemBytes: peak || undefined,
+        bytesSent: (ctx.bytesSent ?? 0) - sentAtStart,
+      };
+    },
+    stop() {
+      if (timer) clearInterval(timer);
+    },
+  };
+  return meter;
+}
+
+/** Everything before the first phase: throws (nothing touched) when the run cannot go through. */
+export async function bootstrapPreflight(
+  phases: PhaseName[],
+  facts: Facts,
+  artifacts: BootstrapArtifacts,
+  confirmWipe: string | undefined,
+): Promise<{ warnings: string[]; diskBytes?: number }> {
+  const warnings: string[] = [];
+  const need = (what: string, ok: unknown, fix: string) => {
+    if (!ok) throw new VpsNixosError(`the bootstrap needs ${what}; nothing was changed`, fix);
+  };
+  if (phases.includes('kexec'))
+    need(
+      'the kexec installer tarball',
+      artifacts.kexec,
+      'give kexec-tarball, or a flake to build ours',
+    );
+  let diskBytes: number | undefined;
+  if (phases.includes('install')) {
+    need('the system toplevel', artifacts.toplevel, 'give toplevel, or a flake to build it');
+    need(
+      'the disk script',
+      artifacts.diskScript,
+      'give disk-script, or a flake with disko to build it',
+    );
+    // Both must be in this runner's store: they are sent from it.
+    await localClosure([artifacts.toplevel!, artifacts.diskScript!]);
+    const wipe = checkWipe(confirmWipe, facts.disks, await diskScriptText(artifacts.diskScript!));
+    if (wipe.warning) warnings.push(wipe.warning);
+    diskBytes = wipe.disk.sizeBytes;
+  }
+  if (phases.includes('reboot'))
+    need('the system toplevel', artifacts.toplevel, 'give toplevel, or a flake to build it');
+  return { warnings, diskBytes };
+}
+
+/** Runs the plan's bootstrap phases. Never throws after the first phase began: see `error`. */
+export async function runBootstrap(
+  session: RemoteSession,
+  facts: Facts,
+  plan: Plan,
+  artifacts: BootstrapArtifacts,
+  opts: BootstrapOptions,
+): Promise<BootstrapResult> {
+  const names = plan.phases.filter((p) => BOOTSTRAP_PHASES.includes(p));
+  const pre = await bootstrapPreflight(names, facts, artifacts, opts.confirmWipe);
+  for (const w of pre.warnings) opts.log.warn(w);
+  const line = (l: string) => opts.log.info(l);
+  // One context for all phases; each reads the fields it needs.
+  const ctx = {
+    session,
+    reconnect: opts.reconnect,
+    log: line,
+    plan,
+    isContainer: facts.isContainer,
+    tarball: artifacts.kexec!,
+    zramBytes: plan.zramBytes ?? 0,
+    diskScript: artifacts.diskScript,
+    patchUdevadm: shouldPatchUdevadm(opts.patchUdevadm, facts.virtualization),
+    toplevel: artifacts.toplevel ?? '',
+    disk: opts.confirmWipe ?? '',
+    expect: {
+      machineId: facts.isInstaller ? undefined : facts.machineId,
+      diskBytes: pre.diskBytes,
+    },
+    bytesSent: 0,
+  };
+  const table: Record<string, Phase<typeof ctx>> = {
+    prep: prepPhase,
+    kexec: kexecPhase,
+    'installer-prep': installerPrepPhase,
+    install: installPhase as Phase<typeof ctx>,
+    reboot: rebootPhase,
+  };
+  const meter = memoryMeter(ctx, opts.memorySampleMs ?? 2000);
+  const { records, error } = await runPhases(
+    names.map((n) => table[n]!),
+    ctx,
+    opts.log,
+    meter,
+  );
+  meter.stop();
+  let host: BootstrapResult['host'] = {
+    isNixos: facts.isNixos,
+    currentSystem: facts.currentSystem ?? null,
+    bootId: facts.bootId,
+    variantId: facts.osVariantId ?? '',
+  };
+  try {
+    const who = await whoAnswers(ctx.session);
+    host = {
+      isNixos: who.isNixos,
+      currentSystem: who.currentSystem || null,
+      bootId: who.bootId,
+      variantId: who.variantId,
+    };
+  } catch {
+    // the host is not answering (a failed reboot): report what the probe saw
+  }
+  return {
+    phases: records,
+    host,
+    bytesSent: ctx.bytesSent,
+    warnings: pre.warnings,
+    session: ctx.session,
+    error,
+  };
+}

@@ -1,0 +1,76 @@
+/** Phase 4: reboot into the installed system and check it is the one we installed. */
+import { VpsNixosError } from '../errors';
+import type { RemoteSession } from '../ssh/session';
+import type { Phase } from './phase';
+import { waitForNewBoot, whoAnswers } from './wait';
+
+export interface RebootContext {
+  session: RemoteSession;
+  reconnect(): Promise<RemoteSession>;
+  toplevel: string;
+  waitMs?: number;
+  pollMs?: number;
+}
+
+export const rebootPhase: Phase<RebootContext> = {
+  name: 'reboot',
+  timeoutMs: 20 * 60_000,
+  onTimeout: "the installed system does not come up: look at the provider's console",
+  async detect(ctx) {
+    const who = await whoAnswers(ctx.session);
+    const done = who.isNixos && who.variantId !== 'installer' && who.currentSystem === ctx.toplevel;
+    return {
+      done,
+      evidence: done
+        ? `the installed system answers (/run/current-system = ${who.currentSystem}, boot_id ${who.bootId})`
+        : `${who.variantId === 'installer' ? 'the installer' : 'another system'} answers (boot_id ${who.bootId})`,
+    };
+  },
+  async run(ctx) {
+    const before = await whoAnswers(ctx.session);
+    // Detached: the reboot must not depend on this session, which it ends.
+    await ctx.session.exec(
+      'sync; (systemd-run --on-active=2 --timer-property=AccuracySec=100ms systemctl reboot || setsid -f sh -c "sleep 2; reboot -f") </dev/null >/dev/null 2>&1',
+      { timeoutMs: 60_000 },
+    );
+    const since = Date.now();
+    ctx.session.close();
+    const back = await waitForNewBoot(
+      {
+        reconnect: ctx.reconnect,
+        waitMs: ctx.waitMs ?? 15 * 60_000,
+        pollMs: ctx.pollMs ?? 3000,
+        what: 'the installed system',
+        keyMismatchFix:
+          'the host keys were not copied into /mnt/etc/ssh; log in on the console and check /etc/ssh',
+        oldSystemGraceMs: 5 * 60_000,
+        onOldSystem: (s) =>
+          new VpsNixosError(
+            `${s} s after the reboot command the installer still answers with boot_id ${before.bootId}`,
+            'the reboot did not happen: reboot the VPS from the provider panel',
+          ),
+        onTimeoutFix:
+          "look at the provider console: the boot loader or the installed system's network may be wrong (see host-config)",
+      },
+      before.bootId,
+      since,
+      (who) => {
+        if (who.variantId === 'installer')
+          throw new VpsNixosError(
+            'the host rebooted into the installer again, not the installed system',
+            "the provider boots from its own media: set the VPS to boot from disk in the provider's panel",
+          );
+        // The system is activated at boot, maybe after sshd is up: wait for it within the deadline.
+        if (!who.isNixos || who.currentSystem === '') return false;
+        if (who.currentSystem !== ctx.toplevel)
+          throw new VpsNixosError(
+            `the host booted ${who.currentSystem}, not the installed ${ctx.toplevel}`,
+            'the boot loader did not pick the new system: check boot.loader in the configuration',
+          );
+        return true;
+      },
+    );
+    ctx.session = back.session;
+    return `rebooted in ${back.seconds.toFixed(1)} s into ${back.who.currentSystem} (boot_id ${back.who.bootId}, /etc/NIXOS, same pinned host key)`;
+  },
+};

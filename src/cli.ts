@@ -39,7 +39,10 @@ async function cli(argv: string[]): Promise<number> {
     const result = await runCommand(cmd, parsed.options, log);
     process.stdout.write(result.output);
     // Text output already shows the error; JSON keeps stdout to one document.
-    if (result.exitCode !== 0 && (!result.record.error || parsed.options.json === 'true')) {
+    if (
+      (result.exitCode !== 0 && (!result.record.error || parsed.options.json === 'true')) ||
+      (result.exitCode === 0 && result.record.bootstrap)
+    ) {
       process.stderr.write(`vps-nixos: ${result.message.replace(/\n/g, '\n  ')}\n`);
     }
     return result.exitCode;

@@ -7,4 +7,6 @@ export const Output = {
   method: 'method',
   hostKey: 'host-key',
   hostConfig: 'host-config',
+  phases: 'phases',
+  currentSystem: 'current-system',
 } as const;

@@ -48,11 +48,11 @@ async function main(): Promise<void> {
       // The build and the preflight come before anything changes the target; plan-only skips the build.
       stages: cfg.planOnly
         ? ['probe', 'plan', ...(cfg.flake ? (['check'] as const) : [])]
-        : ['build', 'probe', 'plan', 'check'],
+        : ['build', 'probe', 'plan', 'check', 'bootstrap'],
       kexec: !cfg.planOnly && (cfg.method === 'auto' || cfg.method === 'kexec'),
     },
     {
-      log: { info: core.info, warn: core.warning },
+      log: { info: core.info, warn: core.warning, group: core.group },
       tempDir: km.dir,
       toolVersion: TOOL_VERSION,
       cache: {
@@ -63,6 +63,10 @@ async function main(): Promise<void> {
   );
   if (record.plan) core.setOutput(Output.method, record.plan.method);
   if (record.hostKey) core.setOutput(Output.hostKey, record.hostKey);
+  if (record.bootstrap) {
+    core.setOutput(Output.phases, JSON.stringify(record.bootstrap.phases));
+    core.setOutput(Output.currentSystem, record.bootstrap.host.currentSystem ?? '');
+  }
   const hostConfig = record.facts ? hostConfigFor(record.facts, record.target) : undefined;
   if (hostConfig) core.setOutput(Output.hostConfig, hostConfig);
   try {

@@ -12,7 +12,13 @@ export interface CliResult {
 /** Runs the built CLI (dist/, as users get it), optionally inside a network namespace. */
 export function runCli(
   args: string[],
-  opts: { netns?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+  opts: {
+    netns?: string;
+    env?: NodeJS.ProcessEnv;
+    timeoutMs?: number;
+    /** SIGKILL the CLI as soon as its stderr matches (an interrupted run); code is then -9. */
+    killOn?: RegExp;
+  } = {},
 ): Promise<CliResult> {
   const argv = opts.netns
     ? ['ip', 'netns', 'exec', opts.netns, process.execPath, CLI, ...args]
@@ -25,7 +31,14 @@ export function runCli(
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    let killed = false;
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (opts.killOn && !killed && opts.killOn.test(stderr)) {
+        killed = true;
+        child.kill('SIGKILL');
+      }
+    });
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(
@@ -36,7 +49,7 @@ export function runCli(
     }, opts.timeoutMs ?? 60_000);
     child.on('exit', (code) => {
       clearTimeout(timer);
-      resolve({ code: code ?? -1, stdout, stderr });
+      resolve({ code: killed ? -9 : (code ?? -1), stdout, stderr });
     });
   });
 }

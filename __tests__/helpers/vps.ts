@@ -17,6 +17,8 @@ export interface Vps {
   kind: 'vm' | 'container';
   runDir: string;
   address: string;
+  /** `SHA256:…` of the VPS's host key. */
+  hostKeyFingerprint: string;
 }
 
 /** The VPS this run was started with; throws with how to run VM tests when there is none. */

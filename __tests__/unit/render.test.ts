@@ -47,3 +47,44 @@ describe('reports', () => {
     expect(renderText(rec)).toMatch(/refused: .*\n\s+what would work: /);
   });
 });
+
+describe('bootstrap report', () => {
+  const bootstrap = {
+    phases: [
+      { name: 'prep' as const, status: 'skipped' as const, seconds: 1.2, detail: 'tools present' },
+      {
+        name: 'kexec' as const,
+        status: 'done' as const,
+        seconds: 76.7,
+        peakMemBytes: 285 * 2 ** 20,
+        bytesSent: 88_683_846,
+        detail: 'sent <84.6 MiB>',
+      },
+      {
+        name: 'install' as const,
+        status: 'failed' as const,
+        seconds: 3,
+        detail: 'the disk script failed | exit 1',
+      },
+    ],
+    host: { isNixos: true, currentSystem: null, bootId: 'b-1', variantId: 'installer' },
+    bytesSent: 88_683_846,
+    warnings: ['the disk script names no disk device'],
+  };
+  it('shows every phase with status, time, peak memory and bytes sent', () => {
+    const md = renderMarkdown({ stages: [], bootstrap });
+    expect(md).toContain('### Bootstrap');
+    expect(md).toContain('the host runs the NixOS kexec installer (boot_id b-1); 84.6 MiB sent');
+    expect(md).toContain('| kexec | done | 76.7 s | 285.0 MiB | 84.6 MiB | sent &lt;84.6 MiB&gt; |');
+    expect(md).toContain('| prep | skipped | 1.2 s | – | – | tools present |');
+    expect(md).toContain('the disk script failed &#124; exit 1');
+    expect(md).toMatch(/\[!WARNING\]\n> the disk script names no disk device/);
+    const text = renderText({ stages: [], bootstrap });
+    expect(text).toMatch(/kexec\s+done\s+76\.7 s\s+peak 285\.0 MiB, sent 84\.6 MiB/);
+  });
+  it('says when there was nothing to bootstrap', () => {
+    const idle = { ...bootstrap, phases: [], host: { ...bootstrap.host, variantId: '' } };
+    expect(renderMarkdown({ stages: [], bootstrap: idle })).toContain('Nothing to bootstrap.');
+    expect(renderText({ stages: [], bootstrap: idle })).toContain('nothing to bootstrap');
+  });
+});

@@ -1,81 +1,124 @@
 /**
- * The bootstrap phases, in order, on one real 1 GB QEMU test VPS. Phase 0 (prep) (no swap, /tmp a 64 MB tmpfs, cpio missing,
- * a Debian apt repository inside the test network): tools installed with apt for real, zram and
- * a swapfile on disk, idempotent on a second run; never a swapfile on the tmpfs /tmp.
+ * The bootstrap on one real 1 GB QEMU test VPS (no swap, /tmp a 64 MB tmpfs, cpio missing, a
+ * static address, an apt repository inside the test network), through the built CLI as users run
+ * it. Stand-ins (ballast 0): installer tarball, toplevel, disk script, nixos-install (see
+ * test/STANDINS.md); SSH, upload, kexec, zram, partitioning, the store copy and reboots are real.
+ * The VM is snapshotted fresh at the start; the interruption chain restores that snapshot.
  */
-import { connect, type RemoteSession } from '../../src/ssh/session';
-import { pinFor } from '../../src/ssh/hostkeys';
-import { probe } from '../../src/probe/probe';
-import { plan } from '../../src/plan/plan';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { connect } from '../../src/ssh/session';
+import { fingerprint, pinFor } from '../../src/ssh/hostkeys';
 import { runPhases, type PhaseLogger } from '../../src/phases/phase';
 import { prepPhase, type PrepContext } from '../../src/phases/prep';
-import { kexecPhase, whoAnswers, type KexecContext } from '../../src/phases/kexec';
-import { installerPrepPhase } from '../../src/phases/installer-prep';
+import { whoAnswers } from '../../src/phases/wait';
 import { currentVps, standins, vpsConfig } from '../helpers/vps';
-import { fingerprint } from '../../src/ssh/hostkeys';
+import { runCli, type CliResult } from '../helpers/cli';
 
-jest.setTimeout(300_000);
+jest.setTimeout(15 * 60_000);
 const vps = currentVps();
 const cfg = vpsConfig(vps);
+const s = standins();
+const VPS = join(__dirname, '../../test/vps/vps');
 const lines: string[] = [];
 const log: PhaseLogger = {
   info: (l) => lines.push(l),
   warn: (l) => lines.push(l),
   group: (_t, fn) => fn(),
 };
-let session: RemoteSession;
 
-const open = (timeoutMs: number, retries: number) =>
+const open = () =>
   connect({
     target: cfg.target!,
     privateKey: cfg.sshPrivateKey!,
     pin: pinFor(cfg.target!.knownHostsName, cfg.knownHosts, []),
-    connectTimeoutMs: timeoutMs,
-    retries,
+    connectTimeoutMs: 30_000,
+    retries: 5,
   });
+/** One command on the VPS over a fresh pinned session. */
+async function onVps(cmd: string): Promise<{ code: number; stdout: string }> {
+  const session = await open();
+  try {
+    return await session.exec(cmd, { timeoutMs: 60_000 });
+  } finally {
+    session.close();
+  }
+}
+const harness = (...args: string[]) =>
+  execFileSync(VPS, [...args, '--run-dir', vps.runDir], { stdio: ['ignore', 'pipe', 'inherit'] });
 
-beforeAll(async () => {
-  session = await open(30_000, 3);
+interface BootstrapDoc {
+  phases: {
+    name: string;
+    status: string;
+    seconds: number;
+    detail?: string;
+    peakMemBytes?: number;
+    bytesSent?: number;
+  }[];
+  host: {
+    isNixos: boolean;
+    currentSystem: string | null;
+    bootId: string;
+    variantId: string;
+  } | null;
+  hostKey?: string;
+  error?: { message: string; fix?: string };
+}
+const BASE = [
+  'bootstrap',
+  '--target',
+  vps.target,
+  '--ssh-private-key-file',
+  vps.sshPrivateKeyFile,
+  '--known-hosts-file',
+  vps.knownHostsFile,
+  '--kexec-tarball',
+  s.kexecTarball,
+  '--toplevel',
+  s.toplevel,
+  '--disk-script',
+  s.diskScript,
+  '--json',
+];
+const bootstrap = (extra: string[], opts: { killOn?: RegExp } = {}) =>
+  runCli([...BASE, ...extra], { timeoutMs: 12 * 60_000, ...opts });
+const doc = (r: CliResult) => JSON.parse(r.stdout) as BootstrapDoc;
+const statuses = (d: BootstrapDoc) => Object.fromEntries(d.phases.map((p) => [p.name, p.status]));
+const report = (title: string, d: BootstrapDoc) =>
+  process.stderr.write(
+    `${title}:\n${d.phases.map((p) => `  ${p.name} ${p.status} ${p.seconds.toFixed(1)} s peak ${((p.peakMemBytes ?? 0) / 2 ** 20).toFixed(0)} MiB sent ${p.bytesSent ?? 0} B`).join('\n')}\n`,
+  );
+const pinned = readFileSync(vps.knownHostsFile, 'utf8').trim().split(/\s+/).slice(1, 3).join(' ');
+
+beforeAll(() => {
+  harness('savevm', 'fresh');
 });
-afterAll(() => session?.close());
 
-const swaps = async () => (await session.exec('cat /proc/swaps')).stdout;
-
-describe('prep on the test VPS', () => {
-  it('installs cpio with apt, sets up zram and a swapfile on disk, and skips when run again', async () => {
-    const facts = await probe(session);
-    expect(facts.tools.cpio).toBeUndefined();
-    expect(facts.swapTotalBytes).toBe(0);
-    expect(facts.tmp?.fsType).toBe('tmpfs');
-    const p = plan(facts, cfg);
-    const ctx: PrepContext = {
-      session,
-      plan: p,
-      isContainer: facts.isContainer,
-      log: (l) => lines.push(l),
-    };
-
-    const first = await runPhases([prepPhase], ctx, log);
-    process.stderr.write(
-      `prep phase: ${first.records[0]?.seconds.toFixed(1)} s: ${first.records[0]?.detail}\n`,
+describe('nothing is touched without the right confirm-wipe', () => {
+  it.each([
+    [[], /confirm-wipe.*is required/],
+    [['--confirm-wipe', '/dev/vdb'], /names \/dev\/vdb, which is not a disk of this host/],
+    [['--confirm-wipe', '/dev/vda1'], /a partition of \/dev\/vda/],
+  ])('%j is refused before the first phase', async (extra, message) => {
+    const before = await whoAnswers(await open());
+    const r = await bootstrap(extra as string[]);
+    expect(r.code).not.toBe(0);
+    const d = doc(r);
+    expect(d.error?.message).toMatch(message);
+    expect(d.phases).toEqual([]);
+    expect(r.stderr).toMatch(/fix: .*the probe found \/dev\/vda \(4\.0 GiB\)/);
+    const after = await onVps(
+      'cat /proc/sys/kernel/random/boot_id; command -v cpio || echo no-cpio; cat /proc/swaps | wc -l',
     );
-    expect(first.error).toBeUndefined();
-    expect(first.records[0]).toMatchObject({ name: 'prep', status: 'done' });
-    expect(first.records[0]!.detail).toMatch(/installed cpio/);
-    expect((await session.exec('command -v cpio')).code).toBe(0);
-    const s = await swaps();
-    expect(s).toMatch(/^\/dev\/zram\d+\s+partition/m);
-    expect(s).toMatch(/^\/var\/lib\/vps-nixos\/swapfile\s+file/m);
-
-    const second = await runPhases([prepPhase], ctx, log);
-    expect(second.records[0]).toMatchObject({ status: 'skipped' });
-    expect(second.records[0]!.detail).toMatch(
-      /tools present, zram \/dev\/zram\d+, swapfile \/var\/lib\/vps-nixos\/swapfile/,
-    );
-    expect((await swaps()).split('\n').filter((l) => l.includes('zram')).length).toBe(1);
+    expect(after.stdout.split('\n').slice(0, 3)).toEqual([before.bootId, 'no-cpio', '1']);
   });
+});
 
+describe('prep on the distro', () => {
   it('never puts a swapfile on the tmpfs /tmp', async () => {
+    const session = await open();
     const ctx: PrepContext = {
       session,
       plan: { zramBytes: 0, swapfileBytes: 64 * 2 ** 20 },
@@ -87,71 +130,95 @@ describe('prep on the test VPS', () => {
     expect(r.records[0]!.status).toBe('done');
     expect(r.records[0]!.detail).toMatch(/swapfile none/);
     expect(lines.join('\n')).toMatch(/no swapfile: \/tmp is on tmpfs/);
-    expect(await swaps()).not.toMatch(/\/tmp\//);
+    expect((await session.exec('cat /proc/swaps')).stdout).not.toMatch(/\/tmp\//);
     expect((await session.exec('test -e /tmp/vps-nixos.swap')).code).not.toBe(0);
+    session.close();
   });
 });
 
-describe('kexec on the test VPS (stand-in installer, ballast 0)', () => {
-  it('uploads, kexecs and comes back as the installer with the same pinned key on the same address', async () => {
-    const before = await whoAnswers(session);
-    const pinned = fingerprint(session.hostKey.blob);
-    const s = standins();
-    const ctx: KexecContext = {
-      session,
-      reconnect: () => open(10_000, 0),
-      tarball: {
-        path: s.kexecTarball,
-        sha256: s.kexecSha256,
-        bytes: s.kexecBytes,
-        source: 'file',
-        from: s.kexecTarball,
-      },
-      log: (l) => lines.push(l),
-    };
-    const r = await runPhases([kexecPhase], ctx, log);
-    process.stderr.write(
-      `kexec phase: ${r.records[0]?.seconds.toFixed(1)} s: ${r.records[0]?.detail}\n`,
+describe('bootstrap end to end: distro → kexec → installer → partitioned → installed → rebooted', () => {
+  it('installs the toplevel on /dev/vda and comes back with the same pinned key on the same address', async () => {
+    const before = await whoAnswers(await open());
+    const r = await bootstrap(['--confirm-wipe', '/dev/vda']);
+    const d = doc(r);
+    report('bootstrap (1 GiB, ballast 0)', d);
+    expect(d.error).toBeUndefined();
+    expect(r.code).toBe(0);
+    expect(d.phases.map((p) => [p.name, p.status])).toEqual([
+      ['prep', 'done'],
+      ['kexec', 'done'],
+      ['installer-prep', 'done'],
+      ['install', 'done'],
+      ['reboot', 'done'],
+    ]);
+    const by = Object.fromEntries(d.phases.map((p) => [p.name, p]));
+    expect(by.kexec!.bytesSent).toBe(s.kexecBytes);
+    expect(by['installer-prep']!.detail).toMatch(
+      /udevadm trigger\/settle replaced by a sleep in 1 of 1 files/,
     );
-    expect(r.error).toBeUndefined();
-    expect(r.records[0]).toMatchObject({ name: 'kexec', status: 'done' });
-    session = ctx.session;
-    const after = await whoAnswers(session);
-    expect(after.bootId).not.toBe(before.bootId);
-    expect(after).toMatchObject({ variantId: 'installer', isNixos: true });
-    expect(fingerprint(session.hostKey.blob)).toBe(pinned);
+    expect(by.install!.detail).toMatch(/partitioned \/dev\/vda/);
+    for (const p of d.phases) expect(p.peakMemBytes).toBeGreaterThan(0);
+    expect(d.host).toMatchObject({ isNixos: true, currentSystem: s.toplevel, variantId: '' });
+    expect(d.host!.bootId).not.toBe(before.bootId);
+    expect(d.hostKey).toContain(pinned);
+
+    // The pinned session answers on the same address, from the new root on the wiped disk.
+    const session = await open();
     expect(session.target.host).toBe(vps.address);
-    const facts = await probe(session);
-    expect(facts.isInstaller).toBe(true);
-    expect(plan(facts, cfg).phases[0]).toBe('installer-prep');
+    expect(fingerprint(session.hostKey.blob)).toBe(vps.hostKeyFingerprint);
+    const facts = (
+      await session.exec(
+        'findmnt -no SOURCE,FSTYPE /; readlink -f /run/current-system; test -e /etc/NIXOS && echo NIXOS',
+      )
+    ).stdout.split('\n');
+    session.close();
+    expect(facts.slice(0, 3)).toEqual(['/dev/vda3 ext4', s.toplevel, 'NIXOS']);
+  });
 
-    // A re-run finds the installer and does nothing.
-    const again = await runPhases([kexecPhase], ctx, log);
-    expect(again.records[0]).toMatchObject({ status: 'skipped' });
-    expect(again.records[0]!.detail).toMatch(/VARIANT_ID=installer/);
+  it('a second run does nothing but say the host is installed', async () => {
+    const r = await bootstrap(['--confirm-wipe', '/dev/vda']);
+    const d = doc(r);
+    expect(r.code).toBe(0);
+    expect(d.phases).toEqual([]);
+    expect(d.host).toMatchObject({ isNixos: true, currentSystem: s.toplevel });
+    expect(r.stderr).toMatch(/nothing to bootstrap: the host runs NixOS \/nix\/store\/.*standin/);
   });
 });
 
-describe('installer prep on the test VPS (in the stand-in installer)', () => {
-  it('sets up zram again and keeps Nix GC limits below the store tmpfs, once', async () => {
-    expect((await whoAnswers(session)).variantId).toBe('installer');
-    const ctx = { session, zramBytes: 512 * 2 ** 20, log: (l: string) => lines.push(l) };
-    const r = await runPhases([installerPrepPhase], ctx, log);
-    process.stderr.write(
-      `installer-prep phase: ${r.records[0]?.seconds.toFixed(1)} s: ${r.records[0]?.detail}\n`,
-    );
-    expect(r.records[0]).toMatchObject({ status: 'done' });
-    expect(await swaps()).toMatch(/^\/dev\/zram\d+\s+partition/m);
-    const conf = (await session.exec('cat /etc/nix/nix.conf')).stdout;
-    const min = Number(/^min-free = (\d+)$/m.exec(conf)?.[1]);
-    const max = Number(/^max-free = (\d+)$/m.exec(conf)?.[1]);
-    const free = Number(
-      (await session.exec("df -kP /nix/.rw-store | awk 'NR==2{print $4*1024}'")).stdout,
-    );
-    expect(min).toBeGreaterThan(0);
-    expect(min).toBeLessThanOrEqual(max);
-    expect(max).toBeLessThanOrEqual(free);
-    const again = await runPhases([installerPrepPhase], ctx, log);
-    expect(again.records[0]).toMatchObject({ status: 'skipped' });
+describe('interrupted anywhere, a re-run resumes and finishes (fresh snapshot)', () => {
+  it('kill after prep, mid-upload, after kexec, after installer-prep, after install: each re-run picks up', async () => {
+    harness('loadvm', 'fresh');
+    // [kill when stderr matches, phases the run must find done (skipped), phases it must not run]
+    const kills: [RegExp, string[], string[]][] = [
+      [/prep: done in/, [], []],
+      [/uploading [\d.]+ MiB to/, ['prep'], []],
+      [/kexec: done in/, ['prep'], []],
+      [/installer-prep: done in/, [], ['prep', 'kexec']],
+      [/install: done in/, ['installer-prep'], ['prep', 'kexec']],
+    ];
+    const seen: string[] = [];
+    for (const [killOn, skipped, absent] of kills) {
+      const r = await bootstrap(['--confirm-wipe', '/dev/vda'], { killOn });
+      expect(r.code).toBe(-9);
+      // What the killed run found already done: skipped, with its evidence; earlier phases not planned.
+      for (const phase of skipped)
+        expect(r.stderr).toMatch(new RegExp(`\\n${phase}: already done \\(`));
+      for (const phase of absent) expect(r.stderr).not.toMatch(new RegExp(`── phase ${phase}\\n`));
+      seen.push(killOn.source);
+    }
+    expect(seen).toHaveLength(5);
+    const r = await bootstrap(['--confirm-wipe', '/dev/vda']);
+    const d = doc(r);
+    report('resumed after the last kill', d);
+    expect(r.code).toBe(0);
+    expect(statuses(d)).toEqual({
+      'installer-prep': 'skipped',
+      install: 'skipped',
+      reboot: 'done',
+    });
+    expect(d.host).toMatchObject({ isNixos: true, currentSystem: s.toplevel });
+    const session = await open();
+    expect(fingerprint(session.hostKey.blob)).toBe(vps.hostKeyFingerprint);
+    session.close();
   });
 });

@@ -26072,15 +26072,14 @@ const assets_1 = __nccwpck_require__(5462);
 const errors_1 = __nccwpck_require__(3916);
 const transfer_1 = __nccwpck_require__(7252);
 const size_1 = __nccwpck_require__(4642);
+const phase_1 = __nccwpck_require__(5079);
 const prep_1 = __nccwpck_require__(3029);
 const q = (s) => `'${s.replace(/'/g, `'\\''`)}'`;
 async function step(ctx, args, timeoutMs, stream = false) {
     const r = await ctx.session.exec(`sh -s -- ${args.map(q).join(' ')}`, {
         stdin: (0, assets_1.readAsset)('scripts/phases/install.sh'),
         timeoutMs,
-        onOutput: stream
-            ? (chunk) => chunk.split('\n').forEach((l) => l.trim() && !l.includes('=') && ctx.log(l))
-            : undefined,
+        onOutput: stream ? (0, phase_1.lineStream)(ctx.log) : undefined,
     });
     const { values } = (0, prep_1.parseKv)(r.stdout);
     if (r.code !== 0)
@@ -26158,6 +26157,7 @@ exports.shouldPatchUdevadm = shouldPatchUdevadm;
 const assets_1 = __nccwpck_require__(5462);
 const errors_1 = __nccwpck_require__(3916);
 const size_1 = __nccwpck_require__(4642);
+const phase_1 = __nccwpck_require__(5079);
 const prep_1 = __nccwpck_require__(3029);
 const transfer_1 = __nccwpck_require__(7252);
 /** `patch-udevadm: auto` patches on virtual machines, whose disks show the SIGBUS (seed bug 2). */
@@ -26170,7 +26170,7 @@ async function diskoPatch(ctx, action) {
     const r = await ctx.session.exec(`sh -s -- ${action} '${ctx.diskScript}'`, {
         stdin: (0, assets_1.readAsset)('scripts/phases/disko-patch.sh'),
         timeoutMs: 2 * 60_000,
-        onOutput: (chunk, stream) => stream === 'stderr' && chunk.split('\n').forEach((l) => l.trim() && ctx.log(l)),
+        onOutput: (0, phase_1.lineStream)(ctx.log, ['stderr']),
     });
     const { values } = (0, prep_1.parseKv)(r.stdout);
     if (r.code !== 0)
@@ -26351,6 +26351,7 @@ exports.kexecPhase = {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.PhaseTimeout = void 0;
 exports.runPhases = runPhases;
+exports.lineStream = lineStream;
 /** Bootstrap phases: each says whether it is already done (with the evidence) and how to do it. */
 const errors_1 = __nccwpck_require__(3916);
 /** A phase ran out of time; says what to look at. */
@@ -26418,6 +26419,19 @@ async function runPhases(phases, ctx, log, meter) {
     }
     return { records };
 }
+/** An ExecOptions.onOutput that logs whole lines (chunks split lines anywhere), minus key=value lines. */
+function lineStream(log, streams = ['stdout', 'stderr']) {
+    const partial = { stdout: '', stderr: '' };
+    return (chunk, stream) => {
+        if (!streams.includes(stream))
+            return;
+        const lines = (partial[stream] + chunk).split('\n');
+        partial[stream] = lines.pop() ?? '';
+        for (const l of lines)
+            if (l.trim() && !/^[a-z_.]+=/.test(l))
+                log(l);
+    };
+}
 
 
 /***/ }),
@@ -26433,6 +26447,7 @@ exports.parseKv = parseKv;
 /** Phase 0: prepare the running distribution (tools, free memory, zram, swapfile on disk). */
 const assets_1 = __nccwpck_require__(5462);
 const errors_1 = __nccwpck_require__(3916);
+const phase_1 = __nccwpck_require__(5079);
 exports.DEFAULT_SWAPFILE = '/var/lib/vps-nixos/swapfile';
 /** key=value lines as a map (last one wins; warnings collected). */
 function parseKv(text) {
@@ -26463,9 +26478,7 @@ async function prepScript(ctx, check, timeoutMs) {
     const r = await ctx.session.exec(`sh -s -- ${check ? '--check ' : ''}${args(ctx)}`, {
         stdin: (0, assets_1.readAsset)('scripts/phases/prep.sh'),
         timeoutMs,
-        onOutput: check
-            ? undefined
-            : (chunk, stream) => stream === 'stderr' && chunk.split('\n').forEach((l) => l.trim() && ctx.log(l)),
+        onOutput: check ? undefined : (0, phase_1.lineStream)(ctx.log, ['stderr']),
     });
     const out = parseKv(r.stdout);
     if (r.code !== 0) {
@@ -26979,7 +26992,7 @@ function finalStatus(record, cfg) {
             };
         }
     }
-    if (record.bootstrap) {
+    if (record.bootstrap && !record.plan?.phases.includes('deploy')) {
         const h = record.bootstrap.host;
         const ran = record.bootstrap.phases.filter((p) => p.status === 'done').length;
         const state = h.isNixos
@@ -27007,7 +27020,7 @@ function finalStatus(record, cfg) {
     }
     return {
         ok: false,
-        message: `planned ${record.plan.method}, but this version of vps-nixos stops after the plan (build, bootstrap and deploy stages are not released yet): set plan-only: true`,
+        message: `planned ${record.plan.method}${record.bootstrap ? ' and bootstrapped the host' : ''}, but the deploy stage is not released yet: set plan-only: true, or leave flake out and give toplevel/disk-script to bootstrap only`,
     };
 }
 
@@ -28473,6 +28486,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.factRows = factRows;
 exports.closureRows = closureRows;
 exports.escapeCell = escapeCell;
+exports.phaseRows = phaseRows;
 exports.renderMarkdown = renderMarkdown;
 exports.renderText = renderText;
 const size_1 = __nccwpck_require__(4642);
@@ -28581,8 +28595,29 @@ function escapeCell(s) {
 }
 function mdTable(header, rows) {
     const line = (r) => `| ${r.map(escapeCell).join(' | ')} |`;
-    return [line(header), '| --- | --- |', ...rows.map(line)].join('\n');
+    return [line(header), `|${' --- |'.repeat(header.length)}`, ...rows.map(line)].join('\n');
 }
+/** One row per bootstrap phase: status, duration, peak target memory, bytes sent, what it did. */
+function phaseRows(b) {
+    return b.phases.map((p) => [
+        p.name,
+        p.status,
+        `${p.seconds.toFixed(1)} s`,
+        p.peakMemBytes ? (0, size_1.formatBytes)(p.peakMemBytes) : '–',
+        p.bytesSent ? (0, size_1.formatBytes)(p.bytesSent) : '–',
+        p.detail ?? '',
+    ]);
+}
+function hostLine(b) {
+    const h = b.host;
+    const what = !h.isNixos
+        ? 'its own distribution'
+        : h.variantId === 'installer'
+            ? 'the NixOS kexec installer'
+            : `NixOS ${h.currentSystem ?? '(no /run/current-system)'}`;
+    return `the host runs ${what} (boot_id ${h.bootId}); ${(0, size_1.formatBytes)(b.bytesSent)} sent`;
+}
+const PHASE_HEADER = ['Phase', 'Status', 'Time', 'Peak target memory', 'Sent', 'Detail'];
 /** Markdown for the job summary. */
 function renderMarkdown(r) {
     const out = [`## vps-nixos${r.target ? ` — ${escapeCell(r.target)}` : ''}`];
@@ -28614,6 +28649,15 @@ function renderMarkdown(r) {
         out.push('<details><summary>Biggest paths</summary>\n\n' +
             mdTable(['Path', 'Size'], c.top) +
             '\n\n</details>');
+    }
+    if (r.bootstrap) {
+        out.push('### Bootstrap', escapeCell(hostLine(r.bootstrap)));
+        if (r.bootstrap.phases.length)
+            out.push(mdTable(PHASE_HEADER, phaseRows(r.bootstrap)));
+        else
+            out.push('Nothing to bootstrap.');
+        for (const w of r.bootstrap.warnings)
+            out.push(`> [!WARNING]\n> ${escapeCell(w)}`);
     }
     if (r.preflight)
         out.push('### Preflight', (0, run_1.renderFindingsMarkdown)(r.preflight.findings));
@@ -28657,6 +28701,14 @@ function renderText(r) {
     }
     if (r.preflight)
         out.push('preflight:', (0, run_1.renderFindingsText)(r.preflight.findings).trimEnd());
+    if (r.bootstrap) {
+        out.push('bootstrap:');
+        for (const [name, status, time, mem, sent, detail] of phaseRows(r.bootstrap))
+            out.push(`  ${name.padEnd(15)} ${status.padEnd(8)} ${time.padStart(8)}  peak ${mem}, sent ${sent}`, `    ${detail}`);
+        if (!r.bootstrap.phases.length)
+            out.push('  nothing to bootstrap');
+        out.push(`  ${hostLine(r.bootstrap)}`);
+    }
     if (r.error)
         out.push(`error: ${r.error.message}`, ...(r.error.fix ? [`  fix: ${r.error.fix}`] : []));
     return out.join('\n') + '\n';
@@ -53687,7 +53739,8 @@ async function cli(argv) {
         const result = await (0, commands_1.runCommand)(cmd, parsed.options, log);
         process.stdout.write(result.output);
         // Text output already shows the error; JSON keeps stdout to one document.
-        if (result.exitCode !== 0 && (!result.record.error || parsed.options.json === 'true')) {
+        if ((result.exitCode !== 0 && (!result.record.error || parsed.options.json === 'true')) ||
+            (result.exitCode === 0 && result.record.bootstrap)) {
             process.stderr.write(`vps-nixos: ${result.message.replace(/\n/g, '\n  ')}\n`);
         }
         return result.exitCode;

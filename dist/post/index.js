@@ -31922,6 +31922,8 @@ exports.Output = {
     method: 'method',
     hostKey: 'host-key',
     hostConfig: 'host-config',
+    phases: 'phases',
+    currentSystem: 'current-system',
 };
 
 

@@ -39,7 +39,10 @@ case ${1:-} in
     disk=${2:?disk} script=${3:?disk script}
     [ -x "$script" ] || fail "$script is not in the installer's store"
     rm -f "$marker"
-    swapoff -a 2>/dev/null || :   # a swapfile or partition on the disk would keep it busy
+    # Swap on the disk would keep it busy; zram stays on: the install needs it.
+    for dev in $(awk -v d="$disk" 'NR > 1 && index($1, d) == 1 { print $1 }' /proc/swaps); do
+      swapoff "$dev" || fail "cannot swapoff $dev on $disk"
+    done
     DISKO_DEVICE=$disk "$script" || fail "the disk script failed (exit $?)"
     mountpoint -q /mnt || fail "the disk script did not mount /mnt"
     mkdir -p /run/vps-nixos

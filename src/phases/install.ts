@@ -4,7 +4,7 @@ import { VpsNixosError } from '../errors';
 import { sendClosure } from '../nix/transfer';
 import { formatBytes } from '../size';
 import type { RemoteSession } from '../ssh/session';
-import type { Phase } from './phase';
+import { lineStream, type Phase } from './phase';
 import { parseKv } from './prep';
 
 export interface InstallContext {
@@ -30,9 +30,7 @@ async function step(
   const r = await ctx.session.exec(`sh -s -- ${args.map(q).join(' ')}`, {
     stdin: readAsset('scripts/phases/install.sh'),
     timeoutMs,
-    onOutput: stream
-      ? (chunk) => chunk.split('\n').forEach((l) => l.trim() && !l.includes('=') && ctx.log(l))
-      : undefined,
+    onOutput: stream ? lineStream(ctx.log) : undefined,
   });
   const { values } = parseKv(r.stdout);
   if (r.code !== 0)

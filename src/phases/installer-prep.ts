@@ -3,7 +3,7 @@ import { readAsset } from '../assets';
 import { VpsNixosError } from '../errors';
 import { formatBytes } from '../size';
 import type { RemoteSession } from '../ssh/session';
-import type { Phase } from './phase';
+import { lineStream, type Phase } from './phase';
 import { parseKv, prepPhase } from './prep';
 import { remoteInvalid, sendClosure } from '../nix/transfer';
 
@@ -35,8 +35,7 @@ async function diskoPatch(
   const r = await ctx.session.exec(`sh -s -- ${action} '${ctx.diskScript}'`, {
     stdin: readAsset('scripts/phases/disko-patch.sh'),
     timeoutMs: 2 * 60_000,
-    onOutput: (chunk, stream) =>
-      stream === 'stderr' && chunk.split('\n').forEach((l) => l.trim() && ctx.log(l)),
+    onOutput: lineStream(ctx.log, ['stderr']),
   });
   const { values } = parseKv(r.stdout);
   if (r.code !== 0)

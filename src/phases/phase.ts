@@ -118,3 +118,17 @@ export async function runPhases<C>(
   }
   return { records };
 }
+
+/** An ExecOptions.onOutput that logs whole lines (chunks split lines anywhere), minus key=value lines. */
+export function lineStream(
+  log: (line: string) => void,
+  streams: ('stdout' | 'stderr')[] = ['stdout', 'stderr'],
+): (chunk: string, stream: 'stdout' | 'stderr') => void {
+  const partial: Record<string, string> = { stdout: '', stderr: '' };
+  return (chunk, stream) => {
+    if (!streams.includes(stream)) return;
+    const lines = (partial[stream] + chunk).split('\n');
+    partial[stream] = lines.pop() ?? '';
+    for (const l of lines) if (l.trim() && !/^[a-z_.]+=/.test(l)) log(l);
+  };
+}

@@ -3,7 +3,7 @@ import { readAsset } from '../assets';
 import { VpsNixosError } from '../errors';
 import type { Plan } from '../plan/plan';
 import type { RemoteSession } from '../ssh/session';
-import type { Phase } from './phase';
+import { lineStream, type Phase } from './phase';
 
 export interface PrepContext {
   session: RemoteSession;
@@ -49,10 +49,7 @@ async function prepScript(
   const r = await ctx.session.exec(`sh -s -- ${check ? '--check ' : ''}${args(ctx)}`, {
     stdin: readAsset('scripts/phases/prep.sh'),
     timeoutMs,
-    onOutput: check
-      ? undefined
-      : (chunk, stream) =>
-          stream === 'stderr' && chunk.split('\n').forEach((l) => l.trim() && ctx.log(l)),
+    onOutput: check ? undefined : lineStream(ctx.log, ['stderr']),
   });
   const out = parseKv(r.stdout);
   if (r.code !== 0) {

@@ -21,7 +21,7 @@ export function finalStatus(
       };
     }
   }
-  if (record.bootstrap) {
+  if (record.bootstrap && !record.plan?.phases.includes('deploy')) {
     const h = record.bootstrap.host;
     const ran = record.bootstrap.phases.filter((p) => p.status === 'done').length;
     const state = h.isNixos
@@ -49,6 +49,6 @@ export function finalStatus(
   }
   return {
     ok: false,
-    message: `planned ${record.plan.method}, but this version of vps-nixos stops after the plan (build, bootstrap and deploy stages are not released yet): set plan-only: true`,
+    message: `planned ${record.plan.method}${record.bootstrap ? ' and bootstrapped the host' : ''}, but the deploy stage is not released yet: set plan-only: true, or leave flake out and give toplevel/disk-script to bootstrap only`,
   };
 }

@@ -117,10 +117,34 @@ export function escapeCell(s: string): string {
     .replace(/\r?\n/g, '<br>');
 }
 
-function mdTable(header: Row, rows: Row[]): string {
-  const line = (r: Row) => `| ${r.map(escapeCell).join(' | ')} |`;
-  return [line(header), '| --- | --- |', ...rows.map(line)].join('\n');
+function mdTable(header: string[], rows: string[][]): string {
+  const line = (r: string[]) => `| ${r.map(escapeCell).join(' | ')} |`;
+  return [line(header), `|${' --- |'.repeat(header.length)}`, ...rows.map(line)].join('\n');
 }
+
+/** One row per bootstrap phase: status, duration, peak target memory, bytes sent, what it did. */
+export function phaseRows(b: NonNullable<RunRecord['bootstrap']>): string[][] {
+  return b.phases.map((p) => [
+    p.name,
+    p.status,
+    `${p.seconds.toFixed(1)} s`,
+    p.peakMemBytes ? formatBytes(p.peakMemBytes) : '–',
+    p.bytesSent ? formatBytes(p.bytesSent) : '–',
+    p.detail ?? '',
+  ]);
+}
+
+function hostLine(b: NonNullable<RunRecord['bootstrap']>): string {
+  const h = b.host;
+  const what = !h.isNixos
+    ? 'its own distribution'
+    : h.variantId === 'installer'
+      ? 'the NixOS kexec installer'
+      : `NixOS ${h.currentSystem ?? '(no /run/current-system)'}`;
+  return `the host runs ${what} (boot_id ${h.bootId}); ${formatBytes(b.bytesSent)} sent`;
+}
+
+const PHASE_HEADER = ['Phase', 'Status', 'Time', 'Peak target memory', 'Sent', 'Detail'];
 
 /** Markdown for the job summary. */
 export function renderMarkdown(r: RunRecord): string {
@@ -159,6 +183,12 @@ export function renderMarkdown(r: RunRecord): string {
         mdTable(['Path', 'Size'], c.top) +
         '\n\n</details>',
     );
+  }
+  if (r.bootstrap) {
+    out.push('### Bootstrap', escapeCell(hostLine(r.bootstrap)));
+    if (r.bootstrap.phases.length) out.push(mdTable(PHASE_HEADER, phaseRows(r.bootstrap)));
+    else out.push('Nothing to bootstrap.');
+    for (const w of r.bootstrap.warnings) out.push(`> [!WARNING]\n> ${escapeCell(w)}`);
   }
   if (r.preflight) out.push('### Preflight', renderFindingsMarkdown(r.preflight.findings));
   if (r.facts) out.push('### Facts', mdTable(['Fact', 'Value'], factRows(r.facts)));
@@ -209,6 +239,16 @@ export function renderText(r: RunRecord): string {
       );
   }
   if (r.preflight) out.push('preflight:', renderFindingsText(r.preflight.findings).trimEnd());
+  if (r.bootstrap) {
+    out.push('bootstrap:');
+    for (const [name, status, time, mem, sent, detail] of phaseRows(r.bootstrap))
+      out.push(
+        `  ${name!.padEnd(15)} ${status!.padEnd(8)} ${time!.padStart(8)}  peak ${mem}, sent ${sent}`,
+        `    ${detail}`,
+      );
+    if (!r.bootstrap.phases.length) out.push('  nothing to bootstrap');
+    out.push(`  ${hostLine(r.bootstrap)}`);
+  }
   if (r.error)
     out.push(`error: ${r.error.message}`, ...(r.error.fix ? [`  fix: ${r.error.fix}`] : []));
   return out.join('\n') + '\n';

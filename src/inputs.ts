@@ -47,6 +47,9 @@ export interface Config {
   /** Prebuilt store paths: skip the build (like nixos-anywhere's --store-paths). */
   toplevel?: string;
   diskScript?: string;
+  /** Extra binary caches the target fetches from during the install, and their keys. */
+  substituters: string[];
+  trustedPublicKeys: string[];
 }
 
 /** One input as action.yml documents it; the schema below is built from these. */
@@ -201,6 +204,15 @@ export const INPUTS = {
   'disk-script': {
     description:
       'Prebuilt disko destroy,format,mount script store path (with toplevel: skips the build)',
+    required: false,
+  },
+  substituters: {
+    description:
+      'Extra binary caches (URLs, space or newline separated) the target fetches the closure from during the install, besides its own (cache.nixos.org); the runner sends only what they lack',
+    required: false,
+  },
+  'trusted-public-keys': {
+    description: 'Signing keys of those caches (name:base64, space or newline separated)',
     required: false,
   },
 } as const satisfies Record<string, InputSpec>;
@@ -392,6 +404,20 @@ const FIELDS = {
     ),
   toplevel: storePathInput,
   'disk-script': storePathInput,
+  substituters: z.string().transform((s, ctx) => {
+    const urls = s.split(/\s+/).filter(Boolean);
+    const bad = urls.find((u) => !/^(https?|file|s3):\/\/\S+$/.test(u));
+    return bad
+      ? fail(ctx, `'${bad}' is not a binary cache URL`, 'write https://… (or file://, s3://) URLs')
+      : urls;
+  }),
+  'trusted-public-keys': z.string().transform((s, ctx) => {
+    const keys = s.split(/\s+/).filter(Boolean);
+    const bad = keys.find((k) => !/^[^:\s]+:[A-Za-z0-9+/]+=*$/.test(k));
+    return bad
+      ? fail(ctx, `'${bad}' is not a Nix public key`, 'write name:base64, as in nix.conf')
+      : keys;
+  }),
 } satisfies Record<InputName, z.ZodType>;
 
 /** The zod schema of the inputs, after defaults are filled in (see withDefaults). */
@@ -464,6 +490,8 @@ export function parseConfig(raw: RawInputs, opts: ParseOptions = {}): Config {
     patchUdevadm: v['patch-udevadm'] as Config['patchUdevadm'],
     toplevel: v.toplevel,
     diskScript: v['disk-script'],
+    substituters: v.substituters ?? [],
+    trustedPublicKeys: v['trusted-public-keys'] ?? [],
   };
   checkTogether(cfg, opts, shown);
   return cfg;

@@ -113,6 +113,45 @@ describe('sendClosure into a store root over the pinned session', () => {
     expect(r.sent).toBe(closure.length - firstClosure.length);
   });
 
+  it('lets the target substitute from a binary cache first, and sends only what the cache lacks', async () => {
+    const root = storeRoot();
+    const closure = await localClosure([toplevel]);
+    const deps = closure.slice(0, -1);
+    // A signed file:// binary cache on the target holding every dependency, not the toplevel.
+    const cache = mkdtempSync(join(tmpdir(), 'vps-nixos-bincache-'));
+    const sk = join(cache, 'secret');
+    writeFileSync(sk, nixSync(['key', 'generate-secret', '--key-name', 'vps-nixos-test-1']));
+    const pk = execFileSync(
+      'nix',
+      ['--extra-experimental-features', 'nix-command', 'key', 'convert-secret-to-public'],
+      {
+        input: readFileSync(sk),
+        encoding: 'utf8',
+        env,
+      },
+    ).trim();
+    nixSync(['copy', '--to', `file://${cache}/c?secret-key=${sk}&compression=none`, ...deps]);
+    const r = await sendClosure(session, [toplevel], {
+      storeRoot: root,
+      substitute: true,
+      substituters: { urls: [`file://${cache}/c`], publicKeys: [pk] },
+      log: (l) => lines.push(l),
+    });
+    expect(r).toMatchObject({ present: 0, substituted: deps.length, sent: 1 });
+    expect(r.bytesSent).toBeLessThan(narBytes(deps));
+    expect(invalidIn(root, closure)).toEqual([]);
+    execFileSync('nix-store', ['--store', root, '--verify-path', ...closure], { env });
+    // An unsigned cache is not trusted: everything is sent.
+    const root2 = storeRoot();
+    const r2 = await sendClosure(session, [toplevel], {
+      storeRoot: root2,
+      substitute: true,
+      substituters: { urls: [`file://${cache}/c`], publicKeys: [] },
+      log: () => {},
+    });
+    expect(r2).toMatchObject({ substituted: 0, sent: closure.length });
+  });
+
   it('says which store it could not query, and changes nothing, when the target has no such Nix', async () => {
     await expect(
       sendClosure(session, [toplevel], {

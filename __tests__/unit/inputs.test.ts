@@ -107,6 +107,29 @@ describe('parseConfig', () => {
       parseConfig({ ...good, 'known-hosts': '', 'trust-on-first-use': 'true' }).trustOnFirstUse,
     ).toBe(true);
   });
+  it('reads the bootstrap inputs', () => {
+    const top = `/nix/store/${'b'.repeat(32)}-nixos-system-x`;
+    const c = parseConfig({
+      ...good,
+      'plan-only': 'false',
+      flake: '',
+      'confirm-wipe': '/dev/vda',
+      'zram-size': '512MiB',
+      'swap-size': '0',
+      toplevel: top,
+      substituters: 'https://a.example\n https://b.example',
+      'trusted-public-keys': 'a.example-1:AAAA= b:BBBB',
+    });
+    expect(c).toMatchObject({
+      confirmWipe: '/dev/vda',
+      zramBytes: 512 * 2 ** 20,
+      swapBytes: 0,
+      toplevel: top,
+      patchUdevadm: 'auto',
+      substituters: ['https://a.example', 'https://b.example'],
+      trustedPublicKeys: ['a.example-1:AAAA=', 'b:BBBB'],
+    });
+  });
   it('needs no target, key or pin when planning from a facts file', () => {
     expect(() => parseConfig({ 'plan-only': 'true' }, { noConnection: true })).not.toThrow();
   });
@@ -168,6 +191,24 @@ describe('parseConfig', () => {
     ['real run without flake', { 'plan-only': 'false' }, 'flake', /plan-only/],
     ['timeout zero', { 'connect-timeout': '0' }, 'connect-timeout', /whole number/],
     ['retries not a number', { 'connect-retries': 'many' }, 'connect-retries', /whole number/],
+    ['confirm-wipe not a device', { 'confirm-wipe': 'vda' }, 'confirm-wipe', /\/dev\/vda/],
+    ['confirm-wipe escaping /dev', { 'confirm-wipe': '/dev/../etc' }, 'confirm-wipe', /whole disk/],
+    ['patch-udevadm unknown', { 'patch-udevadm': 'maybe' }, 'patch-udevadm', /auto, true or false/],
+    ['zram-size not a size', { 'zram-size': 'half' }, 'zram-size', /1GiB/],
+    ['toplevel not a store path', { toplevel: '/tmp/system' }, 'toplevel', /\/nix\/store/],
+    [
+      'disk-script without toplevel',
+      { 'disk-script': `/nix/store/${'a'.repeat(32)}-disko` },
+      'disk-script',
+      /both/,
+    ],
+    ['substituter not a URL', { substituters: 'cache.example' }, 'substituters', /https:/],
+    [
+      'public key not a key',
+      { 'trusted-public-keys': 'nope' },
+      'trusted-public-keys',
+      /name:base64/,
+    ],
   ];
   it.each(bad)('%s', (_title, override, input, fixPattern) => {
     let err: unknown;

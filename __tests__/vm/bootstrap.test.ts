@@ -6,13 +6,16 @@
  * The VM is snapshotted fresh at the start; the interruption chain restores that snapshot.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '../../src/ssh/session';
 import { fingerprint, pinFor } from '../../src/ssh/hostkeys';
 import { runPhases, type PhaseLogger } from '../../src/phases/phase';
 import { prepPhase, type PrepContext } from '../../src/phases/prep';
 import { whoAnswers } from '../../src/phases/wait';
+import { kexecPhase, type KexecContext } from '../../src/phases/kexec';
 import { currentVps, standins, vpsConfig } from '../helpers/vps';
 import { runCli, type CliResult } from '../helpers/cli';
 
@@ -113,6 +116,55 @@ describe('nothing is touched without the right confirm-wipe', () => {
       'cat /proc/sys/kernel/random/boot_id; command -v cpio || echo no-cpio; cat /proc/swaps | wc -l',
     );
     expect(after.stdout.split('\n').slice(0, 3)).toEqual([before.bootId, 'no-cpio', '1']);
+  });
+});
+
+/** A tarball in the installer layout whose `run` returns without loading anything. */
+function inertTarball(): { path: string; sha256: string; bytes: number } {
+  const dir = mkdtempSync(join(tmpdir(), 'vps-nixos-inert-'));
+  mkdirSync(join(dir, 'kexec'));
+  writeFileSync(join(dir, 'kexec/run'), '#!/bin/sh\necho "loads nothing"\n', { mode: 0o755 });
+  execFileSync('tar', ['-C', dir, '-cf', join(dir, 'inert.tar'), 'kexec']);
+  const data = readFileSync(join(dir, 'inert.tar'));
+  return {
+    path: join(dir, 'inert.tar'),
+    sha256: createHash('sha256').update(data).digest('hex'),
+    bytes: data.length,
+  };
+}
+
+describe('kexec failures on the distro are diagnosed, and leave the disk alone', () => {
+  const ctxFor = async (t: {
+    path: string;
+    sha256: string;
+    bytes: number;
+  }): Promise<KexecContext> => ({
+    session: await open(),
+    reconnect: open,
+    tarball: { ...t, source: 'file', from: t.path },
+    log: (l) => lines.push(l),
+    pollMs: 1000,
+    oldSystemGraceMs: 8000,
+  });
+  it('says the kexec did not take when the old system keeps answering', async () => {
+    const ctx = await ctxFor(inertTarball());
+    const before = await whoAnswers(ctx.session);
+    const r = await runPhases([kexecPhase], ctx, log);
+    expect(r.records[0]!.status).toBe('failed');
+    expect(r.records[0]!.detail).toMatch(
+      /kexec did not take: \d+ s after loading the installer the old system still answers/,
+    );
+    expect((await whoAnswers(await open())).bootId).toBe(before.bootId);
+  });
+  it('refuses an upload whose sha256 is not the one given, naming both', async () => {
+    const t = inertTarball();
+    const ctx = await ctxFor({ ...t, sha256: 'a'.repeat(64) });
+    const r = await runPhases([kexecPhase], ctx, log);
+    expect(r.records[0]!.status).toBe('failed');
+    expect(r.records[0]!.detail).toContain(
+      `the upload has sha256 ${t.sha256}, expected ${'a'.repeat(64)}`,
+    );
+    ctx.session.close();
   });
 });
 

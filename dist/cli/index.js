@@ -23827,6 +23827,8 @@ const BOOTSTRAPPING = [
     'patch-udevadm',
     'toplevel',
     'disk-script',
+    'substituters',
+    'trusted-public-keys',
     'allow-preflight-errors',
 ];
 const inputOption = (name) => {
@@ -24969,6 +24971,14 @@ exports.INPUTS = {
         description: 'Prebuilt disko destroy,format,mount script store path (with toplevel: skips the build)',
         required: false,
     },
+    substituters: {
+        description: 'Extra binary caches (URLs, space or newline separated) the target fetches the closure from during the install, besides its own (cache.nixos.org); the runner sends only what they lack',
+        required: false,
+    },
+    'trusted-public-keys': {
+        description: 'Signing keys of those caches (name:base64, space or newline separated)',
+        required: false,
+    },
 };
 function fail(ctx, message, fix) {
     ctx.addIssue({ code: 'custom', message, params: { fix } });
@@ -25092,6 +25102,20 @@ const FIELDS = {
         : fail(ctx, `'${s}' is not auto, true or false`, 'write auto, true or false')),
     toplevel: storePathInput,
     'disk-script': storePathInput,
+    substituters: zod_1.z.string().transform((s, ctx) => {
+        const urls = s.split(/\s+/).filter(Boolean);
+        const bad = urls.find((u) => !/^(https?|file|s3):\/\/\S+$/.test(u));
+        return bad
+            ? fail(ctx, `'${bad}' is not a binary cache URL`, 'write https://… (or file://, s3://) URLs')
+            : urls;
+    }),
+    'trusted-public-keys': zod_1.z.string().transform((s, ctx) => {
+        const keys = s.split(/\s+/).filter(Boolean);
+        const bad = keys.find((k) => !/^[^:\s]+:[A-Za-z0-9+/]+=*$/.test(k));
+        return bad
+            ? fail(ctx, `'${bad}' is not a Nix public key`, 'write name:base64, as in nix.conf')
+            : keys;
+    }),
 };
 /** The zod schema of the inputs, after defaults are filled in (see withDefaults). */
 exports.inputSchema = zod_1.z.object(Object.fromEntries(Object.keys(FIELDS).map((name) => [name, FIELDS[name].optional()])));
@@ -25148,6 +25172,8 @@ function parseConfig(raw, opts = {}) {
         patchUdevadm: v['patch-udevadm'],
         toplevel: v.toplevel,
         diskScript: v['disk-script'],
+        substituters: v.substituters ?? [],
+        trustedPublicKeys: v['trusted-public-keys'] ?? [],
     };
     checkTogether(cfg, opts, shown);
     return cfg;
@@ -25857,7 +25883,10 @@ async function sendClosure(session, roots, opts) {
     let substituted = 0;
     if (missing.length > 0 && opts.substitute) {
         // keep-going: fetch what the caches have even when some paths (ours) are in none of them.
-        const r = await session.exec(`xargs nix-store ${storeOpt(opts.storeRoot)}--realise --option keep-going true --option connect-timeout 10 >/dev/null`, { stdin: missing.join('\n') + '\n', timeoutMs: 60 * 60_000 });
+        const extra = opts.substituters?.urls.length
+            ? ` --option extra-substituters ${q(opts.substituters.urls.join(' '))} --option extra-trusted-public-keys ${q(opts.substituters.publicKeys.join(' '))}`
+            : '';
+        const r = await session.exec(`xargs nix-store ${storeOpt(opts.storeRoot)}--realise --option keep-going true --option connect-timeout 10${extra} >/dev/null`, { stdin: missing.join('\n') + '\n', timeoutMs: 60 * 60_000 });
         const before = missing.length;
         missing = await remoteInvalid(session, missing, opts.storeRoot);
         substituted = before - missing.length;
@@ -26018,6 +26047,7 @@ async function runBootstrap(session, facts, plan, artifacts, opts) {
             diskBytes: pre.diskBytes,
         },
         bytesSent: 0,
+        substituters: opts.substituters,
     };
     const table = {
         prep: prep_1.prepPhase,
@@ -26134,6 +26164,7 @@ exports.installPhase = {
         const sent = await (0, transfer_1.sendClosure)(ctx.session, [ctx.toplevel], {
             storeRoot: '/mnt',
             substitute: true,
+            substituters: ctx.substituters,
             log: ctx.log,
         });
         ctx.bytesSent = (ctx.bytesSent ?? 0) + sent.bytesSent;
@@ -26855,6 +26886,7 @@ async function runPipeline(cfg, req, deps) {
                 const result = await (0, bootstrap_1.runBootstrap)(open, facts, planned, await artifacts(cfg, deps, record), {
                     confirmWipe: cfg.confirmWipe,
                     patchUdevadm: cfg.patchUdevadm,
+                    substituters: { urls: cfg.substituters, publicKeys: cfg.trustedPublicKeys },
                     reconnect: reconnector(cfg, deps, open),
                     log: { ...deps.log, group: deps.log.group ?? ((_t, fn) => fn()) },
                 });

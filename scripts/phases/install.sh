@@ -40,9 +40,9 @@ case ${1:-} in
     [ -x "$script" ] || fail "$script is not in the installer's store"
     rm -f "$marker"
     # Swap on the disk would keep it busy; zram stays on: the install needs it.
-    for dev in $(awk -v d="$disk" 'NR > 1 && index($1, d) == 1 { print $1 }' /proc/swaps); do
-      swapoff "$dev" || fail "cannot swapoff $dev on $disk"
-    done
+    on_disk() { awk -v d="$disk" 'NR > 1 && index($1, d) == 1 { print $1 }' /proc/swaps; }
+    on_disk | while read -r dev; do swapoff "$dev"; done
+    [ -z "$(on_disk)" ] || fail "cannot swapoff $(on_disk | tr '\n' ' ')on $disk"
     DISKO_DEVICE=$disk "$script" || fail "the disk script failed (exit $?)"
     mountpoint -q /mnt || fail "the disk script did not mount /mnt"
     mkdir -p /run/vps-nixos

@@ -88,6 +88,8 @@ const BOOTSTRAPPING: InputName[] = [
   'patch-udevadm',
   'toplevel',
   'disk-script',
+  'substituters',
+  'trusted-public-keys',
   'allow-preflight-errors',
 ];
 

@@ -19,6 +19,8 @@ export interface TransferOptions {
   storeRoot?: string;
   /** Let the target fetch what its configured substituters have before we send anything. */
   substitute?: boolean;
+  /** Binary caches for the target to use besides its own (URLs and their signing keys). */
+  substituters?: { urls: string[]; publicKeys: string[] };
   log: (line: string) => void;
   /** For tests: the local `nix-store`. */
   nixStoreBin?: string;
@@ -183,8 +185,11 @@ export async function sendClosure(
   let substituted = 0;
   if (missing.length > 0 && opts.substitute) {
     // keep-going: fetch what the caches have even when some paths (ours) are in none of them.
+    const extra = opts.substituters?.urls.length
+      ? ` --option extra-substituters ${q(opts.substituters.urls.join(' '))} --option extra-trusted-public-keys ${q(opts.substituters.publicKeys.join(' '))}`
+      : '';
     const r = await session.exec(
-      `xargs nix-store ${storeOpt(opts.storeRoot)}--realise --option keep-going true --option connect-timeout 10 >/dev/null`,
+      `xargs nix-store ${storeOpt(opts.storeRoot)}--realise --option keep-going true --option connect-timeout 10${extra} >/dev/null`,
       { stdin: missing.join('\n') + '\n', timeoutMs: 60 * 60_000 },
     );
     const before = missing.length;

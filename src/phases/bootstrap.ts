@@ -35,6 +35,7 @@ export interface BootstrapArtifacts {
 export interface BootstrapOptions {
   confirmWipe?: string;
   patchUdevadm: 'auto' | 'true' | 'false';
+  substituters?: { urls: string[]; publicKeys: string[] };
   reconnect(): Promise<RemoteSession>;
   log: PhaseLogger;
   /** For tests: sampling interval of the target's memory (default 2 s; 0 turns it off). */
@@ -178,6 +179,7 @@ export async function runBootstrap(
       diskBytes: pre.diskBytes,
     },
     bytesSent: 0,
+    substituters: opts.substituters,
   };
   const table: Record<string, Phase<typeof ctx>> = {
     prep: prepPhase,

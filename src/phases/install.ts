@@ -17,6 +17,8 @@ export interface InstallContext {
   expect: { machineId?: string; diskBytes?: number };
   log: (line: string) => void;
   bytesSent?: number;
+  /** Extra binary caches for the target (input substituters / trusted-public-keys). */
+  substituters?: { urls: string[]; publicKeys: string[] };
 }
 
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -100,6 +102,7 @@ export const installPhase: Phase<InstallContext> = {
     const sent = await sendClosure(ctx.session, [ctx.toplevel], {
       storeRoot: '/mnt',
       substitute: true,
+      substituters: ctx.substituters,
       log: ctx.log,
     });
     ctx.bytesSent = (ctx.bytesSent ?? 0) + sent.bytesSent;

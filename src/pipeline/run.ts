@@ -189,6 +189,7 @@ export async function runPipeline(
           {
             confirmWipe: cfg.confirmWipe,
             patchUdevadm: cfg.patchUdevadm,
+            substituters: { urls: cfg.substituters, publicKeys: cfg.trustedPublicKeys },
             reconnect: reconnector(cfg, deps, open),
             log: { ...deps.log, group: deps.log.group ?? ((_t, fn) => fn()) },
           },

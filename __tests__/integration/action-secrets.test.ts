@@ -3,11 +3,10 @@
  * real sshd: no line of the key is ever printed, the key file is 0600 in a 0700 dir under
  * RUNNER_TEMP, and the post step removes it — also after a failed main step.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { startSshd, freePort, type Sshd } from '../helpers/sshd';
+import { runStep } from '../helpers/action';
 
 jest.setTimeout(60_000);
 let sshd: Sshd;
@@ -15,66 +14,6 @@ beforeAll(async () => {
   sshd = await startSshd();
 });
 afterAll(async () => sshd?.stop());
-
-interface StepRun {
-  output: string;
-  state: Record<string, string>;
-  outputs: Record<string, string>;
-  summary: string;
-  code: number;
-  runnerTemp: string;
-}
-
-/** Reads GITHUB_OUTPUT / GITHUB_STATE files (`name<<delim` heredoc format). */
-function readCommandFile(path: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (!existsSync(path)) return out;
-  const lines = readFileSync(path, 'utf8').split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const m = /^([^<=]+)<<(.+)$/.exec(lines[i]!);
-    if (!m) continue;
-    const value: string[] = [];
-    while (++i < lines.length && lines[i] !== m[2]) value.push(lines[i]!);
-    out[m[1]!] = value.join('\n');
-  }
-  return out;
-}
-
-function runStep(
-  entry: 'main' | 'post',
-  inputs: Record<string, string>,
-  extraEnv: Record<string, string> = {},
-  runnerTemp?: string,
-): StepRun {
-  const work = mkdtempSync(join(tmpdir(), 'vps-nixos-step-'));
-  const temp = runnerTemp ?? mkdtempSync(join(tmpdir(), 'vps-nixos-runner-temp-'));
-  const files = {
-    GITHUB_OUTPUT: join(work, 'output'),
-    GITHUB_STATE: join(work, 'state'),
-    GITHUB_STEP_SUMMARY: join(work, 'summary'),
-  };
-  for (const f of Object.values(files)) writeFileSync(f, '');
-  const env: Record<string, string> = {
-    PATH: process.env.PATH ?? '',
-    RUNNER_TEMP: temp,
-    ...files,
-    ...extraEnv,
-  };
-  for (const [k, v] of Object.entries(inputs)) env[`INPUT_${k.toUpperCase()}`] = v;
-  const r = spawnSync(process.execPath, [join(__dirname, `../../dist/${entry}/index.js`)], {
-    env,
-    encoding: 'utf8',
-    timeout: 50_000,
-  });
-  return {
-    output: `${r.stdout}${r.stderr}`,
-    state: readCommandFile(files.GITHUB_STATE),
-    outputs: readCommandFile(files.GITHUB_OUTPUT),
-    summary: readFileSync(files.GITHUB_STEP_SUMMARY, 'utf8'),
-    code: r.status ?? -1,
-    runnerTemp: temp,
-  };
-}
 
 /** What the runner shows: everything except its own workflow commands, which it consumes. */
 const visible = (output: string) =>

@@ -18,6 +18,7 @@ import { whoAnswers } from '../../src/phases/wait';
 import { kexecPhase, type KexecContext } from '../../src/phases/kexec';
 import { currentVps, standins, vpsConfig } from '../helpers/vps';
 import { runCli, type CliResult } from '../helpers/cli';
+import { runStep } from '../helpers/action';
 
 jest.setTimeout(15 * 60_000);
 const vps = currentVps();
@@ -93,6 +94,16 @@ const report = (title: string, d: BootstrapDoc) =>
   process.stderr.write(
     `${title}:\n${d.phases.map((p) => `  ${p.name} ${p.status} ${p.seconds.toFixed(1)} s peak ${((p.peakMemBytes ?? 0) / 2 ** 20).toFixed(0)} MiB sent ${p.bytesSent ?? 0} B`).join('\n')}\n`,
   );
+/** The action's main step with the same inputs as the CLI runs. */
+const actionInputs = (extra: Record<string, string>) => ({
+  target: vps.target,
+  'ssh-private-key': readFileSync(vps.sshPrivateKeyFile, 'utf8'),
+  'known-hosts': readFileSync(vps.knownHostsFile, 'utf8'),
+  'kexec-tarball': s.kexecTarball,
+  toplevel: s.toplevel,
+  'disk-script': s.diskScript,
+  ...extra,
+});
 const pinned = readFileSync(vps.knownHostsFile, 'utf8').trim().split(/\s+/).slice(1, 3).join(' ');
 
 beforeAll(() => {
@@ -132,6 +143,23 @@ function inertTarball(): { path: string; sha256: string; bytes: number } {
     bytes: data.length,
   };
 }
+
+describe('the action refuses the same way', () => {
+  it('fails with the confirm-wipe message in the summary and touches nothing', async () => {
+    const before = await whoAnswers(await open());
+    const r = runStep('main', actionInputs({ 'confirm-wipe': '/dev/vdb' }), {}, undefined, 120_000);
+    expect(r.code).not.toBe(0);
+    expect(r.output).toMatch(/::error::.*confirm-wipe.*names \/dev\/vdb/);
+    expect(r.summary).toMatch(
+      /\[!CAUTION\]\n> input &#39;confirm-wipe&#39;|\[!CAUTION\]\n> input 'confirm-wipe'/,
+    );
+    expect(r.outputs.method).toBe('kexec');
+    expect((await whoAnswers(await open())).bootId).toBe(before.bootId);
+    expect(
+      runStep('post', {}, { 'STATE_vps-nixos-key-dir': r.state['vps-nixos-key-dir']! }).code,
+    ).toBe(0);
+  });
+});
 
 describe('kexec failures on the distro are diagnosed, and leave the disk alone', () => {
   const ctxFor = async (t: {
@@ -234,6 +262,19 @@ describe('bootstrap end to end: distro → kexec → installer → partitioned �
     expect(d.phases).toEqual([]);
     expect(d.host).toMatchObject({ isNixos: true, currentSystem: s.toplevel });
     expect(r.stderr).toMatch(/nothing to bootstrap: the host runs NixOS \/nix\/store\/.*standin/);
+  });
+
+  it('the action says the same: outputs, summary', () => {
+    const r = runStep('main', actionInputs({ 'confirm-wipe': '/dev/vda' }), {}, undefined, 120_000);
+    expect(r.code).toBe(0);
+    expect(r.outputs).toMatchObject({
+      method: 'deploy-only',
+      phases: '[]',
+      'current-system': s.toplevel,
+    });
+    expect(r.summary).toContain('### Bootstrap');
+    expect(r.summary).toContain('Nothing to bootstrap.');
+    expect(r.summary).toContain(`the host runs NixOS ${s.toplevel}`);
   });
 });
 

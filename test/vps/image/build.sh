@@ -67,8 +67,21 @@ mmdebstrap --mode=unshare --variant=minbase --quiet "${nodocs[@]}" \
   bookworm installer-part.tar
 mv installer-part.tar installer.tar
 
-t "installer root -> newc cpio (straight from the tar, owners kept) | zstd -3"
-bsdtar --format newc -cf - @installer.tar | zstd -q -3 -T0 > installer-base.tmp
+t "installer root -> zstd squashfs, inside a small stage-1 initrd (busybox /init)"
+rm -rf installer-root installer-stage1
+mkdir installer-root installer-stage1
+tar -C installer-root --numeric-owner -xpf installer.tar
+mksquashfs installer-root installer-stage1/installer-root.squashfs -comp zstd -noappend -quiet >/dev/null
+rm -rf installer-root
+s1=installer-stage1
+mkdir -p "$s1/bin" "$s1/lib/modules"
+install -m 755 "$(command -v busybox)" "$s1/bin/busybox"
+install -m 755 "$here/../installer/stage1-init" "$s1/init"
+for m in drivers/block/loop.ko fs/squashfs/squashfs.ko fs/overlayfs/overlay.ko; do
+  cp "ctroot/lib/modules/$kver/kernel/$m" "$s1/lib/modules/"
+done
+(cd "$s1" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | zstd -q -1 -T0 > installer-base.tmp
+rm -rf "$s1"
 mv installer-base.tmp installer-base.cpio.zst
 rm installer.tar
 fi

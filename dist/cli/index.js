@@ -25923,6 +25923,7 @@ exports.runBootstrap = runBootstrap;
 const node_fs_1 = __nccwpck_require__(3024);
 const node_path_1 = __nccwpck_require__(6760);
 const errors_1 = __nccwpck_require__(3916);
+const size_1 = __nccwpck_require__(4642);
 const transfer_1 = __nccwpck_require__(7252);
 const installer_prep_1 = __nccwpck_require__(9018);
 const install_1 = __nccwpck_require__(8459);
@@ -26005,8 +26006,14 @@ async function bootstrapPreflight(phases, facts, artifacts, confirmWipe) {
         if (!ok)
             throw new errors_1.VpsNixosError(`the bootstrap needs ${what}; nothing was changed`, fix);
     };
-    if (phases.includes('kexec'))
+    if (phases.includes('kexec')) {
         need('the kexec installer tarball', artifacts.kexec, 'give kexec-tarball, or a flake to build ours');
+        // The kernel refuses kexec images (kernel + initrd, about the tarball's size: both are
+        // compressed already) larger than half the RAM: kexec_load says EINVAL, nothing more.
+        const half = facts.memTotalBytes / 2;
+        if (artifacts.kexec.bytes > half)
+            throw new errors_1.VpsNixosError(`the kexec installer (${(0, size_1.formatBytes)(artifacts.kexec.bytes)}) is larger than half of this host's RAM (MemTotal ${(0, size_1.formatBytes)(facts.memTotalBytes)}): the kernel refuses to load kexec images over ${(0, size_1.formatBytes)(half)}; nothing was changed`, 'use a smaller installer (ours without firmware; installer-budget), more RAM, or the infect method (method: infect)');
+    }
     let diskBytes;
     if (phases.includes('install')) {
         need('the system toplevel', artifacts.toplevel, 'give toplevel, or a flake to build it');

@@ -6,6 +6,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { VpsNixosError } from '../errors';
+import { formatBytes } from '../size';
 import type { KexecTarball } from '../nix/kexec';
 import { localClosure } from '../nix/transfer';
 import type { Plan, PhaseName } from '../plan/plan';
@@ -124,12 +125,21 @@ export async function bootstrapPreflight(
   const need = (what: string, ok: unknown, fix: string) => {
     if (!ok) throw new VpsNixosError(`the bootstrap needs ${what}; nothing was changed`, fix);
   };
-  if (phases.includes('kexec'))
+  if (phases.includes('kexec')) {
     need(
       'the kexec installer tarball',
       artifacts.kexec,
       'give kexec-tarball, or a flake to build ours',
     );
+    // The kernel refuses kexec images (kernel + initrd, about the tarball's size: both are
+    // compressed already) larger than half the RAM: kexec_load says EINVAL, nothing more.
+    const half = facts.memTotalBytes / 2;
+    if (artifacts.kexec!.bytes > half)
+      throw new VpsNixosError(
+        `the kexec installer (${formatBytes(artifacts.kexec!.bytes)}) is larger than half of this host's RAM (MemTotal ${formatBytes(facts.memTotalBytes)}): the kernel refuses to load kexec images over ${formatBytes(half)}; nothing was changed`,
+        'use a smaller installer (ours without firmware; installer-budget), more RAM, or the infect method (method: infect)',
+      );
+  }
   let diskBytes: number | undefined;
   if (phases.includes('install')) {
     need('the system toplevel', artifacts.toplevel, 'give toplevel, or a flake to build it');

@@ -1,0 +1,42 @@
+/** What the bootstrap checks before its first phase touches the host (the parts without a store). */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { bootstrapPreflight } from '../../src/phases/bootstrap';
+import { parseFacts } from '../../src/probe/facts';
+import type { KexecTarball } from '../../src/nix/kexec';
+
+const MiB = 2 ** 20;
+const facts = parseFacts(
+  readFileSync(join(__dirname, '../fixtures/facts/debian-12-kvm.txt'), 'utf8'),
+);
+const tarball = (bytes: number): KexecTarball => ({
+  path: '/tmp/x.tar.gz',
+  sha256: 'a'.repeat(64),
+  bytes,
+  source: 'file',
+  from: '/tmp/x.tar.gz',
+});
+
+describe('bootstrapPreflight', () => {
+  it('needs an installer tarball when kexec is planned', async () => {
+    await expect(bootstrapPreflight(['prep', 'kexec'], facts, {}, undefined)).rejects.toThrow(
+      /needs the kexec installer tarball; nothing was changed/,
+    );
+  });
+  it('refuses an installer larger than half the RAM (the kernel would say EINVAL)', async () => {
+    const small = { ...facts, memTotalBytes: 457 * MiB };
+    await expect(
+      bootstrapPreflight(['kexec'], small, { kexec: tarball(300 * MiB) }, undefined),
+    ).rejects.toThrow(
+      /larger than half of this host's RAM \(MemTotal 457\.0 MiB\).*over 228\.5 MiB/,
+    );
+    await expect(
+      bootstrapPreflight(['kexec'], small, { kexec: tarball(200 * MiB) }, undefined),
+    ).resolves.toEqual({ warnings: [], diskBytes: undefined });
+  });
+  it('needs toplevel and disk script when install is planned', async () => {
+    await expect(
+      bootstrapPreflight(['install'], facts, { kexec: tarball(MiB) }, '/dev/vda'),
+    ).rejects.toThrow(/needs the system toplevel/);
+  });
+});

@@ -1,7 +1,7 @@
 /** What the bootstrap checks before its first phase touches the host (the parts without a store). */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { bootstrapPreflight } from '../../src/phases/bootstrap';
+import { bootstrapPreflight, swapfileFor } from '../../src/phases/bootstrap';
 import { parseFacts } from '../../src/probe/facts';
 import type { KexecTarball } from '../../src/nix/kexec';
 
@@ -38,5 +38,23 @@ describe('bootstrapPreflight', () => {
     await expect(
       bootstrapPreflight(['install'], facts, { kexec: tarball(MiB) }, '/dev/vda'),
     ).rejects.toThrow(/needs the system toplevel/);
+  });
+});
+
+describe('swapfileFor', () => {
+  const root = (availMiB: number) => ({
+    root: { fsType: 'ext4', sizeBytes: 4096 * MiB, availBytes: availMiB * MiB, mountpoint: '/' },
+  });
+  const plan = { swapfileBytes: 2048 * MiB };
+  const k = { kexec: tarball(365 * MiB) };
+  it('keeps room on the root file system for the kexec installer', () => {
+    // 1006 MiB free once a 2 GiB swapfile was made: the 365 MiB installer needed 794 MiB more.
+    expect(swapfileFor(plan, root(3100), ['prep', 'kexec'], k)).toBe(2048 * MiB);
+    expect(swapfileFor(plan, root(2000), ['prep', 'kexec'], k)).toBe((2000 - 794 - 256) * MiB);
+    expect(swapfileFor(plan, root(1100), ['prep', 'kexec'], k)).toBe(0);
+  });
+  it('leaves the planned size alone without kexec or facts about the root', () => {
+    expect(swapfileFor(plan, root(500), ['prep', 'infect'], k)).toBe(2048 * MiB);
+    expect(swapfileFor(plan, {}, ['prep', 'kexec'], k)).toBe(2048 * MiB);
   });
 });

@@ -25913,6 +25913,7 @@ async function sendClosure(session, roots, opts) {
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.diskScriptText = diskScriptText;
+exports.swapfileFor = swapfileFor;
 exports.bootstrapPreflight = bootstrapPreflight;
 exports.runBootstrap = runBootstrap;
 /**
@@ -25999,6 +26000,19 @@ function memoryMeter(ctx, everyMs) {
     };
     return meter;
 }
+/**
+ * The swapfile prep makes, so that the kexec installer still fits on the root file system after
+ * it (a 4 GiB disk with 1 GiB free cannot hold both). Below 64 MiB it is not worth making.
+ */
+function swapfileFor(plan, facts, phases, artifacts) {
+    const want = plan.swapfileBytes ?? 0;
+    if (!phases.includes('prep') || !phases.includes('kexec') || !artifacts.kexec || !facts.root)
+        return want;
+    const room = facts.root.availBytes - (0, kexec_1.kexecDiskNeed)(artifacts.kexec.bytes) - 256 * 2 ** 20;
+    const fits = Math.max(0, Math.floor(room / 2 ** 20) * 2 ** 20);
+    const size = Math.min(want, fits);
+    return size < 64 * 2 ** 20 ? 0 : size;
+}
 /** Everything before the first phase: throws (nothing touched) when the run cannot go through. */
 async function bootstrapPreflight(phases, facts, artifacts, confirmWipe) {
     const warnings = [];
@@ -26036,12 +26050,15 @@ async function runBootstrap(session, facts, plan, artifacts, opts) {
     for (const w of pre.warnings)
         opts.log.warn(w);
     const line = (l) => opts.log.info(l);
+    const prepPlan = { ...plan, swapfileBytes: swapfileFor(plan, facts, names, artifacts) };
+    if (prepPlan.swapfileBytes !== plan.swapfileBytes)
+        opts.log.warn(`swapfile ${(0, size_1.formatBytes)(prepPlan.swapfileBytes ?? 0)} instead of ${(0, size_1.formatBytes)(plan.swapfileBytes ?? 0)}: the root file system must keep room for the kexec installer`);
     // One context for all phases; each reads the fields it needs.
     const ctx = {
         session,
         reconnect: opts.reconnect,
         log: line,
-        plan,
+        plan: prepPlan,
         isContainer: facts.isContainer,
         tarball: artifacts.kexec,
         zramBytes: plan.zramBytes ?? 0,
@@ -26288,6 +26305,7 @@ exports.installerPrepPhase = {
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.kexecPhase = exports.KEXEC_DIR = exports.whoAnswers = void 0;
+exports.kexecDiskNeed = kexecDiskNeed;
 /** Phase 1: upload the installer over the pinned session, kexec into it, and wait for it to answer. */
 const node_fs_1 = __nccwpck_require__(3024);
 const assets_1 = __nccwpck_require__(5462);
@@ -26297,6 +26315,10 @@ const prep_1 = __nccwpck_require__(3029);
 const wait_1 = __nccwpck_require__(5523);
 Object.defineProperty(exports, "whoAnswers", ({ enumerable: true, get: function () { return wait_1.whoAnswers; } }));
 exports.KEXEC_DIR = '/var/lib/vps-nixos/kexec';
+/** Disk the kexec phase needs: the tarball, its unpacked kernel + initrd (about as big), the carried files. */
+function kexecDiskNeed(tarballBytes) {
+    return tarballBytes * 2 + 64 * 2 ** 20;
+}
 async function stage(ctx, action) {
     const dir = ctx.dir ?? exports.KEXEC_DIR;
     const r = await ctx.session.exec(`sh -s -- ${action} '${dir}' ${ctx.tarball.sha256}`, {
@@ -26347,9 +26369,9 @@ exports.kexecPhase = {
         if (check.fstype === 'tmpfs' || check.fstype === 'ramfs') {
             throw new errors_1.VpsNixosError(`${dir} is on ${check.fstype}: the installer must be unpacked on disk`, 'free disk space on the root file system');
         }
-        const need = ctx.tarball.bytes * 3;
+        const need = kexecDiskNeed(ctx.tarball.bytes);
         if (Number(check.avail_bytes) < need) {
-            throw new errors_1.VpsNixosError(`${dir} has ${(0, size_1.formatBytes)(Number(check.avail_bytes))} free, the installer needs ${(0, size_1.formatBytes)(need)} (tarball, unpacked, initrd with the carried keys)`, 'free disk space on the target');
+            throw new errors_1.VpsNixosError(`${dir} has ${(0, size_1.formatBytes)(Number(check.avail_bytes))} free, the installer needs ${(0, size_1.formatBytes)(need)} (the tarball and its unpacked kernel and initrd, plus the carried keys)`, 'free disk space on the target (a swapfile of ours is /var/lib/vps-nixos/swapfile: swap-size 0 leaves it out)');
         }
         let sent = 0;
         const uploadStart = Date.now();

@@ -14,7 +14,7 @@ import type { Facts } from '../probe/facts';
 import type { RemoteSession } from '../ssh/session';
 import { installerPrepPhase, shouldPatchUdevadm } from './installer-prep';
 import { installPhase } from './install';
-import { kexecPhase } from './kexec';
+import { kexecDiskNeed, kexecPhase } from './kexec';
 import {
   runPhases,
   type Phase,
@@ -114,6 +114,25 @@ function memoryMeter(ctx: { session: RemoteSession; bytesSent?: number }, everyM
   return meter;
 }
 
+/**
+ * The swapfile prep makes, so that the kexec installer still fits on the root file system after
+ * it (a 4 GiB disk with 1 GiB free cannot hold both). Below 64 MiB it is not worth making.
+ */
+export function swapfileFor(
+  plan: Pick<Plan, 'swapfileBytes'>,
+  facts: Pick<Facts, 'root'>,
+  phases: PhaseName[],
+  artifacts: BootstrapArtifacts,
+): number {
+  const want = plan.swapfileBytes ?? 0;
+  if (!phases.includes('prep') || !phases.includes('kexec') || !artifacts.kexec || !facts.root)
+    return want;
+  const room = facts.root.availBytes - kexecDiskNeed(artifacts.kexec.bytes) - 256 * 2 ** 20;
+  const fits = Math.max(0, Math.floor(room / 2 ** 20) * 2 ** 20);
+  const size = Math.min(want, fits);
+  return size < 64 * 2 ** 20 ? 0 : size;
+}
+
 /** Everything before the first phase: throws (nothing touched) when the run cannot go through. */
 export async function bootstrapPreflight(
   phases: PhaseName[],
@@ -171,12 +190,17 @@ export async function runBootstrap(
   const pre = await bootstrapPreflight(names, facts, artifacts, opts.confirmWipe);
   for (const w of pre.warnings) opts.log.warn(w);
   const line = (l: string) => opts.log.info(l);
+  const prepPlan = { ...plan, swapfileBytes: swapfileFor(plan, facts, names, artifacts) };
+  if (prepPlan.swapfileBytes !== plan.swapfileBytes)
+    opts.log.warn(
+      `swapfile ${formatBytes(prepPlan.swapfileBytes ?? 0)} instead of ${formatBytes(plan.swapfileBytes ?? 0)}: the root file system must keep room for the kexec installer`,
+    );
   // One context for all phases; each reads the fields it needs.
   const ctx = {
     session,
     reconnect: opts.reconnect,
     log: line,
-    plan,
+    plan: prepPlan,
     isContainer: facts.isContainer,
     tarball: artifacts.kexec!,
     zramBytes: plan.zramBytes ?? 0,

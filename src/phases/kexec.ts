@@ -31,6 +31,11 @@ export interface KexecContext {
 
 export const KEXEC_DIR = '/var/lib/vps-nixos/kexec';
 
+/** Disk the kexec phase needs: the tarball, its unpacked kernel + initrd (about as big), the carried files. */
+export function kexecDiskNeed(tarballBytes: number): number {
+  return tarballBytes * 2 + 64 * 2 ** 20;
+}
+
 async function stage(ctx: KexecContext, action: 'check' | 'load'): Promise<Record<string, string>> {
   const dir = ctx.dir ?? KEXEC_DIR;
   const r = await ctx.session.exec(`sh -s -- ${action} '${dir}' ${ctx.tarball.sha256}`, {
@@ -108,11 +113,11 @@ export const kexecPhase: Phase<KexecContext> = {
         'free disk space on the root file system',
       );
     }
-    const need = ctx.tarball.bytes * 3;
+    const need = kexecDiskNeed(ctx.tarball.bytes);
     if (Number(check.avail_bytes) < need) {
       throw new VpsNixosError(
-        `${dir} has ${formatBytes(Number(check.avail_bytes))} free, the installer needs ${formatBytes(need)} (tarball, unpacked, initrd with the carried keys)`,
-        'free disk space on the target',
+        `${dir} has ${formatBytes(Number(check.avail_bytes))} free, the installer needs ${formatBytes(need)} (the tarball and its unpacked kernel and initrd, plus the carried keys)`,
+        'free disk space on the target (a swapfile of ours is /var/lib/vps-nixos/swapfile: swap-size 0 leaves it out)',
       );
     }
     let sent = 0;

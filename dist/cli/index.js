@@ -26345,7 +26345,7 @@ async function waitForInstaller(ctx, oldBootId, loadedAt) {
     }, oldBootId, loadedAt, (who) => {
         if (who.variantId === 'installer' && who.isNixos)
             return true;
-        throw new errors_1.VpsNixosError(`the host rebooted (boot_id ${who.bootId}) into a system that is not the installer (VARIANT_ID=${who.variantId || 'none'}): the kexec failed and the machine reset`, 'nothing was wiped; look at the provider console for the kexec error, or use the infect method');
+        throw new errors_1.VpsNixosError(`the host rebooted (boot_id ${who.bootId}) into a system that is not the installer (VARIANT_ID=${who.variantId || 'none'}): the installer did not boot and the machine reset`, `nothing was wiped; look at the provider console: an initrd is unpacked in RAM next to itself, so this ${(0, size_1.formatBytes)(ctx.tarball.bytes)} installer needs about twice that free ("Initramfs unpacking failed"); use a smaller installer or the infect method`);
     });
     ctx.session = back.session;
     return { bootId: back.who.bootId, seconds: back.seconds };

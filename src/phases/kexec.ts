@@ -80,8 +80,8 @@ async function waitForInstaller(
     (who) => {
       if (who.variantId === 'installer' && who.isNixos) return true;
       throw new VpsNixosError(
-        `the host rebooted (boot_id ${who.bootId}) into a system that is not the installer (VARIANT_ID=${who.variantId || 'none'}): the kexec failed and the machine reset`,
-        'nothing was wiped; look at the provider console for the kexec error, or use the infect method',
+        `the host rebooted (boot_id ${who.bootId}) into a system that is not the installer (VARIANT_ID=${who.variantId || 'none'}): the installer did not boot and the machine reset`,
+        `nothing was wiped; look at the provider console: an initrd is unpacked in RAM next to itself, so this ${formatBytes(ctx.tarball.bytes)} installer needs about twice that free ("Initramfs unpacking failed"); use a smaller installer or the infect method`,
       );
     },
   );

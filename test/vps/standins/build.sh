@@ -1,9 +1,9 @@
 #!/bin/bash
 # Build (or find in the cache) the stand-ins and print them:
 #   build.sh IMAGE_DIR [--ballast SIZE] [--installer-ballast SIZE] [--system-ballast SIZE] [--json]
-# Defaults are the real sizes (DESIGN.md, memory-faithful stand-ins): 278MiB incompressible in the
-# installer's /nix/.ro-store squashfs (it lives in the initrd, so in RAM after kexec), 1GiB of NAR in
-# the system closure. --ballast sets both; 0 for fast tests.
+# Defaults are the real sizes (DESIGN.md, memory-faithful stand-ins): the installer's squashfs
+# images (its root + /nix/.ro-store, both in the initrd, so in RAM after kexec) add up to 278MiB,
+# filled with incompressible ballast; 1GiB of NAR in the system closure. --ballast sets both; 0 for fast tests.
 #   kexec tarball: IMAGE_DIR/standins/kexec-<hash>-<bytes>/nixos-kexec-installer-noninteractive-x86_64-linux.tar.gz
 #   toplevel, disk script: the host's Nix store (GC roots under IMAGE_DIR/standins/).
 set -euo pipefail
@@ -29,7 +29,7 @@ flock -w 1800 8 || die "standins lock: timed out"
 
 # --- the installer kexec tarball ---
 # (the installer root is part of IMAGE_DIR, which is keyed by its own hash)
-key=$(sha256sum "$here/kexec-run" | cut -c1-12)
+key=$(cat "$here/kexec-run" "$0" | sha256sum | cut -c1-12)
 kd=$out/kexec-$key-$ib
 tarball=$kd/nixos-kexec-installer-noninteractive-x86_64-linux.tar.gz
 if [[ ! -e $kd/.complete ]]; then
@@ -40,8 +40,11 @@ if [[ ! -e $kd/.complete ]]; then
   install -m 755 "$here/kexec-run" "$w/kexec/run"
   cp "$img/vmlinuz" "$w/kexec/bzImage"
   cp "$img/ctroot/usr/sbin/kexec" "$w/kexec/kexec"   # like nixos-images, bring our own kexec
-  if ((ib > 0)); then
-    head -c "$ib" /dev/urandom > "$w/store/00000000000000000000000000000000-vps-standin-installer-ballast"
+  # The real installer's store squashfs (278 MiB) holds its whole system; ours holds the Debian
+  # root in a squashfs of its own, so the ballast is what is left of the real size after it.
+  fill=$((ib - $(stat -c %s "$img/installer-base.cpio.zst")))
+  if ((ib > 0 && fill > 0)); then
+    head -c "$fill" /dev/urandom > "$w/store/00000000000000000000000000000000-vps-standin-installer-ballast"
   fi
   # -noD: data is random anyway; compressing it would only cost time
   mksquashfs "$w/store" "$w/nix-store.squashfs" -noappend -quiet -noD -all-root >/dev/null

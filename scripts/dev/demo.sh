@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The demo (npm run demo): boots the local 1 GB test VPS (QEMU, Debian, static IP in a network
 # namespace of its own, /tmp a 64 MB tmpfs, no swap), runs the pipeline that exists so far
-# against it — pinned-SSH probe, plan, the host module generated from the facts — and stops it.
+# against it — pinned-SSH probe, plan, the host module generated from the facts, then the whole
+# bootstrap (prep → kexec → installer prep → partition + install → reboot) with the stand-ins of
+# test/STANDINS.md (ballast 0) — and stops it. DEMO_BOOTSTRAP=0 stops after the host module.
 # The first run builds the VPS image from Debian packages (a few minutes); later runs reuse it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,3 +28,13 @@ in_vps node dist/cli/index.js probe --target "$target" \
   --ssh-private-key-file "$key" --known-hosts-file "$known_hosts" --json >"$run_dir/facts.json"
 echo "── host module generated from the probe (vps-nixos facts-to-nix):"
 node dist/cli/index.js facts-to-nix --facts "$run_dir/facts.json" --host "$target"
+
+if [[ ${DEMO_BOOTSTRAP:-1} == 1 ]]; then
+  standins=$(test/vps/vps standins --ballast 0 --json | tail -n 1)
+  sfield() { node -e 'console.log(JSON.parse(process.argv[1])[process.argv[2]])' "$standins" "$1"; }
+  echo "── bootstrap: WIPES the test VPS's /dev/vda (confirm-wipe) and installs the stand-in system"
+  in_vps node dist/cli/index.js bootstrap --target "$target" \
+    --ssh-private-key-file "$key" --known-hosts-file "$known_hosts" --confirm-wipe /dev/vda \
+    --kexec-tarball "$(sfield kexecTarball)" --toplevel "$(sfield toplevel)" \
+    --disk-script "$(sfield diskScript)"
+fi

@@ -5,6 +5,7 @@
 # target memory (MemTotal - MemAvailable, sampled every 2 s) and bytes sent, plus the bytes that
 # crossed the test network (tap0 TX in the VPS's netns). Not part of CI: one RAM size takes minutes.
 # Usage: bench/bootstrap-bench.sh [--ram "1024 768 512"] [--ballast SIZE|--installer-ballast S --system-ballast S]
+#        [--kexec-syscall auto]   (kexec_file_load as the real run uses it; see test/STANDINS.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VPS=test/vps/vps
@@ -12,7 +13,7 @@ rams="1024 768 512" ballast_args=()
 while (($#)); do
   case $1 in
     --ram) rams=$2; shift 2 ;;
-    --ballast|--installer-ballast|--system-ballast) ballast_args+=("$1" "$2"); shift 2 ;;
+    --ballast|--installer-ballast|--system-ballast|--kexec-syscall) ballast_args+=("$1" "$2"); shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done

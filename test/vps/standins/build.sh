@@ -1,6 +1,9 @@
 #!/bin/bash
 # Build (or find in the cache) the stand-ins and print them:
-#   build.sh IMAGE_DIR [--ballast SIZE] [--installer-ballast SIZE] [--system-ballast SIZE] [--json]
+#   build.sh IMAGE_DIR [--ballast SIZE] [--installer-ballast SIZE] [--system-ballast SIZE]
+#            [--kexec-syscall load|auto] [--json]
+# --kexec-syscall auto: run uses kexec_file_load like the real one (slow purgatory checks under TCG,
+# but no second copy of the initrd in user memory); load (default): kexec_load --no-checks.
 # Defaults are the real sizes (DESIGN.md, memory-faithful stand-ins): the installer's squashfs
 # images (its root + /nix/.ro-store, both in the initrd, so in RAM after kexec) add up to 278MiB,
 # filled with incompressible ballast; 1GiB of NAR in the system closure. --ballast sets both; 0 for fast tests.
@@ -11,12 +14,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../lib/common.sh
 . "$here/../lib/common.sh"
 img=$1; shift
-ib=278MiB sb=1GiB json=0
+ib=278MiB sb=1GiB json=0 syscall=load
 while (($#)); do
   case $1 in
     --ballast) ib=$2 sb=$2; shift 2 ;;
     --installer-ballast) ib=$2; shift 2 ;;
     --system-ballast) sb=$2; shift 2 ;;
+    --kexec-syscall) syscall=$2; shift 2 ;;
     --json) json=1; shift ;;
     *) die "standins: unknown option $1" ;;
   esac
@@ -30,14 +34,16 @@ flock -w 1800 8 || die "standins lock: timed out"
 # --- the installer kexec tarball ---
 # (the installer root is part of IMAGE_DIR, which is keyed by its own hash)
 key=$(cat "$here/kexec-run" "$0" | sha256sum | cut -c1-12)
-kd=$out/kexec-$key-$ib
+[[ $syscall == load || $syscall == auto ]] || die "standins: --kexec-syscall load|auto"
+kd=$out/kexec-$key-$ib-$syscall
 tarball=$kd/nixos-kexec-installer-noninteractive-x86_64-linux.tar.gz
 if [[ ! -e $kd/.complete ]]; then
   t0=$(now)
   log "standins: building the installer tarball (ballast $ib bytes)"
   rm -rf "$kd"; mkdir -p "$kd/kexec" "$kd/store"
   w=$kd
-  install -m 755 "$here/kexec-run" "$w/kexec/run"
+  sed "s/^default_syscall=load$/default_syscall=$syscall/" "$here/kexec-run" > "$w/kexec/run"
+  chmod 755 "$w/kexec/run"
   cp "$img/vmlinuz" "$w/kexec/bzImage"
   cp "$img/ctroot/usr/sbin/kexec" "$w/kexec/kexec"   # like nixos-images, bring our own kexec
   # The real installer's store squashfs (278 MiB) holds its whole system; ours holds the Debian

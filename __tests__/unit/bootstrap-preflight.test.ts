@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { bootstrapPreflight, swapfileFor } from '../../src/phases/bootstrap';
 import { parseFacts } from '../../src/probe/facts';
 import type { KexecTarball } from '../../src/nix/kexec';
+import { kexecFix } from '../../src/phases/kexec';
 
 const MiB = 2 ** 20;
 const facts = parseFacts(
@@ -56,5 +57,17 @@ describe('swapfileFor', () => {
   it('leaves the planned size alone without kexec or facts about the root', () => {
     expect(swapfileFor(plan, root(500), ['prep', 'infect'], k)).toBe(2048 * MiB);
     expect(swapfileFor(plan, {}, ['prep', 'kexec'], k)).toBe(2048 * MiB);
+  });
+});
+
+describe('kexecFix', () => {
+  const ctx = { tarball: tarball(286 * MiB) };
+  it('tells an OOM-killed kexec load from a refused image and a forbidden kexec', () => {
+    expect(kexecFix('kexec/run failed: Killed kexec/run: kexec --load failed', ctx)).toMatch(
+      /ran out of memory: kexec_load holds the 286\.0 MiB installer/,
+    );
+    expect(kexecFix('kexec_load failed: Invalid argument', ctx)).toMatch(/over half the RAM/);
+    expect(kexecFix('kexec_file_load failed: Operation not permitted', ctx)).toMatch(/infect/);
+    expect(kexecFix('something else', ctx)).toMatch(/free disk space/);
   });
 });

@@ -44,12 +44,22 @@ async function stage(ctx: KexecContext, action: 'check' | 'load'): Promise<Recor
   });
   const { values } = parseKv(r.stdout);
   if (r.code !== 0) {
-    throw new VpsNixosError(
-      `kexec ${action} failed on the target: ${values.error ?? r.stderr.trim()}`,
-      'check free disk space and that kexec is allowed (no Secure Boot lockdown, kexec_load_disabled=0)',
-    );
+    const why = values.error ?? r.stderr.trim();
+    throw new VpsNixosError(`kexec ${action} failed on the target: ${why}`, kexecFix(why, ctx));
   }
   return values;
+}
+
+/** What to do about a failed `kexec --load`, from what it printed. Pure. */
+export function kexecFix(output: string, ctx: Pick<KexecContext, 'tarball'>): string {
+  const size = formatBytes(ctx.tarball.bytes);
+  if (/\bKilled\b|Cannot allocate memory|out of memory/i.test(output))
+    return `the kexec load ran out of memory: kexec_load holds the ${size} installer in the process and again in the kernel (kexec_file_load, the real run's choice on kernels >= 6.1, only once); free memory (stop services), or use a smaller installer or the infect method; nothing was wiped`;
+  if (/Invalid argument/.test(output))
+    return `the kernel refused the image: kexec images over half the RAM are refused (${size} installer); use a smaller installer or the infect method`;
+  if (/Operation not permitted|lockdown/i.test(output))
+    return 'kexec is not allowed here (Secure Boot lockdown, kexec_load_disabled=1, or a container): use the infect method';
+  return 'check free disk space and that kexec is allowed (no Secure Boot lockdown, kexec_load_disabled=0)';
 }
 
 /** Waits for the host to come back as the installer; tells a kexec that did not take apart. */

@@ -75,7 +75,9 @@ describe('bootstrap report', () => {
     const md = renderMarkdown({ stages: [], bootstrap });
     expect(md).toContain('### Bootstrap');
     expect(md).toContain('the host runs the NixOS kexec installer (boot_id b-1); 84.6 MiB sent');
-    expect(md).toContain('| kexec | done | 76.7 s | 285.0 MiB | 84.6 MiB | sent &lt;84.6 MiB&gt; |');
+    expect(md).toContain(
+      '| kexec | done | 76.7 s | 285.0 MiB | 84.6 MiB | sent &lt;84.6 MiB&gt; |',
+    );
     expect(md).toContain('| prep | skipped | 1.2 s | – | – | tools present |');
     expect(md).toContain('the disk script failed &#124; exit 1');
     expect(md).toMatch(/\[!WARNING\]\n> the disk script names no disk device/);

@@ -50,6 +50,7 @@ export interface Config {
   /** Extra binary caches the target fetches from during the install, and their keys. */
   substituters: string[];
   trustedPublicKeys: string[];
+  measureTrimming: boolean;
 }
 
 /** One input as action.yml documents it; the schema below is built from these. */
@@ -214,6 +215,12 @@ export const INPUTS = {
   'trusted-public-keys': {
     description: 'Signing keys of those caches (name:base64, space or newline separated)',
     required: false,
+  },
+  'measure-trimming': {
+    description:
+      'Also build the configuration without the vpsNixos module and report the bytes the module saves (a second system build)',
+    required: false,
+    default: 'false',
   },
 } as const satisfies Record<string, InputSpec>;
 
@@ -418,6 +425,7 @@ const FIELDS = {
       ? fail(ctx, `'${bad}' is not a Nix public key`, 'write name:base64, as in nix.conf')
       : keys;
   }),
+  'measure-trimming': booleanInput,
 } satisfies Record<InputName, z.ZodType>;
 
 /** The zod schema of the inputs, after defaults are filled in (see withDefaults). */
@@ -492,6 +500,7 @@ export function parseConfig(raw: RawInputs, opts: ParseOptions = {}): Config {
     diskScript: v['disk-script'],
     substituters: v.substituters ?? [],
     trustedPublicKeys: v['trusted-public-keys'] ?? [],
+    measureTrimming: v['measure-trimming'] as boolean,
   };
   checkTogether(cfg, opts, shown);
   return cfg;

@@ -30,6 +30,8 @@ export interface StandinOptions {
   disko?: boolean;
   /** Salt the dependencies too, so this closure shares no path with other test builds. */
   uniqueDeps?: boolean;
+  /** Define config.system.build.vpsNixosUntrimmed: the toplevel plus docs and fonts, as without our module. */
+  untrimmed?: boolean;
   /** Use a non-flake path input whose content goes into the toplevel (for flake.lock tests). */
   inputDir?: string;
 }
@@ -72,6 +74,15 @@ export function flakeText(opts: StandinOptions = {}): string {
       tag = "${opts.tag ?? 'v1'}";
       args = [ "-c" "/bin/mkdir -p $out/bin; echo \${app} \${firmware} > $out/deps;${extraCmd} echo standin > $out/nixos-version" ];
     };
+    docs = mk "nixos-manual-html-24.11" 1500000 [];
+    fonts = mk "dejavu-fonts-2.37" 700000 [];
+    untrimmed = builtins.derivation {
+      name = "nixos-system-standin-24.11";
+      system = "x86_64-linux";
+      builder = "/bin/sh";
+      tag = "${opts.tag ?? 'v1'}-untrimmed";
+      args = [ "-c" "/bin/mkdir -p $out/bin; echo \${app} \${firmware} \${docs} \${fonts} > $out/deps; echo standin > $out/nixos-version" ];
+    };
     disko = builtins.derivation {
       name = "disko";
       system = "x86_64-linux";
@@ -79,7 +90,7 @@ export function flakeText(opts: StandinOptions = {}): string {
       args = [ "-c" "echo '#!/bin/sh' > $out" ];
     };
   in {
-    nixosConfigurations.standin.config.system.build = { inherit toplevel; }${opts.disko ? ' // { diskoScriptNoDeps = disko; }' : ''};
+    nixosConfigurations.standin.config.system.build = { inherit toplevel; }${opts.disko ? ' // { diskoScriptNoDeps = disko; }' : ''}${opts.untrimmed ? ' // { vpsNixosUntrimmed = untrimmed; }' : ''};
   };
 }
 `;

@@ -28,6 +28,11 @@ interface BuildDoc {
     top: { path: string; narBytes: number; closureBytes: number }[];
     topOwn: { path: string; narBytes: number }[];
     leaks: { path: string; option: string }[];
+    trimming: {
+      untrimmedNarBytes: number;
+      savedBytes: number;
+      removed: { path: string; narBytes: number }[];
+    } | null;
   };
   cache: { key: string; hit: string; restoredPaths: number; saved: string; bytes?: number } | null;
 }
@@ -173,6 +178,42 @@ describe('vps-nixos build (real Nix, stand-in configuration)', () => {
     expect(r.code).not.toBe(0);
     expect(r.stdout + r.stderr).toMatch(/has no disko configuration/);
     expect(r.stdout + r.stderr).toMatch(/disko\.nixosModules\.disko|method infect/);
+  });
+
+  it('measures what the vpsNixos module saves against the same configuration without it', async () => {
+    const f = standinFlake({ tag: 'trim', untrimmed: true, uniqueDeps: true });
+    const r = await build(f.ref, ['--cache', 'false', '--measure-trimming']);
+    expect(r.code).toBe(0);
+    const t = r.doc!.closure.trimming!;
+    // Exactly what Nix measures for the two closures.
+    const untrimmed = nixSync([
+      'build',
+      '--no-link',
+      '--print-build-logs',
+      `${f.ref}#nixosConfigurations.standin.config.system.build.vpsNixosUntrimmed`,
+      '--json',
+    ]);
+    const out = (JSON.parse(untrimmed) as { outputs: { out: string } }[])[0]!.outputs.out;
+    const closureOf = (p: string) =>
+      Number(nixSync(['path-info', '-S', p]).trim().split(/\s+/).pop());
+    expect(t.untrimmedNarBytes).toBe(closureOf(out));
+    expect(t.savedBytes).toBe(closureOf(out) - r.doc!.closure.narBytes);
+    expect(t.removed.map((x) => x.path.replace(/^\/nix\/store\/[a-z0-9]{32}-/, ''))).toEqual([
+      'nixos-manual-html-24.11',
+      'dejavu-fonts-2.37',
+    ]);
+    expect(r.stderr).toMatch(/measure-trimming: the module saves 2\.\d MiB/);
+    // Without the attribute: a warning that says what to import, and the build still succeeds.
+    const plain = await build(standinFlake({ tag: 'notrim' }).ref, [
+      '--cache',
+      'false',
+      '--measure-trimming',
+    ]);
+    expect(plain.code).toBe(0);
+    expect(plain.doc!.closure.trimming).toBeNull();
+    expect(plain.stderr).toMatch(
+      /no system\.build\.vpsNixosUntrimmed: import our nixosModules\.default/,
+    );
   });
 
   it('says clearly when the attribute or the flake does not exist, or Nix is missing', async () => {

@@ -4,6 +4,7 @@ import {
   parsePathInfo,
   splitVersion,
   storeName,
+  trimmingSavings,
   type PathInfo,
 } from '../../src/nix/closure';
 
@@ -110,5 +111,28 @@ describe('diffClosures', () => {
       changed: [],
       bytesToSend: 0,
     });
+  });
+});
+
+describe('trimmingSavings', () => {
+  const p = (name: string, narBytes: number) => ({
+    path: `/nix/store/${'a'.repeat(32)}-${name}`,
+    narBytes,
+    references: [],
+  });
+  it('reports the untrimmed total, the bytes saved and the biggest paths left out', () => {
+    const shared = [p('glibc-2.40', 30), p('openssh-9.9', 5)];
+    const trimmed = [...shared, p('nixos-system-a', 1)];
+    const untrimmed = [
+      ...shared,
+      p('nixos-system-b', 1),
+      p('linux-firmware-2024', 800),
+      p('man-db-2.12', 3),
+      p('nixos-manual-html', 20),
+    ];
+    const t = trimmingSavings(trimmed, untrimmed, untrimmed[2]!.path);
+    expect(t.untrimmedNarBytes).toBe(859);
+    expect(t.savedBytes).toBe(859 - 36);
+    expect(t.removed.map((r) => r.narBytes)).toEqual([800, 20, 3]);
   });
 });

@@ -23777,6 +23777,7 @@ function buildJson(b) {
             top: b.closure.top,
             topOwn: b.closure.topOwn,
             leaks: b.closure.leaks,
+            trimming: b.closure.trimming ?? null,
         },
         cache: b.cache ?? null,
         kexecTarball: b.kexec ?? null,
@@ -23791,6 +23792,7 @@ const BOOLEAN_INPUTS = new Set([
     'disko-with-deps',
     'cache',
     'allow-preflight-errors',
+    'measure-trimming',
 ]);
 const BUILDING = [
     'flake',
@@ -23802,6 +23804,7 @@ const BUILDING = [
     'kexec-tarball',
     'kexec-tarball-sha256',
     'installer-budget',
+    'measure-trimming',
 ];
 const CONNECTION = [
     'target',
@@ -24979,6 +24982,11 @@ exports.INPUTS = {
         description: 'Signing keys of those caches (name:base64, space or newline separated)',
         required: false,
     },
+    'measure-trimming': {
+        description: 'Also build the configuration without the vpsNixos module and report the bytes the module saves (a second system build)',
+        required: false,
+        default: 'false',
+    },
 };
 function fail(ctx, message, fix) {
     ctx.addIssue({ code: 'custom', message, params: { fix } });
@@ -25116,6 +25124,7 @@ const FIELDS = {
             ? fail(ctx, `'${bad}' is not a Nix public key`, 'write name:base64, as in nix.conf')
             : keys;
     }),
+    'measure-trimming': booleanInput,
 };
 /** The zod schema of the inputs, after defaults are filled in (see withDefaults). */
 exports.inputSchema = zod_1.z.object(Object.fromEntries(Object.keys(FIELDS).map((name) => [name, FIELDS[name].optional()])));
@@ -25174,6 +25183,7 @@ function parseConfig(raw, opts = {}) {
         diskScript: v['disk-script'],
         substituters: v.substituters ?? [],
         trustedPublicKeys: v['trusted-public-keys'] ?? [],
+        measureTrimming: v['measure-trimming'],
     };
     checkTogether(cfg, opts, shown);
     return cfg;
@@ -25311,6 +25321,32 @@ async function nixVersion(nix) {
     return r.stdout.trim();
 }
 /** Builds toplevel (+ disk script), reports the closure, enforces the budget, and caches the closure. */
+/** Builds system.build.vpsNixosUntrimmed (set by our module) and compares its closure. */
+async function measureTrimming(nix, req, trimmed) {
+    const has = await nix.run([
+        'eval',
+        '--json',
+        attr(req.flake, 'config.system.build'),
+        '--apply',
+        'b: b ? vpsNixosUntrimmed',
+    ]);
+    if (has.code !== 0 || has.stdout.trim() !== 'true') {
+        req.warn('measure-trimming: the configuration has no system.build.vpsNixosUntrimmed: import our nixosModules.default to see what it saves');
+        return undefined;
+    }
+    req.log('measure-trimming: building the same configuration without the vpsNixos module');
+    const b = await buildOut(nix, attr(req.flake, 'config.system.build.vpsNixosUntrimmed'), req.log);
+    if (b.code !== 0) {
+        req.warn(`measure-trimming: the untrimmed build failed: ${(0, nix_1.nixErrorText)(b.stderr)}`);
+        return undefined;
+    }
+    const info = await nix.run(['path-info', '--json', '-rsS', b.out]);
+    if (info.code !== 0)
+        return undefined;
+    const t = (0, closure_1.trimmingSavings)(trimmed, (0, closure_1.parsePathInfo)(info.stdout), b.out);
+    req.log(`measure-trimming: the module saves ${(0, size_1.formatBytes)(t.savedBytes)} (without it: ${(0, size_1.formatBytes)(t.untrimmedNarBytes)})`);
+    return t;
+}
 async function buildSystem(nix, req) {
     const start = Date.now();
     req.log(`nix: ${await nixVersion(nix)}`);
@@ -25373,6 +25409,8 @@ async function buildSystem(nix, req) {
         throw new nix_1.NixError(`nix path-info failed: ${(0, nix_1.nixErrorText)(info.stderr)}`, 'check the Nix store on the runner');
     const infos = (0, closure_1.parsePathInfo)(info.stdout);
     const closure = (0, closure_1.closureReport)(top.out, infos);
+    if (req.measureTrimming)
+        closure.trimming = await measureTrimming(nix, req, infos);
     if (req.closureBudgetBytes !== undefined && closure.narBytes > req.closureBudgetBytes) {
         const biggest = closure.topOwn
             .slice(0, 5)
@@ -25424,11 +25462,24 @@ async function buildSystem(nix, req) {
 
 /** Closure size reports from `nix path-info --json -rsS`. Pure. */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.trimmingSavings = trimmingSavings;
 exports.parsePathInfo = parsePathInfo;
 exports.storeName = storeName;
 exports.splitVersion = splitVersion;
 exports.diffClosures = diffClosures;
 exports.closureReport = closureReport;
+/** Compares the two closures. Pure. */
+function trimmingSavings(trimmed, untrimmed, untrimmedRoot, top = 10) {
+    // The other toplevel differs by construction: not something the module "left out".
+    const have = new Set([...trimmed.map((i) => i.path), untrimmedRoot]);
+    const sum = (xs) => xs.reduce((s, i) => s + i.narBytes, 0);
+    const removed = untrimmed
+        .filter((i) => !have.has(i.path))
+        .sort((a, b) => b.narBytes - a.narBytes)
+        .slice(0, top)
+        .map((i) => ({ path: i.path, narBytes: i.narBytes }));
+    return { untrimmedNarBytes: sum(untrimmed), savedBytes: sum(untrimmed) - sum(trimmed), removed };
+}
 /** Reads path-info JSON: an array (Nix ≤ 2.18) or an object keyed by path (newer). */
 function parsePathInfo(json) {
     const doc = JSON.parse(json);
@@ -26982,6 +27033,7 @@ async function runBuild(cfg, deps, withKexec) {
             required: cfg.method === 'kexec',
         },
         closureBudgetBytes: cfg.closureBudgetBytes,
+        measureTrimming: cfg.measureTrimming,
         cache: cfg.cache && deps.cache ? { ...deps.cache, capBytes: cfg.cacheMaxBytes } : undefined,
         toolVersion: deps.toolVersion,
         log: (l) => deps.log.info(l),
@@ -28637,6 +28689,19 @@ function closureRows(b) {
             `${c.diff.added.length} paths added, ${c.diff.removed.length} removed, ${(0, size_1.formatBytes)(c.diff.bytesToSend)} to send` +
                 (c.diff.changed.length
                     ? `; ${c.diff.changed.map((x) => `${x.name} ${x.from} → ${x.to}`).join(', ')}`
+                    : ''),
+        ]);
+    }
+    if (c.trimming) {
+        const t = c.trimming;
+        totals.push([
+            'Saved by the vpsNixos module',
+            `${(0, size_1.formatBytes)(t.savedBytes)} (the same configuration without it: ${(0, size_1.formatBytes)(t.untrimmedNarBytes)})` +
+                (t.removed.length
+                    ? `; left out: ${t.removed
+                        .slice(0, 5)
+                        .map((r) => `${(0, closure_1.storeName)(r.path)} ${(0, size_1.formatBytes)(r.narBytes)}`)
+                        .join(', ')}`
                     : ''),
         ]);
     }

@@ -6,6 +6,7 @@
 {
   config,
   lib,
+  extendModules,
   ...
 }:
 let
@@ -177,6 +178,14 @@ in
   };
 
   config = mkIf cfg.enable (mkMerge [
+    {
+      # The same configuration without this module, for the closure report's "saved by the
+      # vpsNixos module" (vps-nixos build --measure-trimming builds it; nothing else does).
+      system.build.vpsNixosUntrimmed =
+        (extendModules { modules = [ { vpsNixos.enable = lib.mkForce false; } ]; })
+        .config.system.build.toplevel;
+    }
+
     (mkIf cfg.zram.enable {
       zramSwap = {
         enable = mkDefault true;

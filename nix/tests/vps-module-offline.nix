@@ -13,8 +13,12 @@ let
   stub = type: default: mkOption { inherit type default; };
   bool = default: stub types.bool default;
 
-  nixosStubs = {
+  nixosStubs = { config, ... }: {
+    # A "toplevel" that shows the settings the trimming changes, so the untrimmed variant
+    # (extendModules with vpsNixos.enable = false) can be compared without building anything.
+    config.system.build.toplevel = "firmware=${lib.boolToString config.hardware.enableRedistributableFirmware} docs=${lib.boolToString config.documentation.enable}";
     options = {
+      system.build = stub (types.lazyAttrsOf types.raw) { };
       warnings = stub (types.listOf types.str) [ ];
       zramSwap = {
         enable = bool false;
@@ -151,6 +155,10 @@ let
     "fallback: only one warning while sshd is key-only" = lib.length user.warnings == 1;
     "fallback: extra warning when root passwords reach sshd" = lib.length risky.warnings == 2;
 
+    "untrimmed variant: the same configuration without the module" =
+      d.system.build.toplevel == "firmware=false docs=false"
+      && d.system.build.vpsNixosUntrimmed == "firmware=true docs=true";
+    "no untrimmed variant when disabled" = !(off.system.build ? vpsNixosUntrimmed);
     "enable = false changes nothing" =
       !off.zramSwap.enable && off.hardware.enableRedistributableFirmware && off.documentation.enable;
   };

@@ -27,6 +27,7 @@ function buildJson(b: BuildResult): Record<string, unknown> {
       top: b.closure.top,
       topOwn: b.closure.topOwn,
       leaks: b.closure.leaks,
+      trimming: b.closure.trimming ?? null,
     },
     cache: b.cache ?? null,
     kexecTarball: b.kexec ?? null,
@@ -51,6 +52,7 @@ const BOOLEAN_INPUTS = new Set<InputName>([
   'disko-with-deps',
   'cache',
   'allow-preflight-errors',
+  'measure-trimming',
 ]);
 const BUILDING: InputName[] = [
   'flake',
@@ -62,6 +64,7 @@ const BUILDING: InputName[] = [
   'kexec-tarball',
   'kexec-tarball-sha256',
   'installer-budget',
+  'measure-trimming',
 ];
 const CONNECTION: InputName[] = [
   'target',

@@ -10,8 +10,10 @@ import {
   closureReport,
   parsePathInfo,
   storeName,
+  trimmingSavings,
   type ClosureReport,
   type PathInfo,
+  type Trimming,
 } from './closure';
 import { NixError, nixErrorText, type Nix } from './nix';
 import type { KexecTarball } from './kexec';
@@ -26,6 +28,8 @@ export interface BuildRequest {
   /** Which disko output to build; `required` when the plan partitions the disk (else a missing one is fine). */
   diskScript?: { attr: 'diskoScriptNoDeps' | 'diskoScript'; required: boolean };
   closureBudgetBytes?: number;
+  /** Also build the configuration without the vpsNixos module and report what it saves. */
+  measureTrimming?: boolean;
   cache?: { store: CacheStore; dir: string; capBytes: number };
   toolVersion: string;
   log: (line: string) => void;
@@ -171,6 +175,40 @@ export async function nixVersion(nix: Nix): Promise<string> {
 }
 
 /** Builds toplevel (+ disk script), reports the closure, enforces the budget, and caches the closure. */
+/** Builds system.build.vpsNixosUntrimmed (set by our module) and compares its closure. */
+async function measureTrimming(
+  nix: Nix,
+  req: BuildRequest,
+  trimmed: PathInfo[],
+): Promise<Trimming | undefined> {
+  const has = await nix.run([
+    'eval',
+    '--json',
+    attr(req.flake, 'config.system.build'),
+    '--apply',
+    'b: b ? vpsNixosUntrimmed',
+  ]);
+  if (has.code !== 0 || has.stdout.trim() !== 'true') {
+    req.warn(
+      'measure-trimming: the configuration has no system.build.vpsNixosUntrimmed: import our nixosModules.default to see what it saves',
+    );
+    return undefined;
+  }
+  req.log('measure-trimming: building the same configuration without the vpsNixos module');
+  const b = await buildOut(nix, attr(req.flake, 'config.system.build.vpsNixosUntrimmed'), req.log);
+  if (b.code !== 0) {
+    req.warn(`measure-trimming: the untrimmed build failed: ${nixErrorText(b.stderr)}`);
+    return undefined;
+  }
+  const info = await nix.run(['path-info', '--json', '-rsS', b.out]);
+  if (info.code !== 0) return undefined;
+  const t = trimmingSavings(trimmed, parsePathInfo(info.stdout), b.out);
+  req.log(
+    `measure-trimming: the module saves ${formatBytes(t.savedBytes)} (without it: ${formatBytes(t.untrimmedNarBytes)})`,
+  );
+  return t;
+}
+
 export async function buildSystem(nix: Nix, req: BuildRequest): Promise<BuildResult> {
   const start = Date.now();
   req.log(`nix: ${await nixVersion(nix)}`);
@@ -247,6 +285,7 @@ export async function buildSystem(nix: Nix, req: BuildRequest): Promise<BuildRes
     );
   const infos = parsePathInfo(info.stdout);
   const closure = closureReport(top.out, infos);
+  if (req.measureTrimming) closure.trimming = await measureTrimming(nix, req, infos);
   if (req.closureBudgetBytes !== undefined && closure.narBytes > req.closureBudgetBytes) {
     const biggest = closure.topOwn
       .slice(0, 5)

@@ -40,6 +40,35 @@ export interface ClosureReport {
   topOwn: Contributor[];
   leaks: Leak[];
   diff?: ClosureDiff;
+  /** What the vpsNixos module saves: the same configuration built without it. */
+  trimming?: Trimming;
+}
+
+/** The closure with the vpsNixos module against the same configuration without it. */
+export interface Trimming {
+  untrimmedNarBytes: number;
+  /** untrimmed − trimmed (negative if the module added more than it removed). */
+  savedBytes: number;
+  /** The biggest paths only the untrimmed closure has. */
+  removed: { path: string; narBytes: number }[];
+}
+
+/** Compares the two closures. Pure. */
+export function trimmingSavings(
+  trimmed: PathInfo[],
+  untrimmed: PathInfo[],
+  untrimmedRoot?: string,
+  top = 10,
+): Trimming {
+  // The other toplevel differs by construction: not something the module "left out".
+  const have = new Set([...trimmed.map((i) => i.path), untrimmedRoot]);
+  const sum = (xs: PathInfo[]) => xs.reduce((s, i) => s + i.narBytes, 0);
+  const removed = untrimmed
+    .filter((i) => !have.has(i.path))
+    .sort((a, b) => b.narBytes - a.narBytes)
+    .slice(0, top)
+    .map((i) => ({ path: i.path, narBytes: i.narBytes }));
+  return { untrimmedNarBytes: sum(untrimmed), savedBytes: sum(untrimmed) - sum(trimmed), removed };
 }
 
 interface RawPathInfo {

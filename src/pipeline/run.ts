@@ -255,6 +255,7 @@ async function runBuild(cfg: Config, deps: PipelineDeps, withKexec: boolean): Pr
       required: cfg.method === 'kexec',
     },
     closureBudgetBytes: cfg.closureBudgetBytes,
+    measureTrimming: cfg.measureTrimming,
     cache: cfg.cache && deps.cache ? { ...deps.cache, capBytes: cfg.cacheMaxBytes } : undefined,
     toolVersion: deps.toolVersion,
     log: (l) => deps.log.info(l),

@@ -88,6 +88,19 @@ export function closureRows(b: BuildResult): { totals: Row[]; top: Row[]; leaks:
           : ''),
     ]);
   }
+  if (c.trimming) {
+    const t = c.trimming;
+    totals.push([
+      'Saved by the vpsNixos module',
+      `${formatBytes(t.savedBytes)} (the same configuration without it: ${formatBytes(t.untrimmedNarBytes)})` +
+        (t.removed.length
+          ? `; left out: ${t.removed
+              .slice(0, 5)
+              .map((r) => `${storeName(r.path)} ${formatBytes(r.narBytes)}`)
+              .join(', ')}`
+          : ''),
+    ]);
+  }
   if (b.kexec)
     totals.push([
       'Kexec installer',

@@ -1,4 +1,4 @@
-import { escapeCell, renderMarkdown, renderText } from '../../src/report/render';
+import { closureRows, escapeCell, renderMarkdown, renderText } from '../../src/report/render';
 import { parseFacts } from '../../src/probe/facts';
 import { plan } from '../../src/plan/plan';
 import { readFileSync } from 'node:fs';
@@ -88,5 +88,35 @@ describe('bootstrap report', () => {
     const idle = { ...bootstrap, phases: [], host: { ...bootstrap.host, variantId: '' } };
     expect(renderMarkdown({ stages: [], bootstrap: idle })).toContain('Nothing to bootstrap.');
     expect(renderText({ stages: [], bootstrap: idle })).toContain('nothing to bootstrap');
+  });
+});
+
+describe('closure report', () => {
+  it('shows what the vpsNixos module saved, with the biggest paths it left out', () => {
+    const fw = `/nix/store/${'f'.repeat(32)}-linux-firmware-20241110`;
+    const rows = closureRows({
+      toplevel: '/nix/store/x-nixos-system',
+      drvPath: '/nix/store/x.drv',
+      system: 'x86_64-linux',
+      paths: [],
+      seconds: 1,
+      closure: {
+        root: '/nix/store/x-nixos-system',
+        pathCount: 2,
+        narBytes: 600 * 2 ** 20,
+        top: [],
+        topOwn: [],
+        leaks: [],
+        trimming: {
+          untrimmedNarBytes: 1500 * 2 ** 20,
+          savedBytes: 900 * 2 ** 20,
+          removed: [{ path: fw, narBytes: 787 * 2 ** 20 }],
+        },
+      },
+    });
+    expect(rows.totals).toContainEqual([
+      'Saved by the vpsNixos module',
+      '900.0 MiB (the same configuration without it: 1.5 GiB); left out: linux-firmware-20241110 787.0 MiB',
+    ]);
   });
 });

@@ -32,8 +32,15 @@ describe('bootstrapPreflight', () => {
       /larger than half of this host's RAM \(MemTotal 457\.0 MiB\).*over 228\.5 MiB/,
     );
     await expect(
-      bootstrapPreflight(['kexec'], small, { kexec: tarball(200 * MiB) }, undefined),
+      bootstrapPreflight(['kexec'], small, { kexec: tarball(100 * MiB) }, undefined),
     ).resolves.toEqual({ warnings: [], diskBytes: undefined });
+  });
+  it('warns when loading would hold the installer twice in most of the RAM (measured OOM at 768)', async () => {
+    const at768 = { ...facts, memTotalBytes: 708 * MiB };
+    const r = await bootstrapPreflight(['kexec'], at768, { kexec: tarball(286 * MiB) }, undefined);
+    expect(r.warnings.join()).toMatch(
+      /holds it twice in kernel memory, 572\.0 MiB of MemTotal 708\.0 MiB/,
+    );
   });
   it('needs toplevel and disk script when install is planned', async () => {
     await expect(

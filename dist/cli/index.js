@@ -26078,6 +26078,10 @@ async function bootstrapPreflight(phases, facts, artifacts, confirmWipe) {
         const half = facts.memTotalBytes / 2;
         if (artifacts.kexec.bytes > half)
             throw new errors_1.VpsNixosError(`the kexec installer (${(0, size_1.formatBytes)(artifacts.kexec.bytes)}) is larger than half of this host's RAM (MemTotal ${(0, size_1.formatBytes)(facts.memTotalBytes)}): the kernel refuses to load kexec images over ${(0, size_1.formatBytes)(half)}; nothing was changed`, 'use a smaller installer (ours without firmware; installer-budget), more RAM, or the infect method (method: infect)');
+        // Loading holds the image twice in kernel memory (read buffer + segments), which cannot
+        // be swapped: measured, a 286 MiB installer was OOM-killed at MemTotal 708 MiB, both syscalls.
+        if (artifacts.kexec.bytes * 2 > facts.memTotalBytes * 0.75)
+            warnings.push(`loading the kexec installer (${(0, size_1.formatBytes)(artifacts.kexec.bytes)}) holds it twice in kernel memory, ${(0, size_1.formatBytes)(artifacts.kexec.bytes * 2)} of MemTotal ${(0, size_1.formatBytes)(facts.memTotalBytes)}: the load may be OOM-killed (nothing is wiped then); a smaller installer or the infect method avoids it`);
     }
     let diskBytes;
     if (phases.includes('install')) {

@@ -158,6 +158,12 @@ export async function bootstrapPreflight(
         `the kexec installer (${formatBytes(artifacts.kexec!.bytes)}) is larger than half of this host's RAM (MemTotal ${formatBytes(facts.memTotalBytes)}): the kernel refuses to load kexec images over ${formatBytes(half)}; nothing was changed`,
         'use a smaller installer (ours without firmware; installer-budget), more RAM, or the infect method (method: infect)',
       );
+    // Loading holds the image twice in kernel memory (read buffer + segments), which cannot
+    // be swapped: measured, a 286 MiB installer was OOM-killed at MemTotal 708 MiB, both syscalls.
+    if (artifacts.kexec!.bytes * 2 > facts.memTotalBytes * 0.75)
+      warnings.push(
+        `loading the kexec installer (${formatBytes(artifacts.kexec!.bytes)}) holds it twice in kernel memory, ${formatBytes(artifacts.kexec!.bytes * 2)} of MemTotal ${formatBytes(facts.memTotalBytes)}: the load may be OOM-killed (nothing is wiped then); a smaller installer or the infect method avoids it`,
+      );
   }
   let diskBytes: number | undefined;
   if (phases.includes('install')) {

@@ -152,7 +152,7 @@ describe('sendClosure into a store root over the pinned session', () => {
     expect(r2).toMatchObject({ substituted: 0, sent: closure.length });
   });
 
-  it('says which store it could not query, and changes nothing, when the target has no such Nix', async () => {
+  it('says which store it could not query when the store root is unusable', async () => {
     await expect(
       sendClosure(session, [toplevel], {
         storeRoot: '/proc/no-such-root',

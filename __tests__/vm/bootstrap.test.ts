@@ -289,7 +289,6 @@ describe('interrupted anywhere, a re-run resumes and finishes (fresh snapshot)',
       [/installer-prep: done in/, [], ['prep', 'kexec']],
       [/install: done in/, ['installer-prep'], ['prep', 'kexec']],
     ];
-    const seen: string[] = [];
     for (const [killOn, skipped, absent] of kills) {
       const r = await bootstrap(['--confirm-wipe', '/dev/vda'], { killOn });
       expect(r.code).toBe(-9);
@@ -297,9 +296,7 @@ describe('interrupted anywhere, a re-run resumes and finishes (fresh snapshot)',
       for (const phase of skipped)
         expect(r.stderr).toMatch(new RegExp(`\\n${phase}: already done \\(`));
       for (const phase of absent) expect(r.stderr).not.toMatch(new RegExp(`── phase ${phase}\\n`));
-      seen.push(killOn.source);
     }
-    expect(seen).toHaveLength(5);
     const r = await bootstrap(['--confirm-wipe', '/dev/vda']);
     const d = doc(r);
     report('resumed after the last kill', d);

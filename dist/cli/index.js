@@ -25845,8 +25845,9 @@ exports.sendClosure = sendClosure;
 const node_child_process_1 = __nccwpck_require__(1421);
 const node_stream_1 = __nccwpck_require__(7075);
 const errors_1 = __nccwpck_require__(3916);
+const shell_1 = __nccwpck_require__(997);
 const nix_1 = __nccwpck_require__(4280);
-const storeOpt = (root) => (root ? `--store '${root}' ` : '');
+const storeOpt = (root) => (root ? `--store ${(0, shell_1.shellQuote)(root)} ` : '');
 function runLocal(bin, args) {
     return new Promise((resolve, reject) => {
         const child = (0, node_child_process_1.spawn)(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -25877,11 +25878,10 @@ async function remoteInvalid(session, paths, storeRoot) {
     const invalid = new Set(r.stdout.split('\n').filter((l) => l.startsWith('/nix/store/')));
     return paths.filter((p) => invalid.has(p));
 }
-const q = (s) => `'${s.replace(/'/g, `'\\''`)}'`;
 /** Streams `paths` (invalid on the target) as tar into `root`, then registers them. Returns bytes sent. */
 async function sendPaths(session, paths, root, bin) {
     // Leftovers of an interrupted copy are unregistered and read-only: remove them first.
-    const clean = await session.exec(`cd ${q(root)} && while read -r p; do if [ -e ".$p" ]; then chmod -R u+w ".$p" && rm -rf ".$p"; fi; done`, { stdin: paths.join('\n') + '\n', timeoutMs: 10 * 60_000 });
+    const clean = await session.exec(`cd ${(0, shell_1.shellQuote)(root)} && while read -r p; do if [ -e ".$p" ]; then chmod -R u+w ".$p" && rm -rf ".$p"; fi; done`, { stdin: paths.join('\n') + '\n', timeoutMs: 10 * 60_000 });
     if (clean.code !== 0)
         throw new errors_1.VpsNixosError(`cannot clear partial store paths under ${root}: ${clean.stderr.trim()}`, 'check the target store is writable');
     const tar = (0, node_child_process_1.spawn)('tar', [
@@ -25906,7 +25906,7 @@ async function sendPaths(session, paths, root, bin) {
         },
     });
     tar.stdout.pipe(counter);
-    const r = await session.exec(`mkdir -p ${q(root)}/nix/store && tar -C ${q(root)} --no-same-owner -xf -`, { stdin: counter, timeoutMs: 6 * 60 * 60_000 });
+    const r = await session.exec(`mkdir -p ${(0, shell_1.shellQuote)(root)}/nix/store && tar -C ${(0, shell_1.shellQuote)(root)} --no-same-owner -xf -`, { stdin: counter, timeoutMs: 6 * 60 * 60_000 });
     const code = await exited;
     if (code !== 0)
         throw new nix_1.NixError(`tar of the store paths failed here: ${err.trim()}`, 'check the local store');
@@ -25935,7 +25935,7 @@ async function sendClosure(session, roots, opts) {
     if (missing.length > 0 && opts.substitute) {
         // keep-going: fetch what the caches have even when some paths (ours) are in none of them.
         const extra = opts.substituters?.urls.length
-            ? ` --option extra-substituters ${q(opts.substituters.urls.join(' '))} --option extra-trusted-public-keys ${q(opts.substituters.publicKeys.join(' '))}`
+            ? ` --option extra-substituters ${(0, shell_1.shellQuote)(opts.substituters.urls.join(' '))} --option extra-trusted-public-keys ${(0, shell_1.shellQuote)(opts.substituters.publicKeys.join(' '))}`
             : '';
         const r = await session.exec(`xargs nix-store ${storeOpt(opts.storeRoot)}--realise --option keep-going true --option connect-timeout 10${extra} >/dev/null`, { stdin: missing.join('\n') + '\n', timeoutMs: 60 * 60_000 });
         const before = missing.length;
@@ -26178,14 +26178,14 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.installPhase = void 0;
 /** Phase 3: partition + install, in the kexec installer. The one phase that wipes a disk. */
 const assets_1 = __nccwpck_require__(5462);
+const shell_1 = __nccwpck_require__(997);
 const errors_1 = __nccwpck_require__(3916);
 const transfer_1 = __nccwpck_require__(7252);
 const size_1 = __nccwpck_require__(4642);
 const phase_1 = __nccwpck_require__(5079);
 const prep_1 = __nccwpck_require__(3029);
-const q = (s) => `'${s.replace(/'/g, `'\\''`)}'`;
 async function step(ctx, args, timeoutMs, stream = false) {
-    const r = await ctx.session.exec(`sh -s -- ${args.map(q).join(' ')}`, {
+    const r = await ctx.session.exec(`sh -s -- ${args.map(shell_1.shellQuote).join(' ')}`, {
         stdin: (0, assets_1.readAsset)('scripts/phases/install.sh'),
         timeoutMs,
         onOutput: stream ? (0, phase_1.lineStream)(ctx.log) : undefined,
@@ -26265,6 +26265,7 @@ exports.installerPrepPhase = void 0;
 exports.shouldPatchUdevadm = shouldPatchUdevadm;
 /** Phase 2: prepare the kexec installer (zram again, Nix GC limits below the store's free space). */
 const assets_1 = __nccwpck_require__(5462);
+const shell_1 = __nccwpck_require__(997);
 const errors_1 = __nccwpck_require__(3916);
 const size_1 = __nccwpck_require__(4642);
 const phase_1 = __nccwpck_require__(5079);
@@ -26277,7 +26278,7 @@ function shouldPatchUdevadm(setting, virtualization) {
     return virtualization !== 'none' && virtualization !== '';
 }
 async function diskoPatch(ctx, action) {
-    const r = await ctx.session.exec(`sh -s -- ${action} '${ctx.diskScript}'`, {
+    const r = await ctx.session.exec(`sh -s -- ${action} ${(0, shell_1.shellQuote)(ctx.diskScript ?? '')}`, {
         stdin: (0, assets_1.readAsset)('scripts/phases/disko-patch.sh'),
         timeoutMs: 2 * 60_000,
         onOutput: (0, phase_1.lineStream)(ctx.log, ['stderr']),
@@ -26359,17 +26360,17 @@ exports.installerPrepPhase = {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.kexecPhase = exports.KEXEC_DIR = exports.whoAnswers = void 0;
+exports.kexecPhase = exports.KEXEC_DIR = void 0;
 exports.kexecDiskNeed = kexecDiskNeed;
 exports.kexecFix = kexecFix;
 /** Phase 1: upload the installer over the pinned session, kexec into it, and wait for it to answer. */
 const node_fs_1 = __nccwpck_require__(3024);
 const assets_1 = __nccwpck_require__(5462);
+const shell_1 = __nccwpck_require__(997);
 const errors_1 = __nccwpck_require__(3916);
 const size_1 = __nccwpck_require__(4642);
 const prep_1 = __nccwpck_require__(3029);
 const wait_1 = __nccwpck_require__(5523);
-Object.defineProperty(exports, "whoAnswers", ({ enumerable: true, get: function () { return wait_1.whoAnswers; } }));
 exports.KEXEC_DIR = '/var/lib/vps-nixos/kexec';
 /** Disk the kexec phase needs: the tarball, its unpacked kernel + initrd (about as big), the carried files. */
 function kexecDiskNeed(tarballBytes) {
@@ -26377,7 +26378,7 @@ function kexecDiskNeed(tarballBytes) {
 }
 async function stage(ctx, action) {
     const dir = ctx.dir ?? exports.KEXEC_DIR;
-    const r = await ctx.session.exec(`sh -s -- ${action} '${dir}' ${ctx.tarball.sha256}`, {
+    const r = await ctx.session.exec(`sh -s -- ${action} ${(0, shell_1.shellQuote)(dir)} ${ctx.tarball.sha256}`, {
         stdin: (0, assets_1.readAsset)('scripts/phases/kexec-stage.sh'),
         timeoutMs: 5 * 60_000,
     });
@@ -26448,7 +26449,7 @@ exports.kexecPhase = {
         }
         else {
             ctx.log(`uploading ${(0, size_1.formatBytes)(ctx.tarball.bytes)} to ${dir}`);
-            const r = await ctx.session.exec(`cat > '${dir}/installer.tar.part'`, {
+            const r = await ctx.session.exec(`cat > ${(0, shell_1.shellQuote)(`${dir}/installer.tar.part`)}`, {
                 stdin: (0, node_fs_1.createReadStream)(ctx.tarball.path),
                 timeoutMs: 15 * 60_000,
             });
@@ -26574,6 +26575,7 @@ exports.prepPhase = exports.DEFAULT_SWAPFILE = void 0;
 exports.parseKv = parseKv;
 /** Phase 0: prepare the running distribution (tools, free memory, zram, swapfile on disk). */
 const assets_1 = __nccwpck_require__(5462);
+const shell_1 = __nccwpck_require__(997);
 const errors_1 = __nccwpck_require__(3916);
 const phase_1 = __nccwpck_require__(5079);
 exports.DEFAULT_SWAPFILE = '/var/lib/vps-nixos/swapfile';
@@ -26595,11 +26597,10 @@ function parseKv(text) {
     return { values, warnings };
 }
 function args(ctx) {
-    const q = (s) => `'${s.replace(/'/g, `'\\''`)}'`;
     return [
         ctx.plan.zramBytes ?? 0,
         ctx.plan.swapfileBytes ?? 0,
-        q(ctx.swapfilePath ?? exports.DEFAULT_SWAPFILE),
+        (0, shell_1.shellQuote)(ctx.swapfilePath ?? exports.DEFAULT_SWAPFILE),
     ].join(' ');
 }
 async function prepScript(ctx, check, timeoutMs) {
@@ -27099,12 +27100,13 @@ async function openSession(cfg, deps, record) {
 /***/ }),
 
 /***/ 7922:
-/***/ ((__unused_webpack_module, exports) => {
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.finalStatus = finalStatus;
+const render_1 = __nccwpck_require__(6340);
 /** Whether the run succeeded, and the one line that says why not. */
 function finalStatus(record, cfg) {
     if (record.error) {
@@ -27123,18 +27125,13 @@ function finalStatus(record, cfg) {
         }
     }
     if (record.bootstrap && !record.plan?.phases.includes('deploy')) {
-        const h = record.bootstrap.host;
         const ran = record.bootstrap.phases.filter((p) => p.status === 'done').length;
-        const state = h.isNixos
-            ? h.variantId === 'installer'
-                ? 'the NixOS installer'
-                : `NixOS ${h.currentSystem ?? ''}`.trim()
-            : 'its own distribution';
+        const runs = `the host runs ${(0, render_1.hostRuns)(record.bootstrap.host)}`;
         return {
             ok: true,
-            message: ran === 0 && record.bootstrap.phases.length === 0
-                ? `nothing to bootstrap: the host runs ${state}`
-                : `bootstrapped (${ran} phases ran): the host runs ${state}`,
+            message: record.bootstrap.phases.length === 0
+                ? `nothing to bootstrap: ${runs}`
+                : `bootstrapped (${ran} phases ran): ${runs}`,
         };
     }
     if (!record.plan)
@@ -27166,20 +27163,10 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.DEFAULT_SWAPFILE_BYTES = void 0;
 exports.defaultZramBytes = defaultZramBytes;
 exports.plan = plan;
+/** The install decision: a pure function of the probed facts and the config (DESIGN.md's table). */
+const facts_1 = __nccwpck_require__(2385);
 const size_1 = __nccwpck_require__(4642);
-const CONTAINERS = new Set([
-    'openvz',
-    'lxc',
-    'lxc-libvirt',
-    'docker',
-    'podman',
-    'systemd-nspawn',
-    'rkt',
-    'wsl',
-    'proot',
-    'pouch',
-    'container-other',
-]);
+const CONTAINERS = new Set(facts_1.CONTAINER_TYPES);
 const KEXEC_PHASES = [
     'prep',
     'kexec',
@@ -28617,6 +28604,7 @@ exports.factRows = factRows;
 exports.closureRows = closureRows;
 exports.escapeCell = escapeCell;
 exports.phaseRows = phaseRows;
+exports.hostRuns = hostRuns;
 exports.renderMarkdown = renderMarkdown;
 exports.renderText = renderText;
 const size_1 = __nccwpck_require__(4642);
@@ -28751,14 +28739,16 @@ function phaseRows(b) {
         p.detail ?? '',
     ]);
 }
+/** What the host runs after the bootstrap, in words (the report and the final status line). */
+function hostRuns(h) {
+    if (!h.isNixos)
+        return 'its own distribution';
+    if (h.variantId === 'installer')
+        return 'the NixOS kexec installer';
+    return `NixOS ${h.currentSystem ?? '(no /run/current-system)'}`;
+}
 function hostLine(b) {
-    const h = b.host;
-    const what = !h.isNixos
-        ? 'its own distribution'
-        : h.variantId === 'installer'
-            ? 'the NixOS kexec installer'
-            : `NixOS ${h.currentSystem ?? '(no /run/current-system)'}`;
-    return `the host runs ${what} (boot_id ${h.bootId}); ${(0, size_1.formatBytes)(b.bytesSent)} sent`;
+    return `the host runs ${hostRuns(b.host)} (boot_id ${b.host.bootId}); ${(0, size_1.formatBytes)(b.bytesSent)} sent`;
 }
 const PHASE_HEADER = ['Phase', 'Status', 'Time', 'Peak target memory', 'Sent', 'Detail'];
 /** Markdown for the job summary. */
@@ -28855,6 +28845,22 @@ function renderText(r) {
     if (r.error)
         out.push(`error: ${r.error.message}`, ...(r.error.fix ? [`  fix: ${r.error.fix}`] : []));
     return out.join('\n') + '\n';
+}
+
+
+/***/ }),
+
+/***/ 997:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+/** Quoting for command lines run by the target's `sh`. Pure. */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.shellQuote = shellQuote;
+/** One shell word, whatever it contains: `it's` → `'it'\''s'`. */
+function shellQuote(s) {
+    return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
 

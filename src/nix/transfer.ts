@@ -11,6 +11,7 @@
 import { spawn } from 'node:child_process';
 import { Transform } from 'node:stream';
 import { VpsNixosError } from '../errors';
+import { shellQuote } from '../shell';
 import type { RemoteSession } from '../ssh/session';
 import { NixError } from './nix';
 
@@ -39,7 +40,7 @@ export interface TransferResult {
   bytesSent: number;
 }
 
-const storeOpt = (root?: string) => (root ? `--store '${root}' ` : '');
+const storeOpt = (root?: string) => (root ? `--store ${shellQuote(root)} ` : '');
 
 function runLocal(bin: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -89,8 +90,6 @@ export async function remoteInvalid(
   return paths.filter((p) => invalid.has(p));
 }
 
-const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-
 /** Streams `paths` (invalid on the target) as tar into `root`, then registers them. Returns bytes sent. */
 async function sendPaths(
   session: RemoteSession,
@@ -100,7 +99,7 @@ async function sendPaths(
 ): Promise<number> {
   // Leftovers of an interrupted copy are unregistered and read-only: remove them first.
   const clean = await session.exec(
-    `cd ${q(root)} && while read -r p; do if [ -e ".$p" ]; then chmod -R u+w ".$p" && rm -rf ".$p"; fi; done`,
+    `cd ${shellQuote(root)} && while read -r p; do if [ -e ".$p" ]; then chmod -R u+w ".$p" && rm -rf ".$p"; fi; done`,
     { stdin: paths.join('\n') + '\n', timeoutMs: 10 * 60_000 },
   );
   if (clean.code !== 0)
@@ -135,7 +134,7 @@ async function sendPaths(
   });
   tar.stdout.pipe(counter);
   const r = await session.exec(
-    `mkdir -p ${q(root)}/nix/store && tar -C ${q(root)} --no-same-owner -xf -`,
+    `mkdir -p ${shellQuote(root)}/nix/store && tar -C ${shellQuote(root)} --no-same-owner -xf -`,
     { stdin: counter, timeoutMs: 6 * 60 * 60_000 },
   );
   const code = await exited;
@@ -186,7 +185,7 @@ export async function sendClosure(
   if (missing.length > 0 && opts.substitute) {
     // keep-going: fetch what the caches have even when some paths (ours) are in none of them.
     const extra = opts.substituters?.urls.length
-      ? ` --option extra-substituters ${q(opts.substituters.urls.join(' '))} --option extra-trusted-public-keys ${q(opts.substituters.publicKeys.join(' '))}`
+      ? ` --option extra-substituters ${shellQuote(opts.substituters.urls.join(' '))} --option extra-trusted-public-keys ${shellQuote(opts.substituters.publicKeys.join(' '))}`
       : '';
     const r = await session.exec(
       `xargs nix-store ${storeOpt(opts.storeRoot)}--realise --option keep-going true --option connect-timeout 10${extra} >/dev/null`,

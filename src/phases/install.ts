@@ -1,5 +1,6 @@
 /** Phase 3: partition + install, in the kexec installer. The one phase that wipes a disk. */
 import { readAsset } from '../assets';
+import { shellQuote } from '../shell';
 import { VpsNixosError } from '../errors';
 import { sendClosure } from '../nix/transfer';
 import { formatBytes } from '../size';
@@ -21,15 +22,13 @@ export interface InstallContext {
   substituters?: { urls: string[]; publicKeys: string[] };
 }
 
-const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-
 async function step(
   ctx: InstallContext,
   args: string[],
   timeoutMs: number,
   stream = false,
 ): Promise<Record<string, string>> {
-  const r = await ctx.session.exec(`sh -s -- ${args.map(q).join(' ')}`, {
+  const r = await ctx.session.exec(`sh -s -- ${args.map(shellQuote).join(' ')}`, {
     stdin: readAsset('scripts/phases/install.sh'),
     timeoutMs,
     onOutput: stream ? lineStream(ctx.log) : undefined,

@@ -1,5 +1,6 @@
 /** Phase 2: prepare the kexec installer (zram again, Nix GC limits below the store's free space). */
 import { readAsset } from '../assets';
+import { shellQuote } from '../shell';
 import { VpsNixosError } from '../errors';
 import { formatBytes } from '../size';
 import type { RemoteSession } from '../ssh/session';
@@ -32,7 +33,7 @@ async function diskoPatch(
   ctx: InstallerPrepContext,
   action: 'check' | 'apply',
 ): Promise<Record<string, string>> {
-  const r = await ctx.session.exec(`sh -s -- ${action} '${ctx.diskScript}'`, {
+  const r = await ctx.session.exec(`sh -s -- ${action} ${shellQuote(ctx.diskScript ?? '')}`, {
     stdin: readAsset('scripts/phases/disko-patch.sh'),
     timeoutMs: 2 * 60_000,
     onOutput: lineStream(ctx.log, ['stderr']),

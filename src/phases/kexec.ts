@@ -1,6 +1,7 @@
 /** Phase 1: upload the installer over the pinned session, kexec into it, and wait for it to answer. */
 import { createReadStream } from 'node:fs';
 import { readAsset } from '../assets';
+import { shellQuote } from '../shell';
 import { VpsNixosError } from '../errors';
 import type { KexecTarball } from '../nix/kexec';
 import { formatBytes } from '../size';
@@ -8,8 +9,6 @@ import type { RemoteSession } from '../ssh/session';
 import type { Phase } from './phase';
 import { parseKv } from './prep';
 import { waitForNewBoot, whoAnswers } from './wait';
-
-export { whoAnswers };
 
 export interface KexecContext {
   /** The current session; replaced by the phase after the reboot. */
@@ -38,7 +37,7 @@ export function kexecDiskNeed(tarballBytes: number): number {
 
 async function stage(ctx: KexecContext, action: 'check' | 'load'): Promise<Record<string, string>> {
   const dir = ctx.dir ?? KEXEC_DIR;
-  const r = await ctx.session.exec(`sh -s -- ${action} '${dir}' ${ctx.tarball.sha256}`, {
+  const r = await ctx.session.exec(`sh -s -- ${action} ${shellQuote(dir)} ${ctx.tarball.sha256}`, {
     stdin: readAsset('scripts/phases/kexec-stage.sh'),
     timeoutMs: 5 * 60_000,
   });
@@ -138,7 +137,7 @@ export const kexecPhase: Phase<KexecContext> = {
       );
     } else {
       ctx.log(`uploading ${formatBytes(ctx.tarball.bytes)} to ${dir}`);
-      const r = await ctx.session.exec(`cat > '${dir}/installer.tar.part'`, {
+      const r = await ctx.session.exec(`cat > ${shellQuote(`${dir}/installer.tar.part`)}`, {
         stdin: createReadStream(ctx.tarball.path),
         timeoutMs: 15 * 60_000,
       });

@@ -1,5 +1,6 @@
 /** Phase 0: prepare the running distribution (tools, free memory, zram, swapfile on disk). */
 import { readAsset } from '../assets';
+import { shellQuote } from '../shell';
 import { VpsNixosError } from '../errors';
 import type { Plan } from '../plan/plan';
 import type { RemoteSession } from '../ssh/session';
@@ -33,11 +34,10 @@ export function parseKv(text: string): { values: Record<string, string>; warning
 }
 
 function args(ctx: PrepContext): string {
-  const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
   return [
     ctx.plan.zramBytes ?? 0,
     ctx.plan.swapfileBytes ?? 0,
-    q(ctx.swapfilePath ?? DEFAULT_SWAPFILE),
+    shellQuote(ctx.swapfilePath ?? DEFAULT_SWAPFILE),
   ].join(' ');
 }
 

@@ -1,5 +1,6 @@
 import type { Config } from '../inputs';
 import type { RunRecord } from './record';
+import { hostRuns } from '../report/render';
 
 /** Whether the run succeeded, and the one line that says why not. */
 export function finalStatus(
@@ -22,19 +23,14 @@ export function finalStatus(
     }
   }
   if (record.bootstrap && !record.plan?.phases.includes('deploy')) {
-    const h = record.bootstrap.host;
     const ran = record.bootstrap.phases.filter((p) => p.status === 'done').length;
-    const state = h.isNixos
-      ? h.variantId === 'installer'
-        ? 'the NixOS installer'
-        : `NixOS ${h.currentSystem ?? ''}`.trim()
-      : 'its own distribution';
+    const runs = `the host runs ${hostRuns(record.bootstrap.host)}`;
     return {
       ok: true,
       message:
-        ran === 0 && record.bootstrap.phases.length === 0
-          ? `nothing to bootstrap: the host runs ${state}`
-          : `bootstrapped (${ran} phases ran): the host runs ${state}`,
+        record.bootstrap.phases.length === 0
+          ? `nothing to bootstrap: ${runs}`
+          : `bootstrapped (${ran} phases ran): ${runs}`,
     };
   }
   if (!record.plan)

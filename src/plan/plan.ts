@@ -1,5 +1,5 @@
 /** The install decision: a pure function of the probed facts and the config (DESIGN.md's table). */
-import type { Facts } from '../probe/facts';
+import { CONTAINER_TYPES, type Facts } from '../probe/facts';
 import type { Config } from '../inputs';
 import { formatBytes } from '../size';
 
@@ -38,19 +38,7 @@ export type PlanConfig = Pick<
 > &
   Partial<Pick<Config, 'zramBytes' | 'swapBytes'>>;
 
-const CONTAINERS = new Set([
-  'openvz',
-  'lxc',
-  'lxc-libvirt',
-  'docker',
-  'podman',
-  'systemd-nspawn',
-  'rkt',
-  'wsl',
-  'proot',
-  'pouch',
-  'container-other',
-]);
+const CONTAINERS = new Set(CONTAINER_TYPES);
 
 const KEXEC_PHASES: PhaseName[] = [
   'prep',

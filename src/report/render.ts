@@ -147,14 +147,15 @@ export function phaseRows(b: NonNullable<RunRecord['bootstrap']>): string[][] {
   ]);
 }
 
+/** What the host runs after the bootstrap, in words (the report and the final status line). */
+export function hostRuns(h: NonNullable<RunRecord['bootstrap']>['host']): string {
+  if (!h.isNixos) return 'its own distribution';
+  if (h.variantId === 'installer') return 'the NixOS kexec installer';
+  return `NixOS ${h.currentSystem ?? '(no /run/current-system)'}`;
+}
+
 function hostLine(b: NonNullable<RunRecord['bootstrap']>): string {
-  const h = b.host;
-  const what = !h.isNixos
-    ? 'its own distribution'
-    : h.variantId === 'installer'
-      ? 'the NixOS kexec installer'
-      : `NixOS ${h.currentSystem ?? '(no /run/current-system)'}`;
-  return `the host runs ${what} (boot_id ${h.bootId}); ${formatBytes(b.bytesSent)} sent`;
+  return `the host runs ${hostRuns(b.host)} (boot_id ${b.host.bootId}); ${formatBytes(b.bytesSent)} sent`;
 }
 
 const PHASE_HEADER = ['Phase', 'Status', 'Time', 'Peak target memory', 'Sent', 'Detail'];

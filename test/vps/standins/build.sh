@@ -68,19 +68,31 @@ if [[ ! -e $kd/.complete ]]; then
   log "standins: installer tarball $(du -h "$tarball" | cut -f1) in $(since "$t0")s"
 fi
 
-# --- toplevel + disk script: the host's Nix store ---
+# --- toplevel variants + disk script: the host's Nix store ---
+# Deploy-test variants (test/STANDINS.md): all share the ballast paths; toplevel == variants.ok.
+# test/standins/make-flake.sh writes a flake whose nixosConfigurations.<variant> are these paths.
+variants=(ok ok2 new-kernel exit4 unhealthy cut-sshd)
 t0=$(now)
 nixopts=(--option build-users-group '' --option sandbox false --option substituters '')
+attrs=(-A diskScript)
+for v in "${variants[@]}"; do attrs+=(-A "variants.$v"); done
 mapfile -t paths < <(nix-build "${nixopts[@]}" "$here/standins.nix" --arg systemBallastBytes "$sb" \
-  --out-link "$out/result-$sb" 2>"$out/nix-build.log") || { tail -20 "$out/nix-build.log" >&2; die "nix-build failed"; }
-((${#paths[@]} == 2)) || die "nix-build printed ${#paths[@]} paths"
+  "${attrs[@]}" --out-link "$out/result-$sb" 2>"$out/nix-build.log") || { tail -20 "$out/nix-build.log" >&2; die "nix-build failed"; }
+((${#paths[@]} == ${#variants[@]} + 1)) || die "nix-build printed ${#paths[@]} paths: ${paths[*]}"
 disk=${paths[0]} toplevel=${paths[1]}
 [[ $toplevel == *nixos-system* && $disk == *disko-standin ]] || die "unexpected nix-build output: ${paths[*]}"
-log "standins: toplevel + disk script ready in $(since "$t0")s (system ballast $sb bytes)"
+vjson="" vtext=""
+for i in "${!variants[@]}"; do
+  p=${paths[i + 1]}
+  [[ $p == *nixos-system-vps-standin-* ]] || die "unexpected nix-build output for ${variants[i]}: $p"
+  vjson+="${vjson:+,}\"${variants[i]}\":\"$p\""
+  vtext+="variants.${variants[i]}=$p"$'\n'
+done
+log "standins: toplevel variants + disk script ready in $(since "$t0")s (system ballast $sb bytes)"
 
 if ((json)); then
-  printf '{"kexecTarball":"%s","kexecSha256":"%s","toplevel":"%s","diskScript":"%s","installerBallastBytes":%s,"systemBallastBytes":%s}\n' \
-    "$tarball" "$(cat "$kd/sha256")" "$toplevel" "$disk" "$ib" "$sb"
+  printf '{"kexecTarball":"%s","kexecSha256":"%s","toplevel":"%s","diskScript":"%s","installerBallastBytes":%s,"systemBallastBytes":%s,"variants":{%s}}\n' \
+    "$tarball" "$(cat "$kd/sha256")" "$toplevel" "$disk" "$ib" "$sb" "$vjson"
 else
-  printf 'kexecTarball=%s\nkexecSha256=%s\ntoplevel=%s\ndiskScript=%s\n' "$tarball" "$(cat "$kd/sha256")" "$toplevel" "$disk"
+  printf 'kexecTarball=%s\nkexecSha256=%s\ntoplevel=%s\ndiskScript=%s\n%s' "$tarball" "$(cat "$kd/sha256")" "$toplevel" "$disk" "$vtext"
 fi

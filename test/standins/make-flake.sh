@@ -1,0 +1,81 @@
+#!/bin/bash
+# Writes a self-contained stand-in flake (no nixpkgs, not NixOS; see test/STANDINS.md) for the
+# deploy tests:
+#   make-flake.sh OUTDIR [--system-ballast SIZE] [--json]
+# OUTDIR gets flake.nix and copies of test/vps/standins/{standins.nix,builder.sh,activate,
+# switch-to-configuration,disk-script}, nothing that points outside OUTDIR. For each variant
+# (ok ok2 new-kernel exit4 unhealthy cut-sshd):
+#   nixosConfigurations.<variant>.config.system.build.toplevel           the system toplevel
+#   nixosConfigurations.<variant>.config.system.build.diskoScriptNoDeps  the disko stand-in
+# These are the same derivations as `test/vps/vps standins --system-ballast SIZE` builds, so the
+# same store paths ("variants" in its JSON). SIZE as for `vps standins` ("0", "64MiB", "1GiB");
+# the default is 0 (no ballast paths), where `vps standins` defaults to 1GiB.
+# Refer to it as path:OUTDIR (a plain OUTDIR inside a git work tree would be read as git+file, which
+# ignores untracked files). Prints path:OUTDIR, or with --json
+#   {"flake": "path:OUTDIR", "systemBallastBytes": N, "configurations": ["ok", ...]}
+# Build one offline with Debian's Nix 2.8:
+#   nix --extra-experimental-features 'nix-command flakes' build --no-link --json \
+#     path:OUTDIR#nixosConfigurations.ok.config.system.build.toplevel \
+#     --option build-users-group '' --option sandbox false --option substituters ''
+set -euo pipefail
+src=$(cd "$(dirname "$0")/../vps/standins" && pwd)
+die() { printf 'make-flake.sh: %s\n' "$*" >&2; exit 1; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 1; }
+
+# Same parser as test/vps/lib/common.sh: "278MiB", "1GiB", "512M", "0", "1234" (bytes).
+parse_size() {
+  local s=$1 n unit
+  [[ $s =~ ^([0-9]+)([KMGkmg]?)(i?[Bb]?)$ ]] || die "bad size: $s"
+  n=${BASH_REMATCH[1]}; unit=${BASH_REMATCH[2]^^}
+  case $unit in
+    K) echo $((n * 1024)) ;; M) echo $((n * 1024 * 1024)) ;; G) echo $((n * 1024 * 1024 * 1024)) ;; *) echo "$n" ;;
+  esac
+}
+
+outdir="" sb=0 json=0
+while (($#)); do
+  case $1 in
+    --system-ballast|--ballast) (($# >= 2)) || die "$1 needs a SIZE"; sb=$2; shift 2 ;;
+    --json) json=1; shift ;;
+    -h|--help) usage ;;
+    -*) die "unknown option $1 (usage: make-flake.sh OUTDIR [--system-ballast SIZE] [--json])" ;;
+    *) [[ -z $outdir ]] || die "one OUTDIR only"; outdir=$1; shift ;;
+  esac
+done
+[[ -n $outdir ]] || usage
+sb=$(parse_size "$sb")
+
+mkdir -p "$outdir"
+outdir=$(cd "$outdir" && pwd)
+files=(standins.nix builder.sh activate switch-to-configuration disk-script)
+for f in "${files[@]}"; do
+  # the executable bit is part of the NAR, so of the store path: keep the mode
+  cp --preserve=mode "$src/$f" "$outdir/$f"
+done
+variants=(ok ok2 new-kernel exit4 unhealthy cut-sshd)
+cat > "$outdir/flake.nix" <<EOF
+# A vps-nixos test STAND-IN flake (not NixOS, no nixpkgs), written by test/standins/make-flake.sh.
+# Its toplevels are the harness's stand-in systems (test/STANDINS.md), system ballast $sb bytes.
+{
+  description = "vps-nixos stand-in systems for deploy tests (not NixOS)";
+  outputs = { self }:
+    let
+      standins = import ./standins.nix { systemBallastBytes = $sb; };
+      configuration = toplevel: {
+        config.system.build = {
+          inherit toplevel;
+          diskoScriptNoDeps = standins.diskScript;
+        };
+      };
+    in {
+      nixosConfigurations = builtins.mapAttrs (name: configuration) standins.variants;
+    };
+}
+EOF
+
+if ((json)); then
+  list=$(printf '"%s",' "${variants[@]}")
+  printf '{"flake":"path:%s","systemBallastBytes":%s,"configurations":[%s]}\n' "$outdir" "$sb" "${list%,}"
+else
+  printf 'path:%s\n' "$outdir"
+fi

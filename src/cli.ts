@@ -41,7 +41,7 @@ async function cli(argv: string[]): Promise<number> {
     // Text output already shows the error; JSON keeps stdout to one document.
     if (
       (result.exitCode !== 0 && (!result.record.error || parsed.options.json === 'true')) ||
-      (result.exitCode === 0 && result.record.bootstrap)
+      (result.exitCode === 0 && (result.record.bootstrap || result.record.deploy))
     ) {
       process.stderr.write(`vps-nixos: ${result.message.replace(/\n/g, '\n  ')}\n`);
     }

@@ -9,4 +9,10 @@ export const Output = {
   hostConfig: 'host-config',
   phases: 'phases',
   currentSystem: 'current-system',
+  systemPath: 'system-path',
+  previousSystemPath: 'previous-system-path',
+  changed: 'changed',
+  rolledBack: 'rolled-back',
+  rebootNeeded: 'reboot-needed',
+  diff: 'diff',
 } as const;

@@ -4,6 +4,7 @@ import { InputError } from './errors';
 import { parseSize } from './size';
 import { parseTarget, type Target } from './target';
 import { parseKnownHosts, pinFor } from './ssh/hostkeys';
+import { DEPLOY_ACTIONS, type DeployAction } from './deploy/rebuild';
 
 /** How the planner may install NixOS. */
 export const METHODS = ['auto', 'kexec', 'infect', 'deploy-only'] as const;
@@ -51,6 +52,15 @@ export interface Config {
   substituters: string[];
   trustedPublicKeys: string[];
   measureTrimming: boolean;
+  /** Deploy: nixos-rebuild's action, where it builds, sudo on the target, the safety net. */
+  deployAction: DeployAction;
+  buildHost?: string;
+  useSudo: boolean;
+  confirmTimeoutSeconds: number;
+  healthCheck?: string;
+  healthUrl?: string;
+  healthTimeoutSeconds: number;
+  rollback: boolean;
 }
 
 /** One input as action.yml documents it; the schema below is built from these. */
@@ -221,6 +231,49 @@ export const INPUTS = {
       'Also build the configuration without the vpsNixos module and report the bytes the module saves (a second system build)',
     required: false,
     default: 'false',
+  },
+  action: {
+    description:
+      'What the deploy does: switch, boot (next boot), test (activate, not the boot default), dry-activate, or build (build and compare with what the host runs; change nothing)',
+    required: false,
+    default: 'switch',
+  },
+  'build-host': {
+    description:
+      "Build on this host instead of the runner (nixos-rebuild's --build-host, user@host)",
+    required: false,
+  },
+  'use-sudo': {
+    description: 'The target user is not root: run activation and the rollback guard with sudo',
+    required: false,
+    default: 'false',
+  },
+  'confirm-timeout': {
+    description:
+      'Seconds the runner has, after the switch, to reconnect over a new SSH session and confirm; else the target rolls back by itself',
+    required: false,
+    default: '60',
+  },
+  'health-check': {
+    description:
+      'A command run on the target after the switch; non-zero exit rolls back (retried until health-timeout)',
+    required: false,
+  },
+  'health-url': {
+    description:
+      'A URL fetched from the runner after the switch; a status other than 2xx/3xx rolls back',
+    required: false,
+  },
+  'health-timeout': {
+    description: 'Seconds the health checks may take to pass (they are retried)',
+    required: false,
+    default: '60',
+  },
+  rollback: {
+    description:
+      'Roll back to the previous generation when the deploy fails (false: keep the new system and fail)',
+    required: false,
+    default: 'true',
   },
 } as const satisfies Record<string, InputSpec>;
 
@@ -426,6 +479,31 @@ const FIELDS = {
       : keys;
   }),
   'measure-trimming': booleanInput,
+  action: z
+    .string()
+    .transform((s, ctx) =>
+      (DEPLOY_ACTIONS as readonly string[]).includes(s.trim())
+        ? (s.trim() as DeployAction)
+        : fail(ctx, `'${s}' is not a deploy action`, `write one of ${DEPLOY_ACTIONS.join(', ')}`),
+    ),
+  'build-host': z.string().transform((s, ctx) => {
+    const t = parseTarget(s.trim());
+    return typeof t === 'string'
+      ? fail(ctx, t, 'write user@host (the port, if any, goes in your ssh config)')
+      : s.trim();
+  }),
+  'use-sudo': booleanInput,
+  'confirm-timeout': countInput(5, 3600, 'seconds'),
+  'health-check': z.string().transform((s) => s.trim()),
+  'health-url': z
+    .string()
+    .transform((s, ctx) =>
+      /^https?:\/\/\S+$/.test(s.trim())
+        ? s.trim()
+        : fail(ctx, `'${s}' is not an http(s) URL`, 'write http://HOST[:PORT]/PATH or https://…'),
+    ),
+  'health-timeout': countInput(1, 3600, 'seconds'),
+  rollback: booleanInput,
 } satisfies Record<InputName, z.ZodType>;
 
 /** The zod schema of the inputs, after defaults are filled in (see withDefaults). */
@@ -501,6 +579,14 @@ export function parseConfig(raw: RawInputs, opts: ParseOptions = {}): Config {
     substituters: v.substituters ?? [],
     trustedPublicKeys: v['trusted-public-keys'] ?? [],
     measureTrimming: v['measure-trimming'] as boolean,
+    deployAction: v.action as DeployAction,
+    buildHost: v['build-host'],
+    useSudo: v['use-sudo'] as boolean,
+    confirmTimeoutSeconds: v['confirm-timeout'] as number,
+    healthCheck: v['health-check'] || undefined,
+    healthUrl: v['health-url'],
+    healthTimeoutSeconds: v['health-timeout'] as number,
+    rollback: v.rollback as boolean,
   };
   checkTogether(cfg, opts, shown);
   return cfg;

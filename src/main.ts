@@ -5,7 +5,7 @@ import { INPUTS, parseConfig, type InputName, type RawInputs } from './inputs';
 import { Output, State } from './constants';
 import { maskLines, writeKeyMaterial } from './secrets';
 import { runPipeline } from './pipeline/run';
-import { renderMarkdown } from './report/render';
+import { diffMarkdown, renderMarkdown } from './report/render';
 import { describeError } from './errors';
 import { finalStatus } from './pipeline/status';
 import { TOOL_VERSION } from './version';
@@ -48,7 +48,9 @@ async function main(): Promise<void> {
       // The build and the preflight come before anything changes the target; plan-only skips the build.
       stages: cfg.planOnly
         ? ['probe', 'plan', ...(cfg.flake ? (['check'] as const) : [])]
-        : ['build', 'probe', 'plan', 'check', 'bootstrap'],
+        : cfg.deployAction === 'build'
+          ? ['build', 'probe', 'plan', 'check']
+          : ['build', 'probe', 'plan', 'check', 'bootstrap', 'deploy'],
       kexec: !cfg.planOnly && (cfg.method === 'auto' || cfg.method === 'kexec'),
     },
     {
@@ -66,6 +68,20 @@ async function main(): Promise<void> {
   if (record.bootstrap) {
     core.setOutput(Output.phases, JSON.stringify(record.bootstrap.phases));
     core.setOutput(Output.currentSystem, record.bootstrap.host.currentSystem ?? '');
+  }
+  if (record.deploy) {
+    const d = record.deploy;
+    core.setOutput(Output.systemPath, d.systemPath);
+    core.setOutput(Output.previousSystemPath, d.previousSystemPath);
+    core.setOutput(Output.changed, String(d.changed));
+    core.setOutput(Output.rolledBack, String(d.rolledBack));
+    core.setOutput(Output.rebootNeeded, String(d.rebootNeeded.length > 0));
+    core.setOutput(Output.currentSystem, d.hostRuns);
+    if (d.diff) core.setOutput(Output.diff, diffMarkdown(d.diff, d.bytesSent));
+  } else if (record.build?.closure.diff) {
+    // action build: what a deploy would change
+    core.setOutput(Output.diff, diffMarkdown(record.build.closure.diff));
+    core.setOutput(Output.systemPath, record.build.toplevel);
   }
   const hostConfig = record.facts ? hostConfigFor(record.facts, record.target) : undefined;
   if (hostConfig) core.setOutput(Output.hostConfig, hostConfig);

@@ -209,6 +209,12 @@ describe('parseConfig', () => {
       'trusted-public-keys',
       /name:base64/,
     ],
+    ['deploy action unknown', { action: 'reboot' }, 'action', /switch, boot, test, dry-activate/],
+    ['build-host not user@host', { 'build-host': 'root@bad host' }, 'build-host', /user@host/],
+    ['confirm-timeout too short', { 'confirm-timeout': '2' }, 'confirm-timeout', /whole number/],
+    ['health-url not http', { 'health-url': 'ftp://x/' }, 'health-url', /http:\/\//],
+    ['health-timeout not a number', { 'health-timeout': 'soon' }, 'health-timeout', /whole/],
+    ['rollback not a boolean', { rollback: 'maybe' }, 'rollback', /true or false/],
   ];
   it.each(bad)('%s', (_title, override, input, fixPattern) => {
     let err: unknown;

@@ -53,6 +53,8 @@ const BOOLEAN_INPUTS = new Set<InputName>([
   'cache',
   'allow-preflight-errors',
   'measure-trimming',
+  'use-sudo',
+  'rollback',
 ]);
 const BUILDING: InputName[] = [
   'flake',
@@ -94,6 +96,23 @@ const BOOTSTRAPPING: InputName[] = [
   'substituters',
   'trusted-public-keys',
   'allow-preflight-errors',
+];
+
+const DEPLOYING: InputName[] = [
+  'flake',
+  'toplevel',
+  'action',
+  'build-host',
+  'use-sudo',
+  'confirm-timeout',
+  'health-check',
+  'health-url',
+  'health-timeout',
+  'rollback',
+  'method',
+  'reinstall',
+  'closure-budget',
+  'cache',
 ];
 
 const inputOption = (name: InputName): OptionSpec => {
@@ -189,6 +208,23 @@ export const COMMANDS: Command[] = [
       ...CONNECTION.map(inputOption),
       ...FILE_OPTIONS,
       ...[...new Set<InputName>([...PLANNING, ...BUILDING, ...BOOTSTRAPPING])].map(inputOption),
+      {
+        name: 'cache-dir',
+        description: 'Directory that keeps closure caches between runs',
+        default: '~/.cache/vps-nixos',
+      },
+      JSON_OPTION,
+    ],
+  },
+  {
+    name: 'deploy',
+    summary:
+      'Deploy the flake (or a prebuilt --toplevel) to an installed NixOS host with nixos-rebuild over the pinned key; health-check, roll back on failure',
+    stages: ['build', 'probe', 'plan', 'deploy'],
+    options: [
+      ...CONNECTION.map(inputOption),
+      ...FILE_OPTIONS,
+      ...DEPLOYING.map(inputOption),
       {
         name: 'cache-dir',
         description: 'Directory that keeps closure caches between runs',
@@ -315,6 +351,26 @@ export async function runCommand(
       doc.phases = record.bootstrap?.phases ?? [];
       doc.host = record.bootstrap?.host ?? null;
       doc.bytesSent = record.bootstrap?.bytesSent ?? 0;
+    }
+    if (cmd.stages.includes('deploy')) {
+      const d = record.deploy;
+      Object.assign(doc, {
+        changed: d?.changed ?? false,
+        bytesSent: d?.bytesSent ?? 0,
+        pathsSent: d?.pathsSent ?? 0,
+        systemPath: d?.systemPath ?? null,
+        previousSystemPath: d?.previousSystemPath ?? null,
+        rolledBack: d?.rolledBack ?? false,
+        rollback: d?.rollback ?? null,
+        nothingToRollBackTo: d?.nothingToRollBackTo ?? false,
+        rebootNeeded: d?.rebootNeeded ?? [],
+        failedUnits: d?.failedUnits ?? [],
+        checks: d?.checks ?? [],
+        diff: d?.diff ?? null,
+        hostRuns: d?.hostRuns ?? null,
+        rebuild: d?.rebuild ?? null,
+        deploySeconds: d?.seconds ?? null,
+      });
     }
     if (record.hostKey) doc.hostKey = record.hostKey;
     if (record.error) doc.error = record.error;

@@ -3,8 +3,9 @@ import type { Plan } from '../plan/plan';
 import type { BuildResult } from '../nix/build';
 import type { PreflightResult } from '../preflight/run';
 import type { BootstrapResult } from '../phases/bootstrap';
+import type { DeployResult } from '../deploy/deploy';
 
-export type StageName = 'build' | 'probe' | 'plan' | 'check' | 'bootstrap';
+export type StageName = 'build' | 'probe' | 'plan' | 'check' | 'bootstrap' | 'deploy';
 
 export interface StageRecord {
   name: StageName;
@@ -27,5 +28,7 @@ export interface RunRecord {
   stages: StageRecord[];
   /** What the bootstrap phases did, and what answers at the end. */
   bootstrap?: Omit<BootstrapResult, 'session' | 'error'>;
+  /** What the deploy did: what ran before, what runs now, what changed, whether it rolled back. */
+  deploy?: DeployResult;
   error?: { message: string; fix?: string };
 }

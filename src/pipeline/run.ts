@@ -16,6 +16,7 @@ import { NixError, localNix, type Nix } from '../nix/nix';
 import type { CacheStore } from '../cache/store';
 import type { RunRecord, StageName } from './record';
 import { runBootstrap, type BootstrapArtifacts } from '../phases/bootstrap';
+import { runDeploy } from '../deploy/deploy';
 
 export interface Logger {
   info(line: string): void;
@@ -24,7 +25,8 @@ export interface Logger {
   group?<T>(title: string, fn: () => Promise<T>): Promise<T>;
 }
 
-const prebuilt = (cfg: Config) => !!cfg.toplevel && (!!cfg.diskScript || cfg.method === 'infect');
+const prebuilt = (cfg: Config) =>
+  !!cfg.toplevel && (!!cfg.diskScript || cfg.method === 'infect' || !cfg.flake);
 
 /** The store paths and installer the bootstrap needs: from the build, or given prebuilt. */
 async function artifacts(
@@ -125,6 +127,13 @@ export async function runPipeline(
         seconds: 0,
         detail: 'prebuilt store paths given (toplevel, disk-script)',
       });
+    } else if (req.stages.includes('build') && cfg.buildHost) {
+      record.stages.push({
+        name: 'build',
+        status: 'skipped',
+        seconds: 0,
+        detail: `build-host given: nixos-rebuild builds on ${cfg.buildHost}`,
+      });
     } else if (req.stages.includes('build')) {
       record.build = await stage('build', () => runBuild(cfg, deps, req.kexec ?? false));
     }
@@ -203,6 +212,42 @@ export async function runPipeline(
         };
         if (result.error) throw result.error;
       });
+    }
+    if (req.stages.includes('deploy') && planned?.phases.includes('deploy') && session) {
+      if (planned.refusal) {
+        // the bootstrap stage (or the plan) already said why
+      } else if (cfg.deployAction === 'build') {
+        record.stages.push({
+          name: 'deploy',
+          status: 'skipped',
+          seconds: 0,
+          detail: 'action build: built and compared with what the host runs; nothing deployed',
+        });
+      } else {
+        const open = session;
+        session = undefined;
+        await stage('deploy', async () => {
+          const { result, session: after } = await runDeploy(open, {
+            action: cfg.deployAction as Exclude<typeof cfg.deployAction, 'build'>,
+            flake: cfg.flake,
+            toplevel: cfg.toplevel ?? record.build?.toplevel,
+            buildHost: cfg.buildHost,
+            useSudo: cfg.useSudo,
+            confirmTimeoutSeconds: cfg.confirmTimeoutSeconds,
+            healthCheck: cfg.healthCheck,
+            healthUrl: cfg.healthUrl,
+            healthTimeoutSeconds: cfg.healthTimeoutSeconds,
+            rollback: cfg.rollback,
+            privateKey: cfg.sshPrivateKey!,
+            tempDir: deps.tempDir,
+            reconnect: reconnector(cfg, deps, open),
+            log: { ...deps.log, group: deps.log.group ?? ((_t, fn) => fn()) },
+          });
+          session = after;
+          record.deploy = result;
+          if (result.error) throw new VpsNixosError(result.error.message, result.error.fix ?? '');
+        });
+      }
     }
   } catch (err) {
     record.error =

@@ -1,11 +1,12 @@
 import type { Config } from '../inputs';
 import type { RunRecord } from './record';
 import { hostRuns } from '../report/render';
+import type { DeployResult } from '../deploy/deploy';
 
 /** Whether the run succeeded, and the one line that says why not. */
 export function finalStatus(
   record: RunRecord,
-  cfg: Pick<Config, 'planOnly' | 'allowPreflightErrors'>,
+  cfg: Pick<Config, 'planOnly' | 'allowPreflightErrors'> & Partial<Pick<Config, 'deployAction'>>,
 ): { ok: boolean; message: string } {
   if (record.error) {
     return {
@@ -22,7 +23,8 @@ export function finalStatus(
       };
     }
   }
-  if (record.bootstrap && !record.plan?.phases.includes('deploy')) {
+  if (record.deploy) return { ok: true, message: deployedMessage(record.deploy) };
+  if (record.bootstrap) {
     const ran = record.bootstrap.phases.filter((p) => p.status === 'done').length;
     const runs = `the host runs ${hostRuns(record.bootstrap.host)}`;
     return {
@@ -43,8 +45,26 @@ export function finalStatus(
       message: `refused: ${record.plan.refusal.reason}\nwhat would work: ${record.plan.refusal.remediation}`,
     };
   }
-  return {
-    ok: false,
-    message: `planned ${record.plan.method}${record.bootstrap ? ' and bootstrapped the host' : ''}, but the deploy stage is not released yet: set plan-only: true, or leave flake out and give toplevel/disk-script to bootstrap only`,
-  };
+  if (cfg.deployAction === 'build' && record.build) {
+    const d = record.build.closure.diff;
+    return {
+      ok: true,
+      message: d
+        ? `built ${record.build.toplevel}: ${d.changed.length} changed, ${d.added.length} paths added, ${d.removed.length} removed against what the host runs; nothing deployed`
+        : `built ${record.build.toplevel}; nothing deployed`,
+    };
+  }
+  return { ok: true, message: `planned ${record.plan.method}: nothing left to do` };
+}
+
+/** One line for a deploy that went through. */
+export function deployedMessage(d: DeployResult): string {
+  const reboot = d.rebootNeeded.length
+    ? `; reboot needed (${d.rebootNeeded.join(', ')} changed)`
+    : '';
+  if (d.action === 'dry-activate')
+    return `dry-activate of ${d.systemPath || 'the new system'}: nothing was changed`;
+  if (!d.changed) return `no change: the host runs ${d.hostRuns}${reboot}`;
+  const verb = d.action === 'boot' ? 'set as the boot default' : 'switched to';
+  return `deployed: ${verb} ${d.systemPath}${d.previousSystemPath ? ` (was ${d.previousSystemPath})` : ' (first deploy: nothing to roll back to)'}; ${d.pathsSent} paths, ${d.bytesSent} bytes sent${reboot}`;
 }

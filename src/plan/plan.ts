@@ -36,7 +36,7 @@ export type PlanConfig = Pick<
   Config,
   'method' | 'minRamKexecBytes' | 'minRamInfectBytes' | 'allowLowRam' | 'reinstall' | 'flake'
 > &
-  Partial<Pick<Config, 'zramBytes' | 'swapBytes'>>;
+  Partial<Pick<Config, 'zramBytes' | 'swapBytes' | 'toplevel'>>;
 
 const CONTAINERS = new Set(CONTAINER_TYPES);
 
@@ -78,9 +78,9 @@ function withSizes(plan: Plan, f: PlanFacts, cfg: PlanConfig): Plan {
     plan.zramBytes = cfg.zramBytes ?? defaultZramBytes(f.memTotalBytes);
     plan.swapfileBytes = cfg.swapBytes ?? DEFAULT_SWAPFILE_BYTES;
   }
-  if (!cfg.flake && plan.phases.includes('deploy')) {
+  if (!cfg.flake && !cfg.toplevel && plan.phases.includes('deploy')) {
     plan.phases = plan.phases.filter((p) => p !== 'deploy');
-    plan.reasons.push('no flake given: the deploy phase is left out');
+    plan.reasons.push('no flake (or toplevel) given: the deploy phase is left out');
   }
   return plan;
 }

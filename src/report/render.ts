@@ -3,7 +3,8 @@ import type { Facts } from '../probe/facts';
 import type { RunRecord } from '../pipeline/record';
 import { formatBytes } from '../size';
 import type { BuildResult } from '../nix/build';
-import { storeName } from '../nix/closure';
+import { splitVersion, storeName, type ClosureDiff } from '../nix/closure';
+import type { DeployResult } from '../deploy/deploy';
 import { renderFindingsMarkdown, renderFindingsText } from '../preflight/run';
 
 type Row = [string, string];
@@ -160,6 +161,64 @@ function hostLine(b: NonNullable<RunRecord['bootstrap']>): string {
 
 const PHASE_HEADER = ['Phase', 'Status', 'Time', 'Peak target memory', 'Sent', 'Detail'];
 
+/** The deploy in rows: outcome, before and after, bytes, reboot, nixos-rebuild, failed units. */
+export function deployRows(d: DeployResult): Row[] {
+  const outcome = d.rolledBack
+    ? `rolled back by ${d.rollback?.by === 'target' ? 'the target itself (not confirmed in time)' : 'the runner'}: ${d.rollback?.reason ?? ''}`
+    : d.action === 'dry-activate'
+      ? 'dry-activate: nothing was changed'
+      : d.changed
+        ? `${d.action === 'boot' ? 'boot default set to' : 'switched to'} ${d.systemPath}`
+        : 'no change';
+  const rows: Row[] = [
+    ['Result', outcome],
+    [
+      'Before',
+      d.previousSystemPath || 'no system yet (first deploy: there was nothing to roll back to)',
+    ],
+    ['Runs now', d.hostRuns || '(no /run/current-system)'],
+    ['Sent', `${formatBytes(d.bytesSent)} in ${d.pathsSent} store paths (measured on the target)`],
+    ['Reboot needed', d.rebootNeeded.length ? `yes: ${d.rebootNeeded.join(', ')} changed` : 'no'],
+    [
+      'nixos-rebuild',
+      `${d.rebuild.args.join(' ')} — exit ${d.rebuild.code} after ${d.rebuild.seconds.toFixed(1)} s (${d.rebuild.from})`,
+    ],
+  ];
+  if (d.failedUnits.length) rows.push(['Failed units', d.failedUnits.join(', ')]);
+  rows.push(['Deploy time', `${d.seconds.toFixed(1)} s`]);
+  return rows;
+}
+
+/** Packages changed, added and removed: the `diff` output and the summary section. */
+export function diffMarkdown(diff: ClosureDiff, bytesSent?: number): string {
+  const names = (paths: string[]) => [
+    ...new Set(paths.map((p) => storeName(p)).filter((n) => !/^nixos-system-/.test(n))),
+  ];
+  const changedNames = new Set(diff.changed.map((c) => c.name));
+  const onlyNew = (paths: string[]) =>
+    names(paths).filter((n) => !changedNames.has(splitVersion(n).pname));
+  const added = onlyNew(diff.added);
+  const removed = onlyNew(diff.removed);
+  const list = (xs: string[]) =>
+    xs
+      .slice(0, 40)
+      .map((x) => `\`${escapeCell(x)}\``)
+      .join(', ') + (xs.length > 40 ? ` and ${xs.length - 40} more` : '');
+  const lines = [
+    `${diff.changed.length} changed, ${added.length} added, ${removed.length} removed; ${formatBytes(bytesSent ?? diff.bytesToSend)} ${bytesSent === undefined ? 'to send' : 'sent'}`,
+  ];
+  if (diff.changed.length)
+    lines.push(
+      mdTable(
+        ['Package', 'Before', 'After'],
+        diff.changed.map((c) => [c.name, c.from || '–', c.to || '–']),
+      ),
+    );
+  if (added.length) lines.push(`**Added:** ${list(added)}`);
+  if (removed.length) lines.push(`**Removed:** ${list(removed)}`);
+  return lines.join('\n\n');
+}
+
 /** Markdown for the job summary. */
 export function renderMarkdown(r: RunRecord): string {
   const out: string[] = [`## vps-nixos${r.target ? ` — ${escapeCell(r.target)}` : ''}`];
@@ -203,6 +262,18 @@ export function renderMarkdown(r: RunRecord): string {
     if (r.bootstrap.phases.length) out.push(mdTable(PHASE_HEADER, phaseRows(r.bootstrap)));
     else out.push('Nothing to bootstrap.');
     for (const w of r.bootstrap.warnings) out.push(`> [!WARNING]\n> ${escapeCell(w)}`);
+  }
+  if (r.deploy) {
+    out.push('### Deploy', mdTable(['', ''], deployRows(r.deploy)));
+    if (r.deploy.checks.length)
+      out.push(
+        mdTable(
+          ['Check', 'Result', 'Detail'],
+          r.deploy.checks.map((c) => [c.name, c.ok ? 'passed' : '**failed**', c.detail]),
+        ),
+      );
+    if (r.deploy.diff && r.deploy.changed)
+      out.push('#### What changed', diffMarkdown(r.deploy.diff, r.deploy.bytesSent));
   }
   if (r.preflight) out.push('### Preflight', renderFindingsMarkdown(r.preflight.findings));
   if (r.facts) out.push('### Facts', mdTable(['Fact', 'Value'], factRows(r.facts)));
@@ -262,6 +333,18 @@ export function renderText(r: RunRecord): string {
       );
     if (!r.bootstrap.phases.length) out.push('  nothing to bootstrap');
     out.push(`  ${hostLine(r.bootstrap)}`);
+  }
+  if (r.deploy) {
+    out.push('deploy:', ...deployRows(r.deploy).map(([k, v]) => `  ${k}: ${v}`));
+    for (const c of r.deploy.checks)
+      out.push(`  check ${c.ok ? 'passed' : 'FAILED'}: ${c.name} — ${c.detail}`);
+    const d = r.deploy.diff;
+    if (d && r.deploy.changed) {
+      out.push(
+        `  changed: ${d.changed.map((c) => `${c.name} ${c.from || '–'} → ${c.to || '–'}`).join(', ') || 'no package versions'}`,
+        `  paths: ${d.added.length} added, ${d.removed.length} removed`,
+      );
+    }
   }
   if (r.error)
     out.push(`error: ${r.error.message}`, ...(r.error.fix ? [`  fix: ${r.error.fix}`] : []));

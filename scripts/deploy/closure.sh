@@ -1,0 +1,22 @@
+#!/bin/sh
+# After the copy, on the target: the new system's closure with NAR sizes, the previous one's
+# paths, and the kernel/initrd/modules of the new system and of the booted one (a reboot is
+# needed when they differ). Usage: closure.sh NEW_SYSTEM [PREVIOUS_SYSTEM]
+export LC_ALL=C
+PATH="/run/current-system/sw/bin:$PATH:/usr/sbin:/sbin:/usr/bin:/bin"
+new=${1:?new system}
+prev=${2:-}
+kv() { printf '%s=%s\n' "$1" "$2"; }
+for f in kernel initrd kernel-modules; do
+  kv "new_$f" "$(readlink -f "$new/$f" 2>/dev/null)"
+  kv "booted_$f" "$(readlink -f "/run/booted-system/$f" 2>/dev/null)"
+done
+t=$(mktemp -d) || exit 1
+trap 'rm -rf "$t"' EXIT
+nix-store -qR "$new" > "$t/paths" || { kv error "nix-store -qR $new failed"; exit 1; }
+# nix-store -q --size prints one size per path, in order
+xargs nix-store -q --size < "$t/paths" > "$t/sizes" || { kv error "nix-store -q --size failed"; exit 1; }
+paste -d' ' "$t/paths" "$t/sizes" | sed 's/^/new /'
+if [ -n "$prev" ] && [ -e "$prev" ]; then
+  nix-store -qR "$prev" | sed 's/^/prev /'
+fi

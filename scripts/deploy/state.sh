@@ -1,0 +1,17 @@
+#!/bin/sh
+# Before a deploy, on the target: what runs, which profile generation, which units have failed
+# already, and the store's path names (to measure what the deploy adds). key=value lines, then
+# the store listing after a line `store:`.
+export LC_ALL=C
+PATH="/run/current-system/sw/bin:$PATH:/usr/sbin:/sbin:/usr/bin:/bin"
+kv() { printf '%s=%s\n' "$1" "$2"; }
+kv nixos "$([ -e /etc/NIXOS ] && echo 1 || echo 0)"
+kv current "$(readlink -f /run/current-system 2>/dev/null)"
+kv booted "$(readlink -f /run/booted-system 2>/dev/null)"
+kv profile_link "$(readlink /nix/var/nix/profiles/system 2>/dev/null)"
+kv profile "$(readlink -f /nix/var/nix/profiles/system 2>/dev/null)"
+kv boot_id "$(cat /proc/sys/kernel/random/boot_id)"
+kv systemd_run "$(command -v systemd-run 2>/dev/null)"
+kv failed "$(systemctl --failed --plain --no-legend --no-pager 2>/dev/null | awk '{ printf "%s ", $1 }')"
+echo store:
+ls /nix/store 2>/dev/null

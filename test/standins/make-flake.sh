@@ -20,7 +20,7 @@
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../vps/standins" && pwd)
 die() { printf 'make-flake.sh: %s\n' "$*" >&2; exit 1; }
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 1; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 1; }
 
 # Same parser as test/vps/lib/common.sh: "278MiB", "1GiB", "512M", "0", "1234" (bytes).
 parse_size() {

@@ -3,7 +3,7 @@
  * (`test/vps/vps exec -- jest --selectProjects vm`), which sets VPS_JSON to the `vps up` line.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseConfig, type Config } from '../../src/inputs';
 
@@ -48,6 +48,8 @@ export interface Standins {
   kexecBytes: number;
   toplevel: string;
   diskScript: string;
+  /** Deploy-test toplevels by name: ok, ok2, new-kernel, exit4, unhealthy, cut-sshd. */
+  variants: Record<string, string>;
 }
 
 /** The harness's stand-ins (see test/STANDINS.md), ballast 0 for fast tests. */
@@ -59,4 +61,24 @@ export function standins(ballast = '0'): Standins {
   );
   const s = JSON.parse(out.trim().split('\n').pop() as string) as Omit<Standins, 'kexecBytes'>;
   return { ...s, kexecBytes: statSync(s.kexecTarball).size };
+}
+
+/**
+ * Puts the VM back in the state it booted in, whichever VM suite runs first: the first caller
+ * snapshots it as `fresh`, later callers restore that snapshot.
+ */
+export function freshVm(vps: Vps): void {
+  const vpsCli = join(__dirname, '../../test/vps/vps');
+  const marker = join(vps.runDir, 'fresh-snapshot-saved');
+  let saved = false;
+  try {
+    statSync(marker);
+    saved = true;
+  } catch {
+    // not yet
+  }
+  execFileSync(vpsCli, [saved ? 'loadvm' : 'savevm', 'fresh', '--run-dir', vps.runDir], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  if (!saved) writeFileSync(marker, '');
 }

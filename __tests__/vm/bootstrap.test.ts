@@ -16,7 +16,7 @@ import { runPhases, type PhaseLogger } from '../../src/phases/phase';
 import { prepPhase, type PrepContext } from '../../src/phases/prep';
 import { whoAnswers } from '../../src/phases/wait';
 import { kexecPhase, type KexecContext } from '../../src/phases/kexec';
-import { currentVps, standins, vpsConfig } from '../helpers/vps';
+import { currentVps, freshVm, standins, vpsConfig } from '../helpers/vps';
 import { runCli, type CliResult } from '../helpers/cli';
 import { runStep } from '../helpers/action';
 
@@ -107,7 +107,7 @@ const actionInputs = (extra: Record<string, string>) => ({
 const pinned = readFileSync(vps.knownHostsFile, 'utf8').trim().split(/\s+/).slice(1, 3).join(' ');
 
 beforeAll(() => {
-  harness('savevm', 'fresh');
+  freshVm(vps);
 });
 
 describe('nothing is touched without the right confirm-wipe', () => {

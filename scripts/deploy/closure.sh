@@ -7,9 +7,10 @@ PATH="/run/current-system/sw/bin:$PATH:/usr/sbin:/sbin:/usr/bin:/bin"
 new=${1:?new system}
 prev=${2:-}
 kv() { printf '%s=%s\n' "$1" "$2"; }
+res() { if [ -e "$1" ]; then readlink -f "$1"; fi; }
 for f in kernel initrd kernel-modules; do
-  kv "new_$f" "$(readlink -f "$new/$f" 2>/dev/null)"
-  kv "booted_$f" "$(readlink -f "/run/booted-system/$f" 2>/dev/null)"
+  kv "new_$f" "$(res "$new/$f")"
+  kv "booted_$f" "$(res "/run/booted-system/$f")"
 done
 t=$(mktemp -d) || exit 1
 trap 'rm -rf "$t"' EXIT

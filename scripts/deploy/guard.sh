@@ -28,7 +28,7 @@ unit=vps-nixos-guard-$id
 kv() { printf '%s=%s\n' "$1" "$2"; }
 now() { date +%s; }
 log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >> "$d/log"; }
-current() { readlink -f /run/current-system 2>/dev/null || true; }
+current() { if [ -e /run/current-system ]; then readlink -f /run/current-system; fi; }
 
 # Reactivates the previous system; its result goes to $d/result. Runs in a transient unit, so an
 # SSH drop while the old units restart cannot stop it half-way.

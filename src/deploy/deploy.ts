@@ -106,9 +106,12 @@ async function readState(session: RemoteSession, sudo: string): Promise<TargetSt
 }
 
 async function currentSystem(session: RemoteSession): Promise<string> {
-  const r = await session.exec('readlink -f /run/current-system 2>/dev/null || true', {
-    timeoutMs: 30_000,
-  });
+  const r = await session.exec(
+    'if [ -e /run/current-system ]; then readlink -f /run/current-system; fi',
+    {
+      timeoutMs: 30_000,
+    },
+  );
   return r.stdout.trim();
 }
 
@@ -130,8 +133,31 @@ async function reconnectUntil(
   return { lastError };
 }
 
-/** Deploys; never throws for a failed deploy (the result says why); returns the last live session. */
+/**
+ * Deploys; a failed deploy does not throw (the result says why). Returns the last live session;
+ * every other session it opened is closed, also when it throws.
+ */
 export async function runDeploy(
+  first: RemoteSession,
+  opts: DeployOptions,
+): Promise<{ result: DeployResult; session?: RemoteSession }> {
+  const opened: RemoteSession[] = [first];
+  const reconnect = async () => {
+    const s = await opts.reconnect();
+    opened.push(s);
+    return s;
+  };
+  try {
+    const done = await deploy(first, { ...opts, reconnect });
+    for (const s of opened) if (s !== done.session) s.close();
+    return done;
+  } catch (err) {
+    for (const s of opened) s.close();
+    throw err;
+  }
+}
+
+async function deploy(
   first: RemoteSession,
   opts: DeployOptions,
 ): Promise<{ result: DeployResult; session?: RemoteSession }> {
@@ -401,7 +427,9 @@ export async function runDeploy(
     try {
       result.hostRuns = await currentSystem(session);
       const profile = (
-        await session.exec('readlink -f /nix/var/nix/profiles/system || true')
+        await session.exec(
+          'if [ -e /nix/var/nix/profiles/system ]; then readlink -f /nix/var/nix/profiles/system; fi',
+        )
       ).stdout.trim();
       result.systemPath =
         opts.action === 'boot'

@@ -13,7 +13,7 @@ export interface WhoAnswers {
 
 export async function whoAnswers(session: RemoteSession): Promise<WhoAnswers> {
   const r = await session.exec(
-    'cat /proc/sys/kernel/random/boot_id; (. /etc/os-release 2>/dev/null; echo "${VARIANT_ID:-}"); test -e /etc/NIXOS && echo nixos || echo other; readlink -f /run/current-system 2>/dev/null || echo',
+    'cat /proc/sys/kernel/random/boot_id; (. /etc/os-release 2>/dev/null; echo "${VARIANT_ID:-}"); test -e /etc/NIXOS && echo nixos || echo other; { [ -e /run/current-system ] && readlink -f /run/current-system; } || echo',
     { timeoutMs: 30_000 },
   );
   const [bootId = '', variantId = '', nixos = '', current = ''] = r.stdout

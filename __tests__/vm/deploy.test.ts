@@ -1,0 +1,310 @@
+/**
+ * The deploy stage against the real 1 GB QEMU test VPS, through the built CLI and the action.
+ * Stand-ins (test/STANDINS.md): nixos-rebuild (test/standins/bin, first on PATH) and the system
+ * toplevels (variants ok, ok2, new-kernel, exit4, unhealthy, cut-sshd). Real: ssh with the pinned
+ * key, Nix's copy to the guest's store, the profile, systemd-run, the rollback guard on the target,
+ * the confirmation over a new SSH session, the health checks, sshd going away and coming back.
+ * The guest starts from its fresh snapshot with /etc/NIXOS added: installed NixOS, no profile yet.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect } from '../../src/ssh/session';
+import { pinFor } from '../../src/ssh/hostkeys';
+import { currentVps, freshVm, standins, vpsConfig } from '../helpers/vps';
+import { runCli, type CliResult } from '../helpers/cli';
+import { runStep } from '../helpers/action';
+import { OFFLINE_NIX_CONFIG } from '../helpers/nixflake';
+
+jest.setTimeout(15 * 60_000);
+const vps = currentVps();
+const cfg = vpsConfig(vps);
+const s = standins();
+const v = s.variants as Record<
+  'ok' | 'ok2' | 'new-kernel' | 'exit4' | 'unhealthy' | 'cut-sshd',
+  string
+>;
+const ROOT = join(__dirname, '../..');
+const work = mkdtempSync(join(tmpdir(), 'vps-nixos-deploy-'));
+const rebuildLog = join(work, 'nixos-rebuild.log');
+const flake = execFileSync(join(ROOT, 'test/standins/make-flake.sh'), [join(work, 'flake')], {
+  encoding: 'utf8',
+}).trim();
+const env = {
+  PATH: `${join(ROOT, 'test/standins/bin')}:${process.env.PATH}`,
+  NIX_CONFIG: OFFLINE_NIX_CONFIG,
+  NIXOS_REBUILD_STANDIN_LOG: rebuildLog,
+};
+
+const open = () =>
+  connect({
+    target: cfg.target!,
+    privateKey: cfg.sshPrivateKey!,
+    pin: pinFor(cfg.target!.knownHostsName, cfg.knownHosts, []),
+    connectTimeoutMs: 30_000,
+    retries: 10,
+  });
+/** What runs, read over a NEW pinned SSH connection. */
+async function runningSystem(): Promise<string> {
+  const session = await open();
+  try {
+    return (await session.exec('readlink -f /run/current-system')).stdout.trim();
+  } finally {
+    session.close();
+  }
+}
+async function onVps(cmd: string): Promise<string> {
+  const session = await open();
+  try {
+    const r = await session.exec(cmd, { timeoutMs: 60_000 });
+    if (r.code !== 0) throw new Error(`${cmd}: ${r.stderr}`);
+    return r.stdout;
+  } finally {
+    session.close();
+  }
+}
+
+interface DeployDoc {
+  changed: boolean;
+  bytesSent: number;
+  pathsSent: number;
+  systemPath: string | null;
+  previousSystemPath: string | null;
+  rolledBack: boolean;
+  rollback: { by: 'runner' | 'target'; reason: string } | null;
+  nothingToRollBackTo: boolean;
+  rebootNeeded: string[];
+  failedUnits: string[];
+  checks: { name: string; ok: boolean; detail: string }[];
+  diff: { changed: { name: string; from: string; to: string }[]; added: string[] } | null;
+  hostRuns: string | null;
+  error?: { message: string; fix?: string };
+}
+const BASE = [
+  'deploy',
+  '--target',
+  vps.target,
+  '--ssh-private-key-file',
+  vps.sshPrivateKeyFile,
+  '--known-hosts-file',
+  vps.knownHostsFile,
+  '--cache',
+  'false',
+  '--json',
+];
+async function deploy(
+  args: string[],
+  timeoutMs = 6 * 60_000,
+): Promise<{ r: CliResult; doc: DeployDoc; seconds: number }> {
+  const start = Date.now();
+  const r = await runCli([...BASE, ...args], { env, timeoutMs });
+  const seconds = (Date.now() - start) / 1000;
+  let doc: DeployDoc;
+  try {
+    doc = JSON.parse(r.stdout) as DeployDoc;
+  } catch {
+    throw new Error(`no JSON (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
+  }
+  console.log(
+    `deploy ${args.join(' ')}: exit ${r.code} in ${seconds.toFixed(1)} s, changed ${doc.changed}, ${doc.pathsSent} paths / ${doc.bytesSent} bytes sent, rolled back ${doc.rolledBack}${doc.rollback ? ` by ${doc.rollback.by}` : ''}`,
+  );
+  return { r, doc, seconds };
+}
+/** NAR bytes of these store paths, by the runner's own Nix. */
+function narBytes(paths: string[]): number {
+  const out = execFileSync('nix-store', ['-q', '--size', ...paths], { encoding: 'utf8' });
+  return out
+    .trim()
+    .split('\n')
+    .reduce((a, l) => a + Number(l), 0);
+}
+function closure(path: string): string[] {
+  return execFileSync('nix-store', ['-qR', path], { encoding: 'utf8' }).trim().split('\n');
+}
+
+beforeAll(async () => {
+  freshVm(vps);
+  // Installed NixOS as far as the product can tell, with no system profile yet.
+  await onVps('touch /etc/NIXOS; rm -rf /nix/var/nix/profiles/system* /run/current-system');
+});
+
+describe('deploy to the test VPS', () => {
+  it('the first deploy copies the whole closure, switches, and says there was nothing to roll back to', async () => {
+    const { r, doc } = await deploy(['--flake', `${flake}#ok`]);
+    expect(r.code).toBe(0);
+    expect(doc.systemPath).toBe(v.ok);
+    expect(doc.previousSystemPath).toBe('');
+    expect(doc.nothingToRollBackTo).toBe(true);
+    expect(doc.changed).toBe(true);
+    // The fresh guest has none of it: what was sent is the whole closure, as the runner's Nix sizes it.
+    expect(doc.bytesSent).toBe(narBytes(closure(v.ok)));
+    expect(r.stderr).toMatch(/first deploy: nothing to roll back to/);
+    expect(await runningSystem()).toBe(v.ok);
+    // nixos-rebuild got the flake, the target and our pinned ssh options.
+    const calls = readFileSync(rebuildLog, 'utf8').trim().split('\n');
+    const call = JSON.parse(calls[calls.length - 1]!) as { argv: string[]; NIX_SSHOPTS: string };
+    expect(call.argv).toEqual([
+      'switch',
+      '--flake',
+      `${flake}#ok`,
+      '--target-host',
+      `${cfg.target!.user}@${cfg.target!.host}`,
+    ]);
+    expect(call.NIX_SSHOPTS).toMatch(/StrictHostKeyChecking=yes/);
+    expect(call.NIX_SSHOPTS).toMatch(/UserKnownHostsFile=\S+known_hosts/);
+  });
+
+  it('an unchanged system copies nothing and reports no change', async () => {
+    const { r, doc } = await deploy(['--flake', `${flake}#ok`]);
+    expect(r.code).toBe(0);
+    expect(doc.changed).toBe(false);
+    expect(doc.bytesSent).toBe(0);
+    expect(doc.pathsSent).toBe(0);
+    expect(doc.previousSystemPath).toBe(v.ok);
+    expect(r.stderr).toMatch(/no change: the host runs/);
+  });
+
+  it('a one-package change (prebuilt --toplevel) reports the version diff and the bytes of the new paths', async () => {
+    const { r, doc } = await deploy(['--toplevel', v.ok2]);
+    expect(r.code).toBe(0);
+    expect(doc.changed).toBe(true);
+    expect(doc.previousSystemPath).toBe(v.ok);
+    expect(doc.systemPath).toBe(v.ok2);
+    const fresh = closure(v.ok2).filter((p) => !closure(v.ok).includes(p));
+    expect(doc.pathsSent).toBe(fresh.length);
+    expect(doc.bytesSent).toBe(narBytes(fresh));
+    expect(doc.diff?.changed).toEqual(
+      expect.arrayContaining([{ name: 'hello-standin', from: '1.0', to: '2.0' }]),
+    );
+    expect(doc.rebootNeeded).toEqual([]);
+    expect(await runningSystem()).toBe(v.ok2);
+  });
+
+  it('exit 4 from switch-to-configuration: the failed unit is named and the previous generation is back', async () => {
+    const { r, doc } = await deploy(['--flake', `${flake}#exit4`]);
+    expect(r.code).not.toBe(0);
+    expect(doc.rolledBack).toBe(true);
+    expect(doc.rollback?.by).toBe('runner');
+    expect(doc.failedUnits).toContain('vps-standin-broken.service');
+    expect(doc.error?.message).toMatch(/failed units.*vps-standin-broken\.service/);
+    expect(doc.systemPath).toBe(v.exit4);
+    expect(await runningSystem()).toBe(v.ok2);
+    expect((await onVps('readlink -f /nix/var/nix/profiles/system')).trim()).toBe(v.ok2);
+  });
+
+  it('a failing health-check command rolls back', async () => {
+    const { r, doc } = await deploy([
+      '--flake',
+      `${flake}#unhealthy`,
+      '--health-check',
+      'grep -qx ok /run/current-system/health',
+      '--health-timeout',
+      '4',
+    ]);
+    expect(r.code).not.toBe(0);
+    expect(doc.rolledBack).toBe(true);
+    expect(doc.checks.find((c) => c.name.startsWith('health-check'))?.ok).toBe(false);
+    expect(doc.error?.message).toMatch(/health check failed/);
+    expect(await runningSystem()).toBe(v.ok2);
+  });
+
+  it('a failing health-url (checked from the runner) rolls back', async () => {
+    const server: Server = createServer((_req, res) => {
+      res.writeHead(503);
+      res.end('down');
+    });
+    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const { r, doc } = await deploy([
+        '--flake',
+        `${flake}#ok`,
+        '--health-url',
+        `http://127.0.0.1:${port}/health`,
+        '--health-timeout',
+        '4',
+      ]);
+      expect(r.code).not.toBe(0);
+      expect(doc.rolledBack).toBe(true);
+      expect(doc.checks.find((c) => c.name.startsWith('health-url'))?.detail).toMatch(/HTTP 503/);
+    } finally {
+      server.close();
+    }
+    expect(await runningSystem()).toBe(v.ok2);
+  });
+
+  it('a system that cuts sshd is rolled back by the target itself within confirm-timeout', async () => {
+    const { r, doc, seconds } = await deploy([
+      '--flake',
+      `${flake}#cut-sshd`,
+      '--confirm-timeout',
+      '20',
+    ]);
+    expect(r.code).not.toBe(0);
+    expect(doc.rolledBack).toBe(true);
+    expect(doc.rollback?.by).toBe('target');
+    expect(doc.rollback?.reason).toMatch(/did not confirm within 20 s/);
+    expect(doc.error?.message).toMatch(/rolled back by the target itself/);
+    expect(seconds).toBeGreaterThan(20);
+    expect(await runningSystem()).toBe(v.ok2);
+  });
+
+  it('rollback false keeps a failing system and says so', async () => {
+    const { r, doc } = await deploy([
+      '--flake',
+      `${flake}#unhealthy`,
+      '--health-check',
+      'grep -qx ok /run/current-system/health',
+      '--health-timeout',
+      '3',
+      '--rollback',
+      'false',
+    ]);
+    expect(r.code).not.toBe(0);
+    expect(doc.rolledBack).toBe(false);
+    expect(doc.error?.fix).toMatch(/rollback is false/);
+    expect(await runningSystem()).toBe(v.unhealthy);
+    // back to a good state for what follows
+    const back = await deploy(['--toplevel', v.ok2]);
+    expect(back.r.code).toBe(0);
+    expect(await runningSystem()).toBe(v.ok2);
+  });
+
+  it('action boot of a new kernel sets the boot default, activates nothing and says a reboot is needed', async () => {
+    const { r, doc } = await deploy(['--flake', `${flake}#new-kernel`, '--action', 'boot']);
+    expect(r.code).toBe(0);
+    expect(doc.changed).toBe(true);
+    expect(doc.systemPath).toBe(v['new-kernel']);
+    expect(doc.rebootNeeded).toContain('kernel');
+    expect(await runningSystem()).toBe(v.ok2);
+    expect((await onVps('readlink -f /nix/var/nix/profiles/system')).trim()).toBe(v['new-kernel']);
+  });
+
+  it('the action deploys too: outputs and a summary that says what changed', async () => {
+    const step = runStep(
+      'main',
+      {
+        target: vps.target,
+        'ssh-private-key': readFileSync(vps.sshPrivateKeyFile, 'utf8'),
+        'known-hosts': readFileSync(vps.knownHostsFile, 'utf8'),
+        toplevel: v.ok,
+        cache: 'false',
+      },
+      env,
+      undefined,
+      6 * 60_000,
+    );
+    if (step.code !== 0) console.log(step.output);
+    expect(step.code).toBe(0);
+    expect(step.outputs['system-path']).toBe(v.ok);
+    expect(step.outputs['previous-system-path']).toBe(v.ok2);
+    expect(step.outputs.changed).toBe('true');
+    expect(step.outputs['rolled-back']).toBe('false');
+    expect(step.outputs.diff).toMatch(/hello-standin \| 2\.0 \| 1\.0/);
+    expect(step.summary).toContain('### Deploy');
+    expect(step.summary).toMatch(/switched to .*nixos-system-vps-standin/);
+    expect(await runningSystem()).toBe(v.ok);
+  });
+});

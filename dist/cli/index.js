@@ -23793,6 +23793,8 @@ const BOOLEAN_INPUTS = new Set([
     'cache',
     'allow-preflight-errors',
     'measure-trimming',
+    'use-sudo',
+    'rollback',
 ]);
 const BUILDING = [
     'flake',
@@ -23833,6 +23835,22 @@ const BOOTSTRAPPING = [
     'substituters',
     'trusted-public-keys',
     'allow-preflight-errors',
+];
+const DEPLOYING = [
+    'flake',
+    'toplevel',
+    'action',
+    'build-host',
+    'use-sudo',
+    'confirm-timeout',
+    'health-check',
+    'health-url',
+    'health-timeout',
+    'rollback',
+    'method',
+    'reinstall',
+    'closure-budget',
+    'cache',
 ];
 const inputOption = (name) => {
     const spec = inputs_1.INPUTS[name];
@@ -23921,6 +23939,22 @@ exports.COMMANDS = [
             ...CONNECTION.map(inputOption),
             ...FILE_OPTIONS,
             ...[...new Set([...PLANNING, ...BUILDING, ...BOOTSTRAPPING])].map(inputOption),
+            {
+                name: 'cache-dir',
+                description: 'Directory that keeps closure caches between runs',
+                default: '~/.cache/vps-nixos',
+            },
+            JSON_OPTION,
+        ],
+    },
+    {
+        name: 'deploy',
+        summary: 'Deploy the flake (or a prebuilt --toplevel) to an installed NixOS host with nixos-rebuild over the pinned key; health-check, roll back on failure',
+        stages: ['build', 'probe', 'plan', 'deploy'],
+        options: [
+            ...CONNECTION.map(inputOption),
+            ...FILE_OPTIONS,
+            ...DEPLOYING.map(inputOption),
             {
                 name: 'cache-dir',
                 description: 'Directory that keeps closure caches between runs',
@@ -24037,6 +24071,26 @@ async function runCommand(cmd, options, log) {
             doc.host = record.bootstrap?.host ?? null;
             doc.bytesSent = record.bootstrap?.bytesSent ?? 0;
         }
+        if (cmd.stages.includes('deploy')) {
+            const d = record.deploy;
+            Object.assign(doc, {
+                changed: d?.changed ?? false,
+                bytesSent: d?.bytesSent ?? 0,
+                pathsSent: d?.pathsSent ?? 0,
+                systemPath: d?.systemPath ?? null,
+                previousSystemPath: d?.previousSystemPath ?? null,
+                rolledBack: d?.rolledBack ?? false,
+                rollback: d?.rollback ?? null,
+                nothingToRollBackTo: d?.nothingToRollBackTo ?? false,
+                rebootNeeded: d?.rebootNeeded ?? [],
+                failedUnits: d?.failedUnits ?? [],
+                checks: d?.checks ?? [],
+                diff: d?.diff ?? null,
+                hostRuns: d?.hostRuns ?? null,
+                rebuild: d?.rebuild ?? null,
+                deploySeconds: d?.seconds ?? null,
+            });
+        }
         if (record.hostKey)
             doc.hostKey = record.hostKey;
         if (record.error)
@@ -24138,6 +24192,835 @@ function factsToNixCommand(options) {
         return `wrote ${options.out}\n`;
     }
     return text;
+}
+
+
+/***/ }),
+
+/***/ 2211:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.runDeploy = runDeploy;
+/**
+ * The deploy stage: nixos-rebuild against the pinned target, a rollback guard armed on the target
+ * first, confirmation over a new SSH session, health checks, and the report of what changed.
+ */
+const node_crypto_1 = __nccwpck_require__(7598);
+const assets_1 = __nccwpck_require__(5462);
+const errors_1 = __nccwpck_require__(3916);
+const shell_1 = __nccwpck_require__(997);
+const target_1 = __nccwpck_require__(6746);
+const guard_1 = __nccwpck_require__(5962);
+const health_1 = __nccwpck_require__(1873);
+const rebuild_1 = __nccwpck_require__(3524);
+const sshopts_1 = __nccwpck_require__(9831);
+const state_1 = __nccwpck_require__(3414);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const last = (s, n) => s.trim().split('\n').slice(-n).join('\n');
+async function readState(session, sudo) {
+    const r = await session.exec(`${sudo}sh -s`, {
+        stdin: (0, assets_1.readAsset)('scripts/deploy/state.sh'),
+        timeoutMs: 120_000,
+    });
+    if (r.code !== 0)
+        throw new Error(`reading the target's state failed: ${r.stderr.trim()}`);
+    return (0, state_1.parseState)(r.stdout);
+}
+async function currentSystem(session) {
+    const r = await session.exec('if [ -e /run/current-system ]; then readlink -f /run/current-system; fi', {
+        timeoutMs: 30_000,
+    });
+    return r.stdout.trim();
+}
+/** Connects again and again until `deadline`; undefined if the host never answered. */
+async function reconnectUntil(reconnect, deadline, pollMs) {
+    let lastError = 'no attempt';
+    do {
+        try {
+            return { session: await reconnect(), lastError: '' };
+        }
+        catch (err) {
+            lastError = (0, errors_1.describeError)(err).split('\n')[0];
+        }
+        await sleep(pollMs);
+    } while (Date.now() < deadline);
+    return { lastError };
+}
+/**
+ * Deploys; a failed deploy does not throw (the result says why). Returns the last live session;
+ * every other session it opened is closed, also when it throws.
+ */
+async function runDeploy(first, opts) {
+    const opened = [first];
+    const reconnect = async () => {
+        const s = await opts.reconnect();
+        opened.push(s);
+        return s;
+    };
+    try {
+        const done = await deploy(first, { ...opts, reconnect });
+        for (const s of opened)
+            if (s !== done.session)
+                s.close();
+        return done;
+    }
+    catch (err) {
+        for (const s of opened)
+            s.close();
+        throw err;
+    }
+}
+async function deploy(first, opts) {
+    const start = Date.now();
+    const pollMs = opts.pollMs ?? 2000;
+    const target = first.target;
+    const sudo = opts.useSudo && target.user !== 'root' ? 'sudo -n ' : '';
+    const log = opts.log;
+    let session = first;
+    const before = await readState(first, sudo);
+    if (!before.isNixos)
+        throw new errors_1.VpsNixosError(`${(0, target_1.formatTarget)(target)} does not run NixOS (/etc/NIXOS is missing): there is nothing to deploy to`, 'bootstrap it first (method auto or kexec), or check the target');
+    const result = {
+        action: opts.action,
+        systemPath: '',
+        previousSystemPath: before.current,
+        changed: false,
+        bytesSent: 0,
+        pathsSent: 0,
+        rolledBack: false,
+        nothingToRollBackTo: before.current === '',
+        rebootNeeded: [],
+        failedUnits: [],
+        checks: [],
+        hostRuns: before.current,
+        rebuild: { from: '', args: [], code: 0, seconds: 0 },
+        seconds: 0,
+    };
+    const ssh = (0, sshopts_1.writeDeploySsh)(opts.tempDir, target, opts.privateKey, first.hostKey);
+    // 1. The guard, before anything changes.
+    const activates = opts.action === 'switch' || opts.action === 'test';
+    let guard;
+    if (activates && opts.rollback && before.current !== '') {
+        if (!before.hasSystemdRun) {
+            log.warn('no systemd-run on the target: the automatic rollback cannot be armed');
+        }
+        else {
+            guard = {
+                id: `${Date.now().toString(36)}-${(0, node_crypto_1.randomBytes)(3).toString('hex')}`,
+                prev: before.current,
+                mode: opts.action === 'test' ? 'test' : 'switch',
+                timeoutSeconds: opts.confirmTimeoutSeconds,
+            };
+            await (0, guard_1.armGuard)(first, sudo, { ...guard, profileLink: before.profileLink });
+            log.info(`rollback armed on the target: unless confirmed over a new SSH session within ${guard.timeoutSeconds} s of the switch, it reactivates ${guard.prev}${before.profileLink ? ` (${before.profileLink})` : ''}`);
+        }
+    }
+    else if (activates && before.current === '') {
+        log.info('first deploy to this host: there is no previous system to roll back to');
+    }
+    // 2. nixos-rebuild.
+    const cmd = (0, rebuild_1.rebuildCommand)(opts.env?.PATH ?? process.env.PATH);
+    const args = (0, rebuild_1.rebuildArgs)({
+        action: opts.action,
+        flake: opts.flake,
+        storePath: opts.flake ? undefined : opts.toplevel,
+        targetHost: ssh.targetHost,
+        buildHost: opts.buildHost,
+        useSudo: opts.useSudo,
+    });
+    result.rebuild.from = cmd.from;
+    result.rebuild.args = args;
+    log.info(`nixos-rebuild: ${cmd.from}`);
+    const run = await log.group(`nixos-rebuild ${args.join(' ')}`, () => (0, rebuild_1.runRebuild)(cmd, args, { ...(opts.env ?? process.env), NIX_SSHOPTS: ssh.sshOpts }, (l) => log.info(l), opts.rebuildTimeoutMs ?? 3 * 3600_000));
+    result.rebuild.code = run.code;
+    result.rebuild.seconds = run.seconds;
+    const reportedFailed = (0, rebuild_1.failedUnitsFrom)(run.output);
+    const rebuildEnd = Date.now();
+    // 3. A NEW session: the one nixos-rebuild used may be gone with the old sshd or network.
+    first.close();
+    session = undefined;
+    const confirmBy = rebuildEnd + opts.confirmTimeoutSeconds * 1000;
+    const reached = await reconnectUntil(opts.reconnect, guard ? confirmBy : rebuildEnd + 60_000, pollMs);
+    session = reached.session;
+    let newSystem = '';
+    const rollbackWaitMs = opts.rollbackWaitMs ?? 5 * 60_000;
+    const waitForRollback = async (g) => {
+        const until = Date.now() + opts.confirmTimeoutSeconds * 1000 + rollbackWaitMs;
+        while (Date.now() < until) {
+            if (!session)
+                session = (await reconnectUntil(opts.reconnect, until, pollMs)).session;
+            if (!session)
+                break;
+            try {
+                const st = await (0, guard_1.guardStatus)(session, sudo, g.id);
+                if (st.result === 'rolled-back' || st.result === 'rollback-failed')
+                    return st;
+            }
+            catch {
+                session.close();
+                session = undefined;
+            }
+            await sleep(pollMs);
+        }
+        return undefined;
+    };
+    const rollBack = async (reason) => {
+        if (!guard) {
+            result.error ??= {
+                message: reason,
+                fix: opts.rollback
+                    ? 'there was no previous system to roll back to: fix the configuration and deploy again'
+                    : 'rollback is false: the host keeps the new system; fix it and deploy again',
+            };
+            return;
+        }
+        log.warn(`rolling back to ${guard.prev}: ${reason}`);
+        if (session)
+            await (0, guard_1.rollbackGuard)(session, sudo, guard.id, reason);
+        const st = await waitForRollback(guard);
+        finishRollback(st, reason);
+    };
+    const finishRollback = (st, reason) => {
+        if (!guard)
+            return;
+        if (st?.result === 'rolled-back') {
+            result.rolledBack = true;
+            result.rollback = {
+                by: st.by === 'target' ? 'target' : 'runner',
+                reason: st.reason || reason,
+            };
+            result.error ??= {
+                message: `deploy failed and was rolled back${st.by === 'target' ? ' by the target itself' : ''}: ${st.reason || reason}`,
+                fix: 'the host runs the previous system again; fix the configuration and deploy again',
+            };
+        }
+        else {
+            result.error = {
+                message: `deploy failed (${reason}) and the rollback ${st ? `failed (switch-to-configuration exit ${st.rollbackStatus ?? '?'})` : 'did not finish in time'}`,
+                fix: `log in on the provider's console and run: nix-env -p /nix/var/nix/profiles/system --rollback && /nix/var/nix/profiles/system/bin/switch-to-configuration switch (the previous system was ${guard.prev})`,
+            };
+        }
+    };
+    if (!session) {
+        // Unreachable: with a guard the target undoes the switch by itself.
+        if (guard) {
+            log.warn(`no new SSH session within ${opts.confirmTimeoutSeconds} s (${reached.lastError}): waiting for the target to roll back by itself`);
+            const st = await waitForRollback(guard);
+            finishRollback(st, `the new system cut SSH: no new session within ${opts.confirmTimeoutSeconds} s (${reached.lastError})`);
+        }
+        else {
+            result.error = {
+                message: `the host does not answer on SSH after nixos-rebuild (${reached.lastError})`,
+                fix: before.current === ''
+                    ? "there was no previous system to roll back to: use the provider's console"
+                    : "rollback is false, so nothing undoes it: use the provider's console (switch to the previous generation)",
+            };
+        }
+    }
+    else {
+        const now = await currentSystem(session);
+        if (activates)
+            newSystem = now;
+        const fired = guard ? await (0, guard_1.guardStatus)(session, sudo, guard.id) : undefined;
+        if (guard && fired && fired.result !== 'armed' && fired.result !== 'confirmed') {
+            // We got through only after the window: the target is already rolling back by itself.
+            newSystem = await switchedTo(session, sudo, guard);
+            log.warn(`the target is already ${fired.result}: ${fired.reason}`);
+            finishRollback(await waitForRollback(guard), fired.reason || 'not confirmed in time');
+        }
+        const switched = activates ? now !== before.current || newSystem !== now : true;
+        if (result.error) {
+            // decided above
+        }
+        else if (guard && !switched) {
+            await (0, guard_1.disarmGuard)(session, sudo, guard.id);
+            guard = undefined;
+        }
+        if (result.error) {
+            // decided above
+        }
+        else if (run.code !== 0 && !switched) {
+            result.error = {
+                message: `nixos-rebuild ${opts.action} failed (exit ${run.code}) before switching: nothing changed, the host runs ${before.current || 'what it ran'}`,
+                fix: `see its output:\n${last(run.output, 12)}`,
+            };
+        }
+        else if (run.code !== 0 && opts.action !== 'boot' && opts.action !== 'dry-activate') {
+            const after = await readState(session, sudo).catch(() => undefined);
+            const newly = (after?.failed ?? []).filter((u) => !before.failed.includes(u));
+            result.failedUnits = [...new Set([...reportedFailed, ...newly])].sort();
+            await rollBack(result.failedUnits.length
+                ? `switch-to-configuration reported failed units (exit 4): ${result.failedUnits.join(', ')}`
+                : `nixos-rebuild exited ${run.code} after switching`);
+        }
+        else if (run.code !== 0) {
+            result.error = {
+                message: `nixos-rebuild ${opts.action} failed (exit ${run.code})`,
+                fix: `see its output:\n${last(run.output, 12)}`,
+            };
+        }
+        else if (guard) {
+            const answer = await (0, guard_1.confirmGuard)(session, sudo, guard.id);
+            if (answer !== 'confirmed') {
+                log.warn(`too late to confirm: the target is ${answer}`);
+                const st = await waitForRollback(guard);
+                finishRollback(st, `not confirmed within ${opts.confirmTimeoutSeconds} s`);
+            }
+            else {
+                log.info(`confirmed over a new SSH session: ${now}`);
+            }
+        }
+        // Health: only for a confirmed (or unguarded) activation.
+        if (!result.error && activates) {
+            const after = await readState(session, sudo);
+            const newly = after.failed.filter((u) => !before.failed.includes(u));
+            result.failedUnits = newly;
+            if (newly.length)
+                result.checks.push({
+                    name: 'systemctl --failed',
+                    ok: false,
+                    detail: `newly failed: ${newly.join(', ')}`,
+                    seconds: 0,
+                });
+            else
+                result.checks.push({
+                    name: 'systemctl --failed',
+                    ok: true,
+                    detail: after.failed.length
+                        ? `none new (already failed before: ${after.failed.join(', ')})`
+                        : 'none',
+                    seconds: 0,
+                });
+            if (opts.healthCheck)
+                result.checks.push(await (0, health_1.commandCheck)(session, sudo, opts.healthCheck, opts.healthTimeoutSeconds * 1000));
+            if (opts.healthUrl)
+                result.checks.push(await (0, health_1.urlCheck)(opts.healthUrl, opts.healthTimeoutSeconds * 1000));
+            const bad = result.checks.filter((c) => !c.ok);
+            if (bad.length) {
+                const reason = `health check failed: ${bad.map((c) => `${c.name} (${c.detail})`).join('; ')}`;
+                if (guard)
+                    await rollBack(reason);
+                else if (!switched)
+                    result.error = {
+                        message: `${reason}; this deploy changed nothing (the host already ran ${now})`,
+                        fix: 'fix the service or the check; there is nothing to roll back',
+                    };
+                else
+                    result.error = {
+                        message: reason,
+                        fix: before.current === ''
+                            ? 'there was no previous system to roll back to: fix the configuration and deploy again'
+                            : 'rollback is false: the host keeps the new system; fix it and deploy again',
+                    };
+            }
+        }
+    }
+    // 4. What changed, and what runs now, over a new session.
+    if (!session)
+        session = (await reconnectUntil(opts.reconnect, Date.now() + 60_000, pollMs)).session;
+    if (session) {
+        try {
+            result.hostRuns = await currentSystem(session);
+            const profile = (await session.exec('if [ -e /nix/var/nix/profiles/system ]; then readlink -f /nix/var/nix/profiles/system; fi')).stdout.trim();
+            result.systemPath =
+                opts.action === 'boot'
+                    ? profile
+                    : opts.action === 'dry-activate'
+                        ? (opts.toplevel ?? '')
+                        : newSystem || (await switchedTo(session, sudo, guard));
+            if (!result.systemPath && opts.toplevel)
+                result.systemPath = opts.toplevel;
+            if (result.systemPath) {
+                const c = await session.exec(`${sudo}sh -s -- ${(0, shell_1.shellQuote)(result.systemPath)} ${before.current ? (0, shell_1.shellQuote)(before.current) : ''}`, { stdin: (0, assets_1.readAsset)('scripts/deploy/closure.sh'), timeoutMs: 300_000 });
+                if (c.code === 0) {
+                    const closure = (0, state_1.parseClosure)(c.stdout);
+                    result.changed =
+                        result.systemPath !== (opts.action === 'boot' ? before.profile : before.current);
+                    const sent = (0, state_1.bytesAdded)(closure, before.store);
+                    result.bytesSent = sent.bytes;
+                    result.pathsSent = sent.paths;
+                    if (before.current)
+                        result.diff = (0, state_1.deployDiff)(closure);
+                    result.rebootNeeded = (0, state_1.rebootReasons)(closure);
+                }
+                else {
+                    log.warn(`could not read the new closure on the target: ${c.stderr.trim() || c.stdout.trim()}`);
+                }
+            }
+            if (opts.toplevel &&
+                result.systemPath &&
+                opts.flake &&
+                result.systemPath !== opts.toplevel &&
+                !result.rolledBack)
+                log.warn(`the host runs ${result.systemPath}, not the system the build stage made (${opts.toplevel})`);
+        }
+        catch (err) {
+            log.warn(`after the deploy: ${(0, errors_1.describeError)(err)}`);
+        }
+    }
+    else {
+        result.error ??= {
+            message: 'the host does not answer on SSH after the deploy',
+            fix: "use the provider's console",
+        };
+    }
+    result.seconds = (Date.now() - start) / 1000;
+    return { result, session };
+}
+/** The system the guard's watcher saw the switch go to (when the runner could not see it). */
+async function switchedTo(session, sudo, guard) {
+    if (!guard)
+        return '';
+    const r = await session.exec(`${sudo}cat /run/vps-nixos/deploy/${guard.id}/switched-to 2>/dev/null || true`);
+    return r.stdout.trim();
+}
+
+
+/***/ }),
+
+/***/ 5962:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.GUARD_PATH = void 0;
+exports.armGuard = armGuard;
+exports.guardStatus = guardStatus;
+exports.confirmGuard = confirmGuard;
+exports.rollbackGuard = rollbackGuard;
+exports.disarmGuard = disarmGuard;
+/** The runner's side of scripts/deploy/guard.sh: arm before the switch, confirm or roll back after. */
+const assets_1 = __nccwpck_require__(5462);
+const shell_1 = __nccwpck_require__(997);
+exports.GUARD_PATH = '/run/vps-nixos/guard.sh';
+function kv(stdout) {
+    const m = new Map();
+    for (const l of stdout.split('\n')) {
+        const eq = l.indexOf('=');
+        if (eq > 0)
+            m.set(l.slice(0, eq), l.slice(eq + 1).trim());
+    }
+    return m;
+}
+async function guardCommand(session, sudo, args) {
+    const r = await session.exec(`${sudo}/bin/sh ${exports.GUARD_PATH} ${args.map(shell_1.shellQuote).join(' ')}`, {
+        timeoutMs: 60_000,
+    });
+    const out = kv(r.stdout);
+    if (r.code !== 0)
+        throw new Error(`guard.sh ${args[0]} failed (exit ${r.code}): ${out.get('error') ?? r.stderr.trim()}`);
+    return out;
+}
+/** Uploads the guard and starts its watcher; the previous system must have a switch-to-configuration. */
+async function armGuard(session, sudo, g) {
+    const script = (0, assets_1.readAsset)('scripts/deploy/guard.sh');
+    const up = await session.exec(`${sudo}sh -c 'umask 077; mkdir -p /run/vps-nixos && cat > ${exports.GUARD_PATH}.tmp && mv ${exports.GUARD_PATH}.tmp ${exports.GUARD_PATH}'`, { stdin: script, timeoutMs: 60_000 });
+    if (up.code !== 0)
+        throw new Error(`could not upload the rollback guard: ${up.stderr.trim()}`);
+    await guardCommand(session, sudo, [
+        'arm',
+        g.id,
+        g.prev,
+        g.profileLink || '-',
+        String(g.timeoutSeconds),
+        g.mode,
+    ]);
+}
+async function guardStatus(session, sudo, id) {
+    const m = await guardCommand(session, sudo, ['status', id]);
+    const at = Number(m.get('switched_at'));
+    const now = Number(m.get('now'));
+    const rs = m.get('rollback_status');
+    return {
+        current: m.get('current') ?? '',
+        prev: m.get('prev') ?? '',
+        result: (m.get('result') || 'armed'),
+        by: (m.get('by') ?? ''),
+        reason: m.get('reason') ?? '',
+        sinceSwitch: at > 0 && now > 0 ? now - at : undefined,
+        rollbackStatus: rs ? Number(rs) : undefined,
+    };
+}
+/** Keeps the new system. Returns what the guard says: `confirmed`, or that the target is rolling back. */
+async function confirmGuard(session, sudo, id) {
+    return (await guardCommand(session, sudo, ['confirm', id])).get('result');
+}
+async function rollbackGuard(session, sudo, id, reason) {
+    return (await guardCommand(session, sudo, ['rollback', id, reason])).get('result');
+}
+async function disarmGuard(session, sudo, id) {
+    await guardCommand(session, sudo, ['disarm', id]);
+}
+
+
+/***/ }),
+
+/***/ 1873:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.commandCheck = commandCheck;
+exports.urlCheck = urlCheck;
+/** Health checks after a switch: a command on the target, a URL from the runner. Retried until a deadline. */
+const shell_1 = __nccwpck_require__(997);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** Tries `once` until it passes or `timeoutMs` is over; reports the last attempt. */
+async function retry(name, timeoutMs, pollMs, once) {
+    const start = Date.now();
+    let tries = 0;
+    for (;;) {
+        tries++;
+        const r = await once();
+        const seconds = (Date.now() - start) / 1000;
+        if (r.ok || Date.now() + pollMs > start + timeoutMs) {
+            return {
+                name,
+                ok: r.ok,
+                detail: `${r.detail} (${tries} ${tries === 1 ? 'try' : 'tries'})`,
+                seconds,
+            };
+        }
+        await sleep(pollMs);
+    }
+}
+const tail = (s, n = 300) => {
+    const t = s.trim().replace(/\s+/g, ' ');
+    return t.length > n ? '…' + t.slice(-n) : t;
+};
+/** `health-check`: run by the target's shell; exit 0 means healthy. */
+function commandCheck(session, sudo, command, timeoutMs, pollMs = 3000) {
+    return retry(`health-check: ${command}`, timeoutMs, pollMs, async () => {
+        try {
+            const r = await session.exec(`${sudo}sh -c ${(0, shell_1.shellQuote)(command)}`, {
+                timeoutMs: Math.max(5000, Math.min(timeoutMs, 120_000)),
+            });
+            return {
+                ok: r.code === 0,
+                detail: `exit ${r.code}${tail(r.stdout + r.stderr) ? `: ${tail(r.stdout + r.stderr)}` : ''}`,
+            };
+        }
+        catch (err) {
+            return { ok: false, detail: err.message };
+        }
+    });
+}
+/** `health-url`: fetched from the runner; any 2xx or 3xx status means healthy. */
+function urlCheck(url, timeoutMs, pollMs = 3000) {
+    return retry(`health-url: ${url}`, timeoutMs, pollMs, async () => {
+        try {
+            const res = await fetch(url, { redirect: 'manual', signal: AbortSignal.timeout(10_000) });
+            await res.body?.cancel();
+            return { ok: res.status >= 200 && res.status < 400, detail: `HTTP ${res.status}` };
+        }
+        catch (err) {
+            const e = err;
+            return { ok: false, detail: e.cause?.code ?? e.cause?.message ?? e.message };
+        }
+    });
+}
+
+
+/***/ }),
+
+/***/ 3524:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.DEPLOY_ACTIONS = void 0;
+exports.rebuildArgs = rebuildArgs;
+exports.rebuildCommand = rebuildCommand;
+exports.failedUnitsFrom = failedUnitsFrom;
+exports.switchFailed = switchFailed;
+exports.runRebuild = runRebuild;
+/** Running nixos-rebuild: which one, with which arguments, and what its output says. */
+const node_child_process_1 = __nccwpck_require__(1421);
+const node_fs_1 = __nccwpck_require__(3024);
+const node_path_1 = __nccwpck_require__(6760);
+exports.DEPLOY_ACTIONS = ['switch', 'boot', 'test', 'dry-activate', 'build'];
+/** The argument list after the command, in nixos-rebuild's own terms. */
+function rebuildArgs(r) {
+    const args = [r.action];
+    if (r.flake)
+        args.push('--flake', `${r.flake.ref}#${r.flake.name}`);
+    else if (r.storePath)
+        args.push('--store-path', r.storePath);
+    else
+        throw new Error('rebuildArgs: a flake or a store path is required');
+    if (r.targetHost && r.action !== 'build')
+        args.push('--target-host', r.targetHost);
+    if (r.buildHost)
+        args.push('--build-host', r.buildHost);
+    // --use-remote-sudo: understood by the classic script and, as an alias of --sudo, by nixos-rebuild-ng.
+    if (r.useSudo && r.action !== 'build')
+        args.push('--use-remote-sudo');
+    return args;
+}
+/** nixos-rebuild from PATH, else nixpkgs' through `nix run` (needs the internet on the runner). */
+function rebuildCommand(pathEnv = process.env.PATH ?? '') {
+    for (const dir of pathEnv.split(node_path_1.delimiter)) {
+        if (!dir)
+            continue;
+        const candidate = (0, node_path_1.join)(dir, 'nixos-rebuild');
+        try {
+            (0, node_fs_1.accessSync)(candidate, node_fs_1.constants.X_OK);
+            return { argv0: candidate, prefix: [], from: candidate };
+        }
+        catch {
+            // not here
+        }
+    }
+    return {
+        argv0: 'nix',
+        prefix: [
+            '--extra-experimental-features',
+            'nix-command flakes',
+            'run',
+            'nixpkgs#nixos-rebuild',
+            '--',
+        ],
+        from: 'nix run nixpkgs#nixos-rebuild (none on PATH)',
+    };
+}
+/**
+ * Units switch-to-configuration reported as failed (it exits 4 then): the Perl and the Rust
+ * versions both print `warning: the following units failed: a.service, b.service`.
+ */
+function failedUnitsFrom(output) {
+    const units = new Set();
+    for (const m of output.matchAll(/the following units failed: ([^\n]+)/g)) {
+        for (const u of m[1].split(/[,\s]+/))
+            if (u)
+                units.add(u);
+    }
+    return [...units].sort();
+}
+/** What the output says about how far it got. */
+function switchFailed(output, code) {
+    return (code !== 0 &&
+        (/error\(s\) occurred while switching to the new configuration/.test(output) ||
+            /switch-to-configuration.*(exit status|returned non-zero) 4/.test(output) ||
+            failedUnitsFrom(output).length > 0));
+}
+/** Runs it with NIX_SSHOPTS set, streaming whole lines; never throws for a non-zero exit. */
+function runRebuild(cmd, args, env, onLine, timeoutMs) {
+    const start = Date.now();
+    return new Promise((resolve) => {
+        const child = (0, node_child_process_1.spawn)(cmd.argv0, [...cmd.prefix, ...args], {
+            env,
+            stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        const kept = [];
+        let lastStorePath;
+        const partial = { stdout: '', stderr: '' };
+        const take = (stream) => (chunk) => {
+            const text = partial[stream] + chunk.toString('utf8');
+            const lines = text.split('\n');
+            partial[stream] = lines.pop() ?? '';
+            for (const l of lines)
+                line(l);
+        };
+        const line = (l) => {
+            onLine(l);
+            kept.push(l);
+            if (kept.length > 400)
+                kept.shift();
+            const m = /^(\/nix\/store\/[0-9a-z]{32}-[^\s]+)$/.exec(l.trim());
+            if (m)
+                lastStorePath = m[1];
+        };
+        child.stdout.on('data', take('stdout'));
+        child.stderr.on('data', take('stderr'));
+        const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
+        let finished = false;
+        const finish = (code) => {
+            if (finished)
+                return;
+            finished = true;
+            clearTimeout(timer);
+            for (const s of ['stdout', 'stderr'])
+                if (partial[s])
+                    line(partial[s]);
+            resolve({
+                code,
+                output: kept.join('\n'),
+                seconds: (Date.now() - start) / 1000,
+                lastStorePath,
+            });
+        };
+        child.on('error', (err) => {
+            line(`could not run ${cmd.argv0}: ${err.message}`);
+            finish(127);
+        });
+        child.on('close', (code, signal) => finish(code ?? (signal ? 128 : 1)));
+    });
+}
+
+
+/***/ }),
+
+/***/ 9831:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.knownHostsLine = knownHostsLine;
+exports.nixSshOpts = nixSshOpts;
+exports.writeDeploySsh = writeDeploySsh;
+/** The OpenSSH side of a deploy: nixos-rebuild and Nix's ssh stores get the same pin we checked. */
+const node_fs_1 = __nccwpck_require__(3024);
+const node_path_1 = __nccwpck_require__(6760);
+const errors_1 = __nccwpck_require__(3916);
+const hostkeys_1 = __nccwpck_require__(2326);
+/** The known_hosts line that pins exactly the key our own session was verified against. */
+function knownHostsLine(target, key) {
+    return `${target.knownHostsName} ${(0, hostkeys_1.formatKey)(key)}`;
+}
+/** `-o …` options: only this key, only this host key, never a prompt, a dead link noticed in ~60 s. */
+function nixSshOpts(target, files) {
+    for (const [what, path] of Object.entries(files)) {
+        if (/\s/.test(path))
+            throw new errors_1.InputError('RUNNER_TEMP', `the ${what} path '${path}' contains whitespace, which NIX_SSHOPTS cannot carry`, 'run from a temp directory without spaces (TMPDIR / RUNNER_TEMP)');
+    }
+    return [
+        `-o UserKnownHostsFile=${files.knownHostsFile}`,
+        '-o GlobalKnownHostsFile=/dev/null',
+        '-o StrictHostKeyChecking=yes',
+        '-o CheckHostIP=no',
+        `-o IdentityFile=${files.keyFile}`,
+        '-o IdentitiesOnly=yes',
+        '-o BatchMode=yes',
+        '-o ConnectTimeout=30',
+        '-o ServerAliveInterval=15',
+        '-o ServerAliveCountMax=4',
+        `-p ${target.port}`,
+    ].join(' ');
+}
+/** Writes the key and the one-line known_hosts (0600, in a 0700 dir under `tempDir`). */
+function writeDeploySsh(tempDir, target, privateKey, hostKey) {
+    const dir = (0, node_path_1.join)(tempDir, 'deploy-ssh');
+    (0, node_fs_1.mkdirSync)(dir, { recursive: true, mode: 0o700 });
+    (0, node_fs_1.chmodSync)(dir, 0o700);
+    const keyFile = (0, node_path_1.join)(dir, 'id');
+    const knownHostsFile = (0, node_path_1.join)(dir, 'known_hosts');
+    (0, node_fs_1.writeFileSync)(keyFile, privateKey.trim() + '\n', { mode: 0o600 });
+    (0, node_fs_1.writeFileSync)(knownHostsFile, knownHostsLine(target, hostKey) + '\n', { mode: 0o600 });
+    return {
+        sshOpts: nixSshOpts(target, { knownHostsFile, keyFile }),
+        targetHost: `${target.user}@${target.host}`,
+        knownHostsFile,
+        keyFile,
+    };
+}
+
+
+/***/ }),
+
+/***/ 3414:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.parseState = parseState;
+exports.parseClosure = parseClosure;
+exports.rebootReasons = rebootReasons;
+exports.bytesAdded = bytesAdded;
+exports.deployDiff = deployDiff;
+/** What the target says before and after a deploy (scripts/deploy/state.sh, closure.sh), parsed. */
+const closure_1 = __nccwpck_require__(2198);
+function keyValues(lines) {
+    const m = new Map();
+    for (const l of lines) {
+        const eq = l.indexOf('=');
+        if (eq > 0)
+            m.set(l.slice(0, eq), l.slice(eq + 1).trim());
+    }
+    return m;
+}
+function parseState(stdout) {
+    const lines = stdout.split('\n');
+    const cut = lines.indexOf('store:');
+    const kv = keyValues(cut >= 0 ? lines.slice(0, cut) : lines);
+    const get = (k) => kv.get(k) ?? '';
+    return {
+        isNixos: get('nixos') === '1',
+        current: get('current'),
+        booted: get('booted'),
+        profileLink: get('profile_link'),
+        profile: get('profile'),
+        bootId: get('boot_id'),
+        hasSystemdRun: get('systemd_run') !== '',
+        failed: get('failed').split(/\s+/).filter(Boolean),
+        store: new Set(cut >= 0
+            ? lines
+                .slice(cut + 1)
+                .map((l) => l.trim())
+                .filter(Boolean)
+            : []),
+    };
+}
+function parseClosure(stdout) {
+    const paths = [];
+    const previous = [];
+    const kvLines = [];
+    for (const l of stdout.split('\n')) {
+        const m = /^new (\/nix\/store\/\S+) (\d+)$/.exec(l.trim());
+        if (m) {
+            paths.push({ path: m[1], narBytes: Number(m[2]), references: [] });
+            continue;
+        }
+        const p = /^prev (\/nix\/store\/\S+)$/.exec(l.trim());
+        if (p)
+            previous.push(p[1]);
+        else
+            kvLines.push(l);
+    }
+    const kv = keyValues(kvLines);
+    const pair = (f) => ({
+        next: kv.get(`new_${f}`) ?? '',
+        booted: kv.get(`booted_${f}`) ?? '',
+    });
+    return {
+        paths,
+        previous,
+        boot: {
+            kernel: pair('kernel'),
+            initrd: pair('initrd'),
+            'kernel-modules': pair('kernel-modules'),
+        },
+    };
+}
+/** Kernel, initrd or modules that differ from the booted system's: the change waits for a reboot. */
+function rebootReasons(c) {
+    return Object.keys(c.boot).filter((k) => {
+        const { next, booted } = c.boot[k];
+        return next !== '' && booted !== '' && next !== booted;
+    });
+}
+/** NAR bytes of the new closure's paths the target did not have before: what the copy sent. */
+function bytesAdded(c, before) {
+    let bytes = 0;
+    let paths = 0;
+    for (const p of c.paths) {
+        if (!before.has(p.path.slice('/nix/store/'.length))) {
+            bytes += p.narBytes;
+            paths++;
+        }
+    }
+    return { bytes, paths };
+}
+/** Packages added, removed and changed between what ran and what runs now. */
+function deployDiff(c) {
+    return (0, closure_1.diffClosures)(c.paths, c.previous);
 }
 
 
@@ -24842,6 +25725,7 @@ const errors_1 = __nccwpck_require__(3916);
 const size_1 = __nccwpck_require__(4642);
 const target_1 = __nccwpck_require__(6746);
 const hostkeys_1 = __nccwpck_require__(2326);
+const rebuild_1 = __nccwpck_require__(3524);
 /** How the planner may install NixOS. */
 exports.METHODS = ['auto', 'kexec', 'infect', 'deploy-only'];
 /** The action's inputs (same names as the CLI's options). action.yml must say the same. */
@@ -24987,6 +25871,43 @@ exports.INPUTS = {
         required: false,
         default: 'false',
     },
+    action: {
+        description: 'What the deploy does: switch, boot (next boot), test (activate, not the boot default), dry-activate, or build (build and compare with what the host runs; change nothing)',
+        required: false,
+        default: 'switch',
+    },
+    'build-host': {
+        description: "Build on this host instead of the runner (nixos-rebuild's --build-host, user@host)",
+        required: false,
+    },
+    'use-sudo': {
+        description: 'The target user is not root: run activation and the rollback guard with sudo',
+        required: false,
+        default: 'false',
+    },
+    'confirm-timeout': {
+        description: 'Seconds the runner has, after the switch, to reconnect over a new SSH session and confirm; else the target rolls back by itself',
+        required: false,
+        default: '60',
+    },
+    'health-check': {
+        description: 'A command run on the target after the switch; non-zero exit rolls back (retried until health-timeout)',
+        required: false,
+    },
+    'health-url': {
+        description: 'A URL fetched from the runner after the switch; a status other than 2xx/3xx rolls back',
+        required: false,
+    },
+    'health-timeout': {
+        description: 'Seconds the health checks may take to pass (they are retried)',
+        required: false,
+        default: '60',
+    },
+    rollback: {
+        description: 'Roll back to the previous generation when the deploy fails (false: keep the new system and fail)',
+        required: false,
+        default: 'true',
+    },
 };
 function fail(ctx, message, fix) {
     ctx.addIssue({ code: 'custom', message, params: { fix } });
@@ -25125,6 +26046,27 @@ const FIELDS = {
             : keys;
     }),
     'measure-trimming': booleanInput,
+    action: zod_1.z
+        .string()
+        .transform((s, ctx) => rebuild_1.DEPLOY_ACTIONS.includes(s.trim())
+        ? s.trim()
+        : fail(ctx, `'${s}' is not a deploy action`, `write one of ${rebuild_1.DEPLOY_ACTIONS.join(', ')}`)),
+    'build-host': zod_1.z.string().transform((s, ctx) => {
+        const t = (0, target_1.parseTarget)(s.trim());
+        return typeof t === 'string'
+            ? fail(ctx, t, 'write user@host (the port, if any, goes in your ssh config)')
+            : s.trim();
+    }),
+    'use-sudo': booleanInput,
+    'confirm-timeout': countInput(5, 3600, 'seconds'),
+    'health-check': zod_1.z.string().transform((s) => s.trim()),
+    'health-url': zod_1.z
+        .string()
+        .transform((s, ctx) => /^https?:\/\/\S+$/.test(s.trim())
+        ? s.trim()
+        : fail(ctx, `'${s}' is not an http(s) URL`, 'write http://HOST[:PORT]/PATH or https://…')),
+    'health-timeout': countInput(1, 3600, 'seconds'),
+    rollback: booleanInput,
 };
 /** The zod schema of the inputs, after defaults are filled in (see withDefaults). */
 exports.inputSchema = zod_1.z.object(Object.fromEntries(Object.keys(FIELDS).map((name) => [name, FIELDS[name].optional()])));
@@ -25184,6 +26126,14 @@ function parseConfig(raw, opts = {}) {
         substituters: v.substituters ?? [],
         trustedPublicKeys: v['trusted-public-keys'] ?? [],
         measureTrimming: v['measure-trimming'],
+        deployAction: v.action,
+        buildHost: v['build-host'],
+        useSudo: v['use-sudo'],
+        confirmTimeoutSeconds: v['confirm-timeout'],
+        healthCheck: v['health-check'] || undefined,
+        healthUrl: v['health-url'],
+        healthTimeoutSeconds: v['health-timeout'],
+        rollback: v.rollback,
     };
     checkTogether(cfg, opts, shown);
     return cfg;
@@ -26708,7 +27658,7 @@ exports.waitForNewBoot = waitForNewBoot;
 /** Waiting for a host to come back after a kexec or reboot: new boot_id, same pinned key, bounded. */
 const errors_1 = __nccwpck_require__(3916);
 async function whoAnswers(session) {
-    const r = await session.exec('cat /proc/sys/kernel/random/boot_id; (. /etc/os-release 2>/dev/null; echo "${VARIANT_ID:-}"); test -e /etc/NIXOS && echo nixos || echo other; readlink -f /run/current-system 2>/dev/null || echo', { timeoutMs: 30_000 });
+    const r = await session.exec('cat /proc/sys/kernel/random/boot_id; (. /etc/os-release 2>/dev/null; echo "${VARIANT_ID:-}"); test -e /etc/NIXOS && echo nixos || echo other; { [ -e /run/current-system ] && readlink -f /run/current-system; } || echo', { timeoutMs: 30_000 });
     const [bootId = '', variantId = '', nixos = '', current = ''] = r.stdout
         .split('\n')
         .map((l) => l.trim());
@@ -26856,7 +27806,8 @@ const run_1 = __nccwpck_require__(6834);
 const keys_1 = __nccwpck_require__(9892);
 const nix_1 = __nccwpck_require__(4280);
 const bootstrap_1 = __nccwpck_require__(2102);
-const prebuilt = (cfg) => !!cfg.toplevel && (!!cfg.diskScript || cfg.method === 'infect');
+const deploy_1 = __nccwpck_require__(2211);
+const prebuilt = (cfg) => !!cfg.toplevel && (!!cfg.diskScript || cfg.method === 'infect' || !cfg.flake);
 /** The store paths and installer the bootstrap needs: from the build, or given prebuilt. */
 async function artifacts(cfg, deps, record) {
     const needsKexec = record.plan?.phases.includes('kexec') ?? false;
@@ -26921,6 +27872,14 @@ async function runPipeline(cfg, req, deps) {
                 status: 'skipped',
                 seconds: 0,
                 detail: 'prebuilt store paths given (toplevel, disk-script)',
+            });
+        }
+        else if (req.stages.includes('build') && cfg.buildHost) {
+            record.stages.push({
+                name: 'build',
+                status: 'skipped',
+                seconds: 0,
+                detail: `build-host given: nixos-rebuild builds on ${cfg.buildHost}`,
             });
         }
         else if (req.stages.includes('build')) {
@@ -26998,6 +27957,45 @@ async function runPipeline(cfg, req, deps) {
                 if (result.error)
                     throw result.error;
             });
+        }
+        if (req.stages.includes('deploy') && planned?.phases.includes('deploy') && session) {
+            if (planned.refusal) {
+                // the bootstrap stage (or the plan) already said why
+            }
+            else if (cfg.deployAction === 'build') {
+                record.stages.push({
+                    name: 'deploy',
+                    status: 'skipped',
+                    seconds: 0,
+                    detail: 'action build: built and compared with what the host runs; nothing deployed',
+                });
+            }
+            else {
+                const open = session;
+                session = undefined;
+                await stage('deploy', async () => {
+                    const { result, session: after } = await (0, deploy_1.runDeploy)(open, {
+                        action: cfg.deployAction,
+                        flake: cfg.flake,
+                        toplevel: cfg.toplevel ?? record.build?.toplevel,
+                        buildHost: cfg.buildHost,
+                        useSudo: cfg.useSudo,
+                        confirmTimeoutSeconds: cfg.confirmTimeoutSeconds,
+                        healthCheck: cfg.healthCheck,
+                        healthUrl: cfg.healthUrl,
+                        healthTimeoutSeconds: cfg.healthTimeoutSeconds,
+                        rollback: cfg.rollback,
+                        privateKey: cfg.sshPrivateKey,
+                        tempDir: deps.tempDir,
+                        reconnect: reconnector(cfg, deps, open),
+                        log: { ...deps.log, group: deps.log.group ?? ((_t, fn) => fn()) },
+                    });
+                    session = after;
+                    record.deploy = result;
+                    if (result.error)
+                        throw new errors_1.VpsNixosError(result.error.message, result.error.fix ?? '');
+                });
+            }
         }
     }
     catch (err) {
@@ -27106,6 +28104,7 @@ async function openSession(cfg, deps, record) {
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.finalStatus = finalStatus;
+exports.deployedMessage = deployedMessage;
 const render_1 = __nccwpck_require__(6340);
 /** Whether the run succeeded, and the one line that says why not. */
 function finalStatus(record, cfg) {
@@ -27124,7 +28123,9 @@ function finalStatus(record, cfg) {
             };
         }
     }
-    if (record.bootstrap && !record.plan?.phases.includes('deploy')) {
+    if (record.deploy)
+        return { ok: true, message: deployedMessage(record.deploy) };
+    if (record.bootstrap) {
         const ran = record.bootstrap.phases.filter((p) => p.status === 'done').length;
         const runs = `the host runs ${(0, render_1.hostRuns)(record.bootstrap.host)}`;
         return {
@@ -27145,10 +28146,28 @@ function finalStatus(record, cfg) {
             message: `refused: ${record.plan.refusal.reason}\nwhat would work: ${record.plan.refusal.remediation}`,
         };
     }
-    return {
-        ok: false,
-        message: `planned ${record.plan.method}${record.bootstrap ? ' and bootstrapped the host' : ''}, but the deploy stage is not released yet: set plan-only: true, or leave flake out and give toplevel/disk-script to bootstrap only`,
-    };
+    if (cfg.deployAction === 'build' && record.build) {
+        const d = record.build.closure.diff;
+        return {
+            ok: true,
+            message: d
+                ? `built ${record.build.toplevel}: ${d.changed.length} changed, ${d.added.length} paths added, ${d.removed.length} removed against what the host runs; nothing deployed`
+                : `built ${record.build.toplevel}; nothing deployed`,
+        };
+    }
+    return { ok: true, message: `planned ${record.plan.method}: nothing left to do` };
+}
+/** One line for a deploy that went through. */
+function deployedMessage(d) {
+    const reboot = d.rebootNeeded.length
+        ? `; reboot needed (${d.rebootNeeded.join(', ')} changed)`
+        : '';
+    if (d.action === 'dry-activate')
+        return `dry-activate of ${d.systemPath || 'the new system'}: nothing was changed`;
+    if (!d.changed)
+        return `no change: the host runs ${d.hostRuns}${reboot}`;
+    const verb = d.action === 'boot' ? 'set as the boot default' : 'switched to';
+    return `deployed: ${verb} ${d.systemPath}${d.previousSystemPath ? ` (was ${d.previousSystemPath})` : ' (first deploy: nothing to roll back to)'}; ${d.pathsSent} paths, ${d.bytesSent} bytes sent${reboot}`;
 }
 
 
@@ -27200,9 +28219,9 @@ function withSizes(plan, f, cfg) {
         plan.zramBytes = cfg.zramBytes ?? defaultZramBytes(f.memTotalBytes);
         plan.swapfileBytes = cfg.swapBytes ?? exports.DEFAULT_SWAPFILE_BYTES;
     }
-    if (!cfg.flake && plan.phases.includes('deploy')) {
+    if (!cfg.flake && !cfg.toplevel && plan.phases.includes('deploy')) {
         plan.phases = plan.phases.filter((p) => p !== 'deploy');
-        plan.reasons.push('no flake given: the deploy phase is left out');
+        plan.reasons.push('no flake (or toplevel) given: the deploy phase is left out');
     }
     return plan;
 }
@@ -28605,6 +29624,8 @@ exports.closureRows = closureRows;
 exports.escapeCell = escapeCell;
 exports.phaseRows = phaseRows;
 exports.hostRuns = hostRuns;
+exports.deployRows = deployRows;
+exports.diffMarkdown = diffMarkdown;
 exports.renderMarkdown = renderMarkdown;
 exports.renderText = renderText;
 const size_1 = __nccwpck_require__(4642);
@@ -28751,6 +29772,58 @@ function hostLine(b) {
     return `the host runs ${hostRuns(b.host)} (boot_id ${b.host.bootId}); ${(0, size_1.formatBytes)(b.bytesSent)} sent`;
 }
 const PHASE_HEADER = ['Phase', 'Status', 'Time', 'Peak target memory', 'Sent', 'Detail'];
+/** The deploy in rows: outcome, before and after, bytes, reboot, nixos-rebuild, failed units. */
+function deployRows(d) {
+    const outcome = d.rolledBack
+        ? `rolled back by ${d.rollback?.by === 'target' ? 'the target itself (not confirmed in time)' : 'the runner'}: ${d.rollback?.reason ?? ''}`
+        : d.action === 'dry-activate'
+            ? 'dry-activate: nothing was changed'
+            : d.changed
+                ? `${d.action === 'boot' ? 'boot default set to' : 'switched to'} ${d.systemPath}`
+                : 'no change';
+    const rows = [
+        ['Result', outcome],
+        [
+            'Before',
+            d.previousSystemPath || 'no system yet (first deploy: there was nothing to roll back to)',
+        ],
+        ['Runs now', d.hostRuns || '(no /run/current-system)'],
+        ['Sent', `${(0, size_1.formatBytes)(d.bytesSent)} in ${d.pathsSent} store paths (measured on the target)`],
+        ['Reboot needed', d.rebootNeeded.length ? `yes: ${d.rebootNeeded.join(', ')} changed` : 'no'],
+        [
+            'nixos-rebuild',
+            `${d.rebuild.args.join(' ')} — exit ${d.rebuild.code} after ${d.rebuild.seconds.toFixed(1)} s (${d.rebuild.from})`,
+        ],
+    ];
+    if (d.failedUnits.length)
+        rows.push(['Failed units', d.failedUnits.join(', ')]);
+    rows.push(['Deploy time', `${d.seconds.toFixed(1)} s`]);
+    return rows;
+}
+/** Packages changed, added and removed: the `diff` output and the summary section. */
+function diffMarkdown(diff, bytesSent) {
+    const names = (paths) => [
+        ...new Set(paths.map((p) => (0, closure_1.storeName)(p)).filter((n) => !/^nixos-system-/.test(n))),
+    ];
+    const changedNames = new Set(diff.changed.map((c) => c.name));
+    const onlyNew = (paths) => names(paths).filter((n) => !changedNames.has((0, closure_1.splitVersion)(n).pname));
+    const added = onlyNew(diff.added);
+    const removed = onlyNew(diff.removed);
+    const list = (xs) => xs
+        .slice(0, 40)
+        .map((x) => `\`${escapeCell(x)}\``)
+        .join(', ') + (xs.length > 40 ? ` and ${xs.length - 40} more` : '');
+    const lines = [
+        `${diff.changed.length} changed, ${added.length} added, ${removed.length} removed; ${(0, size_1.formatBytes)(bytesSent ?? diff.bytesToSend)} ${bytesSent === undefined ? 'to send' : 'sent'}`,
+    ];
+    if (diff.changed.length)
+        lines.push(mdTable(['Package', 'Before', 'After'], diff.changed.map((c) => [c.name, c.from || '–', c.to || '–'])));
+    if (added.length)
+        lines.push(`**Added:** ${list(added)}`);
+    if (removed.length)
+        lines.push(`**Removed:** ${list(removed)}`);
+    return lines.join('\n\n');
+}
 /** Markdown for the job summary. */
 function renderMarkdown(r) {
     const out = [`## vps-nixos${r.target ? ` — ${escapeCell(r.target)}` : ''}`];
@@ -28791,6 +29864,13 @@ function renderMarkdown(r) {
             out.push('Nothing to bootstrap.');
         for (const w of r.bootstrap.warnings)
             out.push(`> [!WARNING]\n> ${escapeCell(w)}`);
+    }
+    if (r.deploy) {
+        out.push('### Deploy', mdTable(['', ''], deployRows(r.deploy)));
+        if (r.deploy.checks.length)
+            out.push(mdTable(['Check', 'Result', 'Detail'], r.deploy.checks.map((c) => [c.name, c.ok ? 'passed' : '**failed**', c.detail])));
+        if (r.deploy.diff && r.deploy.changed)
+            out.push('#### What changed', diffMarkdown(r.deploy.diff, r.deploy.bytesSent));
     }
     if (r.preflight)
         out.push('### Preflight', (0, run_1.renderFindingsMarkdown)(r.preflight.findings));
@@ -28841,6 +29921,15 @@ function renderText(r) {
         if (!r.bootstrap.phases.length)
             out.push('  nothing to bootstrap');
         out.push(`  ${hostLine(r.bootstrap)}`);
+    }
+    if (r.deploy) {
+        out.push('deploy:', ...deployRows(r.deploy).map(([k, v]) => `  ${k}: ${v}`));
+        for (const c of r.deploy.checks)
+            out.push(`  check ${c.ok ? 'passed' : 'FAILED'}: ${c.name} — ${c.detail}`);
+        const d = r.deploy.diff;
+        if (d && r.deploy.changed) {
+            out.push(`  changed: ${d.changed.map((c) => `${c.name} ${c.from || '–'} → ${c.to || '–'}`).join(', ') || 'no package versions'}`, `  paths: ${d.added.length} added, ${d.removed.length} removed`);
+        }
     }
     if (r.error)
         out.push(`error: ${r.error.message}`, ...(r.error.fix ? [`  fix: ${r.error.fix}`] : []));
@@ -53889,7 +54978,7 @@ async function cli(argv) {
         process.stdout.write(result.output);
         // Text output already shows the error; JSON keeps stdout to one document.
         if ((result.exitCode !== 0 && (!result.record.error || parsed.options.json === 'true')) ||
-            (result.exitCode === 0 && result.record.bootstrap)) {
+            (result.exitCode === 0 && (result.record.bootstrap || result.record.deploy))) {
             process.stderr.write(`vps-nixos: ${result.message.replace(/\n/g, '\n  ')}\n`);
         }
         return result.exitCode;

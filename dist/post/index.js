@@ -31924,6 +31924,12 @@ exports.Output = {
     hostConfig: 'host-config',
     phases: 'phases',
     currentSystem: 'current-system',
+    systemPath: 'system-path',
+    previousSystemPath: 'previous-system-path',
+    changed: 'changed',
+    rolledBack: 'rolled-back',
+    rebootNeeded: 'reboot-needed',
+    diff: 'diff',
 };
 
 

@@ -19,6 +19,7 @@ import { kexecPhase, type KexecContext } from '../../src/phases/kexec';
 import { currentVps, freshVm, standins, vpsConfig } from '../helpers/vps';
 import { runCli, type CliResult } from '../helpers/cli';
 import { runStep } from '../helpers/action';
+import { OFFLINE_NIX_CONFIG } from '../helpers/nixflake';
 
 jest.setTimeout(15 * 60_000);
 const vps = currentVps();
@@ -264,17 +265,34 @@ describe('bootstrap end to end: distro → kexec → installer → partitioned �
     expect(r.stderr).toMatch(/nothing to bootstrap: the host runs NixOS \/nix\/store\/.*standin/);
   });
 
-  it('the action says the same: outputs, summary', () => {
-    const r = runStep('main', actionInputs({ 'confirm-wipe': '/dev/vda' }), {}, undefined, 120_000);
+  it('the action says the same, and its deploy stage finds nothing to change: outputs, summary', () => {
+    // After the bootstrap stage the action deploys the same toplevel (stand-in nixos-rebuild).
+    const env = {
+      PATH: `${join(__dirname, '../../test/standins/bin')}:${process.env.PATH}`,
+      NIX_CONFIG: OFFLINE_NIX_CONFIG,
+    };
+    const r = runStep(
+      'main',
+      actionInputs({ 'confirm-wipe': '/dev/vda' }),
+      env,
+      undefined,
+      240_000,
+    );
+    if (r.code !== 0) console.log(r.output);
     expect(r.code).toBe(0);
     expect(r.outputs).toMatchObject({
       method: 'deploy-only',
       phases: '[]',
       'current-system': s.toplevel,
+      'system-path': s.toplevel,
+      changed: 'false',
+      'rolled-back': 'false',
     });
     expect(r.summary).toContain('### Bootstrap');
     expect(r.summary).toContain('Nothing to bootstrap.');
     expect(r.summary).toContain(`the host runs NixOS ${s.toplevel}`);
+    expect(r.summary).toContain('### Deploy');
+    expect(r.summary).toContain('| Result | no change |');
   });
 });
 

@@ -1,9 +1,4 @@
-import {
-  failedUnitsFrom,
-  rebuildArgs,
-  rebuildCommand,
-  switchFailed,
-} from '../../src/deploy/rebuild';
+import { failedUnitsFrom, rebuildArgs, rebuildCommand } from '../../src/deploy/rebuild';
 import {
   bytesAdded,
   deployDiff,
@@ -81,8 +76,6 @@ describe('nixos-rebuild command line', () => {
       'warning: error(s) occurred while switching to the new configuration',
     ].join('\n');
     expect(failedUnitsFrom(out)).toEqual(['acme-x.service', 'nginx.service']);
-    expect(switchFailed(out, 1)).toBe(true);
-    expect(switchFailed('error: getting status of /x: No such file', 1)).toBe(false);
     expect(failedUnitsFrom('all good')).toEqual([]);
   });
 });

@@ -24220,8 +24220,9 @@ const sshopts_1 = __nccwpck_require__(9831);
 const state_1 = __nccwpck_require__(3414);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const last = (s, n) => s.trim().split('\n').slice(-n).join('\n');
-async function readState(session, sudo) {
-    const r = await session.exec(`${sudo}sh -s`, {
+/** state.sh: everything before the deploy, or (`units`) only the failed units after it. */
+async function readState(session, sudo, what = 'all') {
+    const r = await session.exec(`${sudo}sh -s${what === 'units' ? ' -- units' : ''}`, {
         stdin: (0, assets_1.readAsset)('scripts/deploy/state.sh'),
         timeoutMs: 120_000,
     });
@@ -24229,11 +24230,11 @@ async function readState(session, sudo) {
         throw new Error(`reading the target's state failed: ${r.stderr.trim()}`);
     return (0, state_1.parseState)(r.stdout);
 }
-async function currentSystem(session) {
-    const r = await session.exec('if [ -e /run/current-system ]; then readlink -f /run/current-system; fi', {
-        timeoutMs: 30_000,
-    });
-    return r.stdout.trim();
+/** What runs and what the system profile points at ('' for what is not there), one round trip. */
+async function running(session) {
+    const r = await session.exec('for l in /run/current-system /nix/var/nix/profiles/system; do if [ -e "$l" ]; then readlink -f "$l"; else echo; fi; done', { timeoutMs: 30_000 });
+    const [current = '', profile = ''] = r.stdout.split('\n').map((l) => l.trim());
+    return { current, profile };
 }
 /** Connects again and again until `deadline`; undefined if the host never answered. */
 async function reconnectUntil(reconnect, deadline, pollMs) {
@@ -24421,13 +24422,13 @@ async function deploy(first, opts) {
         }
     }
     else {
-        const now = await currentSystem(session);
+        const fired = guard ? await (0, guard_1.guardStatus)(session, sudo, guard.id) : undefined;
+        const now = fired ? fired.current : (await running(session)).current;
         if (activates)
             newSystem = now;
-        const fired = guard ? await (0, guard_1.guardStatus)(session, sudo, guard.id) : undefined;
         if (guard && fired && fired.result !== 'armed' && fired.result !== 'confirmed') {
             // We got through only after the window: the target is already rolling back by itself.
-            newSystem = await switchedTo(session, sudo, guard);
+            newSystem = fired.switchedTo;
             log.warn(`the target is already ${fired.result}: ${fired.reason}`);
             finishRollback(await waitForRollback(guard), fired.reason || 'not confirmed in time');
         }
@@ -24449,7 +24450,7 @@ async function deploy(first, opts) {
             };
         }
         else if (run.code !== 0 && opts.action !== 'boot' && opts.action !== 'dry-activate') {
-            const after = await readState(session, sudo).catch(() => undefined);
+            const after = await readState(session, sudo, 'units').catch(() => undefined);
             const newly = (after?.failed ?? []).filter((u) => !before.failed.includes(u));
             result.failedUnits = [...new Set([...reportedFailed, ...newly])].sort();
             await rollBack(result.failedUnits.length
@@ -24475,7 +24476,7 @@ async function deploy(first, opts) {
         }
         // Health: only for a confirmed (or unguarded) activation.
         if (!result.error && activates) {
-            const after = await readState(session, sudo);
+            const after = await readState(session, sudo, 'units');
             const newly = after.failed.filter((u) => !before.failed.includes(u));
             result.failedUnits = newly;
             if (newly.length)
@@ -24523,14 +24524,14 @@ async function deploy(first, opts) {
         session = (await reconnectUntil(opts.reconnect, Date.now() + 60_000, pollMs)).session;
     if (session) {
         try {
-            result.hostRuns = await currentSystem(session);
-            const profile = (await session.exec('if [ -e /nix/var/nix/profiles/system ]; then readlink -f /nix/var/nix/profiles/system; fi')).stdout.trim();
+            const { current, profile } = await running(session);
+            result.hostRuns = current;
             result.systemPath =
                 opts.action === 'boot'
                     ? profile
                     : opts.action === 'dry-activate'
                         ? (opts.toplevel ?? '')
-                        : newSystem || (await switchedTo(session, sudo, guard));
+                        : newSystem || (guard ? (await (0, guard_1.guardStatus)(session, sudo, guard.id)).switchedTo : '');
             if (!result.systemPath && opts.toplevel)
                 result.systemPath = opts.toplevel;
             if (result.systemPath) {
@@ -24570,13 +24571,6 @@ async function deploy(first, opts) {
     result.seconds = (Date.now() - start) / 1000;
     return { result, session };
 }
-/** The system the guard's watcher saw the switch go to (when the runner could not see it). */
-async function switchedTo(session, sudo, guard) {
-    if (!guard)
-        return '';
-    const r = await session.exec(`${sudo}cat /run/vps-nixos/deploy/${guard.id}/switched-to 2>/dev/null || true`);
-    return r.stdout.trim();
-}
 
 
 /***/ }),
@@ -24596,23 +24590,15 @@ exports.disarmGuard = disarmGuard;
 /** The runner's side of scripts/deploy/guard.sh: arm before the switch, confirm or roll back after. */
 const assets_1 = __nccwpck_require__(5462);
 const shell_1 = __nccwpck_require__(997);
+const prep_1 = __nccwpck_require__(3029);
 exports.GUARD_PATH = '/run/vps-nixos/guard.sh';
-function kv(stdout) {
-    const m = new Map();
-    for (const l of stdout.split('\n')) {
-        const eq = l.indexOf('=');
-        if (eq > 0)
-            m.set(l.slice(0, eq), l.slice(eq + 1).trim());
-    }
-    return m;
-}
 async function guardCommand(session, sudo, args) {
     const r = await session.exec(`${sudo}/bin/sh ${exports.GUARD_PATH} ${args.map(shell_1.shellQuote).join(' ')}`, {
         timeoutMs: 60_000,
     });
-    const out = kv(r.stdout);
+    const out = (0, prep_1.parseKv)(r.stdout).values;
     if (r.code !== 0)
-        throw new Error(`guard.sh ${args[0]} failed (exit ${r.code}): ${out.get('error') ?? r.stderr.trim()}`);
+        throw new Error(`guard.sh ${args[0]} failed (exit ${r.code}): ${out.error ?? r.stderr.trim()}`);
     return out;
 }
 /** Uploads the guard and starts its watcher; the previous system must have a switch-to-configuration. */
@@ -24632,25 +24618,22 @@ async function armGuard(session, sudo, g) {
 }
 async function guardStatus(session, sudo, id) {
     const m = await guardCommand(session, sudo, ['status', id]);
-    const at = Number(m.get('switched_at'));
-    const now = Number(m.get('now'));
-    const rs = m.get('rollback_status');
     return {
-        current: m.get('current') ?? '',
-        prev: m.get('prev') ?? '',
-        result: (m.get('result') || 'armed'),
-        by: (m.get('by') ?? ''),
-        reason: m.get('reason') ?? '',
-        sinceSwitch: at > 0 && now > 0 ? now - at : undefined,
-        rollbackStatus: rs ? Number(rs) : undefined,
+        current: m.current ?? '',
+        prev: m.prev ?? '',
+        result: (m.result || 'armed'),
+        by: (m.by ?? ''),
+        reason: m.reason ?? '',
+        switchedTo: m.switched_to ?? '',
+        rollbackStatus: m.rollback_status ? Number(m.rollback_status) : undefined,
     };
 }
 /** Keeps the new system. Returns what the guard says: `confirmed`, or that the target is rolling back. */
 async function confirmGuard(session, sudo, id) {
-    return (await guardCommand(session, sudo, ['confirm', id])).get('result');
+    return (await guardCommand(session, sudo, ['confirm', id])).result;
 }
 async function rollbackGuard(session, sudo, id, reason) {
-    return (await guardCommand(session, sudo, ['rollback', id, reason])).get('result');
+    return (await guardCommand(session, sudo, ['rollback', id, reason])).result;
 }
 async function disarmGuard(session, sudo, id) {
     await guardCommand(session, sudo, ['disarm', id]);
@@ -24738,7 +24721,6 @@ exports.DEPLOY_ACTIONS = void 0;
 exports.rebuildArgs = rebuildArgs;
 exports.rebuildCommand = rebuildCommand;
 exports.failedUnitsFrom = failedUnitsFrom;
-exports.switchFailed = switchFailed;
 exports.runRebuild = runRebuild;
 /** Running nixos-rebuild: which one, with which arguments, and what its output says. */
 const node_child_process_1 = __nccwpck_require__(1421);
@@ -24802,13 +24784,6 @@ function failedUnitsFrom(output) {
     }
     return [...units].sort();
 }
-/** What the output says about how far it got. */
-function switchFailed(output, code) {
-    return (code !== 0 &&
-        (/error\(s\) occurred while switching to the new configuration/.test(output) ||
-            /switch-to-configuration.*(exit status|returned non-zero) 4/.test(output) ||
-            failedUnitsFrom(output).length > 0));
-}
 /** Runs it with NIX_SSHOPTS set, streaming whole lines; never throws for a non-zero exit. */
 function runRebuild(cmd, args, env, onLine, timeoutMs) {
     const start = Date.now();
@@ -24818,7 +24793,6 @@ function runRebuild(cmd, args, env, onLine, timeoutMs) {
             stdio: ['ignore', 'pipe', 'pipe'],
         });
         const kept = [];
-        let lastStorePath;
         const partial = { stdout: '', stderr: '' };
         const take = (stream) => (chunk) => {
             const text = partial[stream] + chunk.toString('utf8');
@@ -24832,9 +24806,6 @@ function runRebuild(cmd, args, env, onLine, timeoutMs) {
             kept.push(l);
             if (kept.length > 400)
                 kept.shift();
-            const m = /^(\/nix\/store\/[0-9a-z]{32}-[^\s]+)$/.exec(l.trim());
-            if (m)
-                lastStorePath = m[1];
         };
         child.stdout.on('data', take('stdout'));
         child.stderr.on('data', take('stderr'));
@@ -24852,7 +24823,6 @@ function runRebuild(cmd, args, env, onLine, timeoutMs) {
                 code,
                 output: kept.join('\n'),
                 seconds: (Date.now() - start) / 1000,
-                lastStorePath,
             });
         };
         child.on('error', (err) => {
@@ -24937,27 +24907,17 @@ exports.bytesAdded = bytesAdded;
 exports.deployDiff = deployDiff;
 /** What the target says before and after a deploy (scripts/deploy/state.sh, closure.sh), parsed. */
 const closure_1 = __nccwpck_require__(2198);
-function keyValues(lines) {
-    const m = new Map();
-    for (const l of lines) {
-        const eq = l.indexOf('=');
-        if (eq > 0)
-            m.set(l.slice(0, eq), l.slice(eq + 1).trim());
-    }
-    return m;
-}
+const prep_1 = __nccwpck_require__(3029);
 function parseState(stdout) {
     const lines = stdout.split('\n');
     const cut = lines.indexOf('store:');
-    const kv = keyValues(cut >= 0 ? lines.slice(0, cut) : lines);
-    const get = (k) => kv.get(k) ?? '';
+    const kv = (0, prep_1.parseKv)((cut >= 0 ? lines.slice(0, cut) : lines).join('\n')).values;
+    const get = (k) => kv[k]?.trim() ?? '';
     return {
         isNixos: get('nixos') === '1',
         current: get('current'),
-        booted: get('booted'),
         profileLink: get('profile_link'),
         profile: get('profile'),
-        bootId: get('boot_id'),
         hasSystemdRun: get('systemd_run') !== '',
         failed: get('failed').split(/\s+/).filter(Boolean),
         store: new Set(cut >= 0
@@ -24984,10 +24944,10 @@ function parseClosure(stdout) {
         else
             kvLines.push(l);
     }
-    const kv = keyValues(kvLines);
+    const kv = (0, prep_1.parseKv)(kvLines.join('\n')).values;
     const pair = (f) => ({
-        next: kv.get(`new_${f}`) ?? '',
-        booted: kv.get(`booted_${f}`) ?? '',
+        next: kv[`new_${f}`] ?? '',
+        booted: kv[`booted_${f}`] ?? '',
     });
     return {
         paths,

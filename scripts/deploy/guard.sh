@@ -93,7 +93,6 @@ case $cmd in
         cur=$(current)
         if [ "$cur" != "$prev" ]; then
           deadline=$(($(now) + timeout))
-          now > "$d/switched-at"
           printf '%s\n' "$cur" > "$d/switched-to"
           log "switch seen: /run/current-system is $cur; waiting $timeout s for the runner"
         fi
@@ -144,8 +143,7 @@ case $cmd in
     kv result "$(cat "$d/result" 2>/dev/null || { [ -e "$d/firing" ] && echo rolling-back; } || echo armed)"
     kv by "$(cat "$d/by" 2>/dev/null)"
     kv reason "$(cat "$d/reason" 2>/dev/null)"
-    kv switched_at "$(cat "$d/switched-at" 2>/dev/null)"
-    kv now "$(now)"
+    kv switched_to "$(cat "$d/switched-to" 2>/dev/null)"
     kv rollback_status "$(sed -n 's/^status=//p' "$d/rollback-status" 2>/dev/null)"
     ;;
   *) echo "guard: unknown command $cmd" >&2; exit 2 ;;

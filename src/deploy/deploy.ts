@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { readAsset } from '../assets';
 import { VpsNixosError, describeError } from '../errors';
+import type { Config } from '../inputs';
 import type { ClosureDiff } from '../nix/closure';
 import { shellQuote } from '../shell';
 import type { RemoteSession } from '../ssh/session';
@@ -42,18 +43,21 @@ export interface DeployLogger {
   group<T>(title: string, fn: () => Promise<T>): Promise<T>;
 }
 
-export interface DeployOptions {
+/** The deploy inputs as parsed (inputs.ts), plus what the run supplies. */
+export type DeployOptions = Pick<
+  Config,
+  | 'flake'
+  | 'buildHost'
+  | 'useSudo'
+  | 'confirmTimeoutSeconds'
+  | 'healthCheck'
+  | 'healthUrl'
+  | 'healthTimeoutSeconds'
+  | 'rollback'
+> & {
   action: Exclude<DeployAction, 'build'>;
-  flake?: { ref: string; name: string };
   /** A prebuilt system (`--store-path`); with a flake, the path the build stage made (checked). */
   toplevel?: string;
-  buildHost?: string;
-  useSudo: boolean;
-  confirmTimeoutSeconds: number;
-  healthCheck?: string;
-  healthUrl?: string;
-  healthTimeoutSeconds: number;
-  rollback: boolean;
   privateKey: string;
   /** Private dir for the key and known_hosts files nixos-rebuild's ssh reads. */
   tempDir: string;
@@ -65,7 +69,7 @@ export interface DeployOptions {
   pollMs?: number;
   rebuildTimeoutMs?: number;
   env?: NodeJS.ProcessEnv;
-}
+};
 
 export interface DeployResult {
   action: DeployOptions['action'];
@@ -96,8 +100,13 @@ export interface DeployResult {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const last = (s: string, n: number) => s.trim().split('\n').slice(-n).join('\n');
 
-async function readState(session: RemoteSession, sudo: string): Promise<TargetState> {
-  const r = await session.exec(`${sudo}sh -s`, {
+/** state.sh: everything before the deploy, or (`units`) only the failed units after it. */
+async function readState(
+  session: RemoteSession,
+  sudo: string,
+  what: 'all' | 'units' = 'all',
+): Promise<TargetState> {
+  const r = await session.exec(`${sudo}sh -s${what === 'units' ? ' -- units' : ''}`, {
     stdin: readAsset('scripts/deploy/state.sh'),
     timeoutMs: 120_000,
   });
@@ -105,14 +114,14 @@ async function readState(session: RemoteSession, sudo: string): Promise<TargetSt
   return parseState(r.stdout);
 }
 
-async function currentSystem(session: RemoteSession): Promise<string> {
+/** What runs and what the system profile points at ('' for what is not there), one round trip. */
+async function running(session: RemoteSession): Promise<{ current: string; profile: string }> {
   const r = await session.exec(
-    'if [ -e /run/current-system ]; then readlink -f /run/current-system; fi',
-    {
-      timeoutMs: 30_000,
-    },
+    'for l in /run/current-system /nix/var/nix/profiles/system; do if [ -e "$l" ]; then readlink -f "$l"; else echo; fi; done',
+    { timeoutMs: 30_000 },
   );
-  return r.stdout.trim();
+  const [current = '', profile = ''] = r.stdout.split('\n').map((l) => l.trim());
+  return { current, profile };
 }
 
 /** Connects again and again until `deadline`; undefined if the host never answered. */
@@ -325,12 +334,12 @@ async function deploy(
       };
     }
   } else {
-    const now = await currentSystem(session);
-    if (activates) newSystem = now;
     const fired = guard ? await guardStatus(session, sudo, guard.id) : undefined;
+    const now = fired ? fired.current : (await running(session)).current;
+    if (activates) newSystem = now;
     if (guard && fired && fired.result !== 'armed' && fired.result !== 'confirmed') {
       // We got through only after the window: the target is already rolling back by itself.
-      newSystem = await switchedTo(session, sudo, guard);
+      newSystem = fired.switchedTo;
       log.warn(`the target is already ${fired.result}: ${fired.reason}`);
       finishRollback(await waitForRollback(guard), fired.reason || 'not confirmed in time');
     }
@@ -349,7 +358,7 @@ async function deploy(
         fix: `see its output:\n${last(run.output, 12)}`,
       };
     } else if (run.code !== 0 && opts.action !== 'boot' && opts.action !== 'dry-activate') {
-      const after = await readState(session, sudo).catch(() => undefined);
+      const after = await readState(session, sudo, 'units').catch(() => undefined);
       const newly = (after?.failed ?? []).filter((u) => !before.failed.includes(u));
       result.failedUnits = [...new Set([...reportedFailed, ...newly])].sort();
       await rollBack(
@@ -374,7 +383,7 @@ async function deploy(
     }
     // Health: only for a confirmed (or unguarded) activation.
     if (!result.error && activates) {
-      const after = await readState(session, sudo);
+      const after = await readState(session, sudo, 'units');
       const newly = after.failed.filter((u) => !before.failed.includes(u));
       result.failedUnits = newly;
       if (newly.length)
@@ -425,18 +434,14 @@ async function deploy(
     session = (await reconnectUntil(opts.reconnect, Date.now() + 60_000, pollMs)).session;
   if (session) {
     try {
-      result.hostRuns = await currentSystem(session);
-      const profile = (
-        await session.exec(
-          'if [ -e /nix/var/nix/profiles/system ]; then readlink -f /nix/var/nix/profiles/system; fi',
-        )
-      ).stdout.trim();
+      const { current, profile } = await running(session);
+      result.hostRuns = current;
       result.systemPath =
         opts.action === 'boot'
           ? profile
           : opts.action === 'dry-activate'
             ? (opts.toplevel ?? '')
-            : newSystem || (await switchedTo(session, sudo, guard));
+            : newSystem || (guard ? (await guardStatus(session, sudo, guard.id)).switchedTo : '');
       if (!result.systemPath && opts.toplevel) result.systemPath = opts.toplevel;
       if (result.systemPath) {
         const c = await session.exec(
@@ -479,17 +484,4 @@ async function deploy(
   }
   result.seconds = (Date.now() - start) / 1000;
   return { result, session };
-}
-
-/** The system the guard's watcher saw the switch go to (when the runner could not see it). */
-async function switchedTo(
-  session: RemoteSession,
-  sudo: string,
-  guard: Guard | undefined,
-): Promise<string> {
-  if (!guard) return '';
-  const r = await session.exec(
-    `${sudo}cat /run/vps-nixos/deploy/${guard.id}/switched-to 2>/dev/null || true`,
-  );
-  return r.stdout.trim();
 }

@@ -1,6 +1,7 @@
 /** The runner's side of scripts/deploy/guard.sh: arm before the switch, confirm or roll back after. */
 import { readAsset } from '../assets';
 import { shellQuote } from '../shell';
+import { parseKv } from '../phases/prep';
 import type { RemoteSession } from '../ssh/session';
 
 export const GUARD_PATH = '/run/vps-nixos/guard.sh';
@@ -14,8 +15,8 @@ export interface GuardStatus {
   result: GuardResult;
   by: 'runner' | 'target' | '';
   reason: string;
-  /** Seconds since the watcher saw the switch (undefined before). */
-  sinceSwitch?: number;
+  /** The system the watcher saw the switch go to ('' before it did). */
+  switchedTo: string;
   rollbackStatus?: number;
 }
 
@@ -26,28 +27,17 @@ export interface Guard {
   timeoutSeconds: number;
 }
 
-function kv(stdout: string): Map<string, string> {
-  const m = new Map<string, string>();
-  for (const l of stdout.split('\n')) {
-    const eq = l.indexOf('=');
-    if (eq > 0) m.set(l.slice(0, eq), l.slice(eq + 1).trim());
-  }
-  return m;
-}
-
 async function guardCommand(
   session: RemoteSession,
   sudo: string,
   args: string[],
-): Promise<Map<string, string>> {
+): Promise<Record<string, string>> {
   const r = await session.exec(`${sudo}/bin/sh ${GUARD_PATH} ${args.map(shellQuote).join(' ')}`, {
     timeoutMs: 60_000,
   });
-  const out = kv(r.stdout);
+  const out = parseKv(r.stdout).values;
   if (r.code !== 0)
-    throw new Error(
-      `guard.sh ${args[0]} failed (exit ${r.code}): ${out.get('error') ?? r.stderr.trim()}`,
-    );
+    throw new Error(`guard.sh ${args[0]} failed (exit ${r.code}): ${out.error ?? r.stderr.trim()}`);
   return out;
 }
 
@@ -79,23 +69,20 @@ export async function guardStatus(
   id: string,
 ): Promise<GuardStatus> {
   const m = await guardCommand(session, sudo, ['status', id]);
-  const at = Number(m.get('switched_at'));
-  const now = Number(m.get('now'));
-  const rs = m.get('rollback_status');
   return {
-    current: m.get('current') ?? '',
-    prev: m.get('prev') ?? '',
-    result: (m.get('result') || 'armed') as GuardResult,
-    by: (m.get('by') ?? '') as GuardStatus['by'],
-    reason: m.get('reason') ?? '',
-    sinceSwitch: at > 0 && now > 0 ? now - at : undefined,
-    rollbackStatus: rs ? Number(rs) : undefined,
+    current: m.current ?? '',
+    prev: m.prev ?? '',
+    result: (m.result || 'armed') as GuardResult,
+    by: (m.by ?? '') as GuardStatus['by'],
+    reason: m.reason ?? '',
+    switchedTo: m.switched_to ?? '',
+    rollbackStatus: m.rollback_status ? Number(m.rollback_status) : undefined,
   };
 }
 
 /** Keeps the new system. Returns what the guard says: `confirmed`, or that the target is rolling back. */
 export async function confirmGuard(session: RemoteSession, sudo: string, id: string) {
-  return (await guardCommand(session, sudo, ['confirm', id])).get('result') as GuardResult;
+  return (await guardCommand(session, sudo, ['confirm', id])).result as GuardResult;
 }
 
 export async function rollbackGuard(
@@ -104,7 +91,7 @@ export async function rollbackGuard(
   id: string,
   reason: string,
 ) {
-  return (await guardCommand(session, sudo, ['rollback', id, reason])).get('result') as GuardResult;
+  return (await guardCommand(session, sudo, ['rollback', id, reason])).result as GuardResult;
 }
 
 export async function disarmGuard(session: RemoteSession, sudo: string, id: string) {

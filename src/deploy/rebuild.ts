@@ -70,23 +70,11 @@ export function failedUnitsFrom(output: string): string[] {
   return [...units].sort();
 }
 
-/** What the output says about how far it got. */
-export function switchFailed(output: string, code: number): boolean {
-  return (
-    code !== 0 &&
-    (/error\(s\) occurred while switching to the new configuration/.test(output) ||
-      /switch-to-configuration.*(exit status|returned non-zero) 4/.test(output) ||
-      failedUnitsFrom(output).length > 0)
-  );
-}
-
 export interface RebuildRun {
   code: number;
   /** The last lines of stdout+stderr (kept for the report and for parsing). */
   output: string;
   seconds: number;
-  /** The store path it printed last (build prints the result). */
-  lastStorePath?: string;
 }
 
 /** Runs it with NIX_SSHOPTS set, streaming whole lines; never throws for a non-zero exit. */
@@ -104,7 +92,6 @@ export function runRebuild(
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const kept: string[] = [];
-    let lastStorePath: string | undefined;
     const partial = { stdout: '', stderr: '' };
     const take = (stream: 'stdout' | 'stderr') => (chunk: Buffer) => {
       const text = partial[stream] + chunk.toString('utf8');
@@ -116,8 +103,6 @@ export function runRebuild(
       onLine(l);
       kept.push(l);
       if (kept.length > 400) kept.shift();
-      const m = /^(\/nix\/store\/[0-9a-z]{32}-[^\s]+)$/.exec(l.trim());
-      if (m) lastStorePath = m[1];
     };
     child.stdout.on('data', take('stdout'));
     child.stderr.on('data', take('stderr'));
@@ -132,7 +117,6 @@ export function runRebuild(
         code,
         output: kept.join('\n'),
         seconds: (Date.now() - start) / 1000,
-        lastStorePath,
       });
     };
     child.on('error', (err) => {

@@ -1,15 +1,14 @@
 /** What the target says before and after a deploy (scripts/deploy/state.sh, closure.sh), parsed. */
 import { diffClosures, type ClosureDiff, type PathInfo } from '../nix/closure';
+import { parseKv } from '../phases/prep';
 
 export interface TargetState {
   isNixos: boolean;
   /** /run/current-system resolved, '' when there is none (not NixOS yet, or a stand-in). */
   current: string;
-  booted: string;
   /** What /nix/var/nix/profiles/system points at (`system-12-link`), '' without a profile. */
   profileLink: string;
   profile: string;
-  bootId: string;
   hasSystemdRun: boolean;
   /** Units systemd lists as failed. */
   failed: string[];
@@ -17,27 +16,16 @@ export interface TargetState {
   store: Set<string>;
 }
 
-function keyValues(lines: string[]): Map<string, string> {
-  const m = new Map<string, string>();
-  for (const l of lines) {
-    const eq = l.indexOf('=');
-    if (eq > 0) m.set(l.slice(0, eq), l.slice(eq + 1).trim());
-  }
-  return m;
-}
-
 export function parseState(stdout: string): TargetState {
   const lines = stdout.split('\n');
   const cut = lines.indexOf('store:');
-  const kv = keyValues(cut >= 0 ? lines.slice(0, cut) : lines);
-  const get = (k: string) => kv.get(k) ?? '';
+  const kv = parseKv((cut >= 0 ? lines.slice(0, cut) : lines).join('\n')).values;
+  const get = (k: string) => kv[k]?.trim() ?? '';
   return {
     isNixos: get('nixos') === '1',
     current: get('current'),
-    booted: get('booted'),
     profileLink: get('profile_link'),
     profile: get('profile'),
-    bootId: get('boot_id'),
     hasSystemdRun: get('systemd_run') !== '',
     failed: get('failed').split(/\s+/).filter(Boolean),
     store: new Set(
@@ -72,10 +60,10 @@ export function parseClosure(stdout: string): NewClosure {
     if (p) previous.push(p[1] as string);
     else kvLines.push(l);
   }
-  const kv = keyValues(kvLines);
+  const kv = parseKv(kvLines.join('\n')).values;
   const pair = (f: string) => ({
-    next: kv.get(`new_${f}`) ?? '',
-    booted: kv.get(`booted_${f}`) ?? '',
+    next: kv[`new_${f}`] ?? '',
+    booted: kv[`booted_${f}`] ?? '',
   });
   return {
     paths,

@@ -19,18 +19,12 @@
 #     --option build-users-group '' --option sandbox false --option substituters ''
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../vps/standins" && pwd)
-die() { printf 'make-flake.sh: %s\n' "$*" >&2; exit 1; }
 usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 1; }
 
-# Same parser as test/vps/lib/common.sh: "278MiB", "1GiB", "512M", "0", "1234" (bytes).
-parse_size() {
-  local s=$1 n unit
-  [[ $s =~ ^([0-9]+)([KMGkmg]?)(i?[Bb]?)$ ]] || die "bad size: $s"
-  n=${BASH_REMATCH[1]}; unit=${BASH_REMATCH[2]^^}
-  case $unit in
-    K) echo $((n * 1024)) ;; M) echo $((n * 1024 * 1024)) ;; G) echo $((n * 1024 * 1024 * 1024)) ;; *) echo "$n" ;;
-  esac
-}
+# parse_size: the harness's own ("278MiB", "1GiB", "512M", "0", "1234" bytes)
+# shellcheck source=../vps/lib/common.sh
+. "$src/../lib/common.sh"
+die() { printf 'make-flake.sh: %s\n' "$*" >&2; exit 1; }
 
 outdir="" sb=0 json=0
 while (($#)); do

@@ -55,6 +55,14 @@ fi
 [ -e /etc/is_kexec ] && kv nixos.is_kexec 1
 [ -L /run/current-system ] && kv nixos.current_system "$(readlink /run/current-system)"
 [ -L /nix/var/nix/profiles/system ] && kv nixos.system_profile "$(readlink -f /nix/var/nix/profiles/system)"
+# Our in-place conversion (scripts/phases/infect.sh): started in which boot, still running, exit.
+inf=/var/lib/vps-nixos/infect
+if [ -r "$inf/boot_id" ]; then
+  kv infect.boot_id "$(cat "$inf/boot_id")"
+  [ -r "$inf/exit" ] && kv infect.exit "$(cat "$inf/exit")"
+  pid=$(cat "$inf/pid" 2>/dev/null) || pid=
+  [ -n "$pid" ] && [ ! -r "$inf/exit" ] && kill -0 "$pid" 2>/dev/null && kv infect.running 1
+fi
 
 kv arch "$(uname -m)"
 kv kernel "$(uname -r)"

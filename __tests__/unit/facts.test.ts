@@ -80,6 +80,20 @@ describe('parseFacts on bad output', () => {
   it('refuses output without MemTotal', () => {
     expect(() => parseFacts('facts.version=1\narch=x86_64\n')).toThrow(/MemTotal/);
   });
+  it('reads the state of our nixos-infect run', () => {
+    const base = 'facts.version=1\nmeminfo=MemTotal: 1000 kB\nboot_id=b2\n';
+    expect(parseFacts(base).infect).toBeUndefined();
+    expect(parseFacts(base + 'infect.boot_id=b1\ninfect.exit=0\n').infect).toEqual({
+      bootId: 'b1',
+      exit: 0,
+      running: false,
+    });
+    expect(parseFacts(base + 'infect.boot_id=b2\ninfect.running=1\n').infect).toEqual({
+      bootId: 'b2',
+      exit: undefined,
+      running: true,
+    });
+  });
   it('falls back on hints without systemd-detect-virt', () => {
     const base = 'facts.version=1\nmeminfo=MemTotal: 1000 kB\n';
     expect(parseFacts(base + 'hint.proc_vz=1\n').virtualization).toBe('openvz');

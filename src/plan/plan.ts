@@ -30,7 +30,7 @@ export type PlanFacts = Pick<
   Facts,
   'memTotalBytes' | 'virtualization' | 'isNixos' | 'osVariantId'
 > &
-  Partial<Pick<Facts, 'isContainer' | 'osId' | 'osVersionId'>>;
+  Partial<Pick<Facts, 'isContainer' | 'osId' | 'osVersionId' | 'bootId' | 'infect'>>;
 
 export type PlanConfig = Pick<
   Config,
@@ -49,6 +49,17 @@ const KEXEC_PHASES: PhaseName[] = [
   'deploy',
 ];
 const INFECT_PHASES: PhaseName[] = ['prep', 'infect', 'reboot', 'deploy'];
+
+/** nixos-infect is running, or finished and the host has not rebooted since: only the reboot is left. */
+export function infectPending(
+  f: Pick<PlanFacts, 'infect' | 'bootId'>,
+): 'running' | 'staged' | undefined {
+  const inf = f.infect;
+  if (!inf) return undefined;
+  if (inf.running) return 'running';
+  if (inf.exit === 0 && f.bootId !== undefined && inf.bootId === f.bootId) return 'staged';
+  return undefined;
+}
 const MiB = 1024 * 1024;
 
 function isContainer(f: PlanFacts): boolean {
@@ -110,14 +121,40 @@ export function plan(f: PlanFacts, cfg: PlanConfig): Plan {
     return withSizes({ method: 'kexec', reasons, warnings, phases: KEXEC_PHASES.slice(2) }, f, cfg);
   }
 
-  if (f.isNixos) {
-    reasons.push('the host already runs NixOS (/etc/NIXOS)');
-    if (cfg.method === 'infect') {
+  // Before the NixOS test: nixos-infect writes /etc/NIXOS before the reboot that makes it true.
+  const pending = infectPending(f);
+  if (pending) {
+    reasons.push(
+      pending === 'running'
+        ? 'nixos-infect is running on the host (a previous run was cut off): following it'
+        : 'nixos-infect finished on the host but it has not rebooted since: the reboot is left',
+    );
+    if (cfg.method === 'kexec' || cfg.method === 'deploy-only') {
       return refuse(
         reasons,
-        'method infect converts a distribution to NixOS; this host is NixOS already',
-        'use method deploy-only (or auto)',
+        `method ${cfg.method} cannot continue an in-place conversion`,
+        'use method auto or infect to finish it',
       );
+    }
+    const phases = pending === 'running' ? INFECT_PHASES.slice(1) : INFECT_PHASES.slice(2);
+    return withSizes({ method: 'infect', reasons, warnings, phases }, f, cfg);
+  }
+
+  if (f.isNixos) {
+    reasons.push(
+      f.infect?.exit === 0
+        ? 'the host already runs NixOS: nixos-infect converted it and it rebooted since'
+        : 'the host already runs NixOS (/etc/NIXOS)',
+    );
+    if (cfg.method === 'infect') {
+      if (cfg.reinstall)
+        return refuse(
+          reasons,
+          'method infect converts a distribution in place; it cannot re-install NixOS',
+          'use method kexec with reinstall: true to wipe and re-install, or leave reinstall off',
+        );
+      reasons.push('method infect: nothing to convert, deploying only');
+      return withSizes({ method: 'deploy-only', reasons, warnings, phases: ['deploy'] }, f, cfg);
     }
     if (!cfg.reinstall || cfg.method === 'deploy-only') {
       if (cfg.method === 'kexec') {

@@ -48,6 +48,16 @@ export interface DiskFacts {
   }[];
 }
 
+/** What the last nixos-infect run left behind (the state survives a reboot, not NixOS's lustrate). */
+export interface InfectFacts {
+  /** The boot it was started in: the same as the host's now means it has not rebooted since. */
+  bootId: string;
+  /** Its exit status, once it finished. */
+  exit?: number;
+  /** Its process is alive. */
+  running: boolean;
+}
+
 /** What the probe learned about the target. */
 export interface Facts {
   memTotalBytes: number;
@@ -65,6 +75,8 @@ export interface Facts {
   /** NixOS booted into our (or nixos-anywhere's) kexec installer: mid-install, not installed. */
   isInstaller: boolean;
   currentSystem?: string;
+  /** Our nixos-infect run on this host (scripts/phases/infect.sh's state), when there was one. */
+  infect?: InfectFacts;
   arch: string;
   kernel: string;
   bootId: string;
@@ -395,6 +407,17 @@ function dnsServers(raw: Raw): string[] {
   return [...new Set(servers.filter((s) => !s.startsWith('127.0.0.53')))];
 }
 
+function infectFacts(raw: Raw): InfectFacts | undefined {
+  const bootId = first(raw, 'infect.boot_id');
+  if (!bootId) return undefined;
+  const exit = first(raw, 'infect.exit');
+  return {
+    bootId,
+    exit: exit !== undefined && /^\d+$/.test(exit) ? Number(exit) : undefined,
+    running: first(raw, 'infect.running') === '1',
+  };
+}
+
 /** Parses facts.sh output. Throws ProbeError when essential facts are missing. */
 export function parseFacts(text: string): Facts {
   const raw = collect(text);
@@ -436,6 +459,7 @@ export function parseFacts(text: string): Facts {
     isNixos,
     isInstaller,
     currentSystem: first(raw, 'nixos.current_system'),
+    infect: infectFacts(raw),
     arch: first(raw, 'arch') ?? 'unknown',
     kernel: first(raw, 'kernel') ?? 'unknown',
     bootId: first(raw, 'boot_id') ?? '',

@@ -5,6 +5,12 @@ import { parseSize } from './size';
 import { parseTarget, type Target } from './target';
 import { parseKnownHosts, pinFor } from './ssh/hostkeys';
 import { DEPLOY_ACTIONS, type DeployAction } from './deploy/rebuild';
+import {
+  INFECT_DEFAULT_CHANNEL,
+  INFECT_DEFAULT_REVISION,
+  INFECT_DEFAULT_SHA256,
+  infectRawUrl,
+} from './infect/script';
 
 /** How the planner may install NixOS. */
 export const METHODS = ['auto', 'kexec', 'infect', 'deploy-only'] as const;
@@ -61,6 +67,13 @@ export interface Config {
   healthUrl?: string;
   healthTimeoutSeconds: number;
   rollback: boolean;
+  /** The in-place path: where nixos-infect comes from, the hash it must have, its channel. */
+  infectRevision: string;
+  /** http(s) URL or a file; defaults to the raw file at infectRevision. */
+  infectUrl: string;
+  /** Required for URLs other than the pinned default (whose hash is known). */
+  infectSha256?: string;
+  nixosChannel: string;
 }
 
 /** One input as action.yml documents it; the schema below is built from these. */
@@ -275,6 +288,27 @@ export const INPUTS = {
     required: false,
     default: 'true',
   },
+  'infect-revision': {
+    description:
+      'Commit of elitak/nixos-infect the in-place method runs (its raw file is downloaded on the runner and checked)',
+    required: false,
+    default: INFECT_DEFAULT_REVISION,
+  },
+  'infect-url': {
+    description:
+      'Where nixos-infect is downloaded from instead (http(s) URL or a file); default: the raw file at infect-revision',
+    required: false,
+  },
+  'infect-sha256': {
+    description:
+      "sha256 the nixos-infect script must have; default: the default revision's; required for any other URL",
+    required: false,
+  },
+  'nixos-channel': {
+    description: 'The channel nixos-infect installs NixOS from (NIX_CHANNEL)',
+    required: false,
+    default: INFECT_DEFAULT_CHANNEL,
+  },
 } as const satisfies Record<string, InputSpec>;
 
 export type InputName = keyof typeof INPUTS;
@@ -399,6 +433,14 @@ const flakeInput = z.string().transform((s, ctx) => {
   return { ref: m[1] as string, name: m[2] as string };
 });
 
+const sha256Input = z
+  .string()
+  .transform((s, ctx) =>
+    /^[0-9a-fA-F]{64}$/.test(s.trim())
+      ? s.trim().toLowerCase()
+      : fail(ctx, `'${s}' is not a sha256`, 'write the 64 hex digits sha256sum prints'),
+  );
+
 const storePathInput = z
   .string()
   .transform((s, ctx) =>
@@ -435,13 +477,7 @@ const FIELDS = {
   'cache-max-size': sizeInput,
   'allow-preflight-errors': booleanInput,
   'kexec-tarball': z.string().transform((s) => s.trim()),
-  'kexec-tarball-sha256': z
-    .string()
-    .transform((s, ctx) =>
-      /^[0-9a-fA-F]{64}$/.test(s.trim())
-        ? s.trim().toLowerCase()
-        : fail(ctx, `'${s}' is not a sha256`, 'write the 64 hex digits sha256sum prints'),
-    ),
+  'kexec-tarball-sha256': sha256Input,
   'confirm-wipe': z
     .string()
     .transform((s, ctx) =>
@@ -504,6 +540,30 @@ const FIELDS = {
     ),
   'health-timeout': countInput(1, 3600, 'seconds'),
   rollback: booleanInput,
+  'infect-revision': z
+    .string()
+    .transform((s, ctx) =>
+      /^[0-9a-f]{40}$/.test(s.trim())
+        ? s.trim()
+        : fail(
+            ctx,
+            `'${s}' is not a commit SHA`,
+            'write the full 40-hex commit of elitak/nixos-infect (a branch or tag can change under the same name)',
+          ),
+    ),
+  'infect-url': z.string().transform((s) => s.trim()),
+  'infect-sha256': sha256Input,
+  'nixos-channel': z
+    .string()
+    .transform((s, ctx) =>
+      /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(s.trim())
+        ? s.trim()
+        : fail(
+            ctx,
+            `'${s}' is not a channel name`,
+            'use a name from https://nixos.org/channels, e.g. nixos-25.11 or nixos-unstable',
+          ),
+    ),
 } satisfies Record<InputName, z.ZodType>;
 
 /** The zod schema of the inputs, after defaults are filled in (see withDefaults). */
@@ -587,17 +647,44 @@ export function parseConfig(raw: RawInputs, opts: ParseOptions = {}): Config {
     healthUrl: v['health-url'],
     healthTimeoutSeconds: v['health-timeout'] as number,
     rollback: v.rollback as boolean,
+    ...infectSource(v['infect-revision'] as string, v['infect-url'], v['infect-sha256']),
+    nixosChannel: v['nixos-channel'] as string,
   };
   checkTogether(cfg, opts, shown);
   return cfg;
 }
 
+/**
+ * Where nixos-infect comes from: infect-url, else the raw file at infect-revision. Only the pinned
+ * default's hash is known; any other URL needs infect-sha256 (a local file is the user's own copy).
+ */
+function infectSource(
+  revision: string,
+  url: string | undefined,
+  sha256: string | undefined,
+): Pick<Config, 'infectRevision' | 'infectUrl' | 'infectSha256'> {
+  const infectUrl = url || infectRawUrl(revision);
+  const known = infectUrl === infectRawUrl(INFECT_DEFAULT_REVISION);
+  const infectSha256 = sha256 ?? (known ? INFECT_DEFAULT_SHA256 : undefined);
+  if (!infectSha256 && /^https?:\/\//i.test(infectUrl)) {
+    throw new InputError(
+      'infect-sha256',
+      url
+        ? `is required with infect-url ${infectUrl}: the script is checked, never run unverified`
+        : `is required with infect-revision ${revision}: only the default revision's hash is known`,
+      `review the script, then pin its hash: curl -sL ${infectUrl} | sha256sum`,
+    );
+  }
+  return { infectRevision: revision, infectUrl, infectSha256 };
+}
+
 /** Rules that involve more than one input. */
 function checkTogether(cfg: Config, opts: ParseOptions, shown: (n: InputName) => string): void {
-  if (!cfg.planOnly && !cfg.flake && !cfg.toplevel) {
+  // method infect converts with nixos-infect's own configuration: without a flake it stops there.
+  if (!cfg.planOnly && !cfg.flake && !cfg.toplevel && cfg.method !== 'infect') {
     throw new InputError(
       'flake',
-      'is required unless plan-only is true (or prebuilt toplevel and disk-script are given)',
+      'is required unless plan-only is true (or prebuilt toplevel and disk-script are given, or method is infect)',
       'set flake to PATH#NAME (e.g. .#my-vps), or plan-only: true to only see the plan',
     );
   }

@@ -215,7 +215,43 @@ describe('parseConfig', () => {
     ['health-url not http', { 'health-url': 'ftp://x/' }, 'health-url', /http:\/\//],
     ['health-timeout not a number', { 'health-timeout': 'soon' }, 'health-timeout', /whole/],
     ['rollback not a boolean', { rollback: 'maybe' }, 'rollback', /true or false/],
+    ['infect-revision a branch', { 'infect-revision': 'master' }, 'infect-revision', /40-hex/],
+    [
+      'infect-revision not the default, no hash',
+      { 'infect-revision': 'a'.repeat(40) },
+      'infect-sha256',
+      /sha256sum/,
+    ],
+    [
+      'infect-url without a hash',
+      { 'infect-url': 'https://example.org/nixos-infect' },
+      'infect-sha256',
+      /curl -sL https:\/\/example.org\/nixos-infect \| sha256sum/,
+    ],
+    ['infect-sha256 not a hash', { 'infect-sha256': 'abc' }, 'infect-sha256', /64 hex/],
+    [
+      'nixos-channel with a space',
+      { 'nixos-channel': 'nixos 25.11' },
+      'nixos-channel',
+      /nixos-unstable/,
+    ],
   ];
+  it('pins nixos-infect by default and keeps a local copy without a hash', () => {
+    const c = parseConfig({ ...good });
+    expect(c.infectUrl).toBe(
+      'https://raw.githubusercontent.com/elitak/nixos-infect/7563801d3ae68c975e4027f4e31a3906dca95f30/nixos-infect',
+    );
+    expect(c.infectSha256).toMatch(/^4cc3b5f8/);
+    expect(c.nixosChannel).toBe('nixos-25.11');
+    const f = parseConfig({ ...good, 'infect-url': './vendor/nixos-infect' });
+    expect(f.infectSha256).toBeUndefined();
+    const h = parseConfig({
+      ...good,
+      'infect-url': 'http://10.0.0.1/nixos-infect',
+      'infect-sha256': 'AB'.repeat(32),
+    });
+    expect(h.infectSha256).toBe('ab'.repeat(32));
+  });
   it.each(bad)('%s', (_title, override, input, fixPattern) => {
     let err: unknown;
     try {

@@ -1,11 +1,14 @@
 #!/bin/sh
-# Phase 0 (prep) on the running distribution: the tools kexec needs, free memory, zram swap and a
-# swapfile on real disk. Safe to run twice: each step checks first. Prints key=value results.
-# Usage: prep.sh [--check] ZRAM_BYTES SWAPFILE_BYTES SWAPFILE_PATH
+# Phase 0 (prep) on the running distribution: the tools the next phase needs, free memory, zram
+# swap and a swapfile on real disk. Safe to run twice: each step checks first. Prints key=value.
+# Usage: prep.sh [--check] [--tools "T1 T2 A|B"] ZRAM_BYTES SWAPFILE_BYTES SWAPFILE_PATH
+#   --tools: commands that must exist (A|B: either one); default the kexec path's "cpio tar setsid".
 export LC_ALL=C
 PATH="$PATH:/usr/sbin:/sbin:/usr/bin:/bin"
 check_only=0
+tools="cpio tar setsid"
 if [ "${1:-}" = "--check" ]; then check_only=1; shift; fi
+if [ "${1:-}" = "--tools" ]; then tools=${2:?tools}; shift 2; fi
 zram_bytes=${1:?zram bytes}
 swap_bytes=${2:?swapfile bytes}
 swap_path=${3:?swapfile path}
@@ -14,8 +17,13 @@ kv() { printf '%s=%s\n' "$1" "$2"; }
 have() { command -v "$1" >/dev/null 2>&1; }
 fail() { kv error "$1"; exit 1; }
 
+# A tool spec is present when any of its |-separated commands is.
+present() {
+  for c in $(printf '%s' "$1" | tr '|' ' '); do have "$c" && return 0; done
+  return 1
+}
 missing=
-for t in cpio tar setsid; do have "$t" || missing="$missing $t"; done
+for t in $tools; do present "$t" || missing="$missing $t"; done
 zram_active=$(awk '$1 ~ /^\/dev\/zram/ { print $1; exit }' /proc/swaps)
 swap_active=$(awk -v p="$swap_path" '$1 == p { print $1 }' /proc/swaps)
 
@@ -27,18 +35,62 @@ if [ "$check_only" = 1 ]; then
 fi
 
 # 1. Tools, with the distribution's package manager (each names the packages its own way).
+pm=
+for m in apt-get dnf yum pacman apk zypper; do
+  if have "$m"; then pm=$m; break; fi
+done
+# The package that brings a command, in $pm's naming.
+package_of() {
+  case "$1" in
+    setsid) echo util-linux ;;
+    bzcat) echo bzip2 ;;
+    xzcat) if [ "$pm" = apt-get ]; then echo xz-utils; else echo xz; fi ;;
+    groupadd | useradd)
+      case "$pm" in apt-get) echo passwd ;; dnf | yum) echo shadow-utils ;; *) echo shadow ;; esac ;;
+    ip) case "$pm" in dnf | yum) echo iproute ;; *) echo iproute2 ;; esac ;;
+    awk) if [ "$pm" = apt-get ]; then echo mawk; else echo gawk; fi ;;
+    *) echo "$1" ;;
+  esac
+}
+updated=0
+install_packages() {
+  case "$pm" in
+    apt-get)
+      if [ "$updated" = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -q >&2 || fail "apt-get update failed"
+        updated=1
+      fi
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >&2 ;;
+    dnf) dnf install -y "$@" >&2 ;;
+    yum) yum install -y "$@" >&2 ;;
+    pacman)
+      if [ "$updated" = 0 ]; then pacman -Sy --noconfirm >&2 || fail "pacman -Sy failed"; updated=1; fi
+      pacman -S --noconfirm --needed "$@" >&2 ;;
+    apk) apk add --no-cache "$@" >&2 ;;
+    zypper) zypper -n install "$@" >&2 ;;
+  esac
+}
 if [ -n "$missing" ]; then
-  if have apt-get; then
-    DEBIAN_FRONTEND=noninteractive apt-get update -q >&2 || fail "apt-get update failed"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q cpio tar util-linux >&2 || fail "apt-get install failed"
-  elif have dnf; then dnf install -y cpio tar util-linux >&2 || fail "dnf install failed"
-  elif have yum; then yum install -y cpio tar util-linux >&2 || fail "yum install failed"
-  elif have pacman; then pacman -Sy --noconfirm --needed cpio tar util-linux >&2 || fail "pacman -S failed"
-  elif have apk; then apk add --no-cache cpio tar util-linux >&2 || fail "apk add failed"
-  elif have zypper; then zypper -n install cpio tar util-linux >&2 || fail "zypper install failed"
-  else fail "no package manager found to install:$missing"
-  fi
-  for t in $missing; do have "$t" || fail "$t is still missing after installing it"; done
+  [ -n "$pm" ] || fail "no package manager found to install:$missing"
+  pkgs=
+  alternatives=
+  for t in $missing; do
+    case "$t" in
+      *'|'*) alternatives="$alternatives $t" ;;
+      *) p=$(package_of "$t"); case " $pkgs " in *" $p "*) ;; *) pkgs="$pkgs $p" ;; esac ;;
+    esac
+  done
+  # shellcheck disable=SC2086 # word splitting of the package list is intended
+  if [ -n "$pkgs" ]; then install_packages $pkgs || fail "$pm could not install:$pkgs"; fi
+  # A|B: the first that installs (curl|wget: the mirror may carry only one).
+  for spec in $alternatives; do
+    ok=0
+    for c in $(printf '%s' "$spec" | tr '|' ' '); do
+      if install_packages "$(package_of "$c")"; then ok=1; break; fi
+    done
+    [ "$ok" = 1 ] || fail "$pm could not install any of: $(printf '%s' "$spec" | tr '|' ' ')"
+  done
+  for t in $missing; do present "$t" || fail "$t is still missing after installing it"; done
   kv installed "${missing# }"
 fi
 

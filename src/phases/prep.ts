@@ -13,8 +13,15 @@ export interface PrepContext {
   swapfilePath?: string;
   /** Containers can neither load zram nor swapon: only the tools count there. */
   isContainer: boolean;
+  /** What the next phase needs (prep.sh --tools): kexec's by default, or INFECT_TOOLS. */
+  tools?: string;
   log: (line: string) => void;
 }
+
+/** The commands the kexec path needs on the distribution (cpio packs the installer's keys). */
+export const KEXEC_TOOLS = 'cpio tar setsid';
+/** nixos-infect's own checks (curl or wget, bzcat, xzcat, groupadd, useradd, ip, awk), bash, setsid. */
+export const INFECT_TOOLS = 'bash tar setsid bzcat xzcat curl|wget groupadd useradd ip awk';
 
 export const DEFAULT_SWAPFILE = '/var/lib/vps-nixos/swapfile';
 
@@ -35,6 +42,8 @@ export function parseKv(text: string): { values: Record<string, string>; warning
 
 function args(ctx: PrepContext): string {
   return [
+    '--tools',
+    shellQuote(ctx.tools ?? KEXEC_TOOLS),
     ctx.plan.zramBytes ?? 0,
     ctx.plan.swapfileBytes ?? 0,
     shellQuote(ctx.swapfilePath ?? DEFAULT_SWAPFILE),
@@ -55,7 +64,7 @@ async function prepScript(
   if (r.code !== 0) {
     throw new VpsNixosError(
       `prep failed on the target: ${out.values.error ?? r.stderr.trim().split('\n').slice(-2).join(' | ')}`,
-      'install cpio, tar and util-linux by hand, then re-run',
+      `install what is missing by hand (${ctx.tools ?? KEXEC_TOOLS}; a|b: either), then re-run`,
     );
   }
   return out;

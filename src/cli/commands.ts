@@ -96,6 +96,10 @@ const BOOTSTRAPPING: InputName[] = [
   'substituters',
   'trusted-public-keys',
   'allow-preflight-errors',
+  'infect-revision',
+  'infect-url',
+  'infect-sha256',
+  'nixos-channel',
 ];
 
 const DEPLOYING: InputName[] = [
@@ -202,7 +206,7 @@ export const COMMANDS: Command[] = [
   {
     name: 'bootstrap',
     summary:
-      'Install NixOS on the target: prep, kexec into the installer, partition (confirm-wipe), install, reboot; resumes where a previous run stopped',
+      'Install NixOS on the target: prep, kexec into the installer, partition (confirm-wipe), install, reboot; or convert it in place with nixos-infect (method infect: verified, detached, then reboot); resumes where a previous run stopped',
     stages: ['build', 'probe', 'plan', 'check', 'bootstrap'],
     options: [
       ...CONNECTION.map(inputOption),
@@ -351,6 +355,7 @@ export async function runCommand(
       doc.phases = record.bootstrap?.phases ?? [];
       doc.host = record.bootstrap?.host ?? null;
       doc.bytesSent = record.bootstrap?.bytesSent ?? 0;
+      if (record.bootstrap?.infect) doc.infect = record.bootstrap.infect;
     }
     if (cmd.stages.includes('deploy')) {
       const d = record.deploy;

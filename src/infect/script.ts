@@ -27,6 +27,8 @@ export function infectRawUrl(revision: string): string {
   return `https://raw.githubusercontent.com/elitak/nixos-infect/${revision}/nixos-infect`;
 }
 export const INFECT_DEFAULT_URL = infectRawUrl(INFECT_DEFAULT_REVISION);
+/** The pinned script's own default channel; `nixos-channel` defaults to it. */
+export const INFECT_DEFAULT_CHANNEL = 'nixos-25.11';
 
 /** The real script is about 14 KB; anything near this is not it. */
 export const INFECT_MAX_BYTES = 1024 * 1024;
@@ -35,7 +37,7 @@ export const INFECT_FETCH_TIMEOUT_MS = 60_000;
 export interface InfectFetchRequest {
   /** `infect-url`: an http(s) URL or a local file. */
   url: string;
-  /** `infect-sha256`: required for http:// URLs; the default URL gets the pinned hash. */
+  /** `infect-sha256`: required for URLs; the default URL gets the pinned hash. */
   sha256?: string;
   /** Where the verified script is written (a private temp dir). */
   downloadDir: string;
@@ -52,7 +54,7 @@ export interface InfectScript {
   bytes: number;
   source: 'url' | 'file';
   from: string;
-  /** False only for an https URL given without infect-sha256 (TLS alone vouches for it). */
+  /** False only for a local file given without infect-sha256 (the user's own copy). */
   verified: boolean;
 }
 
@@ -125,11 +127,11 @@ export async function fetchInfectScript(req: InfectFetchRequest): Promise<Infect
   let data: Buffer;
   let source: InfectScript['source'];
   if (/^https?:\/\//i.test(url)) {
-    if (!expected && /^http:/i.test(url)) {
+    if (!expected) {
       throw new InputError(
         'infect-sha256',
-        `is required with a plain http:// infect-url (${url})`,
-        "set infect-sha256 to the script's sha256 (sha256sum nixos-infect), or use https",
+        `is required with infect-url ${url}: the script is checked, never run unverified`,
+        `review the script, then pin its hash: curl -sL ${url} | sha256sum`,
       );
     }
     req.log(`downloading the infect script ${url}`);
@@ -305,4 +307,49 @@ export function unappliedPatches(patches: readonly InfectPatch[]): string {
     .filter((p) => !p.applied)
     .map((p) => `${p.id} (${p.why ?? 'anchor not found'})`)
     .join('; ');
+}
+
+/** The script as it will run: verified source, patched text, and the hash of what is uploaded. */
+export interface PreparedInfect {
+  /** Where it came from and the sha256 it was verified against (of the unpatched download). */
+  source: Omit<InfectScript, 'text' | 'path'>;
+  /** The pinned revision, when the URL is that revision's raw file. */
+  revision?: string;
+  channel: string;
+  /** The patched text that is uploaded. */
+  text: string;
+  /** sha256 of the patched text: the target checks the upload against it. */
+  sha256: string;
+  patches: InfectPatch[];
+}
+
+/**
+ * Fetch, verify, patch: everything the in-place path needs from the runner, done before the host
+ * is touched. A patch whose anchor is missing refuses the script (it would run unpatched).
+ */
+export async function prepareInfect(
+  req: InfectFetchRequest & { revision: string; channel: string },
+): Promise<PreparedInfect> {
+  const script = await fetchInfectScript(req);
+  const patched = patchInfectScript(script.text, { channel: req.channel });
+  const missing = unappliedPatches(patched.patches);
+  if (missing)
+    throw new VpsNixosError(
+      `nixos-infect from ${script.from} cannot be patched as it must be: ${missing}; nothing was uploaded`,
+      'use the default infect-revision, or one whose script still has these lines',
+    );
+  return {
+    source: {
+      sha256: script.sha256,
+      bytes: script.bytes,
+      source: script.source,
+      from: script.from,
+      verified: script.verified,
+    },
+    revision: script.from === infectRawUrl(req.revision) ? req.revision : undefined,
+    channel: req.channel,
+    text: patched.text,
+    sha256: sha256Hex(Buffer.from(patched.text, 'utf8')),
+    patches: patched.patches,
+  };
 }

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { VpsNixosError } from '../errors';
 import { formatBytes } from '../size';
 import type { KexecTarball } from '../nix/kexec';
+import type { PreparedInfect } from '../infect/script';
 import { localClosure } from '../nix/transfer';
 import type { Plan, PhaseName } from '../plan/plan';
 import type { Facts } from '../probe/facts';
@@ -22,7 +23,8 @@ import {
   type PhaseMeter,
   type PhaseRecord,
 } from './phase';
-import { prepPhase } from './prep';
+import { infectPhase, infectRebootPhase } from './infect';
+import { INFECT_TOOLS, KEXEC_TOOLS, prepPhase } from './prep';
 import { rebootPhase } from './reboot';
 import { whoAnswers } from './wait';
 import { checkWipe } from './wipe-guard';
@@ -31,12 +33,17 @@ export interface BootstrapArtifacts {
   kexec?: KexecTarball;
   toplevel?: string;
   diskScript?: string;
+  /** The verified, patched nixos-infect (method infect). */
+  infect?: PreparedInfect;
 }
 
 export interface BootstrapOptions {
   confirmWipe?: string;
   patchUdevadm: 'auto' | 'true' | 'false';
   substituters?: { urls: string[]; publicKeys: string[] };
+  /** The deploy key's public half and the login user: checked after the infect reboot. */
+  deployPublicKey?: string;
+  user?: string;
   reconnect(): Promise<RemoteSession>;
   log: PhaseLogger;
   /** For tests: sampling interval of the target's memory (default 2 s; 0 turns it off). */
@@ -48,12 +55,21 @@ export interface BootstrapResult {
   host: { isNixos: boolean; currentSystem: string | null; bootId: string; variantId: string };
   bytesSent: number;
   warnings: string[];
+  /** The nixos-infect that ran (method infect): source, verified hash, patches; not its text. */
+  infect?: Omit<PreparedInfect, 'text'>;
   /** The session now open to the host (the one the caller passed may be closed). */
   session: RemoteSession;
   error?: unknown;
 }
 
-const BOOTSTRAP_PHASES: PhaseName[] = ['prep', 'kexec', 'installer-prep', 'install', 'reboot'];
+const BOOTSTRAP_PHASES: PhaseName[] = [
+  'prep',
+  'kexec',
+  'installer-prep',
+  'install',
+  'infect',
+  'reboot',
+];
 
 /** The text of the disk script's own files (not its tools), to see which disk it formats. */
 export async function diskScriptText(diskScript: string): Promise<string> {
@@ -139,6 +155,7 @@ export async function bootstrapPreflight(
   facts: Facts,
   artifacts: BootstrapArtifacts,
   confirmWipe: string | undefined,
+  method: Plan['method'] = 'kexec',
 ): Promise<{ warnings: string[]; diskBytes?: number }> {
   const warnings: string[] = [];
   const need = (what: string, ok: unknown, fix: string) => {
@@ -179,9 +196,19 @@ export async function bootstrapPreflight(
     if (wipe.warning) warnings.push(wipe.warning);
     diskBytes = wipe.disk.sizeBytes;
   }
-  if (phases.includes('reboot'))
+  if (phases.includes('infect'))
+    need(
+      'the verified nixos-infect script',
+      artifacts.infect,
+      'give infect-url and infect-sha256, or keep the default infect-revision',
+    );
+  if (phases.includes('reboot') && method !== 'infect')
     need('the system toplevel', artifacts.toplevel, 'give toplevel, or a flake to build it');
   return { warnings, diskBytes };
+}
+
+function withoutText({ text: _text, ...rest }: PreparedInfect): Omit<PreparedInfect, 'text'> {
+  return rest;
 }
 
 /** Runs the plan's bootstrap phases. Never throws after the first phase began: see `error`. */
@@ -193,7 +220,7 @@ export async function runBootstrap(
   opts: BootstrapOptions,
 ): Promise<BootstrapResult> {
   const names = plan.phases.filter((p) => BOOTSTRAP_PHASES.includes(p));
-  const pre = await bootstrapPreflight(names, facts, artifacts, opts.confirmWipe);
+  const pre = await bootstrapPreflight(names, facts, artifacts, opts.confirmWipe, plan.method);
   for (const w of pre.warnings) opts.log.warn(w);
   const line = (l: string) => opts.log.info(l);
   const prepPlan = { ...plan, swapfileBytes: swapfileFor(plan, facts, names, artifacts) };
@@ -208,6 +235,10 @@ export async function runBootstrap(
     log: line,
     plan: prepPlan,
     isContainer: facts.isContainer,
+    tools: plan.method === 'infect' ? INFECT_TOOLS : KEXEC_TOOLS,
+    infect: artifacts.infect,
+    deployPublicKey: opts.deployPublicKey,
+    user: opts.user,
     tarball: artifacts.kexec!,
     zramBytes: plan.zramBytes ?? 0,
     diskScript: artifacts.diskScript,
@@ -226,7 +257,8 @@ export async function runBootstrap(
     kexec: kexecPhase,
     'installer-prep': installerPrepPhase,
     install: installPhase as Phase<typeof ctx>,
-    reboot: rebootPhase,
+    infect: infectPhase,
+    reboot: plan.method === 'infect' ? infectRebootPhase : rebootPhase,
   };
   const meter = memoryMeter(ctx, opts.memorySampleMs ?? 2000);
   const { records, error } = await runPhases(
@@ -258,6 +290,7 @@ export async function runBootstrap(
     host,
     bytesSent: ctx.bytesSent,
     warnings: pre.warnings,
+    infect: artifacts.infect ? withoutText(artifacts.infect) : undefined,
     session: ctx.session,
     error,
   };

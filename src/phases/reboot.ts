@@ -2,7 +2,7 @@
 import { VpsNixosError } from '../errors';
 import type { RemoteSession } from '../ssh/session';
 import type { Phase } from './phase';
-import { waitForNewBoot, whoAnswers } from './wait';
+import { waitForNewBoot, whoAnswers, type WhoAnswers } from './wait';
 
 export interface RebootContext {
   session: RemoteSession;
@@ -27,34 +27,13 @@ export const rebootPhase: Phase<RebootContext> = {
     };
   },
   async run(ctx) {
-    const before = await whoAnswers(ctx.session);
-    // Detached: the reboot must not depend on this session, which it ends.
-    await ctx.session.exec(
-      'sync; (systemd-run --on-active=2 --timer-property=AccuracySec=100ms systemctl reboot || setsid -f sh -c "sleep 2; reboot -f") </dev/null >/dev/null 2>&1',
-      { timeoutMs: 60_000 },
-    );
-    const since = Date.now();
-    ctx.session.close();
-    const back = await waitForNewBoot(
-      {
-        reconnect: ctx.reconnect,
-        waitMs: ctx.waitMs ?? 15 * 60_000,
-        pollMs: ctx.pollMs ?? 3000,
-        what: 'the installed system',
-        keyMismatchFix:
-          'the host keys were not copied into /mnt/etc/ssh; log in on the console and check /etc/ssh',
-        oldSystemGraceMs: 5 * 60_000,
-        onOldSystem: (s) =>
-          new VpsNixosError(
-            `${s} s after the reboot command the installer still answers with boot_id ${before.bootId}`,
-            'the reboot did not happen: reboot the VPS from the provider panel',
-          ),
-        onTimeoutFix:
-          "look at the provider console: the boot loader or the installed system's network may be wrong (see host-config)",
-      },
-      before.bootId,
-      since,
-      (who) => {
+    const back = await rebootAndWait(ctx, {
+      what: 'the installed system',
+      keyMismatchFix:
+        'the host keys were not copied into /mnt/etc/ssh; log in on the console and check /etc/ssh',
+      onTimeoutFix:
+        "look at the provider console: the boot loader or the installed system's network may be wrong (see host-config)",
+      judge: (who) => {
         if (who.variantId === 'installer')
           throw new VpsNixosError(
             'the host rebooted into the installer again, not the installed system',
@@ -69,8 +48,54 @@ export const rebootPhase: Phase<RebootContext> = {
           );
         return true;
       },
-    );
-    ctx.session = back.session;
+    });
     return `rebooted in ${back.seconds.toFixed(1)} s into ${back.who.currentSystem} (boot_id ${back.who.bootId}, /etc/NIXOS, same pinned host key)`;
   },
 };
+
+export interface RebootSpec {
+  /** What should come up, for messages. */
+  what: string;
+  keyMismatchFix: string;
+  onTimeoutFix: string;
+  /** true: it is up; false: not yet; throws: it never will be. */
+  judge: (who: WhoAnswers) => boolean;
+}
+
+/**
+ * Reboots detached (the reboot must not depend on the session it ends), then waits for a new
+ * boot_id behind the same pinned key that `spec.judge` accepts. Replaces ctx.session.
+ */
+export async function rebootAndWait(
+  ctx: Pick<RebootContext, 'session' | 'reconnect' | 'waitMs' | 'pollMs'>,
+  spec: RebootSpec,
+): Promise<{ who: WhoAnswers; seconds: number }> {
+  const before = await whoAnswers(ctx.session);
+  await ctx.session.exec(
+    'sync; (systemd-run --on-active=2 --timer-property=AccuracySec=100ms systemctl reboot || setsid -f sh -c "sleep 2; reboot -f") </dev/null >/dev/null 2>&1',
+    { timeoutMs: 60_000 },
+  );
+  const since = Date.now();
+  ctx.session.close();
+  const back = await waitForNewBoot(
+    {
+      reconnect: ctx.reconnect,
+      waitMs: ctx.waitMs ?? 15 * 60_000,
+      pollMs: ctx.pollMs ?? 3000,
+      what: spec.what,
+      keyMismatchFix: spec.keyMismatchFix,
+      oldSystemGraceMs: 5 * 60_000,
+      onOldSystem: (s) =>
+        new VpsNixosError(
+          `${s} s after the reboot command the host still answers with boot_id ${before.bootId}`,
+          'the reboot did not happen: reboot the VPS from the provider panel',
+        ),
+      onTimeoutFix: spec.onTimeoutFix,
+    },
+    before.bootId,
+    since,
+    spec.judge,
+  );
+  ctx.session = back.session;
+  return { who: back.who, seconds: back.seconds };
+}

@@ -17,6 +17,7 @@ import type { CacheStore } from '../cache/store';
 import type { RunRecord, StageName } from './record';
 import { runBootstrap, type BootstrapArtifacts } from '../phases/bootstrap';
 import { runDeploy } from '../deploy/deploy';
+import { prepareInfect } from '../infect/script';
 
 export interface Logger {
   info(line: string): void;
@@ -46,8 +47,20 @@ async function artifacts(
       log: (l) => deps.log.info(l),
     });
   }
+  // Fetched and checked on the runner before any phase touches the host.
+  const infect = record.plan?.phases.includes('infect')
+    ? await prepareInfect({
+        url: cfg.infectUrl,
+        sha256: cfg.infectSha256,
+        revision: cfg.infectRevision,
+        channel: cfg.nixosChannel,
+        downloadDir: deps.tempDir,
+        log: (l) => deps.log.info(l),
+      })
+    : undefined;
   return {
     kexec,
+    infect,
     toplevel: cfg.toplevel ?? record.build?.toplevel,
     diskScript: cfg.diskScript ?? record.build?.diskScript,
   };
@@ -127,6 +140,13 @@ export async function runPipeline(
         seconds: 0,
         detail: 'prebuilt store paths given (toplevel, disk-script)',
       });
+    } else if (req.stages.includes('build') && !cfg.flake) {
+      record.stages.push({
+        name: 'build',
+        status: 'skipped',
+        seconds: 0,
+        detail: 'no flake: nothing to build (method infect converts with its own configuration)',
+      });
     } else if (req.stages.includes('build') && cfg.buildHost) {
       record.stages.push({
         name: 'build',
@@ -199,6 +219,8 @@ export async function runPipeline(
             confirmWipe: cfg.confirmWipe,
             patchUdevadm: cfg.patchUdevadm,
             substituters: { urls: cfg.substituters, publicKeys: cfg.trustedPublicKeys },
+            deployPublicKey: publicKeyOf(cfg.sshPrivateKey!),
+            user: cfg.target!.user,
             reconnect: reconnector(cfg, deps, open),
             log: { ...deps.log, group: deps.log.group ?? ((_t, fn) => fn()) },
           },
@@ -209,6 +231,7 @@ export async function runPipeline(
           host: result.host,
           bytesSent: result.bytesSent,
           warnings: result.warnings,
+          infect: result.infect,
         };
         if (result.error) throw result.error;
       });

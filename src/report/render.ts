@@ -161,6 +161,26 @@ function hostLine(b: NonNullable<RunRecord['bootstrap']>): string {
 
 const PHASE_HEADER = ['Phase', 'Status', 'Time', 'Peak target memory', 'Sent', 'Detail'];
 
+/** The nixos-infect that ran: where from, the pinned revision, the verified hash, each patch. */
+export function infectRows(i: NonNullable<NonNullable<RunRecord['bootstrap']>['infect']>): Row[] {
+  return [
+    ['nixos-infect', i.source.from],
+    ['Revision', i.revision ?? 'not a pinned revision (infect-url)'],
+    [
+      'sha256',
+      i.source.verified
+        ? `${i.source.sha256} (checked on the runner, ${formatBytes(i.source.bytes)})`
+        : `${i.source.sha256} (a local file, not checked against infect-sha256)`,
+    ],
+    ['Uploaded (patched) sha256', `${i.sha256} (checked again on the target)`],
+    ['Channel', i.channel],
+    ...i.patches.map((p): Row => [
+      `Patch ${p.id}`,
+      p.applied ? `applied: ${p.what}` : `NOT applied: ${p.why ?? ''}`,
+    ]),
+  ];
+}
+
 /** The deploy in rows: outcome, before and after, bytes, reboot, nixos-rebuild, failed units. */
 export function deployRows(d: DeployResult): Row[] {
   const outcome = d.rolledBack
@@ -261,6 +281,7 @@ export function renderMarkdown(r: RunRecord): string {
     out.push('### Bootstrap', escapeCell(hostLine(r.bootstrap)));
     if (r.bootstrap.phases.length) out.push(mdTable(PHASE_HEADER, phaseRows(r.bootstrap)));
     else out.push('Nothing to bootstrap.');
+    if (r.bootstrap.infect) out.push(mdTable(['', ''], infectRows(r.bootstrap.infect)));
     for (const w of r.bootstrap.warnings) out.push(`> [!WARNING]\n> ${escapeCell(w)}`);
   }
   if (r.deploy) {
@@ -332,6 +353,8 @@ export function renderText(r: RunRecord): string {
         `    ${detail}`,
       );
     if (!r.bootstrap.phases.length) out.push('  nothing to bootstrap');
+    if (r.bootstrap.infect)
+      out.push(...infectRows(r.bootstrap.infect).map(([k, v]) => `  ${k}: ${v}`));
     out.push(`  ${hostLine(r.bootstrap)}`);
   }
   if (r.deploy) {

@@ -18,6 +18,8 @@ export function runCli(
     timeoutMs?: number;
     /** SIGKILL the CLI as soon as its stderr matches (an interrupted run); code is then -9. */
     killOn?: RegExp;
+    /** Called with all of stderr so far, each time more arrives (to act mid-run). */
+    onStderr?: (all: string) => void;
   } = {},
 ): Promise<CliResult> {
   const argv = opts.netns
@@ -34,6 +36,7 @@ export function runCli(
     let killed = false;
     child.stderr.on('data', (d: Buffer) => {
       stderr += d.toString();
+      opts.onStderr?.(stderr);
       if (opts.killOn && !killed && opts.killOn.test(stderr)) {
         killed = true;
         child.kill('SIGKILL');

@@ -2,7 +2,8 @@
 # The test command (npm test): installs what it needs, rebuilds dist/ if the source is newer, then
 # runs the unit and integration tests (real sshd, real Nix; shell linting and nix-instantiate
 # --parse run inside jest too), then boots the 1 GB QEMU test VPS and runs the VM tests against
-# it. Ends with one line: "tests: N passed, N failed".
+# it, then the in-place suite once more on the container VPS. Ends with one line: "tests: N passed,
+# N failed".
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash scripts/dev/deps.sh
@@ -14,9 +15,11 @@ fi
 
 results=$(mktemp -d)
 vps_run=
+ct_run=
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
   [ -z "$vps_run" ] || test/vps/vps down --run-dir "$vps_run" >&2 || true
+  [ -z "$ct_run" ] || test/vps/vps down --run-dir "$ct_run" >&2 || true
   rm -rf "$results"
 }
 trap cleanup EXIT
@@ -36,6 +39,17 @@ if [ "${VPS_TESTS:-1}" = 1 ]; then
   fi
   test/vps/vps down --run-dir "$vps_run" >&2 || true
   vps_run=
+  # The in-place path where kexec is impossible: the nspawn container VPS.
+  ct_run=$(mktemp -d "${TMPDIR:-/tmp}/vps-nixos-test-ct-XXXX")
+  if test/vps/vps up --kind container --run-dir "$ct_run" --json >"$results/ct-vps.json"; then
+    echo "test: container VPS up: $(cat "$results/ct-vps.json")" >&2
+    test/vps/vps exec --run-dir "$ct_run" -- npx jest --ci __tests__/vm/infect.test.ts --selectProjects vm --json --outputFile="$results/ct.json" || status=1
+  else
+    echo "test: the container VPS did not come up" >&2
+    status=1
+  fi
+  test/vps/vps down --run-dir "$ct_run" >&2 || true
+  ct_run=
   # The harness's own tests (VM, snapshots, container, concurrent VPSes, kexec + install, teardown).
   bash test/vps/tests/run-all.sh 2> >(tee "$results/harness.log" >&2) || status=1
 fi
@@ -43,9 +57,9 @@ fi
 # shellcheck disable=SC2016 # JavaScript, not shell
 node -e '
   const fs = require("fs");
-  const [hostJson, vmJson, harnessLog, status] = process.argv.slice(1);
+  const [hostJson, vmJson, ctJson, harnessLog, status] = process.argv.slice(1);
   let passed = 0, failed = 0;
-  for (const f of [hostJson, vmJson]) {
+  for (const f of [hostJson, vmJson, ctJson]) {
     if (!fs.existsSync(f)) continue;
     const r = JSON.parse(fs.readFileSync(f, "utf8"));
     passed += r.numPassedTests;
@@ -59,5 +73,5 @@ node -e '
   // A failure outside the counted tests (the VPS did not boot, a suite did not start) still counts.
   if (status !== "0" && failed === 0) failed = 1;
   console.log(`tests: ${passed} passed, ${failed} failed`);
-' "$results/host.json" "$results/vm.json" "$results/harness.log" "$status"
+' "$results/host.json" "$results/vm.json" "$results/ct.json" "$results/harness.log" "$status"
 exit "$status"

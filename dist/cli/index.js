@@ -23835,6 +23835,10 @@ const BOOTSTRAPPING = [
     'substituters',
     'trusted-public-keys',
     'allow-preflight-errors',
+    'infect-revision',
+    'infect-url',
+    'infect-sha256',
+    'nixos-channel',
 ];
 const DEPLOYING = [
     'flake',
@@ -23933,7 +23937,7 @@ exports.COMMANDS = [
     },
     {
         name: 'bootstrap',
-        summary: 'Install NixOS on the target: prep, kexec into the installer, partition (confirm-wipe), install, reboot; resumes where a previous run stopped',
+        summary: 'Install NixOS on the target: prep, kexec into the installer, partition (confirm-wipe), install, reboot; or convert it in place with nixos-infect (method infect: verified, detached, then reboot); resumes where a previous run stopped',
         stages: ['build', 'probe', 'plan', 'check', 'bootstrap'],
         options: [
             ...CONNECTION.map(inputOption),
@@ -24070,6 +24074,8 @@ async function runCommand(cmd, options, log) {
             doc.phases = record.bootstrap?.phases ?? [];
             doc.host = record.bootstrap?.host ?? null;
             doc.bytesSent = record.bootstrap?.bytesSent ?? 0;
+            if (record.bootstrap?.infect)
+                doc.infect = record.bootstrap.infect;
         }
         if (cmd.stages.includes('deploy')) {
             const d = record.deploy;
@@ -25670,6 +25676,271 @@ function nixComment(text, indent = '') {
 
 /***/ }),
 
+/***/ 9438:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.PATCH_MARKER = exports.INFECT_FETCH_TIMEOUT_MS = exports.INFECT_MAX_BYTES = exports.INFECT_DEFAULT_CHANNEL = exports.INFECT_DEFAULT_URL = exports.INFECT_DEFAULT_SHA256 = exports.INFECT_DEFAULT_REVISION = void 0;
+exports.infectRawUrl = infectRawUrl;
+exports.fetchInfectScript = fetchInfectScript;
+exports.patchInfectScript = patchInfectScript;
+exports.unappliedPatches = unappliedPatches;
+exports.prepareInfect = prepareInfect;
+/**
+ * The nixos-infect script for the in-place path (issue #10): fetched on the runner at a pinned
+ * revision, checked by sha256 before anything uses it, then patched as plain text, each patch
+ * reported so the summary can show it. The target never runs `curl | bash`.
+ */
+const node_crypto_1 = __nccwpck_require__(7598);
+const node_fs_1 = __nccwpck_require__(3024);
+const node_path_1 = __nccwpck_require__(6760);
+const errors_1 = __nccwpck_require__(3916);
+const shell_1 = __nccwpck_require__(997);
+const size_1 = __nccwpck_require__(4642);
+/**
+ * The pinned default: elitak/nixos-infect master as of 2026-01-21 ("Add hostmyserver (#253)"),
+ * whose nixos-infect last changed in 3fa642b "Support RHEL-based distros (#251)" and defaults
+ * NIX_CHANNEL to nixos-25.11. How these were obtained: the repository's snapshot fetched into
+ * /work/.mirror/elitak+nixos-infect, `git log -1 --format=%H` for the revision,
+ * `git show <rev>:nixos-infect | sha256sum` for the hash (14005 bytes). raw.githubusercontent.com
+ * serves the blob's bytes unchanged, so the download hashes the same.
+ */
+exports.INFECT_DEFAULT_REVISION = '7563801d3ae68c975e4027f4e31a3906dca95f30';
+exports.INFECT_DEFAULT_SHA256 = '4cc3b5f8e4333ab4f02906d80a836c1b36e2887a51abf4eba4d9113b33934393';
+/** The raw file of nixos-infect at a revision (a commit SHA, or a branch or tag). */
+function infectRawUrl(revision) {
+    return `https://raw.githubusercontent.com/elitak/nixos-infect/${revision}/nixos-infect`;
+}
+exports.INFECT_DEFAULT_URL = infectRawUrl(exports.INFECT_DEFAULT_REVISION);
+/** The pinned script's own default channel; `nixos-channel` defaults to it. */
+exports.INFECT_DEFAULT_CHANNEL = 'nixos-25.11';
+/** The real script is about 14 KB; anything near this is not it. */
+exports.INFECT_MAX_BYTES = 1024 * 1024;
+exports.INFECT_FETCH_TIMEOUT_MS = 60_000;
+function sha256Hex(data) {
+    return (0, node_crypto_1.createHash)('sha256').update(data).digest('hex');
+}
+function tooBig(from, what, max) {
+    return new errors_1.VpsNixosError(`infect script ${from} is ${what}, over the ${(0, size_1.formatBytes)(max)} limit; nixos-infect is about 14 KiB`, 'check infect-url: it should name the raw nixos-infect file, not a page or an archive');
+}
+async function download(url, max, timeoutMs) {
+    const fail = (why, fix = 'check infect-url and that the runner can reach it') => new errors_1.VpsNixosError(`cannot download the infect script ${url}: ${why}`, fix);
+    let res;
+    try {
+        res = await fetch(url, { redirect: 'follow', signal: AbortSignal.timeout(timeoutMs) });
+    }
+    catch (err) {
+        const e = err;
+        throw fail(e.name === 'TimeoutError' ? `no answer within ${timeoutMs / 1000} s` : e.message);
+    }
+    if (!res.ok || !res.body)
+        throw fail(`HTTP ${res.status}`, 'check infect-url');
+    const declared = Number(res.headers.get('content-length') ?? NaN);
+    if (Number.isFinite(declared) && declared > max) {
+        await res.body.cancel().catch(() => undefined);
+        throw tooBig(url, `${(0, size_1.formatBytes)(declared)} (Content-Length)`, max);
+    }
+    const chunks = [];
+    let bytes = 0;
+    const reader = res.body.getReader();
+    try {
+        for (;;) {
+            const { done, value } = await reader.read();
+            if (done)
+                break;
+            bytes += value.byteLength;
+            if (bytes > max) {
+                await reader.cancel().catch(() => undefined);
+                throw tooBig(url, `more than ${(0, size_1.formatBytes)(max)}`, max);
+            }
+            chunks.push(Buffer.from(value));
+        }
+    }
+    catch (err) {
+        if (err instanceof errors_1.VpsNixosError)
+            throw err;
+        const e = err;
+        throw fail(e.name === 'TimeoutError' ? `no answer within ${timeoutMs / 1000} s` : e.message);
+    }
+    return Buffer.concat(chunks);
+}
+/**
+ * Downloads (or reads) nixos-infect and checks its sha256 before returning it. A mismatch throws
+ * naming both hashes and the source, and nothing is written. `http://` needs `infect-sha256`.
+ */
+async function fetchInfectScript(req) {
+    const max = req.maxBytes ?? exports.INFECT_MAX_BYTES;
+    const url = req.url.trim();
+    let expected = req.sha256?.trim().toLowerCase() || undefined;
+    if (expected !== undefined && !/^[0-9a-f]{64}$/.test(expected)) {
+        throw new errors_1.InputError('infect-sha256', `'${req.sha256}' is not a sha256`, 'write the 64 hex digits sha256sum prints');
+    }
+    if (!expected && url === exports.INFECT_DEFAULT_URL)
+        expected = exports.INFECT_DEFAULT_SHA256;
+    let data;
+    let source;
+    if (/^https?:\/\//i.test(url)) {
+        if (!expected) {
+            throw new errors_1.InputError('infect-sha256', `is required with infect-url ${url}: the script is checked, never run unverified`, `review the script, then pin its hash: curl -sL ${url} | sha256sum`);
+        }
+        req.log(`downloading the infect script ${url}`);
+        data = await download(url, max, req.timeoutMs ?? exports.INFECT_FETCH_TIMEOUT_MS);
+        source = 'url';
+    }
+    else {
+        if (!(0, node_fs_1.existsSync)(url) || !(0, node_fs_1.statSync)(url).isFile()) {
+            throw new errors_1.InputError('infect-url', `'${url}' is neither an http(s) URL nor a file`, `give the raw nixos-infect URL (default ${exports.INFECT_DEFAULT_URL}) or the path of a copy`);
+        }
+        const size = (0, node_fs_1.statSync)(url).size;
+        if (size > max)
+            throw tooBig(url, (0, size_1.formatBytes)(size), max);
+        data = (0, node_fs_1.readFileSync)(url);
+        source = 'file';
+    }
+    const sha256 = sha256Hex(data);
+    if (expected && expected !== sha256) {
+        throw new errors_1.VpsNixosError(`infect script ${url} has sha256 ${sha256}, expected ${expected}; it was not used and nothing was uploaded`, 'if nixos-infect changed on purpose, review the new script and update infect-sha256 ' +
+            '(and infect-revision); otherwise do not use it');
+    }
+    const text = data.toString('utf8');
+    if (!text.startsWith('#!') || text.includes('\0')) {
+        throw new errors_1.VpsNixosError(`infect script ${url} is not a shell script (it does not start with #!)`, 'check infect-url: it should name the raw nixos-infect file');
+    }
+    if (!expected) {
+        req.log(`warning: infect script ${url} has no infect-sha256 to check; its sha256 is ${sha256}`);
+    }
+    (0, node_fs_1.mkdirSync)(req.downloadDir, { recursive: true, mode: 0o700 });
+    const path = (0, node_path_1.join)(req.downloadDir, 'nixos-infect');
+    (0, node_fs_1.writeFileSync)(path, data, { mode: 0o600 });
+    req.log(`infect script: ${(0, size_1.formatBytes)(data.length)}, sha256 ${sha256}`);
+    return { path, text, sha256, bytes: data.length, source, from: url, verified: !!expected };
+}
+/** Marks the block we insert; the summary and a resumed run can find it. */
+exports.PATCH_MARKER = '# --- vps-nixos patches';
+/** Lines that are not comments, with their 1-based numbers. */
+function codeLines(text) {
+    return text
+        .split('\n')
+        .map((line, i) => ({ n: i + 1, line }))
+        .filter(({ line }) => !/^\s*#/.test(line));
+}
+/** A path that starts with /tmp as a word, not /var/tmp or $TMPDIR. */
+const TMP_PATH = /(^|[\s"'=(:])\/tmp(?=[/\s"';)]|$)/;
+/**
+ * Patches nixos-infect's text. Pure. Each patch reports whether its anchor was found; the caller
+ * must refuse to run the script when one is not applied. Where the script honours an environment
+ * variable (doNetConf, NIX_CHANNEL, TMPDIR for Nix's installer and builds) the patch sets it in a
+ * block after the shebang; only the swapfile path, hard-coded as /tmp/nixos-infect.*, is rewritten.
+ */
+function patchInfectScript(text, opts) {
+    const tmpDir = (opts.tmpDir ?? '/var/tmp').replace(/\/+$/, '');
+    if (!/^\/[A-Za-z0-9._/-]+$/.test(tmpDir) || tmpDir.includes('..') || TMP_PATH.test(tmpDir)) {
+        throw new Error(`infect tmpDir '${opts.tmpDir}' is not an absolute directory outside /tmp`);
+    }
+    const channel = opts.channel.trim();
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(channel)) {
+        throw new errors_1.InputError('nixos-channel', `'${opts.channel}' is not a channel name`, 'use a name from https://nixos.org/channels, e.g. nixos-25.11 or nixos-unstable');
+    }
+    const patches = [];
+    const code = () => codeLines(out).map((l) => l.line);
+    let out = text;
+    // (a) The swapfile: `mktemp /tmp/nixos-infect.XXXXX.swp` then `rm -vf /tmp/nixos-infect.*.swp`.
+    {
+        const what = `swapfile and temp files in ${tmpDir}, not /tmp (a small tmpfs /tmp breaks it: nixos-infect #245)`;
+        const anchor = /\bmktemp\s+(-\S+\s+)*\/tmp\/nixos-infect/;
+        if (!code().some((l) => anchor.test(l))) {
+            patches.push({
+                id: 'tmp-on-disk',
+                what,
+                applied: false,
+                why: 'no `mktemp /tmp/nixos-infect…` line (the swapfile) found',
+            });
+        }
+        else {
+            out = out.replace(/(^|[^\w/.$-])\/tmp\/nixos-infect/gm, (_m, pre) => `${pre}${tmpDir}/nixos-infect`);
+            const left = codeLines(out).find(({ line }) => TMP_PATH.test(line));
+            patches.push(left
+                ? {
+                    id: 'tmp-on-disk',
+                    what,
+                    applied: false,
+                    why: `line ${left.n} still uses /tmp: ${left.line.trim()}`,
+                }
+                : { id: 'tmp-on-disk', what, applied: true });
+        }
+    }
+    // (b) doNetConf=y: the script writes networking.nix (static addresses) when it is non-empty.
+    const readsNetConf = code().some((l) => /\$\{?doNetConf\b/.test(l));
+    patches.push({
+        id: 'do-net-conf',
+        what: 'doNetConf=y: the current static addresses, routes and DNS go into networking.nix',
+        applied: readsNetConf,
+        ...(readsNetConf ? {} : { why: 'the script never reads $doNetConf' }),
+    });
+    // (c) NIX_CHANNEL: the script defaults it only when empty, then adds that channel.
+    const readsChannel = code().some((l) => /\$\{?NIX_CHANNEL\b/.test(l));
+    patches.push({
+        id: 'nix-channel',
+        what: `NIX_CHANNEL=${channel}`,
+        applied: readsChannel,
+        ...(readsChannel ? {} : { why: 'the script never reads $NIX_CHANNEL' }),
+    });
+    const block = [
+        `${exports.PATCH_MARKER}: ${patches
+            .filter((p) => p.applied)
+            .map((p) => p.id)
+            .join(', ')} ---`,
+        `export doNetConf=y`,
+        `export NIX_CHANNEL=${(0, shell_1.shellQuote)(channel)}`,
+        `export TMPDIR=${(0, shell_1.shellQuote)(tmpDir)}`,
+        `mkdir -p ${(0, shell_1.shellQuote)(tmpDir)}`,
+        '# --- end of vps-nixos patches ---',
+    ].join('\n');
+    const nl = out.indexOf('\n');
+    out =
+        out.startsWith('#!') && nl >= 0
+            ? `${out.slice(0, nl + 1)}${block}\n${out.slice(nl + 1)}`
+            : `${block}\n${out}`;
+    return { text: out, patches };
+}
+/** The patches that were not applied, as one message; empty when all were. */
+function unappliedPatches(patches) {
+    return patches
+        .filter((p) => !p.applied)
+        .map((p) => `${p.id} (${p.why ?? 'anchor not found'})`)
+        .join('; ');
+}
+/**
+ * Fetch, verify, patch: everything the in-place path needs from the runner, done before the host
+ * is touched. A patch whose anchor is missing refuses the script (it would run unpatched).
+ */
+async function prepareInfect(req) {
+    const script = await fetchInfectScript(req);
+    const patched = patchInfectScript(script.text, { channel: req.channel });
+    const missing = unappliedPatches(patched.patches);
+    if (missing)
+        throw new errors_1.VpsNixosError(`nixos-infect from ${script.from} cannot be patched as it must be: ${missing}; nothing was uploaded`, 'use the default infect-revision, or one whose script still has these lines');
+    return {
+        source: {
+            sha256: script.sha256,
+            bytes: script.bytes,
+            source: script.source,
+            from: script.from,
+            verified: script.verified,
+        },
+        revision: script.from === infectRawUrl(req.revision) ? req.revision : undefined,
+        channel: req.channel,
+        text: patched.text,
+        sha256: sha256Hex(Buffer.from(patched.text, 'utf8')),
+        patches: patched.patches,
+    };
+}
+
+
+/***/ }),
+
 /***/ 8422:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -25686,6 +25957,7 @@ const size_1 = __nccwpck_require__(4642);
 const target_1 = __nccwpck_require__(6746);
 const hostkeys_1 = __nccwpck_require__(2326);
 const rebuild_1 = __nccwpck_require__(3524);
+const script_1 = __nccwpck_require__(9438);
 /** How the planner may install NixOS. */
 exports.METHODS = ['auto', 'kexec', 'infect', 'deploy-only'];
 /** The action's inputs (same names as the CLI's options). action.yml must say the same. */
@@ -25868,6 +26140,24 @@ exports.INPUTS = {
         required: false,
         default: 'true',
     },
+    'infect-revision': {
+        description: 'Commit of elitak/nixos-infect the in-place method runs (its raw file is downloaded on the runner and checked)',
+        required: false,
+        default: script_1.INFECT_DEFAULT_REVISION,
+    },
+    'infect-url': {
+        description: 'Where nixos-infect is downloaded from instead (http(s) URL or a file); default: the raw file at infect-revision',
+        required: false,
+    },
+    'infect-sha256': {
+        description: "sha256 the nixos-infect script must have; default: the default revision's; required for any other URL",
+        required: false,
+    },
+    'nixos-channel': {
+        description: 'The channel nixos-infect installs NixOS from (NIX_CHANNEL)',
+        required: false,
+        default: script_1.INFECT_DEFAULT_CHANNEL,
+    },
 };
 function fail(ctx, message, fix) {
     ctx.addIssue({ code: 'custom', message, params: { fix } });
@@ -25941,6 +26231,11 @@ const flakeInput = zod_1.z.string().transform((s, ctx) => {
         return fail(ctx, `'${s}' is not a flake output reference`, 'write PATH#NAME for nixosConfigurations.NAME, e.g. .#my-vps');
     return { ref: m[1], name: m[2] };
 });
+const sha256Input = zod_1.z
+    .string()
+    .transform((s, ctx) => /^[0-9a-fA-F]{64}$/.test(s.trim())
+    ? s.trim().toLowerCase()
+    : fail(ctx, `'${s}' is not a sha256`, 'write the 64 hex digits sha256sum prints'));
 const storePathInput = zod_1.z
     .string()
     .transform((s, ctx) => /^\/nix\/store\/[0-9a-z]{32}-[A-Za-z0-9+._?=-]+$/.test(s.trim())
@@ -25972,11 +26267,7 @@ const FIELDS = {
     'cache-max-size': sizeInput,
     'allow-preflight-errors': booleanInput,
     'kexec-tarball': zod_1.z.string().transform((s) => s.trim()),
-    'kexec-tarball-sha256': zod_1.z
-        .string()
-        .transform((s, ctx) => /^[0-9a-fA-F]{64}$/.test(s.trim())
-        ? s.trim().toLowerCase()
-        : fail(ctx, `'${s}' is not a sha256`, 'write the 64 hex digits sha256sum prints')),
+    'kexec-tarball-sha256': sha256Input,
     'confirm-wipe': zod_1.z
         .string()
         .transform((s, ctx) => /^\/dev\/[A-Za-z0-9._/-]+$/.test(s.trim()) && !s.includes('..')
@@ -26027,6 +26318,18 @@ const FIELDS = {
         : fail(ctx, `'${s}' is not an http(s) URL`, 'write http://HOST[:PORT]/PATH or https://…')),
     'health-timeout': countInput(1, 3600, 'seconds'),
     rollback: booleanInput,
+    'infect-revision': zod_1.z
+        .string()
+        .transform((s, ctx) => /^[0-9a-f]{40}$/.test(s.trim())
+        ? s.trim()
+        : fail(ctx, `'${s}' is not a commit SHA`, 'write the full 40-hex commit of elitak/nixos-infect (a branch or tag can change under the same name)')),
+    'infect-url': zod_1.z.string().transform((s) => s.trim()),
+    'infect-sha256': sha256Input,
+    'nixos-channel': zod_1.z
+        .string()
+        .transform((s, ctx) => /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(s.trim())
+        ? s.trim()
+        : fail(ctx, `'${s}' is not a channel name`, 'use a name from https://nixos.org/channels, e.g. nixos-25.11 or nixos-unstable')),
 };
 /** The zod schema of the inputs, after defaults are filled in (see withDefaults). */
 exports.inputSchema = zod_1.z.object(Object.fromEntries(Object.keys(FIELDS).map((name) => [name, FIELDS[name].optional()])));
@@ -26094,14 +26397,32 @@ function parseConfig(raw, opts = {}) {
         healthUrl: v['health-url'],
         healthTimeoutSeconds: v['health-timeout'],
         rollback: v.rollback,
+        ...infectSource(v['infect-revision'], v['infect-url'], v['infect-sha256']),
+        nixosChannel: v['nixos-channel'],
     };
     checkTogether(cfg, opts, shown);
     return cfg;
 }
+/**
+ * Where nixos-infect comes from: infect-url, else the raw file at infect-revision. Only the pinned
+ * default's hash is known; any other URL needs infect-sha256 (a local file is the user's own copy).
+ */
+function infectSource(revision, url, sha256) {
+    const infectUrl = url || (0, script_1.infectRawUrl)(revision);
+    const known = infectUrl === (0, script_1.infectRawUrl)(script_1.INFECT_DEFAULT_REVISION);
+    const infectSha256 = sha256 ?? (known ? script_1.INFECT_DEFAULT_SHA256 : undefined);
+    if (!infectSha256 && /^https?:\/\//i.test(infectUrl)) {
+        throw new errors_1.InputError('infect-sha256', url
+            ? `is required with infect-url ${infectUrl}: the script is checked, never run unverified`
+            : `is required with infect-revision ${revision}: only the default revision's hash is known`, `review the script, then pin its hash: curl -sL ${infectUrl} | sha256sum`);
+    }
+    return { infectRevision: revision, infectUrl, infectSha256 };
+}
 /** Rules that involve more than one input. */
 function checkTogether(cfg, opts, shown) {
-    if (!cfg.planOnly && !cfg.flake && !cfg.toplevel) {
-        throw new errors_1.InputError('flake', 'is required unless plan-only is true (or prebuilt toplevel and disk-script are given)', 'set flake to PATH#NAME (e.g. .#my-vps), or plan-only: true to only see the plan');
+    // method infect converts with nixos-infect's own configuration: without a flake it stops there.
+    if (!cfg.planOnly && !cfg.flake && !cfg.toplevel && cfg.method !== 'infect') {
+        throw new errors_1.InputError('flake', 'is required unless plan-only is true (or prebuilt toplevel and disk-script are given, or method is infect)', 'set flake to PATH#NAME (e.g. .#my-vps), or plan-only: true to only see the plan');
     }
     if (cfg.diskScript && !cfg.toplevel)
         throw new errors_1.InputError('disk-script', 'is given without toplevel', 'give both prebuilt store paths, or neither (then the flake is built)');
@@ -26891,11 +27212,19 @@ const installer_prep_1 = __nccwpck_require__(9018);
 const install_1 = __nccwpck_require__(8459);
 const kexec_1 = __nccwpck_require__(8744);
 const phase_1 = __nccwpck_require__(5079);
+const infect_1 = __nccwpck_require__(9291);
 const prep_1 = __nccwpck_require__(3029);
 const reboot_1 = __nccwpck_require__(1999);
 const wait_1 = __nccwpck_require__(5523);
 const wipe_guard_1 = __nccwpck_require__(3949);
-const BOOTSTRAP_PHASES = ['prep', 'kexec', 'installer-prep', 'install', 'reboot'];
+const BOOTSTRAP_PHASES = [
+    'prep',
+    'kexec',
+    'installer-prep',
+    'install',
+    'infect',
+    'reboot',
+];
 /** The text of the disk script's own files (not its tools), to see which disk it formats. */
 async function diskScriptText(diskScript) {
     const paths = (await (0, transfer_1.localClosure)([diskScript])).filter((p) => /-(disko[^/]*|disk-deactivate)$/.test(p));
@@ -26975,7 +27304,7 @@ function swapfileFor(plan, facts, phases, artifacts) {
     return size < 64 * 2 ** 20 ? 0 : size;
 }
 /** Everything before the first phase: throws (nothing touched) when the run cannot go through. */
-async function bootstrapPreflight(phases, facts, artifacts, confirmWipe) {
+async function bootstrapPreflight(phases, facts, artifacts, confirmWipe, method = 'kexec') {
     const warnings = [];
     const need = (what, ok, fix) => {
         if (!ok)
@@ -27004,14 +27333,19 @@ async function bootstrapPreflight(phases, facts, artifacts, confirmWipe) {
             warnings.push(wipe.warning);
         diskBytes = wipe.disk.sizeBytes;
     }
-    if (phases.includes('reboot'))
+    if (phases.includes('infect'))
+        need('the verified nixos-infect script', artifacts.infect, 'give infect-url and infect-sha256, or keep the default infect-revision');
+    if (phases.includes('reboot') && method !== 'infect')
         need('the system toplevel', artifacts.toplevel, 'give toplevel, or a flake to build it');
     return { warnings, diskBytes };
+}
+function withoutText({ text: _text, ...rest }) {
+    return rest;
 }
 /** Runs the plan's bootstrap phases. Never throws after the first phase began: see `error`. */
 async function runBootstrap(session, facts, plan, artifacts, opts) {
     const names = plan.phases.filter((p) => BOOTSTRAP_PHASES.includes(p));
-    const pre = await bootstrapPreflight(names, facts, artifacts, opts.confirmWipe);
+    const pre = await bootstrapPreflight(names, facts, artifacts, opts.confirmWipe, plan.method);
     for (const w of pre.warnings)
         opts.log.warn(w);
     const line = (l) => opts.log.info(l);
@@ -27025,6 +27359,10 @@ async function runBootstrap(session, facts, plan, artifacts, opts) {
         log: line,
         plan: prepPlan,
         isContainer: facts.isContainer,
+        tools: plan.method === 'infect' ? prep_1.INFECT_TOOLS : prep_1.KEXEC_TOOLS,
+        infect: artifacts.infect,
+        deployPublicKey: opts.deployPublicKey,
+        user: opts.user,
         tarball: artifacts.kexec,
         zramBytes: plan.zramBytes ?? 0,
         diskScript: artifacts.diskScript,
@@ -27043,7 +27381,8 @@ async function runBootstrap(session, facts, plan, artifacts, opts) {
         kexec: kexec_1.kexecPhase,
         'installer-prep': installer_prep_1.installerPrepPhase,
         install: install_1.installPhase,
-        reboot: reboot_1.rebootPhase,
+        infect: infect_1.infectPhase,
+        reboot: plan.method === 'infect' ? infect_1.infectRebootPhase : reboot_1.rebootPhase,
     };
     const meter = memoryMeter(ctx, opts.memorySampleMs ?? 2000);
     const { records, error } = await (0, phase_1.runPhases)(names.map((n) => table[n]), ctx, opts.log, meter);
@@ -27071,9 +27410,336 @@ async function runBootstrap(session, facts, plan, artifacts, opts) {
         host,
         bytesSent: ctx.bytesSent,
         warnings: pre.warnings,
+        infect: artifacts.infect ? withoutText(artifacts.infect) : undefined,
         session: ctx.session,
         error,
     };
+}
+
+
+/***/ }),
+
+/***/ 9291:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.infectRebootPhase = exports.infectPhase = exports.INFECT_DIR_LUSTRATED = exports.INFECT_DIR = void 0;
+exports.parseInfectStatus = parseInfectStatus;
+exports.infectStatus = infectStatus;
+exports.recordedAddresses = recordedAddresses;
+/**
+ * The in-place path (method infect): nixos-infect, verified and patched on the runner, uploaded
+ * over the pinned session and run detached on the target (scripts/phases/infect.sh); its log is
+ * followed across dropped connections; then our reboot into the converted system and the checks
+ * that the host is still reachable the same way (address, host key, deploy key).
+ */
+const assets_1 = __nccwpck_require__(5462);
+const errors_1 = __nccwpck_require__(3916);
+const shell_1 = __nccwpck_require__(997);
+const session_1 = __nccwpck_require__(302);
+const prep_1 = __nccwpck_require__(3029);
+const reboot_1 = __nccwpck_require__(1999);
+const wait_1 = __nccwpck_require__(5523);
+/** Where the run's state lives on the target: on disk, never /tmp, so it outlives the session. */
+exports.INFECT_DIR = '/var/lib/vps-nixos/infect';
+/** After NixOS's first boot, the old root (with our state) is moved under /old-root (lustrate). */
+exports.INFECT_DIR_LUSTRATED = `/old-root${exports.INFECT_DIR}`;
+/** infect.sh's status lines. Pure. */
+function parseInfectStatus(text) {
+    const v = (0, prep_1.parseKv)(text).values;
+    const num = (k) => (v[k] !== undefined && /^\d+$/.test(v[k]) ? Number(v[k]) : undefined);
+    const state = ['none', 'running', 'finished', 'failed'].includes(v.state ?? '')
+        ? v.state
+        : 'none';
+    return {
+        state,
+        exit: num('exit'),
+        bootId: v.boot_id || undefined,
+        currentBootId: v.current_boot_id ?? '',
+        logBytes: num('log_bytes') ?? 0,
+        scriptSha256: v.script_sha256 || undefined,
+        started: num('started'),
+        finished: num('finished'),
+        pid: num('pid'),
+    };
+}
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+function infectSh(ctx, args, timeoutMs = 30_000) {
+    return ctx.session.exec(`sh -s -- ${args}`, {
+        stdin: (0, assets_1.readAsset)('scripts/phases/infect.sh'),
+        timeoutMs,
+    });
+}
+/** The run's state, also after NixOS's first boot moved it under /old-root. */
+async function infectStatus(ctx) {
+    for (const dir of [exports.INFECT_DIR, exports.INFECT_DIR_LUSTRATED]) {
+        const r = await infectSh(ctx, `status ${dir}`);
+        const st = parseInfectStatus(r.stdout);
+        if (st.state !== 'none' || dir === exports.INFECT_DIR_LUSTRATED)
+            return { ...st, dir };
+    }
+    throw new Error('unreachable');
+}
+const when = (epoch) => (epoch ? new Date(epoch * 1000).toISOString() : 'unknown');
+/** A connection failure (retry) rather than an answer (act on it). */
+function isConnectionLoss(err) {
+    return (err instanceof errors_1.SshConnectError ||
+        err instanceof session_1.RemoteTimeout ||
+        !(err instanceof errors_1.VpsNixosError));
+}
+/** Reconnects until it works or the phase's deadline (its timeout) ends the phase. */
+async function reconnectUntilUp(ctx) {
+    ctx.session.close();
+    for (let attempt = 1;; attempt++) {
+        try {
+            ctx.session = await ctx.reconnect();
+            return;
+        }
+        catch (err) {
+            if (err instanceof errors_1.HostKeyMismatch) {
+                throw new errors_1.VpsNixosError(`the host answers with another host key (${err.presented}) while nixos-infect runs`, 'someone else answers at this address, or the keys changed: check on the provider console');
+            }
+            await sleep(Math.min(2000 * attempt, 10_000));
+        }
+    }
+}
+/**
+ * Follows DIR/log from byte 0 until the run has an exit status, streaming whole lines. A dropped
+ * session is replaced (nixos-infect does not depend on it); returns the final status.
+ */
+async function follow(ctx) {
+    let offset = 0;
+    let partial = '';
+    let reconnects = 0;
+    let lostSeconds = 0;
+    let lostSince;
+    // A cut is noticed only when a poll fails (keepalive, timeout): it began after the last good one.
+    let lastOk = Date.now();
+    const emit = (text, final = false) => {
+        const lines = (partial + text).split(/\r?\n|\r/);
+        partial = final ? '' : (lines.pop() ?? '');
+        for (const l of lines)
+            if (l.trim())
+                ctx.log(l);
+    };
+    for (;;) {
+        let st;
+        try {
+            const r = await infectSh(ctx, `poll ${exports.INFECT_DIR} ${offset}`, 20_000);
+            // A channel that closes without an exit status: the connection went.
+            if (r.code === -1 && !r.signal)
+                throw new errors_1.SshConnectError('the session closed', '');
+            if (r.code !== 0)
+                throw new errors_1.VpsNixosError(`infect.sh poll failed (exit ${r.code}): ${r.stderr.trim()}`, `look at ${exports.INFECT_DIR} on the target`);
+            st = { ...parseInfectStatus(r.stderr), size: Number((0, prep_1.parseKv)(r.stderr).values.size ?? 0) };
+            emit(r.stdout);
+        }
+        catch (err) {
+            if (!isConnectionLoss(err))
+                throw err;
+            if (lostSince === undefined) {
+                lostSince = lastOk;
+                ctx.log(`connection lost (${err.message}); nixos-infect runs on by itself: reconnecting`);
+            }
+            await reconnectUntilUp(ctx);
+            continue;
+        }
+        if (lostSince !== undefined) {
+            const s = (Date.now() - lostSince) / 1000;
+            lostSeconds += s;
+            reconnects++;
+            ctx.log(`reconnected ${s.toFixed(0)} s after the last answer; nixos-infect kept running (log at byte ${offset})`);
+            lostSince = undefined;
+        }
+        offset = st.size;
+        lastOk = Date.now();
+        if (st.state === 'finished' || st.state === 'failed') {
+            if (offset < st.logBytes)
+                continue; // more log than one poll carries
+            emit('', true);
+            return { status: st, reconnects, lostSeconds };
+        }
+        if (st.state === 'none') {
+            throw new errors_1.VpsNixosError(`nixos-infect's state in ${exports.INFECT_DIR} disappeared while it ran`, 'someone removed it on the target; look at the host before re-running');
+        }
+        await sleep(ctx.pollMs ?? 2000);
+    }
+}
+function networkNote(network) {
+    return network
+        ? `\nThe network before nixos-infect ran (to repair it from the provider's console):\n${network.trim()}`
+        : '';
+}
+/** Uploads a file atomically (tmp + mv), 0700 dir, 0600 file. */
+async function upload(ctx, path, text) {
+    const dir = path.replace(/\/[^/]+$/, '');
+    const r = await ctx.session.exec(`umask 077 && mkdir -p ${(0, shell_1.shellQuote)(dir)} && cat > ${(0, shell_1.shellQuote)(path)}.tmp && mv ${(0, shell_1.shellQuote)(path)}.tmp ${(0, shell_1.shellQuote)(path)}`, { stdin: text, timeoutMs: 60_000 });
+    if (r.code !== 0)
+        throw new errors_1.VpsNixosError(`cannot write ${path} on the target: ${r.stderr.trim()}`, `check that ${dir} is writable and the disk has room`);
+}
+exports.infectPhase = {
+    name: 'infect',
+    // Installing Nix and building NixOS on 1 GB from the channel: 10–40 minutes.
+    timeoutMs: 90 * 60_000,
+    onTimeout: `nixos-infect still runs on the target: its log is ${exports.INFECT_DIR}/log; re-run to follow it again (it is not started twice)`,
+    async detect(ctx) {
+        const st = await infectStatus(ctx);
+        const done = st.state === 'finished';
+        return {
+            done,
+            evidence: done
+                ? `nixos-infect finished (exit 0) at ${when(st.finished)}, boot_id ${st.bootId}; its log is ${st.dir}/log`
+                : `nixos-infect ${st.state === 'none' ? 'never ran here' : st.state}`,
+        };
+    },
+    async run(ctx) {
+        const start = Date.now();
+        const before = await infectStatus(ctx);
+        if (before.state === 'running') {
+            ctx.log(`nixos-infect is already running (pid ${before.pid}, started ${when(before.started)}): following it, not starting it again`);
+            ctx.network ??= await readNetwork(ctx);
+        }
+        else {
+            const inf = ctx.infect;
+            if (!inf)
+                throw new errors_1.VpsNixosError('the infect phase needs the verified nixos-infect script', 'this is a bug: the pipeline fetches it before the bootstrap');
+            const net = await infectSh(ctx, `network ${exports.INFECT_DIR}`);
+            ctx.network = net.stdout;
+            ctx.log('network before nixos-infect (kept in ' + exports.INFECT_DIR + '/network):');
+            for (const l of net.stdout.trim().split('\n'))
+                ctx.log(`  ${l}`);
+            await upload(ctx, `${exports.INFECT_DIR}/infect.sh`, (0, assets_1.readAsset)('scripts/phases/infect.sh'));
+            await upload(ctx, `${exports.INFECT_DIR}/nixos-infect`, inf.text);
+            const noSwap = ctx.isContainer ? 1 : 0;
+            const r = await ctx.session.exec(`sh ${exports.INFECT_DIR}/infect.sh start ${exports.INFECT_DIR} ${inf.sha256} ${noSwap} ${(0, shell_1.shellQuote)(ctx.swapfilePath ?? prep_1.DEFAULT_SWAPFILE)}`, { timeoutMs: 120_000 });
+            const out = (0, prep_1.parseKv)(r.stdout);
+            if (r.code !== 0)
+                throw new errors_1.VpsNixosError(`nixos-infect did not start: ${out.values.error ?? r.stderr.trim()}`, 'nothing was converted; fix the cause on the target and re-run');
+            for (const w of out.warnings)
+                ctx.log(`warning: ${w}`);
+            if (out.values.swap_order)
+                ctx.log(`swap reordered (zram last): ${out.values.swap_order}`);
+            if (out.values.no_swap)
+                ctx.log(`NO_SWAP=y: ${out.values.no_swap}`);
+            if (ctx.isContainer)
+                ctx.log('NO_SWAP=y: a container cannot swapon');
+            ctx.log(`nixos-infect started detached (pid ${out.values.pid}), sha256 ${inf.sha256} checked on the target; following ${exports.INFECT_DIR}/log`);
+        }
+        const { status, reconnects, lostSeconds } = await follow(ctx);
+        const took = ((Date.now() - start) / 1000).toFixed(1);
+        if (status.exit !== 0) {
+            const rebooted = status.bootId && status.bootId !== status.currentBootId;
+            throw new errors_1.VpsNixosError(status.exit === undefined
+                ? rebooted
+                    ? 'the host rebooted while nixos-infect ran (its boot_id changed), so it never finished'
+                    : 'nixos-infect stopped without an exit status (killed: out of memory? see dmesg)'
+                : `nixos-infect failed with exit ${status.exit} after ${took} s (its output is above)`, `read ${exports.INFECT_DIR}/log on the target, fix the cause, and re-run: nixos-infect keeps the /etc/nixos it wrote. Do not reboot the host before that: nixos-infect may have staged part of the switch.${networkNote(ctx.network)}`);
+        }
+        const lost = reconnects
+            ? `; the connection dropped ${reconnects}× (${lostSeconds.toFixed(0)} s) and nixos-infect ran on`
+            : '';
+        return `nixos-infect finished (exit 0) in ${took} s${lost}`;
+    },
+};
+async function readNetwork(ctx) {
+    for (const dir of [exports.INFECT_DIR, exports.INFECT_DIR_LUSTRATED]) {
+        const r = await ctx.session.exec(`cat ${dir}/network`, { timeoutMs: 30_000 });
+        if (r.code === 0 && r.stdout.trim())
+            return r.stdout;
+    }
+    return undefined;
+}
+/** The global addresses of a recorded network (infect.sh network's first section). */
+function recordedAddresses(network) {
+    const out = [];
+    let section = '';
+    for (const line of network.split('\n')) {
+        if (line.startsWith('#'))
+            section = line;
+        else if (section.startsWith('# addresses') && line.trim()) {
+            const addr = line.trim().split(/\s+/)[2];
+            if (addr)
+                out.push(addr);
+        }
+    }
+    return out;
+}
+/** Phase reboot of the in-place path: into the converted system, then the access checks. */
+exports.infectRebootPhase = {
+    name: 'reboot',
+    timeoutMs: 20 * 60_000,
+    onTimeout: "the converted system does not come up: look at the provider's console",
+    async detect(ctx) {
+        const who = await (0, wait_1.whoAnswers)(ctx.session);
+        const st = await infectStatus(ctx);
+        const rebootedSince = st.state === 'finished' && !!st.bootId && st.bootId !== st.currentBootId && who.isNixos;
+        const done = rebootedSince || (st.state === 'none' && who.isNixos && who.currentSystem !== '');
+        return {
+            done,
+            evidence: done
+                ? `the host runs NixOS since nixos-infect finished (boot_id ${who.bootId}, /etc/NIXOS)`
+                : `nixos-infect ${st.state}, boot_id ${who.bootId} is the one it ran in`,
+        };
+    },
+    async run(ctx) {
+        ctx.network ??= await readNetwork(ctx);
+        const fix = (what) => `${what}${networkNote(ctx.network)}`;
+        let back;
+        try {
+            back = await (0, reboot_1.rebootAndWait)(ctx, {
+                what: 'the converted system',
+                keyMismatchFix: fix('nixos-infect keeps /etc/ssh/ssh_host_*_key (NIXOS_LUSTRATE); look on the provider console at /old-root/etc/ssh'),
+                onTimeoutFix: fix("look at the provider console: the converted system's network may be wrong (doNetConf wrote /etc/nixos/networking.nix)"),
+                judge: (who) => {
+                    if (!who.isNixos)
+                        throw new errors_1.VpsNixosError('the host came back without /etc/NIXOS: it booted the old distribution, not NixOS', fix("the boot loader still starts the old system: look at the provider console and nixos-infect's log"));
+                    return true;
+                },
+            });
+        }
+        catch (err) {
+            if (err instanceof errors_1.VpsNixosError && !err.fix.includes('network before'))
+                throw new errors_1.VpsNixosError(err.message, fix(err.fix));
+            throw err;
+        }
+        const checks = await accessChecks(ctx);
+        return `rebooted in ${back.seconds.toFixed(1)} s into NixOS (boot_id ${back.who.bootId}, /etc/NIXOS, same address and pinned host key); ${checks}`;
+    },
+};
+/** After the reboot: the deploy key is still authorized and the recorded addresses are still up. */
+async function accessChecks(ctx) {
+    const user = ctx.user ?? 'root';
+    const home = user === 'root' ? '/root' : `/home/${user}`;
+    const files = [`${home}/.ssh/authorized_keys`, `/etc/ssh/authorized_keys.d/${user}`];
+    const r = await ctx.session.exec(`for f in ${files.map(shell_1.shellQuote).join(' ')}; do [ -r "$f" ] && sed "s|^|$f |" "$f"; done; echo ---; ip -o addr show scope global | awk '{ print $4 }'`, { timeoutMs: 30_000 });
+    const [keysPart = '', addrPart = ''] = r.stdout.split('\n---\n');
+    const notes = [];
+    if (ctx.deployPublicKey) {
+        const blob = ctx.deployPublicKey.split(' ')[1] ?? ctx.deployPublicKey;
+        const hit = keysPart.split('\n').find((l) => l.includes(blob));
+        if (hit)
+            notes.push(`deploy key in ${hit.split(' ')[0]}`);
+        else {
+            const w = `the deploy key is in neither ${files.join(' nor ')}: the next configuration must authorize it (users.users.${user}.openssh.authorizedKeys.keys)`;
+            ctx.log(`warning: ${w}`);
+            notes.push(w);
+        }
+    }
+    if (ctx.network) {
+        const now = new Set(addrPart.split('\n').map((l) => l.trim()));
+        const was = recordedAddresses(ctx.network);
+        const gone = was.filter((a) => !now.has(a));
+        if (gone.length) {
+            const w = `addresses configured before and missing now: ${gone.join(', ')}`;
+            ctx.log(`warning: ${w}${networkNote(ctx.network)}`);
+            notes.push(w);
+        }
+        else if (was.length)
+            notes.push(`addresses kept: ${was.join(', ')}`);
+    }
+    return notes.join('; ');
 }
 
 
@@ -27481,13 +28147,17 @@ function lineStream(log, streams = ['stdout', 'stderr']) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.prepPhase = exports.DEFAULT_SWAPFILE = void 0;
+exports.prepPhase = exports.DEFAULT_SWAPFILE = exports.INFECT_TOOLS = exports.KEXEC_TOOLS = void 0;
 exports.parseKv = parseKv;
 /** Phase 0: prepare the running distribution (tools, free memory, zram, swapfile on disk). */
 const assets_1 = __nccwpck_require__(5462);
 const shell_1 = __nccwpck_require__(997);
 const errors_1 = __nccwpck_require__(3916);
 const phase_1 = __nccwpck_require__(5079);
+/** The commands the kexec path needs on the distribution (cpio packs the installer's keys). */
+exports.KEXEC_TOOLS = 'cpio tar setsid';
+/** nixos-infect's own checks (curl or wget, bzcat, xzcat, groupadd, useradd, ip, awk), bash, setsid. */
+exports.INFECT_TOOLS = 'bash tar setsid bzcat xzcat curl|wget groupadd useradd ip awk';
 exports.DEFAULT_SWAPFILE = '/var/lib/vps-nixos/swapfile';
 /** key=value lines as a map (last one wins; warnings collected). */
 function parseKv(text) {
@@ -27508,6 +28178,8 @@ function parseKv(text) {
 }
 function args(ctx) {
     return [
+        '--tools',
+        (0, shell_1.shellQuote)(ctx.tools ?? exports.KEXEC_TOOLS),
         ctx.plan.zramBytes ?? 0,
         ctx.plan.swapfileBytes ?? 0,
         (0, shell_1.shellQuote)(ctx.swapfilePath ?? exports.DEFAULT_SWAPFILE),
@@ -27521,7 +28193,7 @@ async function prepScript(ctx, check, timeoutMs) {
     });
     const out = parseKv(r.stdout);
     if (r.code !== 0) {
-        throw new errors_1.VpsNixosError(`prep failed on the target: ${out.values.error ?? r.stderr.trim().split('\n').slice(-2).join(' | ')}`, 'install cpio, tar and util-linux by hand, then re-run');
+        throw new errors_1.VpsNixosError(`prep failed on the target: ${out.values.error ?? r.stderr.trim().split('\n').slice(-2).join(' | ')}`, `install what is missing by hand (${ctx.tools ?? exports.KEXEC_TOOLS}; a|b: either), then re-run`);
     }
     return out;
 }
@@ -27557,6 +28229,7 @@ exports.prepPhase = {
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.rebootPhase = void 0;
+exports.rebootAndWait = rebootAndWait;
 /** Phase 4: reboot into the installed system and check it is the one we installed. */
 const errors_1 = __nccwpck_require__(3916);
 const wait_1 = __nccwpck_require__(5523);
@@ -27575,34 +28248,46 @@ exports.rebootPhase = {
         };
     },
     async run(ctx) {
-        const before = await (0, wait_1.whoAnswers)(ctx.session);
-        // Detached: the reboot must not depend on this session, which it ends.
-        await ctx.session.exec('sync; (systemd-run --on-active=2 --timer-property=AccuracySec=100ms systemctl reboot || setsid -f sh -c "sleep 2; reboot -f") </dev/null >/dev/null 2>&1', { timeoutMs: 60_000 });
-        const since = Date.now();
-        ctx.session.close();
-        const back = await (0, wait_1.waitForNewBoot)({
-            reconnect: ctx.reconnect,
-            waitMs: ctx.waitMs ?? 15 * 60_000,
-            pollMs: ctx.pollMs ?? 3000,
+        const back = await rebootAndWait(ctx, {
             what: 'the installed system',
             keyMismatchFix: 'the host keys were not copied into /mnt/etc/ssh; log in on the console and check /etc/ssh',
-            oldSystemGraceMs: 5 * 60_000,
-            onOldSystem: (s) => new errors_1.VpsNixosError(`${s} s after the reboot command the installer still answers with boot_id ${before.bootId}`, 'the reboot did not happen: reboot the VPS from the provider panel'),
             onTimeoutFix: "look at the provider console: the boot loader or the installed system's network may be wrong (see host-config)",
-        }, before.bootId, since, (who) => {
-            if (who.variantId === 'installer')
-                throw new errors_1.VpsNixosError('the host rebooted into the installer again, not the installed system', "the provider boots from its own media: set the VPS to boot from disk in the provider's panel");
-            // The system is activated at boot, maybe after sshd is up: wait for it within the deadline.
-            if (!who.isNixos || who.currentSystem === '')
-                return false;
-            if (who.currentSystem !== ctx.toplevel)
-                throw new errors_1.VpsNixosError(`the host booted ${who.currentSystem}, not the installed ${ctx.toplevel}`, 'the boot loader did not pick the new system: check boot.loader in the configuration');
-            return true;
+            judge: (who) => {
+                if (who.variantId === 'installer')
+                    throw new errors_1.VpsNixosError('the host rebooted into the installer again, not the installed system', "the provider boots from its own media: set the VPS to boot from disk in the provider's panel");
+                // The system is activated at boot, maybe after sshd is up: wait for it within the deadline.
+                if (!who.isNixos || who.currentSystem === '')
+                    return false;
+                if (who.currentSystem !== ctx.toplevel)
+                    throw new errors_1.VpsNixosError(`the host booted ${who.currentSystem}, not the installed ${ctx.toplevel}`, 'the boot loader did not pick the new system: check boot.loader in the configuration');
+                return true;
+            },
         });
-        ctx.session = back.session;
         return `rebooted in ${back.seconds.toFixed(1)} s into ${back.who.currentSystem} (boot_id ${back.who.bootId}, /etc/NIXOS, same pinned host key)`;
     },
 };
+/**
+ * Reboots detached (the reboot must not depend on the session it ends), then waits for a new
+ * boot_id behind the same pinned key that `spec.judge` accepts. Replaces ctx.session.
+ */
+async function rebootAndWait(ctx, spec) {
+    const before = await (0, wait_1.whoAnswers)(ctx.session);
+    await ctx.session.exec('sync; (systemd-run --on-active=2 --timer-property=AccuracySec=100ms systemctl reboot || setsid -f sh -c "sleep 2; reboot -f") </dev/null >/dev/null 2>&1', { timeoutMs: 60_000 });
+    const since = Date.now();
+    ctx.session.close();
+    const back = await (0, wait_1.waitForNewBoot)({
+        reconnect: ctx.reconnect,
+        waitMs: ctx.waitMs ?? 15 * 60_000,
+        pollMs: ctx.pollMs ?? 3000,
+        what: spec.what,
+        keyMismatchFix: spec.keyMismatchFix,
+        oldSystemGraceMs: 5 * 60_000,
+        onOldSystem: (s) => new errors_1.VpsNixosError(`${s} s after the reboot command the host still answers with boot_id ${before.bootId}`, 'the reboot did not happen: reboot the VPS from the provider panel'),
+        onTimeoutFix: spec.onTimeoutFix,
+    }, before.bootId, since, spec.judge);
+    ctx.session = back.session;
+    return { who: back.who, seconds: back.seconds };
+}
 
 
 /***/ }),
@@ -27767,6 +28452,7 @@ const keys_1 = __nccwpck_require__(9892);
 const nix_1 = __nccwpck_require__(4280);
 const bootstrap_1 = __nccwpck_require__(2102);
 const deploy_1 = __nccwpck_require__(2211);
+const script_1 = __nccwpck_require__(9438);
 const prebuilt = (cfg) => !!cfg.toplevel && (!!cfg.diskScript || cfg.method === 'infect' || !cfg.flake);
 /** The store paths and installer the bootstrap needs: from the build, or given prebuilt. */
 async function artifacts(cfg, deps, record) {
@@ -27782,8 +28468,20 @@ async function artifacts(cfg, deps, record) {
             log: (l) => deps.log.info(l),
         });
     }
+    // Fetched and checked on the runner before any phase touches the host.
+    const infect = record.plan?.phases.includes('infect')
+        ? await (0, script_1.prepareInfect)({
+            url: cfg.infectUrl,
+            sha256: cfg.infectSha256,
+            revision: cfg.infectRevision,
+            channel: cfg.nixosChannel,
+            downloadDir: deps.tempDir,
+            log: (l) => deps.log.info(l),
+        })
+        : undefined;
     return {
         kexec,
+        infect,
         toplevel: cfg.toplevel ?? record.build?.toplevel,
         diskScript: cfg.diskScript ?? record.build?.diskScript,
     };
@@ -27832,6 +28530,14 @@ async function runPipeline(cfg, req, deps) {
                 status: 'skipped',
                 seconds: 0,
                 detail: 'prebuilt store paths given (toplevel, disk-script)',
+            });
+        }
+        else if (req.stages.includes('build') && !cfg.flake) {
+            record.stages.push({
+                name: 'build',
+                status: 'skipped',
+                seconds: 0,
+                detail: 'no flake: nothing to build (method infect converts with its own configuration)',
             });
         }
         else if (req.stages.includes('build') && cfg.buildHost) {
@@ -27904,6 +28610,8 @@ async function runPipeline(cfg, req, deps) {
                     confirmWipe: cfg.confirmWipe,
                     patchUdevadm: cfg.patchUdevadm,
                     substituters: { urls: cfg.substituters, publicKeys: cfg.trustedPublicKeys },
+                    deployPublicKey: (0, keys_1.publicKeyOf)(cfg.sshPrivateKey),
+                    user: cfg.target.user,
                     reconnect: reconnector(cfg, deps, open),
                     log: { ...deps.log, group: deps.log.group ?? ((_t, fn) => fn()) },
                 });
@@ -27913,6 +28621,7 @@ async function runPipeline(cfg, req, deps) {
                     host: result.host,
                     bytesSent: result.bytesSent,
                     warnings: result.warnings,
+                    infect: result.infect,
                 };
                 if (result.error)
                     throw result.error;
@@ -28140,6 +28849,7 @@ function deployedMessage(d) {
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.DEFAULT_SWAPFILE_BYTES = void 0;
+exports.infectPending = infectPending;
 exports.defaultZramBytes = defaultZramBytes;
 exports.plan = plan;
 /** The install decision: a pure function of the probed facts and the config (DESIGN.md's table). */
@@ -28155,6 +28865,17 @@ const KEXEC_PHASES = [
     'deploy',
 ];
 const INFECT_PHASES = ['prep', 'infect', 'reboot', 'deploy'];
+/** nixos-infect is running, or finished and the host has not rebooted since: only the reboot is left. */
+function infectPending(f) {
+    const inf = f.infect;
+    if (!inf)
+        return undefined;
+    if (inf.running)
+        return 'running';
+    if (inf.exit === 0 && f.bootId !== undefined && inf.bootId === f.bootId)
+        return 'staged';
+    return undefined;
+}
 const MiB = 1024 * 1024;
 function isContainer(f) {
     return f.isContainer ?? CONTAINERS.has(f.virtualization);
@@ -28202,10 +28923,27 @@ function plan(f, cfg) {
         reasons.push('resuming at installer prep');
         return withSizes({ method: 'kexec', reasons, warnings, phases: KEXEC_PHASES.slice(2) }, f, cfg);
     }
+    // Before the NixOS test: nixos-infect writes /etc/NIXOS before the reboot that makes it true.
+    const pending = infectPending(f);
+    if (pending) {
+        reasons.push(pending === 'running'
+            ? 'nixos-infect is running on the host (a previous run was cut off): following it'
+            : 'nixos-infect finished on the host but it has not rebooted since: the reboot is left');
+        if (cfg.method === 'kexec' || cfg.method === 'deploy-only') {
+            return refuse(reasons, `method ${cfg.method} cannot continue an in-place conversion`, 'use method auto or infect to finish it');
+        }
+        const phases = pending === 'running' ? INFECT_PHASES.slice(1) : INFECT_PHASES.slice(2);
+        return withSizes({ method: 'infect', reasons, warnings, phases }, f, cfg);
+    }
     if (f.isNixos) {
-        reasons.push('the host already runs NixOS (/etc/NIXOS)');
+        reasons.push(f.infect?.exit === 0
+            ? 'the host already runs NixOS: nixos-infect converted it and it rebooted since'
+            : 'the host already runs NixOS (/etc/NIXOS)');
         if (cfg.method === 'infect') {
-            return refuse(reasons, 'method infect converts a distribution to NixOS; this host is NixOS already', 'use method deploy-only (or auto)');
+            if (cfg.reinstall)
+                return refuse(reasons, 'method infect converts a distribution in place; it cannot re-install NixOS', 'use method kexec with reinstall: true to wipe and re-install, or leave reinstall off');
+            reasons.push('method infect: nothing to convert, deploying only');
+            return withSizes({ method: 'deploy-only', reasons, warnings, phases: ['deploy'] }, f, cfg);
         }
         if (!cfg.reinstall || cfg.method === 'deploy-only') {
             if (cfg.method === 'kexec') {
@@ -29483,6 +30221,17 @@ function dnsServers(raw) {
     const servers = resolved.length ? resolved : conf;
     return [...new Set(servers.filter((s) => !s.startsWith('127.0.0.53')))];
 }
+function infectFacts(raw) {
+    const bootId = first(raw, 'infect.boot_id');
+    if (!bootId)
+        return undefined;
+    const exit = first(raw, 'infect.exit');
+    return {
+        bootId,
+        exit: exit !== undefined && /^\d+$/.test(exit) ? Number(exit) : undefined,
+        running: first(raw, 'infect.running') === '1',
+    };
+}
 /** Parses facts.sh output. Throws ProbeError when essential facts are missing. */
 function parseFacts(text) {
     const raw = collect(text);
@@ -29519,6 +30268,7 @@ function parseFacts(text) {
         isNixos,
         isInstaller,
         currentSystem: first(raw, 'nixos.current_system'),
+        infect: infectFacts(raw),
         arch: first(raw, 'arch') ?? 'unknown',
         kernel: first(raw, 'kernel') ?? 'unknown',
         bootId: first(raw, 'boot_id') ?? '',
@@ -29584,6 +30334,7 @@ exports.closureRows = closureRows;
 exports.escapeCell = escapeCell;
 exports.phaseRows = phaseRows;
 exports.hostRuns = hostRuns;
+exports.infectRows = infectRows;
 exports.deployRows = deployRows;
 exports.diffMarkdown = diffMarkdown;
 exports.renderMarkdown = renderMarkdown;
@@ -29732,6 +30483,25 @@ function hostLine(b) {
     return `the host runs ${hostRuns(b.host)} (boot_id ${b.host.bootId}); ${(0, size_1.formatBytes)(b.bytesSent)} sent`;
 }
 const PHASE_HEADER = ['Phase', 'Status', 'Time', 'Peak target memory', 'Sent', 'Detail'];
+/** The nixos-infect that ran: where from, the pinned revision, the verified hash, each patch. */
+function infectRows(i) {
+    return [
+        ['nixos-infect', i.source.from],
+        ['Revision', i.revision ?? 'not a pinned revision (infect-url)'],
+        [
+            'sha256',
+            i.source.verified
+                ? `${i.source.sha256} (checked on the runner, ${(0, size_1.formatBytes)(i.source.bytes)})`
+                : `${i.source.sha256} (a local file, not checked against infect-sha256)`,
+        ],
+        ['Uploaded (patched) sha256', `${i.sha256} (checked again on the target)`],
+        ['Channel', i.channel],
+        ...i.patches.map((p) => [
+            `Patch ${p.id}`,
+            p.applied ? `applied: ${p.what}` : `NOT applied: ${p.why ?? ''}`,
+        ]),
+    ];
+}
 /** The deploy in rows: outcome, before and after, bytes, reboot, nixos-rebuild, failed units. */
 function deployRows(d) {
     const outcome = d.rolledBack
@@ -29822,6 +30592,8 @@ function renderMarkdown(r) {
             out.push(mdTable(PHASE_HEADER, phaseRows(r.bootstrap)));
         else
             out.push('Nothing to bootstrap.');
+        if (r.bootstrap.infect)
+            out.push(mdTable(['', ''], infectRows(r.bootstrap.infect)));
         for (const w of r.bootstrap.warnings)
             out.push(`> [!WARNING]\n> ${escapeCell(w)}`);
     }
@@ -29880,6 +30652,8 @@ function renderText(r) {
             out.push(`  ${name.padEnd(15)} ${status.padEnd(8)} ${time.padStart(8)}  peak ${mem}, sent ${sent}`, `    ${detail}`);
         if (!r.bootstrap.phases.length)
             out.push('  nothing to bootstrap');
+        if (r.bootstrap.infect)
+            out.push(...infectRows(r.bootstrap.infect).map(([k, v]) => `  ${k}: ${v}`));
         out.push(`  ${hostLine(r.bootstrap)}`);
     }
     if (r.deploy) {

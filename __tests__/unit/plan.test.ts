@@ -246,6 +246,12 @@ describe('plan: the decision table', () => {
     expect(plan(nixos, cfg).zramBytes).toBeUndefined();
     expect(plan(debian(8000), cfg).zramBytes).toBe(4096 * MiB);
   });
+  it('plans no zram and no swapfile in a container (it cannot swapon)', () => {
+    const p = plan(debian(1024, 'lxc'), cfg);
+    expect([p.method, p.zramBytes, p.swapfileBytes]).toEqual(['infect', 0, 0]);
+    expect(p.reasons.join('\n')).toMatch(/cannot swapon/);
+    expect(plan(debian(960), { ...cfg, method: 'infect' }).swapfileBytes).toBe(2048 * MiB);
+  });
   it('takes zram-size and swap-size from the config (0 turns the swapfile off)', () => {
     const p = plan(debian(960), { ...cfg, zramBytes: 256 * MiB, swapBytes: 0 });
     expect(p.zramBytes).toBe(256 * MiB);

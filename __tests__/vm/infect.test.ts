@@ -154,9 +154,10 @@ it('a wrong checksum refuses before anything reaches the host, naming both hashe
 it('converts in place through a 20 s link cut, with /tmp a 64 MB tmpfs', async () => {
   const before = await who();
   expect(await onVps("df -P /tmp | awk 'NR == 2 { print $2 }'")).toMatch(/^6[0-9]{4}\n/);
-  // A distribution without nixos-infect's bzcat and curl: prep installs bzip2 from the test
-  // network's apt repository, which has no curl, so wget (nixos-infect takes either).
-  await onVps('dpkg -r --force-depends curl bzip2 >/dev/null 2>&1');
+  // A distribution without nixos-infect's bzcat and curl (removing them takes nix-bin with them):
+  // prep installs bzip2 from the test network's apt repository, which has no curl, so wget
+  // (nixos-infect takes either).
+  await onVps('DEBIAN_FRONTEND=noninteractive apt-get remove -y -q curl bzip2 >/dev/null 2>&1');
   expect(await onVps('command -v bzcat curl wget; echo end')).toBe('end\n');
   if (!isVm) {
     // The container's run is cut off first: the re-run must follow it, not start it again.

@@ -28900,6 +28900,12 @@ function withSizes(plan, f, cfg) {
         plan.zramBytes = cfg.zramBytes ?? defaultZramBytes(f.memTotalBytes);
         plan.swapfileBytes = cfg.swapBytes ?? exports.DEFAULT_SWAPFILE_BYTES;
     }
+    if (plan.method === 'infect' && isContainer(f)) {
+        // It could not be used: a container can neither load zram nor swapon (a swapfile would only fill the disk).
+        plan.zramBytes = 0;
+        plan.swapfileBytes = 0;
+        plan.reasons.push('a container cannot swapon: no zram and no swapfile');
+    }
     if (!cfg.flake && !cfg.toplevel && plan.phases.includes('deploy')) {
         plan.phases = plan.phases.filter((p) => p !== 'deploy');
         plan.reasons.push('no flake (or toplevel) given: the deploy phase is left out');

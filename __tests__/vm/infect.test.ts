@@ -7,14 +7,17 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { connect } from '../../src/ssh/session';
 import { pinFor } from '../../src/ssh/hostkeys';
 import { whoAnswers } from '../../src/phases/wait';
-import { currentVps, freshVm, vpsConfig } from '../helpers/vps';
+import { currentVps, freshVm, standins, vpsConfig } from '../helpers/vps';
 import { runCli, type CliResult } from '../helpers/cli';
+import { runStep } from '../helpers/action';
+import { OFFLINE_NIX_CONFIG } from '../helpers/nixflake';
 
 jest.setTimeout(15 * 60_000);
 const vps = currentVps();
@@ -271,5 +274,60 @@ it('a second run after completion does nothing and says so', async () => {
     expect(
       await onVps('wc -l < /var/lib/vps-nixos/infect/runs; cat /var/lib/vps-nixos/infect/exit'),
     ).toBe('1\n0\n');
+  },
+);
+
+(isVm ? it : it.skip)(
+  'the action converts in place, then its deploy stage switches to the configuration',
+  async () => {
+    freshVm(vps);
+    const toplevel = standins().variants.ok!;
+    // A file: runStep blocks this process, so the loopback server could not answer the action.
+    const file = join(mkdtempSync(join(tmpdir(), 'infect-action-')), 'nixos-infect');
+    writeFileSync(file, served);
+    const r = runStep(
+      'main',
+      {
+        target: vps.target,
+        'ssh-private-key': readFileSync(vps.sshPrivateKeyFile, 'utf8'),
+        'known-hosts': readFileSync(vps.knownHostsFile, 'utf8'),
+        method: 'infect',
+        toplevel,
+        'infect-url': file,
+        'infect-sha256': sha,
+      },
+      {
+        PATH: `${join(__dirname, '../../test/standins/bin')}:${process.env.PATH}`,
+        NIX_CONFIG: OFFLINE_NIX_CONFIG,
+      },
+      undefined,
+      10 * 60_000,
+    );
+    if (r.code !== 0) console.log(r.output);
+    expect(r.code).toBe(0);
+    expect(r.outputs).toMatchObject({
+      method: 'infect',
+      'system-path': toplevel,
+      'current-system': toplevel,
+      changed: 'true',
+      'rolled-back': 'false',
+    });
+    const phases = JSON.parse(r.outputs.phases!) as { name: string; status: string }[];
+    expect(phases.map((p) => `${p.name} ${p.status}`)).toEqual([
+      'prep done',
+      'infect done',
+      'reboot done',
+    ]);
+    expect(r.output).toMatch(/::group::infect/);
+    expect(r.summary).toMatch(/\| infect \| done \| \d+\.\d s \|/);
+    expect(r.summary).toContain(`| sha256 | ${sha} (checked on the runner`);
+    expect(r.summary).toContain(
+      '| Patch tmp-on-disk | applied: swapfile and temp files in /var/tmp',
+    );
+    expect(r.summary).toContain('| Patch nix-channel | applied: NIX_CHANNEL=nixos-25.11 |');
+    expect(r.summary).toContain(`| Result | switched to ${toplevel} |`);
+    expect(
+      runStep('post', {}, { 'STATE_vps-nixos-key-dir': r.state['vps-nixos-key-dir']! }).code,
+    ).toBe(0);
   },
 );

@@ -49,12 +49,12 @@ const table: [string, PlanFacts, Partial<PlanConfig>, string, string[], RegExp][
     /reinstall is true/,
   ],
   [
-    'installed NixOS, explicit kexec without reinstall → refuse',
+    'installed NixOS, explicit kexec without reinstall → deploy only (a re-run of a kexec workflow)',
     nixos,
     { method: 'kexec' },
-    'refuse',
-    [],
-    /set reinstall: true/,
+    'deploy-only',
+    ['deploy'],
+    /nothing is wiped \(set reinstall: true/,
   ],
   [
     'installed NixOS, explicit infect → deploy only (a re-run of an infect workflow)',

@@ -28952,9 +28952,9 @@ function plan(f, cfg) {
             return withSizes({ method: 'deploy-only', reasons, warnings, phases: ['deploy'] }, f, cfg);
         }
         if (!cfg.reinstall || cfg.method === 'deploy-only') {
-            if (cfg.method === 'kexec') {
-                return refuse(reasons, 'method kexec would re-install a host that already runs NixOS', 'set reinstall: true to wipe and re-install it, or use method deploy-only');
-            }
+            // A re-run of a kexec workflow (push-to-deploy) lands here: deploy, never wipe unasked.
+            if (cfg.method === 'kexec')
+                reasons.push('method kexec: nothing to install and nothing is wiped (set reinstall: true to wipe and re-install)');
             reasons.push(cfg.reinstall
                 ? 'method deploy-only: not re-installing'
                 : 'reinstall is false: deploying only');

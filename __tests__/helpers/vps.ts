@@ -6,6 +6,8 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseConfig, type Config } from '../../src/inputs';
+import { pinFor } from '../../src/ssh/hostkeys';
+import { connect, type RemoteSession } from '../../src/ssh/session';
 
 export interface Vps {
   target: string;
@@ -40,6 +42,31 @@ export function vpsConfig(vps: Vps, extra: Record<string, string> = {}): Config 
     'plan-only': 'true',
     ...extra,
   });
+}
+
+/** A new session to the VPS, pinned to its host key as the config pins it. */
+export function openVps(cfg: Config, retries = 5): Promise<RemoteSession> {
+  return connect({
+    target: cfg.target!,
+    privateKey: cfg.sshPrivateKey!,
+    pin: pinFor(cfg.target!.knownHostsName, cfg.knownHosts, []),
+    connectTimeoutMs: 30_000,
+    retries,
+  });
+}
+
+/** Runs `fn` on a session of its own, closed afterwards. */
+export async function withVps<T>(
+  cfg: Config,
+  fn: (session: RemoteSession) => Promise<T>,
+  retries?: number,
+): Promise<T> {
+  const session = await openVps(cfg, retries);
+  try {
+    return await fn(session);
+  } finally {
+    session.close();
+  }
 }
 
 export interface Standins {

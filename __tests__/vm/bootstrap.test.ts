@@ -10,13 +10,12 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect } from '../../src/ssh/session';
-import { fingerprint, pinFor } from '../../src/ssh/hostkeys';
+import { fingerprint } from '../../src/ssh/hostkeys';
 import { runPhases, type PhaseLogger } from '../../src/phases/phase';
 import { prepPhase, type PrepContext } from '../../src/phases/prep';
 import { whoAnswers } from '../../src/phases/wait';
 import { kexecPhase, type KexecContext } from '../../src/phases/kexec';
-import { currentVps, freshVm, standins, vpsConfig } from '../helpers/vps';
+import { currentVps, freshVm, openVps, standins, vpsConfig, withVps } from '../helpers/vps';
 import { runCli, type CliResult } from '../helpers/cli';
 import { runStep } from '../helpers/action';
 import { OFFLINE_NIX_CONFIG } from '../helpers/nixflake';
@@ -33,23 +32,9 @@ const log: PhaseLogger = {
   group: (_t, fn) => fn(),
 };
 
-const open = () =>
-  connect({
-    target: cfg.target!,
-    privateKey: cfg.sshPrivateKey!,
-    pin: pinFor(cfg.target!.knownHostsName, cfg.knownHosts, []),
-    connectTimeoutMs: 30_000,
-    retries: 5,
-  });
+const open = () => openVps(cfg);
 /** One command on the VPS over a fresh pinned session. */
-async function onVps(cmd: string): Promise<{ code: number; stdout: string }> {
-  const session = await open();
-  try {
-    return await session.exec(cmd, { timeoutMs: 60_000 });
-  } finally {
-    session.close();
-  }
-}
+const onVps = (cmd: string) => withVps(cfg, (s) => s.exec(cmd, { timeoutMs: 60_000 }));
 const harness = (...args: string[]) =>
   execFileSync(VPS, [...args, '--run-dir', vps.runDir], { stdio: ['ignore', 'pipe', 'inherit'] });
 

@@ -11,9 +11,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect } from '../../src/ssh/session';
-import { pinFor } from '../../src/ssh/hostkeys';
-import { currentVps, freshVm, standins, vpsConfig } from '../helpers/vps';
+import { currentVps, freshVm, openVps, standins, vpsConfig } from '../helpers/vps';
 import { runCli, type CliResult } from '../helpers/cli';
 import { runStep } from '../helpers/action';
 import { OFFLINE_NIX_CONFIG } from '../helpers/nixflake';
@@ -38,14 +36,7 @@ const env = {
   NIXOS_REBUILD_STANDIN_LOG: rebuildLog,
 };
 
-const open = () =>
-  connect({
-    target: cfg.target!,
-    privateKey: cfg.sshPrivateKey!,
-    pin: pinFor(cfg.target!.knownHostsName, cfg.knownHosts, []),
-    connectTimeoutMs: 30_000,
-    retries: 10,
-  });
+const open = () => openVps(cfg, 10);
 /** What runs, read over a NEW pinned SSH connection. */
 async function runningSystem(): Promise<string> {
   const session = await open();

@@ -11,10 +11,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
-import { connect } from '../../src/ssh/session';
-import { pinFor } from '../../src/ssh/hostkeys';
 import { whoAnswers } from '../../src/phases/wait';
-import { currentVps, freshVm, standins, vpsConfig } from '../helpers/vps';
+import { currentVps, freshVm, standins, vpsConfig, withVps } from '../helpers/vps';
 import { runCli, type CliResult } from '../helpers/cli';
 import { runStep } from '../helpers/action';
 import { OFFLINE_NIX_CONFIG } from '../helpers/nixflake';
@@ -26,31 +24,10 @@ const isVm = vps.kind === 'vm';
 /** The runner's end of the test network's link (the test runs in the VPS's netns). */
 const LINK = isVm ? 'tap0' : 'vh0';
 
-const open = () =>
-  connect({
-    target: cfg.target!,
-    privateKey: cfg.sshPrivateKey!,
-    pin: pinFor(cfg.target!.knownHostsName, cfg.knownHosts, []),
-    connectTimeoutMs: 30_000,
-    retries: 5,
-  });
 /** What answers now, over a session of its own. */
-async function who() {
-  const session = await open();
-  try {
-    return await whoAnswers(session);
-  } finally {
-    session.close();
-  }
-}
-async function onVps(cmd: string): Promise<string> {
-  const session = await open();
-  try {
-    return (await session.exec(cmd, { timeoutMs: 60_000 })).stdout;
-  } finally {
-    session.close();
-  }
-}
+const who = () => withVps(cfg, whoAnswers);
+const onVps = (cmd: string) =>
+  withVps(cfg, async (s) => (await s.exec(cmd, { timeoutMs: 60_000 })).stdout);
 
 // The stand-in as served: it "builds" for 40 s (time to cut the link) and writes a small swapfile.
 const standin = readFileSync(join(__dirname, '../../test/standins/nixos-infect'), 'utf8');

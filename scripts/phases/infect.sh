@@ -3,8 +3,9 @@
 # from the SSH session, so a dropped connection does not stop it, and keeps its state on disk
 # (not /tmp) so a re-run can tell "running", "finished" and "failed" apart and follow the log.
 # Usage:
-#   infect.sh status DIR          key=value: state (none|running|finished|failed), exit, boot_id,
-#                                 current_boot_id, log_bytes, script_sha256, started, finished
+#   infect.sh status DIR          key=value: dir, state (none|running|finished|failed), exit,
+#                                 boot_id, current_boot_id, log_bytes, script_sha256, started,
+#                                 finished; after NixOS's first boot DIR is under /old-root
 #   infect.sh network DIR         records addresses, routes and DNS in DIR/network and prints them
 #   infect.sh start DIR SHA256 NO_SWAP SWAPFILE
 #                                 checks DIR/nixos-infect has SHA256, orders swap so zram is not
@@ -53,6 +54,9 @@ print_status() {
 
 case "$mode" in
   status)
+    # NixOS's first boot moves the old root, our state with it, under /old-root (lustrate).
+    [ ! -e "$dir/boot_id" ] && [ -e "/old-root$dir/boot_id" ] && dir=/old-root$dir
+    kv dir "$dir"
     print_status
     ;;
 

@@ -16,8 +16,6 @@ import { whoAnswers } from './wait';
 
 /** Where the run's state lives on the target: on disk, never /tmp, so it outlives the session. */
 export const INFECT_DIR = '/var/lib/vps-nixos/infect';
-/** After NixOS's first boot, the old root (with our state) is moved under /old-root (lustrate). */
-export const INFECT_DIR_LUSTRATED = `/old-root${INFECT_DIR}`;
 
 export interface InfectStatus {
   state: 'none' | 'running' | 'finished' | 'failed';
@@ -70,23 +68,20 @@ export interface InfectContext {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function infectSh(ctx: InfectContext, args: string, timeoutMs = 30_000) {
-  return ctx.session.exec(`sh -s -- ${args}`, {
+/** infect.sh, sent on stdin: it may not be on the target yet. */
+function infectSh(session: RemoteSession, args: string) {
+  return session.exec(`sh -s -- ${args}`, {
     stdin: readAsset('scripts/phases/infect.sh'),
-    timeoutMs,
+    timeoutMs: 30_000,
   });
 }
 
-/** The run's state, also after NixOS's first boot moved it under /old-root. */
+/** The run's state (infect.sh finds it under /old-root too, after NixOS's first boot). */
 export async function infectStatus(
   ctx: Pick<InfectContext, 'session'>,
 ): Promise<InfectStatus & { dir: string }> {
-  for (const dir of [INFECT_DIR, INFECT_DIR_LUSTRATED]) {
-    const r = await infectSh(ctx as InfectContext, `status ${dir}`);
-    const st = parseInfectStatus(r.stdout);
-    if (st.state !== 'none' || dir === INFECT_DIR_LUSTRATED) return { ...st, dir };
-  }
-  throw new Error('unreachable');
+  const r = await infectSh(ctx.session, `status ${INFECT_DIR}`);
+  return { ...parseInfectStatus(r.stdout), dir: parseKv(r.stdout).values.dir || INFECT_DIR };
 }
 
 const when = (epoch?: number) => (epoch ? new Date(epoch * 1000).toISOString() : 'unknown');
@@ -141,7 +136,10 @@ async function follow(
   for (;;) {
     let st: InfectStatus & { size: number };
     try {
-      const r = await infectSh(ctx, `poll ${INFECT_DIR} ${offset}`, 20_000);
+      // The copy uploaded for this run (its runner uses it too): not 6 KB on stdin every 2 s.
+      const r = await ctx.session.exec(`sh ${INFECT_DIR}/infect.sh poll ${INFECT_DIR} ${offset}`, {
+        timeoutMs: 20_000,
+      });
       // A channel that closes without an exit status: the connection went.
       if (r.code === -1 && !r.signal) throw new SshConnectError('the session closed', '');
       if (r.code !== 0)
@@ -238,7 +236,7 @@ export const infectPhase: Phase<InfectContext> = {
           'the infect phase needs the verified nixos-infect script',
           'this is a bug: the pipeline fetches it before the bootstrap',
         );
-      const net = await infectSh(ctx, `network ${INFECT_DIR}`);
+      const net = await infectSh(ctx.session, `network ${INFECT_DIR}`);
       ctx.network = net.stdout;
       ctx.log('network before nixos-infect (kept in ' + INFECT_DIR + '/network):');
       for (const l of net.stdout.trim().split('\n')) ctx.log(`  ${l}`);
@@ -284,11 +282,11 @@ export const infectPhase: Phase<InfectContext> = {
 };
 
 async function readNetwork(ctx: InfectContext): Promise<string | undefined> {
-  for (const dir of [INFECT_DIR, INFECT_DIR_LUSTRATED]) {
-    const r = await ctx.session.exec(`cat ${dir}/network`, { timeoutMs: 30_000 });
-    if (r.code === 0 && r.stdout.trim()) return r.stdout;
-  }
-  return undefined;
+  const r = await ctx.session.exec(
+    `cat ${INFECT_DIR}/network 2>/dev/null || cat /old-root${INFECT_DIR}/network`,
+    { timeoutMs: 30_000 },
+  );
+  return r.code === 0 && r.stdout.trim() ? r.stdout : undefined;
 }
 
 /** The global addresses of a recorded network (infect.sh network's first section). */
@@ -325,33 +323,26 @@ export const infectRebootPhase: Phase<InfectContext> = {
   },
   async run(ctx) {
     ctx.network ??= await readNetwork(ctx);
-    const fix = (what: string) => `${what}${networkNote(ctx.network)}`;
-    let back: { who: { bootId: string; currentSystem: string }; seconds: number };
-    try {
-      back = await rebootAndWait(ctx, {
-        what: 'the converted system',
-        keyMismatchFix: fix(
-          'nixos-infect keeps /etc/ssh/ssh_host_*_key (NIXOS_LUSTRATE); look on the provider console at /old-root/etc/ssh',
-        ),
-        onTimeoutFix: fix(
-          "look at the provider console: the converted system's network may be wrong (doNetConf wrote /etc/nixos/networking.nix)",
-        ),
-        judge: (who) => {
-          if (!who.isNixos)
-            throw new VpsNixosError(
-              'the host came back without /etc/NIXOS: it booted the old distribution, not NixOS',
-              fix(
-                "the boot loader still starts the old system: look at the provider console and nixos-infect's log",
-              ),
-            );
-          return true;
-        },
-      });
-    } catch (err) {
-      if (err instanceof VpsNixosError && !err.fix.includes('network before'))
-        throw new VpsNixosError(err.message, fix(err.fix));
-      throw err;
-    }
+    // Whatever stops the host coming back, the fix ends with the network it had.
+    const back = await rebootAndWait(ctx, {
+      what: 'the converted system',
+      keyMismatchFix:
+        'nixos-infect keeps /etc/ssh/ssh_host_*_key (NIXOS_LUSTRATE); look on the provider console at /old-root/etc/ssh',
+      onTimeoutFix:
+        "look at the provider console: the converted system's network may be wrong (doNetConf wrote /etc/nixos/networking.nix)",
+      judge: (who) => {
+        if (!who.isNixos)
+          throw new VpsNixosError(
+            'the host came back without /etc/NIXOS: it booted the old distribution, not NixOS',
+            "the boot loader still starts the old system: look at the provider console and nixos-infect's log",
+          );
+        return true;
+      },
+    }).catch((err: unknown) => {
+      throw err instanceof VpsNixosError
+        ? new VpsNixosError(err.message, `${err.fix}${networkNote(ctx.network)}`)
+        : err;
+    });
     const checks = await accessChecks(ctx);
     return `rebooted in ${back.seconds.toFixed(1)} s into NixOS (boot_id ${back.who.bootId}, /etc/NIXOS, same address and pinned host key); ${checks}`;
   },

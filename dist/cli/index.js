@@ -27425,7 +27425,7 @@ async function runBootstrap(session, facts, plan, artifacts, opts) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.infectRebootPhase = exports.infectPhase = exports.INFECT_DIR_LUSTRATED = exports.INFECT_DIR = void 0;
+exports.infectRebootPhase = exports.infectPhase = exports.INFECT_DIR = void 0;
 exports.parseInfectStatus = parseInfectStatus;
 exports.infectStatus = infectStatus;
 exports.recordedAddresses = recordedAddresses;
@@ -27444,8 +27444,6 @@ const reboot_1 = __nccwpck_require__(1999);
 const wait_1 = __nccwpck_require__(5523);
 /** Where the run's state lives on the target: on disk, never /tmp, so it outlives the session. */
 exports.INFECT_DIR = '/var/lib/vps-nixos/infect';
-/** After NixOS's first boot, the old root (with our state) is moved under /old-root (lustrate). */
-exports.INFECT_DIR_LUSTRATED = `/old-root${exports.INFECT_DIR}`;
 /** infect.sh's status lines. Pure. */
 function parseInfectStatus(text) {
     const v = (0, prep_1.parseKv)(text).values;
@@ -27466,21 +27464,17 @@ function parseInfectStatus(text) {
     };
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-function infectSh(ctx, args, timeoutMs = 30_000) {
-    return ctx.session.exec(`sh -s -- ${args}`, {
+/** infect.sh, sent on stdin: it may not be on the target yet. */
+function infectSh(session, args) {
+    return session.exec(`sh -s -- ${args}`, {
         stdin: (0, assets_1.readAsset)('scripts/phases/infect.sh'),
-        timeoutMs,
+        timeoutMs: 30_000,
     });
 }
-/** The run's state, also after NixOS's first boot moved it under /old-root. */
+/** The run's state (infect.sh finds it under /old-root too, after NixOS's first boot). */
 async function infectStatus(ctx) {
-    for (const dir of [exports.INFECT_DIR, exports.INFECT_DIR_LUSTRATED]) {
-        const r = await infectSh(ctx, `status ${dir}`);
-        const st = parseInfectStatus(r.stdout);
-        if (st.state !== 'none' || dir === exports.INFECT_DIR_LUSTRATED)
-            return { ...st, dir };
-    }
-    throw new Error('unreachable');
+    const r = await infectSh(ctx.session, `status ${exports.INFECT_DIR}`);
+    return { ...parseInfectStatus(r.stdout), dir: (0, prep_1.parseKv)(r.stdout).values.dir || exports.INFECT_DIR };
 }
 const when = (epoch) => (epoch ? new Date(epoch * 1000).toISOString() : 'unknown');
 /** A connection failure (retry) rather than an answer (act on it). */
@@ -27527,7 +27521,10 @@ async function follow(ctx) {
     for (;;) {
         let st;
         try {
-            const r = await infectSh(ctx, `poll ${exports.INFECT_DIR} ${offset}`, 20_000);
+            // The copy uploaded for this run (its runner uses it too): not 6 KB on stdin every 2 s.
+            const r = await ctx.session.exec(`sh ${exports.INFECT_DIR}/infect.sh poll ${exports.INFECT_DIR} ${offset}`, {
+                timeoutMs: 20_000,
+            });
             // A channel that closes without an exit status: the connection went.
             if (r.code === -1 && !r.signal)
                 throw new errors_1.SshConnectError('the session closed', '');
@@ -27605,7 +27602,7 @@ exports.infectPhase = {
             const inf = ctx.infect;
             if (!inf)
                 throw new errors_1.VpsNixosError('the infect phase needs the verified nixos-infect script', 'this is a bug: the pipeline fetches it before the bootstrap');
-            const net = await infectSh(ctx, `network ${exports.INFECT_DIR}`);
+            const net = await infectSh(ctx.session, `network ${exports.INFECT_DIR}`);
             ctx.network = net.stdout;
             ctx.log('network before nixos-infect (kept in ' + exports.INFECT_DIR + '/network):');
             for (const l of net.stdout.trim().split('\n'))
@@ -27644,12 +27641,8 @@ exports.infectPhase = {
     },
 };
 async function readNetwork(ctx) {
-    for (const dir of [exports.INFECT_DIR, exports.INFECT_DIR_LUSTRATED]) {
-        const r = await ctx.session.exec(`cat ${dir}/network`, { timeoutMs: 30_000 });
-        if (r.code === 0 && r.stdout.trim())
-            return r.stdout;
-    }
-    return undefined;
+    const r = await ctx.session.exec(`cat ${exports.INFECT_DIR}/network 2>/dev/null || cat /old-root${exports.INFECT_DIR}/network`, { timeoutMs: 30_000 });
+    return r.code === 0 && r.stdout.trim() ? r.stdout : undefined;
 }
 /** The global addresses of a recorded network (infect.sh network's first section). */
 function recordedAddresses(network) {
@@ -27685,25 +27678,21 @@ exports.infectRebootPhase = {
     },
     async run(ctx) {
         ctx.network ??= await readNetwork(ctx);
-        const fix = (what) => `${what}${networkNote(ctx.network)}`;
-        let back;
-        try {
-            back = await (0, reboot_1.rebootAndWait)(ctx, {
-                what: 'the converted system',
-                keyMismatchFix: fix('nixos-infect keeps /etc/ssh/ssh_host_*_key (NIXOS_LUSTRATE); look on the provider console at /old-root/etc/ssh'),
-                onTimeoutFix: fix("look at the provider console: the converted system's network may be wrong (doNetConf wrote /etc/nixos/networking.nix)"),
-                judge: (who) => {
-                    if (!who.isNixos)
-                        throw new errors_1.VpsNixosError('the host came back without /etc/NIXOS: it booted the old distribution, not NixOS', fix("the boot loader still starts the old system: look at the provider console and nixos-infect's log"));
-                    return true;
-                },
-            });
-        }
-        catch (err) {
-            if (err instanceof errors_1.VpsNixosError && !err.fix.includes('network before'))
-                throw new errors_1.VpsNixosError(err.message, fix(err.fix));
-            throw err;
-        }
+        // Whatever stops the host coming back, the fix ends with the network it had.
+        const back = await (0, reboot_1.rebootAndWait)(ctx, {
+            what: 'the converted system',
+            keyMismatchFix: 'nixos-infect keeps /etc/ssh/ssh_host_*_key (NIXOS_LUSTRATE); look on the provider console at /old-root/etc/ssh',
+            onTimeoutFix: "look at the provider console: the converted system's network may be wrong (doNetConf wrote /etc/nixos/networking.nix)",
+            judge: (who) => {
+                if (!who.isNixos)
+                    throw new errors_1.VpsNixosError('the host came back without /etc/NIXOS: it booted the old distribution, not NixOS', "the boot loader still starts the old system: look at the provider console and nixos-infect's log");
+                return true;
+            },
+        }).catch((err) => {
+            throw err instanceof errors_1.VpsNixosError
+                ? new errors_1.VpsNixosError(err.message, `${err.fix}${networkNote(ctx.network)}`)
+                : err;
+        });
         const checks = await accessChecks(ctx);
         return `rebooted in ${back.seconds.toFixed(1)} s into NixOS (boot_id ${back.who.bootId}, /etc/NIXOS, same address and pinned host key); ${checks}`;
     },

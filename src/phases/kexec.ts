@@ -1,5 +1,6 @@
 /** Phase 1: upload the installer over the pinned session, kexec into it, and wait for it to answer. */
 import { createReadStream } from 'node:fs';
+import type { Readable } from 'node:stream';
 import { readAsset } from '../assets';
 import { shellQuote } from '../shell';
 import { VpsNixosError } from '../errors';
@@ -30,21 +31,41 @@ export interface KexecContext {
 
 export const KEXEC_DIR = '/var/lib/vps-nixos/kexec';
 
-/** Disk the kexec phase needs: the tarball, its unpacked kernel + initrd (about as big), the carried files. */
+/**
+ * Disk the kexec phase needs at its peak: three copies of the installer (the tarball; its
+ * unpacked kernel and initrd, about as big since the initrd is compressed already; and the copy
+ * of the initrd that kexec/run appends the carried files to), plus 64 MiB for those files.
+ */
 export function kexecDiskNeed(tarballBytes: number): number {
-  return tarballBytes * 2 + 64 * 2 ** 20;
+  return tarballBytes * 3 + 64 * 2 ** 20;
 }
 
-async function stage(ctx: KexecContext, action: 'check' | 'load'): Promise<Record<string, string>> {
+type StageAction = 'check' | 'receive' | 'load';
+
+/**
+ * Runs scripts/phases/kexec-stage.sh on the target. The script goes as `sh -c`'s argument (not
+ * on stdin, as our other scripts do) so that stdin can carry the tarball to `receive`.
+ */
+async function stage(
+  ctx: KexecContext,
+  action: StageAction,
+  opts: { stdin?: Readable; timeoutMs?: number } = {},
+): Promise<Record<string, string>> {
   const dir = ctx.dir ?? KEXEC_DIR;
-  const r = await ctx.session.exec(`sh -s -- ${action} ${shellQuote(dir)} ${ctx.tarball.sha256}`, {
-    stdin: readAsset('scripts/phases/kexec-stage.sh'),
-    timeoutMs: 5 * 60_000,
-  });
+  const script = readAsset('scripts/phases/kexec-stage.sh');
+  const r = await ctx.session.exec(
+    `sh -c ${shellQuote(script)} kexec-stage ${action} ${shellQuote(dir)} ${shellQuote(ctx.tarball.sha256)}`,
+    { stdin: opts.stdin, timeoutMs: opts.timeoutMs ?? 5 * 60_000 },
+  );
   const { values } = parseKv(r.stdout);
   if (r.code !== 0) {
     const why = values.error ?? r.stderr.trim();
-    throw new VpsNixosError(`kexec ${action} failed on the target: ${why}`, kexecFix(why, ctx));
+    throw new VpsNixosError(
+      `kexec ${action} failed on the target: ${why}`,
+      action === 'receive'
+        ? 'check free disk space on the target and re-run: the upload starts over (a partial one is never used)'
+        : kexecFix(why, ctx),
+    );
   }
   return values;
 }
@@ -98,6 +119,60 @@ async function waitForInstaller(
   return { bootId: back.who.bootId, seconds: back.seconds };
 }
 
+/**
+ * Puts the installer on the target and loads it: checks the room, uploads the tarball unless the
+ * verified one is there already (hashed on the target while it streams in, so nothing reads it
+ * twice), unpacks it and runs kexec/run. Returns before the kexec happens (moments later).
+ */
+export async function stageInstaller(ctx: KexecContext): Promise<{
+  sent: number;
+  uploadSeconds: number;
+  /** The cipher the upload went over (see cipherPreference in ssh/session). */
+  cipher?: string;
+  oldBootId: string;
+  loadedAt: number;
+}> {
+  const dir = ctx.dir ?? KEXEC_DIR;
+  const check = await stage(ctx, 'check');
+  if (check.fstype === 'tmpfs' || check.fstype === 'ramfs') {
+    throw new VpsNixosError(
+      `${dir} is on ${check.fstype}: the installer must be unpacked on disk`,
+      'free disk space on the root file system',
+    );
+  }
+  const need = kexecDiskNeed(ctx.tarball.bytes);
+  if (Number(check.avail_bytes) < need) {
+    throw new VpsNixosError(
+      `${dir} has ${formatBytes(Number(check.avail_bytes))} free, the installer needs ${formatBytes(need)} (the tarball, its unpacked kernel and initrd, the initrd copy that carries the keys, and the carried files)`,
+      'free disk space on the target (a swapfile of ours is /var/lib/vps-nixos/swapfile: swap-size 0 leaves it out)',
+    );
+  }
+  let sent = 0;
+  const uploadStart = Date.now();
+  if (check.uploaded === 'yes') {
+    ctx.log(
+      `the installer is already on the target (sha256 ${ctx.tarball.sha256}): not uploading again`,
+    );
+  } else {
+    ctx.log(`uploading ${formatBytes(ctx.tarball.bytes)} to ${dir}`);
+    await stage(ctx, 'receive', {
+      stdin: createReadStream(ctx.tarball.path),
+      timeoutMs: 15 * 60_000,
+    });
+    sent = ctx.tarball.bytes;
+    ctx.bytesSent = (ctx.bytesSent ?? 0) + sent;
+  }
+  const uploadSeconds = (Date.now() - uploadStart) / 1000;
+  const loaded = await stage(ctx, 'load');
+  return {
+    sent,
+    uploadSeconds,
+    cipher: ctx.session.cipher,
+    oldBootId: loaded.boot_id ?? '',
+    loadedAt: Date.now(),
+  };
+}
+
 export const kexecPhase: Phase<KexecContext> = {
   name: 'kexec',
   timeoutMs: 20 * 60_000,
@@ -114,48 +189,13 @@ export const kexecPhase: Phase<KexecContext> = {
     };
   },
   async run(ctx) {
-    const dir = ctx.dir ?? KEXEC_DIR;
-    const check = await stage(ctx, 'check');
-    if (check.fstype === 'tmpfs' || check.fstype === 'ramfs') {
-      throw new VpsNixosError(
-        `${dir} is on ${check.fstype}: the installer must be unpacked on disk`,
-        'free disk space on the root file system',
-      );
-    }
-    const need = kexecDiskNeed(ctx.tarball.bytes);
-    if (Number(check.avail_bytes) < need) {
-      throw new VpsNixosError(
-        `${dir} has ${formatBytes(Number(check.avail_bytes))} free, the installer needs ${formatBytes(need)} (the tarball and its unpacked kernel and initrd, plus the carried keys)`,
-        'free disk space on the target (a swapfile of ours is /var/lib/vps-nixos/swapfile: swap-size 0 leaves it out)',
-      );
-    }
-    let sent = 0;
-    const uploadStart = Date.now();
-    if (check.uploaded === 'yes') {
-      ctx.log(
-        `the installer is already on the target (sha256 ${ctx.tarball.sha256}): not uploading again`,
-      );
-    } else {
-      ctx.log(`uploading ${formatBytes(ctx.tarball.bytes)} to ${dir}`);
-      const r = await ctx.session.exec(`cat > ${shellQuote(`${dir}/installer.tar.part`)}`, {
-        stdin: createReadStream(ctx.tarball.path),
-        timeoutMs: 15 * 60_000,
-      });
-      if (r.code !== 0)
-        throw new VpsNixosError(
-          `upload failed: ${r.stderr.trim()}`,
-          'check free disk space on the target',
-        );
-      sent = ctx.tarball.bytes;
-      ctx.bytesSent = (ctx.bytesSent ?? 0) + sent;
-    }
-    const uploadSeconds = (Date.now() - uploadStart) / 1000;
-    const loaded = await stage(ctx, 'load');
-    const loadedAt = Date.now();
-    const oldBootId = loaded.boot_id ?? '';
+    const { sent, uploadSeconds, cipher, oldBootId, loadedAt } = await stageInstaller(ctx);
     ctx.log(`installer loaded (old boot_id ${oldBootId}); waiting for it to answer`);
     ctx.session.close();
     const back = await waitForInstaller(ctx, oldBootId, loadedAt);
-    return `sent ${formatBytes(sent)} in ${uploadSeconds.toFixed(1)} s; the installer answered ${back.seconds.toFixed(1)} s after loading (boot_id ${back.bootId}, same pinned host key)`;
+    const rate = sent
+      ? ` (${(sent / 2 ** 20 / Math.max(uploadSeconds, 0.001)).toFixed(1)} MiB/s over ${cipher ?? 'ssh'})`
+      : '';
+    return `sent ${formatBytes(sent)} in ${uploadSeconds.toFixed(1)} s${rate}; the installer answered ${back.seconds.toFixed(1)} s after loading (boot_id ${back.bootId}, same pinned host key)`;
   },
 };

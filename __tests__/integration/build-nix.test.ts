@@ -3,11 +3,16 @@
  * (no nixpkgs here: see test/STANDINS.md); everything else — eval, build, path-info, the file
  * binary cache, nix-store --delete — is the real thing.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../helpers/cli';
+import { parseConfig, type RawInputs } from '../../src/inputs';
+import { runPipeline } from '../../src/pipeline/run';
+import type { StageName } from '../../src/pipeline/record';
+import type { Facts } from '../../src/probe/facts';
+import type { Nix } from '../../src/nix/nix';
 import {
   flakeText,
   inputDir,
@@ -229,5 +234,230 @@ describe('vps-nixos build (real Nix, stand-in configuration)', () => {
     });
     expect(noNix.code).not.toBe(0);
     expect(noNix.stderr + noNix.stdout).toMatch(/Nix is not installed.*install-nix-action/s);
+  });
+});
+
+/**
+ * Issue 17: what the initrd-only installer cannot do, refused before anything changes. A stand-in
+ * configuration with a disko-shaped layout (internal `_…` options that loop or throw, as disko's
+ * do) and a toplevel whose sw/bin/nix-store leads into a Nix package, as on NixOS.
+ */
+function installFlake(opts: { root: 'ext4' | 'zfs'; nix: boolean; device?: string; tag: string }) {
+  const dir = mkdtempSync(join(tmpdir(), 'vps-nixos-flake-'));
+  const root =
+    opts.root === 'ext4'
+      ? '{ type = "filesystem"; format = "ext4"; mountpoint = "/"; mountOptions = [ "noatime" ]; }'
+      : '{ type = "zfs"; pool = "zroot"; }';
+  const zpool =
+    opts.root === 'zfs'
+      ? 'zpool.zroot = { type = "zpool"; options.ashift = "12"; datasets.root = { type = "zfs_fs"; mountpoint = "/"; options.mountpoint = "legacy"; }; };'
+      : '';
+  writeFileSync(
+    join(dir, 'flake.nix'),
+    `{
+  outputs = { self }: let
+    sh = name: cmd: builtins.derivation {
+      inherit name; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" cmd ];
+      tag = "${opts.tag}";
+    };
+    nix = sh "nix-2.24.10" "/bin/mkdir -p $out/bin; echo '#!/bin/sh' > $out/bin/nix; /bin/chmod +x $out/bin/nix; /bin/ln -s nix $out/bin/nix-store; /bin/ln -s nix $out/bin/nix-env";
+    sw = sh "system-path" "/bin/mkdir -p $out/bin; /bin/ln -s \${nix}/bin/nix-store \${nix}/bin/nix-env $out/bin/";
+    toplevel = sh "nixos-system-standin-24.11" "/bin/mkdir -p $out; ${opts.nix ? '/bin/ln -s ${sw} $out/sw;' : '/bin/mkdir -p $out/sw/bin;'} echo standin > $out/nixos-version";
+    # Walking this would instantiate it: the layout eval must not.
+    trap = builtins.derivation { name = "trap"; system = "x86_64-linux"; builder = throw "walked into a derivation"; };
+    main = {
+      type = "disk"; name = "main"; device = "${opts.device ?? '/dev/vda'}"; imageSize = "2G"; destroy = true;
+      _parent = main; _create = throw "forced disko's _create"; package = trap;
+      content = {
+        type = "gpt"; device = "${opts.device ?? '/dev/vda'}"; _parent = main;
+        partitions = {
+          boot = { type = "EF02"; size = "1M"; priority = 1; content = null; };
+          ESP = { type = "EF00"; size = "512M"; content = { type = "filesystem"; format = "vfat"; mountpoint = "/boot"; _meta = throw "internal"; }; };
+          root = { type = "8300"; size = "100%"; content = ${root}; };
+        };
+      };
+    };
+  in {
+    nixosConfigurations.standin.config = {
+      system.build = { inherit toplevel; diskoScriptNoDeps = sh "disko" "echo '#!/bin/sh' > $out"; };
+      disko.devices = { disk.main = main; ${zpool} _meta = throw "internal"; };
+    };
+  };
+}
+`,
+  );
+  return dir;
+}
+
+const MiB = 2 ** 20;
+const debianFacts = (memMiB: number): Facts => ({
+  ...(JSON.parse(
+    readFileSync(join(__dirname, '../fixtures/facts/debian-12-kvm.expected.json'), 'utf8'),
+  ) as Facts),
+  memTotalBytes: memMiB * MiB,
+});
+
+/** A real tar.gz in the nixos-images layout, with its build's sizes.env beside it. */
+function kexecTarball(kernelBytes: number, initrdBytes: number, unpackedBytes?: number): string {
+  const dir = mkdtempSync(join(tmpdir(), 'vps-nixos-kexec-'));
+  mkdirSync(join(dir, 'src', 'kexec'), { recursive: true });
+  writeFileSync(join(dir, 'src', 'kexec', 'bzImage'), Buffer.alloc(kernelBytes, 1));
+  writeFileSync(join(dir, 'src', 'kexec', 'initrd'), Buffer.alloc(initrdBytes, 2));
+  writeFileSync(join(dir, 'src', 'kexec', 'run'), '#!/bin/sh\n');
+  execFileSync('tar', ['-C', join(dir, 'src'), '-czf', join(dir, 'installer.tar.gz'), 'kexec']);
+  if (unpackedBytes !== undefined)
+    writeFileSync(
+      join(dir, 'sizes.env'),
+      `INITRD_BYTES=${initrdBytes}\nKERNEL_BYTES=${kernelBytes}\nINITRD_UNPACKED_BYTES=${unpackedBytes}\n`,
+    );
+  return join(dir, 'installer.tar.gz');
+}
+
+/** The runner's Nix with the offline settings (a child process does not see a test's process.env). */
+const offlineNix: Nix = {
+  run: (args) =>
+    new Promise((resolve) => {
+      execFile(
+        'nix',
+        ['--extra-experimental-features', 'nix-command flakes', ...args],
+        { env: { ...process.env, NIX_CONFIG: OFFLINE_NIX_CONFIG }, maxBuffer: 1 << 26 },
+        (err, stdout, stderr) =>
+          resolve({ code: err ? ((err.code as number) ?? 1) : 0, stdout, stderr }),
+      );
+    }),
+};
+
+async function pipeline(
+  raw: RawInputs,
+  facts: Facts,
+  stages: StageName[] = ['build', 'plan'],
+  kexec = false,
+) {
+  const lines: string[] = [];
+  let connected = 0;
+  const record = await runPipeline(
+    parseConfig({ cache: 'false', ...raw }, { noConnection: true }),
+    { stages, facts, kexec },
+    {
+      log: { info: (l) => lines.push(l), warn: (l) => lines.push(`warning: ${l}`) },
+      nix: offlineNix,
+      tempDir: mkdtempSync(join(tmpdir(), 'vps-nixos-run-')),
+      toolVersion: 'test',
+      connect: async () => {
+        connected++;
+        throw new Error('no connection in this test');
+      },
+    },
+  );
+  return { record, log: lines.join('\n'), connected };
+}
+
+describe('install refusals from the build (issue 17, real Nix, stand-in configuration)', () => {
+  it('finds the closure’s Nix and the layout’s tools, and plans the install', async () => {
+    const dir = installFlake({ root: 'ext4', nix: true, tag: `ok-${Date.now()}` });
+    const r = await pipeline(
+      { flake: `${dir}#standin`, method: 'kexec', 'confirm-wipe': '/dev/vda' },
+      debianFacts(960),
+    );
+    expect(r.record.error).toBeUndefined();
+    const b = r.record.build!;
+    expect(b.nixStorePath).toMatch(/^\/nix\/store\/[a-z0-9]{32}-nix-2\.24\.10$/);
+    expect(readFileSync(join(b.toplevel, 'sw/bin/nix-store'), 'utf8')).toBe(
+      readFileSync(join(b.nixStorePath!, 'bin/nix'), 'utf8'),
+    );
+    expect(b.layout).toEqual({
+      used: ['8300', 'EF00', 'EF02', 'disk', 'filesystem:ext4', 'filesystem:vfat', 'gpt'],
+      disks: [{ name: 'main', device: '/dev/vda' }],
+    });
+    expect(r.log).toMatch(/installer tools: .*mkfs\.ext4 mkfs\.vfat .*sgdisk/);
+    expect(r.record.plan!.method).toBe('kexec');
+  });
+
+  it('refuses a ZFS layout and a closure without Nix when the plan installs, and only then', async () => {
+    const dir = installFlake({ root: 'zfs', nix: false, tag: `bad-${Date.now()}` });
+    const r = await pipeline({ flake: `${dir}#standin`, method: 'kexec' }, debianFacts(960));
+    expect(r.record.build!.nixStorePath).toBeUndefined();
+    expect(r.record.build!.layout!.used).toEqual(expect.arrayContaining(['zpool', 'zfs_fs']));
+    const p = r.record.plan!;
+    expect(p.method).toBe('refuse');
+    expect(p.refusal!.reason).toMatch(/the system closure has no Nix .*nix\.enable = false/);
+    expect(p.refusal!.reason).toMatch(
+      /disko layout of nixosConfigurations\.standin uses ZFS, which the kexec installer cannot format/,
+    );
+    expect(p.refusal!.remediation).toMatch(/nix\.enable = true.*method infect/);
+    // The same configuration on a host that already runs NixOS: deploy only, nothing to refuse.
+    const nixos = await pipeline(
+      { flake: `${dir}#standin`, method: 'kexec' },
+      { ...debianFacts(960), isNixos: true, osId: 'nixos' },
+    );
+    expect(nixos.record.plan!.method).toBe('deploy-only');
+  });
+
+  it('refuses confirm-wipe naming a disk the layout does not format, before any connection', async () => {
+    const dir = installFlake({ root: 'ext4', nix: true, tag: `wipe-${Date.now()}` });
+    const r = await pipeline(
+      { flake: `${dir}#standin`, method: 'kexec', 'confirm-wipe': '/dev/sdb' },
+      debianFacts(960),
+      ['build', 'probe', 'plan', 'bootstrap'],
+    );
+    expect(r.record.error?.message).toBe(
+      "input 'confirm-wipe': names /dev/sdb, but the configuration's disko layout formats /dev/vda (disko.devices.disk.main)",
+    );
+    expect(r.record.error?.fix).toMatch(/set confirm-wipe to \/dev\/vda/);
+    expect(r.record.stages.map((s) => `${s.name}:${s.status}`)).toEqual(['build:failed']);
+    expect(r.connected).toBe(0);
+  });
+
+  it('reads the installer’s sizes from the tarball and refuses one over the RAM limits', async () => {
+    const dir = installFlake({ root: 'ext4', nix: true, tag: `fit-${Date.now()}` });
+    const tar = kexecTarball(2 * MiB, 30 * MiB, 90 * MiB);
+    const run = (memMiB: number) =>
+      pipeline(
+        { flake: `${dir}#standin`, method: 'kexec', 'kexec-tarball': tar, 'allow-low-ram': 'true' },
+        debianFacts(memMiB),
+        ['build', 'plan'],
+        true,
+      );
+    const ok = await run(200);
+    expect(ok.record.build!.kexec!.sizes).toEqual({
+      kernelBytes: 2 * MiB,
+      initrdBytes: 30 * MiB,
+      initrdUnpackedBytes: 90 * MiB,
+    });
+    expect(ok.record.plan!.method).toBe('kexec');
+    // 30 + 90 + 64 = 184 MiB needed at boot
+    const boot = await run(180);
+    expect(boot.record.plan!.refusal!.reason).toMatch(
+      /does not fit in RAM at boot: its initrd 30\.0 MiB compressed \+ 90\.0 MiB unpacked \+ 64\.0 MiB for the kernel = 184\.0 MiB, over MemTotal 180\.0 MiB/,
+    );
+    // 2 + 30 = 32 MiB over half of 60 MiB
+    const load = await run(60);
+    expect(load.record.plan!.refusal!.reason).toMatch(
+      /too big to load: kernel 2\.0 MiB \+ initrd 30\.0 MiB = 32\.0 MiB, over half of MemTotal 60\.0 MiB/,
+    );
+    expect(load.record.plan!.refusal!.remediation).toMatch(/more RAM.*method infect/);
+    // A third-party tarball (no sizes.env): only the load limit, with a warning.
+    const bare = kexecTarball(2 * MiB, 30 * MiB);
+    const third = await pipeline(
+      { flake: `${dir}#standin`, method: 'kexec', 'kexec-tarball': bare, 'allow-low-ram': 'true' },
+      debianFacts(180),
+      ['build', 'plan'],
+      true,
+    );
+    expect(third.record.plan!.method).toBe('kexec');
+    expect(third.log).toMatch(/warning: the kexec installer's unpacked initrd size is unknown/);
+    // Not a tarball at all: the build still reports it; an install is refused.
+    const junk = join(mkdtempSync(join(tmpdir(), 'vps-nixos-kexec-')), 'installer.tar.gz');
+    writeFileSync(junk, 'stand-in');
+    const notTar = await pipeline(
+      { flake: `${dir}#standin`, method: 'kexec', 'kexec-tarball': junk },
+      debianFacts(960),
+      ['build', 'plan'],
+      true,
+    );
+    expect(notTar.record.build!.kexec!.sizesProblem).toMatch(/^tar cannot list it/);
+    expect(notTar.record.plan!.refusal!.reason).toMatch(
+      /kexec installer \(.*installer\.tar\.gz\) cannot be checked against this host's RAM: tar cannot list it/,
+    );
   });
 });

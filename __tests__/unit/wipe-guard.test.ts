@@ -1,5 +1,5 @@
 /** confirm-wipe: nothing is wiped unless it names a whole disk of this host that the disk script formats. */
-import { checkWipe, diskDevicesIn } from '../../src/phases/wipe-guard';
+import { checkWipe, checkWipeLayout, diskDevicesIn } from '../../src/phases/wipe-guard';
 import { shouldPatchUdevadm } from '../../src/phases/installer-prep';
 import { lineStream } from '../../src/phases/phase';
 import { InputError } from '../../src/errors';
@@ -71,6 +71,40 @@ describe('checkWipe', () => {
     expect(checkWipe('/dev/vda', [vda], '/dev/disk/by-id/virtio-x').warning).toMatch(
       /by id \(\/dev\/disk\/by-id\/virtio-x\): cannot check it is \/dev\/vda/,
     );
+  });
+});
+
+describe('checkWipeLayout (before any connection: the disks the disko layout formats)', () => {
+  const main = { name: 'main', device: '/dev/vda' };
+  it('accepts the disk the layout formats; nothing to say without confirm-wipe or disks', () => {
+    expect(checkWipeLayout('/dev/vda', [main])).toBeUndefined();
+    expect(checkWipeLayout(undefined, [main])).toBeUndefined();
+    expect(checkWipeLayout('/dev/vda', [])).toBeUndefined();
+  });
+  it('refuses a disk the layout does not name, naming both and the fixes', () => {
+    const e = err(() => checkWipeLayout('/dev/sdb', [main]));
+    expect(e).toBeInstanceOf(InputError);
+    expect(e.message).toBe(
+      "input 'confirm-wipe': names /dev/sdb, but the configuration's disko layout formats /dev/vda (disko.devices.disk.main)",
+    );
+    expect(e.fix).toMatch(/set confirm-wipe to \/dev\/vda/);
+    expect(e.fix).toMatch(/disko\.devices\.disk\.main\.device = "\/dev\/sdb"/);
+    expect(e.fix).toMatch(/leave confirm-wipe empty when nothing should be wiped/);
+  });
+  it('warns when the layout formats more disks than confirm-wipe names', () => {
+    expect(checkWipeLayout('/dev/vda', [main, { name: 'data', device: '/dev/vdb' }])).toMatch(
+      /also formats \/dev\/vdb \(disko\.devices\.disk\.data\): confirm-wipe names only \/dev\/vda/,
+    );
+  });
+  it('cannot tell for disks named by id: a warning, the probe-time check decides', () => {
+    expect(
+      checkWipeLayout('/dev/vda', [{ name: 'main', device: '/dev/disk/by-id/virtio-abc' }]),
+    ).toMatch(/names its disks by id or path/);
+    expect(
+      checkWipeLayout('/dev/disk/by-id/virtio-abc', [
+        { name: 'main', device: '/dev/disk/by-id/virtio-abc' },
+      ]),
+    ).toBeUndefined();
   });
 });
 

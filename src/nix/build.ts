@@ -17,6 +17,8 @@ import {
 } from './closure';
 import { NixError, nixErrorText, type Nix } from './nix';
 import type { KexecTarball } from './kexec';
+import { evalLayout, layoutTools, type DiskoLayout } from './layout';
+import { findSystemNix } from './system-nix';
 
 export class BuildError extends VpsNixosError {}
 
@@ -30,6 +32,8 @@ export interface BuildRequest {
   closureBudgetBytes?: number;
   /** Also build the configuration without the vpsNixos module and report what it saves. */
   measureTrimming?: boolean;
+  /** Evaluate the disko layout (the installer's tools, the disks it formats): when the run may install. */
+  layout?: boolean;
   cache?: { store: CacheStore; dir: string; capBytes: number };
   toolVersion: string;
   log: (line: string) => void;
@@ -58,6 +62,14 @@ export interface BuildResult {
   closure: ClosureReport;
   cache?: CacheOutcome;
   kexec?: KexecTarball;
+  /**
+   * The closure's own Nix (`readlink -f <toplevel>/sw/bin/nix-store`, up to its store path): the
+   * installer has none, so the install runs `chroot /mnt <nixStorePath>/bin/nix-store`. Undefined
+   * when the closure has no Nix (nix.enable = false): then an install is refused after the plan.
+   */
+  nixStorePath?: string;
+  /** The disko layout (when asked for and the configuration has disko); undefined: unknown. */
+  layout?: DiskoLayout;
   /** Every path of the closure with its size (for the diff against the target's system). */
   paths: PathInfo[];
   seconds: number;
@@ -277,6 +289,22 @@ export async function buildSystem(nix: Nix, req: BuildRequest): Promise<BuildRes
       diskScript = d.out;
     }
   }
+  let layout: DiskoLayout | undefined;
+  if (req.layout) {
+    layout = await evalLayout(nix, attr(req.flake, 'config'), req.warn);
+    if (layout)
+      req.log(
+        `disko layout: ${layout.used.join(', ') || 'empty'}; installer tools: ${layoutTools(layout).tools.join(' ')}`,
+      );
+  }
+  const systemNix = findSystemNix(top.out);
+  const nixStorePath =
+    systemNix && 'nixStorePath' in systemNix ? systemNix.nixStorePath : undefined;
+  req.log(
+    nixStorePath
+      ? `the closure's Nix: ${nixStorePath}`
+      : `the closure has no Nix (${top.out}/sw/bin/nix-store)`,
+  );
   const info = await nix.run(['path-info', '--json', '-rsS', top.out]);
   if (info.code !== 0)
     throw new NixError(
@@ -326,6 +354,8 @@ export async function buildSystem(nix: Nix, req: BuildRequest): Promise<BuildRes
     diskScript,
     closure,
     cache,
+    nixStorePath,
+    layout,
     paths: infos,
     seconds: (Date.now() - start) / 1000,
   };

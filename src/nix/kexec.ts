@@ -1,4 +1,5 @@
 /** The kexec installer tarball: ours (built from nix/), a local file, or a download checked by sha256. */
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   copyFileSync,
@@ -11,7 +12,8 @@ import {
   rmSync,
   statSync,
 } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
+import { promisify } from 'node:util';
 import type { CacheStore } from '../cache/store';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -28,6 +30,110 @@ export interface KexecTarball {
   source: 'built' | 'file' | 'url';
   /** Where it came from: the flake attribute, the file or the URL. */
   from: string;
+  /** Kernel and initrd sizes, read from the tarball's member headers (what must fit the RAM). */
+  sizes?: KexecSizes;
+  /** Why `sizes` is missing: the tarball cannot be listed, or lacks kexec/bzImage or kexec/initrd. */
+  sizesProblem?: string;
+}
+
+/** What the kexec installer takes in RAM, in bytes. */
+export interface KexecSizes {
+  /** kexec/bzImage as stored (compressed). */
+  kernelBytes: number;
+  /** kexec/initrd as stored (compressed; `run` appends a few KiB of keys and network to it). */
+  initrdBytes: number;
+  /**
+   * The initrd unpacked into the boot tmpfs: known from the build's sizes.env
+   * (INITRD_UNPACKED_BYTES) when it describes this tarball; unknown for a third-party one.
+   */
+  initrdUnpackedBytes?: number;
+}
+
+/** One member of a `tar -tv` listing. */
+export interface TarMember {
+  name: string;
+  /** First letter of the mode column: '-' regular file, 'l' symlink, 'h' hard link, 'd' directory. */
+  kind: string;
+  bytes: number;
+}
+
+/** Parses GNU tar's `-tv` listing (LC_ALL=C). Pure. */
+export function parseTarListing(text: string): TarMember[] {
+  const members: TarMember[] = [];
+  const re = /^(\S)\S*\s+\S+\s+(\d+)\s+\d{4}-\d\d-\d\d\s+\d\d:\d\d(?::\d\d)?\s+(.+)$/;
+  for (const line of text.split('\n')) {
+    const m = re.exec(line);
+    if (!m) continue;
+    const name = m[3]!.replace(/ (->|link to) .*$/, '').replace(/^\.\//, '');
+    members.push({ name, kind: m[1]!, bytes: Number(m[2]) });
+  }
+  return members;
+}
+
+/** `KEY=value` lines of a sizes.env. Pure. */
+export function parseSizesEnv(text: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const m = /^\s*([A-Z0-9_]+)=["']?([^"'\s]*)["']?\s*$/.exec(line);
+    if (m) env[m[1]!] = m[2]!;
+  }
+  return env;
+}
+
+/**
+ * The kernel and initrd sizes from the listing, and the unpacked initrd from sizes.env when that
+ * file describes this tarball (its INITRD_BYTES, and KERNEL_BYTES if given, match the members). Pure.
+ */
+export function kexecSizes(
+  members: TarMember[],
+  sizesEnv?: Record<string, string>,
+): { sizes?: KexecSizes; problem?: string } {
+  const file = (name: string) => members.find((m) => m.name === name && m.kind === '-');
+  const kernel = file('kexec/bzImage');
+  const initrd = file('kexec/initrd');
+  if (!kernel || !initrd) {
+    const missing = [kernel ? '' : 'kexec/bzImage', initrd ? '' : 'kexec/initrd'].filter(Boolean);
+    return {
+      problem: `it holds no ${missing.join(' and ')} as a regular file, so it is not a kexec installer tarball (nixos-images layout: kexec/run, kexec/bzImage, kexec/initrd)`,
+    };
+  }
+  const sizes: KexecSizes = { kernelBytes: kernel.bytes, initrdBytes: initrd.bytes };
+  const num = (k: string) => (sizesEnv?.[k] !== undefined ? Number(sizesEnv[k]) : undefined);
+  const unpacked = num('INITRD_UNPACKED_BYTES');
+  const describesThis =
+    num('INITRD_BYTES') === initrd.bytes &&
+    (num('KERNEL_BYTES') === undefined || num('KERNEL_BYTES') === kernel.bytes);
+  if (describesThis && unpacked !== undefined && Number.isSafeInteger(unpacked) && unpacked > 0)
+    sizes.initrdUnpackedBytes = unpacked;
+  return { sizes };
+}
+
+const execFileP = promisify(execFile);
+
+/** Lists the tarball's member headers (no unpacking to disk) and reads a sizes.env beside it. */
+export async function readKexecSizes(
+  path: string,
+  sizesEnvPath?: string,
+): Promise<{ sizes?: KexecSizes; problem?: string }> {
+  let listing: string;
+  try {
+    // GNU tar detects gzip, xz and zstd by their magic bytes when reading a file.
+    listing = (
+      await execFileP('tar', ['-tvf', path], {
+        env: { ...process.env, LC_ALL: 'C', TZ: 'UTC' },
+        maxBuffer: 16 * 2 ** 20,
+      })
+    ).stdout;
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    const why = (e.stderr || e.message).trim().split('\n').slice(-2).join(' | ');
+    return { problem: `tar cannot list it (${why})` };
+  }
+  const env =
+    sizesEnvPath && existsSync(sizesEnvPath)
+      ? parseSizesEnv(readFileSync(sizesEnvPath, 'utf8'))
+      : undefined;
+  return kexecSizes(parseTarListing(listing), env);
 }
 
 export interface KexecRequest {
@@ -133,6 +239,9 @@ export function flakeDirHash(dir: string): string {
   return h.digest('hex').slice(0, 32);
 }
 
+/** Written by our installer's build next to the tarball (nix/README.md): its sizes. */
+const SIZES_ENV = 'sizes.env';
+
 /** Our tarball from the cache when this release's nix/ was built before, else built (and saved). */
 async function cachedOurs(nix: Nix, req: KexecRequest): Promise<{ path: string; from: string }> {
   if (!req.cache) return buildOurs(nix, req.system, req.log);
@@ -150,6 +259,8 @@ async function cachedOurs(nix: Nix, req: KexecRequest): Promise<{ path: string; 
   rmSync(req.cache.dir, { recursive: true, force: true });
   mkdirSync(req.cache.dir, { recursive: true });
   copyFileSync(built.path, file);
+  const env = join(dirname(built.path), SIZES_ENV);
+  if (existsSync(env)) copyFileSync(env, join(req.cache.dir, SIZES_ENV));
   await req.cache.store.save(req.cache.dir, key);
   return built;
 }
@@ -199,5 +310,14 @@ export async function resolveKexecTarball(nix: Nix, req: KexecRequest): Promise<
       'use our slim installer (leave kexec-tarball empty) or raise installer-budget; every MiB of it sits in RAM after kexec',
     );
   }
-  return { path, sha256, bytes, source, from };
+  // A downloaded file has no build beside it; a local one may (our build's output directory).
+  const { sizes, problem } = await readKexecSizes(
+    path,
+    source === 'url' ? undefined : join(dirname(path), SIZES_ENV),
+  );
+  if (sizes)
+    req.log(
+      `kexec installer: kernel ${formatBytes(sizes.kernelBytes)}, initrd ${formatBytes(sizes.initrdBytes)}${sizes.initrdUnpackedBytes !== undefined ? ` (${formatBytes(sizes.initrdUnpackedBytes)} unpacked)` : ` (unpacked size unknown: no ${SIZES_ENV} for ${basename(path)})`}`,
+    );
+  return { path, sha256, bytes, source, from, ...(sizes ? { sizes } : { sizesProblem: problem }) };
 }

@@ -65,3 +65,36 @@ export function checkWipe(
       : `the disk script names no disk device: cannot check it formats ${confirmWipe}`,
   };
 }
+
+/**
+ * Before any connection: confirm-wipe against the disks the configuration's disko layout formats
+ * (`disko.devices.disk.<name>.device`). Throws an InputError when the layout names its disks and
+ * confirm-wipe is not one of them; returns a warning when it cannot tell (disks named by id) or
+ * when the layout formats more disks than the one confirm-wipe names.
+ */
+export function checkWipeLayout(
+  confirmWipe: string | undefined,
+  disks: { name: string; device?: string }[],
+): string | undefined {
+  if (!confirmWipe || disks.length === 0) return undefined;
+  const attr = (name: string) => (/^[A-Za-z_][A-Za-z0-9_'-]*$/.test(name) ? name : `"${name}"`);
+  const show = (d: { name: string; device?: string }) =>
+    `${d.device ?? '(no device)'} (disko.devices.disk.${attr(d.name)})`;
+  const named = disks.filter((d) => d.device === confirmWipe);
+  if (named.length > 0) {
+    const others = disks.filter((d) => d.device !== confirmWipe);
+    return others.length
+      ? `the disko layout also formats ${others.map(show).join(', ')}: confirm-wipe names only ${confirmWipe}, but the install wipes those too`
+      : undefined;
+  }
+  const plain = disks.filter((d) => d.device && !d.device.startsWith('/dev/disk/'));
+  if (plain.length > 0) {
+    const first = plain[0]!;
+    throw new InputError(
+      'confirm-wipe',
+      `names ${confirmWipe}, but the configuration's disko layout formats ${disks.map(show).join(', ')}`,
+      `set confirm-wipe to ${first.device} if that is the disk to wipe, or set disko.devices.disk.${attr(first.name)}.device = "${confirmWipe}" in the configuration; leave confirm-wipe empty when nothing should be wiped`,
+    );
+  }
+  return `the disko layout names its disks by id or path (${disks.map(show).join(', ')}): confirm-wipe ${confirmWipe} is checked against the probed disks and the disk script after connecting`;
+}

@@ -8,7 +8,7 @@ import { fingerprint, formatKey, pinFor } from '../ssh/hostkeys';
 import { connect as sshConnect, type ConnectOptions, type RemoteSession } from '../ssh/session';
 import { InputError, VpsNixosError, describeError } from '../errors';
 import { buildSystem, type BuildResult } from '../nix/build';
-import { resolveKexecTarball } from '../nix/kexec';
+import { resolveKexecTarball, type KexecTarball } from '../nix/kexec';
 import { diffClosures, type ClosureDiff } from '../nix/closure';
 import { runPreflight, type PreflightResult } from '../preflight/run';
 import { publicKeyOf } from '../ssh/keys';
@@ -18,6 +18,10 @@ import type { RunRecord, StageName } from './record';
 import { runBootstrap, type BootstrapArtifacts } from '../phases/bootstrap';
 import { runDeploy } from '../deploy/deploy';
 import { prepareInfect } from '../infect/script';
+import { checkInstall } from '../plan/install-checks';
+import type { Plan } from '../plan/plan';
+import { findSystemNix } from '../nix/system-nix';
+import { checkWipeLayout } from '../phases/wipe-guard';
 
 export interface Logger {
   info(line: string): void;
@@ -29,24 +33,32 @@ export interface Logger {
 const prebuilt = (cfg: Config) =>
   !!cfg.toplevel && (!!cfg.diskScript || cfg.method === 'infect' || !cfg.flake);
 
+/** The kexec installer when the build stage did not resolve it. */
+function resolveInstaller(
+  cfg: Config,
+  deps: PipelineDeps,
+  record: RunRecord,
+): Promise<KexecTarball> {
+  return resolveKexecTarball(deps.nix ?? localNix(), {
+    tarball: cfg.kexecTarball,
+    sha256: cfg.kexecTarballSha256,
+    system: record.build?.system ?? `${record.facts?.arch ?? 'x86_64'}-linux`,
+    budgetBytes: cfg.installerBudgetBytes,
+    downloadDir: deps.tempDir,
+    log: (l) => deps.log.info(l),
+  });
+}
+
 /** The store paths and installer the bootstrap needs: from the build, or given prebuilt. */
 async function artifacts(
   cfg: Config,
   deps: PipelineDeps,
   record: RunRecord,
+  resolved?: KexecTarball,
 ): Promise<BootstrapArtifacts> {
   const needsKexec = record.plan?.phases.includes('kexec') ?? false;
-  let kexec = record.build?.kexec;
-  if (!kexec && needsKexec) {
-    kexec = await resolveKexecTarball(deps.nix ?? localNix(), {
-      tarball: cfg.kexecTarball,
-      sha256: cfg.kexecTarballSha256,
-      system: record.build?.system ?? `${record.facts?.arch ?? 'x86_64'}-linux`,
-      budgetBytes: cfg.installerBudgetBytes,
-      downloadDir: deps.tempDir,
-      log: (l) => deps.log.info(l),
-    });
-  }
+  let kexec = record.build?.kexec ?? resolved;
+  if (!kexec && needsKexec) kexec = await resolveInstaller(cfg, deps, record);
   // Fetched and checked on the runner before any phase touches the host.
   const infect = record.plan?.phases.includes('infect')
     ? await prepareInfect({
@@ -132,6 +144,7 @@ export async function runPipeline(
     }
   };
   let session: RemoteSession | undefined;
+  let installer: KexecTarball | undefined;
   try {
     if (req.stages.includes('build') && prebuilt(cfg)) {
       record.stages.push({
@@ -176,7 +189,18 @@ export async function runPipeline(
     }
     const facts = record.facts;
     if (req.stages.includes('plan') && facts) {
-      record.plan = await stage('plan', async () => plan(facts, cfg));
+      record.plan = await stage('plan', async () => {
+        const checked = await installChecks(
+          plan(facts, cfg),
+          cfg,
+          deps,
+          record,
+          facts,
+          req.stages.includes('bootstrap'),
+        );
+        installer = checked.installer;
+        return checked.plan;
+      });
       for (const w of record.plan.warnings) deps.log.warn(w);
     }
     if (req.stages.includes('check') && !cfg.flake && req.stages.includes('bootstrap')) {
@@ -214,7 +238,7 @@ export async function runPipeline(
           open,
           facts,
           planned,
-          await artifacts(cfg, deps, record),
+          await artifacts(cfg, deps, record, installer),
           {
             confirmWipe: cfg.confirmWipe,
             patchUdevadm: cfg.patchUdevadm,
@@ -324,11 +348,17 @@ async function runBuild(cfg: Config, deps: PipelineDeps, withKexec: boolean): Pr
     },
     closureBudgetBytes: cfg.closureBudgetBytes,
     measureTrimming: cfg.measureTrimming,
+    layout: cfg.method === 'kexec' || cfg.method === 'auto',
     cache: cfg.cache && deps.cache ? { ...deps.cache, capBytes: cfg.cacheMaxBytes } : undefined,
     toolVersion: deps.toolVersion,
     log: (l) => deps.log.info(l),
     warn: (l) => deps.log.warn(l),
   });
+  // Issue 17: confirm-wipe against the disks the layout formats, before any connection.
+  if (result.layout) {
+    const w = checkWipeLayout(cfg.confirmWipe, result.layout.disks);
+    if (w) deps.log.warn(w);
+  }
   if (withKexec) {
     result.kexec = await resolveKexecTarball(nix, {
       tarball: cfg.kexecTarball,
@@ -351,6 +381,36 @@ async function runBuild(cfg: Config, deps: PipelineDeps, withKexec: boolean): Pr
     );
   }
   return result;
+}
+
+/**
+ * Issue 17, after plan() and before any phase changes the host: what the initrd-only installer
+ * cannot do (a closure without Nix, a layout it cannot format, an installer over the RAM limits)
+ * refuses the plan. A run that will bootstrap resolves the kexec installer here (else the
+ * bootstrap would) so its sizes are checked now; it is handed on to the bootstrap.
+ */
+async function installChecks(
+  p: Plan,
+  cfg: Config,
+  deps: PipelineDeps,
+  record: RunRecord,
+  facts: Facts,
+  willBootstrap: boolean,
+): Promise<{ plan: Plan; installer?: KexecTarball }> {
+  if (p.refusal || !(p.phases.includes('install') || p.phases.includes('kexec')))
+    return { plan: p };
+  let installer = record.build?.kexec;
+  if (!installer && willBootstrap && p.phases.includes('kexec'))
+    installer = await resolveInstaller(cfg, deps, record);
+  const toplevel = cfg.toplevel ?? record.build?.toplevel;
+  const checked = checkInstall(p, {
+    config: cfg.flake ? `nixosConfigurations.${cfg.flake.name}` : 'the configuration',
+    systemNix: toplevel ? findSystemNix(toplevel) : undefined,
+    layout: record.build?.layout,
+    installer,
+    memTotalBytes: facts.memTotalBytes,
+  });
+  return { plan: checked, installer };
 }
 
 /** What the new closure adds to the system the target runs now, and the bytes that must be sent. */

@@ -1,0 +1,67 @@
+/**
+ * Does the kexec installer fit this host's RAM? Two limits, both before anything changes:
+ * - loading: kexec_load / kexec_file_load refuse images whose segments (kernel + initrd) exceed
+ *   half of the RAM (EINVAL, nothing more said);
+ * - booting: the initrd is unpacked into the root tmpfs while its compressed copy is still in
+ *   memory, and the kernel needs room of its own on top.
+ * Pure.
+ */
+import { formatBytes } from '../size';
+import type { KexecSizes } from '../nix/kexec';
+import type { Refusal } from './plan';
+
+/** What the booting kernel itself keeps (page tables, slab, the unpacker's buffers): a margin. */
+export const KERNEL_RESERVE_BYTES = 64 * 2 ** 20;
+
+export interface InstallerInfo {
+  /** Where it came from (ours, the kexec-tarball file or URL), for messages. */
+  from: string;
+  sizes?: KexecSizes;
+  sizesProblem?: string;
+}
+
+const FIX =
+  'use a smaller installer (ours: leave kexec-tarball empty; or a variant with fewer tools and modules), a VPS with more RAM, or method infect (converts in place, no kexec)';
+
+export function installerFit(
+  installer: InstallerInfo,
+  memTotalBytes: number,
+): { refusal?: Refusal; warnings: string[] } {
+  const mem = `MemTotal ${formatBytes(memTotalBytes)}`;
+  const s = installer.sizes;
+  if (!s)
+    return {
+      refusal: {
+        reason: `the kexec installer (${installer.from}) cannot be checked against this host's RAM: ${installer.sizesProblem ?? 'its sizes are unknown'}`,
+        remediation:
+          'give a kexec tarball in the nixos-images layout (kexec/run, kexec/bzImage, kexec/initrd), or leave kexec-tarball empty to use ours',
+      },
+      warnings: [],
+    };
+  const image = s.kernelBytes + s.initrdBytes;
+  const half = Math.floor(memTotalBytes / 2);
+  if (image > half)
+    return {
+      refusal: {
+        reason: `the kexec installer (${installer.from}) is too big to load: kernel ${formatBytes(s.kernelBytes)} + initrd ${formatBytes(s.initrdBytes)} = ${formatBytes(image)}, over half of ${mem} (${formatBytes(half)}); the kernel refuses larger kexec images (EINVAL)`,
+        remediation: FIX,
+      },
+      warnings: [],
+    };
+  if (s.initrdUnpackedBytes === undefined)
+    return {
+      warnings: [
+        `the kexec installer's unpacked initrd size is unknown (${installer.from} has no sizes.env with INITRD_UNPACKED_BYTES): only the load limit was checked (kernel + initrd ${formatBytes(image)} ≤ half of ${mem}); at boot the initrd is unpacked into RAM next to its ${formatBytes(s.initrdBytes)} compressed copy`,
+      ],
+    };
+  const boot = s.initrdBytes + s.initrdUnpackedBytes + KERNEL_RESERVE_BYTES;
+  if (boot > memTotalBytes)
+    return {
+      refusal: {
+        reason: `the kexec installer (${installer.from}) does not fit in RAM at boot: its initrd ${formatBytes(s.initrdBytes)} compressed + ${formatBytes(s.initrdUnpackedBytes)} unpacked + ${formatBytes(KERNEL_RESERVE_BYTES)} for the kernel = ${formatBytes(boot)}, over ${mem}`,
+        remediation: FIX,
+      },
+      warnings: [],
+    };
+  return { warnings: [] };
+}

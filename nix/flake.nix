@@ -82,15 +82,19 @@
       packages = forAllSystems (system: rec {
         kexec-installer = (installerFor system).config.system.build.kexecTarball;
         default = kexec-installer;
-        # The installer's NixOS system: its closure is what the squashfs holds,
-        # so `nix path-info -rsS` on it explains the initrd size.
-        kexec-installer-system = (installerFor system).config.system.build.toplevel;
+        # There is no installer system (toplevel) any more, only an initrd.
+        # This explains its size: sizes.env (compressed, unpacked, budgets) and
+        # store-paths.tsv (each store path in the initrd, unpacked, biggest
+        # first). Built without the budget check, so it shows an initrd that
+        # is over budget too.
+        kexec-installer-initrd-report = (installerFor system).config.system.build.vpsNixosInitrdReport;
       });
 
       checks = forAllSystems (
         system:
         let
           pkgs = nixpkgs.legacyPackages.${system};
+          installer = (installerFor system).config;
           defaults = (exampleHost system { }).config;
           # A user who wants some things back, and the console fallback.
           overridden =
@@ -149,12 +153,70 @@
         in
         {
           inherit moduleEval;
-          # The installer itself (same derivation as the package: built once).
+          # The installer itself (same derivation as the package: built once);
+          # its build fails over the initrd budget.
           kexec-installer = self.packages.${system}.kexec-installer;
+          # Every command in scripts/installer-tools.txt (the one list, also read
+          # by the stand-in's build) is in the built initrd's /bin or /sbin, and
+          # ICU is not in it (gptfdisk is built without it, xfsprogs' xfs_scrub
+          # is left out). `../scripts` is inside this git flake's source (the
+          # repository), so the file must be committed.
+          installer-initrd-tools =
+            pkgs.runCommand "installer-initrd-tools"
+              {
+                nativeBuildInputs = [
+                  pkgs.cpio
+                  pkgs.zstd
+                  pkgs.xz
+                  pkgs.gzip
+                ];
+              }
+              ''
+                sh ${./tests/initrd-tools.sh} \
+                  ${installer.system.build.initialRamdisk}/${installer.system.boot.loader.initrdFile} \
+                  ${../scripts/installer-tools.txt} icu4c >$out 2>&1 || {
+                  cat $out
+                  exit 1
+                }
+                cat $out
+              '';
+          # The installer evaluated against real NixOS: what the offline test
+          # (tests/installer-module-offline.nix) can only check with stubs.
+          installerEval =
+            let
+              cmdline = lib.splitString " " installer.system.build.vpsNixosKexecCmdline;
+              sd = installer.boot.initrd.systemd;
+            in
+            assert expect "installer: systemd stage 1" sd.enable;
+            assert expect "installer: rd.systemd.unit=vps-nixos-installer.target" (
+              lib.head cmdline == "rd.systemd.unit=vps-nixos-installer.target"
+            );
+            assert expect "installer: no init=, no root=" (
+              !lib.any (p: lib.hasPrefix "init=" p || lib.hasPrefix "root=" p) cmdline
+            );
+            assert expect "installer: the target wants sshd and networkd" (
+              lib.all (u: lib.elem u sd.targets.vps-nixos-installer.wants) [
+                "sshd.service"
+                "systemd-networkd.service"
+              ]
+            );
+            assert expect "installer: never switches root" (!sd.services.initrd-switch-root.enable);
+            assert expect "installer: initrd sshd" installer.boot.initrd.network.ssh.enable;
+            assert expect "installer: resolved in the initrd" installer.boot.initrd.services.resolved.enable;
+            assert expect "installer: explicit kernel modules" (!installer.boot.initrd.includeDefaultModules);
+            assert expect "installer: no firmware" (!installer.hardware.enableRedistributableFirmware);
+            assert expect "installer: VARIANT_ID=installer" (installer.system.nixos.variant_id == "installer");
+            pkgs.runCommand "installer-eval" { } ''
+              echo ${lib.escapeShellArg installer.system.build.vpsNixosKexecCmdline} > $out
+            '';
+          # The same checks with stubs, as the offline workspace runs them.
+          installer-module-offline = pkgs.writeText "installer-module-offline" (
+            lib.concatStringsSep "\n" (import ./tests/installer-module-offline.nix { inherit lib; })
+          );
           # The disk script our build stage asks disko for, with our module loaded.
           disko-script = (exampleHost system { }).config.system.build.diskoScriptNoDeps;
           run-sh = pkgs.runCommand "run-sh-shellcheck" { nativeBuildInputs = [ pkgs.shellcheck ]; } ''
-            shellcheck -s sh ${./kexec-installer/run.sh} ${./tests/carry-network.sh} ${./tests/restore-offline.sh}
+            shellcheck -s sh ${./kexec-installer/run.sh} ${./tests}/*.sh
             touch $out
           '';
         }

@@ -153,6 +153,87 @@ describe('network rules (the same as run.sh)', () => {
     expect(hostNetwork(loadFacts('two-nics-kvm')).skipped).toEqual([]);
   });
 
+  it("a VLAN child with its parent's MAC gets no unit: it would take the parent's place", () => {
+    // Hetzner's vSwitch: enp7s0.4000 on enp7s0, same MAC. A unit matched by that MAC would
+    // match enp7s0 on the installed system (no VLAN netdev there), and 10-enp7s0.4000 sorts
+    // before 10-enp7s0: the private address would land untagged on the public NIC.
+    const facts = loadFacts('vlan-child-hetzner-vswitch-kvm');
+    for (const interfaces of [facts.interfaces, [...facts.interfaces].reverse()]) {
+      const net = hostNetwork({ ...facts, interfaces });
+      expect(net.units.map((u) => u.interfaceName)).toEqual(['enp7s0']);
+      expect(net.units[0]).toMatchObject({
+        mac: '96:00:02:aa:bb:01',
+        addresses: ['203.0.113.7/32', '2001:db8:c0de::1/64'],
+        hasDefaultRoute: true,
+      });
+      expect(net.units[0]?.routes).toEqual(
+        hostNetwork(loadFacts('static-32-onlink-hetzner-kvm')).units[0]?.routes,
+      );
+      expect(net.skipped).toEqual([
+        "enp7s0.4000 (VLAN 4000 on enp7s0, with its MAC: a unit matched by that MAC would take enp7s0's place; declare the VLAN as a netdev by hand)",
+      ]);
+    }
+    const text = factsToNix(facts, OPTS);
+    expect(text).not.toContain('10-enp7s0.4000');
+    expect(text).not.toContain('10.0.1.2/24');
+    expect(text).not.toContain('10.0.0.0/16');
+    expect(text).toContain(
+      '# Not configured (no Ethernet MAC to match): enp7s0.4000 (VLAN 4000 on enp7s0,',
+    );
+    expect(text.match(/matchConfig\.MACAddress = "96:00:02:aa:bb:01";/g)).toHaveLength(1);
+  });
+
+  it('a vlan<id> beside its parent is a VLAN child too; without a parent it is a NIC', () => {
+    const facts = loadFacts('vlan-child-hetzner-vswitch-kvm');
+    const renamed = (name: string) => ({
+      ...facts,
+      interfaces: facts.interfaces.map((i) => (i.name === 'enp7s0.4000' ? { ...i, name } : i)),
+      routes: facts.routes.map((r) => (r.dev === 'enp7s0.4000' ? { ...r, dev: name } : r)),
+    });
+    const net = hostNetwork(renamed('vlan4000'));
+    expect(net.units.map((u) => u.interfaceName)).toEqual(['enp7s0']);
+    expect(net.skipped[0]).toMatch(/^vlan4000 \(VLAN 4000 on enp7s0, /);
+    // Alone (its parent not in the facts) it has its own MAC to be matched by.
+    const alone = renamed('vlan4000');
+    const only = hostNetwork({
+      ...alone,
+      interfaces: alone.interfaces.filter((i) => i.name === 'vlan4000'),
+      routes: alone.routes.filter((r) => r.dev === 'vlan4000'),
+    });
+    expect(only.units.map((u) => u.interfaceName)).toEqual(['vlan4000']);
+    expect(only.skipped).toEqual([]);
+  });
+
+  it('of two links with one MAC and addresses, the one with the default route keeps the unit', () => {
+    const facts = loadFacts('static-32-onlink-hetzner-kvm');
+    const eth0 = facts.interfaces[0] as Facts['interfaces'][number];
+    const br0 = {
+      ...eth0,
+      name: 'br0',
+      addresses: [
+        {
+          family: 'inet' as const,
+          address: '10.9.0.1',
+          prefixLength: 24,
+          scope: 'global',
+          dynamic: false,
+        },
+      ],
+    };
+    const net = hostNetwork({ ...facts, interfaces: [br0, eth0] });
+    expect(net.units.map((u) => u.interfaceName)).toEqual(['eth0']);
+    expect(net.skipped).toEqual(['br0 (same MAC as eth0, which a unit matched by MAC configures)']);
+    // A port without addresses beside the bridge that has them: nothing to choose.
+    const port = { ...eth0, name: 'ens3', addresses: [] };
+    const bridged = hostNetwork({
+      ...facts,
+      interfaces: [port, { ...eth0, name: 'br0' }],
+      routes: facts.routes.map((r) => ({ ...r, dev: 'br0' })),
+    });
+    expect(bridged.units.map((u) => u.interfaceName)).toEqual(['br0']);
+    expect(bridged.skipped).toEqual([]);
+  });
+
   it('an IPv4 default route through an IPv6 gateway gets an explicit destination', () => {
     const facts = withNet({
       routes: [{ family: 'inet', dst: 'default', gateway: 'fe80::1', dev: 'ens3', onlink: true }],

@@ -5,12 +5,16 @@
 # It carries this machine's identity into the installer, then kexecs into it:
 #   - SSH host keys (/etc/ssh/ssh_host_*), so a pinned known_hosts entry still matches;
 #   - root's authorized_keys, so the same key logs in;
-#   - /etc/machine-id;
-#   - the static network (addresses, routes, DNS) as systemd-networkd .network
-#     files matched by MAC, so a static-IP VPS stays reachable after kexec.
+#   - /etc/machine-id (mode 0444: networkd, which runs as systemd-network, reads
+#     it for its DHCP client identifier);
+#   - the static network (addresses, routes, DNS) as systemd-networkd files: a
+#     NIC matched by MAC (and Type=ether, so a VLAN on it with the same MAC is not
+#     taken for it), a VLAN matched by name with a .netdev that recreates it and a
+#     VLAN= line in its parent's file, so a static-IP VPS stays reachable.
 # The files go into a newc cpio appended to a copy of the initrd; the kernel
-# unpacks it next to the installer's own files at /vps-nixos-carried, and the
-# installer (module.nix) puts everything in place before sshd and networkd start.
+# unpacks it over the installer's own files: /vps-nixos-carried/ for the unit
+# in module.nix that puts keys and network in place before sshd and networkd
+# start, and /etc/machine-id, which systemd reads before any unit runs.
 #
 # Environment:
 #   RUN_DRY=1          collect and print what would be carried (and pack it when
@@ -21,7 +25,8 @@ set -eu
 umask 077
 
 here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
-# The installer's "init=… kernel params", filled in when the tarball is built.
+# The installer's kernel command line (rd.systemd.unit=…, console, panic; no
+# init= and no root=), filled in when the tarball is built.
 cmdline=@cmdline@
 dry=${RUN_DRY:-}
 delay=${KEXEC_DELAY:-6}
@@ -83,11 +88,21 @@ keys_of() {
   fi
 } >"$carried/ssh/authorized_keys"
 
-if [ -s /etc/machine-id ]; then cp /etc/machine-id "$carried/machine-id"; fi
+# umask 077 would make it 0400, and networkd (user systemd-network) could not
+# read it: "Failed to set IAID+DUID: Permission denied", no DHCP.
+if [ -s /etc/machine-id ]; then
+  mkdir -p "$stage/etc"
+  cp /etc/machine-id "$stage/etc/machine-id"
+  cp /etc/machine-id "$carried/machine-id"
+  chmod 0444 "$stage/etc/machine-id" "$carried/machine-id"
+fi
 
 # --- network ------------------------------------------------------------------
 net=$carried/network
-"$ip_cmd" -o link show >"$net/links.txt"
+# -d adds each link's kind ("vlan protocol 802.1Q id 4000"); busybox ip has no -d.
+"$ip_cmd" -d -o link show >"$net/links.txt" 2>/dev/null || "$ip_cmd" -o link show >"$net/links.txt"
+# Every VLAN with its id and parent, whatever ip(8) this is (8021q keeps it per netns).
+if [ -r /proc/net/vlan/config ]; then cat /proc/net/vlan/config >"$net/vlan.txt"; else : >"$net/vlan.txt"; fi
 "$ip_cmd" -o addr show >"$net/addrs.txt"
 "$ip_cmd" -4 route show table main >"$net/routes-v4.txt" 2>/dev/null ||
   "$ip_cmd" -4 route show >"$net/routes-v4.txt"
@@ -115,6 +130,12 @@ if [ ! -s "$net/dns.txt" ]; then nameservers /run/systemd/resolve/resolv.conf >"
 # left out: the installer gets those again by itself. A gateway outside every
 # subnet of its interface (a /32 address with a provider gateway, say) gets
 # GatewayOnLink=yes, as does a route the kernel already marks "onlink".
+# Each file matches exactly one interface: a NIC by MACAddress= and Type=ether
+# (names differ between distros, MACs do not), a VLAN by Name= and Kind=vlan: a
+# VLAN has its parent's MAC, so MAC matching alone would give the parent's
+# file to the VLAN or the VLAN's to the parent (eth0.4000 sorts before eth0).
+# A VLAN also gets a .netdev (Id=, Protocol=) and its parent a VLAN= line; a
+# parent with nothing else to carry gets a file for that line alone.
 awk -v dir="$net" -v host="$(uname -n)" '
 function tobits(v, width,   s) {
   s = ""
@@ -159,11 +180,27 @@ function connected(dev, cidr,   i) {
 function full(a) { return a ~ /\// ? a : a (a ~ /:/ ? "/128" : "/32") }
 
 FILENAME ~ /links\.txt$/ {
-  name = $2; sub(/@.*/, "", name); sub(/:$/, "", name)
+  name = $2; sub(/:$/, "", name); at = ""
+  # "eth0.4000@eth0": a VLAN names its parent after the @ (a veth its peer).
+  if (name ~ /@/) { at = name; sub(/^[^@]*@/, "", at); sub(/@.*/, "", name) }
+  link_at[name] = at
   for (i = 3; i < NF; i++) {
     if ($i == "mtu") mtu[name] = $(i + 1)
-    if ($i == "link/ether" && $(i + 1) != "00:00:00:00:00:00") mac[name] = $(i + 1)
+    if ($i == "link/ether" && $(i + 1) != "00:00:00:00:00:00") mac[name] = tolower($(i + 1))
+    if ($i == "vlan" && $(i + 1) == "protocol") {
+      vproto[name] = $(i + 2)
+      for (j = i + 3; j < NF; j++) if ($j == "id") { vid[name] = $(j + 1); break }
+    }
   }
+  next
+}
+# /proc/net/vlan/config: "eth0.4000 | 4000 | eth0" after two header lines.
+FILENAME ~ /vlan\.txt$/ {
+  if (split($0, vf, "|") != 3) next
+  v = vf[1]; id = vf[2]; p = vf[3]
+  gsub(/[ \t]/, "", v); gsub(/[ \t]/, "", id); gsub(/[ \t]/, "", p)
+  if (id !~ /^[0-9]+$/) next
+  vid[v] = id; vparent[v] = p
   next
 }
 FILENAME ~ /addrs\.txt$/ {
@@ -203,13 +240,34 @@ FILENAME ~ /routes-v[46]\.txt$/ {
 FILENAME ~ /dns\.txt$/ { if ($1 != "") dns[++ndns] = $1; next }
 
 END {
+  for (dev in vid) if (!(dev in vparent) || vparent[dev] == "") vparent[dev] = link_at[dev]
+  # A carried VLAN needs its parent up with a VLAN= line, up the chain (QinQ).
+  # (Arrays are not changed while a for-in walks them: that is undefined in awk.)
+  do {
+    more = 0; split("", add); split("", drop)
+    for (dev in want) {
+      if (!(dev in vid)) continue
+      p = vparent[dev]
+      if (p == "" || !(p in mac)) drop[dev] = 1
+      else if (!(p in want)) add[p] = 1
+    }
+    for (dev in drop) { delete want[dev]; lost = lost " " dev; more = 1 }
+    for (dev in add) { want[dev] = 1; more = 1 }
+  } while (more)
+  for (dev in want) if (dev in vid) vlans[vparent[dev]] = vlans[vparent[dev]] " " dev
   for (dev in want) if (dev in hasdefault) anydefault = 1
   for (dev in want) {
     name = dev; gsub(/[^A-Za-z0-9_.-]/, "_", name)
     f = dir "/00-vps-nixos-" name ".network"
     print "# Carried across kexec by vps-nixos from " dev " on " host > f
     print "[Match]" > f
-    print "MACAddress=" mac[dev] > f
+    if (dev in vid) {
+      print "Name=" dev > f
+      print "Kind=vlan" > f
+    } else {
+      print "MACAddress=" mac[dev] > f
+      print "Type=ether" > f
+    }
     if (mtu[dev] != "" && mtu[dev] != 1500) { print "\n[Link]" > f; print "MTUBytes=" mtu[dev] > f }
     print "\n[Network]" > f
     print "DHCP=" (((dev, "inet") in dyn) ? "ipv4" : "no") > f
@@ -218,6 +276,8 @@ END {
     # DNS only on links with a default route: resolved would otherwise ask
     # the servers through a private NIC that cannot reach them.
     if (!anydefault || (dev in hasdefault)) for (i = 1; i <= ndns; i++) print "DNS=" dns[i] > f
+    n = split(vlans[dev], vl, " ")
+    for (i = 1; i <= n; i++) print "VLAN=" vl[i] > f
     for (i = 1; i <= naddr[dev]; i++) if (a_peer[dev, i] != "") {
       print "\n[Address]" > f
       print "Address=" full(a_local[dev, i]) > f
@@ -234,12 +294,30 @@ END {
     }
     close(f)
     print f
+    if (!(dev in vid)) continue
+    # networkd creates the VLAN on its parent (the VLAN= line above) from this.
+    f = dir "/00-vps-nixos-" name ".netdev"
+    print "# Carried across kexec by vps-nixos: VLAN " dev " on " vparent[dev] " on " host > f
+    print "[NetDev]" > f
+    print "Name=" dev > f
+    print "Kind=vlan" > f
+    if ((vparent[dev] in mac) && mac[dev] != mac[vparent[dev]]) print "MACAddress=" mac[dev] > f
+    print "\n[VLAN]" > f
+    print "Id=" vid[dev] > f
+    if (vproto[dev] != "" && tolower(vproto[dev]) != "802.1q") print "Protocol=" tolower(vproto[dev]) > f
+    close(f)
+    print f
   }
-}' "$net/links.txt" "$net/addrs.txt" "$net/routes-v4.txt" "$net/routes-v6.txt" "$net/dns.txt" >"$stage/network-files"
+  if (lost != "") print "vps-nixos run: not carried (VLAN without a known parent):" lost > "/dev/stderr"
+}' "$net/links.txt" "$net/vlan.txt" "$net/addrs.txt" "$net/routes-v4.txt" "$net/routes-v6.txt" "$net/dns.txt" >"$stage/network-files"
 
 # --- pack ---------------------------------------------------------------------
 pack() {
-  (cd "$stage" && find vps-nixos-carried -print >"$stage/list")
+  # etc/machine-id without an etc entry: the kernel would chmod the initrd's /etc to it.
+  (cd "$stage" && {
+    find vps-nixos-carried -print
+    if [ -f etc/machine-id ]; then echo etc/machine-id; fi
+  } >"$stage/list")
   (cd "$stage" && cpio -o -H newc <"$stage/list" >"$stage/carried.cpio") 2>"$stage/cpio.log" ||
     die "cpio could not pack $carried: $(cat "$stage/cpio.log")"
   cp "$here/initrd" "$here/initrd.carried"
@@ -250,7 +328,7 @@ pack() {
 
 if [ -n "$dry" ]; then
   say "dry run: nothing is loaded. Carried files in $carried:"
-  (cd "$stage" && find vps-nixos-carried -type f -print | sort)
+  (cd "$stage" && find vps-nixos-carried etc -type f -print 2>/dev/null | sort)
   while read -r f; do
     echo "----- ${f#"$stage"/}"
     cat "$f"

@@ -15,6 +15,12 @@
 # records its arguments: the initrd it is given must carry the keys, and the
 # temporary copies must be gone afterwards. Nothing outside the namespaces is
 # touched; the temp dir is removed at the end. RUN_SH=path tests another run.sh.
+#
+# VLANs (the Hetzner vSwitch pattern: eth0.4000 on eth0, with eth0's MAC; and a
+# VLAN on a parent that has no address of its own): real 8021q VLANs when the
+# kernel can make them; otherwise (a container without 8021q) the bundled `ip`
+# is a wrapper that adds the same VLANs to what the real ip prints, so the
+# parsing and the files are tested either way (busybox mode then has none).
 set -eu
 
 here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
@@ -29,6 +35,7 @@ fail() {
 if [ "${1:-}" = --inside ]; then
   tmp=$2
   mode=$3
+  vlans=$4
   # A Hetzner-style /32 with a gateway outside it, reached through a host route
   # (no "onlink" flag on the kernel route: run.sh must work it out), plus IPv6
   # with a link-local default gateway and an in-subnet static route.
@@ -48,6 +55,19 @@ if [ "${1:-}" = --inside ]; then
   ip route add 10.30.0.0/16 via 10.20.0.1 dev eth1
   ip -6 addr add 2001:db8:20::5/64 dev eth1 nodad
   ip -6 route add 2001:db8:99::/48 via 2001:db8:ffff::1 dev eth1 onlink
+  # eth2: no address of its own, only a VLAN with one (802.1ad).
+  ip link add eth2 type veth peer name peer2
+  ip link set eth2 address 02:00:00:00:00:03
+  for l in eth2 peer2; do ip link set "$l" up; done
+  if [ "$vlans" = real ]; then
+    ip link add link eth0 name eth0.4000 type vlan id 4000
+    ip link set eth0.4000 mtu 1400 up
+    ip addr add 10.40.0.7/24 dev eth0.4000
+    ip route add 10.50.0.0/16 via 10.40.0.1 dev eth0.4000
+    ip link add link eth2 name eth2.100 type vlan proto 802.1ad id 100
+    ip link set eth2.100 up
+    ip addr add 10.60.0.7/24 dev eth2.100
+  fi
 
   # Identity fixtures over the real paths, visible in this mount namespace only.
   mount --bind "$tmp/fixture/ssh" /etc/ssh
@@ -90,13 +110,48 @@ cp "$run_sh" "$tmp/kexec/run"
 # A stand-in initrd: any bytes; the packed copy must be it plus a gzip'd cpio.
 printf 'stand-in initrd\n' >"$tmp/kexec/initrd"
 
+# Real VLANs if this kernel makes them, else the ip wrapper below adds them.
+if unshare --net sh -c 'ip link add d0 type dummy && ip link add link d0 name d0.7 type vlan id 7' >/dev/null 2>&1; then
+  vlans=real
+else
+  vlans=fake
+fi
+real_ip=$(command -v ip)
+# What `ip` on a host with those VLANs adds to its output (the real ip's lines, verbatim shape).
+cat >"$tmp/ip-vlans" <<WRAPPER
+#!/bin/sh
+"$real_ip" "\$@" || exit
+case "\$*" in
+  "-d -o link show")
+    printf '%s\\n' '9: eth0.4000@eth0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1400 qdisc noqueue state UP mode DEFAULT group default qlen 1000\    link/ether 02:00:00:00:00:01 brd ff:ff:ff:ff:ff:ff promiscuity 0  allmulti 0 minmtu 0 maxmtu 65535 \    vlan protocol 802.1Q id 4000 <REORDER_HDR> addrgenmode eui64 numtxqueues 1 numrxqueues 1 gso_max_size 65536 gso_max_segs 65535'
+    printf '%s\\n' '10: eth2.100@eth2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP mode DEFAULT group default qlen 1000\    link/ether 02:00:00:00:00:03 brd ff:ff:ff:ff:ff:ff promiscuity 0  allmulti 0 minmtu 0 maxmtu 65535 \    vlan protocol 802.1ad id 100 <REORDER_HDR> addrgenmode eui64 numtxqueues 1 numrxqueues 1 gso_max_size 65536 gso_max_segs 65535'
+    ;;
+  "-o addr show")
+    printf '%s\\n' '9: eth0.4000    inet 10.40.0.7/24 scope global eth0.4000\       valid_lft forever preferred_lft forever'
+    printf '%s\\n' '10: eth2.100    inet 10.60.0.7/24 scope global eth2.100\       valid_lft forever preferred_lft forever'
+    ;;
+  "-4 route show table main")
+    printf '%s\\n' '10.40.0.0/24 dev eth0.4000 proto kernel scope link src 10.40.0.7'
+    printf '%s\\n' '10.50.0.0/16 via 10.40.0.1 dev eth0.4000'
+    printf '%s\\n' '10.60.0.0/24 dev eth2.100 proto kernel scope link src 10.60.0.7'
+    ;;
+esac
+WRAPPER
+chmod +x "$tmp/ip-vlans"
+
 check() { # check MODE: run once and assert on what it carried
   mode=$1
   rm -rf "$tmp/kexec/carried" "$tmp/kexec/initrd.carried" "$tmp/kexec/ip"
-  if [ "$mode" = iproute2 ]; then
-    ln -s "$(command -v ip)" "$tmp/kexec/ip" # plays the bundled static ip
+  # Are there VLANs for this run to carry? busybox ip cannot be wrapped (it is on PATH).
+  has_vlans=yes
+  if [ "$mode" = iproute2 ] && [ "$vlans" = fake ]; then
+    cp "$tmp/ip-vlans" "$tmp/kexec/ip" # plays the bundled static ip, with VLANs
+  elif [ "$mode" = iproute2 ]; then
+    ln -s "$real_ip" "$tmp/kexec/ip" # plays the bundled static ip
+  elif [ "$vlans" = fake ]; then
+    has_vlans=no
   fi
-  RUN_DRY=1 unshare --net --mount sh "$here/carry-network.sh" --inside "$tmp" "$mode" >"$tmp/out.$mode" 2>&1 ||
+  RUN_DRY=1 unshare --net --mount sh "$here/carry-network.sh" --inside "$tmp" "$mode" "$vlans" >"$tmp/out.$mode" 2>&1 ||
     {
       cat "$tmp/out.$mode" >&2
       fail "$mode: run.sh failed"
@@ -144,6 +199,58 @@ check() { # check MODE: run once and assert on what it carried
   route_of "$e1" 10.20.0.1 | grep -qx "Destination=10.30.0.0/16" || fail "$mode: static route 10.30.0.0/16 missing"
   route_of "$e1" 10.20.0.1 | grep -q GatewayOnLink && fail "$mode: in-subnet v4 gateway marked on-link"
   route_of "$e1" 2001:db8:ffff::1 | grep -qx "GatewayOnLink=yes" || fail "$mode: onlink v6 route lost its flag"
+  # A NIC's file matches its MAC and only an Ethernet link: not a VLAN that has the same MAC.
+  has "$e0" "Type=ether"
+  has "$e1" "Type=ether"
+
+  # VLANs: matched by name (not by the MAC they share with their parent), recreated by a
+  # .netdev, attached by a VLAN= line in the parent's file; a parent with no address of
+  # its own still gets a file for that line.
+  v0=$c/network/00-vps-nixos-eth0.4000.network
+  v0d=$c/network/00-vps-nixos-eth0.4000.netdev
+  e2=$c/network/00-vps-nixos-eth2.network
+  v2=$c/network/00-vps-nixos-eth2.100.network
+  v2d=$c/network/00-vps-nixos-eth2.100.netdev
+  if [ "$has_vlans" = yes ]; then
+    for f in "$v0" "$v0d" "$e2" "$v2" "$v2d"; do
+      [ -f "$f" ] || {
+        ls "$c/network" >&2
+        fail "$mode: no $(basename "$f")"
+      }
+    done
+    has "$e0" "VLAN=eth0.4000"
+    lacks "$e0" "Address=10.40.0.7/24"
+    has "$v0" "Name=eth0.4000"
+    has "$v0" "Kind=vlan"
+    lacks "$v0" "MACAddress=02:00:00:00:00:01"
+    lacks "$v0" "Type=ether"
+    has "$v0" "Address=10.40.0.7/24"
+    has "$v0" "MTUBytes=1400"
+    has "$v0" "DHCP=no"
+    lacks "$v0" "DNS=192.0.2.53" # the default route is on eth0
+    route_of "$v0" 10.40.0.1 | grep -qx "Destination=10.50.0.0/16" || fail "$mode: route over the VLAN missing"
+    lacks "$v0" "Destination=10.40.0.0/24"
+    has "$v0d" "Name=eth0.4000"
+    has "$v0d" "Kind=vlan"
+    has "$v0d" "Id=4000"
+    lacks "$v0d" "Protocol=802.1ad"
+    lacks "$v0d" "MACAddress=02:00:00:00:00:01" # the parent's MAC is the default
+    has "$e2" "MACAddress=02:00:00:00:00:03"
+    has "$e2" "Type=ether"
+    has "$e2" "VLAN=eth2.100"
+    has "$e2" "DHCP=no"
+    if grep -q "^Address=" "$e2"; then fail "$mode: eth2 has no address of its own"; fi
+    has "$v2" "Name=eth2.100"
+    has "$v2" "Address=10.60.0.7/24"
+    has "$v2d" "Id=100"
+    # busybox ip has no -d: /proc/net/vlan/config gives id and parent, not the protocol.
+    if [ "$mode" = iproute2 ]; then has "$v2d" "Protocol=802.1ad"; fi
+    lacks "$e1" "VLAN=eth0.4000"
+  else
+    for f in "$v0" "$v0d" "$e2" "$v2" "$v2d"; do
+      if [ -e "$f" ]; then fail "$mode: $(basename "$f") without VLANs"; fi
+    done
+  fi
 
   # Identity: host keys with their modes, keys stripped of command=, machine-id.
   cmp -s "$c/ssh/ssh_host_ed25519_key" "$tmp/fixture/ssh/ssh_host_ed25519_key" || fail "$mode: ed25519 host key not carried"
@@ -153,6 +260,11 @@ check() { # check MODE: run once and assert on what it carried
   [ "$(grep -c . "$c/ssh/authorized_keys")" = 2 ] || fail "$mode: expected exactly 2 authorized keys"
   if [ -e /etc/machine-id ]; then
     cmp -s "$c/machine-id" "$tmp/fixture/machine-id" || fail "$mode: machine-id not carried"
+    cmp -s "$tmp/kexec/carried/etc/machine-id" "$tmp/fixture/machine-id" ||
+      fail "$mode: machine-id not staged for /etc/machine-id"
+    # 0444, not run's umask 077: networkd (user systemd-network) reads it for DHCP's DUID.
+    [ "$(stat -c %a "$tmp/kexec/carried/etc/machine-id")" = 444 ] || fail "$mode: machine-id is not 0444"
+    [ "$(stat -c %a "$c/machine-id")" = 444 ] || fail "$mode: carried machine-id is not 0444"
   fi
 
   # Packing: initrd.carried = the initrd, then a gzip'd newc cpio of the carried dir.
@@ -161,14 +273,26 @@ check() { # check MODE: run once and assert on what it carried
   tail -c +"$((size + 1))" "$tmp/kexec/initrd.carried" | gzip -dc | cpio -t 2>/dev/null >"$tmp/list.$mode"
   grep -qx vps-nixos-carried/ssh/ssh_host_ed25519_key "$tmp/list.$mode" || fail "$mode: host key not in the cpio"
   grep -qx vps-nixos-carried/network/00-vps-nixos-eth0.network "$tmp/list.$mode" || fail "$mode: network file not in the cpio"
+  if [ -e /etc/machine-id ]; then
+    # At /etc/machine-id (systemd reads it before any unit runs), 0444, and no "etc"
+    # entry: the kernel would set the initrd's /etc to that entry's mode and owner.
+    tail -c +"$((size + 1))" "$tmp/kexec/initrd.carried" | gzip -dc | cpio -tv 2>/dev/null >"$tmp/listv.$mode"
+    grep -q '^-r--r--r-- .* etc/machine-id$' "$tmp/listv.$mode" ||
+      fail "$mode: etc/machine-id not in the cpio as 0444: $(grep machine-id "$tmp/listv.$mode")"
+    if grep -qx etc "$tmp/list.$mode"; then fail "$mode: the cpio has an etc entry"; fi
+  fi
 
-  echo "ok ($mode): $(basename "$e0"), $(basename "$e1"), host keys, authorized_keys, machine-id, cpio"
+  echo "ok ($mode): $(basename "$e0"), $(basename "$e1"), VLANs: $has_vlans ($vlans), host keys, authorized_keys, machine-id 0444, cpio"
 }
 
 check iproute2
+for f in 00-vps-nixos-eth0.4000.network 00-vps-nixos-eth0.4000.netdev 00-vps-nixos-eth2.network 00-vps-nixos-eth2.100.netdev; do
+  echo "--- $f as carried (iproute2):"
+  cat "$tmp/kexec/carried/vps-nixos-carried/network/$f"
+done
 if command -v busybox >/dev/null 2>&1; then
   mkdir -p "$tmp/bb"
-  for applet in sh awk sed grep find cpio gzip cat cp mkdir rm sort uname id dirname tail dmesg sleep sync ip head; do
+  for applet in sh awk sed grep find cpio gzip cat cp mkdir rm sort uname id dirname tail dmesg sleep sync ip head chmod; do
     ln -s "$(command -v busybox)" "$tmp/bb/$applet"
   done
   check busybox
@@ -201,7 +325,7 @@ for a in "$@"; do
 done
 STANDIN
 chmod +x "$tmp/kexec/kexec"
-KEXEC_DELAY=0 unshare --net --mount sh "$here/carry-network.sh" --inside "$tmp" iproute2 >"$tmp/out.load" 2>&1 ||
+KEXEC_DELAY=0 unshare --net --mount sh "$here/carry-network.sh" --inside "$tmp" iproute2 "$vlans" >"$tmp/out.load" 2>&1 ||
   {
     cat "$tmp/out.load" >&2
     fail "load: run.sh failed"

@@ -8,7 +8,15 @@
  *   themselves), as are gateway-less routes that are just an address's own prefix;
  * - a gateway outside every subnet of its interface (a /32 address with a provider gateway like
  *   172.31.1.1), or a route the kernel marks `onlink`, gets `GatewayOnLink=yes`; IPv6
- *   link-local gateways are always reachable.
+ *   link-local gateways are always reachable;
+ * - one unit per MAC: a VLAN has its parent's MAC (`eth0.4000` on `eth0`, Hetzner's vSwitch), so
+ *   a MAC-matched unit for it would match the parent, and `10-eth0.4000` sorts before `10-eth0`
+ *   (networkd takes the first file that matches): the VLAN's addresses would land untagged on the
+ *   parent. A VLAN child (`<parent>.<id>` or `vlan<id>` beside a link with the same MAC) is left
+ *   out and named; the facts carry no VLAN id or kind (`ip -d`) to declare its netdev from. Of
+ *   other links that share a MAC and have something to carry (a bridge and its port, say), the
+ *   one with the default route (else the first) keeps the unit. run.sh, which sees the kernel's
+ *   VLAN table, matches VLANs by name instead and recreates them.
  */
 import type { Facts } from '../probe/facts';
 import { HostConfigError } from './errors';
@@ -55,7 +63,11 @@ export interface NetworkUnit {
 /** What facts-to-nix writes about the network. */
 export interface HostNetwork {
   units: NetworkUnit[];
-  /** Interfaces with addresses or routes that are left out: no Ethernet MAC to match them by (venet). */
+  /**
+   * Interfaces with addresses or routes that are left out: no Ethernet MAC to match them by
+   * (venet), or a MAC that another unit matches already (a VLAN child, named with the reason:
+   * `eth0.4000 (VLAN 4000 on eth0, …)`).
+   */
   skipped: string[];
   /** The host's DNS servers, in order. */
   nameservers: string[];
@@ -176,6 +188,7 @@ export function hostNetwork(facts: Pick<Facts, 'interfaces' | 'routes' | 'dns'>)
     link.wanted = true;
   });
 
+  skipped.push(...oneUnitPerMac(links));
   const nameservers = facts.dns.map((s, i) => checkNameserver(s, `dns[${i}]`));
   const units = [...links.values()]
     .filter((l) => l.wanted)
@@ -189,6 +202,56 @@ export function hostNetwork(facts: Pick<Facts, 'interfaces' | 'routes' | 'dns'>)
       hasDefaultRoute: l.hasDefaultRoute,
     }));
   return { units, skipped, nameservers: [...new Set(nameservers)] };
+}
+
+/** `eth0.4000` on `eth0`, or `vlan4000` beside one other link: a VLAN id and its parent's name. */
+function vlanOf(link: Link, sameMac: Link[]): { id: number; parent: string } | undefined {
+  const dotted = /^(.+)\.(\d{1,4})$/.exec(link.name);
+  if (dotted && sameMac.some((l) => l.name === dotted[1])) {
+    const id = Number(dotted[2]);
+    if (id >= 1 && id <= 4094) return { id, parent: dotted[1] as string };
+  }
+  const named = /^vlan(\d{1,4})$/.exec(link.name);
+  const others = sameMac.filter((l) => l !== link && !/^vlan\d+$/.test(l.name));
+  if (named && others.length === 1) {
+    const id = Number(named[1]);
+    if (id >= 1 && id <= 4094) return { id, parent: (others[0] as Link).name };
+  }
+  return undefined;
+}
+
+/**
+ * Drops the links a MAC-matched unit cannot tell apart from another (VLAN children, then all but
+ * one of the rest) from `links`, and says why for those that had something to carry.
+ */
+function oneUnitPerMac(links: Map<string, Link>): string[] {
+  const byMac = new Map<string, Link[]>();
+  for (const l of links.values()) byMac.set(l.mac, [...(byMac.get(l.mac) ?? []), l]);
+  const notes: string[] = [];
+  for (const group of byMac.values()) {
+    if (group.length < 2) continue;
+    const children = new Set<Link>();
+    for (const l of group) {
+      const vlan = vlanOf(l, group);
+      if (!vlan) continue;
+      children.add(l);
+      if (l.wanted)
+        notes.push(
+          `${l.name} (VLAN ${vlan.id} on ${vlan.parent}, with its MAC: a unit matched by that MAC ` +
+            `would take ${vlan.parent}'s place; declare the VLAN as a netdev by hand)`,
+        );
+    }
+    const rest = group.filter((l) => !children.has(l));
+    const wanted = rest.filter((l) => l.wanted);
+    const keep = wanted.find((l) => l.hasDefaultRoute) ?? wanted[0];
+    for (const l of wanted)
+      if (l !== keep)
+        notes.push(
+          `${l.name} (same MAC as ${(keep as Link).name}, which a unit matched by MAC configures)`,
+        );
+    for (const l of group) if (l !== keep && (children.has(l) || l.wanted)) links.delete(l.name);
+  }
+  return notes;
 }
 
 /** Is the gateway inside one of the link's subnets (link-local IPv6 always is)? */

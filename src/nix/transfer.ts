@@ -1,15 +1,19 @@
 /**
- * Sending store paths to the target over the pinned SSH session, so no second SSH client (and no
- * second host-key policy) is involved. The paths go as one tar stream (`tar -x` on the target
- * writes file by file: bounded memory, where `nix-store --import` holds each whole NAR in RAM,
- * which a 1 GB host cannot do for a 300 MB firmware path), then their registrations
- * (`nix-store --dump-db` here, `--load-db` there: hash, size, references, deriver). Only the
- * paths the target lacks are sent; the target first tries its own binary caches for them (like
- * `nix copy --substitute-on-destination`). An interrupted copy leaves unregistered paths, which
- * the next run deletes and sends again.
+ * Sending store paths into the kexec installer over the pinned SSH session (no second SSH client,
+ * no second host-key policy). The installer has no Nix of its own: the paths go as one
+ * zstd-compressed tar stream straight under the store root (`/mnt`, the new disk: bounded memory,
+ * where `nix-store --import` holds each whole NAR in RAM), and the closure's OWN Nix, sent first,
+ * does the rest in a chroot of that root: it hashes every received path (its NAR sha256 must be
+ * the one this runner's store has, or nothing is registered) and registers them
+ * (`nix-store --load-db` of this runner's `--dump-db`). Once that Nix is there, the target fetches
+ * what its binary caches have itself and only the rest is sent (like `nix copy
+ * --substitute-on-destination`). Without a Nix (the disk script, unpacked into the installer's
+ * RAM to be run), the files are checked against sha256 sums instead and nothing is registered.
+ * An interrupted copy leaves unregistered paths, which the next run deletes and sends again.
  */
 import { spawn } from 'node:child_process';
-import { Transform } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
+import { readAsset } from '../assets';
 import { VpsNixosError } from '../errors';
 import { shellQuote } from '../shell';
 import type { RemoteSession } from '../ssh/session';
@@ -17,10 +21,15 @@ import { NixError } from './nix';
 
 export interface TransferOptions {
   /** The target's store root: `/mnt` writes into the installed system's store, on disk. */
-  storeRoot?: string;
-  /** Let the target fetch what its configured substituters have before we send anything. */
+  storeRoot: string;
+  /**
+   * The closure's Nix (its store path, inside the closure of the roots): it checks and registers
+   * the paths in a chroot of the store root. Without it, files are checked by sha256 only.
+   */
+  nix?: string;
+  /** Let the target fetch what its binary caches have (needs `nix`) before we send the rest. */
   substitute?: boolean;
-  /** Binary caches for the target to use besides its own (URLs and their signing keys). */
+  /** Binary caches for the target to use besides its Nix's defaults (URLs and their signing keys). */
   substituters?: { urls: string[]; publicKeys: string[] };
   log: (line: string) => void;
   /** For tests: the local `nix-store`. */
@@ -36,11 +45,14 @@ export interface TransferResult {
   substituted: number;
   /** Sent from the runner. */
   sent: number;
-  /** Bytes of the export stream that crossed the SSH session. */
+  /** Bytes that crossed the SSH session (zstd-compressed tar). */
   bytesSent: number;
+  /** Bytes of the tar stream before compression. */
+  tarBytes: number;
 }
 
-const storeOpt = (root?: string) => (root ? `--store ${shellQuote(root)} ` : '');
+/** Paths whose bytes on the target are not what this runner's store has; nothing was registered. */
+export class TransferCorrupt extends VpsNixosError {}
 
 function runLocal(bin: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -52,7 +64,7 @@ function runLocal(bin: string, args: string[]): Promise<string> {
     child.on('error', (e: NodeJS.ErrnoException) =>
       reject(
         e.code === 'ENOENT'
-          ? new NixError(`'${bin}' not found on PATH`, 'install Nix on the runner')
+          ? new NixError(`'${bin}' not found on PATH`, `install ${bin} on the runner`)
           : e,
       ),
     );
@@ -70,43 +82,122 @@ export async function localClosure(roots: string[], bin = 'nix-store'): Promise<
   return out.split('\n').filter((l) => l.startsWith('/nix/store/'));
 }
 
-/** The paths among `paths` that are not valid in the target's store (order kept). */
+const NIX32 = '0123456789abcdfghijklmnpqrsvwxyz';
+
+/**
+ * A NAR hash as Nix prints it (`sha256:<nix32>`, `sha256:<hex>`, SRI `sha256-<base64>`, or bare
+ * hex/nix32) in lower-case hex. Pure.
+ */
+export function narHashHex(hash: string): string {
+  const h = hash.trim();
+  if (h.startsWith('sha256-')) return Buffer.from(h.slice(7), 'base64').toString('hex');
+  const body = h.startsWith('sha256:') ? h.slice(7) : h;
+  if (/^[0-9a-f]{64}$/.test(body)) return body;
+  if (body.length === 52 && [...body].every((c) => NIX32.includes(c))) {
+    // Nix's base32: the last character holds the lowest bits; bytes are little-endian.
+    const bytes = Buffer.alloc(32);
+    for (let n = 0; n < 52; n++) {
+      const digit = NIX32.indexOf(body[51 - n]!);
+      const b = n * 5;
+      const i = b >> 3;
+      const j = b & 7;
+      bytes[i]! |= (digit << j) & 0xff;
+      if (i + 1 < 32) bytes[i + 1]! |= digit >> (8 - j);
+    }
+    return bytes.toString('hex');
+  }
+  throw new NixError(
+    `unrecognised NAR hash '${hash}'`,
+    'check the local Nix (nix-store -q --hash)',
+  );
+}
+
+/** The NAR sha256 (hex) of each path, from the runner's store. */
+async function localNarHashes(paths: string[], bin: string): Promise<string[]> {
+  const out = (await runLocal(bin, ['--query', '--hash', ...paths])).split('\n').filter(Boolean);
+  if (out.length !== paths.length)
+    throw new NixError(
+      `nix-store -q --hash printed ${out.length} hashes for ${paths.length} paths`,
+      'check the local store',
+    );
+  return out.map(narHashHex);
+}
+
+/** Runs scripts/phases/store.sh on the target. */
+async function store(
+  session: RemoteSession,
+  action: string,
+  args: string[],
+  stdin: string | Readable,
+  timeoutMs: number,
+): Promise<string> {
+  const script = readAsset('scripts/phases/store.sh');
+  // The script travels in the command (its stdin is the data).
+  const r = await session.exec(
+    `sh -c ${shellQuote(script)} store.sh ${[action, ...args].map(shellQuote).join(' ')}`,
+    { stdin, timeoutMs },
+  );
+  if (r.code !== 0) {
+    const why =
+      /^error=(.*)$/m.exec(r.stdout)?.[1] ?? r.stderr.trim().split('\n').slice(-3).join(' | ');
+    throw new VpsNixosError(
+      `the target's store step '${action}' failed: ${why}`,
+      action === 'receive'
+        ? `check free space on the target (df -h ${args[0]}); re-run to resume: registered paths are not sent again`
+        : 're-run to resume; the output above says what failed',
+    );
+  }
+  return r.stdout;
+}
+
+/** The paths among `paths` that are not valid in the target's store under `root` (order kept). */
 export async function remoteInvalid(
   session: RemoteSession,
   paths: string[],
-  storeRoot?: string,
+  root: string,
+  nix?: string,
 ): Promise<string[]> {
   if (paths.length === 0) return [];
-  const r = await session.exec(
-    `xargs nix-store ${storeOpt(storeRoot)}--check-validity --print-invalid`,
-    { stdin: paths.join('\n') + '\n', timeoutMs: 5 * 60_000 },
+  const out = await store(
+    session,
+    'invalid',
+    [root, nix ?? ''],
+    paths.join('\n') + '\n',
+    5 * 60_000,
   );
-  if (r.code !== 0)
-    throw new VpsNixosError(
-      `cannot query the target's store${storeRoot ? ` at ${storeRoot}` : ''}: ${r.stderr.trim()}`,
-      'check that Nix works on the target (nix-store --version) and the store is mounted',
-    );
-  const invalid = new Set(r.stdout.split('\n').filter((l) => l.startsWith('/nix/store/')));
+  const invalid = new Set(out.split('\n').filter((l) => l.startsWith('/nix/store/')));
   return paths.filter((p) => invalid.has(p));
 }
 
-/** Streams `paths` (invalid on the target) as tar into `root`, then registers them. Returns bytes sent. */
-async function sendPaths(
+/** sha256sum lines for every regular file under `paths`, relative to `/` (for a store root). */
+async function manifest(paths: string[]): Promise<string> {
+  const out = await runLocal('find', [...paths, '-type', 'f', '-print0']);
+  const files = out.split('\0').filter(Boolean);
+  if (files.length === 0) return '';
+  const sums = await runLocal('sha256sum', ['--', ...files]);
+  // "HASH  /nix/store/…" → "HASH  ./nix/store/…" (checked from the store root)
+  return sums.replace(/^([0-9a-f]{64}) {2}\//gm, '$1  ./');
+}
+
+/** Are all files of `paths` under `root` as this runner has them? (No Nix there: the disk script.) */
+export async function filesPresent(
   session: RemoteSession,
   paths: string[],
   root: string,
-  bin: string,
-): Promise<number> {
+): Promise<boolean> {
+  const m = await manifest(paths);
+  const out = await store(session, 'check', [root], m, 5 * 60_000);
+  return /^ok=yes$/m.test(out);
+}
+
+/** Streams `paths` as a zstd tar under `root`; returns [bytes on the wire, tar bytes]. */
+async function streamPaths(
+  session: RemoteSession,
+  paths: string[],
+  root: string,
+): Promise<[number, number]> {
   // Leftovers of an interrupted copy are unregistered and read-only: remove them first.
-  const clean = await session.exec(
-    `cd ${shellQuote(root)} && while read -r p; do if [ -e ".$p" ]; then chmod -R u+w ".$p" && rm -rf ".$p"; fi; done`,
-    { stdin: paths.join('\n') + '\n', timeoutMs: 10 * 60_000 },
-  );
-  if (clean.code !== 0)
-    throw new VpsNixosError(
-      `cannot clear partial store paths under ${root}: ${clean.stderr.trim()}`,
-      'check the target store is writable',
-    );
+  await store(session, 'clear', [root], paths.join('\n') + '\n', 10 * 60_000);
   const tar = spawn(
     'tar',
     [
@@ -121,86 +212,170 @@ async function sendPaths(
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
+  // zstd -3: cheap here, and decompression is cheap on a slow target too (no --long: its window
+  // would cost the target 128 MiB of RAM).
+  const zstd = spawn('zstd', ['-q', '-3', '-T0', '-c'], { stdio: ['pipe', 'pipe', 'pipe'] });
   let err = '';
   tar.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number>((resolve) => tar.on('close', (c) => resolve(c ?? -1)));
-  let bytes = 0;
-  // Counts what goes through; a 'data' listener would start the flow before the channel is piped.
-  const counter = new Transform({
+  zstd.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const spawnError = new Promise<never>((_, reject) => {
+    zstd.on('error', (e: NodeJS.ErrnoException) =>
+      reject(
+        new NixError(
+          e.code === 'ENOENT' ? "'zstd' not found on PATH" : `zstd: ${e.message}`,
+          'install zstd on the runner (apt-get install zstd)',
+        ),
+      ),
+    );
+  });
+  const tarDone = new Promise<number>((resolve) => tar.on('close', (c) => resolve(c ?? -1)));
+  const zstdDone = new Promise<number>((resolve) => zstd.on('close', (c) => resolve(c ?? -1)));
+  let tarBytes = 0;
+  let wireBytes = 0;
+  // Counters: a 'data' listener would start the flow before the channel is piped.
+  const countTar = new Transform({
     transform(chunk: Buffer, _enc, done) {
-      bytes += chunk.length;
+      tarBytes += chunk.length;
       done(null, chunk);
     },
   });
-  tar.stdout.pipe(counter);
-  const r = await session.exec(
-    `mkdir -p ${shellQuote(root)}/nix/store && tar -C ${shellQuote(root)} --no-same-owner -xf -`,
-    { stdin: counter, timeoutMs: 6 * 60 * 60_000 },
-  );
-  const code = await exited;
-  if (code !== 0)
+  const countWire = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      wireBytes += chunk.length;
+      done(null, chunk);
+    },
+  });
+  tar.stdout.pipe(countTar).pipe(zstd.stdin);
+  zstd.stdout.pipe(countWire);
+  await Promise.race([store(session, 'receive', [root], countWire, 6 * 60 * 60_000), spawnError]);
+  const [tc, zc] = await Promise.all([tarDone, zstdDone]);
+  if (tc !== 0 || zc !== 0)
     throw new NixError(
-      `tar of the store paths failed here: ${err.trim()}`,
+      `tar | zstd of the store paths failed here: ${err.trim()}`,
       'check the local store',
     );
-  if (r.code !== 0)
-    throw new VpsNixosError(
-      `the target could not unpack the closure into ${root}: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`,
-      `check free space on the target (df -h ${root}); re-run to resume: registered paths are not sent again`,
+  return [wireBytes, tarBytes];
+}
+
+/**
+ * Checks what arrived against this runner's NAR hashes with the closure's Nix, then registers it.
+ * A path whose bytes differ is deleted and never registered.
+ */
+async function verifyAndRegister(
+  session: RemoteSession,
+  paths: string[],
+  root: string,
+  nix: string,
+  bin: string,
+): Promise<void> {
+  const want = await localNarHashes(paths, bin);
+  const out = await store(session, 'hash', [root, nix], paths.join('\n') + '\n', 60 * 60_000);
+  const got = out
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
+  const bad = paths.filter((p, i) => {
+    try {
+      return narHashHex(got[i] ?? '') !== want[i];
+    } catch {
+      return true;
+    }
+  });
+  if (got.length !== paths.length || bad.length > 0) {
+    await store(session, 'clear', [root], bad.join('\n') + '\n', 10 * 60_000);
+    throw new TransferCorrupt(
+      `${bad.length} of ${paths.length} paths arrived with contents that differ from this runner's store (first: ${bad[0] ?? 'none'}): nothing of them was registered, and they were deleted`,
+      're-run to send them again; if it repeats, something between the runner and the host alters the stream',
     );
+  }
   const db = await runLocal(bin, ['--dump-db', ...paths]);
-  const load = await session.exec(
-    `nix-store ${storeOpt(root === '/' ? undefined : root)}--load-db`,
-    {
-      stdin: db,
-      timeoutMs: 10 * 60_000,
-    },
-  );
-  if (load.code !== 0)
-    throw new VpsNixosError(
-      `the target could not register the copied paths: ${load.stderr.trim()}`,
-      're-run to resume',
-    );
-  const left = await remoteInvalid(session, paths, root === '/' ? undefined : root);
+  await store(session, 'register', [root, nix], db, 10 * 60_000);
+  const left = await remoteInvalid(session, paths, root, nix);
   if (left.length > 0)
     throw new VpsNixosError(
       `${left.length} paths are still not valid on the target after the copy (first: ${left[0]})`,
       're-run to resume',
     );
-  return bytes;
 }
 
-/** Copies the closure of `roots` into the target's store; returns what it did. */
+/** Copies the closure of `roots` into the target's store under `storeRoot`; returns what it did. */
 export async function sendClosure(
   session: RemoteSession,
   roots: string[],
   opts: TransferOptions,
 ): Promise<TransferResult> {
   const bin = opts.nixStoreBin ?? 'nix-store';
-  const root = opts.storeRoot ?? '/';
+  const root = opts.storeRoot;
   const closure = await localClosure(roots, bin);
-  let missing = await remoteInvalid(session, closure, opts.storeRoot);
-  const present = closure.length - missing.length;
-  let substituted = 0;
+  const result: TransferResult = {
+    closure,
+    present: 0,
+    substituted: 0,
+    sent: 0,
+    bytesSent: 0,
+    tarBytes: 0,
+  };
+  const send = async (paths: string[]) => {
+    const [wire, tarBytes] = await streamPaths(session, paths, root);
+    result.bytesSent += wire;
+    result.tarBytes += tarBytes;
+    result.sent += paths.length;
+  };
+
+  if (!opts.nix) {
+    if (await filesPresent(session, closure, root)) {
+      result.present = closure.length;
+      return result;
+    }
+    opts.log(`sending ${closure.length} paths (checked by sha256: no Nix on the target)`);
+    await send(closure);
+    if (!(await filesPresent(session, closure, root)))
+      throw new TransferCorrupt(
+        `the files sent under ${root} differ from this runner's store`,
+        're-run to send them again',
+      );
+    return result;
+  }
+
+  const nix = opts.nix;
+  if (!closure.includes(nix))
+    throw new VpsNixosError(
+      `${nix} is not in the closure of ${roots.join(' ')}`,
+      'the system must carry its own Nix (nix.enable = true)',
+    );
+  let missing = await remoteInvalid(session, closure, root, nix);
+  result.present = closure.length - missing.length;
+  // The closure's Nix first: it checks and registers everything after it.
+  const nixClosure = new Set(await localClosure([nix], bin));
+  const nixMissing = missing.filter((p) => nixClosure.has(p));
+  if (nixMissing.length > 0) {
+    opts.log(`sending the closure's Nix first (${nixMissing.length} paths)`);
+    await send(nixMissing);
+    await verifyAndRegister(session, nixMissing, root, nix, bin);
+    missing = missing.filter((p) => !nixClosure.has(p));
+  }
   if (missing.length > 0 && opts.substitute) {
-    // keep-going: fetch what the caches have even when some paths (ours) are in none of them.
     const extra = opts.substituters?.urls.length
-      ? ` --option extra-substituters ${shellQuote(opts.substituters.urls.join(' '))} --option extra-trusted-public-keys ${shellQuote(opts.substituters.publicKeys.join(' '))}`
-      : '';
-    const r = await session.exec(
-      `xargs nix-store ${storeOpt(opts.storeRoot)}--realise --option keep-going true --option connect-timeout 10${extra} >/dev/null`,
-      { stdin: missing.join('\n') + '\n', timeoutMs: 60 * 60_000 },
+      ? [opts.substituters.urls.join(' '), opts.substituters.publicKeys.join(' ')]
+      : [];
+    await store(
+      session,
+      'substitute',
+      [root, nix, ...extra],
+      missing.join('\n') + '\n',
+      60 * 60_000,
     );
     const before = missing.length;
-    missing = await remoteInvalid(session, missing, opts.storeRoot);
-    substituted = before - missing.length;
-    if (substituted > 0) opts.log(`the target fetched ${substituted} paths from its binary caches`);
-    else if (r.code !== 0) opts.log('the target could not substitute any path: sending all');
+    missing = await remoteInvalid(session, missing, root, nix);
+    result.substituted = before - missing.length;
+    if (result.substituted > 0)
+      opts.log(`the target fetched ${result.substituted} paths from its binary caches`);
+    else opts.log('the target could not substitute any path: sending the rest');
   }
-  let bytesSent = 0;
   if (missing.length > 0) {
     opts.log(`sending ${missing.length} of ${closure.length} paths`);
-    bytesSent = await sendPaths(session, missing, root, bin);
+    await send(missing);
+    await verifyAndRegister(session, missing, root, nix, bin);
   }
-  return { closure, present, substituted, sent: missing.length, bytesSent };
+  return result;
 }

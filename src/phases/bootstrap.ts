@@ -4,6 +4,7 @@
  * first phase touches the host: the artifacts exist here, confirm-wipe names the right disk.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { findSystemNix } from '../nix/system-nix';
 import { join } from 'node:path';
 import { VpsNixosError } from '../errors';
 import { formatBytes } from '../size';
@@ -156,7 +157,7 @@ export async function bootstrapPreflight(
   artifacts: BootstrapArtifacts,
   confirmWipe: string | undefined,
   method: Plan['method'] = 'kexec',
-): Promise<{ warnings: string[]; diskBytes?: number }> {
+): Promise<{ warnings: string[]; diskBytes?: number; nix?: string }> {
   const warnings: string[] = [];
   const need = (what: string, ok: unknown, fix: string) => {
     if (!ok) throw new VpsNixosError(`the bootstrap needs ${what}; nothing was changed`, fix);
@@ -183,6 +184,7 @@ export async function bootstrapPreflight(
       );
   }
   let diskBytes: number | undefined;
+  let nix: string | undefined;
   if (phases.includes('install')) {
     need('the system toplevel', artifacts.toplevel, 'give toplevel, or a flake to build it');
     need(
@@ -195,6 +197,19 @@ export async function bootstrapPreflight(
     const wipe = checkWipe(confirmWipe, facts.disks, await diskScriptText(artifacts.diskScript!));
     if (wipe.warning) warnings.push(wipe.warning);
     diskBytes = wipe.disk.sizeBytes;
+    // The installer has no Nix: the closure registers itself with its own.
+    const found = findSystemNix(artifacts.toplevel!);
+    if (found && 'refusal' in found)
+      throw new VpsNixosError(
+        `${found.refusal.reason}; nothing was changed`,
+        found.refusal.remediation,
+      );
+    nix = found?.nixStorePath;
+    need(
+      "the system closure in this runner's store",
+      nix,
+      "build the system here, or give a toplevel that is in this runner's Nix store",
+    );
   }
   if (phases.includes('infect'))
     need(
@@ -204,7 +219,7 @@ export async function bootstrapPreflight(
     );
   if (phases.includes('reboot') && method !== 'infect')
     need('the system toplevel', artifacts.toplevel, 'give toplevel, or a flake to build it');
-  return { warnings, diskBytes };
+  return { warnings, diskBytes, nix };
 }
 
 function withoutText({ text: _text, ...rest }: PreparedInfect): Omit<PreparedInfect, 'text'> {
@@ -244,6 +259,7 @@ export async function runBootstrap(
     diskScript: artifacts.diskScript,
     patchUdevadm: shouldPatchUdevadm(opts.patchUdevadm, facts.virtualization),
     toplevel: artifacts.toplevel ?? '',
+    nix: pre.nix ?? '',
     disk: opts.confirmWipe ?? '',
     expect: {
       machineId: facts.isInstaller ? undefined : facts.machineId,

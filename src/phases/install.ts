@@ -11,6 +11,8 @@ import { parseKv } from './prep';
 export interface InstallContext {
   session: RemoteSession;
   toplevel: string;
+  /** The closure's own Nix (a store path): it registers the closure and sets the profile in /mnt. */
+  nix: string;
   diskScript: string;
   /** The disk confirm-wipe named, checked against the facts before any phase ran. */
   disk: string;
@@ -72,7 +74,7 @@ export const installPhase: Phase<InstallContext> = {
   name: 'install',
   timeoutMs: 3 * 60 * 60_000,
   onTimeout:
-    "the closure copy or nixos-install is stuck: check the target's free disk (df -h /mnt) and memory (free -m)",
+    "the closure copy or the boot loader install is stuck: check the target's free disk (df -h /mnt) and memory (free -m)",
   async detect(ctx) {
     const s = await step(ctx, ['state', ctx.toplevel], 60_000);
     return {
@@ -100,12 +102,16 @@ export const installPhase: Phase<InstallContext> = {
     // Straight into /mnt's store: every store write lands on the new disk, none in the tmpfs.
     const sent = await sendClosure(ctx.session, [ctx.toplevel], {
       storeRoot: '/mnt',
+      nix: ctx.nix,
       substitute: true,
       substituters: ctx.substituters,
       log: ctx.log,
     });
     ctx.bytesSent = (ctx.bytesSent ?? 0) + sent.bytesSent;
-    const fin = await step(ctx, ['finish', ctx.toplevel], 60 * 60_000, true);
-    return `${parts}; closure ${sent.closure.length} paths: ${sent.present} there, ${sent.substituted} substituted by the target, ${sent.sent} sent (${formatBytes(sent.bytesSent)}); system profile ${fin.profile}; host keys copied`;
+    const fin = await step(ctx, ['finish', ctx.toplevel, ctx.nix], 60 * 60_000, true);
+    const wire = sent.tarBytes
+      ? `${formatBytes(sent.bytesSent)} zstd of ${formatBytes(sent.tarBytes)}`
+      : formatBytes(sent.bytesSent);
+    return `${parts}; closure ${sent.closure.length} paths: ${sent.present} there, ${sent.substituted} substituted by the target, ${sent.sent} sent (${wire}), NAR hashes checked and registered by the closure's Nix; boot loader installed; system profile ${fin.profile}; host keys copied`;
   },
 };

@@ -1,4 +1,8 @@
-/** Phase 2: prepare the kexec installer (zram again, Nix GC limits below the store's free space). */
+/**
+ * Phase 2: prepare the kexec installer: zram again (kexec replaced the kernel), the disk script
+ * (unpacked into the installer's RAM and checked by sha256: the installer has no Nix) and its
+ * udevadm calls bounded.
+ */
 import { readAsset } from '../assets';
 import { shellQuote } from '../shell';
 import { VpsNixosError } from '../errors';
@@ -6,7 +10,7 @@ import { formatBytes } from '../size';
 import type { RemoteSession } from '../ssh/session';
 import { lineStream, type Phase } from './phase';
 import { parseKv, prepPhase } from './prep';
-import { remoteInvalid, sendClosure } from '../nix/transfer';
+import { filesPresent, localClosure, sendClosure } from '../nix/transfer';
 
 export interface InstallerPrepContext {
   session: RemoteSession;
@@ -33,11 +37,16 @@ async function diskoPatch(
   ctx: InstallerPrepContext,
   action: 'check' | 'apply',
 ): Promise<Record<string, string>> {
-  const r = await ctx.session.exec(`sh -s -- ${action} ${shellQuote(ctx.diskScript ?? '')}`, {
-    stdin: readAsset('scripts/phases/disko-patch.sh'),
-    timeoutMs: 2 * 60_000,
-    onOutput: lineStream(ctx.log, ['stderr']),
-  });
+  const script = readAsset('scripts/phases/disko-patch.sh');
+  const closure = await localClosure([ctx.diskScript ?? '']);
+  const r = await ctx.session.exec(
+    `sh -c ${shellQuote(script)} disko-patch.sh ${action} ${shellQuote(ctx.diskScript ?? '')}`,
+    {
+      stdin: closure.join('\n') + '\n',
+      timeoutMs: 2 * 60_000,
+      onOutput: lineStream(ctx.log, ['stderr']),
+    },
+  );
   const { values } = parseKv(r.stdout);
   if (r.code !== 0)
     throw new VpsNixosError(
@@ -52,8 +61,9 @@ async function diskScriptState(
   ctx: InstallerPrepContext,
 ): Promise<{ done: boolean; text: string }> {
   if (!ctx.diskScript) return { done: true, text: 'no disk script' };
-  const missing = await remoteInvalid(ctx.session, [ctx.diskScript]);
-  if (missing.length > 0) return { done: false, text: 'disk script not in the installer yet' };
+  const closure = await localClosure([ctx.diskScript]);
+  if (!(await filesPresent(ctx.session, closure, '/')))
+    return { done: false, text: 'disk script not in the installer yet' };
   if (!ctx.patchUdevadm) return { done: true, text: 'disk script present (udevadm not patched)' };
   const v = await diskoPatch(ctx, 'check');
   return {
@@ -62,28 +72,17 @@ async function diskScriptState(
   };
 }
 
-async function nixLimits(
-  ctx: InstallerPrepContext,
-  check: boolean,
-): Promise<Record<string, string>> {
-  const r = await ctx.session.exec(`sh -s${check ? ' -- --check' : ''}`, {
-    stdin: readAsset('scripts/phases/nix-limits.sh'),
-    timeoutMs: 60_000,
-  });
-  if (r.code !== 0)
-    throw new VpsNixosError(
-      `setting Nix's GC limits in the installer failed: ${r.stderr.trim()}`,
-      'check /etc/nix in the installer',
-    );
-  return parseKv(r.stdout).values;
-}
-
-/** zram, as in prep but without a swapfile: the installer's root is a tmpfs and swapon refuses it. */
+/**
+ * zram, as in prep but without a swapfile (the installer's root is a tmpfs: swapon refuses it)
+ * and without tools to install (the installer has no package manager; its tools are checked when
+ * it is built: scripts/installer-tools.txt).
+ */
 function zramOnly(ctx: InstallerPrepContext) {
   return {
     session: ctx.session,
     plan: { zramBytes: ctx.zramBytes, swapfileBytes: 0 },
     isContainer: false,
+    tools: 'sh',
     log: ctx.log,
   };
 }
@@ -94,26 +93,24 @@ export const installerPrepPhase: Phase<InstallerPrepContext> = {
   onTimeout: 'the installer does not respond: check its console (out of memory?)',
   async detect(ctx) {
     const zram = await prepPhase.detect(zramOnly(ctx));
-    const limits = await nixLimits(ctx, true);
     const script = await diskScriptState(ctx);
-    return {
-      done: zram.done && limits.ok === 'yes' && script.done,
-      evidence: `${zram.evidence}; Nix min-free ${limits.min_free}, max-free ${limits.max_free}, store free ${formatBytes(Number(limits.store_free_bytes))}; ${script.text}`,
-    };
+    return { done: zram.done && script.done, evidence: `${zram.evidence}; ${script.text}` };
   },
   async run(ctx) {
     const zram = await prepPhase.run(zramOnly(ctx));
-    const limits = await nixLimits(ctx, false);
     let script = '';
     if (ctx.diskScript) {
-      const sent = await sendClosure(ctx.session, [ctx.diskScript], { log: ctx.log });
+      const sent = await sendClosure(ctx.session, [ctx.diskScript], {
+        storeRoot: '/',
+        log: ctx.log,
+      });
       ctx.bytesSent = (ctx.bytesSent ?? 0) + sent.bytesSent;
       script = `; disk script: ${sent.sent} paths sent (${formatBytes(sent.bytesSent)})`;
       if (ctx.patchUdevadm) {
         const v = await diskoPatch(ctx, 'apply');
-        script += `, udevadm trigger/settle replaced by a sleep in ${v.patched} of ${v.files} files`;
+        script += `, udevadm trigger/settle bounded (a sleep if they fail) in ${v.patched} of ${v.files} files`;
       }
     }
-    return `${zram}; Nix min-free ${formatBytes(Number(limits.min_free))}, max-free ${formatBytes(Number(limits.max_free))} (store free ${formatBytes(Number(limits.store_free_bytes))})${script}`;
+    return `${zram}${script}`;
   },
 };

@@ -2,8 +2,10 @@
 # Writes a self-contained stand-in flake (no nixpkgs, not NixOS; see test/STANDINS.md) for the
 # deploy tests:
 #   make-flake.sh OUTDIR [--system-ballast SIZE] [--json]
-# OUTDIR gets flake.nix and copies of test/vps/standins/{standins.nix,builder.sh,activate,
-# switch-to-configuration,disk-script}, nothing that points outside OUTDIR. For each variant
+# OUTDIR gets flake.nix and copies of test/vps/standins/{standins.nix,builder.sh,nix-standin.sh,
+# activate,switch-to-configuration,disk-script}. The one thing outside OUTDIR is the image's
+# system-root.tar, which a fixed-output derivation copies (its store path depends on its sha256
+# only): the image must be built (test/vps/vps image). For each variant
 # (ok ok2 new-kernel exit4 unhealthy cut-sshd):
 #   nixosConfigurations.<variant>.config.system.build.toplevel           the system toplevel
 #   nixosConfigurations.<variant>.config.system.build.diskoScriptNoDeps  the disko stand-in
@@ -38,10 +40,11 @@ while (($#)); do
 done
 [[ -n $outdir ]] || usage
 sb=$(parse_size "$sb")
+read -r rootfs_tar rootfs_sha rootfs_bytes < <(rootfs_facts "$(image_dir)")
 
 mkdir -p "$outdir"
 outdir=$(cd "$outdir" && pwd)
-files=(standins.nix builder.sh activate switch-to-configuration disk-script)
+files=(standins.nix builder.sh nix-standin.sh activate switch-to-configuration disk-script)
 for f in "${files[@]}"; do
   # the executable bit is part of the NAR, so of the store path: keep the mode
   cp --preserve=mode "$src/$f" "$outdir/$f"
@@ -54,7 +57,12 @@ cat > "$outdir/flake.nix" <<EOF
   description = "vps-nixos stand-in systems for deploy tests (not NixOS)";
   outputs = { self }:
     let
-      standins = import ./standins.nix { systemBallastBytes = $sb; };
+      standins = import ./standins.nix {
+        systemBallastBytes = $sb;
+        rootfsTar = "$rootfs_tar";
+        rootfsSha256 = "$rootfs_sha";
+        rootfsBytes = $rootfs_bytes;
+      };
       configuration = toplevel: {
         config.system.build = {
           inherit toplevel;

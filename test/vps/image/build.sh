@@ -1,7 +1,8 @@
 #!/bin/bash
 # Build the cached test VPS images into $1 (a fresh directory):
 #   ctroot/ (the guest root; also the container root), vmlinuz, initrd.img, disk.raw, apt-repo/,
-#   installer-base.cpio.zst (the stand-in installer's root as one initrd segment).
+#   installer-root.cpio.zst (the stand-in installer: its whole root as one initrd segment),
+#   system-root.tar (the installed stand-in system's root).
 # Only Debian packages from the host's apt mirror are used (mmdebstrap --mode=unshare: no loop devices).
 set -euo pipefail
 out=$1
@@ -58,31 +59,30 @@ mapfile -t repo_pkgs < <(grep -v '^#' "$here/apt-repo-packages.txt" | grep -v '^
 mv apt-repo.tmp apt-repo
 fi
 
-if [[ ! -e installer-base.cpio.zst ]]; then
-t "mmdebstrap stand-in installer root"
+tools=$(cd "$here/../../../scripts" && pwd)/installer-tools.txt
+if [[ ! -e installer-root.cpio.zst ]]; then
+t "mmdebstrap stand-in installer root (the whole installer: one initrd, systemd as /init)"
+rm -f installer-part.tar
 mmdebstrap --mode=unshare --variant=minbase --quiet "${nodocs[@]}" \
   --include="$(pkgs "$here/installer-packages.txt")" \
-  --essential-hook="$kexec_preseed" \
-  --customize-hook="\"$here/customize-installer.sh\" \"\$1\" \"$out/ctroot/lib/modules/$kver\"" \
+  --customize-hook="\"$here/customize-installer.sh\" \"\$1\" \"$out/ctroot/lib/modules/$kver\" \"$tools\"" \
   bookworm installer-part.tar
-mv installer-part.tar installer.tar
-
-t "installer root -> zstd squashfs, inside a small stage-1 initrd (busybox /init)"
-rm -rf installer-root installer-stage1
-mkdir installer-root installer-stage1
-tar -C installer-root --numeric-owner -xpf installer.tar
-mksquashfs installer-root installer-stage1/installer-root.squashfs -comp zstd -noappend -quiet >/dev/null
-rm -rf installer-root
-s1=installer-stage1
-mkdir -p "$s1/bin" "$s1/lib/modules"
-install -m 755 "$(command -v busybox)" "$s1/bin/busybox"
-install -m 755 "$here/../installer/stage1-init" "$s1/init"
-for m in drivers/block/loop.ko fs/squashfs/squashfs.ko fs/overlayfs/overlay.ko; do
-  cp "ctroot/lib/modules/$kver/kernel/$m" "$s1/lib/modules/"
-done
-(cd "$s1" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | zstd -q -1 -T0 > installer-base.tmp
-rm -rf "$s1"
-mv installer-base.tmp installer-base.cpio.zst
-rm installer.tar
+t "installer root -> one zstd newc cpio (the initrd's base; standins/build.sh adds the ballast)"
+# bsdtar converts tar to newc without unpacking: owners, modes and device nodes are kept.
+# zstd -10: the level NixOS uses for its initrds (initrd-compressor-meta.nix).
+bsdtar --format newc -cf - @installer-part.tar | zstd -q -10 -T0 > installer-root.tmp
+bsdtar -tvf installer-part.tar | awk '{ s += $5 } END { print s }' > installer-root.unpacked-bytes
+rm installer-part.tar
+mv installer-root.tmp installer-root.cpio.zst
 fi
-t "done: $(du -sh ctroot | cut -f1) root, $(du -sh disk.raw | cut -f1) disk allocated, $(du -sh installer-base.cpio.zst | cut -f1) installer initrd"
+
+if [[ ! -e system-root.tar ]]; then
+t "mmdebstrap the installed stand-in system's root (a tar: the toplevel carries it in a store path)"
+rm -f system-part.tar
+mmdebstrap --mode=unshare --variant=minbase --quiet "${nodocs[@]}" \
+  --include="$(pkgs "$here/system-packages.txt")" \
+  --customize-hook="\"$here/customize-system.sh\" \"\$1\" \"$out/ctroot/lib/modules/$kver\"" \
+  bookworm system-part.tar
+mv system-part.tar system-root.tar
+fi
+t "done: $(du -sh ctroot | cut -f1) root, $(du -sh disk.raw | cut -f1) disk allocated, $(du -sh installer-root.cpio.zst | cut -f1) installer initrd ($(numfmt --to=iec < installer-root.unpacked-bytes) unpacked), $(du -sh system-root.tar | cut -f1) system root"

@@ -16,7 +16,7 @@ since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; 
 
 # Hash of everything that determines the images: package lists and the scripts/files baked in.
 image_hash() {
-  (cd "$VPS_DIR" && find image guest installer -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) \
+  (cd "$VPS_DIR" && find image guest installer system ../../scripts/installer-tools.txt -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) \
     | sha256sum | cut -c1-16
 }
 # VPS_IMAGE_DIR overrides (e.g. a dir restored by CI's cache step, or a dev build).
@@ -73,4 +73,17 @@ serial_tail() {
     echo "--- last 40 lines of the container's journal ---" >&2
     journalctl -D "$rd/ct-upper/var/log/journal" --no-pager -n 40 >&2 || true
   fi
+}
+
+# The installed stand-in system's root tar (image build) as the stand-in toplevels take it:
+# prints "PATH SHA256 BYTES"; the sha256 is computed once and kept beside the tar.
+rootfs_facts() {
+  local img=$1 tar sha
+  tar=$img/system-root.tar
+  [[ -f $tar ]] || die "$tar is missing: build the image first (test/vps/vps image)"
+  if [[ ! -s $tar.sha256 || $tar.sha256 -ot $tar ]]; then
+    sha256sum "$tar" | cut -d' ' -f1 > "$tar.sha256.tmp" && mv "$tar.sha256.tmp" "$tar.sha256"
+  fi
+  sha=$(cat "$tar.sha256")
+  printf '%s %s %s\n' "$tar" "$sha" "$(stat -c %s "$tar")"
 }

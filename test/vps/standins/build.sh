@@ -4,9 +4,10 @@
 #            [--kexec-syscall load|auto] [--json]
 # --kexec-syscall auto: run uses kexec_file_load like the real one (slow purgatory checks under TCG,
 # but no second copy of the initrd in user memory); load (default): kexec_load --no-checks.
-# Defaults are the real sizes (DESIGN.md, memory-faithful stand-ins): the installer's squashfs
-# images (its root + /nix/.ro-store, both in the initrd, so in RAM after kexec) add up to 278MiB,
-# filled with incompressible ballast; 1GiB of NAR in the system closure. --ballast sets both; 0 for fast tests.
+# Defaults are the real sizes (DESIGN.md, memory-faithful stand-ins): the installer's initrd is
+# filled up to the real one's budget (192 MiB unpacked, 62 MiB zstd: --installer-ballast is the
+# unpacked size); 1GiB of NAR in the system closure (its Debian root tar counts against it).
+# --ballast sets both; 0 for fast tests (no ballast: the Debian roots alone).
 #   kexec tarball: IMAGE_DIR/standins/kexec-<hash>-<bytes>/nixos-kexec-installer-noninteractive-x86_64-linux.tar.gz
 #   toplevel, disk script: the host's Nix store (GC roots under IMAGE_DIR/standins/).
 set -euo pipefail
@@ -14,7 +15,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../lib/common.sh
 . "$here/../lib/common.sh"
 img=$1; shift
-ib=278MiB sb=1GiB json=0 syscall=load
+ib=192MiB sb=1GiB json=0 syscall=load
 while (($#)); do
   case $1 in
     --ballast) ib=$2 sb=$2; shift 2 ;;
@@ -39,34 +40,64 @@ kd=$out/kexec-$key-$ib-$syscall
 tarball=$kd/nixos-kexec-installer-noninteractive-x86_64-linux.tar.gz
 if [[ ! -e $kd/.complete ]]; then
   t0=$(now)
-  log "standins: building the installer tarball (ballast $ib bytes)"
-  rm -rf "$kd"; mkdir -p "$kd/kexec" "$kd/store"
+  log "standins: building the installer tarball (unpacked size $ib bytes with ballast)"
+  rm -rf "$kd"; mkdir -p "$kd/kexec" "$kd/ballast"
   w=$kd
   sed "s/^default_syscall=load$/default_syscall=$syscall/" "$here/kexec-run" > "$w/kexec/run"
   chmod 755 "$w/kexec/run"
   cp "$img/vmlinuz" "$w/kexec/bzImage"
   cp "$img/ctroot/usr/sbin/kexec" "$w/kexec/kexec"   # like nixos-images, bring our own kexec
-  # The real installer's store squashfs (278 MiB) holds its whole system; ours holds the Debian
-  # root in a squashfs of its own, so the ballast is what is left of the real size after it.
-  fill=$((ib - $(stat -c %s "$img/installer-base.cpio.zst")))
-  if ((ib > 0 && fill > 0)); then
-    head -c "$fill" /dev/urandom > "$w/store/00000000000000000000000000000000-vps-standin-installer-ballast"
+  base_c=$(stat -c %s "$img/installer-root.cpio.zst") base_u=$(cat "$img/installer-root.unpacked-bytes")
+  cp "$img/installer-root.cpio.zst" "$w/kexec/initrd"
+  unpacked=$base_u
+  # Ballast: size the initrd to the real installer's budget in BOTH dimensions (unpacked $ib,
+  # compressed $ib * 62/192, i.e. 62 MiB for the default 192 MiB), with real files (ELF and text
+  # from the guest root, compressible like the real initrd's) and random bytes for the rest.
+  if ((ib > base_u)); then
+    want_c=$((ib * 62 / 192)) room=$((ib - base_u))
+    d=$w/ballast/usr/share/vps-standin-ballast
+    mkdir -p "$d"
+    # real files, up to the whole room, in a stable order
+    total=0 k=0 copied=()
+    while read -r f; do
+      sz=$(stat -c %s "$f"); ((total + sz <= room)) || continue
+      cp "$f" "$d/$k-${f##*/}"; copied+=("$d/$k-${f##*/}"); total=$((total + sz)) k=$((k + 1))
+      ((total < room - 65536)) || break
+    done < <(find "$img/ctroot/usr/lib/x86_64-linux-gnu" "$img/ctroot/usr/share" "$img/ctroot/usr/bin" \
+               -type f -size +4k | LC_ALL=C sort)
+    # how well they compress at the initrd's level
+    fc=$(tar -C "$d" -cf - . | zstd -q -10 -T0 | wc -c)
+    # R random + F files: base_u + R + F = ib; base_c + R + F * fc/total = want_c
+    r=$(awk -v wc="$want_c" -v bc="$base_c" -v room="$room" -v fc="$fc" -v ft="$total" \
+      'BEGIN { c = fc / ft; r = (wc - bc - c * room) / (1 - c); if (r < 0) r = 0; if (r > room) r = room; printf "%d", r }')
+    keep=$((room - r))
+    # drop files from the end until the real-file part is at most `keep` bytes
+    while ((total > keep && k > 0)); do
+      k=$((k - 1)); f=${copied[k]}
+      total=$((total - $(stat -c %s "$f"))); rm -f "$f"
+    done
+    r=$((room - total))
+    ((r > 0)) && head -c "$r" /dev/urandom > "$d/random"
+    (cd "$w/ballast" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | zstd -q -10 -T0 >> "$w/kexec/initrd"
+    unpacked=$((base_u + total + r))
+    log "standins: installer ballast $total B of real files + $r B random"
   fi
-  # -noD: data is random anyway; compressing it would only cost time
-  mksquashfs "$w/store" "$w/nix-store.squashfs" -noappend -quiet -noD -all-root >/dev/null
-  rm -rf "$w/store"
-  # initrd = the installer root (zstd cpio) + a second zstd cpio holding /nix-store.squashfs
-  { cat "$img/installer-base.cpio.zst"
-    (cd "$w" && echo nix-store.squashfs | cpio -o -H newc -R 0:0 --quiet | zstd -q -1 -T0)
-  } > "$w/kexec/initrd"
-  rm "$w/nix-store.squashfs"
+  rm -rf "$w/ballast"
+  {
+    echo "INITRD_BYTES=$(stat -c %s "$w/kexec/initrd")"
+    echo "INITRD_UNPACKED_BYTES=$unpacked"
+    echo "KERNEL_BYTES=$(stat -c %s "$w/kexec/bzImage")"
+  } > "$kd/sizes.env"
   tar -C "$w" --owner=0 --group=0 -cf - kexec | gzip -1 > "$tarball.part"
   mv "$tarball.part" "$tarball"
+  echo "TARBALL_BYTES=$(stat -c %s "$tarball")" >> "$kd/sizes.env"
   rm -rf "$w/kexec"
   sha256sum "$tarball" | cut -d' ' -f1 > "$kd/sha256"
   touch "$kd/.complete"
-  log "standins: installer tarball $(du -h "$tarball" | cut -f1) in $(since "$t0")s"
+  log "standins: installer tarball $(du -h "$tarball" | cut -f1) in $(since "$t0")s: $(tr '\n' ' ' < "$kd/sizes.env")"
 fi
+# shellcheck source=/dev/null
+. "$kd/sizes.env"
 
 # --- toplevel variants + disk script: the host's Nix store ---
 # Deploy-test variants (test/STANDINS.md): all share the ballast paths; toplevel == variants.ok.
@@ -76,7 +107,9 @@ t0=$(now)
 nixopts=(--option build-users-group '' --option sandbox false --option substituters '')
 attrs=(-A diskScript)
 for v in "${variants[@]}"; do attrs+=(-A "variants.$v"); done
+read -r rootfs_tar rootfs_sha rootfs_bytes < <(rootfs_facts "$img")
 mapfile -t paths < <(nix-build "${nixopts[@]}" "$here/standins.nix" --arg systemBallastBytes "$sb" \
+  --argstr rootfsTar "$rootfs_tar" --argstr rootfsSha256 "$rootfs_sha" --arg rootfsBytes "$rootfs_bytes" \
   "${attrs[@]}" --out-link "$out/result-$sb" 2>"$out/nix-build.log") || { tail -20 "$out/nix-build.log" >&2; die "nix-build failed"; }
 ((${#paths[@]} == ${#variants[@]} + 1)) || die "nix-build printed ${#paths[@]} paths: ${paths[*]}"
 disk=${paths[0]} toplevel=${paths[1]}
@@ -91,8 +124,8 @@ done
 log "standins: toplevel variants + disk script ready in $(since "$t0")s (system ballast $sb bytes)"
 
 if ((json)); then
-  printf '{"kexecTarball":"%s","kexecSha256":"%s","toplevel":"%s","diskScript":"%s","installerBallastBytes":%s,"systemBallastBytes":%s,"variants":{%s}}\n' \
-    "$tarball" "$(cat "$kd/sha256")" "$toplevel" "$disk" "$ib" "$sb" "$vjson"
+  printf '{"kexecTarball":"%s","kexecSha256":"%s","toplevel":"%s","diskScript":"%s","installerBallastBytes":%s,"installerInitrdBytes":%s,"installerUnpackedBytes":%s,"systemBallastBytes":%s,"variants":{%s}}\n' \
+    "$tarball" "$(cat "$kd/sha256")" "$toplevel" "$disk" "$ib" "$INITRD_BYTES" "$INITRD_UNPACKED_BYTES" "$sb" "$vjson"
 else
   printf 'kexecTarball=%s\nkexecSha256=%s\ntoplevel=%s\ndiskScript=%s\n%s' "$tarball" "$(cat "$kd/sha256")" "$toplevel" "$disk" "$vtext"
 fi

@@ -1,8 +1,11 @@
 #!/bin/bash
-# The whole stand-in path on the VM: prep (apt-get install cpio from the test repo) -> upload the
-# installer tarball -> kexec/run -> the installer answers on the SAME address with the SAME pinned
-# host key and VARIANT_ID=installer -> disk script -> nix copy -> nixos-install -> reboot -> the
-# installed system answers (same key) with /run/current-system = the toplevel.
+# The whole stand-in path on the VM, by hand (not the product): prep (apt-get install cpio from the
+# test repo) -> upload the installer tarball -> kexec/run -> the installer (one initrd: the tmpfs
+# rootfs stays the root, systemd is PID 1, no Nix) answers on the SAME address with the SAME pinned
+# host key and VARIANT_ID=installer -> disk script -> the closure as a tar into /mnt, registered by
+# the closure's own Nix in a chroot -> its switch-to-configuration boot (unpacks its root,
+# grub-install) -> reboot -> the installed system answers (same key) with /run/current-system =
+# the toplevel.
 # Usage: kexec-install.sh [RAM_MiB] [BALLAST]   (defaults 1024, 0). Prints timings and RAM figures
 # as "RESULT key=value" lines. KEXEC_ONLY=1 stops after the installer checks (for the bench).
 set -euo pipefail
@@ -42,30 +45,43 @@ wait_for "$rd" 400 nixos/installer "$probe" >/dev/null
 report kexecRoundTripSeconds "$(since "$t0") (run -> installer sshd, incl. run's 6 s delay)"
 ok "installer answers at $addr with the pinned host key (StrictHostKeyChecking=yes)"
 expect_eq "$(g "$rd" 'test -e /etc/NIXOS && echo yes')" yes /etc/NIXOS
-expect_eq "$(g "$rd" 'findmnt -no FSTYPE /nix/store')" overlay "/nix/store"
-expect_eq "$(g "$rd" 'findmnt -no FSTYPE /nix/.ro-store')" squashfs "/nix/.ro-store"
+expect_eq "$(g "$rd" 'findmnt -no FSTYPE /')" rootfs "the root is the initramfs (no switch_root)"
+expect_eq "$(g "$rd" 'stat -c %U:%a /')" "root:755" "rootfs mode"
+expect_eq "$(g "$rd" 'readlink /proc/1/exe')" /usr/lib/systemd/systemd "systemd is PID 1"
+expect_eq "$(g "$rd" 'command -v nix-store nix || echo none')" none "no Nix in the installer"
+expect_eq "$(g "$rd" 'swapon --show=NAME --noheadings | grep -c zram')" 1 "zram swap on"
+expect_eq "$(g "$rd" 'stat -c %a /etc/machine-id')" 444 "carried machine-id readable by networkd"
+# every command our remote scripts and a disko script run (the build checked it too)
+# shellcheck disable=SC2016 # expands in the guest
+missing=$(grep -v '^#' "$T_DIR/../../../scripts/installer-tools.txt" | g "$rd" 'm=; while read -r spec; do [ -n "$spec" ] || continue; f=; for c in $(echo "$spec" | tr "|" " "); do command -v "$c" >/dev/null && f=1; done; [ -n "$f" ] || m="$m $spec"; done; echo "none$m"')
+expect_eq "$missing" none "installer tools (scripts/installer-tools.txt)"
 expect_eq "$(g "$rd" "ip -br addr show | awk '\$3 ~ /^$addr\\// {print \"found\"}'")" found "same IPv4 address"
 expect_eq "$(g "$rd" "ip -6 route show default | grep -c via")" 1 "IPv6 default route carried"
 report memAfterKexecMiB "$(mem)"
-g "$rd" 'df -h / /nix/.rw-store /nix/.ro-store | sed 1d' >&2
+g "$rd" 'df -h / | sed 1d' >&2
 
 if [[ ${KEXEC_ONLY:-0} == 1 ]]; then
   "$VPS" down --run-dir "$rd"; trap - EXIT; assert_clean "$rd"; exit 0
 fi
 
-# install: disk script, closure into /mnt, nixos-install (stand-in), host keys kept, reboot
-export NIX_SSHOPTS="-i $rd/client_ed25519 -o UserKnownHostsFile=$rd/known_hosts -o StrictHostKeyChecking=yes -o BatchMode=yes"
-nixc=(nix --extra-experimental-features nix-command --option substituters '' --option build-users-group '')
+# install by hand: disk script, the closure as a tar into /mnt, registered and made bootable by its
+# own Nix and switch-to-configuration in a chroot (what the product's install step does)
 t0=$(now)
-ip netns exec "$ns" "${nixc[@]}" copy --to "ssh://root@$addr" "$disk"
+tar -C / -cf - "${disk#/}" | g "$rd" 'tar -C / -xf -'
 g "$rd" "$disk" > "$rd/disk-script.log" 2>&1 || { tail -20 "$rd/disk-script.log" >&2; fail "disk script"; }
 report diskScriptSeconds "$(since "$t0")"
 t0=$(now)
-ip netns exec "$ns" "${nixc[@]}" copy --to "ssh://root@$addr?remote-store=local?root=/mnt" "$toplevel"
-report closureCopySeconds "$(since "$t0")"
+mapfile -t closure < <(nix-store -qR "$toplevel")
+nix=$(dirname "$(dirname "$(readlink -f "$toplevel/sw/bin/nix-store")")")
+tar -C / -cf - "${closure[@]#/}" | zstd -q -3 -T0 | g "$rd" 'zstd -dc | tar -C /mnt -xf -'
+report closureCopySeconds "$(since "$t0") (${#closure[@]} paths)"
 t0=$(now)
-g "$rd" "nixos-install --no-root-passwd --no-channel-copy --system $toplevel && cp -a /etc/ssh/ssh_host_* /mnt/etc/ssh/" 2>&1 | tail -3 >&2
-report nixosInstallSeconds "$(since "$t0")"
+nix-store --dump-db "${closure[@]}" | g "$rd" "mkdir -p /mnt/dev /mnt/proc /mnt/sys /mnt/run /mnt/root && mount --rbind /dev /mnt/dev && mount -t proc proc /mnt/proc && mount --rbind /sys /mnt/sys && mount -t tmpfs tmpfs /mnt/run && HOME=/root NIX_CONFIG='build-users-group =' chroot /mnt $nix/bin/nix-store --load-db"
+expect_eq "$(g "$rd" "HOME=/root chroot /mnt $nix/bin/nix-store --verify-path $toplevel 2>&1 && echo valid")" valid "closure registered by its own Nix"
+g "$rd" "HOME=/root NIX_CONFIG='build-users-group =' chroot /mnt $nix/bin/nix-env -p /nix/var/nix/profiles/system --set $toplevel && touch /mnt/etc/NIXOS 2>/dev/null || { mkdir -p /mnt/etc && touch /mnt/etc/NIXOS; }"
+g "$rd" "chroot /mnt $toplevel/activate && NIXOS_INSTALL_BOOTLOADER=1 chroot /mnt $toplevel/bin/switch-to-configuration boot && cp -a /etc/ssh/ssh_host_* /mnt/etc/ssh/ && umount -lR /mnt/dev /mnt/proc /mnt/sys /mnt/run" 2>&1 | tail -3 >&2
+expect_eq "$(g "$rd" 'dd if=/dev/vda bs=512 count=1 2>/dev/null | grep -c GRUB')" 1 "grub-install wrote the boot sector"
+report installSeconds "$(since "$t0")"
 old_boot=$(g "$rd" cat /proc/sys/kernel/random/boot_id)
 t0=$(now)
 g "$rd" 'systemd-run --on-active=1 --timer-property=AccuracySec=100ms systemctl reboot >/dev/null 2>&1'

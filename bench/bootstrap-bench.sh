@@ -1,18 +1,22 @@
 #!/bin/bash
 # npm run bench:bootstrap: the whole bootstrap (vps-nixos bootstrap, the built CLI) on the test VPS
-# at several RAM sizes with real-size stand-in ballast (installer 278 MiB, system 1 GiB by default;
-# see test/STANDINS.md). Prints, per RAM size, how far it got and per phase: status, seconds, peak
-# target memory (MemTotal - MemAvailable, sampled every 2 s) and bytes sent, plus the bytes that
-# crossed the test network (tap0 TX in the VPS's netns). Not part of CI: one RAM size takes minutes.
-# Usage: bench/bootstrap-bench.sh [--ram "1024 768 512"] [--ballast SIZE|--installer-ballast S --system-ballast S]
-#        [--kexec-syscall auto]   (kexec_file_load as the real run uses it; see test/STANDINS.md)
+# at several RAM sizes with real-size stand-in ballast (installer initrd 192 MiB unpacked / 62 MiB
+# zstd, system closure 1 GiB by default; see test/STANDINS.md). Prints, per RAM size, how far it got
+# and per phase: status, seconds, peak target memory (MemTotal - MemAvailable, sampled every 2 s)
+# and bytes sent, the bytes that crossed the test network (tap0 TX in the VPS's netns), and the
+# install's bytes on the wire against the zstd (-3) size of the closure the target lacked.
+# Not part of CI: one RAM size takes minutes. The planner's defaults decide (no allow-low-ram),
+# except where --allow-low-ram is given.
+# Usage: bench/bootstrap-bench.sh [--ram "1024 768 512 384"] [--ballast SIZE|--installer-ballast S --system-ballast S]
+#        [--kexec-syscall auto] [--allow-low-ram]   (auto: kexec_file_load as the real run uses it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VPS=test/vps/vps
-rams="1024 768 512" ballast_args=()
+rams="1024 768 512 384" ballast_args=() low=()
 while (($#)); do
   case $1 in
     --ram) rams=$2; shift 2 ;;
+    --allow-low-ram) low=(--allow-low-ram); shift ;;
     --ballast|--installer-ballast|--system-ballast|--kexec-syscall) ballast_args+=("$1" "$2"); shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -20,12 +24,16 @@ done
 [[ -f dist/cli/index.js ]] || npm run build >/dev/null
 s=$("$VPS" standins "${ballast_args[@]}" --json | tail -n 1)
 get() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
-echo "stand-ins: installer ballast $(get "$s" installerBallastBytes) B, system ballast $(get "$s" systemBallastBytes) B"
+top=$(get "$s" toplevel)
+closure_nar=$(nix-store -qR "$top" | xargs nix-store -q --size | awk '{ s += $1 } END { print s }')
+mapfile -t closure < <(nix-store -qR "$top")
+closure_zstd=$(tar -C / -cf - "${closure[@]#/}" | zstd -q -3 -T0 | wc -c)
+echo "stand-ins: installer initrd $(get "$s" installerInitrdBytes) B zstd, $(get "$s" installerUnpackedBytes) B unpacked;" \
+  "system closure ${#closure[@]} paths, $closure_nar B NAR (system ballast $(get "$s" systemBallastBytes) B), $closure_zstd B as zstd -3"
+echo "host: $(nproc) cores, $(uname -r); guest: QEMU TCG ${VPS_QEMU_CPU:-qemu64}, $(date -u +%F)"
 for ram in $rams; do
   j=$("$VPS" up --ram "$ram" --json)
   rd=$(get "$j" runDir) ns=$(get "$j" netns)
-  low=()
-  ((ram >= 768)) || low=(--allow-low-ram)
   # tap0 is the netns side of the guest's NIC: what it transmits, the guest receives.
   txbytes() { ip -n "$ns" -j -s link show tap0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["tx"]["bytes"])'; }
   tx0=$(txbytes)
@@ -39,9 +47,9 @@ for ram in $rams; do
   rc=$?
   set -e
   tx1=$(txbytes)
-  python3 - "$rd/bootstrap.json" "$ram" "$rc" "$(($(date +%s) - t0))" "$((tx1 - tx0))" <<'PY'
+  python3 - "$rd/bootstrap.json" "$ram" "$rc" "$(($(date +%s) - t0))" "$((tx1 - tx0))" "$closure_zstd" <<'PY'
 import json, sys
-path, ram, rc, secs, tx = sys.argv[1:]
+path, ram, rc, secs, tx, czstd = sys.argv[1:]
 try:
     d = json.load(open(path))
 except Exception as e:
@@ -49,6 +57,12 @@ except Exception as e:
 print(f"RAM {ram} MiB: exit {rc} in {secs} s; {int(tx)/2**20:.1f} MiB sent over the test network (tap0 tx)")
 for p in d.get("phases", []):
     print(f"  {p['name']:15} {p['status']:8} {p['seconds']:7.1f} s  peak {p.get('peakMemBytes', 0)/2**20:6.0f} MiB  sent {p.get('bytesSent', 0)/2**20:8.1f} MiB")
+inst = [p for p in d.get("phases", []) if p["name"] == "install" and p["status"] == "done"]
+if inst:
+    b = inst[0].get("bytesSent", 0)
+    print(f"  install on the wire: {b/2**20:.1f} MiB = {b/int(czstd):.3f} x the zstd -3 size of the closure it lacked ({int(czstd)/2**20:.1f} MiB)")
+if d.get("plan"):
+    print(f"  plan: {d['plan'].get('method')} ({'; '.join(d['plan'].get('reasons', [])[-1:])})")
 if d.get("error"):
     print(f"  stopped: {d['error']['message']}")
 PY

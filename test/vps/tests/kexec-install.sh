@@ -15,7 +15,7 @@ s=$("$VPS" standins --ballast "$ballast" --json)
 tarball=$(json_get "$s" kexecTarball) sha=$(json_get "$s" kexecSha256)
 toplevel=$(json_get "$s" toplevel) disk=$(json_get "$s" diskScript)
 j=$("$VPS" up --ram "$ram" --json)
-rd=$(json_get "$j" runDir) ns=$(json_get "$j" netns) addr=$(json_get "$j" address)
+rd=$(json_get "$j" runDir) addr=$(json_get "$j" address)
 trap '"$VPS" down --run-dir "$rd" >/dev/null 2>&1 || true' EXIT
 report() { printf 'RESULT %s=%s\n' "$1" "$2" | tee -a "$rd/results" >&2; }
 report ramMiB "$ram"; report ballast "$ballast"
@@ -77,7 +77,7 @@ tar -C / -cf - "${closure[@]#/}" | zstd -q -3 -T0 | g "$rd" 'zstd -dc | tar -C /
 report closureCopySeconds "$(since "$t0") (${#closure[@]} paths)"
 t0=$(now)
 nix-store --dump-db "${closure[@]}" | g "$rd" "mkdir -p /mnt/dev /mnt/proc /mnt/sys /mnt/run /mnt/root && mount --rbind /dev /mnt/dev && mount -t proc proc /mnt/proc && mount --rbind /sys /mnt/sys && mount -t tmpfs tmpfs /mnt/run && HOME=/root NIX_CONFIG='build-users-group =' chroot /mnt $nix/bin/nix-store --load-db"
-expect_eq "$(g "$rd" "HOME=/root chroot /mnt $nix/bin/nix-store --verify-path $toplevel 2>&1 && echo valid")" valid "closure registered by its own Nix"
+expect_eq "$(g "$rd" "HOME=/root NIX_CONFIG='build-users-group =' chroot /mnt $nix/bin/nix-store --verify-path $toplevel 2>/dev/null && echo valid")" valid "closure registered by its own Nix"
 g "$rd" "HOME=/root NIX_CONFIG='build-users-group =' chroot /mnt $nix/bin/nix-env -p /nix/var/nix/profiles/system --set $toplevel && touch /mnt/etc/NIXOS 2>/dev/null || { mkdir -p /mnt/etc && touch /mnt/etc/NIXOS; }"
 g "$rd" "chroot /mnt $toplevel/activate && NIXOS_INSTALL_BOOTLOADER=1 chroot /mnt $toplevel/bin/switch-to-configuration boot && cp -a /etc/ssh/ssh_host_* /mnt/etc/ssh/ && umount -lR /mnt/dev /mnt/proc /mnt/sys /mnt/run" 2>&1 | tail -3 >&2
 expect_eq "$(g "$rd" 'dd if=/dev/vda bs=512 count=1 2>/dev/null | grep -c GRUB')" 1 "grub-install wrote the boot sector"

@@ -298,10 +298,9 @@ describe('interrupted anywhere, a re-run resumes and finishes (fresh snapshot)',
     ];
     for (const [killOn, skipped, absent] of kills) {
       const r = await bootstrap(['--confirm-wipe', '/dev/vda'], { killOn });
-      // (the stderr tail, so a run that ended on its own says why)
-      expect({ killOn: String(killOn), code: r.code, tail: r.stderr.slice(-1500) }).toMatchObject({
-        code: -9,
-      });
+      // A run that ended on its own says why.
+      if (r.code !== -9)
+        throw new Error(`killOn ${killOn}: exit ${r.code}, not killed:\n${r.stderr.slice(-2000)}`);
       // What the killed run found already done: skipped, with its evidence; earlier phases not planned.
       for (const phase of skipped)
         expect(r.stderr).toMatch(new RegExp(`\\n${phase}: already done \\(`));

@@ -161,8 +161,29 @@ describe('installerFit: the kexec image against MemTotal', () => {
         .refusal,
     ).toBeUndefined();
   });
-  it('refuses compressed + unpacked initrd + the kernel margin over MemTotal', () => {
+  it('refuses an unpacked initrd over the rootfs cap: half of MemTotal, 90 % with initramfs_options', () => {
     const sizes = { kernelBytes: 12 * MiB, initrdBytes: 64 * MiB, initrdUnpackedBytes: 192 * MiB };
+    // a 512 MB VPS (MemTotal 457 MiB): 192 MiB fits in its half (228.5 MiB)
+    expect(installerFit({ from, sizes }, mem).refusal).toBeUndefined();
+    // a 384 MB VPS (MemTotal ~340 MiB): half is 170 MiB
+    const r = installerFit({ from, sizes }, 340 * MiB);
+    expect(r.refusal?.reason).toMatch(
+      /cannot unpack at boot: its initrd is 192\.0 MiB unpacked, over the kernel's rootfs cap of half of MemTotal 340\.0 MiB \(170\.0 MiB\).*initramfs_options/,
+    );
+    // exactly half fits
+    expect(installerFit({ from, sizes }, 384 * MiB).refusal).toBeUndefined();
+    // a kernel that takes initramfs_options=size=90% unpacks it there
+    expect(
+      installerFit({ from, sizes: { ...sizes, rootfsGrows: true } }, 340 * MiB).refusal,
+    ).toBeUndefined();
+  });
+  it('refuses compressed + unpacked initrd + the kernel margin over MemTotal', () => {
+    const sizes = {
+      kernelBytes: 12 * MiB,
+      initrdBytes: 64 * MiB,
+      initrdUnpackedBytes: 192 * MiB,
+      rootfsGrows: true,
+    };
     expect(installerFit({ from, sizes }, mem).refusal).toBeUndefined();
     const tight = 64 * MiB + 192 * MiB + KERNEL_RESERVE_BYTES;
     expect(installerFit({ from, sizes }, tight).refusal).toBeUndefined();

@@ -270,6 +270,10 @@ let
           echo "INITRD_BYTES=$(stat -L -c %s ${initrdFile})"
           echo "INITRD_UNPACKED_BYTES=$(cat $out/unpacked-bytes)"
           echo "KERNEL_BYTES=$(stat -L -c %s ${kernelFile})"
+          # the planner's rootfs cap: 90 % when this kernel takes initramfs_options=, else half
+          echo "INITRAMFS_OPTIONS=${
+            if lib.versionAtLeast config.boot.kernelPackages.kernel.version "6.18" then "yes" else "no"
+          }"
           echo "INITRD_BUDGET_BYTES=${toString cfg.budget.compressedBytes}"
           echo "INITRD_UNPACKED_BUDGET_BYTES=${toString cfg.budget.unpackedBytes}"
         } >$out/sizes.env

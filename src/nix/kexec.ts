@@ -47,6 +47,12 @@ export interface KexecSizes {
    * (INITRD_UNPACKED_BYTES) when it describes this tarball; unknown for a third-party one.
    */
   initrdUnpackedBytes?: number;
+  /**
+   * The installer's kernel takes `initramfs_options=size=…` (Linux 6.18, backported to stable), so
+   * the rootfs the initrd unpacks into may grow past its default cap of half the RAM
+   * (sizes.env INITRAMFS_OPTIONS=yes, written by the build that passes it).
+   */
+  rootfsGrows?: boolean;
 }
 
 /** One member of a `tar -tv` listing. */
@@ -105,6 +111,7 @@ export function kexecSizes(
     (num('KERNEL_BYTES') === undefined || num('KERNEL_BYTES') === kernel.bytes);
   if (describesThis && unpacked !== undefined && Number.isSafeInteger(unpacked) && unpacked > 0)
     sizes.initrdUnpackedBytes = unpacked;
+  if (describesThis && sizesEnv?.INITRAMFS_OPTIONS === 'yes') sizes.rootfsGrows = true;
   return { sizes };
 }
 

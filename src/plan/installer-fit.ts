@@ -54,6 +54,18 @@ export function installerFit(
         `the kexec installer's unpacked initrd size is unknown (${installer.from} has no sizes.env with INITRD_UNPACKED_BYTES): only the load limit was checked (kernel + initrd ${formatBytes(image)} ≤ half of ${mem}); at boot the initrd is unpacked into RAM next to its ${formatBytes(s.initrdBytes)} compressed copy`,
       ],
     };
+  // The initrd unpacks into the kernel's rootfs, a tmpfs capped at half the RAM unless the kernel
+  // takes initramfs_options= (measured here: a 192 MiB initrd at MemTotal 457 MiB on Linux 6.1
+  // printed "Initramfs unpacking failed: write error" and lost the carried keys and network).
+  const cap = Math.floor(memTotalBytes * (s.rootfsGrows ? 0.9 : 0.5));
+  if (s.initrdUnpackedBytes > cap)
+    return {
+      refusal: {
+        reason: `the kexec installer (${installer.from}) cannot unpack at boot: its initrd is ${formatBytes(s.initrdUnpackedBytes)} unpacked, over the kernel's rootfs cap of ${s.rootfsGrows ? '90 %' : 'half'} of ${mem} (${formatBytes(cap)})${s.rootfsGrows ? '' : '; its kernel does not take initramfs_options= (sizes.env INITRAMFS_OPTIONS), which would raise the cap'}`,
+        remediation: FIX,
+      },
+      warnings: [],
+    };
   const boot = s.initrdBytes + s.initrdUnpackedBytes + KERNEL_RESERVE_BYTES;
   if (boot > memTotalBytes)
     return {

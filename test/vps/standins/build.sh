@@ -47,7 +47,11 @@ if [[ ! -e $kd/.complete ]]; then
   chmod 755 "$w/kexec/run"
   cp "$img/vmlinuz" "$w/kexec/bzImage"
   cp "$img/ctroot/usr/sbin/kexec" "$w/kexec/kexec"   # like nixos-images, bring our own kexec
-  base_c=$(stat -c %s "$img/installer-root.cpio.zst") base_u=$(cat "$img/installer-root.unpacked-bytes")
+  # Unpacked = what the files take in the rootfs tmpfs: each rounded up to 4 KiB pages (the real
+  # build counts the same way; the kernel's cap on rootfs is in pages).
+  pages() { awk '$1 ~ /^-/ { s += int(($5 + 4095) / 4096) * 4096 } END { printf "%d", s }'; }
+  base_c=$(stat -c %s "$img/installer-root.cpio.zst")
+  base_u=$(zstd -dc "$img/installer-root.cpio.zst" | bsdtar -tvf - 2>/dev/null | pages)
   cp "$img/installer-root.cpio.zst" "$w/kexec/initrd"
   unpacked=$base_u
   # Ballast: size the initrd to the real installer's budget in BOTH dimensions (unpacked $ib,
@@ -60,7 +64,7 @@ if [[ ! -e $kd/.complete ]]; then
     # real files, up to the whole room, in a stable order
     total=0 k=0 copied=()
     while read -r f; do
-      sz=$(stat -c %s "$f"); ((total + sz <= room)) || continue
+      sz=$((($(stat -c %s "$f") + 4095) / 4096 * 4096)); ((total + sz <= room)) || continue
       cp "$f" "$d/$k-${f##*/}"; copied+=("$d/$k-${f##*/}"); total=$((total + sz)) k=$((k + 1))
       ((total < room - 65536)) || break
     done < <(find "$img/ctroot/usr/lib/x86_64-linux-gnu" "$img/ctroot/usr/share" "$img/ctroot/usr/bin" \
@@ -74,12 +78,12 @@ if [[ ! -e $kd/.complete ]]; then
     # drop files from the end until the real-file part is at most `keep` bytes
     while ((total > keep && k > 0)); do
       k=$((k - 1)); f=${copied[k]}
-      total=$((total - $(stat -c %s "$f"))); rm -f "$f"
+      total=$((total - ($(stat -c %s "$f") + 4095) / 4096 * 4096)); rm -f "$f"
     done
-    r=$((room - total))
+    r=$(((room - total) / 4096 * 4096))
     ((r > 0)) && head -c "$r" /dev/urandom > "$d/random"
     (cd "$w/ballast" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | zstd -q -10 -T0 >> "$w/kexec/initrd"
-    unpacked=$((base_u + total + r))
+    unpacked=$((base_u + $(find "$d" -type f -printf '%s\n' | awk '{ s += int(($1 + 4095) / 4096) * 4096 } END { printf "%d", s }')))
     log "standins: installer ballast $total B of real files + $r B random"
   fi
   rm -rf "$w/ballast"
@@ -87,6 +91,8 @@ if [[ ! -e $kd/.complete ]]; then
     echo "INITRD_BYTES=$(stat -c %s "$w/kexec/initrd")"
     echo "INITRD_UNPACKED_BYTES=$unpacked"
     echo "KERNEL_BYTES=$(stat -c %s "$w/kexec/bzImage")"
+    # Debian's 6.1 kernel has no initramfs_options=: the rootfs stays capped at half the RAM
+    echo "INITRAMFS_OPTIONS=no"
   } > "$kd/sizes.env"
   tar -C "$w" --owner=0 --group=0 -cf - kexec | gzip -1 > "$tarball.part"
   mv "$tarball.part" "$tarball"

@@ -154,7 +154,7 @@ const table: [string, PlanFacts, Partial<PlanConfig>, string, string[], RegExp][
     INFECT,
     /method infect was asked/,
   ],
-  ['KVM 512 MB → refuse', debian(480), {}, 'refuse', [], /768 MB|allow-low-ram/],
+  ['KVM 512 MB, floors at 700 MiB → refuse', debian(480), {}, 'refuse', [], /512 MB|allow-low-ram/],
   [
     'KVM 512 MB + allow-low-ram → kexec with warning',
     debian(480),
@@ -227,6 +227,16 @@ describe('plan: the decision table', () => {
     }
   });
 
+  it('with the default floors (min-ram-kexec 400 MiB), a 512 MB VPS plans kexec without allow-low-ram', () => {
+    const defaults = { ...cfg, minRamKexecBytes: 400 * MiB };
+    const p = plan(debian(457), defaults);
+    expect(p.method).toBe('kexec');
+    expect(p.warnings).toEqual([]);
+    expect(p.reasons.join()).toMatch(/MemTotal 457\.0 MiB ≥ min-ram-kexec 400\.0 MiB/);
+    const low = plan(debian(340), defaults);
+    expect(low.method).toBe('refuse');
+    expect(low.refusal?.remediation).toMatch(/at least 512 MB/);
+  });
   it('warns whenever it plans below a floor', () => {
     expect(plan(debian(480), { ...cfg, allowLowRam: true }).warnings.join()).toMatch(
       /below min-ram-kexec/,

@@ -30,7 +30,12 @@ in_root() {
   for d in dev proc; do
     mkdir -p "$root/$d"
     mountpoint -q "$root/$d" && continue
-    if [ $d = dev ]; then mount --rbind /dev "$root/dev"; else mount -t proc proc "$root/proc"; fi
+    # rslave: unmounting the copy must not propagate back and take the installer's /dev/pts along
+    if [ $d = dev ]; then
+      mount --rbind /dev "$root/dev" && mount --make-rslave "$root/dev"
+    else
+      mount -t proc proc "$root/proc"
+    fi
     unmount="$unmount $root/$d"
   done
   mkdir -p "$root/root" "$root/tmp" "$root/etc"
@@ -38,7 +43,7 @@ in_root() {
 }
 unmount=
 # shellcheck disable=SC2154 # m is the trap's own loop variable
-trap 'for m in $unmount; do umount -l "$m" 2>/dev/null; done' EXIT
+trap 'for m in $unmount; do umount -lR "$m" 2>/dev/null; done' EXIT
 # The path lists go on one command line (a few hundred KB for thousands of paths).
 # shellcheck disable=SC2046
 

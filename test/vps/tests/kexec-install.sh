@@ -76,7 +76,7 @@ nix=$(dirname "$(dirname "$(readlink -f "$toplevel/sw/bin/nix-store")")")
 tar -C / -cf - "${closure[@]#/}" | zstd -q -3 -T0 | g "$rd" 'zstd -dc | tar -C /mnt -xf -'
 report closureCopySeconds "$(since "$t0") (${#closure[@]} paths)"
 t0=$(now)
-nix-store --dump-db "${closure[@]}" | g "$rd" "mkdir -p /mnt/dev /mnt/proc /mnt/sys /mnt/run /mnt/root && mount --rbind /dev /mnt/dev && mount -t proc proc /mnt/proc && mount --rbind /sys /mnt/sys && mount -t tmpfs tmpfs /mnt/run && HOME=/root NIX_CONFIG='build-users-group =' chroot /mnt $nix/bin/nix-store --load-db"
+nix-store --dump-db "${closure[@]}" | g "$rd" "mkdir -p /mnt/dev /mnt/proc /mnt/sys /mnt/run /mnt/root && mount --rbind /dev /mnt/dev && mount --make-rslave /mnt/dev && mount -t proc proc /mnt/proc && mount --rbind /sys /mnt/sys && mount --make-rslave /mnt/sys && mount -t tmpfs tmpfs /mnt/run && HOME=/root NIX_CONFIG='build-users-group =' chroot /mnt $nix/bin/nix-store --load-db"
 expect_eq "$(g "$rd" "HOME=/root NIX_CONFIG='build-users-group =' chroot /mnt $nix/bin/nix-store --verify-path $toplevel 2>/dev/null && echo valid")" valid "closure registered by its own Nix"
 g "$rd" "HOME=/root NIX_CONFIG='build-users-group =' chroot /mnt $nix/bin/nix-env -p /nix/var/nix/profiles/system --set $toplevel && touch /mnt/etc/NIXOS 2>/dev/null || { mkdir -p /mnt/etc && touch /mnt/etc/NIXOS; }"
 g "$rd" "chroot /mnt $toplevel/activate && NIXOS_INSTALL_BOOTLOADER=1 chroot /mnt $toplevel/bin/switch-to-configuration boot && cp -a /etc/ssh/ssh_host_* /mnt/etc/ssh/ && umount -lR /mnt/dev /mnt/proc /mnt/sys /mnt/run" 2>&1 | tail -3 >&2

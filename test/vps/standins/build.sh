@@ -50,6 +50,7 @@ if [[ ! -e $kd/.complete ]]; then
   # Unpacked = what the files take in the rootfs tmpfs: each rounded up to 4 KiB pages (the real
   # build counts the same way; the kernel's cap on rootfs is in pages).
   pages() { awk '$1 ~ /^-/ { s += int(($5 + 4095) / 4096) * 4096 } END { printf "%d", s }'; }
+  page_bytes() { echo $((($(stat -c %s "$1") + 4095) / 4096 * 4096)); }
   base_c=$(stat -c %s "$img/installer-root.cpio.zst")
   base_u=$(zstd -dc "$img/installer-root.cpio.zst" | bsdtar -tvf - 2>/dev/null | pages)
   cp "$img/installer-root.cpio.zst" "$w/kexec/initrd"
@@ -64,7 +65,7 @@ if [[ ! -e $kd/.complete ]]; then
     # real files, up to the whole room, in a stable order
     total=0 k=0 copied=()
     while read -r f; do
-      sz=$((($(stat -c %s "$f") + 4095) / 4096 * 4096)); ((total + sz <= room)) || continue
+      sz=$(page_bytes "$f"); ((total + sz <= room)) || continue
       cp "$f" "$d/$k-${f##*/}"; copied+=("$d/$k-${f##*/}"); total=$((total + sz)) k=$((k + 1))
       ((total < room - 65536)) || break
     done < <(find "$img/ctroot/usr/lib/x86_64-linux-gnu" "$img/ctroot/usr/share" "$img/ctroot/usr/bin" \
@@ -78,12 +79,12 @@ if [[ ! -e $kd/.complete ]]; then
     # drop files from the end until the real-file part is at most `keep` bytes
     while ((total > keep && k > 0)); do
       k=$((k - 1)); f=${copied[k]}
-      total=$((total - ($(stat -c %s "$f") + 4095) / 4096 * 4096)); rm -f "$f"
+      total=$((total - $(page_bytes "$f"))); rm -f "$f"
     done
     r=$(((room - total) / 4096 * 4096))
     ((r > 0)) && head -c "$r" /dev/urandom > "$d/random"
     (cd "$w/ballast" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | zstd -q -10 -T0 >> "$w/kexec/initrd"
-    unpacked=$((base_u + $(find "$d" -type f -printf '%s\n' | awk '{ s += int(($1 + 4095) / 4096) * 4096 } END { printf "%d", s }')))
+    unpacked=$((base_u + total + r))   # both already in pages
     log "standins: installer ballast $total B of real files + $r B random"
   fi
   rm -rf "$w/ballast"

@@ -5,11 +5,14 @@ import { parse as parseYaml } from 'yaml';
 import {
   INPUTS,
   inputSchema,
+  isBooleanInput,
   parseConfig,
   withDefaults,
+  type Config,
   type InputName,
   type RawInputs,
 } from '../../src/inputs';
+import { INFECT_DEFAULT_REVISION } from '../../src/infect/script';
 import { InputError } from '../../src/errors';
 import { keyPair } from '../helpers/keys';
 
@@ -35,13 +38,15 @@ const action = parseYaml(readFileSync(join(__dirname, '../../action.yml'), 'utf8
 
 describe('action.yml and the input schema agree', () => {
   const names = Object.keys(INPUTS).sort();
-  it('has the same input names', () => {
-    expect(Object.keys(action.inputs).sort()).toEqual(names);
-    expect(Object.keys(inputSchema.shape).sort()).toEqual(names);
+  it('has the same input names, in the same order', () => {
+    expect(Object.keys(action.inputs)).toEqual(Object.keys(INPUTS));
+    expect(Object.keys(inputSchema.shape)).toEqual(Object.values(INPUTS).map((i) => i.key));
   });
-  it.each(names)('%s has the same default and required flag', (name) => {
+  it.each(names)('%s has the same description, default and required flag', (name) => {
     const yml = action.inputs[name]!;
-    const spec: { required: boolean; default?: string } = INPUTS[name as InputName];
+    const spec: { description: string; required: boolean; default?: string } =
+      INPUTS[name as InputName];
+    expect(yml.description).toBe(spec.description);
     expect(yml.required ?? false).toBe(spec.required);
     expect(yml.default).toEqual(spec.default);
     expect(yml.description.length).toBeGreaterThan(10);
@@ -75,6 +80,179 @@ describe('action.yml and the input schema agree', () => {
       'post-if': 'always()',
     });
     expect(Object.keys(action.outputs)).toEqual(expect.arrayContaining(['method', 'host-key']));
+  });
+});
+
+// Every Config field; the compiler checks the list against Config both ways.
+const CONFIG_KEYS = [
+  'target',
+  'sshPrivateKey',
+  'knownHosts',
+  'hostKeyFingerprints',
+  'trustOnFirstUse',
+  'method',
+  'planOnly',
+  'flake',
+  'minRamKexecBytes',
+  'minRamInfectBytes',
+  'allowLowRam',
+  'reinstall',
+  'connectTimeoutSeconds',
+  'connectRetries',
+  'closureBudgetBytes',
+  'installerBudgetBytes',
+  'diskoWithDeps',
+  'cache',
+  'cacheMaxBytes',
+  'kexecTarball',
+  'kexecTarballSha256',
+  'allowPreflightErrors',
+  'confirmWipe',
+  'zramBytes',
+  'swapBytes',
+  'patchUdevadm',
+  'toplevel',
+  'diskScript',
+  'substituters',
+  'trustedPublicKeys',
+  'measureTrimming',
+  'deployAction',
+  'buildHost',
+  'useSudo',
+  'confirmTimeoutSeconds',
+  'healthCheck',
+  'healthUrl',
+  'healthTimeoutSeconds',
+  'rollback',
+  'forceSwitch',
+  'infectRevision',
+  'infectUrl',
+  'infectSha256',
+  'nixosChannel',
+] as const satisfies readonly (keyof Config)[];
+const allListed: Exclude<keyof Config, (typeof CONFIG_KEYS)[number]> extends never ? true : false =
+  true;
+
+// The inputs the CLI takes as flags (without a value).
+const BOOLEANS: InputName[] = [
+  'trust-on-first-use',
+  'plan-only',
+  'allow-low-ram',
+  'reinstall',
+  'disko-with-deps',
+  'cache',
+  'allow-preflight-errors',
+  'measure-trimming',
+  'use-sudo',
+  'rollback',
+  'force-switch',
+];
+
+describe('the schema', () => {
+  const store = (name: string) => `/nix/store/${'c'.repeat(32)}-${name}`;
+  // Every input given (the type makes a new input fail to compile here until it is added).
+  const every: Record<InputName, string> = {
+    target: 'root@203.0.113.7',
+    'ssh-private-key': privateKey,
+    'known-hosts': hostLine('203.0.113.7'),
+    'host-key-fingerprint': 'SHA256:' + 'A'.repeat(43),
+    'trust-on-first-use': 'false',
+    method: 'kexec',
+    'plan-only': 'false',
+    flake: '.#my-vps',
+    'min-ram-kexec': '400MiB',
+    'min-ram-infect': '700MiB',
+    'allow-low-ram': 'false',
+    reinstall: 'false',
+    'connect-timeout': '20',
+    'connect-retries': '3',
+    'closure-budget': '3GiB',
+    'installer-budget': '400MiB',
+    'disko-with-deps': 'false',
+    cache: 'true',
+    'cache-max-size': '4GiB',
+    'allow-preflight-errors': 'false',
+    'kexec-tarball': './kexec.tar.gz',
+    'kexec-tarball-sha256': 'a'.repeat(64),
+    'confirm-wipe': '/dev/vda',
+    'zram-size': '1GiB',
+    'swap-size': '2GiB',
+    'patch-udevadm': 'auto',
+    toplevel: store('nixos-system-x'),
+    'disk-script': store('disko'),
+    substituters: 'https://cache.example',
+    'trusted-public-keys': 'cache.example-1:AAAA=',
+    'measure-trimming': 'false',
+    action: 'switch',
+    'build-host': 'root@builder',
+    'use-sudo': 'false',
+    'confirm-timeout': '60',
+    'health-check': 'systemctl is-system-running',
+    'health-url': 'http://203.0.113.7/',
+    'health-timeout': '60',
+    rollback: 'true',
+    'force-switch': 'true',
+    'infect-revision': INFECT_DEFAULT_REVISION,
+    'infect-url': './vendor/nixos-infect',
+    'infect-sha256': 'b'.repeat(64),
+    'nixos-channel': 'nixos-25.11',
+  };
+
+  it('produces every Config field, and nothing else', () => {
+    expect(allListed).toBe(true);
+    const cfg = parseConfig(every);
+    expect(Object.keys(cfg).sort()).toEqual([...CONFIG_KEYS].sort());
+    for (const key of CONFIG_KEYS) expect(cfg[key]).toBeDefined();
+    expect(cfg).toMatchObject({
+      hostKeyFingerprints: ['SHA256:' + 'A'.repeat(43)],
+      deployAction: 'switch',
+      forceSwitch: true,
+      healthCheck: 'systemctl is-system-running',
+      infectUrl: './vendor/nixos-infect',
+    });
+  });
+  it('always fills the fields that have a default or an empty value', () => {
+    const cfg = parseConfig({ 'plan-only': 'true' }, { noConnection: true });
+    expect(cfg).toMatchObject({
+      hostKeyFingerprints: [],
+      substituters: [],
+      trustedPublicKeys: [],
+      swapBytes: 2 * 1024 ** 3,
+      forceSwitch: false,
+      infectRevision: INFECT_DEFAULT_REVISION,
+    });
+    expect(cfg.target).toBeUndefined();
+    expect(cfg.healthCheck).toBeUndefined();
+    expect(parseConfig({ ...good, 'health-check': '  ' }).healthCheck).toBeUndefined();
+  });
+  it('knows which inputs are booleans', () => {
+    expect(Object.keys(INPUTS).filter((n) => isBooleanInput(n as InputName))).toEqual(BOOLEANS);
+    for (const name of BOOLEANS) expect(INPUTS[name]).toHaveProperty('default');
+  });
+  it.each(BOOLEANS)('%s takes true or false, and nothing else', (name) => {
+    const flagOf = (value: string) => {
+      const cfg = parseConfig({ ...good, flake: '.#my-vps', [name]: value });
+      return cfg[INPUTS[name].key];
+    };
+    expect(flagOf('true')).toBe(true);
+    expect(flagOf('FALSE')).toBe(false);
+    for (const value of ['yes', '1']) {
+      let err: unknown;
+      try {
+        flagOf(value);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(InputError);
+      expect((err as InputError).message).toBe(`input '${name}': '${value}' is not a boolean`);
+      expect((err as InputError).fix).toBe('write true or false');
+    }
+  });
+  it('reads force-switch (false unless given)', () => {
+    expect(parseConfig({ ...good }).forceSwitch).toBe(false);
+    expect(parseConfig({ ...good, 'force-switch': '' }).forceSwitch).toBe(false);
+    expect(parseConfig({ ...good, 'force-switch': 'true' }).forceSwitch).toBe(true);
+    expect(parseConfig({ ...good, 'force-switch': 'False' }).forceSwitch).toBe(false);
   });
 });
 
@@ -217,6 +395,7 @@ describe('parseConfig', () => {
     ['health-url not http', { 'health-url': 'ftp://x/' }, 'health-url', /http:\/\//],
     ['health-timeout not a number', { 'health-timeout': 'soon' }, 'health-timeout', /whole/],
     ['rollback not a boolean', { rollback: 'maybe' }, 'rollback', /true or false/],
+    ['force-switch not a boolean', { 'force-switch': 'yes' }, 'force-switch', /true or false/],
     ['infect-revision a branch', { 'infect-revision': 'master' }, 'infect-revision', /40-hex/],
     [
       'infect-revision not the default, no hash',

@@ -1,10 +1,17 @@
 #!/bin/bash
-# npm run bench:deploy: wall time and bytes of deploys to the test VPS through the built CLI:
-# the first deploy (whole closure), a no-change deploy, and a one-path change (ok → ok2: the
-# hello-standin package 1.0 → 2.0, plus the new toplevel). Stand-ins: nixos-rebuild
-# (test/standins/bin) and the toplevel variants, with --system-ballast (default 256MiB) shared by
-# all variants (test/STANDINS.md). Prints, per deploy: exit, seconds, what the product measured
-# (paths and NAR bytes added to the target's store) and what crossed the test network (tap0 tx).
+# npm run bench:deploy: the everyday path on the test VPS, in one run. Through the ACTION entry
+# (dist/main + dist/post, runner-style environment: INPUT_* variables, GITHUB_OUTPUT/STATE/
+# STEP_SUMMARY files, RUNNER_TEMP; a flake, cache on, method auto) against `nixos-rebuild switch
+# --target-host` alone, on the same host, same flake, same ssh pin:
+#   - unchanged: the host already runs flake#ok. Ours must confirm it from the probe (no build, no
+#     copy, no activation, no installer); nixos-rebuild alone builds (a no-op), copies (a no-op
+#     query) and activates again.
+#   - one-package change: ok → ok2 by ours, ok2 → ok by nixos-rebuild alone (hello-standin 1.0 ↔ 2.0,
+#     a new toplevel; both paths are in the runner's store, so neither builds more than the other).
+# Prints per run: exit, seconds, what crossed the test network (tap0 tx bytes) and the action's
+# outputs; then the medians and the ratios ours / nixos-rebuild alone.
+# Stand-ins (test/STANDINS.md): nixos-rebuild (test/standins/bin, first on PATH) and the stand-in
+# system toplevels with --system-ballast (default 256MiB).
 # Usage: bench/deploy-bench.sh [--system-ballast SIZE] [--repeat N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,46 +24,86 @@ while (($#)); do
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
-[[ -f dist/cli/index.js ]] || npm run build >/dev/null
+[[ -f dist/main/index.js ]] || npm run build >/dev/null
 get() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); [d:=d[k] for k in sys.argv[2:]]; print(d)' "$@"; }
-s=$("$VPS" standins --ballast 0 --system-ballast "$sb" --json | tail -n 1)
+"$VPS" standins --ballast 0 --system-ballast "$sb" --json >/dev/null
 work=$(mktemp -d)
-flake=$(test/standins/make-flake.sh "$work/flake" --system-ballast "$sb")
 j=$("$VPS" up --json)
 rd=$(get "$j" runDir) ns=$(get "$j" netns) target=$(get "$j" target)
 trap '"$VPS" down --run-dir "$rd" >/dev/null; rm -rf "$work"' EXIT
 ssh_vps() { ip netns exec "$ns" ssh -o BatchMode=yes -o UserKnownHostsFile="$rd/known_hosts" -i "$rd/client_ed25519" "$target" "$@"; }
+# the configuration carries the deploy key and the static network, as a user's does (the
+# preflight checks both)
+read -r gw dev < <(ssh_vps ip -o -4 route show default | awk '{ for (i = 1; i < NF; i++) { if ($i == "via") g = $(i + 1); if ($i == "dev") d = $(i + 1) } print g, d }')
+addr=$(ssh_vps ip -o -4 addr show dev "$dev" | awk '{ print $4 }')
+flake=$(test/standins/make-flake.sh "$work/flake" --system-ballast "$sb" \
+  --authorized-key "$(ssh-keygen -y -f "$rd/client_ed25519")" --static "$dev" "$addr" "$gw")
 ssh_vps 'touch /etc/NIXOS'
 txbytes() { ip -n "$ns" -j -s link show tap0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["tx"]["bytes"])'; }
-echo "system ballast $(get "$s" systemBallastBytes) B; closure of ok: $(nix path-info -S "$(get "$s" variants ok)" --extra-experimental-features nix-command | awk '{print $2}') B"
-deploy() {
-  local label=$1; shift
-  local tx0 t0 rc
-  tx0=$(txbytes); t0=$(date +%s.%N)
-  set +e
-  ip netns exec "$ns" env PATH="$PWD/test/standins/bin:$PATH" \
-    NIX_CONFIG=$'build-users-group =\nsandbox = false\nsubstituters =\nexperimental-features = nix-command flakes' \
-    node dist/cli/index.js deploy --target "$target" --ssh-private-key-file "$rd/client_ed25519" \
-    --known-hosts-file "$rd/known_hosts" --cache false --json "$@" >"$work/out.json" 2>"$work/err.log"
-  rc=$?
-  set -e
-  python3 - "$work/out.json" "$label" "$rc" "$t0" "$(($(txbytes) - tx0))" <<'PY'
-import json, sys, time
-path, label, rc, t0, tx = sys.argv[1:]
-secs = time.time() - float(t0)
-try:
-    d = json.load(open(path))
-except Exception as e:
-    print(f"{label}: no JSON ({e})"); sys.exit(0)
-print(f"{label:28} exit {rc}  {float(secs):6.1f} s  changed {str(d['changed']).lower():5}  measured {d['pathsSent']:3} paths {d['bytesSent']/2**20:9.2f} MiB  tap0 tx {int(tx)/2**20:9.2f} MiB  (nixos-rebuild {d['rebuild']['seconds']:.1f} s)")
-PY
-  [[ $rc == 0 ]] || tail -n 5 "$work/err.log" | sed 's/^/  log: /'
+offline=$'build-users-group =\nsandbox = false\nsubstituters =\nexperimental-features = nix-command flakes'
+results=$work/results.tsv
+: >"$results"
+
+# One run of the action (main, then post), as the runner starts it.
+action() {
+  local variant=$1 step=$work/step
+  rm -rf "$step"; mkdir -p "$step/temp"
+  : >"$step/output"; : >"$step/state"; : >"$step/summary"
+  ip netns exec "$ns" env -i PATH="$PWD/test/standins/bin:$PATH" HOME="$HOME" NIX_CONFIG="$offline" \
+    RUNNER_TEMP="$step/temp" GITHUB_OUTPUT="$step/output" GITHUB_STATE="$step/state" \
+    GITHUB_STEP_SUMMARY="$step/summary" GITHUB_SHA=0123456789abcdef GITHUB_REF_NAME=main \
+    INPUT_TARGET="$target" "INPUT_SSH-PRIVATE-KEY=$(cat "$rd/client_ed25519")" \
+    "INPUT_KNOWN-HOSTS=$(cat "$rd/known_hosts")" INPUT_FLAKE="$flake#$variant" \
+    INPUT_CACHE=true INPUT_METHOD=auto \
+    node dist/main/index.js >"$step/log" 2>&1 || return $?
+  local dir
+  dir=$(sed -n '/^vps-nixos-key-dir<</{n;p}' "$step/state")
+  ip netns exec "$ns" env -i PATH="$PATH" "STATE_vps-nixos-key-dir=$dir" node dist/post/index.js >>"$step/log" 2>&1
 }
-deploy "first deploy (ok)" --flake "$flake#ok"
+# nixos-rebuild alone, with the same pin and key.
+rebuild_alone() {
+  ip netns exec "$ns" env PATH="$PWD/test/standins/bin:$PATH" NIX_CONFIG="$offline" \
+    NIX_SSHOPTS="-i $rd/client_ed25519 -o UserKnownHostsFile=$rd/known_hosts -o StrictHostKeyChecking=yes -o BatchMode=yes" \
+    nixos-rebuild switch --flake "$flake#$1" --target-host "$target" >"$work/rebuild.log" 2>&1
+}
+out() { sed -n "/^$1<</{n;p}" "$work/step/output"; }
+measure() {
+  local label=$1 kind=$2; shift 2
+  local tx0 t0 rc secs tx
+  tx0=$(txbytes); t0=$(date +%s.%N)
+  set +e; "$@"; rc=$?; set -e
+  secs=$(python3 -c "import time; print(f'{time.time() - $t0:.2f}')")
+  tx=$(($(txbytes) - tx0))
+  local extra=""
+  if [[ $1 == action ]]; then
+    extra="changed=$(out changed) system-path=$(out system-path | sed 's|.*/||' | cut -c1-24)…"
+    grep -q 'kexec' "$work/step/log" && extra+=" (log mentions kexec)"
+  fi
+  printf '%-34s exit %d  %7.2f s  tap0 tx %10d B  %s\n' "$label" "$rc" "$secs" "$tx" "$extra"
+  printf '%s\t%s\t%s\t%s\n' "$kind" "$rc" "$secs" "$tx" >>"$results"
+  if ((rc != 0)); then tail -n 8 "$work/step/log" "$work/rebuild.log" 2>/dev/null | sed 's/^/  log: /'; fi
+}
+
+echo "system ballast $sb; flake $flake; target $target"
+measure "first deploy (action, ok)" first action ok
 for i in $(seq "$repeat"); do
-  deploy "no change (ok) #$i" --flake "$flake#ok"
+  measure "unchanged, action #$i" ours-unchanged action ok
+  measure "unchanged, nixos-rebuild alone #$i" alone-unchanged rebuild_alone ok
 done
 for i in $(seq "$repeat"); do
-  deploy "one-path change (ok2) #$i" --flake "$flake#ok2"
-  deploy "one-path change (ok) #$i" --flake "$flake#ok"
+  measure "ok → ok2, action #$i" ours-change action ok2
+  measure "ok2 → ok, nixos-rebuild alone #$i" alone-change rebuild_alone ok
 done
+python3 - "$results" <<'PY'
+import statistics, sys
+rows = [l.rstrip('\n').split('\t') for l in open(sys.argv[1])]
+by = {}
+for kind, rc, secs, tx in rows:
+    by.setdefault(kind, []).append((int(rc), float(secs), int(tx)))
+med = lambda k, i: statistics.median(r[i] for r in by[k])
+print()
+for a, b, what in [('ours-unchanged', 'alone-unchanged', 'unchanged'), ('ours-change', 'alone-change', 'one-package change')]:
+    if a not in by or b not in by: continue
+    fails = sum(1 for r in by[a] + by[b] if r[0] != 0)
+    print(f"{what:20} ours {med(a,1):6.2f} s ({med(a,2):>9.0f} B)  nixos-rebuild alone {med(b,1):6.2f} s ({med(b,2):>9.0f} B)  ratio {med(a,1)/med(b,1):.2f}  (medians of {len(by[a])}; {fails} failed)")
+PY

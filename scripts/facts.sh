@@ -55,6 +55,15 @@ fi
 [ -e /etc/is_kexec ] && kv nixos.is_kexec 1
 [ -L /run/current-system ] && kv nixos.current_system "$(readlink /run/current-system)"
 [ -L /nix/var/nix/profiles/system ] && kv nixos.system_profile "$(readlink -f /nix/var/nix/profiles/system)"
+if [ -L /run/current-system ]; then
+  # An unchanged deploy is decided from these alone (one round trip): failed units, and what a
+  # reboot would change (the booted system's kernel, initrd and modules against the current one's).
+  kv nixos.failed_units "$(systemctl --failed --plain --no-legend --no-pager 2>/dev/null | awk '{ printf "%s ", $1 }')"
+  for f in kernel initrd kernel-modules; do
+    [ -e "/run/current-system/$f" ] && kv "nixos.current.$f" "$(readlink -f "/run/current-system/$f")"
+    [ -e "/run/booted-system/$f" ] && kv "nixos.booted.$f" "$(readlink -f "/run/booted-system/$f")"
+  done
+fi
 # Our in-place conversion (scripts/phases/infect.sh): started in which boot, still running, exit.
 inf=/var/lib/vps-nixos/infect
 if [ -r "$inf/boot_id" ]; then

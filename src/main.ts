@@ -3,10 +3,11 @@ import * as core from '@actions/core';
 import { tmpdir } from 'node:os';
 import { INPUTS, parseConfig, type InputName, type RawInputs } from './inputs';
 import { Output, State } from './constants';
-import { maskLines, writeKeyMaterial } from './secrets';
-import { runPipeline } from './pipeline/run';
+import { maskLines, removeKeyMaterial, writeKeyMaterial } from './secrets';
+import { newRecord, runPipeline } from './pipeline/run';
+import type { RunRecord } from './pipeline/record';
 import { diffMarkdown, renderMarkdown } from './report/render';
-import { describeError } from './errors';
+import { VpsNixosError, describeError } from './errors';
 import { finalStatus } from './pipeline/status';
 import { TOOL_VERSION } from './version';
 import { ActionsCacheStore } from './cache/actions';
@@ -30,6 +31,20 @@ function hostConfigFor(facts: Facts, target?: string): string | undefined {
   }
 }
 
+/** The job summary: the headline names the commit; a cancelled run says how far it got. */
+async function writeSummary(record: RunRecord, cancelled: boolean): Promise<void> {
+  try {
+    const text = renderMarkdown(record, {
+      commit: process.env.GITHUB_SHA,
+      ref: process.env.GITHUB_REF_NAME,
+      cancelled,
+    });
+    await core.summary.addRaw(text).write();
+  } catch (err) {
+    core.warning(`could not write the job summary: ${describeError(err)}`);
+  }
+}
+
 async function main(): Promise<void> {
   const raw = readInputs();
   // Mask first: nothing after this line may print the key unmasked.
@@ -42,17 +57,20 @@ async function main(): Promise<void> {
     cfg.knownHosts,
   );
   core.saveState(State.keyDir, km.dir);
-  const record = await runPipeline(
+  const record = newRecord(cfg);
+  // Cancelled (the runner sends SIGINT, then SIGTERM): say how far it got, remove the key now.
+  for (const [signal, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const) {
+    process.once(signal, () => {
+      removeKeyMaterial(km.dir, core.warning);
+      void writeSummary(record, true).finally(() => process.exit(code));
+    });
+  }
+  await runPipeline(
     cfg,
-    {
-      // The build and the preflight come before anything changes the target; plan-only skips the build.
-      stages: cfg.planOnly
-        ? ['probe', 'plan', ...(cfg.flake ? (['check'] as const) : [])]
-        : cfg.deployAction === 'build'
-          ? ['build', 'probe', 'plan', 'check']
-          : ['build', 'probe', 'plan', 'check', 'bootstrap', 'deploy'],
-      kexec: !cfg.planOnly && (cfg.method === 'auto' || cfg.method === 'kexec'),
-    },
+    { entry: 'action' },
     {
       log: { info: core.info, warn: core.warning, group: core.group },
       tempDir: km.dir,
@@ -62,13 +80,14 @@ async function main(): Promise<void> {
         dir: join(process.env.RUNNER_TEMP || tmpdir(), 'vps-nixos-closure-cache'),
       },
     },
+    record,
   );
   if (record.plan) core.setOutput(Output.method, record.plan.method);
   if (record.hostKey) core.setOutput(Output.hostKey, record.hostKey);
-  if (record.bootstrap) {
-    core.setOutput(Output.phases, JSON.stringify(record.bootstrap.phases));
-    core.setOutput(Output.currentSystem, record.bootstrap.host.currentSystem ?? '');
-  }
+  // Complete outputs whatever ran: no bootstrap is `[]`, what the host runs is the probe's until a stage knows better.
+  if (record.plan) core.setOutput(Output.phases, JSON.stringify(record.bootstrap?.phases ?? []));
+  const runs = record.bootstrap?.host.currentSystem ?? record.facts?.currentSystem;
+  if (runs) core.setOutput(Output.currentSystem, runs);
   if (record.deploy) {
     const d = record.deploy;
     core.setOutput(Output.systemPath, d.systemPath);
@@ -78,20 +97,30 @@ async function main(): Promise<void> {
     core.setOutput(Output.rebootNeeded, String(d.rebootNeeded.length > 0));
     core.setOutput(Output.currentSystem, d.hostRuns);
     if (d.diff) core.setOutput(Output.diff, diffMarkdown(d.diff, d.bytesSent));
-  } else if (record.build?.closure.diff) {
+  } else if (record.build) {
     // action build: what a deploy would change
-    core.setOutput(Output.diff, diffMarkdown(record.build.closure.diff));
+    if (record.build.closure.diff)
+      core.setOutput(Output.diff, diffMarkdown(record.build.closure.diff));
     core.setOutput(Output.systemPath, record.build.toplevel);
+  } else if (record.decision?.unchanged && record.evaluated) {
+    // action build of what the host already runs: nothing built, nothing would change
+    core.setOutput(Output.systemPath, record.evaluated);
+    core.setOutput(Output.changed, 'false');
   }
   const hostConfig = record.facts ? hostConfigFor(record.facts, record.target) : undefined;
   if (hostConfig) core.setOutput(Output.hostConfig, hostConfig);
-  try {
-    await core.summary.addRaw(renderMarkdown(record)).write();
-  } catch (err) {
-    core.warning(`could not write the job summary: ${describeError(err)}`);
-  }
+  await writeSummary(record, false);
   const status = finalStatus(record, cfg);
   if (!status.ok) core.setFailed(status.message);
 }
 
-main().catch((err: unknown) => core.setFailed(describeError(err)));
+main().catch(async (err: unknown) => {
+  core.setFailed(describeError(err));
+  // Bad input fails before any stage: the summary still says what and how to fix it.
+  const record: RunRecord = { stages: [] };
+  record.error =
+    err instanceof VpsNixosError
+      ? { message: err.message, fix: err.fix }
+      : { message: describeError(err) };
+  await writeSummary(record, false);
+});

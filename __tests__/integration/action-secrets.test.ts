@@ -3,10 +3,13 @@
  * real sshd: no line of the key is ever printed, the key file is 0600 in a 0700 dir under
  * RUNNER_TEMP, and the post step removes it — also after a failed main step.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startSshd, freePort, type Sshd } from '../helpers/sshd';
-import { runStep } from '../helpers/action';
+import { readCommandFile, runStep } from '../helpers/action';
 
 jest.setTimeout(60_000);
 let sshd: Sshd;
@@ -108,5 +111,58 @@ describe('the action entry keeps the key secret', () => {
     expect(main.output).toMatch(/::error::input 'method'/);
     for (const line of keyLines()) expect(visible(main.output)).not.toContain(line);
     expect(sshd.log().split('Connection from').length).toBe(before);
+  });
+});
+
+describe('a cancelled run', () => {
+  it('writes a partial summary that says so, and removes the key at once', async () => {
+    // A host that accepts the TCP connection and never says a word: the probe waits.
+    const silent = createServer(() => undefined);
+    await new Promise<void>((ok) => silent.listen(0, '127.0.0.1', ok));
+    const port = (silent.address() as AddressInfo).port;
+    const work = mkdtempSync(join(tmpdir(), 'vps-nixos-cancel-'));
+    const files = {
+      GITHUB_OUTPUT: join(work, 'output'),
+      GITHUB_STATE: join(work, 'state'),
+      GITHUB_STEP_SUMMARY: join(work, 'summary'),
+    };
+    for (const f of Object.values(files)) writeFileSync(f, '');
+    const child = spawn(process.execPath, [join(__dirname, '../../dist/main/index.js')], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        RUNNER_TEMP: work,
+        ...files,
+        GITHUB_SHA: 'feedc0de00000000000000000000000000000000',
+        GITHUB_REF_NAME: 'main',
+        INPUT_TARGET: `root@127.0.0.1:${port}`,
+        'INPUT_SSH-PRIVATE-KEY': readFileSync(sshd.clientKeyFile, 'utf8'),
+        'INPUT_TRUST-ON-FIRST-USE': 'true',
+        'INPUT_PLAN-ONLY': 'true',
+        'INPUT_CONNECT-TIMEOUT': '60',
+      },
+      stdio: 'ignore',
+    });
+    try {
+      // the key dir is written before the probe starts
+      const dir = await (async () => {
+        for (let i = 0; i < 100; i++) {
+          const d = readCommandFile(files.GITHUB_STATE)['vps-nixos-key-dir'];
+          if (d && existsSync(join(d, 'id'))) return d;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        throw new Error('the main step never wrote its key dir');
+      })();
+      child.kill('SIGTERM');
+      const code = await new Promise<number | null>((ok) => child.on('exit', (c) => ok(c)));
+      expect(code).toBe(143);
+      expect(existsSync(dir)).toBe(false);
+      const summary = readFileSync(files.GITHUB_STEP_SUMMARY, 'utf8');
+      expect(summary.split('\n')[0]).toMatch(
+        /\*\*cancelled\*\* before the first stage .* at commit feedc0d \(main\)/,
+      );
+    } finally {
+      child.kill('SIGKILL');
+      silent.close();
+    }
   });
 });

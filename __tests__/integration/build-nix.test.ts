@@ -313,6 +313,9 @@ function kexecTarball(kernelBytes: number, initrdBytes: number, unpackedBytes?: 
   return join(dir, 'installer.tar.gz');
 }
 
+/** A small installer that fits every host these tests plan for (2 + 8 MiB, 24 MiB unpacked). */
+const smallInstaller = kexecTarball(2 * MiB, 8 * MiB, 24 * MiB);
+
 /** The runner's Nix with the offline settings (a child process does not see a test's process.env). */
 const offlineNix: Nix = {
   run: (args) =>
@@ -327,17 +330,20 @@ const offlineNix: Nix = {
     }),
 };
 
+/** The CLI bootstrap's decision, stopped before anything connects (facts are given). */
 async function pipeline(
   raw: RawInputs,
   facts: Facts,
-  stages: StageName[] = ['build', 'plan'],
-  kexec = false,
+  only: StageName[] = ['probe', 'plan', 'build'],
 ) {
   const lines: string[] = [];
   let connected = 0;
   const record = await runPipeline(
-    parseConfig({ cache: 'false', ...raw }, { noConnection: true }),
-    { stages, facts, kexec },
+    parseConfig(
+      { cache: 'false', 'kexec-tarball': smallInstaller, ...raw },
+      { noConnection: true },
+    ),
+    { entry: 'bootstrap', facts, only },
     {
       log: { info: (l) => lines.push(l), warn: (l) => lines.push(`warning: ${l}`) },
       nix: offlineNix,
@@ -351,6 +357,12 @@ async function pipeline(
   );
   return { record, log: lines.join('\n'), connected };
 }
+
+/** What an install refusal looks like in the record: the build stage failed with it. */
+const refusal = (r: { record: { error?: { message: string; fix?: string } } }) => ({
+  reason: r.record.error?.message.replace(/^refused: /, ''),
+  remediation: r.record.error?.fix,
+});
 
 describe('install refusals from the build (issue 17, real Nix, stand-in configuration)', () => {
   it('finds the closure’s Nix and the layout’s tools, and plans the install', async () => {
@@ -378,13 +390,18 @@ describe('install refusals from the build (issue 17, real Nix, stand-in configur
     const r = await pipeline({ flake: `${dir}#standin`, method: 'kexec' }, debianFacts(960));
     expect(r.record.build!.nixStorePath).toBeUndefined();
     expect(r.record.build!.layout!.used).toEqual(expect.arrayContaining(['zpool', 'zfs_fs']));
-    const p = r.record.plan!;
-    expect(p.method).toBe('refuse');
-    expect(p.refusal!.reason).toMatch(/the system closure has no Nix .*nix\.enable = false/);
-    expect(p.refusal!.reason).toMatch(
+    expect(r.record.plan!.method).toBe('kexec');
+    const p = refusal(r);
+    expect(p.reason).toMatch(/the system closure has no Nix .*nix\.enable = false/);
+    expect(p.reason).toMatch(
       /disko layout of nixosConfigurations\.standin uses ZFS, which the kexec installer cannot format/,
     );
-    expect(p.refusal!.remediation).toMatch(/nix\.enable = true.*method infect/);
+    expect(p.remediation).toMatch(/nix\.enable = true.*method infect/);
+    expect(r.record.stages.map((x) => `${x.name}:${x.status}`)).toEqual([
+      'probe:skipped',
+      'plan:done',
+      'build:failed',
+    ]);
     // The same configuration on a host that already runs NixOS: deploy only, nothing to refuse.
     const nixos = await pipeline(
       { flake: `${dir}#standin`, method: 'kexec' },
@@ -398,13 +415,17 @@ describe('install refusals from the build (issue 17, real Nix, stand-in configur
     const r = await pipeline(
       { flake: `${dir}#standin`, method: 'kexec', 'confirm-wipe': '/dev/sdb' },
       debianFacts(960),
-      ['build', 'probe', 'plan', 'bootstrap'],
+      ['probe', 'plan', 'build', 'bootstrap'],
     );
     expect(r.record.error?.message).toBe(
       "input 'confirm-wipe': names /dev/sdb, but the configuration's disko layout formats /dev/vda (disko.devices.disk.main)",
     );
     expect(r.record.error?.fix).toMatch(/set confirm-wipe to \/dev\/vda/);
-    expect(r.record.stages.map((s) => `${s.name}:${s.status}`)).toEqual(['build:failed']);
+    expect(r.record.stages.map((s) => `${s.name}:${s.status}`)).toEqual([
+      'probe:skipped',
+      'plan:done',
+      'build:failed',
+    ]);
     expect(r.connected).toBe(0);
   });
 
@@ -415,11 +436,9 @@ describe('install refusals from the build (issue 17, real Nix, stand-in configur
       pipeline(
         { flake: `${dir}#standin`, method: 'kexec', 'kexec-tarball': tar, 'allow-low-ram': 'true' },
         debianFacts(memMiB),
-        ['build', 'plan'],
-        true,
       );
     const ok = await run(200);
-    expect(ok.record.build!.kexec!.sizes).toEqual({
+    expect(ok.record.installer!.sizes).toEqual({
       kernelBytes: 2 * MiB,
       initrdBytes: 30 * MiB,
       initrdUnpackedBytes: 90 * MiB,
@@ -427,22 +446,20 @@ describe('install refusals from the build (issue 17, real Nix, stand-in configur
     expect(ok.record.plan!.method).toBe('kexec');
     // 30 + 90 + 64 = 184 MiB needed at boot
     const boot = await run(180);
-    expect(boot.record.plan!.refusal!.reason).toMatch(
+    expect(refusal(boot).reason).toMatch(
       /does not fit in RAM at boot: its initrd 30\.0 MiB compressed \+ 90\.0 MiB unpacked \+ 64\.0 MiB for the kernel = 184\.0 MiB, over MemTotal 180\.0 MiB/,
     );
     // 2 + 30 = 32 MiB over half of 60 MiB
     const load = await run(60);
-    expect(load.record.plan!.refusal!.reason).toMatch(
+    expect(refusal(load).reason).toMatch(
       /too big to load: kernel 2\.0 MiB \+ initrd 30\.0 MiB = 32\.0 MiB, over half of MemTotal 60\.0 MiB/,
     );
-    expect(load.record.plan!.refusal!.remediation).toMatch(/more RAM.*method infect/);
+    expect(refusal(load).remediation).toMatch(/more RAM.*method infect/);
     // A third-party tarball (no sizes.env): only the load limit, with a warning.
     const bare = kexecTarball(2 * MiB, 30 * MiB);
     const third = await pipeline(
       { flake: `${dir}#standin`, method: 'kexec', 'kexec-tarball': bare, 'allow-low-ram': 'true' },
       debianFacts(180),
-      ['build', 'plan'],
-      true,
     );
     expect(third.record.plan!.method).toBe('kexec');
     expect(third.log).toMatch(/warning: the kexec installer's unpacked initrd size is unknown/);
@@ -452,11 +469,9 @@ describe('install refusals from the build (issue 17, real Nix, stand-in configur
     const notTar = await pipeline(
       { flake: `${dir}#standin`, method: 'kexec', 'kexec-tarball': junk },
       debianFacts(960),
-      ['build', 'plan'],
-      true,
     );
-    expect(notTar.record.build!.kexec!.sizesProblem).toMatch(/^tar cannot list it/);
-    expect(notTar.record.plan!.refusal!.reason).toMatch(
+    expect(notTar.record.installer!.sizesProblem).toMatch(/^tar cannot list it/);
+    expect(refusal(notTar).reason).toMatch(
       /kexec installer \(.*installer\.tar\.gz\) cannot be checked against this host's RAM: tar cannot list it/,
     );
   });

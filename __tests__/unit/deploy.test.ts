@@ -1,4 +1,4 @@
-import { failedUnitsFrom, rebuildArgs, rebuildCommand } from '../../src/deploy/rebuild';
+import { failedUnitsFrom, rebuildArgs, rebuildOnPath } from '../../src/deploy/rebuild';
 import {
   bytesAdded,
   deployDiff,
@@ -59,14 +59,12 @@ describe('nixos-rebuild command line', () => {
     expect(args).not.toContain('--target-host');
     expect(args).not.toContain('--use-remote-sudo');
   });
-  it('takes nixos-rebuild from PATH, else nix run nixpkgs#nixos-rebuild', () => {
+  it('takes nixos-rebuild from PATH, and never an unpinned one from a registry', () => {
     const dir = mkdtempSync(join(tmpdir(), 'rebuild-path-'));
     writeFileSync(join(dir, 'nixos-rebuild'), '#!/bin/sh\n');
     chmodSync(join(dir, 'nixos-rebuild'), 0o755);
-    expect(rebuildCommand(`/nonexistent:${dir}`).argv0).toBe(join(dir, 'nixos-rebuild'));
-    const fallback = rebuildCommand('/nonexistent');
-    expect(fallback.argv0).toBe('nix');
-    expect(fallback.prefix).toContain('nixpkgs#nixos-rebuild');
+    expect(rebuildOnPath(`/nonexistent:${dir}`)?.argv0).toBe(join(dir, 'nixos-rebuild'));
+    expect(rebuildOnPath('/nonexistent')).toBeUndefined();
   });
   it("reads switch-to-configuration's failed units (it exits 4)", () => {
     const out = [

@@ -27,9 +27,19 @@ const v = s.variants as Record<
 const ROOT = join(__dirname, '../..');
 const work = mkdtempSync(join(tmpdir(), 'vps-nixos-deploy-'));
 const rebuildLog = join(work, 'nixos-rebuild.log');
-const flake = execFileSync(join(ROOT, 'test/standins/make-flake.sh'), [join(work, 'flake')], {
+// The configuration carries the deploy key and the host's static network, as a user's does (the
+// preflight checks both): written once the VPS is up (beforeAll).
+const deployKey = execFileSync('ssh-keygen', ['-y', '-f', vps.sshPrivateKeyFile], {
   encoding: 'utf8',
 }).trim();
+let network: string[] = [];
+const makeFlake = (dir: string, ...extra: string[]) =>
+  execFileSync(
+    join(ROOT, 'test/standins/make-flake.sh'),
+    [join(work, dir), '--static', ...network, ...extra],
+    { encoding: 'utf8' },
+  ).trim();
+let flake = '';
 const env = {
   PATH: `${join(ROOT, 'test/standins/bin')}:${process.env.PATH}`,
   NIX_CONFIG: OFFLINE_NIX_CONFIG,
@@ -37,6 +47,14 @@ const env = {
 };
 
 const open = () => openVps(cfg, 10);
+/** How many times the nixos-rebuild stand-in has run (its log has a line per run). */
+const rebuildCalls = (): number => {
+  try {
+    return readFileSync(rebuildLog, 'utf8').trim().split('\n').filter(Boolean).length;
+  } catch {
+    return 0;
+  }
+};
 /** What runs, read over a NEW pinned SSH connection. */
 async function runningSystem(): Promise<string> {
   const session = await open();
@@ -59,6 +77,9 @@ async function onVps(cmd: string): Promise<string> {
 
 interface DeployDoc {
   changed: boolean;
+  unchanged: boolean;
+  forced: boolean;
+  rebuild: { from: string } | null;
   bytesSent: number;
   pathsSent: number;
   systemPath: string | null;
@@ -88,9 +109,10 @@ const BASE = [
 async function deploy(
   args: string[],
   timeoutMs = 6 * 60_000,
+  withEnv: NodeJS.ProcessEnv = env,
 ): Promise<{ r: CliResult; doc: DeployDoc; seconds: number }> {
   const start = Date.now();
-  const r = await runCli([...BASE, ...args], { env, timeoutMs });
+  const r = await runCli([...BASE, ...args], { env: withEnv, timeoutMs });
   const seconds = (Date.now() - start) / 1000;
   let doc: DeployDoc;
   try {
@@ -119,6 +141,12 @@ beforeAll(async () => {
   freshVm(vps);
   // Installed NixOS as far as the product can tell, with no system profile yet.
   await onVps('touch /etc/NIXOS; rm -rf /nix/var/nix/profiles/system* /run/current-system');
+  // "default via GW dev IFACE …" and "N: IFACE inet ADDR/PREFIX …"
+  const route = (await onVps('ip -o -4 route show default')).split(/\s+/);
+  const dev = route[route.indexOf('dev') + 1]!;
+  const addr = (await onVps(`ip -o -4 addr show dev ${dev}`)).split(/\s+/)[3]!;
+  network = [dev, addr, route[route.indexOf('via') + 1]!];
+  flake = makeFlake('flake', '--authorized-key', deployKey);
 });
 
 describe('deploy to the test VPS', () => {
@@ -147,14 +175,41 @@ describe('deploy to the test VPS', () => {
     expect(call.NIX_SSHOPTS).toMatch(/UserKnownHostsFile=\S+known_hosts/);
   });
 
-  it('an unchanged system copies nothing and reports no change', async () => {
+  it('a configuration without the deploy key stops at the preflight: nothing runs on the host', async () => {
+    const keyless = makeFlake('keyless');
+    const calls = rebuildCalls();
+    const { r, doc } = await deploy(['--flake', `${keyless}#ok2`]);
+    expect(r.code).not.toBe(0);
+    expect(doc.error?.message).toMatch(
+      /preflight found 1 error\(s\) in the configuration: deploy-key-missing; nothing was changed/,
+    );
+    expect(rebuildCalls()).toBe(calls);
+    expect(await runningSystem()).toBe(v.ok);
+  });
+
+  it('an unchanged system: one probe, no nixos-rebuild, nothing copied; it says no change', async () => {
+    const calls = rebuildCalls();
     const { r, doc } = await deploy(['--flake', `${flake}#ok`]);
     expect(r.code).toBe(0);
     expect(doc.changed).toBe(false);
+    expect(doc.unchanged).toBe(true);
     expect(doc.bytesSent).toBe(0);
     expect(doc.pathsSent).toBe(0);
     expect(doc.previousSystemPath).toBe(v.ok);
+    expect(doc.systemPath).toBe(v.ok);
     expect(r.stderr).toMatch(/no change: the host runs/);
+    expect(r.stderr).toMatch(/build: skipped \(the host already runs/);
+    expect(rebuildCalls()).toBe(calls);
+  });
+
+  it('force-switch switches to what the host already runs, and says it was forced', async () => {
+    const calls = rebuildCalls();
+    const { r, doc } = await deploy(['--flake', `${flake}#ok`, '--force-switch', 'true']);
+    expect(r.code).toBe(0);
+    expect(doc.forced).toBe(true);
+    expect(doc.unchanged).toBe(false);
+    expect(rebuildCalls()).toBe(calls + 1);
+    expect(await runningSystem()).toBe(v.ok);
   });
 
   it('a one-package change (prebuilt --toplevel) reports the version diff and the bytes of the new paths', async () => {
@@ -170,6 +225,24 @@ describe('deploy to the test VPS', () => {
       expect.arrayContaining([{ name: 'hello-standin', from: '1.0', to: '2.0' }]),
     );
     expect(doc.rebootNeeded).toEqual([]);
+    expect(await runningSystem()).toBe(v.ok2);
+  });
+
+  it("with no nixos-rebuild on PATH, the configuration's own nixpkgs provides it (never a registry's)", async () => {
+    const calls = rebuildCalls();
+    const { r, doc } = await deploy(
+      ['--flake', `${flake}#ok2`, '--force-switch', 'true'],
+      6 * 60_000,
+      { ...env, PATH: process.env.PATH },
+    );
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(
+      /nixos-rebuild: none on PATH; building it from the configuration's nixpkgs/,
+    );
+    expect(doc.rebuild?.from).toMatch(
+      /^\/nix\/store\/[a-z0-9]{32}-nixos-rebuild-standin\/bin\/nixos-rebuild \(the configuration's nixpkgs, for x86_64-linux\)$/,
+    );
+    expect(rebuildCalls()).toBe(calls + 1);
     expect(await runningSystem()).toBe(v.ok2);
   });
 

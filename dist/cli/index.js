@@ -23760,13 +23760,14 @@ const status_1 = __nccwpck_require__(7922);
 const render_1 = __nccwpck_require__(6340);
 const facts_file_1 = __nccwpck_require__(1056);
 const facts_to_nix_1 = __nccwpck_require__(6921);
+const decide_1 = __nccwpck_require__(4156);
 const node_os_1 = __nccwpck_require__(8161);
 const node_fs_1 = __nccwpck_require__(3024);
 const node_path_1 = __nccwpck_require__(6760);
 const store_1 = __nccwpck_require__(7631);
 const version_1 = __nccwpck_require__(311);
 /** The `build --json` contract: toplevel, closure totals and top contributors, disk script, cache. */
-function buildJson(b) {
+function buildJson(b, installer) {
     return {
         toplevel: b.toplevel,
         drvPath: b.drvPath,
@@ -23780,22 +23781,10 @@ function buildJson(b) {
             trimming: b.closure.trimming ?? null,
         },
         cache: b.cache ?? null,
-        kexecTarball: b.kexec ?? null,
+        kexecTarball: installer ?? null,
         seconds: b.seconds,
     };
 }
-const BOOLEAN_INPUTS = new Set([
-    'trust-on-first-use',
-    'plan-only',
-    'allow-low-ram',
-    'reinstall',
-    'disko-with-deps',
-    'cache',
-    'allow-preflight-errors',
-    'measure-trimming',
-    'use-sudo',
-    'rollback',
-]);
 const BUILDING = [
     'flake',
     'method',
@@ -23851,10 +23840,12 @@ const DEPLOYING = [
     'health-url',
     'health-timeout',
     'rollback',
+    'force-switch',
     'method',
     'reinstall',
     'closure-budget',
     'cache',
+    'allow-preflight-errors',
 ];
 const inputOption = (name) => {
     const spec = inputs_1.INPUTS[name];
@@ -23862,7 +23853,7 @@ const inputOption = (name) => {
         name,
         description: spec.description,
         default: spec.default,
-        boolean: BOOLEAN_INPUTS.has(name),
+        boolean: (0, inputs_1.isBooleanInput)(name),
     };
 };
 const FILE_OPTIONS = [
@@ -23878,13 +23869,13 @@ exports.COMMANDS = [
     {
         name: 'probe',
         summary: 'Connect over pinned SSH and print what the target is (read-only)',
-        stages: ['probe'],
+        entry: 'probe',
         options: [...CONNECTION.map(inputOption), ...FILE_OPTIONS, JSON_OPTION],
     },
     {
         name: 'plan',
         summary: 'Probe (or read --facts) and print how the target would be installed; changes nothing',
-        stages: ['probe', 'plan'],
+        entry: 'plan',
         options: [
             ...CONNECTION.map(inputOption),
             ...FILE_OPTIONS,
@@ -23899,7 +23890,7 @@ exports.COMMANDS = [
     {
         name: 'build',
         summary: "Build the system closure (and disk script) with this machine's Nix, report its size, enforce the budget, cache it",
-        stages: ['build'],
+        entry: 'build',
         options: [
             ...BUILDING.map(inputOption),
             {
@@ -23913,7 +23904,7 @@ exports.COMMANDS = [
     {
         name: 'check',
         summary: 'Preflight: evaluate the configuration and report the traps that lock you out or break a low-RAM install',
-        stages: ['plan', 'check'],
+        entry: 'check',
         options: [
             inputOption('flake'),
             {
@@ -23938,7 +23929,7 @@ exports.COMMANDS = [
     {
         name: 'bootstrap',
         summary: 'Install NixOS on the target: prep, kexec into the installer, partition (confirm-wipe), install, reboot; or convert it in place with nixos-infect (method infect: verified, detached, then reboot); resumes where a previous run stopped',
-        stages: ['build', 'probe', 'plan', 'check', 'bootstrap'],
+        entry: 'bootstrap',
         options: [
             ...CONNECTION.map(inputOption),
             ...FILE_OPTIONS,
@@ -23954,7 +23945,7 @@ exports.COMMANDS = [
     {
         name: 'deploy',
         summary: 'Deploy the flake (or a prebuilt --toplevel) to an installed NixOS host with nixos-rebuild over the pinned key; health-check, roll back on failure',
-        stages: ['build', 'probe', 'plan', 'deploy'],
+        entry: 'deploy',
         options: [
             ...CONNECTION.map(inputOption),
             ...FILE_OPTIONS,
@@ -23970,7 +23961,6 @@ exports.COMMANDS = [
     {
         name: 'facts-to-nix',
         summary: 'Write the NixOS module for this host (static network, disk, drivers, boot loader) from saved facts',
-        stages: [],
         options: facts_to_nix_1.FACTS_TO_NIX_OPTIONS,
         custom: facts_to_nix_1.factsToNixCommand,
     },
@@ -24021,27 +24011,23 @@ async function runCommand(cmd, options, log) {
         raw[input] = (0, facts_file_1.readFileOption)(fileOpt, path);
         shownAs[input] = fileOpt;
     }
-    const building = cmd.stages.includes('build');
+    const planned = (0, decide_1.entryStages)(cmd.entry ?? 'probe', { planOnly: false, deployAction: 'switch' });
+    const building = planned.includes('build');
     // probe, plan and check never change the target; build and check need a flake.
-    if (!building && !cmd.stages.includes('check'))
+    if (!building && !planned.includes('check'))
         raw['plan-only'] = 'true';
     const facts = options.facts !== undefined ? (0, facts_file_1.loadFacts)(options.facts) : undefined;
     const cfg = (0, inputs_1.parseConfig)(raw, {
-        noConnection: facts !== undefined || !cmd.stages.includes('probe'),
+        noConnection: facts !== undefined || !planned.includes('probe'),
         shownAs,
     });
+    const stages = (0, decide_1.entryStages)(cmd.entry ?? 'probe', cfg);
     const cacheRoot = options['cache-dir'] ??
         (0, node_path_1.join)(process.env.XDG_CACHE_HOME || (0, node_path_1.join)((0, node_os_1.homedir)(), '.cache'), 'vps-nixos');
     const tempDir = (0, node_fs_1.mkdtempSync)((0, node_path_1.join)((0, node_os_1.tmpdir)(), 'vps-nixos-'));
     let record;
     try {
-        record = await (0, run_1.runPipeline)(cfg, 
-        // Offline, our installer cannot be built: the CLI resolves it only when it is asked for.
-        {
-            stages: cmd.stages,
-            facts,
-            kexec: building && (cfg.method === 'kexec' || !!cfg.kexecTarball),
-        }, {
+        record = await (0, run_1.runPipeline)(cfg, { entry: cmd.entry ?? 'probe', facts }, {
             log,
             tempDir,
             toolVersion: version_1.TOOL_VERSION,
@@ -24062,25 +24048,29 @@ async function runCommand(cmd, options, log) {
     let output;
     if (json) {
         const doc = {};
-        if (cmd.stages.includes('probe'))
+        if (stages.includes('probe'))
             doc.facts = record.facts;
-        if (cmd.stages.includes('plan'))
+        if (stages.includes('plan'))
             doc.plan = record.plan;
         if (record.build)
-            Object.assign(doc, buildJson(record.build));
-        if (cmd.stages.includes('check'))
+            Object.assign(doc, buildJson(record.build, record.installer));
+        else if (record.installer)
+            doc.kexecTarball = record.installer;
+        if (stages.includes('check'))
             doc.findings = record.preflight?.findings ?? null;
-        if (cmd.stages.includes('bootstrap')) {
+        if (stages.includes('bootstrap')) {
             doc.phases = record.bootstrap?.phases ?? [];
             doc.host = record.bootstrap?.host ?? null;
             doc.bytesSent = record.bootstrap?.bytesSent ?? 0;
             if (record.bootstrap?.infect)
                 doc.infect = record.bootstrap.infect;
         }
-        if (cmd.stages.includes('deploy')) {
+        if (stages.includes('deploy')) {
             const d = record.deploy;
             Object.assign(doc, {
                 changed: d?.changed ?? false,
+                unchanged: d?.skipped === 'unchanged',
+                forced: d?.forced ?? false,
                 bytesSent: d?.bytesSent ?? 0,
                 pathsSent: d?.pathsSent ?? 0,
                 systemPath: d?.systemPath ?? null,
@@ -24209,6 +24199,7 @@ function factsToNixCommand(options) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.unchangedDeploy = unchangedDeploy;
 exports.runDeploy = runDeploy;
 /**
  * The deploy stage: nixos-rebuild against the pinned target, a rollback guard armed on the target
@@ -24224,6 +24215,29 @@ const health_1 = __nccwpck_require__(1873);
 const rebuild_1 = __nccwpck_require__(3524);
 const sshopts_1 = __nccwpck_require__(9831);
 const state_1 = __nccwpck_require__(3414);
+/**
+ * The deploy of a system the host already runs (decided from the probe: current system, system
+ * profile, no failed unit): nothing is built, copied or activated. Pure.
+ */
+function unchangedDeploy(action, system, host) {
+    return {
+        action,
+        systemPath: system,
+        previousSystemPath: host.currentSystem ?? '',
+        changed: false,
+        bytesSent: 0,
+        pathsSent: 0,
+        rolledBack: false,
+        nothingToRollBackTo: false,
+        rebootNeeded: host.rebootPending ?? [],
+        failedUnits: [],
+        checks: [],
+        hostRuns: host.currentSystem ?? '',
+        rebuild: { from: '', args: [], code: 0, seconds: 0 },
+        seconds: 0,
+        skipped: 'unchanged',
+    };
+}
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const last = (s, n) => s.trim().split('\n').slice(-n).join('\n');
 /** state.sh: everything before the deploy, or (`units`) only the failed units after it. */
@@ -24287,6 +24301,10 @@ async function deploy(first, opts) {
     const sudo = opts.useSudo && target.user !== 'root' ? 'sudo -n ' : '';
     const log = opts.log;
     let session = first;
+    // Before the guard is armed: an error after arming would leave its watcher on the target.
+    const cmd = opts.rebuild ?? (0, rebuild_1.rebuildOnPath)(opts.env?.PATH ?? process.env.PATH);
+    if (!cmd)
+        throw new errors_1.VpsNixosError('no nixos-rebuild on PATH', 'put nixos-rebuild on PATH before this step, or give flake so its own nixpkgs provides one');
     const before = await readState(first, sudo);
     if (!before.isNixos)
         throw new errors_1.VpsNixosError(`${(0, target_1.formatTarget)(target)} does not run NixOS (/etc/NIXOS is missing): there is nothing to deploy to`, 'bootstrap it first (method auto or kexec), or check the target');
@@ -24329,7 +24347,6 @@ async function deploy(first, opts) {
         log.info('first deploy to this host: there is no previous system to roll back to');
     }
     // 2. nixos-rebuild.
-    const cmd = (0, rebuild_1.rebuildCommand)(opts.env?.PATH ?? process.env.PATH);
     const args = (0, rebuild_1.rebuildArgs)({
         action: opts.action,
         flake: opts.flake,
@@ -24717,6 +24734,69 @@ function urlCheck(url, timeoutMs, pollMs = 3000) {
 
 /***/ }),
 
+/***/ 7510:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.runnerSystem = runnerSystem;
+exports.resolveRebuild = resolveRebuild;
+/**
+ * Which nixos-rebuild the deploy runs: the one on PATH, else the one from the configuration's own
+ * nixpkgs built for the runner's platform; never an unpinned `nixpkgs#` from a registry.
+ */
+const errors_1 = __nccwpck_require__(3916);
+const nix_1 = __nccwpck_require__(4280);
+const rebuild_1 = __nccwpck_require__(3524);
+/** The runner's Nix system double (the target may be aarch64 while the runner is x86_64). */
+function runnerSystem(arch = process.arch) {
+    const cpu = { x64: 'x86_64', arm64: 'aarch64', ia32: 'i686' };
+    return `${cpu[arch] ?? arch}-linux`;
+}
+const quoteName = (name) => (/^[A-Za-z0-9_-]+$/.test(name) ? name : `"${name}"`);
+/**
+ * nixos-rebuild for this deploy. With a flake and none on PATH: evaluate the configuration's
+ * `pkgs.path` (the nixpkgs it was built from) and build `nixos-rebuild` from it for the runner.
+ */
+async function resolveRebuild(nix, req) {
+    const onPath = (0, rebuild_1.rebuildOnPath)(req.pathEnv);
+    if (onPath)
+        return onPath;
+    if (!req.flake)
+        throw new errors_1.VpsNixosError('no nixos-rebuild on PATH, and only a prebuilt toplevel was given: there is no nixpkgs to take a pinned one from', 'put nixos-rebuild on PATH before this step (e.g. nix profile install nixpkgs/<your nixpkgs rev>#nixos-rebuild), or give flake so its own nixpkgs provides it');
+    const config = `${req.flake.ref}#nixosConfigurations.${quoteName(req.flake.name)}`;
+    const where = await nix.run(['eval', '--raw', `${config}.pkgs.path`]);
+    if (where.code !== 0 || !where.stdout.startsWith('/'))
+        throw new errors_1.VpsNixosError(`no nixos-rebuild on PATH, and ${config}.pkgs.path (the configuration's nixpkgs) could not be evaluated: ${(0, nix_1.nixErrorText)(where.stderr)}`, 'put nixos-rebuild on PATH before this step, or check the configuration evaluates (nix eval on the same attribute)');
+    const system = req.system ?? runnerSystem();
+    req.log(`nixos-rebuild: none on PATH; building it from the configuration's nixpkgs (${where.stdout}) for ${system}`);
+    const built = await nix.run([
+        'build',
+        '--no-link',
+        '--json',
+        '--file',
+        where.stdout,
+        '--argstr',
+        'system',
+        system,
+        'nixos-rebuild',
+    ]);
+    const out = built.code === 0
+        ? JSON.parse(built.stdout)[0]?.outputs.out
+        : undefined;
+    if (!out)
+        throw new errors_1.VpsNixosError(`building nixos-rebuild from ${where.stdout} for ${system} failed: ${(0, nix_1.nixErrorText)(built.stderr)}`, 'put nixos-rebuild on PATH before this step');
+    return {
+        argv0: `${out}/bin/nixos-rebuild`,
+        prefix: [],
+        from: `${out}/bin/nixos-rebuild (the configuration's nixpkgs, for ${system})`,
+    };
+}
+
+
+/***/ }),
+
 /***/ 3524:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -24725,7 +24805,7 @@ function urlCheck(url, timeoutMs, pollMs = 3000) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.DEPLOY_ACTIONS = void 0;
 exports.rebuildArgs = rebuildArgs;
-exports.rebuildCommand = rebuildCommand;
+exports.rebuildOnPath = rebuildOnPath;
 exports.failedUnitsFrom = failedUnitsFrom;
 exports.runRebuild = runRebuild;
 /** Running nixos-rebuild: which one, with which arguments, and what its output says. */
@@ -24751,8 +24831,8 @@ function rebuildArgs(r) {
         args.push('--use-remote-sudo');
     return args;
 }
-/** nixos-rebuild from PATH, else nixpkgs' through `nix run` (needs the internet on the runner). */
-function rebuildCommand(pathEnv = process.env.PATH ?? '') {
+/** nixos-rebuild on PATH (it wins: the user's choice, and the tests' stand-in), or undefined. */
+function rebuildOnPath(pathEnv = process.env.PATH ?? '') {
     for (const dir of pathEnv.split(node_path_1.delimiter)) {
         if (!dir)
             continue;
@@ -24765,17 +24845,7 @@ function rebuildCommand(pathEnv = process.env.PATH ?? '') {
             // not here
         }
     }
-    return {
-        argv0: 'nix',
-        prefix: [
-            '--extra-experimental-features',
-            'nix-command flakes',
-            'run',
-            'nixpkgs#nixos-rebuild',
-            '--',
-        ],
-        from: 'nix run nixpkgs#nixos-rebuild (none on PATH)',
-    };
+    return undefined;
 }
 /**
  * Units switch-to-configuration reported as failed (it exits 4 then): the Perl and the Rust
@@ -25999,7 +26069,8 @@ async function prepareInfect(req) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.inputSchema = exports.INPUTS = exports.METHODS = void 0;
+exports.configSchema = exports.inputSchema = exports.INPUTS = exports.METHODS = void 0;
+exports.isBooleanInput = isBooleanInput;
 exports.withDefaults = withDefaults;
 exports.parseConfig = parseConfig;
 const zod_1 = __nccwpck_require__(924);
@@ -26012,207 +26083,10 @@ const rebuild_1 = __nccwpck_require__(3524);
 const script_1 = __nccwpck_require__(9438);
 /** How the planner may install NixOS. */
 exports.METHODS = ['auto', 'kexec', 'infect', 'deploy-only'];
-/** The action's inputs (same names as the CLI's options). action.yml must say the same. */
-exports.INPUTS = {
-    target: {
-        description: 'SSH target: user@host[:port] (IPv4, [IPv6] or hostname); user defaults to root',
-        required: true,
-    },
-    'ssh-private-key': {
-        description: 'Private key (OpenSSH format) that logs in to the target; masked, kept 0600, removed in the post step',
-        required: true,
-        secret: true,
-    },
-    'known-hosts': {
-        description: 'known_hosts lines pinning the target host key (plain, [host]:port and hashed |1| entries)',
-        required: false,
-    },
-    'host-key-fingerprint': {
-        description: 'Pinned host key fingerprint(s), SHA256:… as printed by ssh-keygen -lf; comma separated',
-        required: false,
-    },
-    'trust-on-first-use': {
-        description: 'Accept the host key the target presents when nothing is pinned; it is printed and written to the host-key output',
-        required: false,
-        default: 'false',
-    },
-    method: {
-        description: 'auto | kexec | infect | deploy-only',
-        required: false,
-        default: 'auto',
-    },
-    'plan-only': {
-        description: 'Probe and plan, print the plan, change nothing on the target',
-        required: false,
-        default: 'false',
-    },
-    flake: {
-        description: 'Flake output to install/deploy, e.g. .#my-vps (optional in plan-only mode)',
-        required: false,
-    },
-    'min-ram-kexec': {
-        description: 'Least MemTotal for the kexec method (MemTotal is below nominal RAM: a 512 MB VPS reports ~457 MiB; measured: installs at 457 MiB with the initrd-only installer)',
-        required: false,
-        default: '400MiB',
-    },
-    'min-ram-infect': {
-        description: 'Least MemTotal for the in-place infect method',
-        required: false,
-        default: '700MiB',
-    },
-    'allow-low-ram': {
-        description: 'Plan below the RAM floors anyway, with a warning',
-        required: false,
-        default: 'false',
-    },
-    reinstall: {
-        description: 'Allow re-installing a host that already runs NixOS',
-        required: false,
-        default: 'false',
-    },
-    'connect-timeout': {
-        description: 'Seconds to wait for one SSH connection (TCP + handshake)',
-        required: false,
-        default: '20',
-    },
-    'connect-retries': {
-        description: 'Extra SSH connection attempts after a network failure (never after a key mismatch or a refused login)',
-        required: false,
-        default: '3',
-    },
-    'closure-budget': {
-        description: 'Largest allowed system closure (NAR bytes, e.g. 3GiB); over it the run fails before any SSH connection',
-        required: false,
-    },
-    'installer-budget': {
-        description: 'Largest allowed compressed kexec tarball (e.g. 400MiB)',
-        required: false,
-    },
-    'disko-with-deps': {
-        description: "Build disko's diskoScript (tools included) instead of diskoScriptNoDeps (the installer already has them)",
-        required: false,
-        default: 'false',
-    },
-    cache: {
-        description: 'Cache the built closure (a zstd file binary cache) between runs',
-        required: false,
-        default: 'true',
-    },
-    'cache-max-size': {
-        description: 'Do not save a closure cache larger than this (the Actions cache holds 10 GB per repository)',
-        required: false,
-        default: '4GiB',
-    },
-    'kexec-tarball': {
-        description: 'Kexec installer tarball to use instead of ours: a path, or an http(s) URL (then kexec-tarball-sha256 is required)',
-        required: false,
-    },
-    'kexec-tarball-sha256': {
-        description: 'sha256 (hex) the kexec tarball must have; checked on the runner and again on the target',
-        required: false,
-    },
-    'allow-preflight-errors': {
-        description: 'Go on even when the preflight check of the configuration finds errors (they are still reported)',
-        required: false,
-        default: 'false',
-    },
-    'confirm-wipe': {
-        description: 'The disk the install wipes, e.g. /dev/vda: must name the disk the probe found and the disk script formats; nothing is wiped without it',
-        required: false,
-    },
-    'zram-size': {
-        description: 'zram swap size (e.g. 1GiB); default: the RAM size, at most 4 GiB',
-        required: false,
-    },
-    'swap-size': {
-        description: 'Swapfile on the root disk before kexec (e.g. 2GiB, 0 for none); never on a tmpfs',
-        required: false,
-        default: '2GiB',
-    },
-    'patch-udevadm': {
-        description: "Patch the disk script's udevadm trigger/settle (SIGBUS on virtual disks): auto (virtual disks), true or false",
-        required: false,
-        default: 'auto',
-    },
-    toplevel: {
-        description: 'Prebuilt system toplevel store path to install (with disk-script: skips the build)',
-        required: false,
-    },
-    'disk-script': {
-        description: 'Prebuilt disko destroy,format,mount script store path (with toplevel: skips the build)',
-        required: false,
-    },
-    substituters: {
-        description: 'Extra binary caches (URLs, space or newline separated) the target fetches the closure from during the install, besides its own (cache.nixos.org); the runner sends only what they lack',
-        required: false,
-    },
-    'trusted-public-keys': {
-        description: 'Signing keys of those caches (name:base64, space or newline separated)',
-        required: false,
-    },
-    'measure-trimming': {
-        description: 'Also build the configuration without the vpsNixos module and report the bytes the module saves (a second system build)',
-        required: false,
-        default: 'false',
-    },
-    action: {
-        description: 'What the deploy does: switch, boot (next boot), test (activate, not the boot default), dry-activate, or build (build and compare with what the host runs; change nothing)',
-        required: false,
-        default: 'switch',
-    },
-    'build-host': {
-        description: "Build on this host instead of the runner (nixos-rebuild's --build-host, user@host)",
-        required: false,
-    },
-    'use-sudo': {
-        description: 'The target user is not root: run activation and the rollback guard with sudo',
-        required: false,
-        default: 'false',
-    },
-    'confirm-timeout': {
-        description: 'Seconds the runner has, after the switch, to reconnect over a new SSH session and confirm; else the target rolls back by itself',
-        required: false,
-        default: '60',
-    },
-    'health-check': {
-        description: 'A command run on the target after the switch; non-zero exit rolls back (retried until health-timeout)',
-        required: false,
-    },
-    'health-url': {
-        description: 'A URL fetched from the runner after the switch; a status other than 2xx/3xx rolls back',
-        required: false,
-    },
-    'health-timeout': {
-        description: 'Seconds the health checks may take to pass (they are retried)',
-        required: false,
-        default: '60',
-    },
-    rollback: {
-        description: 'Roll back to the previous generation when the deploy fails (false: keep the new system and fail)',
-        required: false,
-        default: 'true',
-    },
-    'infect-revision': {
-        description: 'Commit of elitak/nixos-infect the in-place method runs (its raw file is downloaded on the runner and checked)',
-        required: false,
-        default: script_1.INFECT_DEFAULT_REVISION,
-    },
-    'infect-url': {
-        description: 'Where nixos-infect is downloaded from instead (http(s) URL or a file); default: the raw file at infect-revision',
-        required: false,
-    },
-    'infect-sha256': {
-        description: "sha256 the nixos-infect script must have; default: the default revision's; required for any other URL",
-        required: false,
-    },
-    'nixos-channel': {
-        description: 'The channel nixos-infect installs NixOS from (NIX_CHANNEL)',
-        required: false,
-        default: script_1.INFECT_DEFAULT_CHANNEL,
-    },
-};
-function fail(ctx, message, fix) {
-    ctx.addIssue({ code: 'custom', message, params: { fix } });
+const PATCH_UDEVADM = ['auto', 'true', 'false'];
+/** Reports a bad input with its fix; `path` (a Config field) is for checks over the whole object. */
+function fail(ctx, message, fix, path) {
+    ctx.addIssue({ code: 'custom', message, params: { fix }, ...(path && { path }) });
     return zod_1.z.NEVER;
 }
 const booleanInput = zod_1.z.string().transform((s, ctx) => {
@@ -26222,6 +26096,10 @@ const booleanInput = zod_1.z.string().transform((s, ctx) => {
         return false;
     return fail(ctx, `'${s}' is not a boolean`, 'write true or false');
 });
+/** One word from a fixed list. */
+const oneOf = (values, what, fix) => zod_1.z
+    .string()
+    .transform((s, ctx) => values.find((v) => v === s.trim()) ?? fail(ctx, `'${s}' is not ${what}`, fix));
 const sizeInput = zod_1.z.string().transform((s, ctx) => {
     const bytes = (0, size_1.parseSize)(s);
     if (typeof bytes === 'string')
@@ -26278,10 +26156,10 @@ const fingerprintInput = zod_1.z.string().transform((s, ctx) => {
     return fps;
 });
 const flakeInput = zod_1.z.string().transform((s, ctx) => {
-    const m = /^([^#\s]+)#([^#\s]+)$/.exec(s.trim());
-    if (!m)
+    const [, ref, name] = /^([^#\s]+)#([^#\s]+)$/.exec(s.trim()) ?? [];
+    if (!ref || !name)
         return fail(ctx, `'${s}' is not a flake output reference`, 'write PATH#NAME for nixosConfigurations.NAME, e.g. .#my-vps');
-    return { ref: m[1], name: m[2] };
+    return { ref, name };
 });
 const sha256Input = zod_1.z
     .string()
@@ -26293,102 +26171,363 @@ const storePathInput = zod_1.z
     .transform((s, ctx) => /^\/nix\/store\/[0-9a-z]{32}-[A-Za-z0-9+._?=-]+$/.test(s.trim())
     ? s.trim()
     : fail(ctx, `'${s}' is not a Nix store path`, 'give a /nix/store/… path from nix build'));
-const FIELDS = {
-    target: targetInput,
-    'ssh-private-key': privateKeyInput,
-    'known-hosts': knownHostsInput,
-    'host-key-fingerprint': fingerprintInput,
-    'trust-on-first-use': booleanInput,
-    method: zod_1.z
-        .string()
-        .transform((s, ctx) => exports.METHODS.includes(s.trim())
-        ? s.trim()
-        : fail(ctx, `'${s}' is not a method`, `write one of ${exports.METHODS.join(', ')}`)),
-    'plan-only': booleanInput,
-    flake: flakeInput,
-    'min-ram-kexec': sizeInput,
-    'min-ram-infect': sizeInput,
-    'allow-low-ram': booleanInput,
-    reinstall: booleanInput,
-    'connect-timeout': countInput(1, 600, 'seconds'),
-    'connect-retries': countInput(0, 20, 'the number of retries'),
-    'closure-budget': sizeInput,
-    'installer-budget': sizeInput,
-    'disko-with-deps': booleanInput,
-    cache: booleanInput,
-    'cache-max-size': sizeInput,
-    'allow-preflight-errors': booleanInput,
-    'kexec-tarball': zod_1.z.string().transform((s) => s.trim()),
-    'kexec-tarball-sha256': sha256Input,
-    'confirm-wipe': zod_1.z
-        .string()
-        .transform((s, ctx) => /^\/dev\/[A-Za-z0-9._/-]+$/.test(s.trim()) && !s.includes('..')
-        ? s.trim()
-        : fail(ctx, `'${s}' is not a disk device path`, 'write the whole disk, e.g. /dev/vda or /dev/sda')),
-    'zram-size': sizeInput,
-    'swap-size': sizeInput,
-    'patch-udevadm': zod_1.z
-        .string()
-        .transform((s, ctx) => ['auto', 'true', 'false'].includes(s.trim())
-        ? s.trim()
-        : fail(ctx, `'${s}' is not auto, true or false`, 'write auto, true or false')),
-    toplevel: storePathInput,
-    'disk-script': storePathInput,
-    substituters: zod_1.z.string().transform((s, ctx) => {
-        const urls = s.split(/\s+/).filter(Boolean);
-        const bad = urls.find((u) => !/^(https?|file|s3):\/\/\S+$/.test(u));
-        return bad
-            ? fail(ctx, `'${bad}' is not a binary cache URL`, 'write https://… (or file://, s3://) URLs')
-            : urls;
-    }),
-    'trusted-public-keys': zod_1.z.string().transform((s, ctx) => {
-        const keys = s.split(/\s+/).filter(Boolean);
-        const bad = keys.find((k) => !/^[^:\s]+:[A-Za-z0-9+/]+=*$/.test(k));
-        return bad
-            ? fail(ctx, `'${bad}' is not a Nix public key`, 'write name:base64, as in nix.conf')
-            : keys;
-    }),
-    'measure-trimming': booleanInput,
-    action: zod_1.z
-        .string()
-        .transform((s, ctx) => rebuild_1.DEPLOY_ACTIONS.includes(s.trim())
-        ? s.trim()
-        : fail(ctx, `'${s}' is not a deploy action`, `write one of ${rebuild_1.DEPLOY_ACTIONS.join(', ')}`)),
-    'build-host': zod_1.z.string().transform((s, ctx) => {
-        const t = (0, target_1.parseTarget)(s.trim());
-        return typeof t === 'string'
-            ? fail(ctx, t, 'write user@host (the port, if any, goes in your ssh config)')
-            : s.trim();
-    }),
-    'use-sudo': booleanInput,
-    'confirm-timeout': countInput(5, 3600, 'seconds'),
-    'health-check': zod_1.z.string().transform((s) => s.trim()),
-    'health-url': zod_1.z
-        .string()
-        .transform((s, ctx) => /^https?:\/\/\S+$/.test(s.trim())
-        ? s.trim()
-        : fail(ctx, `'${s}' is not an http(s) URL`, 'write http://HOST[:PORT]/PATH or https://…')),
-    'health-timeout': countInput(1, 3600, 'seconds'),
-    rollback: booleanInput,
-    'infect-revision': zod_1.z
-        .string()
-        .transform((s, ctx) => /^[0-9a-f]{40}$/.test(s.trim())
-        ? s.trim()
-        : fail(ctx, `'${s}' is not a commit SHA`, 'write the full 40-hex commit of elitak/nixos-infect (a branch or tag can change under the same name)')),
-    'infect-url': zod_1.z.string().transform((s) => s.trim()),
-    'infect-sha256': sha256Input,
-    'nixos-channel': zod_1.z
-        .string()
-        .transform((s, ctx) => /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(s.trim())
-        ? s.trim()
-        : fail(ctx, `'${s}' is not a channel name`, 'use a name from https://nixos.org/channels, e.g. nixos-25.11 or nixos-unstable')),
+/**
+ * The action's inputs (same names as the CLI's options), in action.yml's order: how each is
+ * documented, the Config field it fills and how its text is parsed. action.yml must say the same.
+ */
+exports.INPUTS = {
+    target: {
+        key: 'target',
+        description: 'SSH target: user@host[:port] (IPv4, [IPv6] or hostname); user defaults to root',
+        required: true,
+        parse: targetInput,
+    },
+    'ssh-private-key': {
+        key: 'sshPrivateKey',
+        description: 'Private key (OpenSSH format) that logs in to the target; masked, kept 0600, removed in the post step',
+        required: true,
+        secret: true,
+        parse: privateKeyInput,
+    },
+    'known-hosts': {
+        key: 'knownHosts',
+        description: 'known_hosts lines pinning the target host key (plain, [host]:port and hashed |1| entries)',
+        required: false,
+        parse: knownHostsInput,
+    },
+    'host-key-fingerprint': {
+        key: 'hostKeyFingerprints',
+        description: 'Pinned host key fingerprint(s), SHA256:… as printed by ssh-keygen -lf; comma separated',
+        required: false,
+        parse: fingerprintInput.default(() => []),
+    },
+    'trust-on-first-use': {
+        key: 'trustOnFirstUse',
+        description: 'Accept the host key the target presents when nothing is pinned; it is printed and written to the host-key output',
+        required: false,
+        default: 'false',
+        parse: booleanInput,
+    },
+    method: {
+        key: 'method',
+        description: 'auto | kexec | infect | deploy-only',
+        required: false,
+        default: 'auto',
+        parse: oneOf(exports.METHODS, 'a method', `write one of ${exports.METHODS.join(', ')}`),
+    },
+    'plan-only': {
+        key: 'planOnly',
+        description: 'Probe and plan, print the plan, change nothing on the target',
+        required: false,
+        default: 'false',
+        parse: booleanInput,
+    },
+    flake: {
+        key: 'flake',
+        description: 'Flake output to install/deploy, e.g. .#my-vps (optional in plan-only mode)',
+        required: false,
+        parse: flakeInput,
+    },
+    'min-ram-kexec': {
+        key: 'minRamKexecBytes',
+        description: 'Least MemTotal for the kexec method (MemTotal is below nominal RAM: a 512 MB VPS reports ~457 MiB; measured: installs at 457 MiB with the initrd-only installer)',
+        required: false,
+        default: '400MiB',
+        parse: sizeInput,
+    },
+    'min-ram-infect': {
+        key: 'minRamInfectBytes',
+        description: 'Least MemTotal for the in-place infect method',
+        required: false,
+        default: '700MiB',
+        parse: sizeInput,
+    },
+    'allow-low-ram': {
+        key: 'allowLowRam',
+        description: 'Plan below the RAM floors anyway, with a warning',
+        required: false,
+        default: 'false',
+        parse: booleanInput,
+    },
+    reinstall: {
+        key: 'reinstall',
+        description: 'Allow re-installing a host that already runs NixOS',
+        required: false,
+        default: 'false',
+        parse: booleanInput,
+    },
+    'connect-timeout': {
+        key: 'connectTimeoutSeconds',
+        description: 'Seconds to wait for one SSH connection (TCP + handshake)',
+        required: false,
+        default: '20',
+        parse: countInput(1, 600, 'seconds'),
+    },
+    'connect-retries': {
+        key: 'connectRetries',
+        description: 'Extra SSH connection attempts after a network failure (never after a key mismatch or a refused login)',
+        required: false,
+        default: '3',
+        parse: countInput(0, 20, 'the number of retries'),
+    },
+    'closure-budget': {
+        key: 'closureBudgetBytes',
+        description: 'Largest allowed system closure (NAR bytes, e.g. 3GiB); over it the run fails before any SSH connection',
+        required: false,
+        parse: sizeInput,
+    },
+    'installer-budget': {
+        key: 'installerBudgetBytes',
+        description: 'Largest allowed compressed kexec tarball (e.g. 400MiB)',
+        required: false,
+        parse: sizeInput,
+    },
+    'disko-with-deps': {
+        key: 'diskoWithDeps',
+        description: "Build disko's diskoScript (tools included) instead of diskoScriptNoDeps (the installer already has them)",
+        required: false,
+        default: 'false',
+        parse: booleanInput,
+    },
+    cache: {
+        key: 'cache',
+        description: 'Cache the built closure (a zstd file binary cache) between runs',
+        required: false,
+        default: 'true',
+        parse: booleanInput,
+    },
+    'cache-max-size': {
+        key: 'cacheMaxBytes',
+        description: 'Do not save a closure cache larger than this (the Actions cache holds 10 GB per repository)',
+        required: false,
+        default: '4GiB',
+        parse: sizeInput,
+    },
+    'allow-preflight-errors': {
+        key: 'allowPreflightErrors',
+        description: 'Go on even when the preflight check of the configuration finds errors (they are still reported)',
+        required: false,
+        default: 'false',
+        parse: booleanInput,
+    },
+    'kexec-tarball': {
+        key: 'kexecTarball',
+        description: 'Kexec installer tarball to use instead of ours: a path, or an http(s) URL (then kexec-tarball-sha256 is required)',
+        required: false,
+        parse: zod_1.z.string().transform((s) => s.trim()),
+    },
+    'kexec-tarball-sha256': {
+        key: 'kexecTarballSha256',
+        description: 'sha256 (hex) the kexec tarball must have; checked on the runner and again on the target',
+        required: false,
+        parse: sha256Input,
+    },
+    'confirm-wipe': {
+        key: 'confirmWipe',
+        description: 'The disk the install wipes, e.g. /dev/vda: must name the disk the probe found and the disk script formats; nothing is wiped without it',
+        required: false,
+        parse: zod_1.z
+            .string()
+            .transform((s, ctx) => /^\/dev\/[A-Za-z0-9._/-]+$/.test(s.trim()) && !s.includes('..')
+            ? s.trim()
+            : fail(ctx, `'${s}' is not a disk device path`, 'write the whole disk, e.g. /dev/vda or /dev/sda')),
+    },
+    'zram-size': {
+        key: 'zramBytes',
+        description: 'zram swap size (e.g. 1GiB); default: the RAM size, at most 4 GiB',
+        required: false,
+        parse: sizeInput,
+    },
+    'swap-size': {
+        key: 'swapBytes',
+        description: 'Swapfile on the root disk before kexec (e.g. 2GiB, 0 for none); never on a tmpfs',
+        required: false,
+        default: '2GiB',
+        parse: sizeInput,
+    },
+    'patch-udevadm': {
+        key: 'patchUdevadm',
+        description: "Patch the disk script's udevadm trigger/settle (SIGBUS on virtual disks): auto (virtual disks), true or false",
+        required: false,
+        default: 'auto',
+        parse: oneOf(PATCH_UDEVADM, 'auto, true or false', 'write auto, true or false'),
+    },
+    toplevel: {
+        key: 'toplevel',
+        description: 'Prebuilt system toplevel store path to install (with disk-script: skips the build)',
+        required: false,
+        parse: storePathInput,
+    },
+    'disk-script': {
+        key: 'diskScript',
+        description: 'Prebuilt disko destroy,format,mount script store path (with toplevel: skips the build)',
+        required: false,
+        parse: storePathInput,
+    },
+    substituters: {
+        key: 'substituters',
+        description: 'Extra binary caches (URLs, space or newline separated) the target fetches the closure from during the install, besides its own (cache.nixos.org); the runner sends only what they lack',
+        required: false,
+        parse: zod_1.z
+            .string()
+            .transform((s, ctx) => {
+            const urls = s.split(/\s+/).filter(Boolean);
+            const bad = urls.find((u) => !/^(https?|file|s3):\/\/\S+$/.test(u));
+            return bad
+                ? fail(ctx, `'${bad}' is not a binary cache URL`, 'write https://… (or file://, s3://) URLs')
+                : urls;
+        })
+            .default(() => []),
+    },
+    'trusted-public-keys': {
+        key: 'trustedPublicKeys',
+        description: 'Signing keys of those caches (name:base64, space or newline separated)',
+        required: false,
+        parse: zod_1.z
+            .string()
+            .transform((s, ctx) => {
+            const keys = s.split(/\s+/).filter(Boolean);
+            const bad = keys.find((k) => !/^[^:\s]+:[A-Za-z0-9+/]+=*$/.test(k));
+            return bad
+                ? fail(ctx, `'${bad}' is not a Nix public key`, 'write name:base64, as in nix.conf')
+                : keys;
+        })
+            .default(() => []),
+    },
+    'measure-trimming': {
+        key: 'measureTrimming',
+        description: 'Also build the configuration without the vpsNixos module and report the bytes the module saves (a second system build)',
+        required: false,
+        default: 'false',
+        parse: booleanInput,
+    },
+    action: {
+        key: 'deployAction',
+        description: 'What the deploy does: switch, boot (next boot), test (activate, not the boot default), dry-activate, or build (build and compare with what the host runs; change nothing)',
+        required: false,
+        default: 'switch',
+        parse: oneOf(rebuild_1.DEPLOY_ACTIONS, 'a deploy action', `write one of ${rebuild_1.DEPLOY_ACTIONS.join(', ')}`),
+    },
+    'build-host': {
+        key: 'buildHost',
+        description: "Build on this host instead of the runner (nixos-rebuild's --build-host, user@host)",
+        required: false,
+        parse: zod_1.z.string().transform((s, ctx) => {
+            const t = (0, target_1.parseTarget)(s.trim());
+            return typeof t === 'string'
+                ? fail(ctx, t, 'write user@host (the port, if any, goes in your ssh config)')
+                : s.trim();
+        }),
+    },
+    'use-sudo': {
+        key: 'useSudo',
+        description: 'The target user is not root: run activation and the rollback guard with sudo',
+        required: false,
+        default: 'false',
+        parse: booleanInput,
+    },
+    'confirm-timeout': {
+        key: 'confirmTimeoutSeconds',
+        description: 'Seconds the runner has, after the switch, to reconnect over a new SSH session and confirm; else the target rolls back by itself',
+        required: false,
+        default: '60',
+        parse: countInput(5, 3600, 'seconds'),
+    },
+    'health-check': {
+        key: 'healthCheck',
+        description: 'A command run on the target after the switch; non-zero exit rolls back (retried until health-timeout)',
+        required: false,
+        parse: zod_1.z.string().transform((s) => s.trim() || undefined),
+    },
+    'health-url': {
+        key: 'healthUrl',
+        description: 'A URL fetched from the runner after the switch; a status other than 2xx/3xx rolls back',
+        required: false,
+        parse: zod_1.z
+            .string()
+            .transform((s, ctx) => /^https?:\/\/\S+$/.test(s.trim())
+            ? s.trim()
+            : fail(ctx, `'${s}' is not an http(s) URL`, 'write http://HOST[:PORT]/PATH or https://…')),
+    },
+    'health-timeout': {
+        key: 'healthTimeoutSeconds',
+        description: 'Seconds the health checks may take to pass (they are retried)',
+        required: false,
+        default: '60',
+        parse: countInput(1, 3600, 'seconds'),
+    },
+    rollback: {
+        key: 'rollback',
+        description: 'Roll back to the previous generation when the deploy fails (false: keep the new system and fail)',
+        required: false,
+        default: 'true',
+        parse: booleanInput,
+    },
+    'force-switch': {
+        key: 'forceSwitch',
+        description: "Deploy even when the host already runs this configuration's system (an unchanged deploy otherwise builds, copies and activates nothing)",
+        required: false,
+        default: 'false',
+        parse: booleanInput,
+    },
+    'infect-revision': {
+        key: 'infectRevision',
+        description: 'Commit of elitak/nixos-infect the in-place method runs (its raw file is downloaded on the runner and checked)',
+        required: false,
+        default: script_1.INFECT_DEFAULT_REVISION,
+        parse: zod_1.z
+            .string()
+            .transform((s, ctx) => /^[0-9a-f]{40}$/.test(s.trim())
+            ? s.trim()
+            : fail(ctx, `'${s}' is not a commit SHA`, 'write the full 40-hex commit of elitak/nixos-infect (a branch or tag can change under the same name)')),
+    },
+    'infect-url': {
+        key: 'infectUrl',
+        description: 'Where nixos-infect is downloaded from instead (http(s) URL or a file); default: the raw file at infect-revision',
+        required: false,
+        parse: zod_1.z.string().transform((s) => s.trim()),
+    },
+    'infect-sha256': {
+        key: 'infectSha256',
+        description: "sha256 the nixos-infect script must have; default: the default revision's; required for any other URL",
+        required: false,
+        parse: sha256Input,
+    },
+    'nixos-channel': {
+        key: 'nixosChannel',
+        description: 'The channel nixos-infect installs NixOS from (NIX_CHANNEL)',
+        required: false,
+        default: script_1.INFECT_DEFAULT_CHANNEL,
+        parse: zod_1.z
+            .string()
+            .transform((s, ctx) => /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(s.trim())
+            ? s.trim()
+            : fail(ctx, `'${s}' is not a channel name`, 'use a name from https://nixos.org/channels, e.g. nixos-25.11 or nixos-unstable')),
+    },
 };
-/** The zod schema of the inputs, after defaults are filled in (see withDefaults). */
-exports.inputSchema = zod_1.z.object(Object.fromEntries(Object.keys(FIELDS).map((name) => [name, FIELDS[name].optional()])));
+const INPUT_NAMES = Object.keys(exports.INPUTS);
+/** Whether an input is a true/false flag (the CLI takes it without a value). */
+function isBooleanInput(name) {
+    return exports.INPUTS[name].parse === booleanInput;
+}
+function fieldSchema(field) {
+    return field.default !== undefined || field.parse instanceof zod_1.z.ZodDefault
+        ? field.parse
+        : field.parse.optional();
+}
+/** Each input's parser under the name of the Config field it fills; takes withDefaults' output. */
+exports.inputSchema = zod_1.z.object(
+// Object.fromEntries forgets the keys; this says what it builds, so Config is inferred from it.
+Object.fromEntries(INPUT_NAMES.map((n) => [exports.INPUTS[n].key, fieldSchema(exports.INPUTS[n])])));
+/** The inputs' fields, then where nixos-infect comes from (that takes three of them). */
+exports.configSchema = exports.inputSchema.transform((fields, ctx) => ({
+    ...fields,
+    ...infectSource(fields.infectRevision, fields.infectUrl, fields.infectSha256, ctx),
+}));
 /** '' and undefined mean "not given": both become the documented default (or stay absent). */
 function withDefaults(raw) {
     const out = {};
-    for (const name of Object.keys(exports.INPUTS)) {
+    for (const name of INPUT_NAMES) {
         const spec = exports.INPUTS[name];
         const v = raw[name];
         const value = v === undefined || v === '' ? spec.default : v;
@@ -26400,73 +26539,29 @@ function withDefaults(raw) {
 /** Turns raw inputs into a Config, or throws the first InputError. No connection is made. */
 function parseConfig(raw, opts = {}) {
     const shown = (n) => opts.shownAs?.[n] ?? n;
-    const result = exports.inputSchema.safeParse(withDefaults(raw));
+    const given = withDefaults(raw);
+    const result = exports.configSchema.safeParse(Object.fromEntries(INPUT_NAMES.map((n) => [exports.INPUTS[n].key, given[n]])));
     if (!result.success) {
         const issue = result.error.issues[0];
-        const name = (issue?.path[0] ?? 'inputs');
-        const fix = (issue && 'params' in issue ? issue.params?.fix : undefined) ??
-            'see --help';
-        throw new errors_1.InputError(shown(name), issue?.message ?? 'invalid', fix);
+        const name = INPUT_NAMES.find((n) => exports.INPUTS[n].key === issue?.path[0]);
+        const fix = issue?.code === 'custom' ? issue.params?.fix : undefined;
+        throw new errors_1.InputError(name ? shown(name) : 'inputs', issue?.message ?? 'invalid', typeof fix === 'string' ? fix : 'see --help');
     }
-    const v = result.data;
-    const cfg = {
-        target: v.target,
-        sshPrivateKey: v['ssh-private-key'],
-        knownHosts: v['known-hosts'],
-        hostKeyFingerprints: v['host-key-fingerprint'] ?? [],
-        trustOnFirstUse: v['trust-on-first-use'],
-        method: v.method,
-        planOnly: v['plan-only'],
-        flake: v.flake,
-        minRamKexecBytes: v['min-ram-kexec'],
-        minRamInfectBytes: v['min-ram-infect'],
-        allowLowRam: v['allow-low-ram'],
-        reinstall: v.reinstall,
-        connectTimeoutSeconds: v['connect-timeout'],
-        connectRetries: v['connect-retries'],
-        closureBudgetBytes: v['closure-budget'],
-        installerBudgetBytes: v['installer-budget'],
-        diskoWithDeps: v['disko-with-deps'],
-        cache: v.cache,
-        cacheMaxBytes: v['cache-max-size'],
-        kexecTarball: v['kexec-tarball'],
-        kexecTarballSha256: v['kexec-tarball-sha256'],
-        allowPreflightErrors: v['allow-preflight-errors'],
-        confirmWipe: v['confirm-wipe'],
-        zramBytes: v['zram-size'],
-        swapBytes: v['swap-size'],
-        patchUdevadm: v['patch-udevadm'],
-        toplevel: v.toplevel,
-        diskScript: v['disk-script'],
-        substituters: v.substituters ?? [],
-        trustedPublicKeys: v['trusted-public-keys'] ?? [],
-        measureTrimming: v['measure-trimming'],
-        deployAction: v.action,
-        buildHost: v['build-host'],
-        useSudo: v['use-sudo'],
-        confirmTimeoutSeconds: v['confirm-timeout'],
-        healthCheck: v['health-check'] || undefined,
-        healthUrl: v['health-url'],
-        healthTimeoutSeconds: v['health-timeout'],
-        rollback: v.rollback,
-        ...infectSource(v['infect-revision'], v['infect-url'], v['infect-sha256']),
-        nixosChannel: v['nixos-channel'],
-    };
-    checkTogether(cfg, opts, shown);
-    return cfg;
+    checkTogether(result.data, opts, shown);
+    return result.data;
 }
 /**
  * Where nixos-infect comes from: infect-url, else the raw file at infect-revision. Only the pinned
  * default's hash is known; any other URL needs infect-sha256 (a local file is the user's own copy).
  */
-function infectSource(revision, url, sha256) {
+function infectSource(revision, url, sha256, ctx) {
     const infectUrl = url || (0, script_1.infectRawUrl)(revision);
     const known = infectUrl === (0, script_1.infectRawUrl)(script_1.INFECT_DEFAULT_REVISION);
     const infectSha256 = sha256 ?? (known ? script_1.INFECT_DEFAULT_SHA256 : undefined);
     if (!infectSha256 && /^https?:\/\//i.test(infectUrl)) {
-        throw new errors_1.InputError('infect-sha256', url
+        return fail(ctx, url
             ? `is required with infect-url ${infectUrl}: the script is checked, never run unverified`
-            : `is required with infect-revision ${revision}: only the default revision's hash is known`, `review the script, then pin its hash: curl -sL ${infectUrl} | sha256sum`);
+            : `is required with infect-revision ${revision}: only the default revision's hash is known`, `review the script, then pin its hash: curl -sL ${infectUrl} | sha256sum`, [exports.INPUTS['infect-sha256'].key]);
     }
     return { infectRevision: revision, infectUrl, infectSha256 };
 }
@@ -26513,6 +26608,7 @@ function checkTogether(cfg, opts, shown) {
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.BudgetExceeded = exports.BuildError = void 0;
+exports.evalToplevel = evalToplevel;
 exports.nixVersion = nixVersion;
 exports.buildSystem = buildSystem;
 /** The build stage: the user's system closure and disk script, reported, budgeted and cached. */
@@ -26547,7 +26643,7 @@ function evalError(flake, what, stderr) {
     }
     return new BuildError(`evaluating ${attr(flake, what)} failed: ${text}`, 'run the same nix eval locally to see the whole error');
 }
-/** One evaluation for what the cache key and the validity check need. */
+/** One evaluation for what the cache key, the validity check and an unchanged deploy need. */
 async function evalToplevel(nix, flake) {
     const path = 'config.system.build.toplevel';
     const r = await nix.run([
@@ -26634,8 +26730,9 @@ async function measureTrimming(nix, req, trimmed) {
 }
 async function buildSystem(nix, req) {
     const start = Date.now();
-    req.log(`nix: ${await nixVersion(nix)}`);
-    const { drvPath, outPath, system } = await evalToplevel(nix, req.flake);
+    if (!req.evaluated)
+        req.log(`nix: ${await nixVersion(nix)}`);
+    const { drvPath, outPath, system } = req.evaluated ?? (await evalToplevel(nix, req.flake));
     let cache;
     if (req.cache) {
         const parts = { system, name: req.flake.name, drvPath, toolVersion: req.toolVersion };
@@ -28970,12 +29067,206 @@ function checkWipeLayout(confirmWipe, disks) {
 
 /***/ }),
 
+/***/ 4156:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.STAGE_ORDER = void 0;
+exports.entryStages = entryStages;
+exports.alreadyRuns = alreadyRuns;
+exports.wantsEvaluation = wantsEvaluation;
+exports.decide = decide;
+/** The one order of the stages; an entry runs a subset of it. */
+exports.STAGE_ORDER = [
+    'probe',
+    'plan',
+    'build',
+    'check',
+    'bootstrap',
+    'deploy',
+];
+const CLI_STAGES = {
+    probe: ['probe'],
+    plan: ['probe', 'plan'],
+    build: ['build'],
+    // plans from --facts when given; never connects (--target names the user the key checks are for)
+    check: ['plan', 'check'],
+    bootstrap: ['probe', 'plan', 'build', 'check', 'bootstrap'],
+    deploy: ['probe', 'plan', 'build', 'check', 'deploy'],
+};
+/** The stages an entry may run, before anything is known about the host. */
+function entryStages(entry, cfg) {
+    if (entry !== 'action')
+        return CLI_STAGES[entry];
+    if (cfg.planOnly)
+        return ['probe', 'plan', 'check'];
+    if (cfg.deployAction === 'build')
+        return ['probe', 'plan', 'build', 'check'];
+    return [...exports.STAGE_ORDER];
+}
+const NOTHING = { system: false, diskScript: false, layout: false, installer: false };
+/** Prebuilt store paths stand in for the build (like nixos-anywhere's --store-paths). */
+function prebuilt(cfg) {
+    return !!cfg.toplevel && (!!cfg.diskScript || cfg.method === 'infect' || !cfg.flake);
+}
+/** Whether the host already runs `evaluated`, as the deploy action would leave it. */
+function alreadyRuns(action, host, evaluated) {
+    const noFailed = (host.failedUnits ?? ['unknown']).length === 0;
+    switch (action) {
+        case 'switch':
+            return host.currentSystem === evaluated && host.systemProfile === evaluated && noFailed;
+        case 'test':
+            return host.currentSystem === evaluated && noFailed;
+        case 'boot':
+            return host.systemProfile === evaluated;
+        case 'build':
+            return host.currentSystem === evaluated;
+        case 'dry-activate':
+            return false;
+    }
+}
+/** Whether the pipeline should evaluate the flake's toplevel before deciding (one `nix eval`). */
+function wantsEvaluation(input) {
+    const { cfg, plan, host } = input;
+    const stages = entryStages(input.entry, cfg);
+    return (!!cfg.flake &&
+        !cfg.toplevel &&
+        !!plan &&
+        plan.method === 'deploy-only' &&
+        !!host?.currentSystem &&
+        (stages.includes('deploy') || (stages.includes('build') && cfg.deployAction === 'build')));
+}
+/** The one decision of what runs. */
+function decide(input) {
+    const { cfg, plan } = input;
+    const stages = entryStages(input.entry, cfg);
+    const phases = plan?.phases ?? [];
+    const canBootstrap = stages.includes('bootstrap');
+    const installs = phases.includes('install') && canBootstrap;
+    const bootstraps = phases.some((p) => p !== 'deploy');
+    const deploys = phases.includes('deploy') && stages.includes('deploy');
+    // `vps-nixos deploy` to a host that is not NixOS yet: say so before building anything.
+    const blocked = deploys && bootstraps && !canBootstrap && !plan?.refusal
+        ? {
+            message: `the host does not run NixOS yet (the plan is ${plan?.method}: ${phases.join(', ')}): deploy cannot install it`,
+            fix: 'run vps-nixos bootstrap first (or the action, which installs and deploys)',
+        }
+        : undefined;
+    const matches = !!plan &&
+        plan.method === 'deploy-only' &&
+        !!input.host &&
+        !!input.evaluated &&
+        alreadyRuns(cfg.deployAction, input.host, input.evaluated);
+    const unchanged = matches && !cfg.forceSwitch;
+    const forced = matches && !!cfg.forceSwitch;
+    const build = blocked ? NOTHING : buildNeeds(input, { installs, deploys, unchanged });
+    const out = [];
+    for (const name of stages) {
+        out.push({ name, ...stageRun(name, input, { build, bootstraps, deploys, unchanged }) });
+    }
+    return { stages: out, build, unchanged, forced, ...(blocked ? { blocked } : {}) };
+}
+function buildNeeds(input, d) {
+    const { cfg, plan } = input;
+    const stages = entryStages(input.entry, cfg);
+    if (!stages.includes('build'))
+        return NOTHING;
+    const installer = plan
+        ? plan.phases.includes('kexec') && stages.includes('bootstrap')
+        : // `vps-nixos build` with no plan: the installer only when asked for (offline, ours cannot be built)
+            cfg.method === 'kexec' || !!cfg.kexecTarball;
+    if (plan?.refusal || d.unchanged)
+        return NOTHING;
+    if (!cfg.flake || prebuilt(cfg))
+        return { ...NOTHING, installer };
+    if (!plan) {
+        return {
+            system: true,
+            diskScript: cfg.method === 'kexec' ? 'required' : 'optional',
+            layout: cfg.method === 'kexec' || cfg.method === 'auto',
+            installer,
+        };
+    }
+    // An install streams the closure from here even with build-host (the installer has no Nix).
+    const system = d.installs ||
+        (plan.phases.includes('infect') && stages.includes('bootstrap')) ||
+        (d.deploys && !cfg.buildHost) ||
+        (!stages.includes('deploy') && cfg.deployAction === 'build');
+    return {
+        system,
+        diskScript: d.installs && !cfg.diskScript ? 'required' : false,
+        layout: d.installs,
+        installer,
+    };
+}
+function stageRun(name, input, d) {
+    const { cfg, plan } = input;
+    const here = input.host?.currentSystem ?? input.evaluated;
+    const skip = (why) => ({ run: false, why });
+    switch (name) {
+        case 'probe':
+            return input.factsFromFile ? skip('facts read from a file') : { run: true };
+        case 'plan':
+            return { run: true };
+        case 'build': {
+            const b = d.build;
+            if (b.system || b.diskScript || b.layout || b.installer)
+                return { run: true };
+            if (plan?.refusal)
+                return skip('the plan refused: nothing to build');
+            if (d.unchanged)
+                return skip(`the host already runs ${here}: nothing to build`);
+            if (cfg.flake && prebuilt(cfg))
+                return skip('prebuilt store paths given (toplevel, disk-script)');
+            if (!cfg.flake)
+                return skip('no flake: nothing to build (method infect converts with its own configuration)');
+            if (cfg.buildHost)
+                return skip(`build-host given: nixos-rebuild builds on ${cfg.buildHost}`);
+            return skip('the plan needs nothing built');
+        }
+        case 'check':
+            if (!cfg.flake)
+                return skip('no flake: nothing to check');
+            if (d.unchanged)
+                return skip(`the host already runs ${here}: nothing to check`);
+            return { run: true };
+        case 'bootstrap':
+            if (input.factsFromFile)
+                return skip('facts read from a file: nothing connects');
+            if (!plan)
+                return skip('no plan');
+            if (plan.refusal)
+                return { run: true }; // it fails with the refusal, before any phase
+            return d.bootstraps
+                ? { run: true }
+                : skip(`nothing to bootstrap: ${plan.reasons.at(-1) ?? ''}`);
+        case 'deploy':
+            if (input.factsFromFile)
+                return skip('facts read from a file: nothing connects');
+            if (!plan)
+                return skip('no plan');
+            if (plan.refusal)
+                return skip('the plan refused');
+            if (!d.deploys)
+                return skip('the plan has no deploy (no flake or toplevel)');
+            if (cfg.deployAction === 'build')
+                return skip('action build: built and compared with what the host runs; nothing deployed');
+            return { run: true };
+    }
+}
+
+
+/***/ }),
+
 /***/ 319:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.newRecord = newRecord;
 exports.runPipeline = runPipeline;
 const plan_1 = __nccwpck_require__(8720);
 const probe_1 = __nccwpck_require__(5396);
@@ -28993,26 +29284,12 @@ const bootstrap_1 = __nccwpck_require__(2102);
 const deploy_1 = __nccwpck_require__(2211);
 const script_1 = __nccwpck_require__(9438);
 const install_checks_1 = __nccwpck_require__(5988);
+const decide_1 = __nccwpck_require__(4156);
+const rebuild_pin_1 = __nccwpck_require__(7510);
 const system_nix_1 = __nccwpck_require__(2416);
 const wipe_guard_1 = __nccwpck_require__(3949);
-const prebuilt = (cfg) => !!cfg.toplevel && (!!cfg.diskScript || cfg.method === 'infect' || !cfg.flake);
-/** The kexec installer when the build stage did not resolve it. */
-function resolveInstaller(cfg, deps, record) {
-    return (0, kexec_1.resolveKexecTarball)(deps.nix ?? (0, nix_1.localNix)(), {
-        tarball: cfg.kexecTarball,
-        sha256: cfg.kexecTarballSha256,
-        system: record.build?.system ?? `${record.facts?.arch ?? 'x86_64'}-linux`,
-        budgetBytes: cfg.installerBudgetBytes,
-        downloadDir: deps.tempDir,
-        log: (l) => deps.log.info(l),
-    });
-}
-/** The store paths and installer the bootstrap needs: from the build, or given prebuilt. */
-async function artifacts(cfg, deps, record, resolved) {
-    const needsKexec = record.plan?.phases.includes('kexec') ?? false;
-    let kexec = record.build?.kexec ?? resolved;
-    if (!kexec && needsKexec)
-        kexec = await resolveInstaller(cfg, deps, record);
+/** The store paths and installer the bootstrap needs: built by this run, or given prebuilt. */
+async function artifacts(cfg, deps, record) {
     // Fetched and checked on the runner before any phase touches the host.
     const infect = record.plan?.phases.includes('infect')
         ? await (0, script_1.prepareInfect)({
@@ -29025,7 +29302,7 @@ async function artifacts(cfg, deps, record, resolved) {
         })
         : undefined;
     return {
-        kexec,
+        kexec: record.installer,
         infect,
         toplevel: cfg.toplevel ?? record.build?.toplevel,
         diskScript: cfg.diskScript ?? record.build?.diskScript,
@@ -29043,97 +29320,109 @@ function reconnector(cfg, deps, first) {
         retries: 0,
     });
 }
-/** Runs the stages in order, filling the record as it goes; never throws (errors land in the record). */
-async function runPipeline(cfg, req, deps) {
-    const record = {
-        stages: [],
-        target: cfg.target ? (0, target_1.formatTarget)(cfg.target) : undefined,
-    };
-    const stage = async (name, fn) => {
+/** An empty record for this run (the caller may keep it to report a cancelled run). */
+function newRecord(cfg) {
+    return { stages: [], target: cfg.target ? (0, target_1.formatTarget)(cfg.target) : undefined };
+}
+/**
+ * Runs the stages in order, filling `record` as it goes (so a signal handler can report what ran
+ * so far); never throws (errors land in the record).
+ */
+async function runPipeline(cfg, req, deps, record = newRecord(cfg)) {
+    const stage = async (name, fn, detail) => {
         const start = Date.now();
         deps.log.info(`── ${name}`);
         try {
             const v = await fn();
-            record.stages.push({ name, status: 'done', seconds: (Date.now() - start) / 1000 });
+            const seconds = (Date.now() - start) / 1000;
+            record.stages.push({ name, status: 'done', seconds, detail: detail?.() });
+            deps.log.info(`── ${name}: done in ${seconds.toFixed(1)} s`);
             return v;
         }
         catch (err) {
-            record.stages.push({
-                name,
-                status: 'failed',
-                seconds: (Date.now() - start) / 1000,
-                detail: (0, errors_1.describeError)(err),
-            });
+            const seconds = (Date.now() - start) / 1000;
+            record.stages.push({ name, status: 'failed', seconds, detail: (0, errors_1.describeError)(err) });
+            deps.log.info(`── ${name}: failed after ${seconds.toFixed(1)} s`);
             throw err;
         }
     };
+    const skipped = (name, why) => {
+        record.stages.push({ name, status: 'skipped', seconds: 0, detail: why });
+        deps.log.info(`── ${name}: skipped (${why})`);
+    };
+    const wanted = (0, decide_1.entryStages)(req.entry, cfg).filter((s) => !req.only || req.only.includes(s));
+    const nix = () => deps.nix ?? (0, nix_1.localNix)();
     let session;
-    let installer;
     try {
-        if (req.stages.includes('build') && prebuilt(cfg)) {
-            record.stages.push({
-                name: 'build',
-                status: 'skipped',
-                seconds: 0,
-                detail: 'prebuilt store paths given (toplevel, disk-script)',
-            });
+        // 1. probe (read-only) and plan (pure)
+        if (wanted.includes('probe')) {
+            if (req.facts)
+                skipped('probe', 'facts read from a file');
+            else
+                record.facts = await stage('probe', async () => {
+                    session = await openSession(cfg, deps, record);
+                    return (0, probe_1.probe)(session);
+                });
         }
-        else if (req.stages.includes('build') && !cfg.flake) {
-            record.stages.push({
-                name: 'build',
-                status: 'skipped',
-                seconds: 0,
-                detail: 'no flake: nothing to build (method infect converts with its own configuration)',
-            });
-        }
-        else if (req.stages.includes('build') && cfg.buildHost) {
-            record.stages.push({
-                name: 'build',
-                status: 'skipped',
-                seconds: 0,
-                detail: `build-host given: nixos-rebuild builds on ${cfg.buildHost}`,
-            });
-        }
-        else if (req.stages.includes('build')) {
-            record.build = await stage('build', () => runBuild(cfg, deps, req.kexec ?? false));
-        }
-        if (req.facts) {
+        if (req.facts)
             record.facts = req.facts;
-            record.stages.push({
-                name: 'probe',
-                status: 'skipped',
-                seconds: 0,
-                detail: 'facts read from a file',
-            });
-        }
-        else if (req.stages.includes('probe')) {
-            record.facts = await stage('probe', async () => {
-                session = await openSession(cfg, deps, record);
-                return (0, probe_1.probe)(session);
-            });
-            if (record.build && record.facts.currentSystem && !record.facts.isInstaller && session) {
-                record.build.closure.diff = await remoteClosureDiff(session, record.build);
-            }
-        }
         const facts = record.facts;
-        if (req.stages.includes('plan') && facts) {
-            record.plan = await stage('plan', async () => {
-                const checked = await installChecks((0, plan_1.plan)(facts, cfg), cfg, deps, record, facts, req.stages.includes('bootstrap'));
-                installer = checked.installer;
-                return checked.plan;
-            });
-            for (const w of record.plan.warnings)
-                deps.log.warn(w);
+        if (wanted.includes('plan')) {
+            if (facts) {
+                record.plan = await stage('plan', async () => (0, plan_1.plan)(facts, cfg));
+                for (const w of record.plan.warnings)
+                    deps.log.warn(w);
+            }
+            else
+                skipped('plan', 'no facts: give a target or --facts');
         }
-        if (req.stages.includes('check') && !cfg.flake && req.stages.includes('bootstrap')) {
-            record.stages.push({
-                name: 'check',
-                status: 'skipped',
-                seconds: 0,
-                detail: 'no flake: nothing to check',
+        const planned = record.plan;
+        // 2. one evaluation, when an unchanged deploy is possible; then the one decision
+        const host = facts && !facts.isInstaller ? facts : undefined;
+        const ask = { entry: req.entry, cfg, factsFromFile: !!req.facts, plan: planned, host };
+        let evaluated;
+        if ((0, decide_1.wantsEvaluation)(ask)) {
+            const t0 = Date.now();
+            deps.log.info(`nix: ${await (0, build_1.nixVersion)(nix())}`);
+            evaluated = await (0, build_1.evalToplevel)(nix(), cfg.flake);
+            deps.log.info(`evaluated ${evaluated.outPath} in ${((Date.now() - t0) / 1000).toFixed(1)} s; the host runs ${host?.currentSystem}`);
+        }
+        const decision = (0, decide_1.decide)({ ...ask, evaluated: cfg.toplevel ?? evaluated?.outPath });
+        record.decision = decision;
+        record.evaluated = evaluated?.outPath;
+        if (decision.blocked)
+            throw new errors_1.VpsNixosError(decision.blocked.message, decision.blocked.fix);
+        /** Whether a stage runs; a skipped one is recorded with its reason (unless only asked). */
+        const runs = (name, record = true) => {
+            const d = decision.stages.find((x) => x.name === name);
+            if (!d || !wanted.includes(name))
+                return false;
+            if (!d.run && record)
+                skipped(name, d.why ?? 'not needed');
+            return d.run;
+        };
+        // 3. build what the plan needs; install refusals and budgets fail here, before any change
+        if (runs('build')) {
+            await stage('build', async () => {
+                const built = await runBuild(cfg, deps, decision.build, evaluated);
+                record.build = built.build;
+                record.installer = built.installer;
+                // What a deploy would change, when no deploy runs to say it (action build).
+                const deploys = decision.stages.some((d) => d.name === 'deploy' && d.run);
+                if (record.build && host?.currentSystem && session && !deploys) {
+                    record.build.closure.diff = await remoteClosureDiff(session, record.build);
+                }
+                if (planned && facts) {
+                    const checked = installChecks(planned, cfg, record, facts);
+                    for (const w of checked.warnings.slice(planned.warnings.length))
+                        deps.log.warn(w);
+                    if (checked.refusal)
+                        throw new errors_1.VpsNixosError(`refused: ${checked.refusal.reason}`, checked.refusal.remediation);
+                }
             });
         }
-        else if (req.stages.includes('check')) {
+        // 4. check
+        if (runs('check')) {
             try {
                 record.preflight = await stage('check', () => runCheck(cfg, deps, record));
             }
@@ -29150,13 +29439,18 @@ async function runPipeline(cfg, req, deps) {
                 deps.log.warn(`preflight skipped: ${err.message}`);
             }
         }
-        const planned = record.plan;
-        if (req.stages.includes('bootstrap') && planned && facts && session) {
+        // Errors in the configuration stop the run before anything changes on the host.
+        const errors = record.preflight?.findings.filter((f) => f.severity === 'error') ?? [];
+        const changes = wanted.some((n) => (n === 'bootstrap' || n === 'deploy') && runs(n, false));
+        if (errors.length && !cfg.allowPreflightErrors && changes)
+            throw new errors_1.VpsNixosError(`preflight found ${errors.length} error(s) in the configuration: ${errors.map((e) => e.id).join(', ')}; nothing was changed on the target`, 'fix them (see the summary), or set allow-preflight-errors: true');
+        // 5. bootstrap
+        if (runs('bootstrap') && planned && facts && session) {
             const open = session;
             await stage('bootstrap', async () => {
                 if (planned.refusal)
                     throw new errors_1.VpsNixosError(`refused: ${planned.refusal.reason}`, planned.refusal.remediation);
-                const result = await (0, bootstrap_1.runBootstrap)(open, facts, planned, await artifacts(cfg, deps, record, installer), {
+                const result = await (0, bootstrap_1.runBootstrap)(open, facts, planned, await artifacts(cfg, deps, record), {
                     confirmWipe: cfg.confirmWipe,
                     patchUdevadm: cfg.patchUdevadm,
                     substituters: { urls: cfg.substituters, publicKeys: cfg.trustedPublicKeys },
@@ -29177,44 +29471,46 @@ async function runPipeline(cfg, req, deps) {
                     throw result.error;
             });
         }
-        if (req.stages.includes('deploy') && planned?.phases.includes('deploy') && session) {
-            if (planned.refusal) {
-                // the bootstrap stage (or the plan) already said why
-            }
-            else if (cfg.deployAction === 'build') {
-                record.stages.push({
-                    name: 'deploy',
-                    status: 'skipped',
-                    seconds: 0,
-                    detail: 'action build: built and compared with what the host runs; nothing deployed',
+        // 6. deploy: unchanged needs nothing more than the probe's round trip
+        if (runs('deploy') && decision.unchanged && host) {
+            const system = cfg.toplevel ?? evaluated.outPath;
+            await stage('deploy', async () => {
+                record.deploy = (0, deploy_1.unchangedDeploy)(cfg.deployAction, system, host);
+                deps.log.info(`no change: the host runs ${system} (current system and system profile) with no failed unit; nothing built, copied or activated (force-switch: true deploys anyway)`);
+            }, () => 'unchanged: confirmed by the probe');
+        }
+        else if (runs('deploy') && session) {
+            const open = session;
+            session = undefined;
+            await stage('deploy', async () => {
+                const rebuild = await (0, rebuild_pin_1.resolveRebuild)(nix(), {
+                    flake: cfg.flake,
+                    log: (l) => deps.log.info(l),
                 });
-            }
-            else {
-                const open = session;
-                session = undefined;
-                await stage('deploy', async () => {
-                    const { result, session: after } = await (0, deploy_1.runDeploy)(open, {
-                        action: cfg.deployAction,
-                        flake: cfg.flake,
-                        toplevel: cfg.toplevel ?? record.build?.toplevel,
-                        buildHost: cfg.buildHost,
-                        useSudo: cfg.useSudo,
-                        confirmTimeoutSeconds: cfg.confirmTimeoutSeconds,
-                        healthCheck: cfg.healthCheck,
-                        healthUrl: cfg.healthUrl,
-                        healthTimeoutSeconds: cfg.healthTimeoutSeconds,
-                        rollback: cfg.rollback,
-                        privateKey: cfg.sshPrivateKey,
-                        tempDir: deps.tempDir,
-                        reconnect: reconnector(cfg, deps, open),
-                        log: { ...deps.log, group: deps.log.group ?? ((_t, fn) => fn()) },
-                    });
-                    session = after;
-                    record.deploy = result;
-                    if (result.error)
-                        throw new errors_1.VpsNixosError(result.error.message, result.error.fix ?? '');
+                if (decision.forced)
+                    deps.log.info('force-switch: the host already runs this system; switching anyway');
+                const { result, session: after } = await (0, deploy_1.runDeploy)(open, {
+                    action: cfg.deployAction,
+                    flake: cfg.flake,
+                    toplevel: cfg.toplevel ?? record.build?.toplevel,
+                    buildHost: cfg.buildHost,
+                    useSudo: cfg.useSudo,
+                    confirmTimeoutSeconds: cfg.confirmTimeoutSeconds,
+                    healthCheck: cfg.healthCheck,
+                    healthUrl: cfg.healthUrl,
+                    healthTimeoutSeconds: cfg.healthTimeoutSeconds,
+                    rollback: cfg.rollback,
+                    privateKey: cfg.sshPrivateKey,
+                    rebuild,
+                    tempDir: deps.tempDir,
+                    reconnect: reconnector(cfg, deps, open),
+                    log: { ...deps.log, group: deps.log.group ?? ((_t, fn) => fn()) },
                 });
-            }
+                session = after;
+                record.deploy = decision.forced ? { ...result, forced: true } : result;
+                if (result.error)
+                    throw new errors_1.VpsNixosError(result.error.message, result.error.fix ?? '');
+            });
         }
     }
     catch (err) {
@@ -29244,38 +29540,57 @@ async function runCheck(cfg, deps, record) {
     }
     return result;
 }
-async function runBuild(cfg, deps, withKexec) {
-    if (!cfg.flake)
-        throw new errors_1.InputError('flake', 'is required to build', 'set flake to PATH#NAME, e.g. .#my-vps');
-    const nix = deps.nix ?? (0, nix_1.localNix)();
-    const result = await (0, build_1.buildSystem)(nix, {
-        flake: cfg.flake,
-        diskScript: {
-            attr: cfg.diskoWithDeps ? 'diskoScript' : 'diskoScriptNoDeps',
-            required: cfg.method === 'kexec',
-        },
-        closureBudgetBytes: cfg.closureBudgetBytes,
-        measureTrimming: cfg.measureTrimming,
-        layout: cfg.method === 'kexec' || cfg.method === 'auto',
-        cache: cfg.cache && deps.cache ? { ...deps.cache, capBytes: cfg.cacheMaxBytes } : undefined,
-        toolVersion: deps.toolVersion,
-        log: (l) => deps.log.info(l),
-        warn: (l) => deps.log.warn(l),
-    });
-    // Issue 17: confirm-wipe against the disks the layout formats, before any connection.
-    if (result.layout) {
-        const w = (0, wipe_guard_1.checkWipeLayout)(cfg.confirmWipe, result.layout.disks);
-        if (w)
-            deps.log.warn(w);
+/** Whether this run uses the cache: asked for, and a store that can restore or save here. */
+function cacheFor(cfg, deps) {
+    if (!cfg.cache || !deps.cache)
+        return false;
+    if (deps.cache.store.available?.() === false) {
+        deps.log.info(`cache: the ${deps.cache.store.kind} cache is not available here; not used`);
+        return false;
     }
-    if (withKexec) {
-        result.kexec = await (0, kexec_1.resolveKexecTarball)(nix, {
+    return true;
+}
+/** The build stage: the system (when the plan needs it built here) and the kexec installer. */
+async function runBuild(cfg, deps, needs, evaluated) {
+    const nix = deps.nix ?? (0, nix_1.localNix)();
+    let build;
+    if (needs.system) {
+        if (!cfg.flake)
+            throw new errors_1.InputError('flake', 'is required to build', 'set flake to PATH#NAME, e.g. .#my-vps');
+        const run = () => (0, build_1.buildSystem)(nix, {
+            flake: cfg.flake,
+            diskScript: needs.diskScript
+                ? {
+                    attr: cfg.diskoWithDeps ? 'diskoScript' : 'diskoScriptNoDeps',
+                    required: needs.diskScript === 'required',
+                }
+                : undefined,
+            closureBudgetBytes: cfg.closureBudgetBytes,
+            measureTrimming: cfg.measureTrimming,
+            layout: needs.layout,
+            cache: cacheFor(cfg, deps) ? { ...deps.cache, capBytes: cfg.cacheMaxBytes } : undefined,
+            evaluated,
+            toolVersion: deps.toolVersion,
+            log: (l) => deps.log.info(l),
+            warn: (l) => deps.log.warn(l),
+        });
+        build = deps.log.group ? await deps.log.group('nix build', run) : await run();
+        // Issue 17: confirm-wipe against the disks the layout formats, before any change.
+        if (build.layout) {
+            const w = (0, wipe_guard_1.checkWipeLayout)(cfg.confirmWipe, build.layout.disks);
+            if (w)
+                deps.log.warn(w);
+        }
+    }
+    let installer;
+    if (needs.installer) {
+        installer = await (0, kexec_1.resolveKexecTarball)(nix, {
             tarball: cfg.kexecTarball,
             sha256: cfg.kexecTarballSha256,
-            system: result.system,
+            system: build?.system ?? evaluated?.system ?? 'x86_64-linux',
             budgetBytes: cfg.installerBudgetBytes,
             downloadDir: deps.tempDir,
-            cache: cfg.cache && deps.cache
+            cache: cacheFor(cfg, deps)
                 ? {
                     store: deps.cache.store,
                     dir: `${deps.cache.dir}-kexec`,
@@ -29284,31 +29599,25 @@ async function runBuild(cfg, deps, withKexec) {
                 : undefined,
             log: (l) => deps.log.info(l),
         });
-        deps.log.info(`kexec tarball: ${result.kexec.from} (${result.kexec.bytes} bytes, sha256 ${result.kexec.sha256})`);
+        deps.log.info(`kexec tarball: ${installer.from} (${installer.bytes} bytes, sha256 ${installer.sha256})`);
     }
-    return result;
+    return { build, installer };
 }
 /**
- * Issue 17, after plan() and before any phase changes the host: what the initrd-only installer
- * cannot do (a closure without Nix, a layout it cannot format, an installer over the RAM limits)
- * refuses the plan. A run that will bootstrap resolves the kexec installer here (else the
- * bootstrap would) so its sizes are checked now; it is handed on to the bootstrap.
+ * Issue 17, once the build has found them: what the initrd-only installer cannot do (a closure
+ * without Nix, a layout it cannot format, an installer over the RAM limits). Nothing has changed
+ * on the host yet: the probe only reads.
  */
-async function installChecks(p, cfg, deps, record, facts, willBootstrap) {
-    if (p.refusal || !(p.phases.includes('install') || p.phases.includes('kexec')))
-        return { plan: p };
-    let installer = record.build?.kexec;
-    if (!installer && willBootstrap && p.phases.includes('kexec'))
-        installer = await resolveInstaller(cfg, deps, record);
+function installChecks(p, cfg, record, facts) {
     const toplevel = cfg.toplevel ?? record.build?.toplevel;
     const checked = (0, install_checks_1.checkInstall)(p, {
         config: cfg.flake ? `nixosConfigurations.${cfg.flake.name}` : 'the configuration',
         systemNix: toplevel ? (0, system_nix_1.findSystemNix)(toplevel) : undefined,
         layout: record.build?.layout,
-        installer,
+        installer: record.installer,
         memTotalBytes: facts.memTotalBytes,
     });
-    return { plan: checked, installer };
+    return { refusal: checked.refusal, warnings: checked.warnings };
 }
 /** What the new closure adds to the system the target runs now, and the bytes that must be sent. */
 async function remoteClosureDiff(session, build) {
@@ -30684,6 +30993,25 @@ function collect(text) {
     return raw;
 }
 const first = (raw, key) => raw.get(key)?.[0];
+const BOOT_FILES = ['kernel', 'initrd', 'kernel-modules'];
+/** The running NixOS system's state an unchanged deploy is decided on; absent keys stay absent. */
+function nixosState(raw) {
+    const out = {};
+    const profile = first(raw, 'nixos.system_profile');
+    if (profile)
+        out.systemProfile = profile;
+    const failed = first(raw, 'nixos.failed_units');
+    if (failed !== undefined)
+        out.failedUnits = failed.split(/\s+/).filter(Boolean);
+    if (raw.has('nixos.current.kernel') || raw.has('nixos.booted.kernel')) {
+        out.rebootPending = BOOT_FILES.filter((f) => {
+            const now = first(raw, `nixos.current.${f}`) ?? '';
+            const booted = first(raw, `nixos.booted.${f}`) ?? '';
+            return now !== '' && booted !== '' && now !== booted;
+        });
+    }
+    return out;
+}
 const all = (raw, key) => raw.get(key) ?? [];
 function meminfo(raw, field) {
     for (const l of all(raw, 'meminfo')) {
@@ -30973,6 +31301,7 @@ function parseFacts(text) {
         isNixos,
         isInstaller,
         currentSystem: first(raw, 'nixos.current_system'),
+        ...nixosState(raw),
         infect: infectFacts(raw),
         arch: first(raw, 'arch') ?? 'unknown',
         kernel: first(raw, 'kernel') ?? 'unknown',
@@ -31036,6 +31365,8 @@ async function probe(session) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.factRows = factRows;
 exports.closureRows = closureRows;
+exports.plainText = plainText;
+exports.safeText = safeText;
 exports.escapeCell = escapeCell;
 exports.phaseRows = phaseRows;
 exports.hostRuns = hostRuns;
@@ -31047,6 +31378,7 @@ exports.renderText = renderText;
 const size_1 = __nccwpck_require__(4642);
 const closure_1 = __nccwpck_require__(2198);
 const run_1 = __nccwpck_require__(6834);
+const summary_limit_1 = __nccwpck_require__(112);
 /** The facts worth showing, in the order a person checks them. */
 function factRows(f) {
     const fs = (x) => x ? `${x.fsType}, ${(0, size_1.formatBytes)(x.sizeBytes)} (${(0, size_1.formatBytes)(x.availBytes)} free)` : 'unknown';
@@ -31096,9 +31428,13 @@ function factRows(f) {
         ['boot_id', f.bootId],
     ];
 }
-/** The closure section: totals, the biggest contributors, known leaks, the cache outcome. */
-function closureRows(b) {
+/**
+ * The closure section: totals, the biggest contributors, known leaks, the cache outcome. `cuts`
+ * shortens the long lists (the job summary's size limit).
+ */
+function closureRows(b, more = {}) {
     const c = b.closure;
+    const cuts = more.cuts ?? new summary_limit_1.Cuts();
     const totals = [
         ['System', b.toplevel],
         ['Closure', `${(0, size_1.formatBytes)(c.narBytes)} in ${c.pathCount} paths`],
@@ -31113,12 +31449,16 @@ function closureRows(b) {
         ]);
     }
     if (c.diff) {
+        const changed = cuts.rows(c.diff.changed, 'package versions against the target');
+        const hidden = c.diff.changed.length - changed.length;
         totals.push([
             'Against the target',
             `${c.diff.added.length} paths added, ${c.diff.removed.length} removed, ${(0, size_1.formatBytes)(c.diff.bytesToSend)} to send` +
-                (c.diff.changed.length
-                    ? `; ${c.diff.changed.map((x) => `${x.name} ${x.from} → ${x.to}`).join(', ')}`
-                    : ''),
+                (changed.length
+                    ? `; ${changed.map((x) => `${x.name} ${x.from} → ${x.to}`).join(', ')}${hidden ? ` and ${hidden} more` : ''}`
+                    : hidden
+                        ? `; ${hidden} package versions changed`
+                        : ''),
         ]);
     }
     if (c.trimming) {
@@ -31134,46 +31474,95 @@ function closureRows(b) {
                     : ''),
         ]);
     }
-    if (b.kexec)
-        totals.push([
-            'Kexec installer',
-            `${b.kexec.from}: ${(0, size_1.formatBytes)(b.kexec.bytes)}, sha256 ${b.kexec.sha256}`,
-        ]);
+    if (more.installer)
+        totals.push(installerRow(more.installer));
     totals.push(['Build time', `${b.seconds.toFixed(1)} s`]);
     return {
         totals,
-        top: c.topOwn.map((t) => [
+        top: cuts
+            .rows(c.topOwn, 'biggest paths')
+            .map((t) => [
             (0, closure_1.storeName)(t.path),
             `${(0, size_1.formatBytes)(t.narBytes)} own, ${(0, size_1.formatBytes)(t.closureBytes)} with dependencies`,
         ]),
-        leaks: c.leaks.map((l) => [
-            (0, closure_1.storeName)(l.path),
-            `${(0, size_1.formatBytes)(l.narBytes)}: ${l.what} — ${l.option}`,
-        ]),
+        leaks: cuts
+            .rows(c.leaks, 'known leaks')
+            .map((l) => [(0, closure_1.storeName)(l.path), `${(0, size_1.formatBytes)(l.narBytes)}: ${l.what} — ${l.option}`]),
     };
 }
-/** Escapes remote text for the job summary, which GitHub inserts as HTML. */
-function escapeCell(s) {
-    return s
-        .replace(/&/g, '&amp;')
-        .replace(/</g, '&lt;')
-        .replace(/>/g, '&gt;')
-        .replace(/\|/g, '&#124;')
-        .replace(/\r?\n/g, '<br>');
+function installerRow(k) {
+    return ['Kexec installer', `${k.from}: ${(0, size_1.formatBytes)(k.bytes)}, sha256 ${k.sha256}`];
 }
+// Terminal control sequences (colours, cursor moves, OSC titles) and the other C0/C1 controls.
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const ANSI = /\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|\x1b[@-_]?/g;
+// eslint-disable-next-line no-control-regex -- as above
+const CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]/g;
+/** Remote text without control sequences; every line break is `\n` (a lone `\r` ends a line too). */
+function plainText(s) {
+    return s.replace(/\r\n?/g, '\n').replace(ANSI, '').replace(CONTROL, '');
+}
+/**
+ * Text safe to print where the Actions runner reads stdout: no control sequences, and no line it
+ * would take as a workflow command (`::cmd::` after leading whitespace, or the old `##[cmd]`).
+ */
+function safeText(s) {
+    return plainText(s)
+        .replace(/^([^\S\n]*):(?=:)/gm, '$1:\u200b')
+        .replace(/##\[/g, '#\u200b#[');
+}
+const ENTITY = {
+    '&': '&amp;',
+    '<': '&lt;',
+    '>': '&gt;',
+    '|': '&#124;',
+    '`': '&#96;',
+    '*': '&#42;',
+    _: '&#95;',
+    '[': '&#91;',
+    ']': '&#93;',
+    '\\': '&#92;',
+    '~': '&#126;',
+    $: '&#36;',
+};
+const WORD = /[\p{L}\p{N}]/u;
+/**
+ * Escapes remote text for the job summary, which GitHub inserts as HTML and renders as Markdown:
+ * no tag, table cell break, code span, emphasis, link, strikethrough or math survives. A `_`
+ * between letters (NIX_CHANNEL) cannot start emphasis and stays readable.
+ */
+function escapeCell(s) {
+    return plainText(s)
+        .replace(/_+|[&<>|`*[\]\\~$]/g, (m, at, all) => m[0] !== '_'
+        ? (ENTITY[m] ?? m)
+        : WORD.test(all[at - 1] ?? '') && WORD.test(all[at + m.length] ?? '')
+            ? m
+            : ENTITY['_'].repeat(m.length))
+        .replace(/\n/g, '<br>');
+}
+/** Remote text as inline code in the summary (a backtick span would show the entities raw). */
+const code = (s) => `<code>${escapeCell(s)}</code>`;
 function mdTable(header, rows) {
-    const line = (r) => `| ${r.map(escapeCell).join(' | ')} |`;
-    return [line(header), `|${' --- |'.repeat(header.length)}`, ...rows.map(line)].join('\n');
+    return rawTable(header, rows.map((r) => r.map(escapeCell)));
+}
+/** A table whose cells are escaped (or our own markup) already. */
+function rawTable(header, rows) {
+    const line = (r) => `| ${r.join(' | ')} |`;
+    return [
+        line(header.map(escapeCell)),
+        `|${' --- |'.repeat(header.length)}`,
+        ...rows.map(line),
+    ].join('\n');
 }
 /** One row per bootstrap phase: status, duration, peak target memory, bytes sent, what it did. */
-function phaseRows(b) {
+function phaseRows(b, cuts = new summary_limit_1.Cuts()) {
     return b.phases.map((p) => [
         p.name,
         p.status,
         `${p.seconds.toFixed(1)} s`,
         p.peakMemBytes ? (0, size_1.formatBytes)(p.peakMemBytes) : '–',
         p.bytesSent ? (0, size_1.formatBytes)(p.bytesSent) : '–',
-        p.detail ?? '',
+        cuts.text(p.detail ?? '', 'bootstrap phase details'),
     ]);
 }
 /** What the host runs after the bootstrap, in words (the report and the final status line). */
@@ -31208,35 +31597,41 @@ function infectRows(i) {
     ];
 }
 /** The deploy in rows: outcome, before and after, bytes, reboot, nixos-rebuild, failed units. */
-function deployRows(d) {
+function deployRows(d, cuts = new summary_limit_1.Cuts()) {
     const outcome = d.rolledBack
-        ? `rolled back by ${d.rollback?.by === 'target' ? 'the target itself (not confirmed in time)' : 'the runner'}: ${d.rollback?.reason ?? ''}`
-        : d.action === 'dry-activate'
-            ? 'dry-activate: nothing was changed'
-            : d.changed
-                ? `${d.action === 'boot' ? 'boot default set to' : 'switched to'} ${d.systemPath}`
-                : 'no change';
-    const rows = [
-        ['Result', outcome],
-        [
-            'Before',
-            d.previousSystemPath || 'no system yet (first deploy: there was nothing to roll back to)',
-        ],
-        ['Runs now', d.hostRuns || '(no /run/current-system)'],
-        ['Sent', `${(0, size_1.formatBytes)(d.bytesSent)} in ${d.pathsSent} store paths (measured on the target)`],
-        ['Reboot needed', d.rebootNeeded.length ? `yes: ${d.rebootNeeded.join(', ')} changed` : 'no'],
-        [
-            'nixos-rebuild',
-            `${d.rebuild.args.join(' ')} — exit ${d.rebuild.code} after ${d.rebuild.seconds.toFixed(1)} s (${d.rebuild.from})`,
-        ],
-    ];
-    if (d.failedUnits.length)
-        rows.push(['Failed units', d.failedUnits.join(', ')]);
+        ? `rolled back by ${d.rollback?.by === 'target' ? 'the target itself (not confirmed in time)' : 'the runner'}: ${cuts.text(d.rollback?.reason ?? '', 'the rollback reason', 10)}`
+        : d.skipped === 'unchanged'
+            ? 'no change: the host already runs this system; nothing was built, copied or activated'
+            : d.action === 'dry-activate'
+                ? 'dry-activate: nothing was changed'
+                : d.changed
+                    ? `${d.action === 'boot' ? 'boot default set to' : 'switched to'} ${d.systemPath}`
+                    : 'no change';
+    const rows = [['Result', outcome]];
+    if (d.forced)
+        rows.push([
+            'Forced',
+            'yes (force-switch): the host already ran this system; it was activated again',
+        ]);
+    rows.push([
+        'Before',
+        d.previousSystemPath || 'no system yet (first deploy: there was nothing to roll back to)',
+    ], ['Runs now', d.hostRuns || '(no /run/current-system)'], ['Sent', `${(0, size_1.formatBytes)(d.bytesSent)} in ${d.pathsSent} store paths (measured on the target)`], ['Reboot needed', d.rebootNeeded.length ? `yes: ${d.rebootNeeded.join(', ')} changed` : 'no'], [
+        'nixos-rebuild',
+        d.skipped === 'unchanged'
+            ? 'not run'
+            : `${d.rebuild.args.join(' ')} — exit ${d.rebuild.code} after ${d.rebuild.seconds.toFixed(1)} s (${d.rebuild.from})`,
+    ]);
+    if (d.failedUnits.length) {
+        const units = cuts.rows(d.failedUnits, 'failed units', 5);
+        const more = d.failedUnits.length - units.length;
+        rows.push(['Failed units', units.join(', ') + (more ? ` and ${more} more` : '')]);
+    }
     rows.push(['Deploy time', `${d.seconds.toFixed(1)} s`]);
     return rows;
 }
 /** Packages changed, added and removed: the `diff` output and the summary section. */
-function diffMarkdown(diff, bytesSent) {
+function diffMarkdown(diff, bytesSent, cuts = new summary_limit_1.Cuts()) {
     const names = (paths) => [
         ...new Set(paths.map((p) => (0, closure_1.storeName)(p)).filter((n) => !/^nixos-system-/.test(n))),
     ];
@@ -31244,135 +31639,491 @@ function diffMarkdown(diff, bytesSent) {
     const onlyNew = (paths) => names(paths).filter((n) => !changedNames.has((0, closure_1.splitVersion)(n).pname));
     const added = onlyNew(diff.added);
     const removed = onlyNew(diff.removed);
-    const list = (xs) => xs
-        .slice(0, 40)
-        .map((x) => `\`${escapeCell(x)}\``)
-        .join(', ') + (xs.length > 40 ? ` and ${xs.length - 40} more` : '');
+    const list = (xs) => xs.slice(0, 40).map(code).join(', ') + (xs.length > 40 ? ` and ${xs.length - 40} more` : '');
     const lines = [
         `${diff.changed.length} changed, ${added.length} added, ${removed.length} removed; ${(0, size_1.formatBytes)(bytesSent ?? diff.bytesToSend)} ${bytesSent === undefined ? 'to send' : 'sent'}`,
     ];
-    if (diff.changed.length)
-        lines.push(mdTable(['Package', 'Before', 'After'], diff.changed.map((c) => [c.name, c.from || '–', c.to || '–'])));
+    const changed = cuts.rows(diff.changed, 'changed packages (What changed)');
+    if (changed.length)
+        lines.push(mdTable(['Package', 'Before', 'After'], changed.map((c) => [c.name, c.from || '–', c.to || '–'])));
+    if (changed.length < diff.changed.length)
+        lines.push(`… and ${diff.changed.length - changed.length} more changed packages`);
     if (added.length)
         lines.push(`**Added:** ${list(added)}`);
     if (removed.length)
         lines.push(`**Removed:** ${list(removed)}`);
     return lines.join('\n\n');
 }
-/** Markdown for the job summary. */
-function renderMarkdown(r) {
-    const out = [`## vps-nixos${r.target ? ` — ${escapeCell(r.target)}` : ''}`];
+/** The short sha and the ref, as the headline says them. */
+function commitPhrase(o) {
+    const sha = o.commit && /^[0-9a-f]{8,}$/i.test(o.commit) ? o.commit.slice(0, 7) : o.commit;
+    if (sha && o.ref)
+        return ` at commit ${sha} (${o.ref})`;
+    if (sha)
+        return ` at commit ${sha}`;
+    return o.ref ? ` at ${o.ref}` : '';
+}
+const firstLine = (s, max = 300) => {
+    const line = plainText(s).trim().split('\n')[0] ?? '';
+    return line.length > max ? `${line.slice(0, max)}…` : line;
+};
+const systemName = (p) => (p ? (0, closure_1.storeName)(p) : 'an unknown system');
+const plural = (n, one) => `${n} ${one}${n === 1 ? '' : 's'}`;
+function findingCounts(found) {
+    const n = (s) => found.filter((f) => f.severity === s).length;
+    return `${plural(n('error'), 'error')}, ${plural(n('warning'), 'warning')}`;
+}
+/** The stage a cancelled or failed run stopped in. */
+function stoppedAt(stages, failed) {
+    const hit = failed ? [...stages].reverse().find((s) => s.status === 'failed') : undefined;
+    if (hit)
+        return `at stage ${hit.name}`;
+    const last = stages.at(-1);
+    if (!last)
+        return 'before the first stage';
+    // A stage is recorded when it ends; one that did not end (failed, or still running) was interrupted.
+    return last.status === 'done' || last.status === 'skipped'
+        ? `after stage ${last.name}`
+        : `during stage ${last.name}`;
+}
+/** What a deploy did, for the headline: the part before the commit, and the part after it. */
+function deployPhrase(d) {
+    const reboot = d.rebootNeeded.length ? `; reboot needed (${d.rebootNeeded.join(', ')})` : '';
+    const sys = systemName(d.systemPath || d.hostRuns);
+    if (d.skipped === 'unchanged')
+        return [
+            `already runs ${systemName(d.hostRuns || d.systemPath)}`,
+            `; nothing was built, copied or activated${reboot}`,
+        ];
+    if (d.action === 'dry-activate')
+        return [`dry-activated ${sys}`, '; nothing was changed'];
+    if (!d.changed && !d.forced)
+        return [`already runs ${systemName(d.hostRuns)}`, reboot];
+    const again = d.forced ? ' again (force-switch: the host already ran it)' : '';
+    if (d.action === 'boot')
+        return [`set ${sys} as the boot default${again}`, `; it runs after a reboot${reboot}`];
+    if (d.action === 'test')
+        return [`activated ${sys}${again}`, `; not the boot default${reboot}`];
+    return [`switched to ${sys}${again}`, reboot];
+}
+/** The one line first: what happened to which host at which commit. */
+function headline(r, o) {
+    const host = r.target ?? 'the host';
+    const at = commitPhrase(o);
+    if (o.cancelled)
+        return { verb: 'cancelled', text: `${stoppedAt(r.stages, false)} on ${host}${at}` };
+    const refusal = r.plan?.refusal;
+    if (refusal && (!r.error || /^refused\b/.test(r.error.message)))
+        return { verb: 'refused', text: `${host}${at}: ${firstLine(refusal.reason)}` };
     if (r.error)
-        out.push(`> [!CAUTION]\n> ${escapeCell(r.error.message)}${r.error.fix ? `<br>**Fix:** ${escapeCell(r.error.fix)}` : ''}`);
+        return {
+            verb: 'failed',
+            text: `${stoppedAt(r.stages, true)} on ${host}${at}: ${firstLine(r.error.message)}`,
+        };
+    const errors = r.preflight?.findings.filter((f) => f.severity === 'error').length ?? 0;
+    const pre = errors ? `; preflight found ${plural(errors, 'error')}` : '';
+    const ran = r.bootstrap?.phases.filter((p) => p.status === 'done').length ?? 0;
+    const installed = `(${r.plan?.method ?? 'bootstrap'}, ${plural(ran, 'phase')}) `;
+    const d = r.deploy;
+    if (d) {
+        const [what, after] = deployPhrase(d);
+        const verb = ran
+            ? 'installed'
+            : d.action === 'dry-activate'
+                ? 'dry-activated'
+                : d.changed || d.forced
+                    ? 'deployed'
+                    : 'no change';
+        return { verb, text: `${ran ? installed : ''}${host}: ${what}${at}${after}${pre}` };
+    }
+    if (r.bootstrap) {
+        const runs = `the host runs ${hostRuns(r.bootstrap.host)}`;
+        return ran
+            ? { verb: 'installed', text: `${installed}${host}: ${runs}${at}${pre}` }
+            : { verb: 'no change', text: `${host}: nothing to bootstrap, ${runs}${at}${pre}` };
+    }
+    if (r.decision?.unchanged && r.evaluated)
+        return {
+            verb: 'no change',
+            text: `${host}: already runs ${systemName(r.evaluated)}${at}; nothing was built${pre}`,
+        };
+    if (r.build) {
+        const diff = r.build.closure.diff;
+        const against = diff
+            ? `; ${diff.changed.length} changed, ${diff.added.length} paths added, ${diff.removed.length} removed against what ${host} runs`
+            : '';
+        return {
+            verb: 'built',
+            text: `${systemName(r.build.toplevel)}${at}${against}; nothing deployed${pre}`,
+        };
+    }
+    if (r.plan) {
+        const further = r.stages.some((s) => ['build', 'bootstrap', 'deploy'].includes(s.name));
+        return {
+            verb: 'planned',
+            text: `${r.plan.method}${further ? '' : ' (plan-only)'} for ${host}${at}: ${r.plan.phases.join(' → ') || 'nothing to do'}${pre}`,
+        };
+    }
+    if (r.preflight)
+        return {
+            verb: 'checked',
+            text: `${r.target ?? 'the configuration'}${at}: preflight found ${findingCounts(r.preflight.findings)}`,
+        };
+    if (r.facts)
+        return {
+            verb: 'probed',
+            text: `${host}: ${r.facts.osPrettyName ?? r.facts.osId}, ${(0, size_1.formatBytes)(r.facts.memTotalBytes)}${at}`,
+        };
+    return { verb: 'nothing ran', text: `for ${host}${at}` };
+}
+/**
+ * A routine deploy (it went through, the host had a system before, nothing was rolled back or
+ * installed): its details are folded. A failure, refusal, first install or rollback keeps them open.
+ */
+function routine(r, o) {
+    const d = r.deploy;
+    if (!d || r.error || o.cancelled || r.plan?.refusal)
+        return false;
+    const installed = r.bootstrap?.phases.some((p) => p.status === 'done') ?? false;
+    const stage = r.stages.find((s) => s.name === 'deploy');
+    return (!installed &&
+        stage?.status !== 'failed' &&
+        !d.rolledBack &&
+        !d.nothingToRollBackTo &&
+        d.previousSystemPath !== '' &&
+        d.failedUnits.length === 0 &&
+        d.checks.every((c) => c.ok));
+}
+/** `### title` and the body, or all of it folded under `summary` (blank lines so it renders). */
+/** The findings a rendering keeps, their texts shortened to its limits. */
+function keptFindings(found, cuts) {
+    return cuts.rows(found, 'preflight findings', 0.5).map((f) => ({
+        ...f,
+        message: cuts.text(f.message, 'preflight finding texts'),
+        why: cuts.text(f.why, 'preflight finding texts'),
+        fix: cuts.text(f.fix, 'preflight finding texts', 2),
+    }));
+}
+function section(title, body, folded, summary = title) {
+    return folded
+        ? `<details><summary>${summary}</summary>\n\n${body.join('\n\n')}\n\n</details>`
+        : [`### ${title}`, ...body].join('\n\n');
+}
+const totalSeconds = (stages) => stages.reduce((t, s) => t + s.seconds, 0);
+/** What an unchanged or forced deploy means, in a sentence. */
+function deployNote(d, markup) {
+    const pending = d.rebootNeeded.length
+        ? ` A reboot is pending: ${d.rebootNeeded.join(', ')} differ from the booted system's.`
+        : '';
+    if (d.skipped === 'unchanged')
+        return `Nothing was built, copied or activated: the host already runs ${markup(d.hostRuns || d.systemPath)}, the configuration's system.${pending}`;
+    if (d.forced)
+        return `The switch was forced (force-switch): the host already ran ${markup(d.systemPath)}, and it was activated again.`;
+    return undefined;
+}
+function markdown(r, o, cuts, maxBytes) {
+    const fold = routine(r, o);
+    const h = headline(r, o);
+    const top = [`**${h.verb}** ${escapeCell(h.text)}`];
+    if (r.error)
+        top.push(`> [!CAUTION]\n> ${escapeCell(cuts.text(r.error.message, 'the error message', 10))}${r.error.fix ? `<br>**Fix:** ${escapeCell(cuts.text(r.error.fix, 'the fix', 10))}` : ''}`);
+    const note = r.deploy && deployNote(r.deploy, code);
+    if (note)
+        top.push(note);
+    const out = [];
+    if (r.deploy) {
+        const d = r.deploy;
+        const rows = deployRows(d, cuts).map(([k, v]) => [escapeCell(k), escapeCell(v)]);
+        if (o.commit || o.ref)
+            rows.splice(1, 0, [
+                'Commit',
+                `${o.commit ? code(o.commit) : ''}${o.commit && o.ref ? ' ' : ''}${o.ref ? `(${escapeCell(o.ref)})` : ''}`,
+            ]);
+        out.push('### Deploy', rawTable(['', ''], rows));
+        if (d.checks.length)
+            out.push(rawTable(['Check', 'Result', 'Detail'], cuts
+                .rows(d.checks, 'health checks', 5)
+                .map((c) => [
+                escapeCell(c.name),
+                c.ok ? 'passed' : '**failed**',
+                escapeCell(cuts.text(c.detail, 'health check details')),
+            ])));
+        if (d.diff && d.changed)
+            out.push('#### What changed', diffMarkdown(d.diff, d.bytesSent, cuts));
+    }
+    if (r.bootstrap) {
+        const b = r.bootstrap;
+        out.push('### Bootstrap', escapeCell(hostLine(b)));
+        if (b.phases.length)
+            out.push(mdTable(PHASE_HEADER, phaseRows(b, cuts)));
+        else
+            out.push('Nothing to bootstrap.');
+        if (b.infect)
+            out.push(mdTable(['', ''], infectRows(b.infect)));
+        for (const w of cuts.rows(b.warnings, 'bootstrap warnings', 5))
+            out.push(`> [!WARNING]\n> ${escapeCell(cuts.text(w, 'bootstrap warnings'))}`);
+    }
     if (r.plan) {
         const p = r.plan;
-        out.push(`### Plan: \`${p.method}\``);
+        const body = [];
         if (p.refusal)
-            out.push(`**Refused:** ${escapeCell(p.refusal.reason)}<br>**What would work:** ${escapeCell(p.refusal.remediation)}`);
-        out.push(p.reasons.map((x) => `- ${escapeCell(x)}`).join('\n'));
+            body.push(`**Refused:** ${escapeCell(p.refusal.reason)}<br>**What would work:** ${escapeCell(p.refusal.remediation)}`);
+        body.push(p.reasons.map((x) => `- ${escapeCell(x)}`).join('\n'));
         if (p.warnings.length)
-            out.push(p.warnings.map((w) => `> [!WARNING]\n> ${escapeCell(w)}`).join('\n\n'));
+            body.push(p.warnings.map((w) => `> [!WARNING]\n> ${escapeCell(w)}`).join('\n\n'));
         const rows = [['Phases', p.phases.join(' → ') || 'none']];
         if (p.zramBytes)
             rows.push(['zram swap', (0, size_1.formatBytes)(p.zramBytes)]);
         if (p.swapfileBytes)
             rows.push(['swapfile (on disk)', (0, size_1.formatBytes)(p.swapfileBytes)]);
-        out.push(mdTable(['', ''], rows));
+        body.push(mdTable(['', ''], rows));
+        out.push(section(`Plan: \`${p.method}\``, body, fold, `Plan: <code>${p.method}</code>`));
+    }
+    if (r.preflight) {
+        const found = r.preflight.findings;
+        const kept = keptFindings(found, cuts);
+        out.push((0, run_1.renderFindingsMarkdown)(kept));
+        if (kept.length < found.length)
+            out.push(`… and ${found.length - kept.length} more findings (${findingCounts(found)} in all)`);
     }
     if (r.hostKeyFingerprint) {
-        out.push(`Host key: \`${escapeCell(r.hostKeyFingerprint)}\`${r.hostKeyTrustedOnFirstUse ? ' — **trusted on first use**; pin it with the `host-key` output' : ' (pinned)'}`);
+        out.push(`Host key: ${code(r.hostKeyFingerprint)}${r.hostKeyTrustedOnFirstUse ? ' — **trusted on first use**; pin it with the `host-key` output' : ' (pinned)'}`);
     }
     if (r.build) {
-        const c = closureRows(r.build);
-        out.push('### Closure', mdTable(['', ''], c.totals));
+        const c = closureRows(r.build, { installer: r.installer, cuts });
+        const body = [mdTable(['', ''], c.totals)];
         if (c.leaks.length)
-            out.push('Known server-closure leaks:', mdTable(['Path', 'Why it is there'], c.leaks));
-        out.push('<details><summary>Biggest paths</summary>\n\n' +
-            mdTable(['Path', 'Size'], c.top) +
-            '\n\n</details>');
+            body.push('Known server-closure leaks:', mdTable(['Path', 'Why it is there'], c.leaks));
+        if (c.top.length)
+            body.push('<details><summary>Biggest paths</summary>\n\n' +
+                mdTable(['Path', 'Size'], c.top) +
+                '\n\n</details>');
+        const cl = r.build.closure;
+        out.push(section('Closure', body, fold, `Closure: ${(0, size_1.formatBytes)(cl.narBytes)} in ${cl.pathCount} paths`));
     }
-    if (r.bootstrap) {
-        out.push('### Bootstrap', escapeCell(hostLine(r.bootstrap)));
-        if (r.bootstrap.phases.length)
-            out.push(mdTable(PHASE_HEADER, phaseRows(r.bootstrap)));
-        else
-            out.push('Nothing to bootstrap.');
-        if (r.bootstrap.infect)
-            out.push(mdTable(['', ''], infectRows(r.bootstrap.infect)));
-        for (const w of r.bootstrap.warnings)
-            out.push(`> [!WARNING]\n> ${escapeCell(w)}`);
+    else if (r.installer) {
+        out.push(section('Installer', [mdTable(['', ''], [installerRow(r.installer)])], fold));
     }
-    if (r.deploy) {
-        out.push('### Deploy', mdTable(['', ''], deployRows(r.deploy)));
-        if (r.deploy.checks.length)
-            out.push(mdTable(['Check', 'Result', 'Detail'], r.deploy.checks.map((c) => [c.name, c.ok ? 'passed' : '**failed**', c.detail])));
-        if (r.deploy.diff && r.deploy.changed)
-            out.push('#### What changed', diffMarkdown(r.deploy.diff, r.deploy.bytesSent));
+    if (r.facts) {
+        const rows = factRows(r.facts).map(([k, v]) => [k, cuts.text(v, 'host facts', 2)]);
+        out.push(section('Facts', [mdTable(['Fact', 'Value'], rows)], fold, `Host facts: ${escapeCell(r.facts.osPrettyName ?? r.facts.osId)}, ${(0, size_1.formatBytes)(r.facts.memTotalBytes)}`));
     }
-    if (r.preflight)
-        out.push('### Preflight', (0, run_1.renderFindingsMarkdown)(r.preflight.findings));
-    if (r.facts)
-        out.push('### Facts', mdTable(['Fact', 'Value'], factRows(r.facts)));
     if (r.stages.length) {
-        out.push('### Stages', mdTable(['Stage', 'Result'], r.stages.map((s) => [
+        const rows = r.stages.map((s) => [
             s.name,
-            `${s.status}, ${s.seconds.toFixed(1)} s${s.detail ? ` — ${s.detail}` : ''}`,
-        ])));
+            s.status,
+            `${s.seconds.toFixed(1)} s`,
+            cuts.text(s.detail ?? '', 'stage details'),
+        ]);
+        rows.push(['total', '', `${totalSeconds(r.stages).toFixed(1)} s`, '']);
+        out.push(section('Stages', [mdTable(['Stage', 'Status', 'Time', 'Detail'], rows)], fold, `Stages: ${r.stages.length} in ${totalSeconds(r.stages).toFixed(1)} s`));
     }
-    return out.join('\n\n') + '\n';
+    const cut = cuts.notes();
+    if (cut.length)
+        top.push(`> [!NOTE]\n> Shortened to stay under GitHub's step-summary limit (${maxBytes.toLocaleString('en-US')} bytes); left out: ${cut.map(escapeCell).join('; ')}.`);
+    return [...top, ...out].join('\n\n') + '\n';
 }
-/** Plain text for the terminal. */
-function renderText(r) {
-    const out = [];
+/**
+ * Markdown for the job summary: the headline first, then what went wrong, then the sections
+ * (folded on a routine deploy); kept under `maxBytes` (1,000,000 by default).
+ */
+function renderMarkdown(r, o = {}) {
+    const max = o.maxBytes ?? summary_limit_1.DEFAULT_MAX_BYTES;
+    return (0, summary_limit_1.fitToBytes)((cuts) => markdown(r, o, cuts, max), max, (n) => `\n\n(cut at ${n.toLocaleString('en-US')} bytes: GitHub drops a larger step summary)\n`);
+}
+function text(r, o, cuts, maxBytes) {
+    const h = headline(r, o);
+    const out = [`${h.verb} ${h.text}`];
+    if (r.error)
+        out.push(`error: ${cuts.text(r.error.message, 'the error message', 10)}`, ...(r.error.fix ? [`  fix: ${cuts.text(r.error.fix, 'the fix', 10)}`] : []));
+    const note = r.deploy && deployNote(r.deploy, (s) => s);
+    if (note)
+        out.push(note);
+    const body = [];
     if (r.hostKeyFingerprint)
-        out.push(`host key: ${r.hostKeyFingerprint}${r.hostKeyTrustedOnFirstUse ? ' (trusted on first use)' : ' (pinned)'}`);
+        body.push(`host key: ${r.hostKeyFingerprint}${r.hostKeyTrustedOnFirstUse ? ' (trusted on first use)' : ' (pinned)'}`);
     if (r.facts) {
         const rows = factRows(r.facts);
         const w = Math.max(...rows.map(([k]) => k.length));
-        out.push('facts:', ...rows.map(([k, v]) => `  ${k.padEnd(w)}  ${v}`));
+        body.push('facts:', ...rows.map(([k, v]) => `  ${k.padEnd(w)}  ${cuts.text(v, 'host facts', 2)}`));
     }
     if (r.build) {
-        const c = closureRows(r.build);
-        out.push('closure:', ...c.totals.map(([k, v]) => `  ${k}: ${v}`));
+        const c = closureRows(r.build, { installer: r.installer, cuts });
+        body.push('closure:', ...c.totals.map(([k, v]) => `  ${k}: ${v}`));
         if (c.leaks.length)
-            out.push('  known leaks:', ...c.leaks.map(([k, v]) => `    ${k}: ${v}`));
-        out.push('  biggest paths:', ...c.top.slice(0, 10).map(([k, v]) => `    ${k}: ${v}`));
+            body.push('  known leaks:', ...c.leaks.map(([k, v]) => `    ${k}: ${v}`));
+        body.push('  biggest paths:', ...c.top.slice(0, 10).map(([k, v]) => `    ${k}: ${v}`));
+    }
+    else if (r.installer) {
+        const [k, v] = installerRow(r.installer);
+        body.push(`${k.toLowerCase()}: ${v}`);
     }
     if (r.plan) {
         const p = r.plan;
-        out.push(`plan: ${p.method}`);
-        out.push(...p.reasons.map((x) => `  - ${x}`));
-        out.push(...p.warnings.map((x) => `  ! ${x}`));
+        body.push(`plan: ${p.method}`);
+        body.push(...p.reasons.map((x) => `  - ${x}`));
+        body.push(...p.warnings.map((x) => `  ! ${x}`));
         if (p.refusal)
-            out.push(`  refused: ${p.refusal.reason}`, `  what would work: ${p.refusal.remediation}`);
-        out.push(`  phases: ${p.phases.join(' → ') || 'none'}`);
+            body.push(`  refused: ${p.refusal.reason}`, `  what would work: ${p.refusal.remediation}`);
+        body.push(`  phases: ${p.phases.join(' → ') || 'none'}`);
         if (p.zramBytes)
-            out.push(`  zram: ${(0, size_1.formatBytes)(p.zramBytes)}, swapfile: ${(0, size_1.formatBytes)(p.swapfileBytes ?? 0)}`);
+            body.push(`  zram: ${(0, size_1.formatBytes)(p.zramBytes)}, swapfile: ${(0, size_1.formatBytes)(p.swapfileBytes ?? 0)}`);
     }
-    if (r.preflight)
-        out.push('preflight:', (0, run_1.renderFindingsText)(r.preflight.findings).trimEnd());
+    if (r.preflight) {
+        const found = r.preflight.findings;
+        const kept = keptFindings(found, cuts);
+        body.push('preflight:', (0, run_1.renderFindingsText)(kept).trimEnd());
+        if (kept.length < found.length)
+            body.push(`  … and ${found.length - kept.length} more findings`);
+    }
     if (r.bootstrap) {
-        out.push('bootstrap:');
-        for (const [name, status, time, mem, sent, detail] of phaseRows(r.bootstrap))
-            out.push(`  ${name.padEnd(15)} ${status.padEnd(8)} ${time.padStart(8)}  peak ${mem}, sent ${sent}`, `    ${detail}`);
+        body.push('bootstrap:');
+        for (const [name, status, time, mem, sent, detail] of phaseRows(r.bootstrap, cuts))
+            body.push(`  ${name.padEnd(15)} ${status.padEnd(8)} ${time.padStart(8)}  peak ${mem}, sent ${sent}`, `    ${detail}`);
         if (!r.bootstrap.phases.length)
-            out.push('  nothing to bootstrap');
+            body.push('  nothing to bootstrap');
         if (r.bootstrap.infect)
-            out.push(...infectRows(r.bootstrap.infect).map(([k, v]) => `  ${k}: ${v}`));
-        out.push(`  ${hostLine(r.bootstrap)}`);
+            body.push(...infectRows(r.bootstrap.infect).map(([k, v]) => `  ${k}: ${v}`));
+        for (const w of cuts.rows(r.bootstrap.warnings, 'bootstrap warnings', 5))
+            body.push(`  ! ${cuts.text(w, 'bootstrap warnings')}`);
+        body.push(`  ${hostLine(r.bootstrap)}`);
     }
     if (r.deploy) {
-        out.push('deploy:', ...deployRows(r.deploy).map(([k, v]) => `  ${k}: ${v}`));
-        for (const c of r.deploy.checks)
-            out.push(`  check ${c.ok ? 'passed' : 'FAILED'}: ${c.name} — ${c.detail}`);
+        const rows = deployRows(r.deploy, cuts);
+        if (o.commit || o.ref)
+            rows.splice(1, 0, ['Commit', [o.commit, o.ref && `(${o.ref})`].filter(Boolean).join(' ')]);
+        body.push('deploy:', ...rows.map(([k, v]) => `  ${k}: ${v}`));
+        for (const c of cuts.rows(r.deploy.checks, 'health checks', 5))
+            body.push(`  check ${c.ok ? 'passed' : 'FAILED'}: ${c.name} — ${cuts.text(c.detail, 'health check details')}`);
         const d = r.deploy.diff;
         if (d && r.deploy.changed) {
-            out.push(`  changed: ${d.changed.map((c) => `${c.name} ${c.from || '–'} → ${c.to || '–'}`).join(', ') || 'no package versions'}`, `  paths: ${d.added.length} added, ${d.removed.length} removed`);
+            const changed = cuts.rows(d.changed, 'changed packages (What changed)');
+            const more = d.changed.length - changed.length;
+            body.push(`  changed: ${changed.map((c) => `${c.name} ${c.from || '–'} → ${c.to || '–'}`).join(', ') || 'no package versions'}${more ? ` and ${more} more` : ''}`, `  paths: ${d.added.length} added, ${d.removed.length} removed`);
         }
     }
-    if (r.error)
-        out.push(`error: ${r.error.message}`, ...(r.error.fix ? [`  fix: ${r.error.fix}`] : []));
-    return out.join('\n') + '\n';
+    if (r.stages.length) {
+        const w = Math.max(...r.stages.map((s) => s.name.length));
+        body.push(`stages: ${totalSeconds(r.stages).toFixed(1)} s`, ...r.stages.map((s) => `  ${s.name.padEnd(w)}  ${s.status.padEnd(7)} ${`${s.seconds.toFixed(1)} s`.padStart(8)}${s.detail ? `  ${cuts.text(s.detail, 'stage details')}` : ''}`));
+    }
+    const cut = cuts.notes();
+    if (cut.length && maxBytes !== undefined)
+        out.push(`note: shortened to stay under ${maxBytes} bytes; left out: ${cut.join('; ')}`);
+    return safeText([...out, ...body].join('\n') + '\n');
+}
+/**
+ * Plain text for the terminal: the headline first, then the sections. Remote text cannot act as a
+ * workflow command or a terminal escape; `maxBytes`, when given, bounds it like the summary.
+ */
+function renderText(r, o = {}) {
+    const max = o.maxBytes;
+    if (max === undefined)
+        return text(r, o, new summary_limit_1.Cuts());
+    return (0, summary_limit_1.fitToBytes)((cuts) => text(r, o, cuts, max), max, (n) => `\n(cut at ${n} bytes)\n`);
+}
+
+
+/***/ }),
+
+/***/ 112:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+/**
+ * Keeps a rendering under a byte limit: GitHub drops a step summary over 1 MiB whole, so the
+ * longest lists and texts are shortened, and the summary says what was left out. Pure.
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.utf8Bytes = exports.Cuts = exports.DEFAULT_MAX_BYTES = exports.LEVELS = exports.NO_LIMITS = void 0;
+exports.fitToBytes = fitToBytes;
+exports.cutUtf8 = cutUtf8;
+/** Keeps everything. */
+exports.NO_LIMITS = { rows: Infinity, chars: Infinity };
+/** From everything down to counts only; a rendering takes the first that fits. */
+exports.LEVELS = [
+    exports.NO_LIMITS,
+    { rows: 2000, chars: 20_000 },
+    { rows: 500, chars: 4000 },
+    { rows: 100, chars: 1000 },
+    { rows: 20, chars: 300 },
+    { rows: 0, chars: 100 },
+];
+/** GitHub's limit is 1 MiB per step; this leaves room for what @actions/core adds. */
+exports.DEFAULT_MAX_BYTES = 1_000_000;
+const count = (n) => n.toLocaleString('en-US');
+/** Shortens lists and texts to its limits and remembers what it left out. */
+class Cuts {
+    limits;
+    cut = new Map();
+    constructor(limits = exports.NO_LIMITS) {
+        this.limits = limits;
+    }
+    /** The first rows of `xs` (`scale` times the limit); `what` names them in the note. */
+    rows(xs, what, scale = 1) {
+        const keep = this.limits.rows * scale;
+        if (xs.length <= keep)
+            return [...xs];
+        this.note(what, xs.length - keep, xs.length, 'rows');
+        return xs.slice(0, keep);
+    }
+    /** `s`, or its head and its tail (where output ends and errors say why) with the middle left out. */
+    text(s, what, scale = 1) {
+        const keep = this.limits.chars * scale;
+        if (s.length <= keep)
+            return s;
+        const head = boundary(s, Math.floor(keep / 3));
+        const tail = boundary(s, s.length - Math.ceil((keep * 2) / 3));
+        this.note(what, tail - head, s.length, 'chars');
+        return `${s.slice(0, head)} … [${count(tail - head)} characters left out] … ${s.slice(tail)}`;
+    }
+    /** What was left out, one phrase each; empty when nothing was. */
+    notes() {
+        return [...this.cut].map(([what, c]) => c.unit === 'rows'
+            ? `${count(c.left)} of ${count(c.of)} ${what}`
+            : `${count(c.left)} of ${count(c.of)} characters of ${what}`);
+    }
+    note(what, left, of, unit) {
+        const c = this.cut.get(what) ?? { left: 0, of: 0, unit };
+        this.cut.set(what, { left: c.left + left, of: c.of + of, unit });
+    }
+}
+exports.Cuts = Cuts;
+/** An index not inside a surrogate pair. */
+function boundary(s, i) {
+    const at = s.charCodeAt(i);
+    return at >= 0xdc00 && at <= 0xdfff ? i - 1 : i;
+}
+/** UTF-8 bytes, as GitHub measures the step summary. */
+const utf8Bytes = (s) => Buffer.byteLength(s, 'utf8');
+exports.utf8Bytes = utf8Bytes;
+/**
+ * The first rendering, from LEVELS in order, that fits in `maxBytes`. If even the shortest does
+ * not fit, its end is cut at a character boundary and `cutNote(bytes)` says so.
+ */
+function fitToBytes(render, maxBytes, cutNote) {
+    let out = '';
+    for (const limits of exports.LEVELS) {
+        out = render(new Cuts(limits));
+        if ((0, exports.utf8Bytes)(out) <= maxBytes)
+            return out;
+    }
+    const note = cutNote(maxBytes);
+    const room = maxBytes - (0, exports.utf8Bytes)(note);
+    if (room <= 0)
+        return cutUtf8(out, maxBytes);
+    return cutUtf8(out, room) + note;
+}
+/** The longest prefix of `s` whose UTF-8 encoding takes at most `maxBytes`. */
+function cutUtf8(s, maxBytes) {
+    const bytes = Buffer.from(s, 'utf8');
+    if (bytes.length <= maxBytes)
+        return s;
+    let end = Math.max(0, maxBytes);
+    // Back off from the middle of a multi-byte character.
+    while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80)
+        end--;
+    return bytes.subarray(0, end).toString('utf8');
 }
 
 

@@ -5,6 +5,10 @@ import type { CacheStore } from './store';
 export class ActionsCacheStore implements CacheStore {
   readonly kind = 'actions';
 
+  available(): boolean {
+    return cache.isFeatureAvailable();
+  }
+
   async restore(dir: string, key: string, restoreKeys: string[]): Promise<string | undefined> {
     if (!cache.isFeatureAvailable()) return undefined;
     return cache.restoreCache([dir], key, restoreKeys);

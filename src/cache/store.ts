@@ -4,6 +4,8 @@ import { join } from 'node:path';
 
 export interface CacheStore {
   readonly kind: string;
+  /** False when nothing could be restored or saved here (no cache service): skip the cache work. */
+  available?(): boolean;
   /** Restores into `dir`; returns the key that matched (exact, or the newest with a restore-key prefix). */
   restore(dir: string, key: string, restoreKeys: string[]): Promise<string | undefined>;
   /** Whether an entry with exactly this key exists (nothing is downloaded). */

@@ -1,12 +1,14 @@
 /** The CLI's commands, built on the same pipeline as the action. */
-import { INPUTS, parseConfig, type InputName, type RawInputs } from '../inputs';
+import { INPUTS, isBooleanInput, parseConfig, type InputName, type RawInputs } from '../inputs';
 import { InputError, describeError } from '../errors';
 import { runPipeline, type Logger } from '../pipeline/run';
 import { finalStatus } from '../pipeline/status';
 import { renderText } from '../report/render';
 import { loadFacts, readFileOption } from './facts-file';
 import { FACTS_TO_NIX_OPTIONS, factsToNixCommand } from './facts-to-nix';
-import type { RunRecord, StageName } from '../pipeline/record';
+import type { RunRecord } from '../pipeline/record';
+import { entryStages, type Entry } from '../pipeline/decide';
+import type { KexecTarball } from '../nix/kexec';
 import type { OptionSpec } from './args';
 import { homedir, tmpdir } from 'node:os';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -16,7 +18,7 @@ import { TOOL_VERSION } from '../version';
 import type { BuildResult } from '../nix/build';
 
 /** The `build --json` contract: toplevel, closure totals and top contributors, disk script, cache. */
-function buildJson(b: BuildResult): Record<string, unknown> {
+function buildJson(b: BuildResult, installer?: KexecTarball): Record<string, unknown> {
   return {
     toplevel: b.toplevel,
     drvPath: b.drvPath,
@@ -30,7 +32,7 @@ function buildJson(b: BuildResult): Record<string, unknown> {
       trimming: b.closure.trimming ?? null,
     },
     cache: b.cache ?? null,
-    kexecTarball: b.kexec ?? null,
+    kexecTarball: installer ?? null,
     seconds: b.seconds,
   };
 }
@@ -38,24 +40,13 @@ function buildJson(b: BuildResult): Record<string, unknown> {
 export interface Command {
   name: string;
   summary: string;
-  stages: StageName[];
+  /** The pipeline entry it is (what runs is decided from it, the inputs and the plan). */
+  entry?: Exclude<Entry, 'action'>;
   options: OptionSpec[];
   /** A command that is not a pipeline run: returns its stdout. */
   custom?: (options: Record<string, string>) => string;
 }
 
-const BOOLEAN_INPUTS = new Set<InputName>([
-  'trust-on-first-use',
-  'plan-only',
-  'allow-low-ram',
-  'reinstall',
-  'disko-with-deps',
-  'cache',
-  'allow-preflight-errors',
-  'measure-trimming',
-  'use-sudo',
-  'rollback',
-]);
 const BUILDING: InputName[] = [
   'flake',
   'method',
@@ -113,10 +104,12 @@ const DEPLOYING: InputName[] = [
   'health-url',
   'health-timeout',
   'rollback',
+  'force-switch',
   'method',
   'reinstall',
   'closure-budget',
   'cache',
+  'allow-preflight-errors',
 ];
 
 const inputOption = (name: InputName): OptionSpec => {
@@ -125,7 +118,7 @@ const inputOption = (name: InputName): OptionSpec => {
     name,
     description: spec.description,
     default: spec.default,
-    boolean: BOOLEAN_INPUTS.has(name),
+    boolean: isBooleanInput(name),
   };
 };
 
@@ -143,13 +136,13 @@ export const COMMANDS: Command[] = [
   {
     name: 'probe',
     summary: 'Connect over pinned SSH and print what the target is (read-only)',
-    stages: ['probe'],
+    entry: 'probe',
     options: [...CONNECTION.map(inputOption), ...FILE_OPTIONS, JSON_OPTION],
   },
   {
     name: 'plan',
     summary: 'Probe (or read --facts) and print how the target would be installed; changes nothing',
-    stages: ['probe', 'plan'],
+    entry: 'plan',
     options: [
       ...CONNECTION.map(inputOption),
       ...FILE_OPTIONS,
@@ -165,7 +158,7 @@ export const COMMANDS: Command[] = [
     name: 'build',
     summary:
       "Build the system closure (and disk script) with this machine's Nix, report its size, enforce the budget, cache it",
-    stages: ['build'],
+    entry: 'build',
     options: [
       ...BUILDING.map(inputOption),
       {
@@ -180,7 +173,7 @@ export const COMMANDS: Command[] = [
     name: 'check',
     summary:
       'Preflight: evaluate the configuration and report the traps that lock you out or break a low-RAM install',
-    stages: ['plan', 'check'],
+    entry: 'check',
     options: [
       inputOption('flake'),
       {
@@ -207,7 +200,7 @@ export const COMMANDS: Command[] = [
     name: 'bootstrap',
     summary:
       'Install NixOS on the target: prep, kexec into the installer, partition (confirm-wipe), install, reboot; or convert it in place with nixos-infect (method infect: verified, detached, then reboot); resumes where a previous run stopped',
-    stages: ['build', 'probe', 'plan', 'check', 'bootstrap'],
+    entry: 'bootstrap',
     options: [
       ...CONNECTION.map(inputOption),
       ...FILE_OPTIONS,
@@ -224,7 +217,7 @@ export const COMMANDS: Command[] = [
     name: 'deploy',
     summary:
       'Deploy the flake (or a prebuilt --toplevel) to an installed NixOS host with nixos-rebuild over the pinned key; health-check, roll back on failure',
-    stages: ['build', 'probe', 'plan', 'deploy'],
+    entry: 'deploy',
     options: [
       ...CONNECTION.map(inputOption),
       ...FILE_OPTIONS,
@@ -241,7 +234,6 @@ export const COMMANDS: Command[] = [
     name: 'facts-to-nix',
     summary:
       'Write the NixOS module for this host (static network, disk, drivers, boot loader) from saved facts',
-    stages: [],
     options: FACTS_TO_NIX_OPTIONS,
     custom: factsToNixCommand,
   },
@@ -304,14 +296,16 @@ export async function runCommand(
     raw[input] = readFileOption(fileOpt, path);
     shownAs[input] = fileOpt;
   }
-  const building = cmd.stages.includes('build');
+  const planned = entryStages(cmd.entry ?? 'probe', { planOnly: false, deployAction: 'switch' });
+  const building = planned.includes('build');
   // probe, plan and check never change the target; build and check need a flake.
-  if (!building && !cmd.stages.includes('check')) raw['plan-only'] = 'true';
+  if (!building && !planned.includes('check')) raw['plan-only'] = 'true';
   const facts = options.facts !== undefined ? loadFacts(options.facts) : undefined;
   const cfg = parseConfig(raw, {
-    noConnection: facts !== undefined || !cmd.stages.includes('probe'),
+    noConnection: facts !== undefined || !planned.includes('probe'),
     shownAs,
   });
+  const stages = entryStages(cmd.entry ?? 'probe', cfg);
   const cacheRoot =
     options['cache-dir'] ??
     join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'vps-nixos');
@@ -320,12 +314,7 @@ export async function runCommand(
   try {
     record = await runPipeline(
       cfg,
-      // Offline, our installer cannot be built: the CLI resolves it only when it is asked for.
-      {
-        stages: cmd.stages,
-        facts,
-        kexec: building && (cfg.method === 'kexec' || !!cfg.kexecTarball),
-      },
+      { entry: cmd.entry ?? 'probe', facts },
       {
         log,
         tempDir,
@@ -347,20 +336,23 @@ export async function runCommand(
   let output: string;
   if (json) {
     const doc: Record<string, unknown> = {};
-    if (cmd.stages.includes('probe')) doc.facts = record.facts;
-    if (cmd.stages.includes('plan')) doc.plan = record.plan;
-    if (record.build) Object.assign(doc, buildJson(record.build));
-    if (cmd.stages.includes('check')) doc.findings = record.preflight?.findings ?? null;
-    if (cmd.stages.includes('bootstrap')) {
+    if (stages.includes('probe')) doc.facts = record.facts;
+    if (stages.includes('plan')) doc.plan = record.plan;
+    if (record.build) Object.assign(doc, buildJson(record.build, record.installer));
+    else if (record.installer) doc.kexecTarball = record.installer;
+    if (stages.includes('check')) doc.findings = record.preflight?.findings ?? null;
+    if (stages.includes('bootstrap')) {
       doc.phases = record.bootstrap?.phases ?? [];
       doc.host = record.bootstrap?.host ?? null;
       doc.bytesSent = record.bootstrap?.bytesSent ?? 0;
       if (record.bootstrap?.infect) doc.infect = record.bootstrap.infect;
     }
-    if (cmd.stages.includes('deploy')) {
+    if (stages.includes('deploy')) {
       const d = record.deploy;
       Object.assign(doc, {
         changed: d?.changed ?? false,
+        unchanged: d?.skipped === 'unchanged',
+        forced: d?.forced ?? false,
         bytesSent: d?.bytesSent ?? 0,
         pathsSent: d?.pathsSent ?? 0,
         systemPath: d?.systemPath ?? null,

@@ -23,9 +23,10 @@ import { commandCheck, urlCheck, type CheckResult } from './health';
 import {
   failedUnitsFrom,
   rebuildArgs,
-  rebuildCommand,
+  rebuildOnPath,
   runRebuild,
   type DeployAction,
+  type RebuildCommand,
 } from './rebuild';
 import { writeDeploySsh } from './sshopts';
 import {
@@ -59,6 +60,8 @@ export type DeployOptions = Pick<
   /** A prebuilt system (`--store-path`); with a flake, the path the build stage made (checked). */
   toplevel?: string;
   privateKey: string;
+  /** The nixos-rebuild to run (resolve-rebuild's pick); default: the one on PATH. */
+  rebuild?: RebuildCommand;
   /** Private dir for the key and known_hosts files nixos-rebuild's ssh reads. */
   tempDir: string;
   /** A new session with the same pin (one attempt, short timeout). */
@@ -94,7 +97,42 @@ export interface DeployResult {
   hostRuns: string;
   rebuild: { from: string; args: string[]; code: number; seconds: number };
   seconds: number;
+  /**
+   * 'unchanged': the host already ran the configuration's evaluated toplevel (current system and
+   * system profile) with no failed unit, so nothing was built, copied or activated (issue 18).
+   */
+  skipped?: 'unchanged';
+  /** force-switch: the host already ran this system, and the switch ran anyway. */
+  forced?: boolean;
   error?: { message: string; fix?: string };
+}
+
+/**
+ * The deploy of a system the host already runs (decided from the probe: current system, system
+ * profile, no failed unit): nothing is built, copied or activated. Pure.
+ */
+export function unchangedDeploy(
+  action: DeployResult['action'],
+  system: string,
+  host: { currentSystem?: string; rebootPending?: string[] },
+): DeployResult {
+  return {
+    action,
+    systemPath: system,
+    previousSystemPath: host.currentSystem ?? '',
+    changed: false,
+    bytesSent: 0,
+    pathsSent: 0,
+    rolledBack: false,
+    nothingToRollBackTo: false,
+    rebootNeeded: host.rebootPending ?? [],
+    failedUnits: [],
+    checks: [],
+    hostRuns: host.currentSystem ?? '',
+    rebuild: { from: '', args: [], code: 0, seconds: 0 },
+    seconds: 0,
+    skipped: 'unchanged',
+  };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -176,6 +214,13 @@ async function deploy(
   const sudo = opts.useSudo && target.user !== 'root' ? 'sudo -n ' : '';
   const log = opts.log;
   let session: RemoteSession | undefined = first;
+  // Before the guard is armed: an error after arming would leave its watcher on the target.
+  const cmd = opts.rebuild ?? rebuildOnPath(opts.env?.PATH ?? process.env.PATH);
+  if (!cmd)
+    throw new VpsNixosError(
+      'no nixos-rebuild on PATH',
+      'put nixos-rebuild on PATH before this step, or give flake so its own nixpkgs provides one',
+    );
   const before = await readState(first, sudo);
   if (!before.isNixos)
     throw new VpsNixosError(
@@ -223,7 +268,6 @@ async function deploy(
   }
 
   // 2. nixos-rebuild.
-  const cmd = rebuildCommand(opts.env?.PATH ?? process.env.PATH);
   const args = rebuildArgs({
     action: opts.action,
     flake: opts.flake,

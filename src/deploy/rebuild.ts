@@ -29,12 +29,15 @@ export function rebuildArgs(r: RebuildRequest): string[] {
   return args;
 }
 
-/** nixos-rebuild from PATH, else nixpkgs' through `nix run` (needs the internet on the runner). */
-export function rebuildCommand(pathEnv = process.env.PATH ?? ''): {
+/** How nixos-rebuild is run: the executable, what goes before its arguments, and where it came from. */
+export interface RebuildCommand {
   argv0: string;
   prefix: string[];
   from: string;
-} {
+}
+
+/** nixos-rebuild on PATH (it wins: the user's choice, and the tests' stand-in), or undefined. */
+export function rebuildOnPath(pathEnv = process.env.PATH ?? ''): RebuildCommand | undefined {
   for (const dir of pathEnv.split(delimiter)) {
     if (!dir) continue;
     const candidate = join(dir, 'nixos-rebuild');
@@ -45,17 +48,7 @@ export function rebuildCommand(pathEnv = process.env.PATH ?? ''): {
       // not here
     }
   }
-  return {
-    argv0: 'nix',
-    prefix: [
-      '--extra-experimental-features',
-      'nix-command flakes',
-      'run',
-      'nixpkgs#nixos-rebuild',
-      '--',
-    ],
-    from: 'nix run nixpkgs#nixos-rebuild (none on PATH)',
-  };
+  return undefined;
 }
 
 /**

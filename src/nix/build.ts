@@ -16,7 +16,6 @@ import {
   type Trimming,
 } from './closure';
 import { NixError, nixErrorText, type Nix } from './nix';
-import type { KexecTarball } from './kexec';
 import { evalLayout, layoutTools, type DiskoLayout } from './layout';
 import { findSystemNix } from './system-nix';
 
@@ -35,6 +34,8 @@ export interface BuildRequest {
   /** Evaluate the disko layout (the installer's tools, the disks it formats): when the run may install. */
   layout?: boolean;
   cache?: { store: CacheStore; dir: string; capBytes: number };
+  /** The toplevel's evaluation, when the run already did it (it is not repeated). */
+  evaluated?: Evaluated;
   toolVersion: string;
   log: (line: string) => void;
   warn: (line: string) => void;
@@ -61,7 +62,6 @@ export interface BuildResult {
   diskScript?: string;
   closure: ClosureReport;
   cache?: CacheOutcome;
-  kexec?: KexecTarball;
   /**
    * The closure's own Nix (`readlink -f <toplevel>/sw/bin/nix-store`, up to its store path): the
    * installer has none, so the install runs `chroot /mnt <nixStorePath>/bin/nix-store`. Undefined
@@ -104,11 +104,15 @@ function evalError(flake: FlakeRef, what: string, stderr: string): VpsNixosError
   );
 }
 
-/** One evaluation for what the cache key and the validity check need. */
-async function evalToplevel(
-  nix: Nix,
-  flake: FlakeRef,
-): Promise<{ drvPath: string; outPath: string; system: string }> {
+/** The configuration's toplevel as one evaluation gives it: no build. */
+export interface Evaluated {
+  drvPath: string;
+  outPath: string;
+  system: string;
+}
+
+/** One evaluation for what the cache key, the validity check and an unchanged deploy need. */
+export async function evalToplevel(nix: Nix, flake: FlakeRef): Promise<Evaluated> {
   const path = 'config.system.build.toplevel';
   const r = await nix.run([
     'eval',
@@ -223,8 +227,8 @@ async function measureTrimming(
 
 export async function buildSystem(nix: Nix, req: BuildRequest): Promise<BuildResult> {
   const start = Date.now();
-  req.log(`nix: ${await nixVersion(nix)}`);
-  const { drvPath, outPath, system } = await evalToplevel(nix, req.flake);
+  if (!req.evaluated) req.log(`nix: ${await nixVersion(nix)}`);
+  const { drvPath, outPath, system } = req.evaluated ?? (await evalToplevel(nix, req.flake));
   let cache: CacheOutcome | undefined;
   if (req.cache) {
     const parts = { system, name: req.flake.name, drvPath, toolVersion: req.toolVersion };

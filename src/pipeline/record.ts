@@ -4,6 +4,8 @@ import type { BuildResult } from '../nix/build';
 import type { PreflightResult } from '../preflight/run';
 import type { BootstrapResult } from '../phases/bootstrap';
 import type { DeployResult } from '../deploy/deploy';
+import type { KexecTarball } from '../nix/kexec';
+import type { Decision } from './decide';
 
 export type StageName = 'build' | 'probe' | 'plan' | 'check' | 'bootstrap' | 'deploy';
 
@@ -19,7 +21,13 @@ export interface RunRecord {
   target?: string;
   facts?: Facts;
   plan?: Plan;
+  /** What runs, decided once after the plan (the entry, the inputs, the plan, the host's system). */
+  decision?: Decision;
+  /** The configuration's toplevel from one evaluation (when an unchanged deploy was possible). */
+  evaluated?: string;
   build?: BuildResult;
+  /** The kexec installer the build stage resolved (only when the plan has a kexec phase). */
+  installer?: KexecTarball;
   preflight?: PreflightResult;
   /** known_hosts line of the key the host presented (public: not a secret). */
   hostKey?: string;

@@ -7,7 +7,13 @@ import { formatTarget } from '../target';
 import { fingerprint, formatKey, pinFor } from '../ssh/hostkeys';
 import { connect as sshConnect, type ConnectOptions, type RemoteSession } from '../ssh/session';
 import { InputError, VpsNixosError, describeError } from '../errors';
-import { buildSystem, type BuildResult } from '../nix/build';
+import {
+  buildSystem,
+  evalToplevel,
+  nixVersion,
+  type BuildResult,
+  type Evaluated,
+} from '../nix/build';
 import { resolveKexecTarball, type KexecTarball } from '../nix/kexec';
 import { diffClosures, type ClosureDiff } from '../nix/closure';
 import { runPreflight, type PreflightResult } from '../preflight/run';
@@ -16,10 +22,13 @@ import { NixError, localNix, type Nix } from '../nix/nix';
 import type { CacheStore } from '../cache/store';
 import type { RunRecord, StageName } from './record';
 import { runBootstrap, type BootstrapArtifacts } from '../phases/bootstrap';
-import { runDeploy } from '../deploy/deploy';
+import { runDeploy, unchangedDeploy } from '../deploy/deploy';
 import { prepareInfect } from '../infect/script';
 import { checkInstall } from '../plan/install-checks';
-import type { Plan } from '../plan/plan';
+import type { Plan, Refusal } from '../plan/plan';
+import { decide, entryStages, wantsEvaluation, type BuildNeeds, type Entry } from './decide';
+import { resolveRebuild } from '../deploy/rebuild-pin';
+import type { DeployResult } from '../deploy/deploy';
 import { findSystemNix } from '../nix/system-nix';
 import { checkWipeLayout } from '../phases/wipe-guard';
 
@@ -30,35 +39,12 @@ export interface Logger {
   group?<T>(title: string, fn: () => Promise<T>): Promise<T>;
 }
 
-const prebuilt = (cfg: Config) =>
-  !!cfg.toplevel && (!!cfg.diskScript || cfg.method === 'infect' || !cfg.flake);
-
-/** The kexec installer when the build stage did not resolve it. */
-function resolveInstaller(
-  cfg: Config,
-  deps: PipelineDeps,
-  record: RunRecord,
-): Promise<KexecTarball> {
-  return resolveKexecTarball(deps.nix ?? localNix(), {
-    tarball: cfg.kexecTarball,
-    sha256: cfg.kexecTarballSha256,
-    system: record.build?.system ?? `${record.facts?.arch ?? 'x86_64'}-linux`,
-    budgetBytes: cfg.installerBudgetBytes,
-    downloadDir: deps.tempDir,
-    log: (l) => deps.log.info(l),
-  });
-}
-
-/** The store paths and installer the bootstrap needs: from the build, or given prebuilt. */
+/** The store paths and installer the bootstrap needs: built by this run, or given prebuilt. */
 async function artifacts(
   cfg: Config,
   deps: PipelineDeps,
   record: RunRecord,
-  resolved?: KexecTarball,
 ): Promise<BootstrapArtifacts> {
-  const needsKexec = record.plan?.phases.includes('kexec') ?? false;
-  let kexec = record.build?.kexec ?? resolved;
-  if (!kexec && needsKexec) kexec = await resolveInstaller(cfg, deps, record);
   // Fetched and checked on the runner before any phase touches the host.
   const infect = record.plan?.phases.includes('infect')
     ? await prepareInfect({
@@ -71,7 +57,7 @@ async function artifacts(
       })
     : undefined;
   return {
-    kexec,
+    kexec: record.installer,
     infect,
     toplevel: cfg.toplevel ?? record.build?.toplevel,
     diskScript: cfg.diskScript ?? record.build?.diskScript,
@@ -108,109 +94,123 @@ export interface PipelineDeps {
 }
 
 export interface PipelineRequest {
+  /** Who asks: the action or a CLI command; with the inputs and the plan it decides what runs. */
+  entry: Entry;
   /** Plan from these facts instead of probing (CLI `plan --facts FILE`). */
   facts?: Facts;
-  /** The stages to run, in this order. The build comes first so a budget fails before any SSH connection. */
-  stages: StageName[];
-  /** Also resolve the kexec installer tarball in the build stage (the plan may need it). */
-  kexec?: boolean;
+  /** Tests: run only these of the entry's stages (the decision is the same). */
+  only?: StageName[];
 }
 
-/** Runs the stages in order, filling the record as it goes; never throws (errors land in the record). */
+type StageFn<T> = () => Promise<T>;
+
+/** An empty record for this run (the caller may keep it to report a cancelled run). */
+export function newRecord(cfg: Pick<Config, 'target'>): RunRecord {
+  return { stages: [], target: cfg.target ? formatTarget(cfg.target) : undefined };
+}
+
+/**
+ * Runs the stages in order, filling `record` as it goes (so a signal handler can report what ran
+ * so far); never throws (errors land in the record).
+ */
 export async function runPipeline(
   cfg: Config,
   req: PipelineRequest,
   deps: PipelineDeps,
+  record: RunRecord = newRecord(cfg),
 ): Promise<RunRecord> {
-  const record: RunRecord = {
-    stages: [],
-    target: cfg.target ? formatTarget(cfg.target) : undefined,
-  };
-  const stage = async <T>(name: StageName, fn: () => Promise<T>): Promise<T> => {
+  const stage = async <T>(name: StageName, fn: StageFn<T>, detail?: () => string): Promise<T> => {
     const start = Date.now();
     deps.log.info(`── ${name}`);
     try {
       const v = await fn();
-      record.stages.push({ name, status: 'done', seconds: (Date.now() - start) / 1000 });
+      const seconds = (Date.now() - start) / 1000;
+      record.stages.push({ name, status: 'done', seconds, detail: detail?.() });
+      deps.log.info(`── ${name}: done in ${seconds.toFixed(1)} s`);
       return v;
     } catch (err) {
-      record.stages.push({
-        name,
-        status: 'failed',
-        seconds: (Date.now() - start) / 1000,
-        detail: describeError(err),
-      });
+      const seconds = (Date.now() - start) / 1000;
+      record.stages.push({ name, status: 'failed', seconds, detail: describeError(err) });
+      deps.log.info(`── ${name}: failed after ${seconds.toFixed(1)} s`);
       throw err;
     }
   };
+  const skipped = (name: StageName, why: string) => {
+    record.stages.push({ name, status: 'skipped', seconds: 0, detail: why });
+    deps.log.info(`── ${name}: skipped (${why})`);
+  };
+  const wanted = entryStages(req.entry, cfg).filter((s) => !req.only || req.only.includes(s));
+  const nix = () => deps.nix ?? localNix();
   let session: RemoteSession | undefined;
-  let installer: KexecTarball | undefined;
   try {
-    if (req.stages.includes('build') && prebuilt(cfg)) {
-      record.stages.push({
-        name: 'build',
-        status: 'skipped',
-        seconds: 0,
-        detail: 'prebuilt store paths given (toplevel, disk-script)',
-      });
-    } else if (req.stages.includes('build') && !cfg.flake) {
-      record.stages.push({
-        name: 'build',
-        status: 'skipped',
-        seconds: 0,
-        detail: 'no flake: nothing to build (method infect converts with its own configuration)',
-      });
-    } else if (req.stages.includes('build') && cfg.buildHost) {
-      record.stages.push({
-        name: 'build',
-        status: 'skipped',
-        seconds: 0,
-        detail: `build-host given: nixos-rebuild builds on ${cfg.buildHost}`,
-      });
-    } else if (req.stages.includes('build')) {
-      record.build = await stage('build', () => runBuild(cfg, deps, req.kexec ?? false));
+    // 1. probe (read-only) and plan (pure)
+    if (wanted.includes('probe')) {
+      if (req.facts) skipped('probe', 'facts read from a file');
+      else
+        record.facts = await stage('probe', async () => {
+          session = await openSession(cfg, deps, record);
+          return probe(session);
+        });
     }
-    if (req.facts) {
-      record.facts = req.facts;
-      record.stages.push({
-        name: 'probe',
-        status: 'skipped',
-        seconds: 0,
-        detail: 'facts read from a file',
-      });
-    } else if (req.stages.includes('probe')) {
-      record.facts = await stage('probe', async () => {
-        session = await openSession(cfg, deps, record);
-        return probe(session);
-      });
-      if (record.build && record.facts.currentSystem && !record.facts.isInstaller && session) {
-        record.build.closure.diff = await remoteClosureDiff(session, record.build);
-      }
-    }
+    if (req.facts) record.facts = req.facts;
     const facts = record.facts;
-    if (req.stages.includes('plan') && facts) {
-      record.plan = await stage('plan', async () => {
-        const checked = await installChecks(
-          plan(facts, cfg),
-          cfg,
-          deps,
-          record,
-          facts,
-          req.stages.includes('bootstrap'),
-        );
-        installer = checked.installer;
-        return checked.plan;
-      });
-      for (const w of record.plan.warnings) deps.log.warn(w);
+    if (wanted.includes('plan')) {
+      if (facts) {
+        record.plan = await stage('plan', async () => plan(facts, cfg));
+        for (const w of record.plan.warnings) deps.log.warn(w);
+      } else skipped('plan', 'no facts: give a target or --facts');
     }
-    if (req.stages.includes('check') && !cfg.flake && req.stages.includes('bootstrap')) {
-      record.stages.push({
-        name: 'check',
-        status: 'skipped',
-        seconds: 0,
-        detail: 'no flake: nothing to check',
+    const planned = record.plan;
+
+    // 2. one evaluation, when an unchanged deploy is possible; then the one decision
+    const host = facts && !facts.isInstaller ? facts : undefined;
+    const ask = { entry: req.entry, cfg, factsFromFile: !!req.facts, plan: planned, host };
+    let evaluated: Evaluated | undefined;
+    if (wantsEvaluation(ask)) {
+      const t0 = Date.now();
+      deps.log.info(`nix: ${await nixVersion(nix())}`);
+      evaluated = await evalToplevel(nix(), cfg.flake!);
+      deps.log.info(
+        `evaluated ${evaluated.outPath} in ${((Date.now() - t0) / 1000).toFixed(1)} s; the host runs ${host?.currentSystem}`,
+      );
+    }
+    const decision = decide({ ...ask, evaluated: cfg.toplevel ?? evaluated?.outPath });
+    record.decision = decision;
+    record.evaluated = evaluated?.outPath;
+    if (decision.blocked) throw new VpsNixosError(decision.blocked.message, decision.blocked.fix);
+    /** Whether a stage runs; a skipped one is recorded with its reason (unless only asked). */
+    const runs = (name: StageName, record = true): boolean => {
+      const d = decision.stages.find((x) => x.name === name);
+      if (!d || !wanted.includes(name)) return false;
+      if (!d.run && record) skipped(name, d.why ?? 'not needed');
+      return d.run;
+    };
+
+    // 3. build what the plan needs; install refusals and budgets fail here, before any change
+    if (runs('build')) {
+      await stage('build', async () => {
+        const built = await runBuild(cfg, deps, decision.build, evaluated);
+        record.build = built.build;
+        record.installer = built.installer;
+        // What a deploy would change, when no deploy runs to say it (action build).
+        const deploys = decision.stages.some((d) => d.name === 'deploy' && d.run);
+        if (record.build && host?.currentSystem && session && !deploys) {
+          record.build.closure.diff = await remoteClosureDiff(session, record.build);
+        }
+        if (planned && facts) {
+          const checked = installChecks(planned, cfg, record, facts);
+          for (const w of checked.warnings.slice(planned.warnings.length)) deps.log.warn(w);
+          if (checked.refusal)
+            throw new VpsNixosError(
+              `refused: ${checked.refusal.reason}`,
+              checked.refusal.remediation,
+            );
+        }
       });
-    } else if (req.stages.includes('check')) {
+    }
+
+    // 4. check
+    if (runs('check')) {
       try {
         record.preflight = await stage('check', () => runCheck(cfg, deps, record));
       } catch (err) {
@@ -225,8 +225,18 @@ export async function runPipeline(
         deps.log.warn(`preflight skipped: ${err.message}`);
       }
     }
-    const planned = record.plan;
-    if (req.stages.includes('bootstrap') && planned && facts && session) {
+
+    // Errors in the configuration stop the run before anything changes on the host.
+    const errors = record.preflight?.findings.filter((f) => f.severity === 'error') ?? [];
+    const changes = wanted.some((n) => (n === 'bootstrap' || n === 'deploy') && runs(n, false));
+    if (errors.length && !cfg.allowPreflightErrors && changes)
+      throw new VpsNixosError(
+        `preflight found ${errors.length} error(s) in the configuration: ${errors.map((e) => e.id).join(', ')}; nothing was changed on the target`,
+        'fix them (see the summary), or set allow-preflight-errors: true',
+      );
+
+    // 5. bootstrap
+    if (runs('bootstrap') && planned && facts && session) {
       const open = session;
       await stage('bootstrap', async () => {
         if (planned.refusal)
@@ -238,7 +248,7 @@ export async function runPipeline(
           open,
           facts,
           planned,
-          await artifacts(cfg, deps, record, installer),
+          await artifacts(cfg, deps, record),
           {
             confirmWipe: cfg.confirmWipe,
             patchUdevadm: cfg.patchUdevadm,
@@ -260,41 +270,51 @@ export async function runPipeline(
         if (result.error) throw result.error;
       });
     }
-    if (req.stages.includes('deploy') && planned?.phases.includes('deploy') && session) {
-      if (planned.refusal) {
-        // the bootstrap stage (or the plan) already said why
-      } else if (cfg.deployAction === 'build') {
-        record.stages.push({
-          name: 'deploy',
-          status: 'skipped',
-          seconds: 0,
-          detail: 'action build: built and compared with what the host runs; nothing deployed',
+
+    // 6. deploy: unchanged needs nothing more than the probe's round trip
+    if (runs('deploy') && decision.unchanged && host) {
+      const system = cfg.toplevel ?? evaluated!.outPath;
+      await stage(
+        'deploy',
+        async () => {
+          record.deploy = unchangedDeploy(cfg.deployAction as DeployResult['action'], system, host);
+          deps.log.info(
+            `no change: the host runs ${system} (current system and system profile) with no failed unit; nothing built, copied or activated (force-switch: true deploys anyway)`,
+          );
+        },
+        () => 'unchanged: confirmed by the probe',
+      );
+    } else if (runs('deploy') && session) {
+      const open = session;
+      session = undefined;
+      await stage('deploy', async () => {
+        const rebuild = await resolveRebuild(nix(), {
+          flake: cfg.flake,
+          log: (l) => deps.log.info(l),
         });
-      } else {
-        const open = session;
-        session = undefined;
-        await stage('deploy', async () => {
-          const { result, session: after } = await runDeploy(open, {
-            action: cfg.deployAction as Exclude<typeof cfg.deployAction, 'build'>,
-            flake: cfg.flake,
-            toplevel: cfg.toplevel ?? record.build?.toplevel,
-            buildHost: cfg.buildHost,
-            useSudo: cfg.useSudo,
-            confirmTimeoutSeconds: cfg.confirmTimeoutSeconds,
-            healthCheck: cfg.healthCheck,
-            healthUrl: cfg.healthUrl,
-            healthTimeoutSeconds: cfg.healthTimeoutSeconds,
-            rollback: cfg.rollback,
-            privateKey: cfg.sshPrivateKey!,
-            tempDir: deps.tempDir,
-            reconnect: reconnector(cfg, deps, open),
-            log: { ...deps.log, group: deps.log.group ?? ((_t, fn) => fn()) },
-          });
-          session = after;
-          record.deploy = result;
-          if (result.error) throw new VpsNixosError(result.error.message, result.error.fix ?? '');
+        if (decision.forced)
+          deps.log.info('force-switch: the host already runs this system; switching anyway');
+        const { result, session: after } = await runDeploy(open, {
+          action: cfg.deployAction as DeployResult['action'],
+          flake: cfg.flake,
+          toplevel: cfg.toplevel ?? record.build?.toplevel,
+          buildHost: cfg.buildHost,
+          useSudo: cfg.useSudo,
+          confirmTimeoutSeconds: cfg.confirmTimeoutSeconds,
+          healthCheck: cfg.healthCheck,
+          healthUrl: cfg.healthUrl,
+          healthTimeoutSeconds: cfg.healthTimeoutSeconds,
+          rollback: cfg.rollback,
+          privateKey: cfg.sshPrivateKey!,
+          rebuild,
+          tempDir: deps.tempDir,
+          reconnect: reconnector(cfg, deps, open),
+          log: { ...deps.log, group: deps.log.group ?? ((_t, fn) => fn()) },
         });
-      }
+        session = after;
+        record.deploy = decision.forced ? { ...result, forced: true } : result;
+        if (result.error) throw new VpsNixosError(result.error.message, result.error.fix ?? '');
+      });
     }
   } catch (err) {
     record.error =
@@ -336,81 +356,101 @@ async function runCheck(
   return result;
 }
 
-async function runBuild(cfg: Config, deps: PipelineDeps, withKexec: boolean): Promise<BuildResult> {
-  if (!cfg.flake)
-    throw new InputError('flake', 'is required to build', 'set flake to PATH#NAME, e.g. .#my-vps');
-  const nix = deps.nix ?? localNix();
-  const result = await buildSystem(nix, {
-    flake: cfg.flake,
-    diskScript: {
-      attr: cfg.diskoWithDeps ? 'diskoScript' : 'diskoScriptNoDeps',
-      required: cfg.method === 'kexec',
-    },
-    closureBudgetBytes: cfg.closureBudgetBytes,
-    measureTrimming: cfg.measureTrimming,
-    layout: cfg.method === 'kexec' || cfg.method === 'auto',
-    cache: cfg.cache && deps.cache ? { ...deps.cache, capBytes: cfg.cacheMaxBytes } : undefined,
-    toolVersion: deps.toolVersion,
-    log: (l) => deps.log.info(l),
-    warn: (l) => deps.log.warn(l),
-  });
-  // Issue 17: confirm-wipe against the disks the layout formats, before any connection.
-  if (result.layout) {
-    const w = checkWipeLayout(cfg.confirmWipe, result.layout.disks);
-    if (w) deps.log.warn(w);
+/** Whether this run uses the cache: asked for, and a store that can restore or save here. */
+function cacheFor(cfg: Config, deps: PipelineDeps): boolean {
+  if (!cfg.cache || !deps.cache) return false;
+  if (deps.cache.store.available?.() === false) {
+    deps.log.info(`cache: the ${deps.cache.store.kind} cache is not available here; not used`);
+    return false;
   }
-  if (withKexec) {
-    result.kexec = await resolveKexecTarball(nix, {
-      tarball: cfg.kexecTarball,
-      sha256: cfg.kexecTarballSha256,
-      system: result.system,
-      budgetBytes: cfg.installerBudgetBytes,
-      downloadDir: deps.tempDir,
-      cache:
-        cfg.cache && deps.cache
+  return true;
+}
+
+/** The build stage: the system (when the plan needs it built here) and the kexec installer. */
+async function runBuild(
+  cfg: Config,
+  deps: PipelineDeps,
+  needs: BuildNeeds,
+  evaluated?: Evaluated,
+): Promise<{ build?: BuildResult; installer?: KexecTarball }> {
+  const nix = deps.nix ?? localNix();
+  let build: BuildResult | undefined;
+  if (needs.system) {
+    if (!cfg.flake)
+      throw new InputError(
+        'flake',
+        'is required to build',
+        'set flake to PATH#NAME, e.g. .#my-vps',
+      );
+    const run = () =>
+      buildSystem(nix, {
+        flake: cfg.flake!,
+        diskScript: needs.diskScript
           ? {
-              store: deps.cache.store,
-              dir: `${deps.cache.dir}-kexec`,
-              toolVersion: deps.toolVersion,
+              attr: cfg.diskoWithDeps ? 'diskoScript' : 'diskoScriptNoDeps',
+              required: needs.diskScript === 'required',
             }
           : undefined,
+        closureBudgetBytes: cfg.closureBudgetBytes,
+        measureTrimming: cfg.measureTrimming,
+        layout: needs.layout,
+        cache: cacheFor(cfg, deps) ? { ...deps.cache!, capBytes: cfg.cacheMaxBytes } : undefined,
+        evaluated,
+        toolVersion: deps.toolVersion,
+        log: (l) => deps.log.info(l),
+        warn: (l) => deps.log.warn(l),
+      });
+    build = deps.log.group ? await deps.log.group('nix build', run) : await run();
+    // Issue 17: confirm-wipe against the disks the layout formats, before any change.
+    if (build.layout) {
+      const w = checkWipeLayout(cfg.confirmWipe, build.layout.disks);
+      if (w) deps.log.warn(w);
+    }
+  }
+  let installer: KexecTarball | undefined;
+  if (needs.installer) {
+    installer = await resolveKexecTarball(nix, {
+      tarball: cfg.kexecTarball,
+      sha256: cfg.kexecTarballSha256,
+      system: build?.system ?? evaluated?.system ?? 'x86_64-linux',
+      budgetBytes: cfg.installerBudgetBytes,
+      downloadDir: deps.tempDir,
+      cache: cacheFor(cfg, deps)
+        ? {
+            store: deps.cache!.store,
+            dir: `${deps.cache!.dir}-kexec`,
+            toolVersion: deps.toolVersion,
+          }
+        : undefined,
       log: (l) => deps.log.info(l),
     });
     deps.log.info(
-      `kexec tarball: ${result.kexec.from} (${result.kexec.bytes} bytes, sha256 ${result.kexec.sha256})`,
+      `kexec tarball: ${installer.from} (${installer.bytes} bytes, sha256 ${installer.sha256})`,
     );
   }
-  return result;
+  return { build, installer };
 }
 
 /**
- * Issue 17, after plan() and before any phase changes the host: what the initrd-only installer
- * cannot do (a closure without Nix, a layout it cannot format, an installer over the RAM limits)
- * refuses the plan. A run that will bootstrap resolves the kexec installer here (else the
- * bootstrap would) so its sizes are checked now; it is handed on to the bootstrap.
+ * Issue 17, once the build has found them: what the initrd-only installer cannot do (a closure
+ * without Nix, a layout it cannot format, an installer over the RAM limits). Nothing has changed
+ * on the host yet: the probe only reads.
  */
-async function installChecks(
+function installChecks(
   p: Plan,
   cfg: Config,
-  deps: PipelineDeps,
   record: RunRecord,
   facts: Facts,
-  willBootstrap: boolean,
-): Promise<{ plan: Plan; installer?: KexecTarball }> {
-  if (p.refusal || !(p.phases.includes('install') || p.phases.includes('kexec')))
-    return { plan: p };
-  let installer = record.build?.kexec;
-  if (!installer && willBootstrap && p.phases.includes('kexec'))
-    installer = await resolveInstaller(cfg, deps, record);
+): { refusal?: Refusal; warnings: string[] } {
   const toplevel = cfg.toplevel ?? record.build?.toplevel;
   const checked = checkInstall(p, {
     config: cfg.flake ? `nixosConfigurations.${cfg.flake.name}` : 'the configuration',
     systemNix: toplevel ? findSystemNix(toplevel) : undefined,
     layout: record.build?.layout,
-    installer,
+    installer: record.installer,
     memTotalBytes: facts.memTotalBytes,
   });
-  return { plan: checked, installer };
+  return { refusal: checked.refusal, warnings: checked.warnings };
 }
 
 /** What the new closure adds to the system the target runs now, and the bytes that must be sent. */

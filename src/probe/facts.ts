@@ -75,6 +75,12 @@ export interface Facts {
   /** NixOS booted into our (or nixos-anywhere's) kexec installer: mid-install, not installed. */
   isInstaller: boolean;
   currentSystem?: string;
+  /** Where /nix/var/nix/profiles/system leads (the boot default), when the host has one. */
+  systemProfile?: string;
+  /** Failed units (`systemctl --failed`) on a NixOS host; undefined when not read. */
+  failedUnits?: string[];
+  /** kernel, initrd, kernel-modules of the current system that differ from the booted one's. */
+  rebootPending?: string[];
   /** Our nixos-infect run on this host (scripts/phases/infect.sh's state), when there was one. */
   infect?: InfectFacts;
   arch: string;
@@ -126,6 +132,25 @@ function collect(text: string): Raw {
 }
 
 const first = (raw: Raw, key: string): string | undefined => raw.get(key)?.[0];
+
+const BOOT_FILES = ['kernel', 'initrd', 'kernel-modules'] as const;
+
+/** The running NixOS system's state an unchanged deploy is decided on; absent keys stay absent. */
+function nixosState(raw: Raw): Pick<Facts, 'systemProfile' | 'failedUnits' | 'rebootPending'> {
+  const out: Pick<Facts, 'systemProfile' | 'failedUnits' | 'rebootPending'> = {};
+  const profile = first(raw, 'nixos.system_profile');
+  if (profile) out.systemProfile = profile;
+  const failed = first(raw, 'nixos.failed_units');
+  if (failed !== undefined) out.failedUnits = failed.split(/\s+/).filter(Boolean);
+  if (raw.has('nixos.current.kernel') || raw.has('nixos.booted.kernel')) {
+    out.rebootPending = BOOT_FILES.filter((f) => {
+      const now = first(raw, `nixos.current.${f}`) ?? '';
+      const booted = first(raw, `nixos.booted.${f}`) ?? '';
+      return now !== '' && booted !== '' && now !== booted;
+    });
+  }
+  return out;
+}
 const all = (raw: Raw, key: string): string[] => raw.get(key) ?? [];
 
 function meminfo(raw: Raw, field: string): number | undefined {
@@ -459,6 +484,7 @@ export function parseFacts(text: string): Facts {
     isNixos,
     isInstaller,
     currentSystem: first(raw, 'nixos.current_system'),
+    ...nixosState(raw),
     infect: infectFacts(raw),
     arch: first(raw, 'arch') ?? 'unknown',
     kernel: first(raw, 'kernel') ?? 'unknown',

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Writes a self-contained stand-in flake (no nixpkgs, not NixOS; see test/STANDINS.md) for the
 # deploy tests:
-#   make-flake.sh OUTDIR [--system-ballast SIZE] [--json]
+#   make-flake.sh OUTDIR [--system-ballast SIZE] [--authorized-key KEYLINE]...
+#                 [--static IFACE ADDRESS/PREFIX GATEWAY] [--json]
 # OUTDIR gets flake.nix and copies of test/vps/standins/{standins.nix,builder.sh,nix-standin.sh,
 # activate,switch-to-configuration,disk-script}. The one thing outside OUTDIR is the image's
 # system-root.tar, which a fixed-output derivation copies (its store path depends on its sha256
@@ -11,7 +12,11 @@
 #   nixosConfigurations.<variant>.config.system.build.diskoScriptNoDeps  the disko stand-in
 # These are the same derivations as `test/vps/vps standins --system-ballast SIZE` builds, so the
 # same store paths ("variants" in its JSON). SIZE as for `vps standins` ("0", "64MiB", "1GiB");
-# the default is 0 (no ballast paths), where `vps standins` defaults to 1GiB.
+# the default is 0 (no ballast paths), where `vps standins` defaults to 1GiB. --authorized-key
+# puts an ssh public key line into users.users.root.openssh.authorizedKeys.keys, as a user's
+# configuration carries the deploy key (the preflight checks it; the toplevels do not change).
+# --static writes the host's static IPv4 network into networking.*, as a configuration for a host
+# without DHCP must (the preflight compares it with the probe).
 # Refer to it as path:OUTDIR (a plain OUTDIR inside a git work tree would be read as git+file, which
 # ignores untracked files). Prints path:OUTDIR, or with --json
 #   {"flake": "path:OUTDIR", "systemBallastBytes": N, "configurations": ["ok", ...]}
@@ -21,20 +26,22 @@
 #     --option build-users-group '' --option sandbox false --option substituters ''
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../vps/standins" && pwd)
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 1; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 1; }
 
 # parse_size: the harness's own ("278MiB", "1GiB", "512M", "0", "1234" bytes)
 # shellcheck source=../vps/lib/common.sh
 . "$src/../lib/common.sh"
 die() { printf 'make-flake.sh: %s\n' "$*" >&2; exit 1; }
 
-outdir="" sb=0 json=0
+outdir="" sb=0 json=0 keys=() static=()
 while (($#)); do
   case $1 in
     --system-ballast|--ballast) (($# >= 2)) || die "$1 needs a SIZE"; sb=$2; shift 2 ;;
+    --authorized-key) (($# >= 2)) || die "$1 needs a KEYLINE"; keys+=("$2"); shift 2 ;;
+    --static) (($# >= 4)) || die "$1 needs IFACE ADDRESS/PREFIX GATEWAY"; static=("$2" "$3" "$4"); shift 4 ;;
     --json) json=1; shift ;;
     -h|--help) usage ;;
-    -*) die "unknown option $1 (usage: make-flake.sh OUTDIR [--system-ballast SIZE] [--json])" ;;
+    -*) die "unknown option $1 (see the header of $0)" ;;
     *) [[ -z $outdir ]] || die "one OUTDIR only"; outdir=$1; shift ;;
   esac
 done
@@ -49,7 +56,37 @@ for f in "${files[@]}"; do
   # the executable bit is part of the NAR, so of the store path: keep the mode
   cp --preserve=mode "$src/$f" "$outdir/$f"
 done
+# A nixpkgs with one package: nixos-rebuild, the harness's stand-in (test/standins/bin).
+mkdir -p "$outdir/nixpkgs-standin"
+cp --preserve=mode "$src/../../standins/bin/nixos-rebuild" "$outdir/nixpkgs-standin/nixos-rebuild"
+cat > "$outdir/nixpkgs-standin/default.nix" <<'NIX'
+# STAND-IN for nixpkgs (vps-nixos tests): `import <this> { system = …; }` has nixos-rebuild only.
+{ system ? builtins.currentSystem, ... }:
+{
+  nixos-rebuild = derivation {
+    name = "nixos-rebuild-standin";
+    inherit system;
+    builder = "/bin/sh";
+    args = [ "-c" "/bin/mkdir -p $out/bin && /bin/cp ${./nixos-rebuild} $out/bin/nixos-rebuild && /bin/chmod 0755 $out/bin/nixos-rebuild" ];
+  };
+}
+NIX
 variants=(ok ok2 new-kernel exit4 unhealthy cut-sshd)
+nix_keys=""
+for k in "${keys[@]}"; do
+  [[ $k =~ ^[a-z0-9@.-]+\ [A-Za-z0-9+/=]+(\ [^\"\$\\]*)?$ ]] || die "--authorized-key: not an ssh public key line: $k"
+  nix_keys+=" \"$k\""
+done
+nix_network=""
+if ((${#static[@]})); then
+  [[ ${static[0]} =~ ^[A-Za-z0-9._-]+$ && ${static[2]} =~ ^[0-9.]+$ && ${static[1]} =~ ^([0-9.]+)/([0-9]+)$ ]] ||
+    die "--static: want IFACE ADDRESS/PREFIX GATEWAY, got ${static[*]}"
+  nix_network="networking = {
+            useDHCP = false;
+            interfaces.\"${static[0]}\".ipv4.addresses = [ { address = \"${BASH_REMATCH[1]}\"; prefixLength = ${BASH_REMATCH[2]}; } ];
+            defaultGateway = { address = \"${static[2]}\"; interface = \"${static[0]}\"; };
+          };"
+fi
 cat > "$outdir/flake.nix" <<EOF
 # A vps-nixos test STAND-IN flake (not NixOS, no nixpkgs), written by test/standins/make-flake.sh.
 # Its toplevels are the harness's stand-in systems (test/STANDINS.md), system ballast $sb bytes.
@@ -64,10 +101,18 @@ cat > "$outdir/flake.nix" <<EOF
         rootfsBytes = $rootfs_bytes;
       };
       configuration = toplevel: {
-        config.system.build = {
-          inherit toplevel;
-          diskoScriptNoDeps = standins.diskScript;
+        config = {
+          system.build = {
+            inherit toplevel;
+            diskoScriptNoDeps = standins.diskScript;
+          };
+          # What the preflight reads, as the stand-in system is (its sshd runs, root logs in by key).
+          services.openssh.enable = true;
+          users.users.root.openssh.authorizedKeys.keys = [$nix_keys ];
+          $nix_network
         };
+        # The nixpkgs nixos-rebuild is taken from when none is on PATH (a stand-in: test/STANDINS.md).
+        pkgs.path = ./nixpkgs-standin;
       };
     in {
       nixosConfigurations = builtins.mapAttrs (name: configuration) standins.variants;

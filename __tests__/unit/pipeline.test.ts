@@ -1,0 +1,229 @@
+/**
+ * The pipeline's wiring, in milliseconds: a fake at the SSH edge (it answers the probe with a
+ * recorded facts.sh output) and a fake Nix that records every call. The VM suites are the proof;
+ * these catch what runs when, and what is never touched.
+ */
+import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { parseConfig, type RawInputs } from '../../src/inputs';
+import { runPipeline } from '../../src/pipeline/run';
+import type { Entry } from '../../src/pipeline/decide';
+import type { StageName } from '../../src/pipeline/record';
+import type { RemoteSession } from '../../src/ssh/session';
+import type { Nix, NixResult } from '../../src/nix/nix';
+import { keyPair } from '../helpers/keys';
+
+const { privateKey } = keyPair();
+const fixture = (name: string) =>
+  readFileSync(join(__dirname, '../fixtures/facts', `${name}.txt`), 'utf8');
+const NIXOS = fixture('nixos-24.11');
+const RUNS = /nixos\.current_system=(\S+)/.exec(NIXOS)![1]!;
+const OTHER = '/nix/store/00000000000000000000000000000000-nixos-system-my-vps-24.11.new';
+
+/** A store in a temp dir whose toplevel has the closure's Nix, as findSystemNix wants it. */
+function fakeStore(): { top: string; disko: string } {
+  const store = mkdtempSync(join(tmpdir(), 'vps-nixos-store-'));
+  const nix = join(store, 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-nix-2.28');
+  mkdirSync(join(nix, 'bin'), { recursive: true });
+  for (const b of ['nix-store', 'nix-env']) writeFileSync(join(nix, 'bin', b), '');
+  const top = join(store, 'bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-nixos-system-vps');
+  mkdirSync(join(top, 'sw', 'bin'), { recursive: true });
+  symlinkSync(join(nix, 'bin', 'nix-store'), join(top, 'sw', 'bin', 'nix-store'));
+  const disko = join(store, 'cccccccccccccccccccccccccccccccc-disko');
+  writeFileSync(disko, '#!/bin/sh\n');
+  return { top, disko };
+}
+
+/** A real (small) installer tarball with its sizes, so the fit check runs for real. */
+function smallInstaller(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'vps-nixos-kexec-'));
+  mkdirSync(join(dir, 'kexec'));
+  writeFileSync(join(dir, 'kexec', 'run'), '#!/bin/sh\n');
+  writeFileSync(join(dir, 'kexec', 'bzImage'), Buffer.alloc(2 * 2 ** 20, 1));
+  writeFileSync(join(dir, 'kexec', 'initrd'), Buffer.alloc(8 * 2 ** 20, 2));
+  execFileSync('tar', ['-C', dir, '-czf', join(dir, 'installer.tar.gz'), 'kexec']);
+  writeFileSync(
+    join(dir, 'sizes.env'),
+    'INITRD_BYTES=8388608\nKERNEL_BYTES=2097152\nINITRD_UNPACKED_BYTES=25165824\n',
+  );
+  return join(dir, 'installer.tar.gz');
+}
+
+interface World {
+  facts: string;
+  /** What `nix eval` says the configuration's toplevel is. */
+  evaluated: string;
+  top?: string;
+  disko?: string;
+}
+
+function harness(world: World) {
+  const execs: string[] = [];
+  const nixCalls: string[][] = [];
+  let connects = 0;
+  const session: RemoteSession = {
+    target: { user: 'root', host: '203.0.113.7', port: 22, knownHostsName: '203.0.113.7' },
+    hostKey: { type: 'ssh-ed25519', blob: Buffer.from('key') },
+    exec: async (command, opts) => {
+      execs.push(command);
+      if (command === 'sh -s' && opts?.stdin?.toString().includes('kv boot_id'))
+        return { code: 0, stdout: world.facts, stderr: '' };
+      if (command.startsWith('nix-store -qR /run/current-system'))
+        return { code: 0, stdout: `${RUNS}\n`, stderr: '' };
+      return { code: 127, stdout: '', stderr: `the fake target does not know: ${command}` };
+    },
+    close: () => undefined,
+  } as RemoteSession;
+  const ok = (stdout: string): NixResult => ({ code: 0, stdout, stderr: '' });
+  const nix: Nix = {
+    run: async (args) => {
+      nixCalls.push(args);
+      const a = args.join(' ');
+      if (a === '--version') return ok('nix (Nix) 2.28.3\n');
+      if (args[0] === 'eval' && a.includes('config.system.build.toplevel'))
+        return ok(
+          JSON.stringify({ drv: '/nix/store/x.drv', out: world.evaluated, system: 'x86_64-linux' }),
+        );
+      if (args[0] === 'build' && a.includes('config.system.build.toplevel'))
+        return ok(JSON.stringify([{ outputs: { out: world.top } }]));
+      if (args[0] === 'build' && a.includes('diskoScript'))
+        return ok(JSON.stringify([{ outputs: { out: world.disko } }]));
+      if (args[0] === 'path-info' && args.includes('--json'))
+        return ok(
+          JSON.stringify([{ path: world.top, narSize: 1000, closureSize: 1000, references: [] }]),
+        );
+      return { code: 1, stdout: '', stderr: `error: the fake nix does not know: ${a}` };
+    },
+  };
+  const run = (entry: Entry, raw: RawInputs, only?: StageName[]) =>
+    runPipeline(
+      parseConfig({
+        target: 'root@203.0.113.7',
+        'ssh-private-key': privateKey,
+        'trust-on-first-use': 'true',
+        flake: '/flake#vps',
+        cache: 'false',
+        ...raw,
+      }),
+      { entry, only },
+      {
+        log: { info: () => undefined, warn: () => undefined },
+        nix,
+        tempDir: mkdtempSync(join(tmpdir(), 'vps-nixos-run-')),
+        toolVersion: 'test',
+        connect: async () => {
+          connects++;
+          return session;
+        },
+      },
+    );
+  return { run, execs, nixCalls, connects: () => connects };
+}
+
+const stages = (r: Awaited<ReturnType<ReturnType<typeof harness>['run']>>) =>
+  r.stages.map((s) => `${s.name}:${s.status}`);
+
+describe('an unchanged push-to-deploy', () => {
+  it('costs one probe and one evaluation: nothing built, copied, checked or activated', async () => {
+    const h = harness({ facts: `${NIXOS}nixos.failed_units=\n`, evaluated: RUNS });
+    const r = await h.run('action', {});
+    expect(r.error).toBeUndefined();
+    expect(stages(r)).toEqual([
+      'probe:done',
+      'plan:done',
+      'build:skipped',
+      'check:skipped',
+      'bootstrap:skipped',
+      'deploy:done',
+    ]);
+    expect(h.connects()).toBe(1);
+    expect(h.execs).toEqual(['sh -s']); // the probe: one round trip
+    expect(h.nixCalls.map((a) => a[0])).toEqual(['--version', 'eval']);
+    expect(r.deploy).toMatchObject({
+      changed: false,
+      skipped: 'unchanged',
+      systemPath: RUNS,
+      previousSystemPath: RUNS,
+      hostRuns: RUNS,
+      rolledBack: false,
+      bytesSent: 0,
+    });
+  });
+
+  it('is not unchanged when a unit has failed, or when the failed units were not read', async () => {
+    for (const facts of [`${NIXOS}nixos.failed_units=nginx.service \n`, NIXOS]) {
+      const h = harness({ facts, evaluated: RUNS, top: RUNS });
+      const r = await h.run('action', {}, ['probe', 'plan', 'build']);
+      expect(r.decision!.unchanged).toBe(false);
+      expect(h.nixCalls.some((a) => a[0] === 'build')).toBe(true);
+    }
+  });
+
+  it('force-switch runs the deploy with a pinned nixos-rebuild, never a registry one', async () => {
+    const h = harness({ facts: `${NIXOS}nixos.failed_units=\n`, evaluated: RUNS });
+    const path = process.env.PATH;
+    process.env.PATH = '/nonexistent';
+    try {
+      const r = await h.run('action', { 'force-switch': 'true' }, ['probe', 'plan', 'deploy']);
+      expect(r.decision!.forced).toBe(true);
+      // none on PATH: the configuration's nixpkgs is asked for it (the fake cannot evaluate it)
+      const asked = h.nixCalls.find((a) => a.join(' ').includes('pkgs.path'));
+      expect(asked).toEqual(['eval', '--raw', '/flake#nixosConfigurations.vps.pkgs.path']);
+      expect(h.nixCalls.some((a) => a.join(' ').includes('nixpkgs#'))).toBe(false);
+      expect(r.error!.message).toMatch(
+        /no nixos-rebuild on PATH, and .*pkgs\.path .*could not be evaluated/,
+      );
+    } finally {
+      process.env.PATH = path;
+    }
+  });
+});
+
+describe('a changed deploy', () => {
+  it('builds the system and compares it with what the host runs; no installer', async () => {
+    const { top } = fakeStore();
+    const h = harness({ facts: `${NIXOS}nixos.failed_units=\n`, evaluated: OTHER, top });
+    const r = await h.run('action', { action: 'build' }, ['probe', 'plan', 'build']);
+    expect(r.error).toBeUndefined();
+    expect(r.build!.toplevel).toBe(top);
+    expect(r.installer).toBeUndefined();
+    // action build: no deploy says what would change, so the build stage asks the host
+    expect(h.execs).toEqual(['sh -s', 'nix-store -qR /run/current-system']);
+    expect(r.build!.closure.diff).toBeDefined();
+    // a deploy says it itself: the build stage does not ask
+    const d = harness({ facts: `${NIXOS}nixos.failed_units=\n`, evaluated: OTHER, top });
+    await d.run('action', {}, ['probe', 'plan', 'build']);
+    expect(d.execs).toEqual(['sh -s']);
+    // one evaluation, reused by the build
+    expect(h.nixCalls.filter((a) => a[0] === 'eval')).toHaveLength(1);
+  });
+});
+
+describe('a fresh host', () => {
+  it('with build-host, the closure is still built here for the install (the old bug)', async () => {
+    const { top, disko } = fakeStore();
+    const h = harness({ facts: fixture('debian-12-kvm'), evaluated: top, top, disko });
+    const r = await h.run(
+      'bootstrap',
+      { 'build-host': 'builder@b', 'kexec-tarball': smallInstaller(), 'allow-low-ram': 'true' },
+      ['probe', 'plan', 'build'],
+    );
+    expect(r.error).toBeUndefined();
+    expect(r.plan!.method).toBe('kexec');
+    expect(r.build!.toplevel).toBe(top);
+    expect(r.build!.diskScript).toBe(disko);
+    expect(r.installer!.sizes!.initrdUnpackedBytes).toBe(24 * 2 ** 20);
+    expect(stages(r)).toEqual(['probe:done', 'plan:done', 'build:done']);
+  });
+
+  it('vps-nixos deploy says to bootstrap first, before building anything', async () => {
+    const h = harness({ facts: fixture('debian-12-kvm'), evaluated: OTHER });
+    const r = await h.run('deploy', {});
+    expect(r.error!.message).toMatch(/does not run NixOS yet/);
+    expect(r.error!.fix).toMatch(/vps-nixos bootstrap/);
+    expect(h.nixCalls).toEqual([]);
+    expect(stages(r)).toEqual(['probe:done', 'plan:done']);
+  });
+});

@@ -1,0 +1,670 @@
+/**
+ * The deploy stage's rollback decisions (runDeploy), in milliseconds: a fake target behind
+ * RemoteSession (fakes/session.ts) answers as state.sh, guard.sh and closure.sh would, and a
+ * nixos-rebuild stand-in on PATH "switches" it. Each outcome checks the DeployResult and the
+ * commands the target saw, in order.
+ */
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  runDeploy,
+  type DeployLogger,
+  type DeployOptions,
+  type DeployResult,
+} from '../../src/deploy/deploy';
+import { VpsNixosError } from '../../src/errors';
+import type { RemoteSession } from '../../src/ssh/session';
+import {
+  FakeTarget,
+  installRebuildStandIn,
+  nixosSystem,
+  type FakeTargetOptions,
+  type FakeSystem,
+} from './fakes/session';
+
+const OLD = nixosSystem('25.05.20250101.aaaaaaa', {
+  packages: { 'glibc-2.40-66': 30_000_000, 'nginx-1.26.2': 2_000_000 },
+});
+const NEW = nixosSystem('25.05.20250201.bbbbbbb', {
+  packages: { 'glibc-2.40-66': 30_000_000, 'nginx-1.28.0': 2_100_000 },
+});
+/** NEW's configuration on a newer kernel: it needs a reboot. */
+const NEW_KERNEL = nixosSystem('25.05.20250301.ccccccc', {
+  kernel: 'linux-6.12.20',
+  packages: { 'glibc-2.40-66': 30_000_000, 'nginx-1.28.0': 2_100_000 },
+});
+/** What OLD → NEW sends: NEW's system path and nginx 1.28 (the kernel and glibc are there). */
+const NEW_BYTES = 20_000 + 2_100_000;
+const FLAKE = { ref: '/src/flake', name: 'vps' };
+const UNITS_FAILED = 'warning: the following units failed: nginx.service';
+const EXIT_4_OUTPUT = `${UNITS_FAILED}\nwarning: error(s) occurred while switching to the new configuration`;
+const NEW_SYSTEM_MAY_CUT_SSH = /did not confirm within 0\.05 s after the switch/;
+const CONSOLE_FIX = 'nix-env -p /nix/var/nix/profiles/system --rollback';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+let root: string;
+let bin: string;
+let hostUnderTest: FakeTarget | undefined;
+
+beforeAll(() => {
+  root = mkdtempSync(join(tmpdir(), 'deploy-outcomes-'));
+  bin = join(root, 'bin');
+  mkdirSync(bin);
+  installRebuildStandIn(bin);
+});
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+afterEach(() => {
+  // every command deploy.ts sent was one the fake knows, on a session still open
+  expect(hostUnderTest?.unknown).toEqual([]);
+  hostUnderTest = undefined;
+});
+
+function host(opts: Partial<Omit<FakeTargetOptions, 'rebuildReport'>> = {}): FakeTarget {
+  const t = new FakeTarget({
+    systems: [OLD, NEW, NEW_KERNEL],
+    current: OLD,
+    ...opts,
+    rebuildReport: join(mkdtempSync(join(root, 'host-')), 'rebuild-report'),
+  });
+  hostUnderTest = t;
+  return t;
+}
+
+/** What the nixos-rebuild stand-in does: activate `system` (or fail before), print, exit. */
+interface RebuildBehaviour {
+  system?: FakeSystem;
+  exit?: number;
+  output?: string;
+}
+
+async function deployTo(
+  t: FakeTarget,
+  rebuild: RebuildBehaviour,
+  opts: Partial<DeployOptions> = {},
+) {
+  const logged = { info: [] as string[], warn: [] as string[] };
+  const log: DeployLogger = {
+    info: (l) => logged.info.push(l),
+    warn: (l) => logged.warn.push(l),
+    group: (_title, fn) => fn(),
+  };
+  const env = {
+    ...process.env,
+    PATH: `${bin}:${process.env.PATH}`,
+    FAKE_REBUILD_REPORT: t.rebuildReport,
+    FAKE_REBUILD_SYSTEM: rebuild.system?.path ?? '',
+    FAKE_REBUILD_EXIT: String(rebuild.exit ?? 0),
+    FAKE_REBUILD_OUTPUT: rebuild.output ?? '',
+  };
+  const done = await runDeploy(t.session(), {
+    flake: FLAKE,
+    useSudo: false,
+    confirmTimeoutSeconds: 1,
+    healthTimeoutSeconds: 0.01,
+    rollback: true,
+    action: 'switch',
+    privateKey: 'fake private key',
+    tempDir: mkdtempSync(join(root, 'run-')),
+    reconnect: () => t.connect(),
+    log,
+    rollbackWaitMs: 2000,
+    pollMs: 5,
+    env,
+    ...opts,
+  });
+  return { ...done, logged };
+}
+
+/** The command kinds in order, a poll loop's repeats counted once. */
+const steps = (t: FakeTarget) => t.log.filter((w, i, all) => w !== all[i - 1]);
+
+const guardCommands = (t: FakeTarget) => t.log.filter((w) => w.startsWith('guard'));
+
+/** runDeploy returns the one live session and closed every other one it opened. */
+function expectOnlyOpen(t: FakeTarget, session: RemoteSession | undefined) {
+  const open = t.sessions.filter((s) => !s.closed);
+  expect(open).toHaveLength(1);
+  expect(open[0]).toBe(session);
+  expect(t.sessions[0]?.closed).toBe(true);
+}
+
+function expectNoError(result: DeployResult) {
+  expect(result.error).toBeUndefined();
+  expect(result.rolledBack).toBe(false);
+  expect(result.rollback).toBeUndefined();
+}
+
+const UNITS_OK = { name: 'systemctl --failed', ok: true, detail: 'none', seconds: 0 };
+
+describe('runDeploy: switch', () => {
+  it('arms the guard, switches, confirms over a new session: the host keeps the new system', async () => {
+    const t = host();
+    const { result, session } = await deployTo(t, { system: NEW });
+
+    expectNoError(result);
+    expect(result).toMatchObject({
+      action: 'switch',
+      changed: true,
+      systemPath: NEW.path,
+      previousSystemPath: OLD.path,
+      hostRuns: NEW.path,
+      nothingToRollBackTo: false,
+      failedUnits: [],
+      rebootNeeded: [],
+      bytesSent: NEW_BYTES,
+      pathsSent: 2,
+      rebuild: {
+        code: 0,
+        args: ['switch', '--flake', '/src/flake#vps', '--target-host', 'root@203.0.113.7'],
+      },
+    });
+    expect(result.checks).toEqual([UNITS_OK]);
+    expect(result.diff?.changed).toContainEqual({ name: 'nginx', from: '1.26.2', to: '1.28.0' });
+    expect(steps(t)).toEqual([
+      'state',
+      'guard upload',
+      'guard arm',
+      'nixos-rebuild switch',
+      'guard status',
+      'guard confirm',
+      'state units',
+      'running',
+      'closure',
+    ]);
+    const arm = t.commands.find((c) => c.what === 'guard arm');
+    expect(arm?.args.slice(1)).toEqual([OLD.path, 'system-7-link', '1', 'switch']);
+    // the confirm proves a NEW session reaches the host: not the one the run started with
+    const confirm = t.commands.find((c) => c.what === 'guard confirm');
+    expect(confirm?.session).toBeGreaterThan(1);
+    expect(t.rebuilds[0]?.sshOpts).toContain('-o StrictHostKeyChecking=yes');
+    // confirmed: the watcher's deadline passing changes nothing any more
+    t.expireWatcher();
+    expect(t.current).toBe(NEW.path);
+    expect(t.profile).toBe(NEW.path);
+    expectOnlyOpen(t, session);
+  });
+
+  it('first deploy: no previous system, so no guard and nothing to roll back to', async () => {
+    const t = host({ current: undefined });
+    const { result, session, logged } = await deployTo(t, { system: NEW });
+
+    expectNoError(result);
+    expect(result).toMatchObject({
+      changed: true,
+      systemPath: NEW.path,
+      previousSystemPath: '',
+      hostRuns: NEW.path,
+      nothingToRollBackTo: true,
+      // an empty store: the whole closure was sent
+      bytesSent: NEW.closure.reduce((s, p) => s + p.narBytes, 0),
+      pathsSent: NEW.closure.length,
+    });
+    expect(result.diff).toBeUndefined();
+    expect(result.checks).toEqual([UNITS_OK]);
+    expect(guardCommands(t)).toEqual([]);
+    expect(steps(t)).toEqual([
+      'state',
+      'nixos-rebuild switch',
+      'running',
+      'state units',
+      'running',
+      'closure',
+    ]);
+    expect(t.commands.find((c) => c.what === 'closure')?.args).toEqual([NEW.path]);
+    expect(logged.info).toContain(
+      'first deploy to this host: there is no previous system to roll back to',
+    );
+    expectOnlyOpen(t, session);
+  });
+
+  it('nixos-rebuild fails before switching: nothing changed, the guard is disarmed', async () => {
+    const t = host();
+    const buildError = "error: builder for '/nix/store/x-nginx.conf.drv' failed with exit code 1";
+    const { result, session } = await deployTo(t, { exit: 1, output: buildError });
+
+    expect(result.changed).toBe(false);
+    expect(result.rolledBack).toBe(false);
+    expect(result.rollback).toBeUndefined();
+    expect(result.hostRuns).toBe(OLD.path);
+    expect(result.error?.message).toBe(
+      `nixos-rebuild switch failed (exit 1) before switching: nothing changed, the host runs ${OLD.path}`,
+    );
+    expect(result.error?.fix).toContain(buildError);
+    // no health checks for a deploy that did not switch
+    expect(result.checks).toEqual([]);
+    expect(steps(t)).toEqual([
+      'state',
+      'guard upload',
+      'guard arm',
+      'nixos-rebuild switch',
+      'guard status',
+      'guard disarm',
+      'running',
+      'closure',
+    ]);
+    expect(t.guards.values().next().value?.result).toBe('disarmed');
+    expectOnlyOpen(t, session);
+  });
+});
+
+describe('runDeploy: rollback by the runner', () => {
+  it('switch-to-configuration exits 4 with failed units: rolls back to the previous generation', async () => {
+    const t = host({
+      failedUnits: {
+        [OLD.path]: ['old-cron.service'],
+        [NEW.path]: ['old-cron.service', 'nginx.service'],
+      },
+    });
+    t.rollbackMs = 20; // a few status polls while the previous system comes back
+    const { result, session } = await deployTo(t, { system: NEW, exit: 4, output: EXIT_4_OUTPUT });
+
+    const reason = 'switch-to-configuration reported failed units (exit 4): nginx.service';
+    expect(result).toMatchObject({
+      changed: true,
+      systemPath: NEW.path,
+      hostRuns: OLD.path,
+      rolledBack: true,
+      rollback: { by: 'runner', reason },
+      // only what this deploy broke: old-cron.service had failed before
+      failedUnits: ['nginx.service'],
+      checks: [],
+      error: {
+        message: `deploy failed and was rolled back: ${reason}`,
+        fix: 'the host runs the previous system again; fix the configuration and deploy again',
+      },
+    });
+    expect(steps(t)).toEqual([
+      'state',
+      'guard upload',
+      'guard arm',
+      'nixos-rebuild switch',
+      'guard status',
+      'state units',
+      'guard rollback',
+      'guard status',
+      'running',
+      'closure',
+    ]);
+    expect(t.log).not.toContain('guard confirm');
+    expect(t.commands.find((c) => c.what === 'guard rollback')?.args[1]).toBe(reason);
+    // the profile is back on the generation that ran before
+    expect(t.current).toBe(OLD.path);
+    expect(t.profileLink).toBe('system-7-link');
+    expectOnlyOpen(t, session);
+  });
+
+  it('the rollback itself fails: the error gives the console commands', async () => {
+    const t = host({ failedUnits: { [NEW.path]: ['nginx.service'] } });
+    t.rollbackFailsWith = 1;
+    const { result } = await deployTo(t, { system: NEW, exit: 4, output: EXIT_4_OUTPUT });
+
+    expect(result.rolledBack).toBe(false);
+    expect(result.rollback).toBeUndefined();
+    expect(result.hostRuns).toBe(NEW.path);
+    expect(result.error?.message).toBe(
+      'deploy failed (switch-to-configuration reported failed units (exit 4): nginx.service) and the rollback failed (switch-to-configuration exit 1)',
+    );
+    expect(result.error?.fix).toContain(CONSOLE_FIX);
+    expect(result.error?.fix).toContain(`(the previous system was ${OLD.path})`);
+  });
+
+  it('the rollback does not finish in time: the error gives the console commands', async () => {
+    const t = host({ failedUnits: { [NEW.path]: ['nginx.service'] } });
+    t.rollbackMs = Infinity;
+    const { result } = await deployTo(
+      t,
+      { system: NEW, exit: 4, output: EXIT_4_OUTPUT },
+      { confirmTimeoutSeconds: 0.05, rollbackWaitMs: 100 },
+    );
+
+    expect(result.rolledBack).toBe(false);
+    expect(result.error?.message).toMatch(/and the rollback did not finish in time$/);
+    expect(result.error?.fix).toContain(CONSOLE_FIX);
+  });
+
+  it('the health-check command fails on the target after the confirm: rolls back', async () => {
+    const t = host();
+    t.healthCheck = (current) =>
+      current === NEW.path
+        ? { code: 7, stdout: '', stderr: 'curl: (7) Failed to connect to localhost port 8080' }
+        : { code: 0, stdout: 'ok', stderr: '' };
+    const healthCheck = 'curl -fsS http://localhost:8080/';
+    const { result } = await deployTo(t, { system: NEW }, { healthCheck });
+
+    const failed = {
+      name: `health-check: ${healthCheck}`,
+      ok: false,
+      detail: 'exit 7: curl: (7) Failed to connect to localhost port 8080 (1 try)',
+    };
+    expect(result.checks).toEqual([UNITS_OK, { ...failed, seconds: expect.any(Number) }]);
+    const reason = `health check failed: ${failed.name} (${failed.detail})`;
+    expect(result).toMatchObject({
+      systemPath: NEW.path,
+      hostRuns: OLD.path,
+      rolledBack: true,
+      rollback: { by: 'runner', reason },
+      error: { message: `deploy failed and was rolled back: ${reason}` },
+    });
+    expect(steps(t)).toEqual([
+      'state',
+      'guard upload',
+      'guard arm',
+      'nixos-rebuild switch',
+      'guard status',
+      'guard confirm',
+      'state units',
+      'health-check',
+      'guard rollback',
+      'guard status',
+      'running',
+      'closure',
+    ]);
+    expect(t.commands.find((c) => c.what === 'health-check')?.args).toEqual([healthCheck]);
+  });
+
+  it('a unit fails after a clean switch (newly failed): rolls back', async () => {
+    const t = host({
+      failedUnits: {
+        [OLD.path]: ['old-cron.service'],
+        [NEW.path]: ['old-cron.service', 'nginx.service'],
+      },
+    });
+    const { result } = await deployTo(t, { system: NEW });
+
+    const check = {
+      name: 'systemctl --failed',
+      ok: false,
+      detail: 'newly failed: nginx.service',
+      seconds: 0,
+    };
+    expect(result).toMatchObject({
+      failedUnits: ['nginx.service'],
+      checks: [check],
+      hostRuns: OLD.path,
+      rolledBack: true,
+      rollback: {
+        by: 'runner',
+        reason: `health check failed: systemctl --failed (${check.detail})`,
+      },
+    });
+    expect(guardCommands(t)).toEqual([
+      'guard upload',
+      'guard arm',
+      'guard status',
+      'guard confirm',
+      'guard rollback',
+      'guard status',
+    ]);
+  });
+
+  it('a unit that had failed before is no reason to roll back', async () => {
+    const t = host({
+      failedUnits: {
+        [OLD.path]: ['old-cron.service'],
+        [NEW.path]: ['old-cron.service'],
+      },
+    });
+    const { result } = await deployTo(t, { system: NEW });
+
+    expectNoError(result);
+    expect(result.failedUnits).toEqual([]);
+    expect(result.checks).toEqual([
+      {
+        name: 'systemctl --failed',
+        ok: true,
+        detail: 'none new (already failed before: old-cron.service)',
+        seconds: 0,
+      },
+    ]);
+    expect(t.current).toBe(NEW.path);
+  });
+
+  it('action test: the rollback reactivates the previous system and leaves the profile alone', async () => {
+    const t = host({ failedUnits: { [NEW.path]: ['nginx.service'] } });
+    const { result } = await deployTo(
+      t,
+      { system: NEW, exit: 4, output: EXIT_4_OUTPUT },
+      { action: 'test' },
+    );
+
+    expect(result).toMatchObject({
+      rolledBack: true,
+      rollback: { by: 'runner' },
+      hostRuns: OLD.path,
+    });
+    expect(t.commands.find((c) => c.what === 'guard arm')?.args[4]).toBe('test');
+    expect(t.current).toBe(OLD.path);
+    expect(t.profileLink).toBe('system-7-link');
+  });
+});
+
+describe('runDeploy: rollback by the target', () => {
+  it('the host does not answer after the switch: the target rolls back by itself', async () => {
+    const t = host();
+    t.cutsSsh.add(NEW.path);
+    // sshd stays away while the previous system comes back: no session before the rollback ends
+    t.rollbackMs = 100;
+    const { result, session, logged } = await deployTo(
+      t,
+      { system: NEW },
+      { confirmTimeoutSeconds: 0.05 },
+    );
+
+    expect(result).toMatchObject({
+      changed: true,
+      // the new session came after the rollback: the guard says what the switch went to
+      systemPath: NEW.path,
+      hostRuns: OLD.path,
+      rolledBack: true,
+      rollback: { by: 'target', reason: expect.stringMatching(NEW_SYSTEM_MAY_CUT_SSH) },
+      checks: [],
+      error: {
+        message: expect.stringMatching(/^deploy failed and was rolled back by the target itself: /),
+        fix: 'the host runs the previous system again; fix the configuration and deploy again',
+      },
+    });
+    expect(logged.warn).toContainEqual(
+      expect.stringMatching(
+        /^no new SSH session within 0\.05 s \(.*ECONNREFUSED\): waiting for the target to roll back by itself$/,
+      ),
+    );
+    expect(steps(t)).toEqual([
+      'state',
+      'guard upload',
+      'guard arm',
+      'nixos-rebuild switch',
+      'guard status',
+      'running',
+      'guard status',
+      'closure',
+    ]);
+    expect(guardCommands(t)).not.toContain('guard confirm');
+    expect(guardCommands(t)).not.toContain('guard rollback');
+    expect(t.current).toBe(OLD.path);
+    expect(t.profileLink).toBe('system-7-link');
+    expectOnlyOpen(t, session);
+  });
+
+  it('the confirm arrives just after the deadline: the target is rolling back, the runner waits', async () => {
+    const t = host();
+    t.rollbackMs = 20;
+    // the watcher's deadline passes between the runner's status and its confirm
+    t.beforeGuard = (verb, h) => {
+      if (verb === 'confirm') h.expireWatcher();
+    };
+    const { result, logged } = await deployTo(t, { system: NEW });
+
+    expect(result).toMatchObject({
+      systemPath: NEW.path,
+      hostRuns: OLD.path,
+      rolledBack: true,
+      rollback: { by: 'target', reason: expect.stringMatching(/did not confirm within 1 s/) },
+      error: { message: expect.stringMatching(/rolled back by the target itself/) },
+      // no health checks on a system that is being rolled back
+      checks: [],
+    });
+    expect(logged.warn).toContain('too late to confirm: the target is rolling-back');
+    expect(steps(t)).toEqual([
+      'state',
+      'guard upload',
+      'guard arm',
+      'nixos-rebuild switch',
+      'guard status',
+      'guard confirm',
+      'guard status',
+      'running',
+      'closure',
+    ]);
+  });
+
+  it('the first new session comes after the window: the target is already rolling back', async () => {
+    const t = host();
+    t.rollbackMs = 20;
+    const { result, logged } = await deployTo(
+      t,
+      { system: NEW },
+      {
+        confirmTimeoutSeconds: 0.05,
+        reconnect: async () => {
+          await sleep(120);
+          return t.connect();
+        },
+      },
+    );
+
+    expect(result).toMatchObject({
+      systemPath: NEW.path,
+      hostRuns: OLD.path,
+      rolledBack: true,
+      rollback: { by: 'target', reason: expect.stringMatching(NEW_SYSTEM_MAY_CUT_SSH) },
+      checks: [],
+    });
+    expect(logged.warn).toContainEqual(
+      expect.stringMatching(/^the target is already rolling-back: the runner did not confirm/),
+    );
+    // no confirm and no rollback of its own: it waits for the target's
+    expect(steps(t)).toEqual([
+      'state',
+      'guard upload',
+      'guard arm',
+      'nixos-rebuild switch',
+      'guard status',
+      'running',
+      'closure',
+    ]);
+  });
+});
+
+describe('runDeploy: no guard', () => {
+  it('rollback false: a failed switch is reported and the host keeps the new system', async () => {
+    const t = host({ failedUnits: { [NEW.path]: ['nginx.service'] } });
+    const { result } = await deployTo(
+      t,
+      { system: NEW, exit: 4, output: EXIT_4_OUTPUT },
+      { rollback: false },
+    );
+
+    expect(result).toMatchObject({
+      changed: true,
+      systemPath: NEW.path,
+      hostRuns: NEW.path,
+      rolledBack: false,
+      failedUnits: ['nginx.service'],
+      error: {
+        message: 'switch-to-configuration reported failed units (exit 4): nginx.service',
+        fix: 'rollback is false: the host keeps the new system; fix it and deploy again',
+      },
+    });
+    expect(result.rollback).toBeUndefined();
+    expect(guardCommands(t)).toEqual([]);
+    expect(t.current).toBe(NEW.path);
+  });
+
+  it('action boot: sets the profile, activates nothing, says a reboot is needed', async () => {
+    const t = host();
+    const { result, session } = await deployTo(t, { system: NEW_KERNEL }, { action: 'boot' });
+
+    expectNoError(result);
+    expect(result).toMatchObject({
+      action: 'boot',
+      changed: true,
+      systemPath: NEW_KERNEL.path,
+      previousSystemPath: OLD.path,
+      hostRuns: OLD.path,
+      rebootNeeded: ['kernel', 'initrd', 'kernel-modules'],
+      checks: [],
+      failedUnits: [],
+    });
+    expect(steps(t)).toEqual(['state', 'nixos-rebuild boot', 'running', 'closure']);
+    expect(t.current).toBe(OLD.path);
+    expect(t.profile).toBe(NEW_KERNEL.path);
+    expectOnlyOpen(t, session);
+  });
+
+  it('no systemd-run on the target: warns, deploys without a guard', async () => {
+    const t = host({ hasSystemdRun: false });
+    const { result, logged } = await deployTo(t, { system: NEW });
+
+    expectNoError(result);
+    expect(result).toMatchObject({ changed: true, systemPath: NEW.path, hostRuns: NEW.path });
+    expect(logged.warn).toContain(
+      'no systemd-run on the target: the automatic rollback cannot be armed',
+    );
+    expect(guardCommands(t)).toEqual([]);
+  });
+
+  it('no systemd-run and a failed switch: no rollback, the host keeps the new system', async () => {
+    const t = host({ hasSystemdRun: false, failedUnits: { [NEW.path]: ['nginx.service'] } });
+    const { result } = await deployTo(t, { system: NEW, exit: 4, output: EXIT_4_OUTPUT });
+
+    expect(result).toMatchObject({
+      hostRuns: NEW.path,
+      rolledBack: false,
+      failedUnits: ['nginx.service'],
+      error: { message: 'switch-to-configuration reported failed units (exit 4): nginx.service' },
+    });
+    expect(guardCommands(t)).toEqual([]);
+  });
+});
+
+describe('runDeploy: the target', () => {
+  it('a target that does not run NixOS: throws before anything changes', async () => {
+    const t = host({ isNixos: false });
+    const run = deployTo(t, { system: NEW });
+
+    await expect(run).rejects.toThrow(VpsNixosError);
+    await expect(run).rejects.toThrow(/does not run NixOS \(\/etc\/NIXOS is missing\)/);
+    expect(t.rebuilds).toEqual([]);
+    expect(t.log).toEqual(['state']);
+    expect(t.sessions.every((s) => s.closed)).toBe(true);
+  });
+
+  it('a user that is not root with use-sudo: every root command goes through sudo -n', async () => {
+    const t = host({
+      target: {
+        user: 'deploy',
+        host: '203.0.113.7',
+        port: 2222,
+        knownHostsName: '[203.0.113.7]:2222',
+      },
+    });
+    t.healthCheck = () => ({ code: 0, stdout: '', stderr: '' });
+    const { result } = await deployTo(t, { system: NEW }, { useSudo: true, healthCheck: 'true' });
+
+    expectNoError(result);
+    expect(result.rebuild.args).toEqual([
+      'switch',
+      '--flake',
+      '/src/flake#vps',
+      '--target-host',
+      'deploy@203.0.113.7',
+      '--use-remote-sudo',
+    ]);
+    expect(t.rebuilds[0]?.sshOpts).toMatch(/-p 2222$/);
+    const asRoot = t.commands.filter((c) => c.session > 0 && c.what !== 'running');
+    expect(asRoot.map((c) => c.what)).toContain('guard confirm');
+    expect(asRoot.filter((c) => !c.sudo)).toEqual([]);
+  });
+});

@@ -1,0 +1,516 @@
+/**
+ * A fake NixOS target for the deploy stage, at the SSH edge: an in-memory host (what runs, the
+ * system profile and its generations, failed units, the rollback guard's state machine) behind
+ * RemoteSession. It answers the commands deploy.ts sends in exactly the format
+ * scripts/deploy/{state,guard,closure}.sh print, so the real parsers run on its answers.
+ *
+ * nixos-rebuild is a stand-in script on PATH (`installRebuildStandIn`) that writes what it was
+ * asked to a report file; the target applies that report on its next connection or command, as
+ * the real host would have by then.
+ */
+import { chmodSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { readAsset } from '../../../src/assets';
+import { SshConnectError } from '../../../src/errors';
+import { GUARD_PATH, type GuardResult } from '../../../src/deploy/guard';
+import type { HostKey } from '../../../src/ssh/hostkeys';
+import type { ExecOptions, ExecResult, RemoteSession } from '../../../src/ssh/session';
+import type { Target } from '../../../src/target';
+
+const hash = (s: string) => createHash('sha256').update(s).digest('hex').slice(0, 32);
+const storePath = (name: string) => `/nix/store/${hash(name)}-${name}`;
+
+/** A NixOS system closure as the target's store holds it. */
+export interface FakeSystem {
+  path: string;
+  kernel: string;
+  initrd: string;
+  modules: string;
+  /** Every path of the closure with its NAR size, the system itself first. */
+  closure: { path: string; narBytes: number }[];
+}
+
+/** `nixos-system-vps-<label>` with a kernel and some packages (same name → same store path). */
+export function nixosSystem(
+  label: string,
+  opts: { kernel?: string; packages?: Record<string, number> } = {},
+): FakeSystem {
+  const kernelName = opts.kernel ?? 'linux-6.6.50';
+  const kernelPkg = storePath(kernelName);
+  const initrdPkg = storePath(`initrd-${kernelName}`);
+  const modulesPkg = storePath(`${kernelName}-modules`);
+  const path = storePath(`nixos-system-vps-${label}`);
+  return {
+    path,
+    kernel: `${kernelPkg}/bzImage`,
+    initrd: `${initrdPkg}/initrd`,
+    modules: modulesPkg,
+    closure: [
+      { path, narBytes: 20_000 },
+      { path: kernelPkg, narBytes: 12_000_000 },
+      { path: initrdPkg, narBytes: 9_000_000 },
+      { path: modulesPkg, narBytes: 40_000_000 },
+      ...Object.entries(opts.packages ?? {}).map(([name, narBytes]) => ({
+        path: storePath(name),
+        narBytes,
+      })),
+    ],
+  };
+}
+
+/** Writes the nixos-rebuild stand-in into `binDir`; its behaviour comes from FAKE_REBUILD_*. */
+export function installRebuildStandIn(binDir: string): void {
+  const file = join(binDir, 'nixos-rebuild');
+  writeFileSync(
+    file,
+    [
+      '#!/bin/sh',
+      '# nixos-rebuild stand-in (deploy-outcomes.test.ts): reports what it was asked, then does',
+      '# what FAKE_REBUILD_SYSTEM (activated, or empty: failed before), _OUTPUT and _EXIT say.',
+      '{',
+      '  printf "args=%s\\n" "$*"',
+      '  printf "sshopts=%s\\n" "$NIX_SSHOPTS"',
+      '  printf "system=%s\\n" "${FAKE_REBUILD_SYSTEM:-}"',
+      '} > "$FAKE_REBUILD_REPORT.tmp" && mv "$FAKE_REBUILD_REPORT.tmp" "$FAKE_REBUILD_REPORT"',
+      'if [ -n "${FAKE_REBUILD_OUTPUT:-}" ]; then printf "%s\\n" "$FAKE_REBUILD_OUTPUT" >&2; fi',
+      'exit "${FAKE_REBUILD_EXIT:-0}"',
+      '',
+    ].join('\n'),
+  );
+  chmodSync(file, 0o755);
+}
+
+/** One run of nixos-rebuild as the stand-in saw it. */
+export interface RebuildSeen {
+  args: string[];
+  sshOpts: string;
+  system: string;
+}
+
+/** One command the target ran: its kind (`guard arm`, `state units`, …), its words, over which session. */
+export interface CommandSeen {
+  what: string;
+  args: string[];
+  sudo: boolean;
+  /** 1 for the first session, 2 for the next one opened, …; 0 for nixos-rebuild (its own ssh). */
+  session: number;
+}
+
+interface GuardModel {
+  id: string;
+  prev: string;
+  link: string;
+  timeoutSeconds: number;
+  mode: string;
+  /** Where guard.sh's one token file is: armed, confirmed, firing (renamed), or removed. */
+  token: 'armed' | 'confirmed' | 'firing' | 'removed';
+  result?: GuardResult;
+  by: '' | 'runner' | 'target';
+  reason: string;
+  switchedTo: string;
+  deadline?: number;
+  rollbackStatus?: number;
+  firedBy?: 'runner' | 'target';
+  rollbackDoneAt?: number;
+}
+
+export interface FakeTargetOptions {
+  target?: Target;
+  systems: FakeSystem[];
+  /** What /run/current-system is; undefined: there is none. */
+  current?: FakeSystem;
+  /** The system booted last (closure.sh compares kernels with it); defaults to `current`. */
+  booted?: FakeSystem;
+  isNixos?: boolean;
+  hasSystemdRun?: boolean;
+  /** Units that are failed while a system runs, by system path. */
+  failedUnits?: Record<string, string[]>;
+  /** File the nixos-rebuild stand-in reports to. */
+  rebuildReport: string;
+}
+
+const STATE_SH = readAsset('scripts/deploy/state.sh');
+const GUARD_SH = readAsset('scripts/deploy/guard.sh');
+const CLOSURE_SH = readAsset('scripts/deploy/closure.sh');
+const GUARD_UPLOAD = `sh -c 'umask 077; mkdir -p /run/vps-nixos && cat > ${GUARD_PATH}.tmp && mv ${GUARD_PATH}.tmp ${GUARD_PATH}'`;
+
+/** Splits a command line the way sh does for what deploy.ts sends (single quotes, `'\''`). */
+export function shellWords(line: string): string[] {
+  const words: string[] = [];
+  let word: string | undefined;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i] as string;
+    if (c === "'") {
+      const end = line.indexOf("'", i + 1);
+      if (end < 0) throw new Error(`unterminated quote in: ${line}`);
+      word = (word ?? '') + line.slice(i + 1, end);
+      i = end;
+    } else if (c === '\\' && i + 1 < line.length) {
+      word = (word ?? '') + line[++i];
+    } else if (/\s/.test(c)) {
+      if (word !== undefined) words.push(word);
+      word = undefined;
+    } else {
+      word = (word ?? '') + c;
+    }
+  }
+  if (word !== undefined) words.push(word);
+  return words;
+}
+
+/** The host. Tests set its knobs, deploy, then read `commands`, `rebuilds` and its state. */
+export class FakeTarget {
+  readonly target: Target;
+  readonly hostKey: HostKey = { type: 'ssh-ed25519', blob: Buffer.from('fake host key') };
+  readonly systems = new Map<string, FakeSystem>();
+  current: string;
+  booted: string;
+  /** Profile generations: number → system path. */
+  readonly generations = new Map<number, string>();
+  /** The generation /nix/var/nix/profiles/system points at (0: no profile). */
+  generation = 0;
+  isNixos: boolean;
+  hasSystemdRun: boolean;
+  failedUnits: Record<string, string[]>;
+  /** Systems under which sshd cannot be reached (the configuration cut SSH or the network). */
+  readonly cutsSsh = new Set<string>();
+  /** `health-check` as the target's shell runs it, given what runs. */
+  healthCheck: (current: string, command: string) => ExecResult = () => ({
+    code: 0,
+    stdout: '',
+    stderr: '',
+  });
+  /** How long switch-to-configuration of the previous system takes in a rollback. */
+  rollbackMs = 0;
+  /** The previous system's switch-to-configuration fails (exit this) and does not activate it. */
+  rollbackFailsWith?: number;
+  /** Runs before a guard.sh verb is answered (e.g. the watcher's deadline passes just then). */
+  beforeGuard?: (verb: string, target: FakeTarget) => void;
+
+  readonly commands: CommandSeen[] = [];
+  readonly rebuilds: RebuildSeen[] = [];
+  /** Commands the fake did not recognise, and commands on closed sessions: both must stay empty. */
+  readonly unknown: string[] = [];
+  readonly sessions: FakeSession[] = [];
+  readonly guards = new Map<string, GuardModel>();
+  /** The file the nixos-rebuild stand-in reports to (FAKE_REBUILD_REPORT). */
+  readonly rebuildReport: string;
+  private guardUploaded = false;
+  private switchedAt?: number;
+
+  constructor(opts: FakeTargetOptions) {
+    this.target = opts.target ?? {
+      user: 'root',
+      host: '203.0.113.7',
+      port: 22,
+      knownHostsName: '203.0.113.7',
+    };
+    for (const s of opts.systems) this.systems.set(s.path, s);
+    this.current = opts.current?.path ?? '';
+    this.booted = (opts.booted ?? opts.current)?.path ?? '';
+    if (opts.current) {
+      this.generation = 7;
+      this.generations.set(7, opts.current.path);
+    }
+    this.isNixos = opts.isNixos ?? true;
+    this.hasSystemdRun = opts.hasSystemdRun ?? true;
+    this.failedUnits = opts.failedUnits ?? {};
+    this.rebuildReport = opts.rebuildReport;
+  }
+
+  get profile(): string {
+    return this.generations.get(this.generation) ?? '';
+  }
+
+  get profileLink(): string {
+    return this.generation ? `system-${this.generation}-link` : '';
+  }
+
+  /** The session the run starts with. */
+  session(): FakeSession {
+    const s = new FakeSession(this, this.sessions.length + 1);
+    this.sessions.push(s);
+    return s;
+  }
+
+  /** What `reconnect` does: a new session, or the error a host that does not answer gives. */
+  async connect(): Promise<RemoteSession> {
+    this.settle();
+    if (this.cutsSsh.has(this.current))
+      throw new SshConnectError(
+        `could not connect to ${this.target.host}:${this.target.port}: connect ECONNREFUSED`,
+        'check the host',
+      );
+    return this.session();
+  }
+
+  /** The guard's watcher deadline passes now (the runner's confirm has not come). */
+  expireWatcher(): void {
+    for (const g of this.guards.values()) if (g.switchedTo) g.deadline = Date.now();
+    this.settle();
+  }
+
+  /** Command kinds in order (`guard arm`, `nixos-rebuild switch`, …). */
+  get log(): string[] {
+    return this.commands.map((c) => c.what);
+  }
+
+  /** Applies a finished nixos-rebuild, runs the guard's watcher and rollbacks up to now. */
+  settle(): void {
+    this.applyRebuild();
+    const now = Date.now();
+    for (const g of this.guards.values()) {
+      // guard.sh watch: only while the token is `armed`; the deadline starts at the switch
+      if (g.token === 'armed' && !g.switchedTo && this.current !== g.prev) {
+        g.switchedTo = this.current;
+        g.deadline = (this.switchedAt ?? now) + g.timeoutSeconds * 1000;
+      }
+      if (g.token === 'armed' && g.deadline !== undefined && now >= g.deadline) {
+        g.token = 'firing';
+        this.startRollback(
+          g,
+          'target',
+          `the runner did not confirm within ${g.timeoutSeconds} s after the switch (SSH or the network may be cut)`,
+        );
+      }
+      if (g.result === 'rolling-back' && g.rollbackDoneAt !== undefined && now >= g.rollbackDoneAt)
+        this.finishRollback(g);
+    }
+  }
+
+  private applyRebuild(): void {
+    if (!existsSync(this.rebuildReport)) return;
+    const at = statSync(this.rebuildReport).mtimeMs;
+    const kv = Object.fromEntries(
+      readFileSync(this.rebuildReport, 'utf8')
+        .split('\n')
+        .filter((l) => l.includes('='))
+        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+    );
+    rmSync(this.rebuildReport);
+    const seen: RebuildSeen = {
+      args: (kv.args ?? '').split(' '),
+      sshOpts: kv.sshopts ?? '',
+      system: kv.system ?? '',
+    };
+    this.rebuilds.push(seen);
+    this.commands.push({
+      what: `nixos-rebuild ${seen.args[0]}`,
+      args: seen.args,
+      sudo: seen.args.includes('--use-remote-sudo'),
+      session: 0,
+    });
+    if (!seen.system) return;
+    if (!this.systems.has(seen.system)) throw new Error(`unknown system ${seen.system}`);
+    const action = seen.args[0];
+    if (action === 'switch' || action === 'boot') {
+      const next = Math.max(0, ...this.generations.keys()) + 1;
+      this.generations.set(next, seen.system);
+      this.generation = next;
+    }
+    if (action === 'switch' || action === 'test') {
+      this.current = seen.system;
+      this.switchedAt = at;
+    }
+  }
+
+  private failedNow(): string[] {
+    return this.failedUnits[this.current] ?? [];
+  }
+
+  private startRollback(g: GuardModel, by: 'runner' | 'target', reason: string): void {
+    g.firedBy = by;
+    // guard.sh: the runner writes `by` before starting; the watcher only after do_rollback ends
+    if (by === 'runner') g.by = 'runner';
+    g.reason = reason;
+    g.result = 'rolling-back';
+    g.rollbackDoneAt = Date.now() + this.rollbackMs;
+    if (this.rollbackMs <= 0) this.finishRollback(g);
+  }
+
+  private finishRollback(g: GuardModel): void {
+    if (g.mode === 'switch' && g.link !== '-') {
+      const gen = Number(/^system-(\d+)-link$/.exec(g.link)?.[1]);
+      if (this.generations.has(gen)) this.generation = gen;
+    }
+    if (this.rollbackFailsWith !== undefined) {
+      g.rollbackStatus = this.rollbackFailsWith;
+    } else {
+      g.rollbackStatus = 0;
+      this.current = g.prev;
+    }
+    g.result = this.current === g.prev ? 'rolled-back' : 'rollback-failed';
+    g.rollbackDoneAt = undefined;
+    if (g.firedBy === 'target') g.by = 'target';
+  }
+
+  /** What one command line does on the host. */
+  run(session: number, command: string, opts: ExecOptions = {}): ExecResult {
+    this.settle();
+    const sudo = command.startsWith('sudo -n ');
+    const line = sudo ? command.slice('sudo -n '.length) : command;
+    const stdin = typeof opts.stdin === 'string' ? opts.stdin : opts.stdin?.toString();
+    const ok = (stdout: string): ExecResult => ({ code: 0, stdout, stderr: '' });
+    const seen = (what: string, args: string[] = []) =>
+      this.commands.push({ what, args, sudo, session });
+
+    if (line === GUARD_UPLOAD) {
+      seen('guard upload');
+      if (stdin !== GUARD_SH) return { code: 1, stdout: '', stderr: 'not guard.sh' };
+      this.guardUploaded = true;
+      return ok('');
+    }
+    if (line.startsWith('for l in /run/current-system /nix/var/nix/profiles/system;')) {
+      seen('running');
+      return ok(`${this.current}\n${this.profile}\n`);
+    }
+    const words = shellWords(line);
+    if (words[0] === 'sh' && words[1] === '-s' && stdin === STATE_SH) {
+      const units = words[2] === '--' && words[3] === 'units';
+      seen(units ? 'state units' : 'state');
+      const failed = this.failedNow()
+        .map((u) => `${u} `)
+        .join('');
+      if (units) return ok(`failed=${failed}\n`);
+      const store = new Set<string>();
+      for (const p of this.systems.get(this.current)?.closure ?? [])
+        store.add(p.path.slice('/nix/store/'.length));
+      return ok(
+        [
+          `nixos=${this.isNixos ? 1 : 0}`,
+          `current=${this.current}`,
+          `profile_link=${this.profileLink}`,
+          `profile=${this.profile}`,
+          `systemd_run=${this.hasSystemdRun ? '/run/current-system/sw/bin/systemd-run' : ''}`,
+          `failed=${failed}`,
+          'store:',
+          ...[...store].sort(),
+          '',
+        ].join('\n'),
+      );
+    }
+    if (words[0] === 'sh' && words[1] === '-s' && words[2] === '--' && stdin === CLOSURE_SH) {
+      const [next, prev] = words.slice(3);
+      seen('closure', words.slice(3));
+      const n = next ? this.systems.get(next) : undefined;
+      if (!n) return { code: 1, stdout: `error=nix-store -qR ${next} failed\n`, stderr: '' };
+      const b = this.systems.get(this.booted);
+      const p = prev ? this.systems.get(prev) : undefined;
+      const out: string[] = [];
+      for (const [f, k] of [
+        ['kernel', 'kernel'],
+        ['initrd', 'initrd'],
+        ['kernel-modules', 'modules'],
+      ] as const) {
+        out.push(`new_${f}=${n[k]}`, `booted_${f}=${b?.[k] ?? ''}`);
+      }
+      for (const c of n.closure) out.push(`new ${c.path} ${c.narBytes}`);
+      for (const c of p?.closure ?? []) out.push(`prev ${c.path}`);
+      return ok(out.join('\n') + '\n');
+    }
+    if (words[0] === 'sh' && words[1] === '-c' && words.length === 3) {
+      seen('health-check', [words[2] as string]);
+      return this.healthCheck(this.current, words[2] as string);
+    }
+    if (words[0] === '/bin/sh' && words[1] === GUARD_PATH) return this.guard(words.slice(2), seen);
+
+    this.unknown.push(command);
+    return { code: 127, stdout: '', stderr: `fake target: unknown command: ${command}` };
+  }
+
+  private guard(argv: string[], seen: (what: string, args: string[]) => void): ExecResult {
+    const [verb = '', id = '', ...rest] = argv;
+    seen(`guard ${verb}`, [id, ...rest]);
+    if (!this.guardUploaded)
+      return { code: 127, stdout: '', stderr: `/bin/sh: ${GUARD_PATH}: No such file` };
+    this.beforeGuard?.(verb, this);
+    this.settle();
+    const out = (pairs: [string, string | number | undefined][], code = 0): ExecResult => ({
+      code,
+      stdout: pairs.map(([k, v]) => `${k}=${v ?? ''}\n`).join(''),
+      stderr: '',
+    });
+    const g = this.guards.get(id);
+    const resultNow = () => g?.result ?? (g?.token === 'firing' ? 'rolling-back' : 'armed');
+    switch (verb) {
+      case 'arm': {
+        const [prev = '', link = '', timeout = '', mode = ''] = rest;
+        if (!this.systems.has(prev))
+          return out([['error', `${prev} has no bin/switch-to-configuration`]], 1);
+        if (!this.hasSystemdRun) return out([['error', 'systemd-run is missing']], 1);
+        this.guards.set(id, {
+          id,
+          prev,
+          link,
+          timeoutSeconds: Number(timeout),
+          mode,
+          token: 'armed',
+          by: '',
+          reason: '',
+          switchedTo: '',
+        });
+        return out([['armed', `vps-nixos-guard-${id}`]]);
+      }
+      case 'confirm':
+        if (g?.token === 'armed') {
+          g.token = 'confirmed';
+          g.result = 'confirmed';
+          return out([['result', 'confirmed']]);
+        }
+        return out([['result', g?.result ?? 'rolling-back']]);
+      case 'rollback':
+        if (g && (g.token === 'armed' || g.token === 'confirmed')) {
+          g.token = 'firing';
+          this.startRollback(g, 'runner', rest[0] ?? '');
+          return out([['result', 'rolling-back']]);
+        }
+        return out([['result', g?.result ?? 'rolling-back']]);
+      case 'disarm':
+        if (g) {
+          if (g.token === 'armed') g.token = 'removed';
+          g.result = 'disarmed';
+        }
+        return out([['result', 'disarmed']]);
+      case 'status':
+        return out([
+          ['current', this.current],
+          ['prev', g?.prev],
+          ['result', resultNow()],
+          ['by', g?.by],
+          ['reason', g?.reason],
+          ['switched_to', g?.switchedTo],
+          ['rollback_status', g?.rollbackStatus],
+        ]);
+      default:
+        return { code: 2, stdout: '', stderr: `guard: unknown command ${verb}` };
+    }
+  }
+}
+
+/** One SSH session to the fake target. */
+export class FakeSession implements RemoteSession {
+  closed = false;
+  readonly target: Target;
+  readonly hostKey: HostKey;
+
+  constructor(
+    private readonly host: FakeTarget,
+    readonly index: number,
+  ) {
+    this.target = host.target;
+    this.hostKey = host.hostKey;
+  }
+
+  async exec(command: string, opts?: ExecOptions): Promise<ExecResult> {
+    if (this.closed) {
+      this.host.unknown.push(`on closed session ${this.index}: ${command}`);
+      throw new Error('not connected');
+    }
+    return this.host.run(this.index, command, opts);
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+}

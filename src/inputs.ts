@@ -18,6 +18,12 @@ export type MethodInput = (typeof METHODS)[number];
 
 const PATCH_UDEVADM = ['auto', 'true', 'false'] as const;
 
+/** Where `push-to` sends what the binary caches do not serve: `cachix push NAME`, `attic push CACHE`. */
+export interface PushTarget {
+  tool: 'cachix' | 'attic';
+  cache: string;
+}
+
 /** A flake output reference, `path#name`. */
 export interface FlakeRef {
   ref: string;
@@ -325,6 +331,30 @@ export const INPUTS = {
     required: false,
     default: '4GiB',
     parse: sizeInput,
+  },
+  'push-to': {
+    key: 'pushTo',
+    description:
+      "Push the closure's paths the binary caches do not serve to your own binary cache instead of the Actions cache: cachix:NAME or attic:CACHE (that CLI on PATH, logged in)",
+    required: false,
+    parse: z.string().transform((s, ctx): PushTarget => {
+      const m = /^(cachix|attic):([A-Za-z0-9][A-Za-z0-9._:/-]*)$/.exec(s.trim());
+      return m
+        ? { tool: m[1] as PushTarget['tool'], cache: m[2]! }
+        : fail(
+            ctx,
+            `'${s}' is not cachix:NAME or attic:CACHE`,
+            'write e.g. cachix:my-cache or attic:my-server:my-cache',
+          );
+    }),
+  },
+  'github-token': {
+    key: 'githubToken',
+    description:
+      "Token that deletes this configuration's previous closure-cache entry once a new one is saved (needs permissions: actions: write); without it old entries wait for GitHub's 7-day eviction",
+    required: false,
+    secret: true,
+    parse: z.string().transform((s) => s.trim()),
   },
   'allow-preflight-errors': {
     key: 'allowPreflightErrors',

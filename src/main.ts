@@ -49,6 +49,7 @@ async function main(): Promise<void> {
   const raw = readInputs();
   // Mask first: nothing after this line may print the key unmasked.
   if (raw['ssh-private-key']) maskLines(raw['ssh-private-key'], core.setSecret);
+  if (raw['github-token']) core.setSecret(raw['github-token']);
   const cfg = parseConfig(raw);
   // Key files and downloads share one private dir, removed by the post step.
   const km = writeKeyMaterial(
@@ -76,7 +77,7 @@ async function main(): Promise<void> {
       tempDir: km.dir,
       toolVersion: TOOL_VERSION,
       cache: {
-        store: new ActionsCacheStore(),
+        store: new ActionsCacheStore(cfg.githubToken),
         dir: join(process.env.RUNNER_TEMP || tmpdir(), 'vps-nixos-closure-cache'),
       },
     },

@@ -4,7 +4,7 @@
  * binary cache, nix-store --delete — is the real thing.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../helpers/cli';
@@ -39,7 +39,17 @@ interface BuildDoc {
       removed: { path: string; narBytes: number }[];
     } | null;
   };
-  cache: { key: string; hit: string; restoredPaths: number; saved: string; bytes?: number } | null;
+  cache: { key: string; hit: string; restoredPaths: number; restoredKey?: string } | null;
+  cacheSave: {
+    key: string;
+    saved: string;
+    detail: string;
+    closurePaths: number;
+    servedPaths: number;
+    savedPaths: number;
+    bytes?: number;
+    replaced?: { key: string; deleted: boolean };
+  } | null;
 }
 
 async function build(flakeRef: string, extra: string[] = []) {
@@ -102,8 +112,11 @@ describe('vps-nixos build (real Nix, stand-in configuration)', () => {
     const dir = cacheDir();
     const cold = await build(f.ref, ['--cache-dir', dir]);
     expect(cold.code).toBe(0);
-    expect(cold.doc!.cache).toMatchObject({ hit: 'miss', saved: 'saved' });
-    expect(cold.doc!.cache!.bytes).toBeGreaterThan(0);
+    expect(cold.doc!.cache).toMatchObject({ hit: 'miss', restoredPaths: 0 });
+    // no binary cache serves any of it (substituters is empty): all of it is saved
+    expect(cold.doc!.cacheSave).toMatchObject({ saved: 'saved', servedPaths: 0 });
+    expect(cold.doc!.cacheSave!.savedPaths).toBe(cold.doc!.cacheSave!.closurePaths);
+    expect(cold.doc!.cacheSave!.bytes).toBeGreaterThan(0);
     const paths = nixSync(['path-info', '-r', cold.doc!.toplevel]).trim().split('\n');
     // Referrers first: Nix 2.8 refuses to delete a path whose referrer is still valid.
     execFileSync('nix-store', ['--delete', ...[...paths].reverse()], {
@@ -117,9 +130,9 @@ describe('vps-nixos build (real Nix, stand-in configuration)', () => {
     expect(warm.doc!.cache).toMatchObject({
       hit: 'exact',
       restoredPaths: paths.length,
-      saved: 'not-needed',
       key: cold.doc!.cache!.key,
     });
+    expect(warm.doc!.cacheSave).toMatchObject({ saved: 'exists' });
     expect(warm.doc!.toplevel).toBe(cold.doc!.toplevel);
     expect(warm.stderr).not.toMatch(/building '/);
     for (const p of paths) expect(nixSync(['path-info', p]).trim()).toBe(p);
@@ -140,20 +153,103 @@ describe('vps-nixos build (real Nix, stand-in configuration)', () => {
     writeFileSync(join(f.dir, 'flake.nix'), flakeText({ tag: 'key-changed', inputDir: input }));
     const k3 = await key();
     expect(k3).not.toBe(k2);
-    // A changed configuration restores from the last closure (restore-keys prefix).
-    const partial = await build(f.ref, ['--cache-dir', dir]);
-    expect(partial.doc!.cache!.hit).toBe('exact');
+    // The same configuration again: in the store, nothing restored, the entry is there.
+    const again = await build(f.ref, ['--cache-dir', dir]);
+    expect(again.doc!.cache!.hit).toBe('in-store');
+    expect(again.doc!.cacheSave!.saved).toBe('exists');
     expect(k3.slice(0, k3.lastIndexOf('-'))).toBe(k1.slice(0, k1.lastIndexOf('-')));
   });
 
-  it('starts a changed configuration from the previous closure (partial hit)', async () => {
+  it('a changed configuration starts from its line’s previous entry and replaces it (one entry per line)', async () => {
     const dir = cacheDir();
     const f = standinFlake({ tag: `p1-${Date.now()}` });
-    expect((await build(f.ref, ['--cache-dir', dir])).doc!.cache!.hit).toBe('miss');
+    const first = await build(f.ref, ['--cache-dir', dir]);
+    expect(first.doc!.cache!.hit).toBe('miss');
     writeFileSync(join(f.dir, 'flake.nix'), flakeText({ tag: `p2-${Date.now()}` }));
     const next = await build(f.ref, ['--cache-dir', dir]);
-    expect(next.doc!.cache).toMatchObject({ hit: 'partial', saved: 'saved' });
-    expect(next.doc!.cache!.restoredPaths).toBeGreaterThan(0);
+    // the previous closure's paths are all in this store: none is imported again
+    expect(next.doc!.cache).toMatchObject({
+      hit: 'partial',
+      restoredKey: first.doc!.cache!.key,
+      restoredPaths: 0,
+    });
+    expect(next.doc!.cacheSave).toMatchObject({
+      saved: 'saved',
+      replaced: { key: first.doc!.cache!.key, deleted: true },
+    });
+    expect(
+      readdirSync(join(dir, 'entries')).filter((e) => e.startsWith('vps-nixos-closure')),
+    ).toEqual([next.doc!.cache!.key]);
+  });
+
+  it('saves only what the binary caches do not serve (a signed file:// cache stands for cache.nixos.org)', async () => {
+    const f = standinFlake({ tag: `up-${Date.now()}`, uniqueDeps: true });
+    // Build without a cache, put the firmware and everything it needs into a signed upstream cache.
+    const built = await build(f.ref, ['--cache', 'false']);
+    const all = nixSync(['path-info', '-r', built.doc!.toplevel]).trim().split('\n');
+    const firmware = all.find((p) => p.includes('linux-firmware'))!;
+    const upstreamPaths = nixSync(['path-info', '-r', firmware]).trim().split('\n');
+    const keys = mkdtempSync(join(tmpdir(), 'vps-nixos-keys-'));
+    writeFileSync(
+      join(keys, 'sk'),
+      nixSync(['key', 'generate-secret', '--key-name', 'upstream-1']),
+    );
+    const pk = execFileSync(
+      'nix',
+      ['--extra-experimental-features', 'nix-command', 'key', 'convert-secret-to-public'],
+      {
+        input: readFileSync(join(keys, 'sk')),
+        encoding: 'utf8',
+      },
+    ).trim();
+    const upstream = mkdtempSync(join(tmpdir(), 'vps-nixos-upstream-'));
+    nixSync(['copy', '--to', `file://${upstream}?secret-key=${join(keys, 'sk')}`, firmware]);
+    // an unsigned path in the same cache does not count as served
+    const unsigned = all.find((p) => !upstreamPaths.includes(p) && p !== built.doc!.toplevel)!;
+    nixSync(['copy', '--to', `file://${upstream}`, '--no-recursive', unsigned]);
+    const withUpstream = {
+      ...env,
+      NIX_CONFIG: `${OFFLINE_NIX_CONFIG}\nextra-substituters = file://${upstream}\ntrusted-public-keys = ${pk}`,
+    };
+    const dir = cacheDir();
+    const run = (d = dir) =>
+      runCli(['build', '--flake', `${f.ref}#standin`, '--json', '--cache-dir', d], {
+        env: withUpstream,
+        timeoutMs: 170_000,
+      });
+    const r = await run();
+    const doc = JSON.parse(r.stdout) as BuildDoc;
+    expect(doc.cacheSave).toMatchObject({
+      saved: 'saved',
+      closurePaths: all.length,
+      servedPaths: upstreamPaths.length,
+      savedPaths: all.length - upstreamPaths.length,
+    });
+    // A fresh store: the entry and the upstream cache bring every path back; nothing is built.
+    execFileSync('nix-store', ['--delete', ...[...all].reverse()], {
+      env: { ...process.env, NIX_CONFIG: OFFLINE_NIX_CONFIG },
+      stdio: 'ignore',
+    });
+    const fresh = await run();
+    expect(fresh.code).toBe(0);
+    expect(fresh.stderr).not.toMatch(/building '/);
+    expect((JSON.parse(fresh.stdout) as BuildDoc).cache).toMatchObject({
+      hit: 'exact',
+      // the entry's paths; the firmware came from the upstream cache
+      restoredPaths: all.length - upstreamPaths.length,
+    });
+    for (const p of all) expect(nixSync(['path-info', p]).trim()).toBe(p);
+    // A cache that refuses the save (its entries dir is a file): a warning; the run succeeds.
+    const refusing = cacheDir();
+    writeFileSync(join(refusing, 'entries'), 'not a directory');
+    writeFileSync(
+      join(f.dir, 'flake.nix'),
+      flakeText({ tag: `up2-${Date.now()}`, uniqueDeps: true }),
+    );
+    const refused = await run(refusing);
+    expect(refused.code).toBe(0);
+    expect((JSON.parse(refused.stdout) as BuildDoc).cacheSave!.saved).toBe('failed');
+    expect(refused.stderr).toMatch(/warning: cache: not saved .*the deploy is not affected/);
   });
 
   it('builds the disk script when the configuration has one, and refuses kexec without one', async () => {

@@ -23588,6 +23588,282 @@ function readAsset(relative) {
 
 /***/ }),
 
+/***/ 1980:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.restoreClosure = restoreClosure;
+exports.countRestored = countRestored;
+exports.invalidPaths = invalidPaths;
+exports.saveClosure = saveClosure;
+exports.runnerSubstituters = runnerSubstituters;
+exports.nixBase32 = nixBase32;
+exports.nixHash = nixHash;
+exports.narinfoText = narinfoText;
+exports.writeEntry = writeEntry;
+/**
+ * The closure cache between runs: a zstd file binary cache of the store paths the configured
+ * binary caches cannot serve (the user's own derivations), one entry per configuration line.
+ * Restored in the build stage, only when the closure is not in the store, and only the paths the
+ * store lacks are imported; saved after the deploy, where a failure is a warning.
+ */
+const node_fs_1 = __nccwpck_require__(3024);
+const node_child_process_1 = __nccwpck_require__(1421);
+const node_crypto_1 = __nccwpck_require__(7598);
+const node_path_1 = __nccwpck_require__(6760);
+const errors_1 = __nccwpck_require__(3916);
+const size_1 = __nccwpck_require__(4642);
+const nix_1 = __nccwpck_require__(4280);
+const closure_1 = __nccwpck_require__(2198);
+const store_1 = __nccwpck_require__(7631);
+const narinfo_1 = __nccwpck_require__(4263);
+const push_1 = __nccwpck_require__(9084);
+const MANIFEST = 'vps-nixos-paths.txt';
+/**
+ * Restores the newest entry of this configuration line. Its paths are not imported here: the
+ * entry is a binary cache, and the build uses it as one more substituter (`?trusted=1`: it is
+ * ours, unsigned), next to the configured ones that serve the rest, so Nix fetches exactly the
+ * paths the store lacks and builds none of them. `missing` is what the store lacked.
+ */
+async function restoreClosure(nix, cache, key, prefix) {
+    const restoredKey = await cache.store.restore(cache.dir, key, [prefix]);
+    const manifest = (0, node_path_1.join)(cache.dir, MANIFEST);
+    const listed = restoredKey && (0, node_fs_1.existsSync)(manifest)
+        ? (0, node_fs_1.readFileSync)(manifest, 'utf8').split('\n').filter(Boolean)
+        : [];
+    const missing = await invalidPaths(nix, listed);
+    return {
+        outcome: {
+            kind: cache.store.kind,
+            key,
+            restoredKey,
+            restoredPaths: 0,
+            hit: restoredKey === key ? 'exact' : restoredKey ? 'partial' : 'miss',
+        },
+        substituter: missing.length ? `file://${cache.dir}?trusted=1` : undefined,
+        missing,
+    };
+}
+/** After the build: how many of the paths the store lacked it now has (they came from the entry or upstream). */
+async function countRestored(nix, missing) {
+    return missing.length - (await invalidPaths(nix, missing)).length;
+}
+/** The paths of `paths` that are not valid in the local store. */
+async function invalidPaths(nix, paths) {
+    if (paths.length === 0)
+        return [];
+    const r = await nix.run(['path-info', '--json', ...paths]);
+    // path-info exits 1 when any is missing, and still lists the valid ones.
+    let valid = new Set();
+    try {
+        const doc = JSON.parse(r.stdout || '[]');
+        valid = new Set(doc.filter((d) => d.valid !== false && d.path).map((d) => d.path));
+    }
+    catch {
+        // nothing listed: treat all as missing
+    }
+    return paths.filter((p) => !valid.has(p));
+}
+/**
+ * Saves the paths the binary caches cannot serve. Never throws: a refused or failed save (a
+ * read-only token, the quota) is a warning and the outcome says so.
+ */
+async function saveClosure(nix, req) {
+    const base = {
+        key: req.key,
+        closurePaths: req.paths.length,
+        servedPaths: 0,
+        savedPaths: 0,
+    };
+    const to = req.to;
+    if (to.kind === 'cache' && req.restore?.hit === 'exact')
+        return { ...base, saved: 'exists', detail: 'the cache has this closure already' };
+    try {
+        if (to.kind === 'cache' && (await to.store.has(to.dir, req.key)))
+            return { ...base, saved: 'exists', detail: 'the cache has this closure already' };
+        const served = await (0, narinfo_1.servedPaths)(req.paths.map((p) => p.path), req.substituters, { warn: req.warn });
+        const rest = req.paths.filter((p) => !served.has(p.path));
+        const outcome = { ...base, servedPaths: served.size, savedPaths: rest.length };
+        if (rest.length === 0)
+            return {
+                ...outcome,
+                saved: 'not-needed',
+                detail: `the binary caches serve all ${req.paths.length} paths`,
+            };
+        if (to.kind === 'push') {
+            const r = await (0, push_1.push)(to.target, rest.map((p) => p.path), req.log);
+            if (r.code !== 0)
+                throw new Error(`${to.target.tool} push exited ${r.code}: ${r.tail}`);
+            const detail = `${rest.length} of ${req.paths.length} paths pushed to ${to.target.tool}:${to.target.cache} (the rest the binary caches serve)`;
+            req.log(`cache: ${detail}`);
+            return { ...outcome, saved: 'saved', detail };
+        }
+        await writeEntry(nix, to.dir, rest);
+        const bytes = (0, store_1.dirBytes)(to.dir);
+        if (bytes > to.capBytes) {
+            const biggest = [...rest]
+                .sort((a, b) => b.narBytes - a.narBytes)
+                .slice(0, 3)
+                .map((p) => `${(0, closure_1.storeName)(p.path)} ${(0, size_1.formatBytes)(p.narBytes)}`)
+                .join(', ');
+            const detail = `${rest.length} paths the binary caches do not serve, ${(0, size_1.formatBytes)(bytes)} compressed, over cache-max-size ${(0, size_1.formatBytes)(to.capBytes)} (biggest: ${biggest}): not saved`;
+            req.warn(`cache: ${detail}`);
+            return { ...outcome, saved: 'skipped-over-cap', bytes, detail };
+        }
+        const saved = await to.store.save(to.dir, req.key);
+        const done = {
+            ...outcome,
+            saved,
+            bytes,
+            detail: `${rest.length} of ${req.paths.length} paths (the rest the binary caches serve), ${(0, size_1.formatBytes)(bytes)}`,
+        };
+        const old = req.restore?.restoredKey;
+        if (saved === 'saved' && old && old !== req.key && to.store.remove) {
+            const gone = await to.store.remove(old).then(() => ({ key: old, deleted: true }), (err) => ({ key: old, deleted: false, detail: (0, errors_1.describeError)(err) }));
+            if (!gone.deleted)
+                req.warn(`cache: the previous entry ${old} stays until the cache evicts it: ${gone.detail}`);
+            done.replaced = gone;
+        }
+        req.log(`cache: ${saved} ${req.key}: ${done.detail}`);
+        return done;
+    }
+    catch (err) {
+        const detail = (0, errors_1.describeError)(err).split('\n')[0] ?? 'failed';
+        req.warn(`cache: not saved (${detail}); the deploy is not affected`);
+        return { ...base, saved: 'failed', detail };
+    }
+}
+/** The runner's binary caches and trusted keys (`nix config show`, `nix show-config` before 2.20). */
+async function runnerSubstituters(nix) {
+    for (const args of [
+        ['config', 'show', '--json'],
+        ['show-config', '--json'],
+    ]) {
+        const r = await nix.run(args);
+        if (r.code !== 0)
+            continue;
+        try {
+            const doc = JSON.parse(r.stdout);
+            const list = (k) => {
+                const v = doc[k]?.value;
+                return Array.isArray(v) ? v.filter((x) => typeof x === 'string') : [];
+            };
+            return { urls: list('substituters'), trustedKeys: list('trusted-public-keys') };
+        }
+        catch {
+            // not JSON: try the other spelling
+        }
+    }
+    return { urls: [], trustedKeys: [] };
+}
+const NIX_BASE32 = '0123456789abcdfghijklmnpqrsvwxyz';
+/** Nix's base-32 (its own alphabet and bit order), as store paths and narinfo hashes use it. Pure. */
+function nixBase32(bytes) {
+    const len = Math.ceil((bytes.length * 8) / 5);
+    let out = '';
+    for (let n = len - 1; n >= 0; n--) {
+        const b = n * 5;
+        const i = Math.floor(b / 8);
+        const j = b % 8;
+        const c = ((bytes[i] ?? 0) >> j) | ((bytes[i + 1] ?? 0) << (8 - j));
+        out += NIX_BASE32[c & 0x1f];
+    }
+    return out;
+}
+/** `sha256-<base64>` (SRI, as path-info --json prints it) or `sha256:<base32>` → `sha256:<base32>`. Pure. */
+function nixHash(h) {
+    const sri = /^sha256-([A-Za-z0-9+/]+=*)$/.exec(h);
+    return sri ? `sha256:${nixBase32(Buffer.from(sri[1], 'base64'))}` : h;
+}
+/** A narinfo as Nix reads it. Pure. */
+function narinfoText(n) {
+    return [
+        `StorePath: ${n.path}`,
+        `URL: nar/${n.fileHash}.nar.zst`,
+        'Compression: zstd',
+        `FileHash: sha256:${n.fileHash}`,
+        `FileSize: ${n.fileSize}`,
+        `NarHash: ${n.narHash}`,
+        `NarSize: ${n.narSize}`,
+        `References: ${n.references.map((r) => r.slice(r.lastIndexOf('/') + 1)).join(' ')}`,
+        '',
+    ].join('\n');
+}
+/**
+ * Writes `paths` (and only them: their references may live in other caches) as a zstd file
+ * binary cache in `dir`: nar/<filehash>.nar.zst and <hash>.narinfo each, nix-cache-info, and the
+ * manifest. `nix copy --no-recursive` cannot: a file cache refuses a path whose references it lacks.
+ */
+async function writeEntry(nix, dir, paths) {
+    (0, node_fs_1.rmSync)(dir, { recursive: true, force: true });
+    (0, node_fs_1.mkdirSync)((0, node_path_1.join)(dir, 'nar'), { recursive: true });
+    (0, node_fs_1.writeFileSync)((0, node_path_1.join)(dir, 'nix-cache-info'), 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n');
+    const hashes = await nix.run(['path-info', '--json', ...paths.map((p) => p.path)]);
+    const narHash = new Map();
+    try {
+        for (const d of JSON.parse(hashes.stdout))
+            if (d.narHash)
+                narHash.set(d.path, nixHash(d.narHash));
+    }
+    catch {
+        throw new Error(`nix path-info did not list the NAR hashes: ${(0, nix_1.nixErrorText)(hashes.stderr)}`);
+    }
+    for (const p of paths) {
+        const tmp = (0, node_path_1.join)(dir, 'nar', 'partial.nar.zst');
+        const digest = await dumpCompressed(p.path, tmp);
+        const fileHash = nixBase32(digest.sha256);
+        (0, node_fs_1.renameSync)(tmp, (0, node_path_1.join)(dir, 'nar', `${fileHash}.nar.zst`));
+        const nh = narHash.get(p.path);
+        if (!nh)
+            throw new Error(`no NAR hash for ${p.path}`);
+        (0, node_fs_1.writeFileSync)((0, node_path_1.join)(dir, `${(0, narinfo_1.storeHash)(p.path)}.narinfo`), narinfoText({
+            path: p.path,
+            fileHash,
+            fileSize: digest.bytes,
+            narHash: nh,
+            narSize: p.narBytes,
+            references: p.references,
+        }));
+    }
+    (0, node_fs_1.writeFileSync)((0, node_path_1.join)(dir, MANIFEST), paths.map((p) => p.path).join('\n') + '\n');
+}
+/** `nix-store --dump PATH | zstd -3` into `out`; the compressed file's sha256 and size. */
+function dumpCompressed(path, out) {
+    return new Promise((resolve, reject) => {
+        const dump = (0, node_child_process_1.spawn)('nix-store', ['--dump', path], { stdio: ['ignore', 'pipe', 'pipe'] });
+        const zstd = (0, node_child_process_1.spawn)('zstd', ['-q', '-3', '-c'], { stdio: ['pipe', 'pipe', 'pipe'] });
+        const hash = (0, node_crypto_1.createHash)('sha256');
+        const file = (0, node_fs_1.createWriteStream)(out);
+        let bytes = 0;
+        let err = '';
+        dump.stderr.on('data', (d) => (err += d.toString()));
+        zstd.stderr.on('data', (d) => (err += d.toString()));
+        dump.stdout.pipe(zstd.stdin);
+        zstd.stdout.on('data', (d) => {
+            hash.update(d);
+            bytes += d.length;
+        });
+        zstd.stdout.pipe(file);
+        const fail = (e) => reject(new Error(`writing the NAR of ${path}: ${e.message}`));
+        dump.on('error', fail);
+        zstd.on('error', (e) => fail(e.code === 'ENOENT' ? new Error('zstd is not installed on the runner') : e));
+        let dumped = null;
+        dump.on('close', (c) => (dumped = c));
+        file.on('finish', () => dumped === 0 || dumped === null
+            ? resolve({ sha256: hash.digest(), bytes })
+            : reject(new Error(`nix-store --dump ${path} exited ${dumped}: ${err.trim()}`)));
+        zstd.on('close', (c) => {
+            if (c !== 0)
+                reject(new Error(`zstd exited ${c}: ${err.trim()}`));
+        });
+    });
+}
+
+
+/***/ }),
+
 /***/ 1452:
 /***/ ((__unused_webpack_module, exports) => {
 
@@ -23611,6 +23887,141 @@ function cacheKey(p) {
     if (!hash)
         throw new Error(`not a store derivation path: ${p.drvPath}`);
     return (cacheKeyPrefix(p) + hash).slice(0, 512);
+}
+
+
+/***/ }),
+
+/***/ 4263:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.storeHash = storeHash;
+exports.narinfoServes = narinfoServes;
+exports.servedPaths = servedPaths;
+/**
+ * Which store paths the binary caches already serve: one `<hash>.narinfo` look-up per path and
+ * cache (a file for file://, a GET for http(s)://), counted as served only when it is signed by a
+ * key the runner trusts. What they serve need not be saved anywhere else.
+ */
+const promises_1 = __nccwpck_require__(1455);
+/** The store hash of a path: `/nix/store/<hash>-<name>` → `<hash>`. */
+function storeHash(path) {
+    return /^\/nix\/store\/([0-9a-z]{32})-/.exec(path)?.[1];
+}
+/** Whether a narinfo is for `path` and signed by one of `trusted` (by key name). Pure. */
+function narinfoServes(text, path, trusted) {
+    const fields = new Map();
+    for (const line of text.split('\n')) {
+        const i = line.indexOf(': ');
+        if (i <= 0)
+            continue;
+        const k = line.slice(0, i);
+        fields.set(k, [...(fields.get(k) ?? []), line.slice(i + 2).trim()]);
+    }
+    if (fields.get('StorePath')?.[0] !== path)
+        return false;
+    const names = trusted.map((k) => k.split(':')[0]);
+    const sigs = fields.get('Sig') ?? [];
+    return sigs.some((s) => names.length === 0 || names.includes(s.split(':')[0] ?? ''));
+}
+/** The text of `<cache>/<hash>.narinfo`, or undefined when the cache does not have it. */
+async function fetchNarinfo(url, hash, timeoutMs) {
+    const base = url.replace(/\/+$/, '');
+    if (base.startsWith('file://')) {
+        const dir = decodeURIComponent(base.slice('file://'.length).split('?')[0] ?? '');
+        return (0, promises_1.readFile)(`${dir}/${hash}.narinfo`, 'utf8').catch(() => undefined);
+    }
+    if (!/^https?:\/\//.test(base))
+        return undefined; // s3:// and others: not asked, so not served
+    const r = await fetch(`${base}/${hash}.narinfo`, { signal: AbortSignal.timeout(timeoutMs) });
+    return r.ok ? r.text() : undefined;
+}
+/**
+ * The paths some cache serves. A cache that does not answer (network, timeout) counts as not
+ * serving: the path is then saved, which costs space, never correctness.
+ */
+async function servedPaths(paths, subs, opts = {}) {
+    const served = new Set();
+    const failing = new Set();
+    const queue = paths.filter((p) => storeHash(p));
+    const worker = async () => {
+        for (let p = queue.shift(); p !== undefined; p = queue.shift()) {
+            for (const url of subs.urls) {
+                if (failing.has(url))
+                    continue;
+                try {
+                    const text = await fetchNarinfo(url, storeHash(p), opts.timeoutMs ?? 10_000);
+                    if (text !== undefined && narinfoServes(text, p, subs.trustedKeys)) {
+                        served.add(p);
+                        break;
+                    }
+                }
+                catch (err) {
+                    failing.add(url);
+                    opts.warn?.(`binary cache ${url} did not answer (${err.message}): not asked again`);
+                }
+            }
+        }
+    };
+    await Promise.all(Array.from({ length: opts.concurrency ?? 16 }, worker));
+    return served;
+}
+
+
+/***/ }),
+
+/***/ 9084:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.pushCommand = pushCommand;
+exports.push = push;
+/**
+ * push-to: the paths the binary caches do not serve, pushed to the user's own binary cache by its
+ * CLI on the runner (logged in beforehand: CACHIX_AUTH_TOKEN, `attic login`), instead of the
+ * Actions cache.
+ */
+const node_child_process_1 = __nccwpck_require__(1421);
+/** The command line: `cachix push NAME PATH…` or `attic push CACHE PATH…`. Pure. */
+function pushCommand(to, paths) {
+    return [to.tool, ['push', to.cache, ...paths]];
+}
+/** Runs the push; resolves with its exit status and the last lines of its output. */
+function push(to, paths, log, timeoutMs = 3600_000) {
+    const [cmd, args] = pushCommand(to, paths);
+    return new Promise((resolve) => {
+        const kept = [];
+        const child = (0, node_child_process_1.spawn)(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+        const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
+        const take = (d) => {
+            for (const l of d.toString().split('\n').filter(Boolean)) {
+                log(`${cmd}: ${l}`);
+                kept.push(l);
+                if (kept.length > 20)
+                    kept.shift();
+            }
+        };
+        child.stdout.on('data', take);
+        child.stderr.on('data', take);
+        child.on('error', (err) => {
+            clearTimeout(timer);
+            resolve({
+                code: 127,
+                tail: err.code === 'ENOENT'
+                    ? `${cmd} is not on PATH: install it before this step (e.g. cachix/cachix-action, or attic's client)`
+                    : err.message,
+            });
+        });
+        child.on('close', (code) => {
+            clearTimeout(timer);
+            resolve({ code: code ?? 1, tail: kept.slice(-5).join('\n') });
+        });
+    });
 }
 
 
@@ -23660,6 +24071,9 @@ class LocalDirCacheStore {
     }
     async has(_dir, key) {
         return (0, node_fs_1.existsSync)(this.entry(key));
+    }
+    async remove(key) {
+        (0, node_fs_1.rmSync)(this.entry(key), { recursive: true, force: true });
     }
     async save(dir, key) {
         const target = this.entry(key);
@@ -24053,7 +24467,9 @@ async function runCommand(cmd, options, log) {
         if (stages.includes('plan'))
             doc.plan = record.plan;
         if (record.build)
-            Object.assign(doc, buildJson(record.build, record.installer));
+            Object.assign(doc, buildJson(record.build, record.installer), {
+                cacheSave: record.cacheSave ?? null,
+            });
         else if (record.installer)
             doc.kexecTarball = record.installer;
         if (stages.includes('check'))
@@ -26303,6 +26719,24 @@ exports.INPUTS = {
         default: '4GiB',
         parse: sizeInput,
     },
+    'push-to': {
+        key: 'pushTo',
+        description: "Push the closure's paths the binary caches do not serve to your own binary cache instead of the Actions cache: cachix:NAME or attic:CACHE (that CLI on PATH, logged in)",
+        required: false,
+        parse: zod_1.z.string().transform((s, ctx) => {
+            const m = /^(cachix|attic):([A-Za-z0-9][A-Za-z0-9._:/-]*)$/.exec(s.trim());
+            return m
+                ? { tool: m[1], cache: m[2] }
+                : fail(ctx, `'${s}' is not cachix:NAME or attic:CACHE`, 'write e.g. cachix:my-cache or attic:my-server:my-cache');
+        }),
+    },
+    'github-token': {
+        key: 'githubToken',
+        description: "Token that deletes this configuration's previous closure-cache entry once a new one is saved (needs permissions: actions: write); without it old entries wait for GitHub's 7-day eviction",
+        required: false,
+        secret: true,
+        parse: zod_1.z.string().transform((s) => s.trim()),
+    },
     'allow-preflight-errors': {
         key: 'allowPreflightErrors',
         description: 'Go on even when the preflight check of the configuration finds errors (they are still reported)',
@@ -26611,13 +27045,10 @@ exports.BudgetExceeded = exports.BuildError = void 0;
 exports.evalToplevel = evalToplevel;
 exports.nixVersion = nixVersion;
 exports.buildSystem = buildSystem;
-/** The build stage: the user's system closure and disk script, reported, budgeted and cached. */
-const node_fs_1 = __nccwpck_require__(3024);
-const node_path_1 = __nccwpck_require__(6760);
 const errors_1 = __nccwpck_require__(3916);
 const size_1 = __nccwpck_require__(4642);
 const keys_1 = __nccwpck_require__(1452);
-const store_1 = __nccwpck_require__(7631);
+const closure_cache_1 = __nccwpck_require__(1980);
 const closure_1 = __nccwpck_require__(2198);
 const nix_1 = __nccwpck_require__(4280);
 const layout_1 = __nccwpck_require__(6657);
@@ -26662,37 +27093,14 @@ async function evalToplevel(nix, flake) {
 async function isValid(nix, path) {
     return (await nix.run(['path-info', path])).code === 0;
 }
-async function buildOut(nix, installable, log) {
-    const r = await nix.run(['build', '--no-link', '--json', installable], {
+async function buildOut(nix, installable, log, extra = []) {
+    const r = await nix.run(['build', '--no-link', '--json', ...extra, installable], {
         onStderr: (l) => l.trim() && log(l),
     });
     if (r.code !== 0)
         return { out: '', stderr: r.stderr, code: r.code };
     const doc = JSON.parse(r.stdout);
     return { out: doc[0]?.outputs.out ?? '', stderr: r.stderr, code: 0 };
-}
-const MANIFEST = 'vps-nixos-paths.txt';
-/** Copies every path the restored file cache lists into the local store; returns how many are now valid. */
-async function importFileCache(nix, dir) {
-    const manifest = (0, node_path_1.join)(dir, MANIFEST);
-    if (!(0, node_fs_1.existsSync)(manifest))
-        return 0;
-    const paths = (0, node_fs_1.readFileSync)(manifest, 'utf8').split('\n').filter(Boolean);
-    if (paths.length === 0)
-        return 0;
-    const r = await nix.run(['copy', '--no-check-sigs', '--from', `file://${dir}`, ...paths]);
-    if (r.code !== 0)
-        throw new nix_1.NixError(`restoring the closure from the cache failed: ${(0, nix_1.nixErrorText)(r.stderr)}`, 'the cache entry may be damaged; delete it and re-run');
-    return paths.length;
-}
-/** Writes the closure into a fresh zstd file binary cache, with a manifest of its paths. */
-async function exportFileCache(nix, dir, roots, closurePaths) {
-    (0, node_fs_1.rmSync)(dir, { recursive: true, force: true });
-    (0, node_fs_1.mkdirSync)(dir, { recursive: true });
-    const r = await nix.run(['copy', '--to', `file://${dir}?compression=zstd`, ...roots]);
-    if (r.code !== 0)
-        throw new nix_1.NixError(`writing the closure cache failed: ${(0, nix_1.nixErrorText)(r.stderr)}`, 'check free space under the cache directory');
-    (0, node_fs_1.writeFileSync)((0, node_path_1.join)(dir, MANIFEST), closurePaths.join('\n') + '\n');
 }
 /** Checks Nix is there and says which, before anything else. */
 async function nixVersion(nix) {
@@ -26734,42 +27142,40 @@ async function buildSystem(nix, req) {
         req.log(`nix: ${await nixVersion(nix)}`);
     const { drvPath, outPath, system } = req.evaluated ?? (await evalToplevel(nix, req.flake));
     let cache;
+    let restored = { missing: [] };
     if (req.cache) {
         const parts = { system, name: req.flake.name, drvPath, toolVersion: req.toolVersion };
         const key = (0, keys_1.cacheKey)(parts);
-        const base = {
+        const none = {
             kind: req.cache.store.kind,
             key,
+            hit: 'in-store',
             restoredPaths: 0,
-            saved: 'not-needed',
         };
-        if (await isValid(nix, outPath)) {
-            // Nothing to build: restore nothing; save only if the cache lacks this closure.
-            cache = {
-                ...base,
-                hit: (await req.cache.store.has(req.cache.dir, key)) ? 'exact' : 'in-store',
-            };
-        }
+        if (await isValid(nix, outPath))
+            cache = none;
         else {
-            const restoredKey = await req.cache.store.restore(req.cache.dir, key, [
-                (0, keys_1.cacheKeyPrefix)(parts),
-            ]);
-            const restoredPaths = restoredKey ? await importFileCache(nix, req.cache.dir) : 0;
-            cache = {
-                ...base,
-                restoredKey,
-                restoredPaths,
-                hit: restoredKey === key ? 'exact' : restoredKey ? 'partial' : 'miss',
-            };
+            // A cache that fails only costs the time to build: a warning, never a failed run.
+            const r = await (0, closure_cache_1.restoreClosure)(nix, req.cache, key, (0, keys_1.cacheKeyPrefix)(parts)).catch((err) => {
+                req.warn(`cache: restore failed, building without it: ${(0, errors_1.describeError)(err)}`);
+                return { outcome: { ...none, hit: 'miss' }, missing: [] };
+            });
+            cache = r.outcome;
+            restored = r;
         }
-        req.log(`cache ${cache.hit}${cache.restoredKey ? ` (${cache.restoredKey}, ${cache.restoredPaths} paths)` : ''}`);
     }
-    const top = await buildOut(nix, attr(req.flake, 'config.system.build.toplevel'), req.log);
+    const extra = restored.substituter ? ['--extra-substituters', restored.substituter] : [];
+    const top = await buildOut(nix, attr(req.flake, 'config.system.build.toplevel'), req.log, extra);
+    if (cache && restored.missing.length) {
+        cache = { ...cache, restoredPaths: await (0, closure_cache_1.countRestored)(nix, restored.missing) };
+    }
+    if (cache)
+        req.log(`cache ${cache.hit}${cache.restoredKey ? ` (${cache.restoredKey}: ${cache.restoredPaths} of the paths the store lacked came from it or the binary caches)` : ''}`);
     if (top.code !== 0)
         throw new BuildError(`building the system failed: ${(0, nix_1.nixErrorText)(top.stderr)}`, 'run nix build on the same attribute locally to see the whole log');
     let diskScript;
     if (req.diskScript) {
-        const d = await buildOut(nix, attr(req.flake, `config.system.build.${req.diskScript.attr}`), req.log);
+        const d = await buildOut(nix, attr(req.flake, `config.system.build.${req.diskScript.attr}`), req.log, extra);
         if (d.code !== 0) {
             const missing = /does not provide attribute|attribute '.*' missing/.test(d.stderr);
             if (missing && !req.diskScript.required) {
@@ -26815,23 +27221,6 @@ async function buildSystem(nix, req) {
                 .map((l) => `${(0, closure_1.storeName)(l.path)} (${l.option})`)
                 .join('; ')}; or raise closure-budget`
             : 'trim the configuration (see the closure report) or raise closure-budget');
-    }
-    if (req.cache && cache && cache.hit !== 'exact') {
-        const roots = [top.out, ...(diskScript ? [diskScript] : [])];
-        const paths = infos.map((i) => i.path);
-        if (diskScript) {
-            const d = await nix.run(['path-info', '-r', diskScript]);
-            paths.push(...d.stdout.split('\n').filter(Boolean));
-        }
-        await exportFileCache(nix, req.cache.dir, roots, [...new Set(paths)]);
-        cache.bytes = (0, store_1.dirBytes)(req.cache.dir);
-        if (cache.bytes > req.cache.capBytes) {
-            cache.saved = 'skipped-over-cap';
-            req.warn(`not caching the closure: ${(0, size_1.formatBytes)(cache.bytes)} is over cache-max-size ${(0, size_1.formatBytes)(req.cache.capBytes)}`);
-        }
-        else {
-            cache.saved = await req.cache.store.save(req.cache.dir, cache.key);
-        }
     }
     return {
         toplevel: top.out,
@@ -29242,6 +29631,8 @@ function stageRun(name, input, d) {
             return d.bootstraps
                 ? { run: true }
                 : skip(`nothing to bootstrap: ${plan.reasons.at(-1) ?? ''}`);
+        case 'cache':
+            return d.build.system ? { run: true } : skip('nothing was built');
         case 'deploy':
             if (input.factsFromFile)
                 return skip('facts read from a file: nothing connects');
@@ -29280,6 +29671,9 @@ const closure_1 = __nccwpck_require__(2198);
 const run_1 = __nccwpck_require__(6834);
 const keys_1 = __nccwpck_require__(9892);
 const nix_1 = __nccwpck_require__(4280);
+const closure_cache_1 = __nccwpck_require__(1980);
+const keys_2 = __nccwpck_require__(1452);
+const closure_2 = __nccwpck_require__(2198);
 const bootstrap_1 = __nccwpck_require__(2102);
 const deploy_1 = __nccwpck_require__(2211);
 const script_1 = __nccwpck_require__(9438);
@@ -29522,7 +29916,44 @@ async function runPipeline(cfg, req, deps, record = newRecord(cfg)) {
     finally {
         session?.close();
     }
+    // After the deploy (also a failed one: the build was good), never before the host is contacted.
+    if (record.build && (cfg.pushTo || cacheFor(cfg, deps, true))) {
+        const build = record.build;
+        record.cacheSave = await stage('cache', () => saveCache(cfg, deps, build)).catch(() => undefined);
+    }
     return record;
+}
+/** Saves (or pushes) the closure's paths the binary caches do not serve. */
+async function saveCache(cfg, deps, build) {
+    const nix = deps.nix ?? (0, nix_1.localNix)();
+    const runner = await (0, closure_cache_1.runnerSubstituters)(nix);
+    let paths = build.paths;
+    if (build.diskScript) {
+        const r = await nix.run(['path-info', '--json', '-rsS', build.diskScript]);
+        if (r.code === 0) {
+            const seen = new Set(paths.map((p) => p.path));
+            paths = [...paths, ...(0, closure_2.parsePathInfo)(r.stdout).filter((p) => !seen.has(p.path))];
+        }
+    }
+    return (0, closure_cache_1.saveClosure)(nix, {
+        to: cfg.pushTo
+            ? { kind: 'push', target: cfg.pushTo }
+            : { kind: 'cache', ...deps.cache, capBytes: cfg.cacheMaxBytes },
+        key: (0, keys_2.cacheKey)({
+            system: build.system,
+            name: cfg.flake?.name ?? 'toplevel',
+            drvPath: build.drvPath,
+            toolVersion: deps.toolVersion,
+        }),
+        restore: build.cache,
+        paths,
+        substituters: {
+            urls: [...new Set([...runner.urls, ...cfg.substituters])],
+            trustedKeys: [...new Set([...runner.trustedKeys, ...cfg.trustedPublicKeys])],
+        },
+        log: (l) => deps.log.info(l),
+        warn: (l) => deps.log.warn(l),
+    });
 }
 /** Preflight of the configuration, with whatever the run knows: facts, plan, deploy key. */
 async function runCheck(cfg, deps, record) {
@@ -29541,11 +29972,12 @@ async function runCheck(cfg, deps, record) {
     return result;
 }
 /** Whether this run uses the cache: asked for, and a store that can restore or save here. */
-function cacheFor(cfg, deps) {
+function cacheFor(cfg, deps, quiet = false) {
     if (!cfg.cache || !deps.cache)
         return false;
     if (deps.cache.store.available?.() === false) {
-        deps.log.info(`cache: the ${deps.cache.store.kind} cache is not available here; not used`);
+        if (!quiet)
+            deps.log.info(`cache: the ${deps.cache.store.kind} cache is not available here; not used`);
         return false;
     }
     return true;
@@ -29568,7 +30000,7 @@ async function runBuild(cfg, deps, needs, evaluated) {
             closureBudgetBytes: cfg.closureBudgetBytes,
             measureTrimming: cfg.measureTrimming,
             layout: needs.layout,
-            cache: cacheFor(cfg, deps) ? { ...deps.cache, capBytes: cfg.cacheMaxBytes } : undefined,
+            cache: cacheFor(cfg, deps) ? deps.cache : undefined,
             evaluated,
             toolVersion: deps.toolVersion,
             log: (l) => deps.log.info(l),
@@ -31444,10 +31876,12 @@ function closureRows(b, more = {}) {
     if (b.cache) {
         const cache = b.cache;
         totals.push([
-            'Cache',
-            `${cache.hit}${cache.restoredKey ? ` (${cache.restoredKey}, ${cache.restoredPaths} paths restored)` : ''}; save: ${cache.saved}${cache.bytes !== undefined ? `, ${(0, size_1.formatBytes)(cache.bytes)}` : ''}`,
+            'Cache restore',
+            `${cache.hit}${cache.restoredKey ? ` (${cache.restoredKey}: ${cache.restoredPaths} paths the store lacked)` : ''}`,
         ]);
     }
+    if (more.saved)
+        totals.push(['Cache save', `${more.saved.saved}: ${more.saved.detail}`]);
     if (c.diff) {
         const changed = cuts.rows(c.diff.changed, 'package versions against the target');
         const hidden = c.diff.changed.length - changed.length;
@@ -31890,7 +32324,7 @@ function markdown(r, o, cuts, maxBytes) {
         out.push(`Host key: ${code(r.hostKeyFingerprint)}${r.hostKeyTrustedOnFirstUse ? ' — **trusted on first use**; pin it with the `host-key` output' : ' (pinned)'}`);
     }
     if (r.build) {
-        const c = closureRows(r.build, { installer: r.installer, cuts });
+        const c = closureRows(r.build, { installer: r.installer, cuts, saved: r.cacheSave });
         const body = [mdTable(['', ''], c.totals)];
         if (c.leaks.length)
             body.push('Known server-closure leaks:', mdTable(['Path', 'Why it is there'], c.leaks));
@@ -31948,7 +32382,7 @@ function text(r, o, cuts, maxBytes) {
         body.push('facts:', ...rows.map(([k, v]) => `  ${k.padEnd(w)}  ${cuts.text(v, 'host facts', 2)}`));
     }
     if (r.build) {
-        const c = closureRows(r.build, { installer: r.installer, cuts });
+        const c = closureRows(r.build, { installer: r.installer, cuts, saved: r.cacheSave });
         body.push('closure:', ...c.totals.map(([k, v]) => `  ${k}: ${v}`));
         if (c.leaks.length)
             body.push('  known leaks:', ...c.leaks.map(([k, v]) => `    ${k}: ${v}`));
@@ -32788,6 +33222,14 @@ module.exports = require("node:crypto");
 
 "use strict";
 module.exports = require("node:fs");
+
+/***/ }),
+
+/***/ 1455:
+/***/ ((module) => {
+
+"use strict";
+module.exports = require("node:fs/promises");
 
 /***/ }),
 

@@ -12,6 +12,8 @@ export interface CacheStore {
   has(dir: string, key: string): Promise<boolean>;
   /** Saves `dir` under `key`; entries are immutable, so saving an existing key does nothing. */
   save(dir: string, key: string): Promise<'saved' | 'exists'>;
+  /** Deletes an entry (the previous one of a configuration line); throws when it cannot. */
+  remove?(key: string): Promise<void>;
 }
 
 /** A directory of entries, one sub-directory per key. */
@@ -48,6 +50,10 @@ export class LocalDirCacheStore implements CacheStore {
 
   async has(_dir: string, key: string): Promise<boolean> {
     return existsSync(this.entry(key));
+  }
+
+  async remove(key: string): Promise<void> {
+    rmSync(this.entry(key), { recursive: true, force: true });
   }
 
   async save(dir: string, key: string): Promise<'saved' | 'exists'> {

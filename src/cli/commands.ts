@@ -338,7 +338,10 @@ export async function runCommand(
     const doc: Record<string, unknown> = {};
     if (stages.includes('probe')) doc.facts = record.facts;
     if (stages.includes('plan')) doc.plan = record.plan;
-    if (record.build) Object.assign(doc, buildJson(record.build, record.installer));
+    if (record.build)
+      Object.assign(doc, buildJson(record.build, record.installer), {
+        cacheSave: record.cacheSave ?? null,
+      });
     else if (record.installer) doc.kexecTarball = record.installer;
     if (stages.includes('check')) doc.findings = record.preflight?.findings ?? null;
     if (stages.includes('bootstrap')) {

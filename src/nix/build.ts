@@ -1,11 +1,10 @@
 /** The build stage: the user's system closure and disk script, reported, budgeted and cached. */
-import { mkdirSync, rmSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
-import { join } from 'node:path';
 import type { FlakeRef } from '../inputs';
-import { VpsNixosError } from '../errors';
+import { VpsNixosError, describeError } from '../errors';
 import { formatBytes } from '../size';
 import { cacheKey, cacheKeyPrefix } from '../cache/keys';
-import { dirBytes, type CacheStore } from '../cache/store';
+import type { CacheStore } from '../cache/store';
+import { countRestored, restoreClosure, type RestoreOutcome } from '../cache/closure-cache';
 import {
   closureReport,
   parsePathInfo,
@@ -33,26 +32,13 @@ export interface BuildRequest {
   measureTrimming?: boolean;
   /** Evaluate the disko layout (the installer's tools, the disks it formats): when the run may install. */
   layout?: boolean;
-  cache?: { store: CacheStore; dir: string; capBytes: number };
+  /** Restore the closure cache when the store lacks the closure (saving comes after the deploy). */
+  cache?: { store: CacheStore; dir: string };
   /** The toplevel's evaluation, when the run already did it (it is not repeated). */
   evaluated?: Evaluated;
   toolVersion: string;
   log: (line: string) => void;
   warn: (line: string) => void;
-}
-
-export interface CacheOutcome {
-  kind: string;
-  key: string;
-  /**
-   * exact: the cache has this closure (restored if the store lacked it); in-store: the store has it
-   * but the cache does not (saved now); partial: started from an older closure; miss: built from scratch.
-   */
-  hit: 'exact' | 'in-store' | 'partial' | 'miss';
-  restoredKey?: string;
-  restoredPaths: number;
-  saved: 'saved' | 'exists' | 'skipped-over-cap' | 'not-needed';
-  bytes?: number;
 }
 
 export interface BuildResult {
@@ -61,7 +47,7 @@ export interface BuildResult {
   system: string;
   diskScript?: string;
   closure: ClosureReport;
-  cache?: CacheOutcome;
+  cache?: RestoreOutcome;
   /**
    * The closure's own Nix (`readlink -f <toplevel>/sw/bin/nix-store`, up to its store path): the
    * installer has none, so the install runs `chroot /mnt <nixStorePath>/bin/nix-store`. Undefined
@@ -135,48 +121,14 @@ async function buildOut(
   nix: Nix,
   installable: string,
   log: (l: string) => void,
+  extra: string[] = [],
 ): Promise<{ out: string; stderr: string; code: number }> {
-  const r = await nix.run(['build', '--no-link', '--json', installable], {
+  const r = await nix.run(['build', '--no-link', '--json', ...extra, installable], {
     onStderr: (l) => l.trim() && log(l),
   });
   if (r.code !== 0) return { out: '', stderr: r.stderr, code: r.code };
   const doc = JSON.parse(r.stdout) as { outputs: Record<string, string> }[];
   return { out: doc[0]?.outputs.out ?? '', stderr: r.stderr, code: 0 };
-}
-
-const MANIFEST = 'vps-nixos-paths.txt';
-
-/** Copies every path the restored file cache lists into the local store; returns how many are now valid. */
-async function importFileCache(nix: Nix, dir: string): Promise<number> {
-  const manifest = join(dir, MANIFEST);
-  if (!existsSync(manifest)) return 0;
-  const paths = readFileSync(manifest, 'utf8').split('\n').filter(Boolean);
-  if (paths.length === 0) return 0;
-  const r = await nix.run(['copy', '--no-check-sigs', '--from', `file://${dir}`, ...paths]);
-  if (r.code !== 0)
-    throw new NixError(
-      `restoring the closure from the cache failed: ${nixErrorText(r.stderr)}`,
-      'the cache entry may be damaged; delete it and re-run',
-    );
-  return paths.length;
-}
-
-/** Writes the closure into a fresh zstd file binary cache, with a manifest of its paths. */
-async function exportFileCache(
-  nix: Nix,
-  dir: string,
-  roots: string[],
-  closurePaths: string[],
-): Promise<void> {
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
-  const r = await nix.run(['copy', '--to', `file://${dir}?compression=zstd`, ...roots]);
-  if (r.code !== 0)
-    throw new NixError(
-      `writing the closure cache failed: ${nixErrorText(r.stderr)}`,
-      'check free space under the cache directory',
-    );
-  writeFileSync(join(dir, MANIFEST), closurePaths.join('\n') + '\n');
 }
 
 /** Checks Nix is there and says which, before anything else. */
@@ -229,39 +181,39 @@ export async function buildSystem(nix: Nix, req: BuildRequest): Promise<BuildRes
   const start = Date.now();
   if (!req.evaluated) req.log(`nix: ${await nixVersion(nix)}`);
   const { drvPath, outPath, system } = req.evaluated ?? (await evalToplevel(nix, req.flake));
-  let cache: CacheOutcome | undefined;
+  let cache: RestoreOutcome | undefined;
+  let restored: { substituter?: string; missing: string[] } = { missing: [] };
   if (req.cache) {
     const parts = { system, name: req.flake.name, drvPath, toolVersion: req.toolVersion };
     const key = cacheKey(parts);
-    const base = {
+    const none: RestoreOutcome = {
       kind: req.cache.store.kind,
       key,
+      hit: 'in-store',
       restoredPaths: 0,
-      saved: 'not-needed' as const,
     };
-    if (await isValid(nix, outPath)) {
-      // Nothing to build: restore nothing; save only if the cache lacks this closure.
-      cache = {
-        ...base,
-        hit: (await req.cache.store.has(req.cache.dir, key)) ? 'exact' : 'in-store',
-      };
-    } else {
-      const restoredKey = await req.cache.store.restore(req.cache.dir, key, [
-        cacheKeyPrefix(parts),
-      ]);
-      const restoredPaths = restoredKey ? await importFileCache(nix, req.cache.dir) : 0;
-      cache = {
-        ...base,
-        restoredKey,
-        restoredPaths,
-        hit: restoredKey === key ? 'exact' : restoredKey ? 'partial' : 'miss',
-      };
+    if (await isValid(nix, outPath)) cache = none;
+    else {
+      // A cache that fails only costs the time to build: a warning, never a failed run.
+      const r = await restoreClosure(nix, req.cache, key, cacheKeyPrefix(parts)).catch(
+        (err: unknown) => {
+          req.warn(`cache: restore failed, building without it: ${describeError(err)}`);
+          return { outcome: { ...none, hit: 'miss' as const }, missing: [] };
+        },
+      );
+      cache = r.outcome;
+      restored = r;
     }
-    req.log(
-      `cache ${cache.hit}${cache.restoredKey ? ` (${cache.restoredKey}, ${cache.restoredPaths} paths)` : ''}`,
-    );
   }
-  const top = await buildOut(nix, attr(req.flake, 'config.system.build.toplevel'), req.log);
+  const extra = restored.substituter ? ['--extra-substituters', restored.substituter] : [];
+  const top = await buildOut(nix, attr(req.flake, 'config.system.build.toplevel'), req.log, extra);
+  if (cache && restored.missing.length) {
+    cache = { ...cache, restoredPaths: await countRestored(nix, restored.missing) };
+  }
+  if (cache)
+    req.log(
+      `cache ${cache.hit}${cache.restoredKey ? ` (${cache.restoredKey}: ${cache.restoredPaths} of the paths the store lacked came from it or the binary caches)` : ''}`,
+    );
   if (top.code !== 0)
     throw new BuildError(
       `building the system failed: ${nixErrorText(top.stderr)}`,
@@ -273,6 +225,7 @@ export async function buildSystem(nix: Nix, req: BuildRequest): Promise<BuildRes
       nix,
       attr(req.flake, `config.system.build.${req.diskScript.attr}`),
       req.log,
+      extra,
     );
     if (d.code !== 0) {
       const missing = /does not provide attribute|attribute '.*' missing/.test(d.stderr);
@@ -332,24 +285,6 @@ export async function buildSystem(nix: Nix, req: BuildRequest): Promise<BuildRes
             .join('; ')}; or raise closure-budget`
         : 'trim the configuration (see the closure report) or raise closure-budget',
     );
-  }
-  if (req.cache && cache && cache.hit !== 'exact') {
-    const roots = [top.out, ...(diskScript ? [diskScript] : [])];
-    const paths = infos.map((i) => i.path);
-    if (diskScript) {
-      const d = await nix.run(['path-info', '-r', diskScript]);
-      paths.push(...d.stdout.split('\n').filter(Boolean));
-    }
-    await exportFileCache(nix, req.cache.dir, roots, [...new Set(paths)]);
-    cache.bytes = dirBytes(req.cache.dir);
-    if (cache.bytes > req.cache.capBytes) {
-      cache.saved = 'skipped-over-cap';
-      req.warn(
-        `not caching the closure: ${formatBytes(cache.bytes)} is over cache-max-size ${formatBytes(req.cache.capBytes)}`,
-      );
-    } else {
-      cache.saved = await req.cache.store.save(req.cache.dir, cache.key);
-    }
   }
   return {
     toplevel: top.out,

@@ -241,6 +241,8 @@ function stageRun(
       return d.bootstraps
         ? { run: true }
         : skip(`nothing to bootstrap: ${plan.reasons.at(-1) ?? ''}`);
+    case 'cache':
+      return d.build.system ? { run: true } : skip('nothing was built');
     case 'deploy':
       if (input.factsFromFile) return skip('facts read from a file: nothing connects');
       if (!plan) return skip('no plan');

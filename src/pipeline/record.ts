@@ -6,8 +6,9 @@ import type { BootstrapResult } from '../phases/bootstrap';
 import type { DeployResult } from '../deploy/deploy';
 import type { KexecTarball } from '../nix/kexec';
 import type { Decision } from './decide';
+import type { SaveOutcome } from '../cache/closure-cache';
 
-export type StageName = 'build' | 'probe' | 'plan' | 'check' | 'bootstrap' | 'deploy';
+export type StageName = 'build' | 'probe' | 'plan' | 'check' | 'bootstrap' | 'deploy' | 'cache';
 
 export interface StageRecord {
   name: StageName;
@@ -26,6 +27,8 @@ export interface RunRecord {
   /** The configuration's toplevel from one evaluation (when an unchanged deploy was possible). */
   evaluated?: string;
   build?: BuildResult;
+  /** What the cache stage saved (or pushed) after the deploy. */
+  cacheSave?: SaveOutcome;
   /** The kexec installer the build stage resolved (only when the plan has a kexec phase). */
   installer?: KexecTarball;
   preflight?: PreflightResult;

@@ -20,6 +20,9 @@ import { runPreflight, type PreflightResult } from '../preflight/run';
 import { publicKeyOf } from '../ssh/keys';
 import { NixError, localNix, type Nix } from '../nix/nix';
 import type { CacheStore } from '../cache/store';
+import { runnerSubstituters, saveClosure, type SaveOutcome } from '../cache/closure-cache';
+import { cacheKey } from '../cache/keys';
+import { parsePathInfo } from '../nix/closure';
 import type { RunRecord, StageName } from './record';
 import { runBootstrap, type BootstrapArtifacts } from '../phases/bootstrap';
 import { runDeploy, unchangedDeploy } from '../deploy/deploy';
@@ -324,7 +327,51 @@ export async function runPipeline(
   } finally {
     session?.close();
   }
+  // After the deploy (also a failed one: the build was good), never before the host is contacted.
+  if (record.build && (cfg.pushTo || cacheFor(cfg, deps, true))) {
+    const build = record.build;
+    record.cacheSave = await stage('cache', () => saveCache(cfg, deps, build)).catch(
+      () => undefined, // saveClosure never throws; this is only for the unexpected
+    );
+  }
   return record;
+}
+
+/** Saves (or pushes) the closure's paths the binary caches do not serve. */
+async function saveCache(
+  cfg: Config,
+  deps: PipelineDeps,
+  build: BuildResult,
+): Promise<SaveOutcome> {
+  const nix = deps.nix ?? localNix();
+  const runner = await runnerSubstituters(nix);
+  let paths = build.paths;
+  if (build.diskScript) {
+    const r = await nix.run(['path-info', '--json', '-rsS', build.diskScript]);
+    if (r.code === 0) {
+      const seen = new Set(paths.map((p) => p.path));
+      paths = [...paths, ...parsePathInfo(r.stdout).filter((p) => !seen.has(p.path))];
+    }
+  }
+  return saveClosure(nix, {
+    to: cfg.pushTo
+      ? { kind: 'push', target: cfg.pushTo }
+      : { kind: 'cache', ...deps.cache!, capBytes: cfg.cacheMaxBytes },
+    key: cacheKey({
+      system: build.system,
+      name: cfg.flake?.name ?? 'toplevel',
+      drvPath: build.drvPath,
+      toolVersion: deps.toolVersion,
+    }),
+    restore: build.cache,
+    paths,
+    substituters: {
+      urls: [...new Set([...runner.urls, ...cfg.substituters])],
+      trustedKeys: [...new Set([...runner.trustedKeys, ...cfg.trustedPublicKeys])],
+    },
+    log: (l) => deps.log.info(l),
+    warn: (l) => deps.log.warn(l),
+  });
 }
 
 /** Preflight of the configuration, with whatever the run knows: facts, plan, deploy key. */
@@ -357,10 +404,11 @@ async function runCheck(
 }
 
 /** Whether this run uses the cache: asked for, and a store that can restore or save here. */
-function cacheFor(cfg: Config, deps: PipelineDeps): boolean {
+function cacheFor(cfg: Config, deps: PipelineDeps, quiet = false): boolean {
   if (!cfg.cache || !deps.cache) return false;
   if (deps.cache.store.available?.() === false) {
-    deps.log.info(`cache: the ${deps.cache.store.kind} cache is not available here; not used`);
+    if (!quiet)
+      deps.log.info(`cache: the ${deps.cache.store.kind} cache is not available here; not used`);
     return false;
   }
   return true;
@@ -394,7 +442,7 @@ async function runBuild(
         closureBudgetBytes: cfg.closureBudgetBytes,
         measureTrimming: cfg.measureTrimming,
         layout: needs.layout,
-        cache: cacheFor(cfg, deps) ? { ...deps.cache!, capBytes: cfg.cacheMaxBytes } : undefined,
+        cache: cacheFor(cfg, deps) ? deps.cache : undefined,
         evaluated,
         toolVersion: deps.toolVersion,
         log: (l) => deps.log.info(l),

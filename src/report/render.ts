@@ -3,6 +3,7 @@ import type { Facts } from '../probe/facts';
 import type { RunRecord, StageRecord } from '../pipeline/record';
 import { formatBytes } from '../size';
 import type { BuildResult } from '../nix/build';
+import type { SaveOutcome } from '../cache/closure-cache';
 import type { KexecTarball } from '../nix/kexec';
 import { splitVersion, storeName, type ClosureDiff } from '../nix/closure';
 import type { DeployResult } from '../deploy/deploy';
@@ -89,7 +90,7 @@ export function factRows(f: Facts): Row[] {
  */
 export function closureRows(
   b: BuildResult,
-  more: { installer?: KexecTarball; cuts?: Cuts } = {},
+  more: { installer?: KexecTarball; cuts?: Cuts; saved?: SaveOutcome } = {},
 ): { totals: Row[]; top: Row[]; leaks: Row[] } {
   const c = b.closure;
   const cuts = more.cuts ?? new Cuts();
@@ -101,10 +102,11 @@ export function closureRows(
   if (b.cache) {
     const cache = b.cache;
     totals.push([
-      'Cache',
-      `${cache.hit}${cache.restoredKey ? ` (${cache.restoredKey}, ${cache.restoredPaths} paths restored)` : ''}; save: ${cache.saved}${cache.bytes !== undefined ? `, ${formatBytes(cache.bytes)}` : ''}`,
+      'Cache restore',
+      `${cache.hit}${cache.restoredKey ? ` (${cache.restoredKey}: ${cache.restoredPaths} paths the store lacked)` : ''}`,
     ]);
   }
+  if (more.saved) totals.push(['Cache save', `${more.saved.saved}: ${more.saved.detail}`]);
   if (c.diff) {
     const changed = cuts.rows(c.diff.changed, 'package versions against the target');
     const hidden = c.diff.changed.length - changed.length;
@@ -589,7 +591,7 @@ function markdown(r: RunRecord, o: RenderOptions, cuts: Cuts, maxBytes: number):
     );
   }
   if (r.build) {
-    const c = closureRows(r.build, { installer: r.installer, cuts });
+    const c = closureRows(r.build, { installer: r.installer, cuts, saved: r.cacheSave });
     const body = [mdTable(['', ''], c.totals)];
     if (c.leaks.length)
       body.push('Known server-closure leaks:', mdTable(['Path', 'Why it is there'], c.leaks));
@@ -684,7 +686,7 @@ function text(r: RunRecord, o: RenderOptions, cuts: Cuts, maxBytes?: number): st
     );
   }
   if (r.build) {
-    const c = closureRows(r.build, { installer: r.installer, cuts });
+    const c = closureRows(r.build, { installer: r.installer, cuts, saved: r.cacheSave });
     body.push('closure:', ...c.totals.map(([k, v]) => `  ${k}: ${v}`));
     if (c.leaks.length) body.push('  known leaks:', ...c.leaks.map(([k, v]) => `    ${k}: ${v}`));
     body.push('  biggest paths:', ...c.top.slice(0, 10).map(([k, v]) => `    ${k}: ${v}`));

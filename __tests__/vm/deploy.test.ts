@@ -7,7 +7,7 @@
  * The guest starts from its fresh snapshot with /etc/NIXOS added: installed NixOS, no profile yet.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -92,6 +92,7 @@ interface DeployDoc {
   checks: { name: string; ok: boolean; detail: string }[];
   diff: { changed: { name: string; from: string; to: string }[]; added: string[] } | null;
   hostRuns: string | null;
+  cacheSave?: { saved: string; detail: string };
   error?: { message: string; fix?: string };
 }
 const BASE = [
@@ -112,7 +113,11 @@ async function deploy(
   withEnv: NodeJS.ProcessEnv = env,
 ): Promise<{ r: CliResult; doc: DeployDoc; seconds: number }> {
   const start = Date.now();
-  const r = await runCli([...BASE, ...args], { env: withEnv, timeoutMs });
+  // --cache false unless the test sets it
+  const base = args.includes('--cache')
+    ? BASE.filter((a, i) => a !== '--cache' && BASE[i - 1] !== '--cache')
+    : BASE;
+  const r = await runCli([...base, ...args], { env: withEnv, timeoutMs });
   const seconds = (Date.now() - start) / 1000;
   let doc: DeployDoc;
   try {
@@ -344,6 +349,23 @@ describe('deploy to the test VPS', () => {
     expect(doc.rebootNeeded).toContain('kernel');
     expect(await runningSystem()).toBe(v.ok2);
     expect((await onVps('readlink -f /nix/var/nix/profiles/system')).trim()).toBe(v['new-kernel']);
+  });
+
+  it('a closure cache that refuses the save leaves the deploy green, with a warning', async () => {
+    const refusing = mkdtempSync(join(tmpdir(), 'vps-nixos-refusing-'));
+    writeFileSync(join(refusing, 'entries'), 'a file where the entries directory should be');
+    const { r, doc } = await deploy([
+      '--flake',
+      `${flake}#ok2`,
+      '--cache',
+      'true',
+      '--cache-dir',
+      refusing,
+    ]);
+    expect(r.code).toBe(0);
+    expect(doc.cacheSave?.saved).toBe('failed');
+    expect(r.stderr).toMatch(/warning: cache: not saved .*the deploy is not affected/);
+    expect(await runningSystem()).toBe(v.ok2);
   });
 
   it('the action deploys too: outputs and a summary that says what changed', async () => {

@@ -24503,6 +24503,8 @@ async function runCommand(cmd, options, log) {
                 deploySeconds: d?.seconds ?? null,
             });
         }
+        if (record.cacheSave)
+            doc.cacheSave = record.cacheSave;
         if (record.hostKey)
             doc.hostKey = record.hostKey;
         if (record.error)

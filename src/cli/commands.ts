@@ -372,6 +372,7 @@ export async function runCommand(
         deploySeconds: d?.seconds ?? null,
       });
     }
+    if (record.cacheSave) doc.cacheSave = record.cacheSave;
     if (record.hostKey) doc.hostKey = record.hostKey;
     if (record.error) doc.error = record.error;
     output = JSON.stringify(doc, null, 2) + '\n';

@@ -1,8 +1,9 @@
 /**
  * The deploy stage's rollback decisions (runDeploy), in milliseconds: a fake target behind
- * RemoteSession (fakes/session.ts) answers as state.sh, guard.sh and closure.sh would, and a
- * nixos-rebuild stand-in on PATH "switches" it. Each outcome checks the DeployResult and the
- * commands the target saw, in order.
+ * RemoteSession (fakes/session.ts) answers as state.sh, after.sh, guard.sh and closure.sh would,
+ * and a nixos-rebuild stand-in on PATH "switches" it. Each outcome checks the DeployResult and the
+ * execs the target saw, in order, and how many there were before and after nixos-rebuild: on a
+ * cheap VPS each one is a round trip of 0.3–0.6 s (issue 18).
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,6 +14,8 @@ import {
   type DeployOptions,
   type DeployResult,
 } from '../../src/deploy/deploy';
+import { readAsset } from '../../src/assets';
+import { embedScript } from '../../src/deploy/state';
 import { VpsNixosError } from '../../src/errors';
 import type { RemoteSession } from '../../src/ssh/session';
 import {
@@ -120,7 +123,16 @@ async function deployTo(
 /** The command kinds in order, a poll loop's repeats counted once. */
 const steps = (t: FakeTarget) => t.log.filter((w, i, all) => w !== all[i - 1]);
 
-const guardCommands = (t: FakeTarget) => t.log.filter((w) => w.startsWith('guard'));
+/** guard.sh verbs in order, wherever they ran (alone, or inside state.sh / after.sh). */
+const guardCommands = (t: FakeTarget) => t.guardLog;
+
+/** Execs (round trips) on the target before and after nixos-rebuild. */
+function execs(t: FakeTarget): { before: number; after: number } {
+  const rebuild = t.commands.findIndex((c) => c.session === 0);
+  return { before: rebuild, after: t.commands.length - rebuild - 1 };
+}
+
+const guardCall = (t: FakeTarget, verb: string) => t.guardCalls.find((c) => c.verb === verb);
 
 /** runDeploy returns the one live session and closed every other one it opened. */
 function expectOnlyOpen(t: FakeTarget, session: RemoteSession | undefined) {
@@ -163,21 +175,16 @@ describe('runDeploy: switch', () => {
     expect(result.checks).toEqual([UNITS_OK]);
     expect(result.diff?.changed).toContainEqual({ name: 'nginx', from: '1.26.2', to: '1.28.0' });
     expect(steps(t)).toEqual([
-      'state',
-      'guard upload',
-      'guard arm',
+      'state, guard install, guard arm',
       'nixos-rebuild switch',
-      'guard status',
-      'guard confirm',
-      'state units',
-      'running',
-      'closure',
+      'guard status, guard confirm, units, closure',
     ]);
-    const arm = t.commands.find((c) => c.what === 'guard arm');
-    expect(arm?.args.slice(1)).toEqual([OLD.path, 'system-7-link', '1', 'switch']);
+    // before: state, guard upload, guard arm; after: status, confirm, units, running, closure
+    expect(execs(t)).toEqual({ before: 1, after: 1 });
+    // armed against what the same exec read, before anything changed
+    expect(guardCall(t, 'arm')?.args.slice(1)).toEqual([OLD.path, 'system-7-link', '1', 'switch']);
     // the confirm proves a NEW session reaches the host: not the one the run started with
-    const confirm = t.commands.find((c) => c.what === 'guard confirm');
-    expect(confirm?.session).toBeGreaterThan(1);
+    expect(guardCall(t, 'confirm')?.session).toBeGreaterThan(1);
     expect(t.rebuilds[0]?.sshOpts).toContain('-o StrictHostKeyChecking=yes');
     // confirmed: the watcher's deadline passing changes nothing any more
     t.expireWatcher();
@@ -204,15 +211,10 @@ describe('runDeploy: switch', () => {
     expect(result.diff).toBeUndefined();
     expect(result.checks).toEqual([UNITS_OK]);
     expect(guardCommands(t)).toEqual([]);
-    expect(steps(t)).toEqual([
-      'state',
-      'nixos-rebuild switch',
-      'running',
-      'state units',
-      'running',
-      'closure',
-    ]);
-    expect(t.commands.find((c) => c.what === 'closure')?.args).toEqual([NEW.path]);
+    expect(steps(t)).toEqual(['state', 'nixos-rebuild switch', 'units, closure']);
+    // was 1 and 4 (running, state units, running, closure)
+    expect(execs(t)).toEqual({ before: 1, after: 1 });
+    expect(t.closures).toEqual([[NEW.path]]);
     expect(logged.info).toContain(
       'first deploy to this host: there is no previous system to roll back to',
     );
@@ -235,15 +237,12 @@ describe('runDeploy: switch', () => {
     // no health checks for a deploy that did not switch
     expect(result.checks).toEqual([]);
     expect(steps(t)).toEqual([
-      'state',
-      'guard upload',
-      'guard arm',
+      'state, guard install, guard arm',
       'nixos-rebuild switch',
-      'guard status',
-      'guard disarm',
-      'running',
-      'closure',
+      'guard status, guard disarm, units, closure',
     ]);
+    // was 3 and 4 (status, disarm, running, closure)
+    expect(execs(t)).toEqual({ before: 1, after: 1 });
     expect(t.guards.values().next().value?.result).toBe('disarmed');
     expectOnlyOpen(t, session);
   });
@@ -275,20 +274,19 @@ describe('runDeploy: rollback by the runner', () => {
         fix: 'the host runs the previous system again; fix the configuration and deploy again',
       },
     });
+    // the failed units are read after the status and before the rollback, as the decision needs
     expect(steps(t)).toEqual([
-      'state',
-      'guard upload',
-      'guard arm',
+      'state, guard install, guard arm',
       'nixos-rebuild switch',
-      'guard status',
-      'state units',
+      'guard status, units, closure',
       'guard rollback',
       'guard status',
-      'running',
-      'closure',
     ]);
-    expect(t.log).not.toContain('guard confirm');
-    expect(t.commands.find((c) => c.what === 'guard rollback')?.args[1]).toBe(reason);
+    // was 3 and 5 + the polls (status, state units, rollback, status…, running, closure)
+    expect(execs(t).before).toBe(1);
+    expect(execs(t).after - t.log.filter((w) => w === 'guard status').length).toBe(2);
+    expect(guardCommands(t)).not.toContain('guard confirm');
+    expect(guardCall(t, 'rollback')?.args[1]).toBe(reason);
     // the profile is back on the generation that ran before
     expect(t.current).toBe(OLD.path);
     expect(t.profileLink).toBe('system-7-link');
@@ -347,21 +345,17 @@ describe('runDeploy: rollback by the runner', () => {
       rollback: { by: 'runner', reason },
       error: { message: `deploy failed and was rolled back: ${reason}` },
     });
+    // the check's first try runs right after the confirm, in the same exec
     expect(steps(t)).toEqual([
-      'state',
-      'guard upload',
-      'guard arm',
+      'state, guard install, guard arm',
       'nixos-rebuild switch',
-      'guard status',
-      'guard confirm',
-      'state units',
-      'health-check',
+      'guard status, guard confirm, units, health-check, closure',
       'guard rollback',
       'guard status',
-      'running',
-      'closure',
     ]);
-    expect(t.commands.find((c) => c.what === 'health-check')?.args).toEqual([healthCheck]);
+    // was 3 and 8 (status, confirm, state units, health-check, rollback, status, running, closure)
+    expect(execs(t)).toEqual({ before: 1, after: 3 });
+    expect(t.healthChecks).toEqual([healthCheck]);
   });
 
   it('a unit fails after a clean switch (newly failed): rolls back', async () => {
@@ -390,7 +384,7 @@ describe('runDeploy: rollback by the runner', () => {
       },
     });
     expect(guardCommands(t)).toEqual([
-      'guard upload',
+      'guard install',
       'guard arm',
       'guard status',
       'guard confirm',
@@ -434,7 +428,7 @@ describe('runDeploy: rollback by the runner', () => {
       rollback: { by: 'runner' },
       hostRuns: OLD.path,
     });
-    expect(t.commands.find((c) => c.what === 'guard arm')?.args[4]).toBe('test');
+    expect(guardCall(t, 'arm')?.args[4]).toBe('test');
     expect(t.current).toBe(OLD.path);
     expect(t.profileLink).toBe('system-7-link');
   });
@@ -470,16 +464,14 @@ describe('runDeploy: rollback by the target', () => {
         /^no new SSH session within 0\.05 s \(.*ECONNREFUSED\): waiting for the target to roll back by itself$/,
       ),
     );
+    // the polls' last status says what runs and what the switch went to: only the closure is left
     expect(steps(t)).toEqual([
-      'state',
-      'guard upload',
-      'guard arm',
+      'state, guard install, guard arm',
       'nixos-rebuild switch',
-      'guard status',
-      'running',
       'guard status',
       'closure',
     ]);
+    expect(execs(t).before).toBe(1);
     expect(guardCommands(t)).not.toContain('guard confirm');
     expect(guardCommands(t)).not.toContain('guard rollback');
     expect(t.current).toBe(OLD.path);
@@ -507,15 +499,10 @@ describe('runDeploy: rollback by the target', () => {
     });
     expect(logged.warn).toContain('too late to confirm: the target is rolling-back');
     expect(steps(t)).toEqual([
-      'state',
-      'guard upload',
-      'guard arm',
+      'state, guard install, guard arm',
       'nixos-rebuild switch',
+      'guard status, guard confirm, units, closure',
       'guard status',
-      'guard confirm',
-      'guard status',
-      'running',
-      'closure',
     ]);
   });
 
@@ -546,13 +533,10 @@ describe('runDeploy: rollback by the target', () => {
     );
     // no confirm and no rollback of its own: it waits for the target's
     expect(steps(t)).toEqual([
-      'state',
-      'guard upload',
-      'guard arm',
+      'state, guard install, guard arm',
       'nixos-rebuild switch',
+      'guard status, units, closure',
       'guard status',
-      'running',
-      'closure',
     ]);
   });
 });
@@ -597,7 +581,10 @@ describe('runDeploy: no guard', () => {
       checks: [],
       failedUnits: [],
     });
-    expect(steps(t)).toEqual(['state', 'nixos-rebuild boot', 'running', 'closure']);
+    expect(steps(t)).toEqual(['state', 'nixos-rebuild boot', 'closure']);
+    // was 1 and 2 (running, closure)
+    expect(execs(t)).toEqual({ before: 1, after: 1 });
+    expect(t.closures).toEqual([[NEW_KERNEL.path, OLD.path]]);
     expect(t.current).toBe(OLD.path);
     expect(t.profile).toBe(NEW_KERNEL.path);
     expectOnlyOpen(t, session);
@@ -623,9 +610,179 @@ describe('runDeploy: no guard', () => {
       hostRuns: NEW.path,
       rolledBack: false,
       failedUnits: ['nginx.service'],
-      error: { message: 'switch-to-configuration reported failed units (exit 4): nginx.service' },
+      error: {
+        message: 'switch-to-configuration reported failed units (exit 4): nginx.service',
+        // the real reason, not "no previous system" (there was one; rollback is true)
+        fix: 'the target has no systemd-run, so no rollback could be armed: the host keeps the new system; fix it and deploy again',
+      },
     });
     expect(guardCommands(t)).toEqual([]);
+  });
+
+  it('no systemd-run and a failing health check: says why nothing rolls back', async () => {
+    const t = host({ hasSystemdRun: false });
+    t.healthCheck = () => ({ code: 1, stdout: '', stderr: 'down' });
+    const { result } = await deployTo(t, { system: NEW }, { healthCheck: 'check-it' });
+
+    expect(result.rolledBack).toBe(false);
+    expect(result.hostRuns).toBe(NEW.path);
+    expect(result.error?.message).toBe(
+      'health check failed: health-check: check-it (exit 1: down (1 try))',
+    );
+    expect(result.error?.fix).toMatch(
+      /^the target has no systemd-run, so no rollback could be armed/,
+    );
+    expect(execs(t)).toEqual({ before: 1, after: 1 });
+  });
+});
+
+describe('runDeploy: the new session drops', () => {
+  it('before the confirm: the runner does not confirm, the target rolls back by itself', async () => {
+    const t = host();
+    let first = true;
+    t.drops = (exec) => {
+      if (exec !== 'after' || !first) return undefined;
+      first = false;
+      return 'before';
+    };
+    const { result, session, logged } = await deployTo(
+      t,
+      { system: NEW },
+      { confirmTimeoutSeconds: 0.05 },
+    );
+
+    expect(result).toMatchObject({
+      systemPath: NEW.path,
+      hostRuns: OLD.path,
+      rolledBack: true,
+      rollback: { by: 'target', reason: expect.stringMatching(NEW_SYSTEM_MAY_CUT_SSH) },
+      error: { message: expect.stringMatching(/rolled back by the target itself/) },
+      checks: [],
+    });
+    expect(logged.warn).toContain(
+      'the new SSH session dropped before it answered (no exit status from after.sh: the SSH session dropped): not confirming; reading the rollback guard over another session',
+    );
+    // the second session reads the guard and never confirms
+    expect(steps(t)).toEqual([
+      'state, guard install, guard arm',
+      'nixos-rebuild switch',
+      'after (dropped before)',
+      'guard status, units, closure',
+      'guard status',
+    ]);
+    expect(guardCommands(t)).not.toContain('guard confirm');
+    expect(t.current).toBe(OLD.path);
+    expectOnlyOpen(t, session);
+  });
+
+  it('after the confirm landed: another session finds it confirmed, the host keeps the new system', async () => {
+    const t = host();
+    let first = true;
+    t.drops = (exec) => {
+      if (exec !== 'after' || !first) return undefined;
+      first = false;
+      return 'after';
+    };
+    t.healthCheck = () => ({ code: 0, stdout: 'ok', stderr: '' });
+    const { result, session } = await deployTo(t, { system: NEW }, { healthCheck: 'check-it' });
+
+    expectNoError(result);
+    expect(result).toMatchObject({ systemPath: NEW.path, hostRuns: NEW.path, changed: true });
+    expect(result.checks.map((c) => [c.name, c.ok])).toEqual([
+      ['systemctl --failed', true],
+      ['health-check: check-it', true],
+    ]);
+    expect(steps(t)).toEqual([
+      'state, guard install, guard arm',
+      'nixos-rebuild switch',
+      'guard status, guard confirm, units, health-check, closure (dropped after)',
+      'guard status, units, health-check, closure',
+    ]);
+    // one confirm only, over the first new session
+    expect(t.guardCalls.filter((c) => c.verb === 'confirm')).toHaveLength(1);
+    t.expireWatcher();
+    expect(t.current).toBe(NEW.path);
+    expectOnlyOpen(t, session);
+  });
+
+  it('while asking for the rollback: asks again over a new session, the runner rolls back', async () => {
+    const t = host();
+    t.healthCheck = (current) => ({ code: current === NEW.path ? 1 : 0, stdout: '', stderr: '' });
+    let first = true;
+    t.drops = (exec) => {
+      if (exec !== 'guard rollback' || !first) return undefined;
+      first = false;
+      return 'before';
+    };
+    const { result, session } = await deployTo(t, { system: NEW }, { healthCheck: 'check-it' });
+
+    expect(result).toMatchObject({
+      hostRuns: OLD.path,
+      rolledBack: true,
+      rollback: { by: 'runner', reason: expect.stringMatching(/^health check failed: /) },
+    });
+    expect(steps(t)).toEqual([
+      'state, guard install, guard arm',
+      'nixos-rebuild switch',
+      'guard status, guard confirm, units, health-check, closure',
+      'guard rollback (dropped before)',
+      'guard rollback',
+      'guard status',
+    ]);
+    expect(t.current).toBe(OLD.path);
+    expectOnlyOpen(t, session);
+  });
+});
+
+describe('runDeploy: a guard left armed by an earlier run', () => {
+  it('is stopped when this deploy arms its own: it cannot roll back the confirmed switch', async () => {
+    const t = host();
+    // a run cancelled after arming (its nixos-rebuild never ran, nothing ever confirms it)
+    const cancelled = await t.session().exec(`sh -s -- arm 'cancelled-run' '1' 'switch'`, {
+      stdin: embedScript(
+        'guard_sh',
+        readAsset('scripts/deploy/guard.sh'),
+        readAsset('scripts/deploy/state.sh'),
+      ),
+    });
+    expect(cancelled.stdout).toContain('guard_armed=vps-nixos-guard-cancelled-run\n');
+    t.commands.length = 0;
+
+    const { result, logged } = await deployTo(t, { system: NEW });
+
+    expectNoError(result);
+    expect(logged.warn).toContain(
+      'stopped the rollback guard of an earlier run (cancelled-run) that was still armed: it would have rolled this deploy back',
+    );
+    expect(t.guards.get('cancelled-run')?.result).toBe('disarmed');
+    // every watcher's deadline passes: the host keeps what this deploy confirmed
+    t.expireWatcher();
+    expect(t.current).toBe(NEW.path);
+    expect(t.profile).toBe(NEW.path);
+  });
+});
+
+describe('runDeploy: the health-check command', () => {
+  it('its first try runs after the confirm in the same exec, and times out as an exec of its own would', async () => {
+    const t = host();
+    t.healthCheck = () => ({ code: 124, stdout: '', stderr: '' });
+    t.healthCheckSeconds = 5;
+    const { result } = await deployTo(t, { system: NEW }, { healthCheck: 'sleep 999' });
+
+    expect(result.checks[1]).toMatchObject({
+      name: 'health-check: sleep 999',
+      ok: false,
+      detail: "remote command timed out after 5s: sh -c 'sleep 999' (1 try)",
+    });
+    expect(result).toMatchObject({ rolledBack: true, rollback: { by: 'runner' } });
+  });
+
+  it('a command that exits 124 by itself is no timeout', async () => {
+    const t = host();
+    t.healthCheck = () => ({ code: 124, stdout: 'x', stderr: '' });
+    const { result } = await deployTo(t, { system: NEW }, { healthCheck: 'exit-124' });
+
+    expect(result.checks[1]?.detail).toBe('exit 124: x (1 try)');
   });
 });
 
@@ -663,8 +820,12 @@ describe('runDeploy: the target', () => {
       '--use-remote-sudo',
     ]);
     expect(t.rebuilds[0]?.sshOpts).toMatch(/-p 2222$/);
-    const asRoot = t.commands.filter((c) => c.session > 0 && c.what !== 'running');
-    expect(asRoot.map((c) => c.what)).toContain('guard confirm');
-    expect(asRoot.filter((c) => !c.sudo)).toEqual([]);
+    const onTarget = t.commands.filter((c) => c.session > 0);
+    expect(onTarget.map((c) => c.what)).toEqual([
+      'state, guard install, guard arm',
+      'guard status, guard confirm, units, health-check, closure',
+    ]);
+    expect(onTarget.filter((c) => !c.sudo)).toEqual([]);
+    expect(t.healthChecks).toEqual(['true']);
   });
 });

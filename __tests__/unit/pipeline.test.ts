@@ -68,7 +68,7 @@ function harness(world: World) {
     hostKey: { type: 'ssh-ed25519', blob: Buffer.from('key') },
     exec: async (command, opts) => {
       execs.push(command);
-      if (command === 'sh -s' && opts?.stdin?.toString().includes('kv boot_id'))
+      if (command === 'sh -s' && opts?.stdin?.toString().includes('kv facts.version 1'))
         return { code: 0, stdout: world.facts, stderr: '' };
       if (command.startsWith('nix-store -qR /run/current-system'))
         return { code: 0, stdout: `${RUNS}\n`, stderr: '' };

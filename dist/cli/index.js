@@ -24206,6 +24206,7 @@ const BUILDING = [
     'disko-with-deps',
     'cache',
     'cache-max-size',
+    'push-to',
     'kexec-tarball',
     'kexec-tarball-sha256',
     'installer-budget',
@@ -24259,6 +24260,8 @@ const DEPLOYING = [
     'reinstall',
     'closure-budget',
     'cache',
+    'cache-max-size',
+    'push-to',
     'allow-preflight-errors',
 ];
 const inputOption = (name) => {
@@ -24627,6 +24630,7 @@ const node_crypto_1 = __nccwpck_require__(7598);
 const assets_1 = __nccwpck_require__(5462);
 const errors_1 = __nccwpck_require__(3916);
 const shell_1 = __nccwpck_require__(997);
+const session_1 = __nccwpck_require__(302);
 const target_1 = __nccwpck_require__(6746);
 const guard_1 = __nccwpck_require__(5962);
 const health_1 = __nccwpck_require__(1873);
@@ -24657,22 +24661,83 @@ function unchangedDeploy(action, system, host) {
     };
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const NO_SYSTEMD_RUN_KEEPS = 'the target has no systemd-run, so no rollback could be armed: the host keeps the new system; fix it and deploy again';
 const last = (s, n) => s.trim().split('\n').slice(-n).join('\n');
-/** state.sh: everything before the deploy, or (`units`) only the failed units after it. */
-async function readState(session, sudo, what = 'all') {
-    const r = await session.exec(`${sudo}sh -s${what === 'units' ? ' -- units' : ''}`, {
-        stdin: (0, assets_1.readAsset)('scripts/deploy/state.sh'),
+const firstLine = (err) => (0, errors_1.describeError)(err).split('\n')[0];
+/**
+ * state.sh, one round trip before anything changes: the state, and with `arm`, the rollback guard
+ * installed and armed against what it read (when there is something to guard: state.sh's header).
+ */
+async function readBefore(session, sudo, arm) {
+    const script = (0, assets_1.readAsset)('scripts/deploy/state.sh');
+    const args = arm
+        ? ` -- arm ${[arm.id, String(arm.timeoutSeconds), arm.mode].map(shell_1.shellQuote).join(' ')}`
+        : '';
+    const r = await session.exec(`${sudo}sh -s${args}`, {
+        stdin: arm ? (0, state_1.embedScript)('guard_sh', (0, assets_1.readAsset)('scripts/deploy/guard.sh'), script) : script,
         timeoutMs: 120_000,
     });
     if (r.code !== 0)
         throw new Error(`reading the target's state failed: ${r.stderr.trim()}`);
-    return (0, state_1.parseState)(r.stdout);
+    return { state: (0, state_1.parseState)(r.stdout), stderr: r.stderr };
 }
-/** What runs and what the system profile points at ('' for what is not there), one round trip. */
-async function running(session) {
-    const r = await session.exec('for l in /run/current-system /nix/var/nix/profiles/system; do if [ -e "$l" ]; then readlink -f "$l"; else echo; fi; done', { timeoutMs: 30_000 });
-    const [current = '', profile = ''] = r.stdout.split('\n').map((l) => l.trim());
-    return { current, profile };
+/**
+ * after.sh, one round trip. A dropped session rejects as exec does; what the target answered with
+ * a failure (a guard.sh verb's exit status, the script's own) throws TargetScriptError.
+ */
+async function readAfter(session, sudo, req) {
+    const args = [];
+    if (req.guardId)
+        args.push('--guard', req.guardId);
+    if (req.guardId && req.disarm)
+        args.push('--disarm');
+    if (req.guardId && req.confirm)
+        args.push('--confirm');
+    if (req.units)
+        args.push('--units');
+    if (req.check)
+        args.push('--check', String(req.check.timeoutMs / 1000), req.check.command);
+    if (req.closure)
+        args.push('--closure', req.closure.of, req.closure.prev);
+    const command = `${sudo}sh -s --${args.map((a) => ` ${(0, shell_1.shellQuote)(a)}`).join('')}`;
+    const r = (0, guard_1.answered)(await session.exec(command, {
+        stdin: (0, state_1.embedScript)('closure_sh', (0, assets_1.readAsset)('scripts/deploy/closure.sh'), (0, assets_1.readAsset)('scripts/deploy/after.sh')),
+        // guard.sh verbs (60 s each, as alone), the check's try, closure.sh (as alone)
+        timeoutMs: 3 * 60_000 + (req.check?.timeoutMs ?? 0) + 300_000,
+    }), 'after.sh');
+    if (r.code !== 0)
+        throw new guard_1.TargetScriptError(`reading the target after nixos-rebuild failed (exit ${r.code}): ${r.stderr.trim()}`);
+    const facts = (0, state_1.parseAfter)(r.stdout);
+    const steps = [
+        ['status', facts.guard],
+        ['disarm', facts.disarm],
+        ['confirm', facts.confirm],
+    ];
+    for (const [verb, answer] of steps)
+        if (answer && answer.exit !== 0)
+            throw (0, guard_1.guardFailure)(verb, answer.exit, answer.error, r.stderr);
+    if (req.guardId && !facts.guard)
+        throw new guard_1.TargetScriptError(`after.sh did not read the rollback guard: ${r.stderr.trim()}`);
+    return facts;
+}
+/**
+ * `session`, except that its first run of `command` gets `first` (the answer to a run already
+ * made, inside after.sh) instead of running it again.
+ */
+function answeredOnce(session, command, first) {
+    let pending = true;
+    return {
+        target: session.target,
+        hostKey: session.hostKey,
+        cipher: session.cipher,
+        exec(c, o) {
+            if (!pending || c !== command)
+                return session.exec(c, o);
+            pending = false;
+            return first();
+        },
+        close: () => session.close(),
+    };
 }
 /** Connects again and again until `deadline`; undefined if the host never answered. */
 async function reconnectUntil(reconnect, deadline, pollMs) {
@@ -24682,7 +24747,7 @@ async function reconnectUntil(reconnect, deadline, pollMs) {
             return { session: await reconnect(), lastError: '' };
         }
         catch (err) {
-            lastError = (0, errors_1.describeError)(err).split('\n')[0];
+            lastError = firstLine(err);
         }
         await sleep(pollMs);
     } while (Date.now() < deadline);
@@ -24723,7 +24788,25 @@ async function deploy(first, opts) {
     const cmd = opts.rebuild ?? (0, rebuild_1.rebuildOnPath)(opts.env?.PATH ?? process.env.PATH);
     if (!cmd)
         throw new errors_1.VpsNixosError('no nixos-rebuild on PATH', 'put nixos-rebuild on PATH before this step, or give flake so its own nixpkgs provides one');
-    const before = await readState(first, sudo);
+    const ssh = (0, sshopts_1.writeDeploySsh)(opts.tempDir, target, opts.privateKey, first.hostKey);
+    const args = (0, rebuild_1.rebuildArgs)({
+        action: opts.action,
+        flake: opts.flake,
+        storePath: opts.flake ? undefined : opts.toplevel,
+        targetHost: ssh.targetHost,
+        buildHost: opts.buildHost,
+        useSudo: opts.useSudo,
+    });
+    // 1. The state and, before anything changes, the guard: one round trip (state.sh arms it only
+    // where there is a previous system and systemd-run, as decided below from what it read).
+    const activates = opts.action === 'switch' || opts.action === 'test';
+    const armAs = {
+        id: `${Date.now().toString(36)}-${(0, node_crypto_1.randomBytes)(3).toString('hex')}`,
+        timeoutSeconds: opts.confirmTimeoutSeconds,
+        mode: opts.action === 'test' ? 'test' : 'switch',
+    };
+    const read = await readBefore(first, sudo, activates && opts.rollback ? armAs : undefined);
+    const before = read.state;
     if (!before.isNixos)
         throw new errors_1.VpsNixosError(`${(0, target_1.formatTarget)(target)} does not run NixOS (/etc/NIXOS is missing): there is nothing to deploy to`, 'bootstrap it first (method auto or kexec), or check the target');
     const result = {
@@ -24742,22 +24825,27 @@ async function deploy(first, opts) {
         rebuild: { from: '', args: [], code: 0, seconds: 0 },
         seconds: 0,
     };
-    const ssh = (0, sshopts_1.writeDeploySsh)(opts.tempDir, target, opts.privateKey, first.hostKey);
-    // 1. The guard, before anything changes.
-    const activates = opts.action === 'switch' || opts.action === 'test';
     let guard;
     if (activates && opts.rollback && before.current !== '') {
         if (!before.hasSystemdRun) {
             log.warn('no systemd-run on the target: the automatic rollback cannot be armed');
         }
         else {
+            const arm = before.arm;
+            if (!arm)
+                throw new guard_1.TargetScriptError(`state.sh did not arm the rollback guard: ${read.stderr.trim()}`);
+            if (!arm.installed)
+                throw new guard_1.TargetScriptError(`could not upload the rollback guard: ${read.stderr.trim()}`);
+            if (arm.exit !== 0)
+                throw (0, guard_1.guardFailure)('arm', arm.exit, arm.error, read.stderr);
             guard = {
-                id: `${Date.now().toString(36)}-${(0, node_crypto_1.randomBytes)(3).toString('hex')}`,
+                id: armAs.id,
                 prev: before.current,
-                mode: opts.action === 'test' ? 'test' : 'switch',
-                timeoutSeconds: opts.confirmTimeoutSeconds,
+                mode: armAs.mode,
+                timeoutSeconds: armAs.timeoutSeconds,
             };
-            await (0, guard_1.armGuard)(first, sudo, { ...guard, profileLink: before.profileLink });
+            for (const other of arm.superseded)
+                log.warn(`stopped the rollback guard of an earlier run (${other}) that was still armed: it would have rolled this deploy back`);
             log.info(`rollback armed on the target: unless confirmed over a new SSH session within ${guard.timeoutSeconds} s of the switch, it reactivates ${guard.prev}${before.profileLink ? ` (${before.profileLink})` : ''}`);
         }
     }
@@ -24765,14 +24853,6 @@ async function deploy(first, opts) {
         log.info('first deploy to this host: there is no previous system to roll back to');
     }
     // 2. nixos-rebuild.
-    const args = (0, rebuild_1.rebuildArgs)({
-        action: opts.action,
-        flake: opts.flake,
-        storePath: opts.flake ? undefined : opts.toplevel,
-        targetHost: ssh.targetHost,
-        buildHost: opts.buildHost,
-        useSudo: opts.useSudo,
-    });
     result.rebuild.from = cmd.from;
     result.rebuild.args = args;
     log.info(`nixos-rebuild: ${cmd.from}`);
@@ -24787,9 +24867,16 @@ async function deploy(first, opts) {
     const confirmBy = rebuildEnd + opts.confirmTimeoutSeconds * 1000;
     const reached = await reconnectUntil(opts.reconnect, guard ? confirmBy : rebuildEnd + 60_000, pollMs);
     session = reached.session;
+    let lastError = reached.lastError;
     let newSystem = '';
+    // What runs and the system profile as read last (undefined: not read since it may have changed),
+    // and the guard's status as read last: the report takes them, or reads again.
+    let hostRunsNow;
+    let profileNow;
+    let lastStatus;
     const rollbackWaitMs = opts.rollbackWaitMs ?? 5 * 60_000;
     const waitForRollback = async (g) => {
+        hostRunsNow = undefined;
         const until = Date.now() + opts.confirmTimeoutSeconds * 1000 + rollbackWaitMs;
         while (Date.now() < until) {
             if (!session)
@@ -24798,8 +24885,11 @@ async function deploy(first, opts) {
                 break;
             try {
                 const st = await (0, guard_1.guardStatus)(session, sudo, g.id);
-                if (st.result === 'rolled-back' || st.result === 'rollback-failed')
+                lastStatus = st;
+                if (st.result === 'rolled-back' || st.result === 'rollback-failed') {
+                    hostRunsNow = st.current;
                     return st;
+                }
             }
             catch {
                 session.close();
@@ -24809,19 +24899,45 @@ async function deploy(first, opts) {
         }
         return undefined;
     };
+    // Asks the guard to roll back; a session that drops on the way is replaced and the guard asked
+    // again (one already rolling back just says so).
+    const requestRollback = async (g, reason) => {
+        const until = Date.now() + opts.confirmTimeoutSeconds * 1000 + rollbackWaitMs;
+        for (;;) {
+            if (!session)
+                session = (await reconnectUntil(opts.reconnect, until, pollMs)).session;
+            if (!session)
+                return;
+            try {
+                await (0, guard_1.rollbackGuard)(session, sudo, g.id, reason);
+                return;
+            }
+            catch (err) {
+                if (err instanceof guard_1.TargetScriptError)
+                    throw err;
+                log.warn(`the SSH session dropped while asking for the rollback (${firstLine(err)})`);
+                session.close();
+                session = undefined;
+                if (Date.now() >= until)
+                    return;
+            }
+        }
+    };
     const rollBack = async (reason) => {
         if (!guard) {
             result.error ??= {
                 message: reason,
-                fix: opts.rollback
-                    ? 'there was no previous system to roll back to: fix the configuration and deploy again'
-                    : 'rollback is false: the host keeps the new system; fix it and deploy again',
+                fix: !opts.rollback
+                    ? 'rollback is false: the host keeps the new system; fix it and deploy again'
+                    : before.current === ''
+                        ? 'there was no previous system to roll back to: fix the configuration and deploy again'
+                        : NO_SYSTEMD_RUN_KEEPS,
             };
             return;
         }
         log.warn(`rolling back to ${guard.prev}: ${reason}`);
-        if (session)
-            await (0, guard_1.rollbackGuard)(session, sudo, guard.id, reason);
+        hostRunsNow = undefined;
+        await requestRollback(guard, reason);
         const st = await waitForRollback(guard);
         finishRollback(st, reason);
     };
@@ -24846,28 +24962,89 @@ async function deploy(first, opts) {
             };
         }
     };
-    if (!session) {
+    // One round trip (after.sh) reads and does what the decisions below need, in the order they
+    // need it: the guard's status; disarm (nothing switched) or confirm (switched, and nixos-rebuild
+    // exited 0: what the runner decides from that status alone); the failed units; the
+    // health-check command's first try once confirmed; the new closure; what runs at the end.
+    const healthy = run.code === 0 && activates;
+    // commandCheck's own limit for one try
+    const checkTryMs = Math.max(5000, Math.min(opts.healthTimeoutSeconds * 1000, 120_000));
+    const closureOf = opts.action === 'boot' ? 'profile' : opts.action === 'dry-activate' ? opts.toplevel : 'new';
+    const afterRequest = (mayConfirm) => ({
+        guardId: guard?.id,
+        disarm: true,
+        confirm: healthy && mayConfirm,
+        units: activates,
+        check: healthy && opts.healthCheck
+            ? { command: opts.healthCheck, timeoutMs: checkTryMs }
+            : undefined,
+        closure: closureOf ? { of: closureOf, prev: before.current } : undefined,
+    });
+    let facts;
+    // Why the new session dropped before it answered: the runner never confirms after that (SSH
+    // with the new system is in doubt), it reads what happened over another session instead.
+    let dropped = '';
+    if (session) {
+        try {
+            facts = await readAfter(session, sudo, afterRequest(true));
+        }
+        catch (err) {
+            if (err instanceof guard_1.TargetScriptError)
+                throw err;
+            dropped = firstLine(err);
+            session.close();
+            session = undefined;
+            log.warn(`the new SSH session dropped before it answered (${dropped})${guard ? ': not confirming; reading the rollback guard over another session' : ''}`);
+            const again = await reconnectUntil(opts.reconnect, Date.now() + (guard ? opts.confirmTimeoutSeconds * 1000 + rollbackWaitMs : 60_000), pollMs);
+            session = again.session;
+            lastError = again.lastError;
+            if (session) {
+                try {
+                    facts = await readAfter(session, sudo, afterRequest(false));
+                }
+                catch (err2) {
+                    if (err2 instanceof guard_1.TargetScriptError)
+                        throw err2;
+                    lastError = firstLine(err2);
+                    session.close();
+                    session = undefined;
+                }
+            }
+        }
+    }
+    if (!facts || !session) {
         // Unreachable: with a guard the target undoes the switch by itself.
         if (guard) {
-            log.warn(`no new SSH session within ${opts.confirmTimeoutSeconds} s (${reached.lastError}): waiting for the target to roll back by itself`);
+            log.warn(dropped
+                ? `the new SSH session dropped (${dropped}) and no other answered (${lastError}): waiting for the target to roll back by itself`
+                : `no new SSH session within ${opts.confirmTimeoutSeconds} s (${reached.lastError}): waiting for the target to roll back by itself`);
             const st = await waitForRollback(guard);
-            finishRollback(st, `the new system cut SSH: no new session within ${opts.confirmTimeoutSeconds} s (${reached.lastError})`);
+            finishRollback(st, dropped
+                ? `the SSH session with the new system dropped (${dropped}) and no other answered (${lastError})`
+                : `the new system cut SSH: no new session within ${opts.confirmTimeoutSeconds} s (${reached.lastError})`);
         }
         else {
             result.error = {
-                message: `the host does not answer on SSH after nixos-rebuild (${reached.lastError})`,
+                message: `the host does not answer on SSH after nixos-rebuild (${lastError || dropped})`,
                 fix: before.current === ''
                     ? "there was no previous system to roll back to: use the provider's console"
-                    : "rollback is false, so nothing undoes it: use the provider's console (switch to the previous generation)",
+                    : !opts.rollback
+                        ? "rollback is false, so nothing undoes it: use the provider's console (switch to the previous generation)"
+                        : !activates
+                            ? `action ${opts.action} activated nothing, so no rollback was armed: use the provider's console`
+                            : "the target has no systemd-run, so no rollback was armed and nothing undoes it: use the provider's console (switch to the previous generation)",
             };
         }
     }
     else {
-        const fired = guard ? await (0, guard_1.guardStatus)(session, sudo, guard.id) : undefined;
-        const now = fired ? fired.current : (await running(session)).current;
+        hostRunsNow = facts.end.current;
+        profileNow = facts.end.profile;
+        const fired = guard ? facts.guard : undefined;
+        lastStatus = fired;
+        const now = fired ? fired.current : facts.current;
         if (activates)
             newSystem = now;
-        if (guard && fired && fired.result !== 'armed' && fired.result !== 'confirmed') {
+        if (guard && fired && !['armed', 'confirmed', 'disarmed'].includes(fired.result)) {
             // We got through only after the window: the target is already rolling back by itself.
             newSystem = fired.switchedTo;
             log.warn(`the target is already ${fired.result}: ${fired.reason}`);
@@ -24878,7 +25055,9 @@ async function deploy(first, opts) {
             // decided above
         }
         else if (guard && !switched) {
-            await (0, guard_1.disarmGuard)(session, sudo, guard.id);
+            // after.sh disarmed it (it was armed and nothing switched), or did so before it dropped
+            if (!facts.disarm && fired?.result !== 'disarmed')
+                await (0, guard_1.disarmGuard)(session, sudo, guard.id);
             guard = undefined;
         }
         if (result.error) {
@@ -24891,8 +25070,7 @@ async function deploy(first, opts) {
             };
         }
         else if (run.code !== 0 && opts.action !== 'boot' && opts.action !== 'dry-activate') {
-            const after = await readState(session, sudo, 'units').catch(() => undefined);
-            const newly = (after?.failed ?? []).filter((u) => !before.failed.includes(u));
+            const newly = (facts.failed ?? []).filter((u) => !before.failed.includes(u));
             result.failedUnits = [...new Set([...reportedFailed, ...newly])].sort();
             await rollBack(result.failedUnits.length
                 ? `switch-to-configuration reported failed units (exit 4): ${result.failedUnits.join(', ')}`
@@ -24905,8 +25083,16 @@ async function deploy(first, opts) {
             };
         }
         else if (guard) {
-            const answer = await (0, guard_1.confirmGuard)(session, sudo, guard.id);
-            if (answer !== 'confirmed') {
+            // after.sh confirmed (the guard was armed and the system switched), or found it confirmed
+            const answer = facts.confirm?.result ?? (fired?.result === 'confirmed' ? 'confirmed' : undefined);
+            if (answer === undefined) {
+                const why = dropped
+                    ? `the SSH session dropped before the confirm (${dropped})`
+                    : 'the target did not run the confirm';
+                log.warn(`not confirmed: ${why}; waiting for the target to roll back by itself`);
+                finishRollback(await waitForRollback(guard), why);
+            }
+            else if (answer !== 'confirmed') {
                 log.warn(`too late to confirm: the target is ${answer}`);
                 const st = await waitForRollback(guard);
                 finishRollback(st, `not confirmed within ${opts.confirmTimeoutSeconds} s`);
@@ -24917,8 +25103,8 @@ async function deploy(first, opts) {
         }
         // Health: only for a confirmed (or unguarded) activation.
         if (!result.error && activates) {
-            const after = await readState(session, sudo, 'units');
-            const newly = after.failed.filter((u) => !before.failed.includes(u));
+            const failedNow = facts.failed ?? [];
+            const newly = failedNow.filter((u) => !before.failed.includes(u));
             result.failedUnits = newly;
             if (newly.length)
                 result.checks.push({
@@ -24931,13 +25117,25 @@ async function deploy(first, opts) {
                 result.checks.push({
                     name: 'systemctl --failed',
                     ok: true,
-                    detail: after.failed.length
-                        ? `none new (already failed before: ${after.failed.join(', ')})`
+                    detail: failedNow.length
+                        ? `none new (already failed before: ${failedNow.join(', ')})`
                         : 'none',
                     seconds: 0,
                 });
-            if (opts.healthCheck)
-                result.checks.push(await (0, health_1.commandCheck)(session, sudo, opts.healthCheck, opts.healthTimeoutSeconds * 1000));
+            if (opts.healthCheck) {
+                // its first try ran inside after.sh: commandCheck gets that answer, then tries on its own
+                const tried = facts.check;
+                const command = `${sudo}sh -c ${(0, shell_1.shellQuote)(opts.healthCheck)}`;
+                const checkSession = tried
+                    ? answeredOnce(session, command, async () => {
+                        if ((tried.code === 124 || tried.code === 137) &&
+                            tried.seconds >= Math.floor(checkTryMs / 1000) - 1)
+                            throw new session_1.RemoteTimeout(`remote command timed out after ${checkTryMs / 1000}s: ${command.slice(0, 80)}`, 'check the target is responsive (load, memory) and re-run');
+                        return { code: tried.code, stdout: tried.stdout, stderr: tried.stderr };
+                    })
+                    : session;
+                result.checks.push(await (0, health_1.commandCheck)(checkSession, sudo, opts.healthCheck, opts.healthTimeoutSeconds * 1000));
+            }
             if (opts.healthUrl)
                 result.checks.push(await (0, health_1.urlCheck)(opts.healthUrl, opts.healthTimeoutSeconds * 1000));
             const bad = result.checks.filter((c) => !c.ok);
@@ -24955,41 +25153,60 @@ async function deploy(first, opts) {
                         message: reason,
                         fix: before.current === ''
                             ? 'there was no previous system to roll back to: fix the configuration and deploy again'
-                            : 'rollback is false: the host keeps the new system; fix it and deploy again',
+                            : opts.rollback
+                                ? NO_SYSTEMD_RUN_KEEPS
+                                : 'rollback is false: the host keeps the new system; fix it and deploy again',
                     };
             }
         }
     }
-    // 4. What changed, and what runs now, over a new session.
+    // 4. What changed, and what runs now: from what was read last; one more round trip only for
+    // what is not known (after a rollback, or when after.sh never answered).
     if (!session)
         session = (await reconnectUntil(opts.reconnect, Date.now() + 60_000, pollMs)).session;
     if (session) {
         try {
-            const { current, profile } = await running(session);
-            result.hostRuns = current;
-            result.systemPath =
-                opts.action === 'boot'
-                    ? profile
-                    : opts.action === 'dry-activate'
-                        ? (opts.toplevel ?? '')
-                        : newSystem || (guard ? (await (0, guard_1.guardStatus)(session, sudo, guard.id)).switchedTo : '');
-            if (!result.systemPath && opts.toplevel)
-                result.systemPath = opts.toplevel;
-            if (result.systemPath) {
-                const c = await session.exec(`${sudo}sh -s -- ${(0, shell_1.shellQuote)(result.systemPath)} ${before.current ? (0, shell_1.shellQuote)(before.current) : ''}`, { stdin: (0, assets_1.readAsset)('scripts/deploy/closure.sh'), timeoutMs: 300_000 });
-                if (c.code === 0) {
-                    const closure = (0, state_1.parseClosure)(c.stdout);
+            const systemPath = () => (opts.action === 'boot'
+                ? (profileNow ?? '')
+                : opts.action === 'dry-activate'
+                    ? (opts.toplevel ?? '')
+                    : newSystem || (guard ? (lastStatus?.switchedTo ?? '') : '')) ||
+                (opts.toplevel ?? '');
+            const needStatus = activates && !newSystem && !!guard && !lastStatus;
+            const needProfile = opts.action === 'boot' && profileNow === undefined;
+            let closure = facts?.closure;
+            if (hostRunsNow === undefined || needStatus || needProfile) {
+                const known = needStatus || needProfile ? closureOf : systemPath();
+                const f = await readAfter(session, sudo, {
+                    guardId: needStatus ? guard?.id : undefined,
+                    closure: known ? { of: known, prev: before.current } : undefined,
+                });
+                hostRunsNow = f.end.current;
+                profileNow = f.end.profile;
+                if (needStatus)
+                    lastStatus = f.guard;
+                closure = f.closure ?? closure;
+            }
+            result.hostRuns = hostRunsNow;
+            result.systemPath = systemPath();
+            if (result.systemPath && closure?.of !== result.systemPath)
+                closure = (await readAfter(session, sudo, {
+                    closure: { of: result.systemPath, prev: before.current },
+                })).closure;
+            if (result.systemPath && closure) {
+                if (closure.exit === 0) {
+                    const c = (0, state_1.parseClosure)(closure.output);
                     result.changed =
                         result.systemPath !== (opts.action === 'boot' ? before.profile : before.current);
-                    const sent = (0, state_1.bytesAdded)(closure, before.store);
+                    const sent = (0, state_1.bytesAdded)(c, before.store);
                     result.bytesSent = sent.bytes;
                     result.pathsSent = sent.paths;
                     if (before.current)
-                        result.diff = (0, state_1.deployDiff)(closure);
-                    result.rebootNeeded = (0, state_1.rebootReasons)(closure);
+                        result.diff = (0, state_1.deployDiff)(c);
+                    result.rebootNeeded = (0, state_1.rebootReasons)(c);
                 }
                 else {
-                    log.warn(`could not read the new closure on the target: ${c.stderr.trim() || c.stdout.trim()}`);
+                    log.warn(`could not read the new closure on the target: ${closure.stderr.trim() || closure.output.trim()}`);
                 }
             }
             if (opts.toplevel &&
@@ -25022,43 +25239,49 @@ async function deploy(first, opts) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.GUARD_PATH = void 0;
-exports.armGuard = armGuard;
+exports.SessionDropped = exports.TargetScriptError = exports.GUARD_PATH = void 0;
+exports.answered = answered;
+exports.guardFailure = guardFailure;
+exports.statusFrom = statusFrom;
 exports.guardStatus = guardStatus;
 exports.confirmGuard = confirmGuard;
 exports.rollbackGuard = rollbackGuard;
 exports.disarmGuard = disarmGuard;
-/** The runner's side of scripts/deploy/guard.sh: arm before the switch, confirm or roll back after. */
-const assets_1 = __nccwpck_require__(5462);
-const shell_1 = __nccwpck_require__(997);
+/**
+ * The runner's side of scripts/deploy/guard.sh. It is installed and armed by state.sh before the
+ * switch and read, disarmed or confirmed by after.sh over the new session (one round trip each,
+ * deploy.ts); the verbs here are the single commands around those: roll back, poll, and the
+ * rare fallbacks.
+ */
 const prep_1 = __nccwpck_require__(3029);
+const shell_1 = __nccwpck_require__(997);
 exports.GUARD_PATH = '/run/vps-nixos/guard.sh';
-async function guardCommand(session, sudo, args) {
-    const r = await session.exec(`${sudo}/bin/sh ${exports.GUARD_PATH} ${args.map(shell_1.shellQuote).join(' ')}`, {
-        timeoutMs: 60_000,
-    });
-    const out = (0, prep_1.parseKv)(r.stdout).values;
-    if (r.code !== 0)
-        throw new Error(`guard.sh ${args[0]} failed (exit ${r.code}): ${out.error ?? r.stderr.trim()}`);
-    return out;
+/**
+ * The target answered, and a script there failed (a guard.sh verb's non-zero exit, …): unlike a
+ * dropped connection, asking again over a new session would not change the answer.
+ */
+class TargetScriptError extends Error {
 }
-/** Uploads the guard and starts its watcher; the previous system must have a switch-to-configuration. */
-async function armGuard(session, sudo, g) {
-    const script = (0, assets_1.readAsset)('scripts/deploy/guard.sh');
-    const up = await session.exec(`${sudo}sh -c 'umask 077; mkdir -p /run/vps-nixos && cat > ${exports.GUARD_PATH}.tmp && mv ${exports.GUARD_PATH}.tmp ${exports.GUARD_PATH}'`, { stdin: script, timeoutMs: 60_000 });
-    if (up.code !== 0)
-        throw new Error(`could not upload the rollback guard: ${up.stderr.trim()}`);
-    await guardCommand(session, sudo, [
-        'arm',
-        g.id,
-        g.prev,
-        g.profileLink || '-',
-        String(g.timeoutSeconds),
-        g.mode,
-    ]);
+exports.TargetScriptError = TargetScriptError;
+/**
+ * The session dropped while a command ran: the channel closed without an exit status (ssh2 then
+ * answers exit -1). Whether the command ran on the target is unknown.
+ */
+class SessionDropped extends Error {
 }
-async function guardStatus(session, sudo, id) {
-    const m = await guardCommand(session, sudo, ['status', id]);
+exports.SessionDropped = SessionDropped;
+/** Throws SessionDropped for an answer without an exit status. */
+function answered(r, what) {
+    if (r.code === -1)
+        throw new SessionDropped(`no exit status from ${what}${r.signal ? ` (signal ${r.signal})` : ''}: the SSH session dropped`);
+    return r;
+}
+/** The error a guard.sh verb that exited non-zero is reported with. */
+function guardFailure(verb, code, error, stderr) {
+    return new TargetScriptError(`guard.sh ${verb} failed (exit ${code}): ${error ?? stderr.trim()}`);
+}
+/** guard.sh status's key=value lines, typed. */
+function statusFrom(m) {
     return {
         current: m.current ?? '',
         prev: m.prev ?? '',
@@ -25069,10 +25292,23 @@ async function guardStatus(session, sudo, id) {
         rollbackStatus: m.rollback_status ? Number(m.rollback_status) : undefined,
     };
 }
+async function guardCommand(session, sudo, args) {
+    const r = answered(await session.exec(`${sudo}/bin/sh ${exports.GUARD_PATH} ${args.map(shell_1.shellQuote).join(' ')}`, {
+        timeoutMs: 60_000,
+    }), `guard.sh ${args[0]}`);
+    const out = (0, prep_1.parseKv)(r.stdout).values;
+    if (r.code !== 0)
+        throw guardFailure(args[0], r.code, out.error, r.stderr);
+    return out;
+}
+async function guardStatus(session, sudo, id) {
+    return statusFrom(await guardCommand(session, sudo, ['status', id]));
+}
 /** Keeps the new system. Returns what the guard says: `confirmed`, or that the target is rolling back. */
 async function confirmGuard(session, sudo, id) {
     return (await guardCommand(session, sudo, ['confirm', id])).result;
 }
+/** Rolls back now. Asking again is harmless: a guard already rolling back says so. */
 async function rollbackGuard(session, sudo, id, reason) {
     return (await guardCommand(session, sudo, ['rollback', id, reason])).result;
 }
@@ -25394,14 +25630,30 @@ function writeDeploySsh(tempDir, target, privateKey, hostKey) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.embedScript = embedScript;
 exports.parseState = parseState;
 exports.parseClosure = parseClosure;
 exports.rebootReasons = rebootReasons;
 exports.bytesAdded = bytesAdded;
 exports.deployDiff = deployDiff;
-/** What the target says before and after a deploy (scripts/deploy/state.sh, closure.sh), parsed. */
+exports.parseAfter = parseAfter;
+/**
+ * What the target says before and after a deploy (scripts/deploy/state.sh, after.sh, closure.sh),
+ * parsed; and how a script is sent with another one it runs.
+ */
 const closure_1 = __nccwpck_require__(2198);
 const prep_1 = __nccwpck_require__(3029);
+const guard_1 = __nccwpck_require__(5962);
+/**
+ * `script` preceded by the shell function `fn`, which prints `text` (a quoted here-document: sent
+ * as it is, nothing expanded). One stdin carries both scripts, so one round trip runs them.
+ */
+function embedScript(fn, text, script) {
+    const end = `VPS_NIXOS_${fn.toUpperCase()}_END`;
+    if (text.split('\n').includes(end))
+        throw new Error(`embedScript: ${fn} holds its own end line`);
+    return `${fn}() {\n  cat <<'${end}'\n${text.endsWith('\n') ? text : `${text}\n`}${end}\n}\n${script}`;
+}
 function parseState(stdout) {
     const lines = stdout.split('\n');
     const cut = lines.indexOf('store:');
@@ -25414,6 +25666,18 @@ function parseState(stdout) {
         profile: get('profile'),
         hasSystemdRun: get('systemd_run') !== '',
         failed: get('failed').split(/\s+/).filter(Boolean),
+        arm: kv.guard_install === undefined
+            ? undefined
+            : {
+                installed: get('guard_install') === 'ok',
+                exit: kv.guard_exit === undefined ? -1 : Number(kv.guard_exit),
+                unit: get('guard_armed'),
+                error: kv.guard_error,
+                superseded: stdout
+                    .split('\n')
+                    .filter((l) => l.startsWith('guard_superseded='))
+                    .map((l) => l.slice('guard_superseded='.length)),
+            },
         store: new Set(cut >= 0
             ? lines
                 .slice(cut + 1)
@@ -25475,6 +25739,62 @@ function bytesAdded(c, before) {
 /** Packages added, removed and changed between what ran and what runs now. */
 function deployDiff(c) {
     return (0, closure_1.diffClosures)(c.paths, c.previous);
+}
+const unbase64 = (s) => Buffer.from(s ?? '', 'base64').toString();
+/** Keys with `prefix`, without it. */
+function prefixed(kv, prefix) {
+    const out = {};
+    let any = false;
+    for (const [k, v] of Object.entries(kv))
+        if (k.startsWith(prefix)) {
+            out[k.slice(prefix.length)] = v;
+            any = true;
+        }
+    return any ? out : undefined;
+}
+function step(kv) {
+    if (!kv)
+        return undefined;
+    return {
+        exit: kv.exit === undefined ? -1 : Number(kv.exit),
+        result: (kv.result ?? ''),
+        error: kv.error,
+    };
+}
+/** after.sh's output: key=value lines, then closure.sh's output after a line `closure:`. */
+function parseAfter(stdout) {
+    const lines = stdout.split('\n');
+    const cut = lines.indexOf('closure:');
+    const kv = (0, prep_1.parseKv)((cut >= 0 ? lines.slice(0, cut) : lines).join('\n')).values;
+    const guard = prefixed(kv, 'guard_');
+    return {
+        current: kv.current ?? '',
+        guard: guard && {
+            ...(0, guard_1.statusFrom)(guard),
+            exit: guard.exit === undefined ? -1 : Number(guard.exit),
+            error: guard.error,
+        },
+        disarm: step(prefixed(kv, 'disarm_')),
+        confirm: step(prefixed(kv, 'confirm_')),
+        failed: kv.failed === undefined ? undefined : kv.failed.split(/\s+/).filter(Boolean),
+        check: kv.check_exit === undefined
+            ? undefined
+            : {
+                code: Number(kv.check_exit),
+                seconds: Number(kv.check_seconds ?? 0),
+                stdout: unbase64(kv.check_stdout),
+                stderr: unbase64(kv.check_stderr),
+            },
+        closure: kv.closure_of === undefined
+            ? undefined
+            : {
+                of: kv.closure_of,
+                exit: kv.closure_exit === undefined ? undefined : Number(kv.closure_exit),
+                stderr: unbase64(kv.closure_stderr),
+                output: cut >= 0 ? lines.slice(cut + 1).join('\n') : '',
+            },
+        end: { current: kv.end_current ?? '', profile: kv.end_profile ?? '' },
+    };
 }
 
 

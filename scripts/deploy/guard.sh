@@ -4,7 +4,8 @@
 # runner has TIMEOUT seconds to confirm over a NEW SSH session, else the target reactivates the
 # previous generation by itself: a configuration that cuts the network or sshd undoes itself.
 #
-#   guard.sh arm ID PREV_SYSTEM PROFILE_LINK TIMEOUT MODE   start the watcher (a transient unit)
+#   guard.sh arm ID PREV_SYSTEM PROFILE_LINK TIMEOUT MODE   start the watcher (a transient unit),
+#                                                            and stop any other armed one
 #   guard.sh watch ID                                        the watcher itself (run by arm)
 #   guard.sh confirm ID                                      keep the new system
 #   guard.sh rollback ID REASON                              roll back now (health check failed)
@@ -70,6 +71,19 @@ case $cmd in
     mode=${6:?switch|test}
     [ -x "$prev/bin/switch-to-configuration" ] || { kv error "$prev has no bin/switch-to-configuration"; exit 1; }
     command -v systemd-run >/dev/null 2>&1 || { kv error "systemd-run is missing"; exit 1; }
+    # A watcher still armed from another run (cancelled, or its runner died before confirming)
+    # would roll back whatever runs once its deadline passes, this deploy included, even
+    # confirmed: take its token (the same rename that decides between confirm and rollback, so
+    # one already firing is left to finish) and stop it.
+    for o in /run/vps-nixos/deploy/*; do
+      if [ "$o" = "$d" ] || [ ! -d "$o" ]; then continue; fi
+      if mv "$o/armed" "$o/superseded" 2>/dev/null; then
+        systemctl stop "vps-nixos-guard-${o##*/}" >/dev/null 2>&1
+        echo disarmed > "$o/result"
+        printf '%s %s\n' "$(date -u +%H:%M:%S)" "disarmed: superseded by the guard of $id" >> "$o/log"
+        kv superseded "${o##*/}"
+      fi
+    done
     rm -rf "$d"
     mkdir -p "$d"
     chmod 700 /run/vps-nixos "$d" 2>/dev/null

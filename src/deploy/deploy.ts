@@ -8,14 +8,15 @@ import { VpsNixosError, describeError } from '../errors';
 import type { Config } from '../inputs';
 import type { ClosureDiff } from '../nix/closure';
 import { shellQuote } from '../shell';
-import type { RemoteSession } from '../ssh/session';
+import { RemoteTimeout, type ExecResult, type RemoteSession } from '../ssh/session';
 import { formatTarget } from '../target';
 import {
-  armGuard,
-  confirmGuard,
+  answered,
   disarmGuard,
+  guardFailure,
   guardStatus,
   rollbackGuard,
+  TargetScriptError,
   type Guard,
   type GuardStatus,
 } from './guard';
@@ -32,9 +33,12 @@ import { writeDeploySsh } from './sshopts';
 import {
   bytesAdded,
   deployDiff,
+  embedScript,
+  parseAfter,
   parseClosure,
   parseState,
   rebootReasons,
+  type AfterFacts,
   type TargetState,
 } from './state';
 
@@ -136,30 +140,110 @@ export function unchangedDeploy(
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const NO_SYSTEMD_RUN_KEEPS =
+  'the target has no systemd-run, so no rollback could be armed: the host keeps the new system; fix it and deploy again';
 const last = (s: string, n: number) => s.trim().split('\n').slice(-n).join('\n');
 
-/** state.sh: everything before the deploy, or (`units`) only the failed units after it. */
-async function readState(
+const firstLine = (err: unknown) => describeError(err).split('\n')[0] as string;
+
+/**
+ * state.sh, one round trip before anything changes: the state, and with `arm`, the rollback guard
+ * installed and armed against what it read (when there is something to guard: state.sh's header).
+ */
+async function readBefore(
   session: RemoteSession,
   sudo: string,
-  what: 'all' | 'units' = 'all',
-): Promise<TargetState> {
-  const r = await session.exec(`${sudo}sh -s${what === 'units' ? ' -- units' : ''}`, {
-    stdin: readAsset('scripts/deploy/state.sh'),
+  arm?: { id: string; timeoutSeconds: number; mode: Guard['mode'] },
+): Promise<{ state: TargetState; stderr: string }> {
+  const script = readAsset('scripts/deploy/state.sh');
+  const args = arm
+    ? ` -- arm ${[arm.id, String(arm.timeoutSeconds), arm.mode].map(shellQuote).join(' ')}`
+    : '';
+  const r = await session.exec(`${sudo}sh -s${args}`, {
+    stdin: arm ? embedScript('guard_sh', readAsset('scripts/deploy/guard.sh'), script) : script,
     timeoutMs: 120_000,
   });
   if (r.code !== 0) throw new Error(`reading the target's state failed: ${r.stderr.trim()}`);
-  return parseState(r.stdout);
+  return { state: parseState(r.stdout), stderr: r.stderr };
 }
 
-/** What runs and what the system profile points at ('' for what is not there), one round trip. */
-async function running(session: RemoteSession): Promise<{ current: string; profile: string }> {
-  const r = await session.exec(
-    'for l in /run/current-system /nix/var/nix/profiles/system; do if [ -e "$l" ]; then readlink -f "$l"; else echo; fi; done',
-    { timeoutMs: 30_000 },
+/** What after.sh is asked to read and do (its header says when each step runs). */
+interface AfterRequest {
+  guardId?: string;
+  disarm?: boolean;
+  confirm?: boolean;
+  units?: boolean;
+  check?: { command: string; timeoutMs: number };
+  closure?: { of: string; prev: string };
+}
+
+/**
+ * after.sh, one round trip. A dropped session rejects as exec does; what the target answered with
+ * a failure (a guard.sh verb's exit status, the script's own) throws TargetScriptError.
+ */
+async function readAfter(
+  session: RemoteSession,
+  sudo: string,
+  req: AfterRequest,
+): Promise<AfterFacts> {
+  const args: string[] = [];
+  if (req.guardId) args.push('--guard', req.guardId);
+  if (req.guardId && req.disarm) args.push('--disarm');
+  if (req.guardId && req.confirm) args.push('--confirm');
+  if (req.units) args.push('--units');
+  if (req.check) args.push('--check', String(req.check.timeoutMs / 1000), req.check.command);
+  if (req.closure) args.push('--closure', req.closure.of, req.closure.prev);
+  const command = `${sudo}sh -s --${args.map((a) => ` ${shellQuote(a)}`).join('')}`;
+  const r = answered(
+    await session.exec(command, {
+      stdin: embedScript(
+        'closure_sh',
+        readAsset('scripts/deploy/closure.sh'),
+        readAsset('scripts/deploy/after.sh'),
+      ),
+      // guard.sh verbs (60 s each, as alone), the check's try, closure.sh (as alone)
+      timeoutMs: 3 * 60_000 + (req.check?.timeoutMs ?? 0) + 300_000,
+    }),
+    'after.sh',
   );
-  const [current = '', profile = ''] = r.stdout.split('\n').map((l) => l.trim());
-  return { current, profile };
+  if (r.code !== 0)
+    throw new TargetScriptError(
+      `reading the target after nixos-rebuild failed (exit ${r.code}): ${r.stderr.trim()}`,
+    );
+  const facts = parseAfter(r.stdout);
+  const steps = [
+    ['status', facts.guard],
+    ['disarm', facts.disarm],
+    ['confirm', facts.confirm],
+  ] as const;
+  for (const [verb, answer] of steps)
+    if (answer && answer.exit !== 0) throw guardFailure(verb, answer.exit, answer.error, r.stderr);
+  if (req.guardId && !facts.guard)
+    throw new TargetScriptError(`after.sh did not read the rollback guard: ${r.stderr.trim()}`);
+  return facts;
+}
+
+/**
+ * `session`, except that its first run of `command` gets `first` (the answer to a run already
+ * made, inside after.sh) instead of running it again.
+ */
+function answeredOnce(
+  session: RemoteSession,
+  command: string,
+  first: () => Promise<ExecResult>,
+): RemoteSession {
+  let pending = true;
+  return {
+    target: session.target,
+    hostKey: session.hostKey,
+    cipher: session.cipher,
+    exec(c, o) {
+      if (!pending || c !== command) return session.exec(c, o);
+      pending = false;
+      return first();
+    },
+    close: () => session.close(),
+  };
 }
 
 /** Connects again and again until `deadline`; undefined if the host never answered. */
@@ -173,7 +257,7 @@ async function reconnectUntil(
     try {
       return { session: await reconnect(), lastError: '' };
     } catch (err) {
-      lastError = describeError(err).split('\n')[0] as string;
+      lastError = firstLine(err);
     }
     await sleep(pollMs);
   } while (Date.now() < deadline);
@@ -221,7 +305,26 @@ async function deploy(
       'no nixos-rebuild on PATH',
       'put nixos-rebuild on PATH before this step, or give flake so its own nixpkgs provides one',
     );
-  const before = await readState(first, sudo);
+  const ssh = writeDeploySsh(opts.tempDir, target, opts.privateKey, first.hostKey);
+  const args = rebuildArgs({
+    action: opts.action,
+    flake: opts.flake,
+    storePath: opts.flake ? undefined : opts.toplevel,
+    targetHost: ssh.targetHost,
+    buildHost: opts.buildHost,
+    useSudo: opts.useSudo,
+  });
+
+  // 1. The state and, before anything changes, the guard: one round trip (state.sh arms it only
+  // where there is a previous system and systemd-run, as decided below from what it read).
+  const activates = opts.action === 'switch' || opts.action === 'test';
+  const armAs = {
+    id: `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`,
+    timeoutSeconds: opts.confirmTimeoutSeconds,
+    mode: opts.action === 'test' ? ('test' as const) : ('switch' as const),
+  };
+  const read = await readBefore(first, sudo, activates && opts.rollback ? armAs : undefined);
+  const before = read.state;
   if (!before.isNixos)
     throw new VpsNixosError(
       `${formatTarget(target)} does not run NixOS (/etc/NIXOS is missing): there is nothing to deploy to`,
@@ -243,22 +346,30 @@ async function deploy(
     rebuild: { from: '', args: [], code: 0, seconds: 0 },
     seconds: 0,
   };
-  const ssh = writeDeploySsh(opts.tempDir, target, opts.privateKey, first.hostKey);
 
-  // 1. The guard, before anything changes.
-  const activates = opts.action === 'switch' || opts.action === 'test';
   let guard: Guard | undefined;
   if (activates && opts.rollback && before.current !== '') {
     if (!before.hasSystemdRun) {
       log.warn('no systemd-run on the target: the automatic rollback cannot be armed');
     } else {
+      const arm = before.arm;
+      if (!arm)
+        throw new TargetScriptError(
+          `state.sh did not arm the rollback guard: ${read.stderr.trim()}`,
+        );
+      if (!arm.installed)
+        throw new TargetScriptError(`could not upload the rollback guard: ${read.stderr.trim()}`);
+      if (arm.exit !== 0) throw guardFailure('arm', arm.exit, arm.error, read.stderr);
       guard = {
-        id: `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`,
+        id: armAs.id,
         prev: before.current,
-        mode: opts.action === 'test' ? 'test' : 'switch',
-        timeoutSeconds: opts.confirmTimeoutSeconds,
+        mode: armAs.mode,
+        timeoutSeconds: armAs.timeoutSeconds,
       };
-      await armGuard(first, sudo, { ...guard, profileLink: before.profileLink });
+      for (const other of arm.superseded)
+        log.warn(
+          `stopped the rollback guard of an earlier run (${other}) that was still armed: it would have rolled this deploy back`,
+        );
       log.info(
         `rollback armed on the target: unless confirmed over a new SSH session within ${guard.timeoutSeconds} s of the switch, it reactivates ${guard.prev}${before.profileLink ? ` (${before.profileLink})` : ''}`,
       );
@@ -268,14 +379,6 @@ async function deploy(
   }
 
   // 2. nixos-rebuild.
-  const args = rebuildArgs({
-    action: opts.action,
-    flake: opts.flake,
-    storePath: opts.flake ? undefined : opts.toplevel,
-    targetHost: ssh.targetHost,
-    buildHost: opts.buildHost,
-    useSudo: opts.useSudo,
-  });
   result.rebuild.from = cmd.from;
   result.rebuild.args = args;
   log.info(`nixos-rebuild: ${cmd.from}`);
@@ -303,17 +406,28 @@ async function deploy(
     pollMs,
   );
   session = reached.session;
+  let lastError = reached.lastError;
 
   let newSystem = '';
+  // What runs and the system profile as read last (undefined: not read since it may have changed),
+  // and the guard's status as read last: the report takes them, or reads again.
+  let hostRunsNow: string | undefined;
+  let profileNow: string | undefined;
+  let lastStatus: GuardStatus | undefined;
   const rollbackWaitMs = opts.rollbackWaitMs ?? 5 * 60_000;
   const waitForRollback = async (g: Guard): Promise<GuardStatus | undefined> => {
+    hostRunsNow = undefined;
     const until = Date.now() + opts.confirmTimeoutSeconds * 1000 + rollbackWaitMs;
     while (Date.now() < until) {
       if (!session) session = (await reconnectUntil(opts.reconnect, until, pollMs)).session;
       if (!session) break;
       try {
         const st = await guardStatus(session, sudo, g.id);
-        if (st.result === 'rolled-back' || st.result === 'rollback-failed') return st;
+        lastStatus = st;
+        if (st.result === 'rolled-back' || st.result === 'rollback-failed') {
+          hostRunsNow = st.current;
+          return st;
+        }
       } catch {
         session.close();
         session = undefined;
@@ -322,18 +436,40 @@ async function deploy(
     }
     return undefined;
   };
+  // Asks the guard to roll back; a session that drops on the way is replaced and the guard asked
+  // again (one already rolling back just says so).
+  const requestRollback = async (g: Guard, reason: string): Promise<void> => {
+    const until = Date.now() + opts.confirmTimeoutSeconds * 1000 + rollbackWaitMs;
+    for (;;) {
+      if (!session) session = (await reconnectUntil(opts.reconnect, until, pollMs)).session;
+      if (!session) return;
+      try {
+        await rollbackGuard(session, sudo, g.id, reason);
+        return;
+      } catch (err) {
+        if (err instanceof TargetScriptError) throw err;
+        log.warn(`the SSH session dropped while asking for the rollback (${firstLine(err)})`);
+        session.close();
+        session = undefined;
+        if (Date.now() >= until) return;
+      }
+    }
+  };
   const rollBack = async (reason: string): Promise<void> => {
     if (!guard) {
       result.error ??= {
         message: reason,
-        fix: opts.rollback
-          ? 'there was no previous system to roll back to: fix the configuration and deploy again'
-          : 'rollback is false: the host keeps the new system; fix it and deploy again',
+        fix: !opts.rollback
+          ? 'rollback is false: the host keeps the new system; fix it and deploy again'
+          : before.current === ''
+            ? 'there was no previous system to roll back to: fix the configuration and deploy again'
+            : NO_SYSTEMD_RUN_KEEPS,
       };
       return;
     }
     log.warn(`rolling back to ${guard.prev}: ${reason}`);
-    if (session) await rollbackGuard(session, sudo, guard.id, reason);
+    hostRunsNow = undefined;
+    await requestRollback(guard, reason);
     const st = await waitForRollback(guard);
     finishRollback(st, reason);
   };
@@ -357,31 +493,97 @@ async function deploy(
     }
   };
 
-  if (!session) {
+  // One round trip (after.sh) reads and does what the decisions below need, in the order they
+  // need it: the guard's status; disarm (nothing switched) or confirm (switched, and nixos-rebuild
+  // exited 0: what the runner decides from that status alone); the failed units; the
+  // health-check command's first try once confirmed; the new closure; what runs at the end.
+  const healthy = run.code === 0 && activates;
+  // commandCheck's own limit for one try
+  const checkTryMs = Math.max(5000, Math.min(opts.healthTimeoutSeconds * 1000, 120_000));
+  const closureOf =
+    opts.action === 'boot' ? 'profile' : opts.action === 'dry-activate' ? opts.toplevel : 'new';
+  const afterRequest = (mayConfirm: boolean): AfterRequest => ({
+    guardId: guard?.id,
+    disarm: true,
+    confirm: healthy && mayConfirm,
+    units: activates,
+    check:
+      healthy && opts.healthCheck
+        ? { command: opts.healthCheck, timeoutMs: checkTryMs }
+        : undefined,
+    closure: closureOf ? { of: closureOf, prev: before.current } : undefined,
+  });
+  let facts: AfterFacts | undefined;
+  // Why the new session dropped before it answered: the runner never confirms after that (SSH
+  // with the new system is in doubt), it reads what happened over another session instead.
+  let dropped = '';
+  if (session) {
+    try {
+      facts = await readAfter(session, sudo, afterRequest(true));
+    } catch (err) {
+      if (err instanceof TargetScriptError) throw err;
+      dropped = firstLine(err);
+      session.close();
+      session = undefined;
+      log.warn(
+        `the new SSH session dropped before it answered (${dropped})${guard ? ': not confirming; reading the rollback guard over another session' : ''}`,
+      );
+      const again = await reconnectUntil(
+        opts.reconnect,
+        Date.now() + (guard ? opts.confirmTimeoutSeconds * 1000 + rollbackWaitMs : 60_000),
+        pollMs,
+      );
+      session = again.session;
+      lastError = again.lastError;
+      if (session) {
+        try {
+          facts = await readAfter(session, sudo, afterRequest(false));
+        } catch (err2) {
+          if (err2 instanceof TargetScriptError) throw err2;
+          lastError = firstLine(err2);
+          session.close();
+          session = undefined;
+        }
+      }
+    }
+  }
+
+  if (!facts || !session) {
     // Unreachable: with a guard the target undoes the switch by itself.
     if (guard) {
       log.warn(
-        `no new SSH session within ${opts.confirmTimeoutSeconds} s (${reached.lastError}): waiting for the target to roll back by itself`,
+        dropped
+          ? `the new SSH session dropped (${dropped}) and no other answered (${lastError}): waiting for the target to roll back by itself`
+          : `no new SSH session within ${opts.confirmTimeoutSeconds} s (${reached.lastError}): waiting for the target to roll back by itself`,
       );
       const st = await waitForRollback(guard);
       finishRollback(
         st,
-        `the new system cut SSH: no new session within ${opts.confirmTimeoutSeconds} s (${reached.lastError})`,
+        dropped
+          ? `the SSH session with the new system dropped (${dropped}) and no other answered (${lastError})`
+          : `the new system cut SSH: no new session within ${opts.confirmTimeoutSeconds} s (${reached.lastError})`,
       );
     } else {
       result.error = {
-        message: `the host does not answer on SSH after nixos-rebuild (${reached.lastError})`,
+        message: `the host does not answer on SSH after nixos-rebuild (${lastError || dropped})`,
         fix:
           before.current === ''
             ? "there was no previous system to roll back to: use the provider's console"
-            : "rollback is false, so nothing undoes it: use the provider's console (switch to the previous generation)",
+            : !opts.rollback
+              ? "rollback is false, so nothing undoes it: use the provider's console (switch to the previous generation)"
+              : !activates
+                ? `action ${opts.action} activated nothing, so no rollback was armed: use the provider's console`
+                : "the target has no systemd-run, so no rollback was armed and nothing undoes it: use the provider's console (switch to the previous generation)",
       };
     }
   } else {
-    const fired = guard ? await guardStatus(session, sudo, guard.id) : undefined;
-    const now = fired ? fired.current : (await running(session)).current;
+    hostRunsNow = facts.end.current;
+    profileNow = facts.end.profile;
+    const fired = guard ? facts.guard : undefined;
+    lastStatus = fired;
+    const now = fired ? fired.current : facts.current;
     if (activates) newSystem = now;
-    if (guard && fired && fired.result !== 'armed' && fired.result !== 'confirmed') {
+    if (guard && fired && !['armed', 'confirmed', 'disarmed'].includes(fired.result)) {
       // We got through only after the window: the target is already rolling back by itself.
       newSystem = fired.switchedTo;
       log.warn(`the target is already ${fired.result}: ${fired.reason}`);
@@ -391,7 +593,8 @@ async function deploy(
     if (result.error) {
       // decided above
     } else if (guard && !switched) {
-      await disarmGuard(session, sudo, guard.id);
+      // after.sh disarmed it (it was armed and nothing switched), or did so before it dropped
+      if (!facts.disarm && fired?.result !== 'disarmed') await disarmGuard(session, sudo, guard.id);
       guard = undefined;
     }
     if (result.error) {
@@ -402,8 +605,7 @@ async function deploy(
         fix: `see its output:\n${last(run.output, 12)}`,
       };
     } else if (run.code !== 0 && opts.action !== 'boot' && opts.action !== 'dry-activate') {
-      const after = await readState(session, sudo, 'units').catch(() => undefined);
-      const newly = (after?.failed ?? []).filter((u) => !before.failed.includes(u));
+      const newly = (facts.failed ?? []).filter((u) => !before.failed.includes(u));
       result.failedUnits = [...new Set([...reportedFailed, ...newly])].sort();
       await rollBack(
         result.failedUnits.length
@@ -416,8 +618,16 @@ async function deploy(
         fix: `see its output:\n${last(run.output, 12)}`,
       };
     } else if (guard) {
-      const answer = await confirmGuard(session, sudo, guard.id);
-      if (answer !== 'confirmed') {
+      // after.sh confirmed (the guard was armed and the system switched), or found it confirmed
+      const answer =
+        facts.confirm?.result ?? (fired?.result === 'confirmed' ? 'confirmed' : undefined);
+      if (answer === undefined) {
+        const why = dropped
+          ? `the SSH session dropped before the confirm (${dropped})`
+          : 'the target did not run the confirm';
+        log.warn(`not confirmed: ${why}; waiting for the target to roll back by itself`);
+        finishRollback(await waitForRollback(guard), why);
+      } else if (answer !== 'confirmed') {
         log.warn(`too late to confirm: the target is ${answer}`);
         const st = await waitForRollback(guard);
         finishRollback(st, `not confirmed within ${opts.confirmTimeoutSeconds} s`);
@@ -427,8 +637,8 @@ async function deploy(
     }
     // Health: only for a confirmed (or unguarded) activation.
     if (!result.error && activates) {
-      const after = await readState(session, sudo, 'units');
-      const newly = after.failed.filter((u) => !before.failed.includes(u));
+      const failedNow = facts.failed ?? [];
+      const newly = failedNow.filter((u) => !before.failed.includes(u));
       result.failedUnits = newly;
       if (newly.length)
         result.checks.push({
@@ -441,15 +651,37 @@ async function deploy(
         result.checks.push({
           name: 'systemctl --failed',
           ok: true,
-          detail: after.failed.length
-            ? `none new (already failed before: ${after.failed.join(', ')})`
+          detail: failedNow.length
+            ? `none new (already failed before: ${failedNow.join(', ')})`
             : 'none',
           seconds: 0,
         });
-      if (opts.healthCheck)
+      if (opts.healthCheck) {
+        // its first try ran inside after.sh: commandCheck gets that answer, then tries on its own
+        const tried = facts.check;
+        const command = `${sudo}sh -c ${shellQuote(opts.healthCheck)}`;
+        const checkSession = tried
+          ? answeredOnce(session, command, async () => {
+              if (
+                (tried.code === 124 || tried.code === 137) &&
+                tried.seconds >= Math.floor(checkTryMs / 1000) - 1
+              )
+                throw new RemoteTimeout(
+                  `remote command timed out after ${checkTryMs / 1000}s: ${command.slice(0, 80)}`,
+                  'check the target is responsive (load, memory) and re-run',
+                );
+              return { code: tried.code, stdout: tried.stdout, stderr: tried.stderr };
+            })
+          : session;
         result.checks.push(
-          await commandCheck(session, sudo, opts.healthCheck, opts.healthTimeoutSeconds * 1000),
+          await commandCheck(
+            checkSession,
+            sudo,
+            opts.healthCheck,
+            opts.healthTimeoutSeconds * 1000,
+          ),
         );
+      }
       if (opts.healthUrl)
         result.checks.push(await urlCheck(opts.healthUrl, opts.healthTimeoutSeconds * 1000));
       const bad = result.checks.filter((c) => !c.ok);
@@ -467,43 +699,62 @@ async function deploy(
             fix:
               before.current === ''
                 ? 'there was no previous system to roll back to: fix the configuration and deploy again'
-                : 'rollback is false: the host keeps the new system; fix it and deploy again',
+                : opts.rollback
+                  ? NO_SYSTEMD_RUN_KEEPS
+                  : 'rollback is false: the host keeps the new system; fix it and deploy again',
           };
       }
     }
   }
 
-  // 4. What changed, and what runs now, over a new session.
+  // 4. What changed, and what runs now: from what was read last; one more round trip only for
+  // what is not known (after a rollback, or when after.sh never answered).
   if (!session)
     session = (await reconnectUntil(opts.reconnect, Date.now() + 60_000, pollMs)).session;
   if (session) {
     try {
-      const { current, profile } = await running(session);
-      result.hostRuns = current;
-      result.systemPath =
-        opts.action === 'boot'
-          ? profile
+      const systemPath = () =>
+        (opts.action === 'boot'
+          ? (profileNow ?? '')
           : opts.action === 'dry-activate'
             ? (opts.toplevel ?? '')
-            : newSystem || (guard ? (await guardStatus(session, sudo, guard.id)).switchedTo : '');
-      if (!result.systemPath && opts.toplevel) result.systemPath = opts.toplevel;
-      if (result.systemPath) {
-        const c = await session.exec(
-          `${sudo}sh -s -- ${shellQuote(result.systemPath)} ${before.current ? shellQuote(before.current) : ''}`,
-          { stdin: readAsset('scripts/deploy/closure.sh'), timeoutMs: 300_000 },
-        );
-        if (c.code === 0) {
-          const closure = parseClosure(c.stdout);
+            : newSystem || (guard ? (lastStatus?.switchedTo ?? '') : '')) ||
+        (opts.toplevel ?? '');
+      const needStatus = activates && !newSystem && !!guard && !lastStatus;
+      const needProfile = opts.action === 'boot' && profileNow === undefined;
+      let closure = facts?.closure;
+      if (hostRunsNow === undefined || needStatus || needProfile) {
+        const known = needStatus || needProfile ? closureOf : systemPath();
+        const f = await readAfter(session, sudo, {
+          guardId: needStatus ? guard?.id : undefined,
+          closure: known ? { of: known, prev: before.current } : undefined,
+        });
+        hostRunsNow = f.end.current;
+        profileNow = f.end.profile;
+        if (needStatus) lastStatus = f.guard;
+        closure = f.closure ?? closure;
+      }
+      result.hostRuns = hostRunsNow;
+      result.systemPath = systemPath();
+      if (result.systemPath && closure?.of !== result.systemPath)
+        closure = (
+          await readAfter(session, sudo, {
+            closure: { of: result.systemPath, prev: before.current },
+          })
+        ).closure;
+      if (result.systemPath && closure) {
+        if (closure.exit === 0) {
+          const c = parseClosure(closure.output);
           result.changed =
             result.systemPath !== (opts.action === 'boot' ? before.profile : before.current);
-          const sent = bytesAdded(closure, before.store);
+          const sent = bytesAdded(c, before.store);
           result.bytesSent = sent.bytes;
           result.pathsSent = sent.paths;
-          if (before.current) result.diff = deployDiff(closure);
-          result.rebootNeeded = rebootReasons(closure);
+          if (before.current) result.diff = deployDiff(c);
+          result.rebootNeeded = rebootReasons(c);
         } else {
           log.warn(
-            `could not read the new closure on the target: ${c.stderr.trim() || c.stdout.trim()}`,
+            `could not read the new closure on the target: ${closure.stderr.trim() || closure.output.trim()}`,
           );
         }
       }

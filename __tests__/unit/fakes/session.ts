@@ -2,7 +2,10 @@
  * A fake NixOS target for the deploy stage, at the SSH edge: an in-memory host (what runs, the
  * system profile and its generations, failed units, the rollback guard's state machine) behind
  * RemoteSession. It answers the commands deploy.ts sends in exactly the format
- * scripts/deploy/{state,guard,closure}.sh print, so the real parsers run on its answers.
+ * scripts/deploy/{state,after,guard,closure}.sh print, so the real parsers run on its answers, and
+ * only when the script on stdin is the real one (state.sh, with guard.sh before it to arm;
+ * after.sh with closure.sh before it). Each exec is one round trip: `commands` has one entry per
+ * exec, naming what the scripts did in it, in order (`state, guard install, guard arm`).
  *
  * nixos-rebuild is a stand-in script on PATH (`installRebuildStandIn`) that writes what it was
  * asked to a report file; the target applies that report on its next connection or command, as
@@ -88,12 +91,21 @@ export interface RebuildSeen {
   system: string;
 }
 
-/** One command the target ran: its kind (`guard arm`, `state units`, …), its words, over which session. */
+/** One exec on the target (one round trip): what it did, in order, over which session. */
 export interface CommandSeen {
+  /** `state, guard install, guard arm`, `guard status, guard confirm, units, closure`, … */
   what: string;
   args: string[];
   sudo: boolean;
   /** 1 for the first session, 2 for the next one opened, …; 0 for nixos-rebuild (its own ssh). */
+  session: number;
+}
+
+/** One guard.sh verb the target ran, alone or inside state.sh / after.sh. */
+export interface GuardCall {
+  verb: string;
+  /** The words after the verb (the id first). */
+  args: string[];
   session: number;
 }
 
@@ -103,8 +115,8 @@ interface GuardModel {
   link: string;
   timeoutSeconds: number;
   mode: string;
-  /** Where guard.sh's one token file is: armed, confirmed, firing (renamed), or removed. */
-  token: 'armed' | 'confirmed' | 'firing' | 'removed';
+  /** Where guard.sh's one token file is: armed, confirmed, firing, superseded, or removed. */
+  token: 'armed' | 'confirmed' | 'firing' | 'superseded' | 'removed';
   result?: GuardResult;
   by: '' | 'runner' | 'target';
   reason: string;
@@ -131,9 +143,15 @@ export interface FakeTargetOptions {
 }
 
 const STATE_SH = readAsset('scripts/deploy/state.sh');
+const AFTER_SH = readAsset('scripts/deploy/after.sh');
 const GUARD_SH = readAsset('scripts/deploy/guard.sh');
 const CLOSURE_SH = readAsset('scripts/deploy/closure.sh');
-const GUARD_UPLOAD = `sh -c 'umask 077; mkdir -p /run/vps-nixos && cat > ${GUARD_PATH}.tmp && mv ${GUARD_PATH}.tmp ${GUARD_PATH}'`;
+/** A script preceded by a shell function printing another one (state.ts embedScript), written out. */
+const withFunction = (fn: string, text: string, script: string) =>
+  `${fn}() {\n  cat <<'VPS_NIXOS_${fn.toUpperCase()}_END'\n${text}VPS_NIXOS_${fn.toUpperCase()}_END\n}\n${script}`;
+const STATE_ARM_STDIN = withFunction('guard_sh', GUARD_SH, STATE_SH);
+const AFTER_STDIN = withFunction('closure_sh', CLOSURE_SH, AFTER_SH);
+const base64 = (s: string) => Buffer.from(s).toString('base64');
 
 /** Splits a command line the way sh does for what deploy.ts sends (single quotes, `'\''`). */
 export function shellWords(line: string): string[] {
@@ -181,14 +199,27 @@ export class FakeTarget {
     stdout: '',
     stderr: '',
   });
+  /** Seconds after.sh reports the health-check command took (its `timeout` stops it at the limit). */
+  healthCheckSeconds = 0;
   /** How long switch-to-configuration of the previous system takes in a rollback. */
   rollbackMs = 0;
   /** The previous system's switch-to-configuration fails (exit this) and does not activate it. */
   rollbackFailsWith?: number;
   /** Runs before a guard.sh verb is answered (e.g. the watcher's deadline passes just then). */
   beforeGuard?: (verb: string, target: FakeTarget) => void;
+  /**
+   * The SSH connection drops during this exec (`state`, `after`, `guard rollback`, `health-check`,
+   * …): `before` the target runs it, or `after` it did, the answer lost either way. As with ssh2,
+   * the exec answers without an exit status (-1) and the session is closed.
+   */
+  drops?: (exec: string, session: number) => 'before' | 'after' | undefined;
 
   readonly commands: CommandSeen[] = [];
+  readonly guardCalls: GuardCall[] = [];
+  /** health-check commands the target ran, alone or inside after.sh. */
+  readonly healthChecks: string[] = [];
+  /** closure.sh's arguments, each time it ran. */
+  readonly closures: string[][] = [];
   readonly rebuilds: RebuildSeen[] = [];
   /** Commands the fake did not recognise, and commands on closed sessions: both must stay empty. */
   readonly unknown: string[] = [];
@@ -251,9 +282,14 @@ export class FakeTarget {
     this.settle();
   }
 
-  /** Command kinds in order (`guard arm`, `nixos-rebuild switch`, …). */
+  /** What each exec did, in order (`state`, `nixos-rebuild switch`, `units, closure`, …). */
   get log(): string[] {
     return this.commands.map((c) => c.what);
+  }
+
+  /** guard.sh verbs in order (`guard install`: state.sh wrote it), wherever they ran. */
+  get guardLog(): string[] {
+    return this.guardCalls.map((c) => `guard ${c.verb}`);
   }
 
   /** Applies a finished nixos-rebuild, runs the guard's watcher and rollbacks up to now. */
@@ -345,90 +381,240 @@ export class FakeTarget {
     if (g.firedBy === 'target') g.by = 'target';
   }
 
-  /** What one command line does on the host. */
+  /** What one command line does on the host: one exec, one round trip. */
   run(session: number, command: string, opts: ExecOptions = {}): ExecResult {
     this.settle();
     const sudo = command.startsWith('sudo -n ');
     const line = sudo ? command.slice('sudo -n '.length) : command;
     const stdin = typeof opts.stdin === 'string' ? opts.stdin : opts.stdin?.toString();
-    const ok = (stdout: string): ExecResult => ({ code: 0, stdout, stderr: '' });
-    const seen = (what: string, args: string[] = []) =>
-      this.commands.push({ what, args, sudo, session });
+    const words = line === '' ? [] : shellWords(line);
+    const kind =
+      words[0] === 'sh' && words[1] === '-s'
+        ? words[3] === 'arm' || words.length === 2
+          ? 'state'
+          : 'after'
+        : words[0] === 'sh' && words[1] === '-c'
+          ? 'health-check'
+          : words[0] === '/bin/sh' && words[1] === GUARD_PATH
+            ? `guard ${words[2]}`
+            : 'unknown';
+    const drop = this.drops?.(kind, session);
+    const did: string[] = [];
+    const record = () =>
+      this.commands.push({
+        what: did.join(', ') + (drop ? ` (dropped ${drop})` : ''),
+        args: words,
+        sudo,
+        session,
+      });
+    const dropped = (): ExecResult => {
+      (this.sessions[session - 1] as FakeSession).closed = true;
+      return { code: -1, stdout: '', stderr: '' };
+    };
+    if (drop === 'before') {
+      did.push(kind);
+      record();
+      return dropped();
+    }
+    let answer: ExecResult;
+    if (kind === 'state') answer = this.state(session, words, stdin, did);
+    else if (kind === 'after') answer = this.after(session, words, stdin, did);
+    else if (kind === 'health-check' && words.length === 3) {
+      did.push('health-check');
+      this.healthChecks.push(words[2] as string);
+      answer = this.healthCheck(this.current, words[2] as string);
+    } else if (kind.startsWith('guard ')) {
+      answer = this.guard(session, words.slice(2), did);
+    } else {
+      answer = this.notUnderstood(command);
+    }
+    record();
+    return drop === 'after' ? dropped() : answer;
+  }
 
-    if (line === GUARD_UPLOAD) {
-      seen('guard upload');
-      if (stdin !== GUARD_SH) return { code: 1, stdout: '', stderr: 'not guard.sh' };
-      this.guardUploaded = true;
-      return ok('');
-    }
-    if (line.startsWith('for l in /run/current-system /nix/var/nix/profiles/system;')) {
-      seen('running');
-      return ok(`${this.current}\n${this.profile}\n`);
-    }
-    const words = shellWords(line);
-    if (words[0] === 'sh' && words[1] === '-s' && stdin === STATE_SH) {
-      const units = words[2] === '--' && words[3] === 'units';
-      seen(units ? 'state units' : 'state');
-      const failed = this.failedNow()
-        .map((u) => `${u} `)
-        .join('');
-      if (units) return ok(`failed=${failed}\n`);
-      const store = new Set<string>();
-      for (const p of this.systems.get(this.current)?.closure ?? [])
-        store.add(p.path.slice('/nix/store/'.length));
-      return ok(
-        [
-          `nixos=${this.isNixos ? 1 : 0}`,
-          `current=${this.current}`,
-          `profile_link=${this.profileLink}`,
-          `profile=${this.profile}`,
-          `systemd_run=${this.hasSystemdRun ? '/run/current-system/sw/bin/systemd-run' : ''}`,
-          `failed=${failed}`,
-          'store:',
-          ...[...store].sort(),
-          '',
-        ].join('\n'),
-      );
-    }
-    if (words[0] === 'sh' && words[1] === '-s' && words[2] === '--' && stdin === CLOSURE_SH) {
-      const [next, prev] = words.slice(3);
-      seen('closure', words.slice(3));
-      const n = next ? this.systems.get(next) : undefined;
-      if (!n) return { code: 1, stdout: `error=nix-store -qR ${next} failed\n`, stderr: '' };
-      const b = this.systems.get(this.booted);
-      const p = prev ? this.systems.get(prev) : undefined;
-      const out: string[] = [];
-      for (const [f, k] of [
-        ['kernel', 'kernel'],
-        ['initrd', 'initrd'],
-        ['kernel-modules', 'modules'],
-      ] as const) {
-        out.push(`new_${f}=${n[k]}`, `booted_${f}=${b?.[k] ?? ''}`);
-      }
-      for (const c of n.closure) out.push(`new ${c.path} ${c.narBytes}`);
-      for (const c of p?.closure ?? []) out.push(`prev ${c.path}`);
-      return ok(out.join('\n') + '\n');
-    }
-    if (words[0] === 'sh' && words[1] === '-c' && words.length === 3) {
-      seen('health-check', [words[2] as string]);
-      return this.healthCheck(this.current, words[2] as string);
-    }
-    if (words[0] === '/bin/sh' && words[1] === GUARD_PATH) return this.guard(words.slice(2), seen);
-
+  private notUnderstood(command: string): ExecResult {
     this.unknown.push(command);
     return { code: 127, stdout: '', stderr: `fake target: unknown command: ${command}` };
   }
 
-  private guard(argv: string[], seen: (what: string, args: string[]) => void): ExecResult {
+  private kv(pairs: [string, string | number | undefined][]): string {
+    return pairs.map(([k, v]) => `${k}=${v ?? ''}\n`).join('');
+  }
+
+  /** state.sh [arm ID TIMEOUT MODE], with guard.sh sent before it to arm. */
+  private state(session: number, words: string[], stdin: string | undefined, did: string[]) {
+    const arm = words[2] === '--' && words[3] === 'arm' && words.length === 7;
+    if (stdin !== (arm ? STATE_ARM_STDIN : STATE_SH) || (words.length !== 2 && !arm))
+      return this.notUnderstood(words.join(' '));
+    did.push('state');
+    const failed = this.failedNow()
+      .map((u) => `${u} `)
+      .join('');
+    let out = this.kv([
+      ['nixos', this.isNixos ? 1 : 0],
+      ['current', this.current],
+      ['profile_link', this.profileLink],
+      ['profile', this.profile],
+      ['systemd_run', this.hasSystemdRun ? '/run/current-system/sw/bin/systemd-run' : ''],
+      ['failed', failed],
+    ]);
+    if (arm && this.isNixos && this.current && this.hasSystemdRun) {
+      const [id = '', timeout = '', mode = ''] = words.slice(4);
+      this.guardUploaded = true;
+      did.push('guard install');
+      this.guardCalls.push({ verb: 'install', args: [], session });
+      const r = this.guard(
+        session,
+        ['arm', id, this.current, this.profileLink || '-', timeout, mode],
+        did,
+      );
+      out += this.kv([['guard_install', 'ok']]);
+      out += r.stdout.replace(/^(?=.)/gm, 'guard_');
+      out += this.kv([['guard_exit', r.code]]);
+    }
+    const store = new Set<string>();
+    for (const p of this.systems.get(this.current)?.closure ?? [])
+      store.add(p.path.slice('/nix/store/'.length));
+    return { code: 0, stdout: `${out}store:\n${[...store].sort().join('\n')}\n`, stderr: '' };
+  }
+
+  /** after.sh with closure.sh sent before it: each step as its header says. */
+  private after(session: number, words: string[], stdin: string | undefined, did: string[]) {
+    if (stdin !== AFTER_STDIN || words[2] !== '--') return this.notUnderstood(words.join(' '));
+    const o: {
+      guard?: string;
+      disarm?: boolean;
+      confirm?: boolean;
+      units?: boolean;
+      check?: string;
+      closure?: [string, string];
+    } = {};
+    const argv = words.slice(3);
+    while (argv.length) {
+      const w = argv.shift();
+      if (w === '--guard') o.guard = argv.shift();
+      else if (w === '--disarm') o.disarm = true;
+      else if (w === '--confirm') o.confirm = true;
+      else if (w === '--units') o.units = true;
+      else if (w === '--check' && argv.length >= 2) o.check = argv.splice(0, 2)[1];
+      else if (w === '--closure' && argv.length >= 2)
+        o.closure = argv.splice(0, 2) as [string, string];
+      else return this.notUnderstood(words.join(' '));
+    }
+    const current = this.current;
+    let out = this.kv([['current', current]]);
+    let state = '';
+    let now = current;
+    let status: Record<string, string> = {};
+    const verb = (v: string, prefix: string): boolean => {
+      const r = this.guard(session, [v, o.guard as string], did);
+      out += r.stdout.replace(/^(?=.)/gm, `${prefix}_`);
+      out += this.kv([[`${prefix}_exit`, r.code]]);
+      const kv = Object.fromEntries(
+        r.stdout
+          .split('\n')
+          .filter((l) => l.includes('='))
+          .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+      );
+      if (v === 'status') status = kv;
+      state = kv.result ?? '';
+      return r.code === 0;
+    };
+    const end = (closure = '') =>
+      out +
+      this.kv([
+        ['end_current', this.current],
+        ['end_profile', this.profile],
+      ]) +
+      'closure:\n' +
+      closure;
+    if (o.guard) {
+      if (!verb('status', 'guard')) return { code: 0, stdout: out, stderr: '' };
+      now = status.current ?? '';
+      if (state === 'armed') {
+        if (now === status.prev) {
+          if (o.disarm && !verb('disarm', 'disarm')) return { code: 0, stdout: out, stderr: '' };
+        } else if (o.confirm && !verb('confirm', 'confirm'))
+          return { code: 0, stdout: out, stderr: '' };
+      }
+    }
+    if (o.units) {
+      did.push('units');
+      out += this.kv([
+        [
+          'failed',
+          this.failedNow()
+            .map((u) => `${u} `)
+            .join(''),
+        ],
+      ]);
+    }
+    if (o.check !== undefined && ['', 'confirmed', 'disarmed'].includes(state)) {
+      did.push('health-check');
+      this.healthChecks.push(o.check);
+      const r = this.healthCheck(this.current, o.check);
+      out += this.kv([
+        ['check_exit', r.code],
+        ['check_seconds', this.healthCheckSeconds],
+        ['check_stdout', base64(r.stdout)],
+        ['check_stderr', base64(r.stderr)],
+      ]);
+    }
+    let closure = '';
+    if (o.closure) {
+      const [what, prev] = o.closure;
+      let of = what;
+      if (what === 'new') {
+        of = now;
+        if (o.guard && !['armed', 'confirmed', 'disarmed'].includes(status.result ?? ''))
+          of = status.switched_to || now;
+      } else if (what === 'profile') of = this.profile;
+      out += this.kv([['closure_of', of]]);
+      if (of) {
+        did.push('closure');
+        const r = this.closure(of, prev);
+        closure = r.stdout;
+        out += this.kv([
+          ['closure_exit', r.code],
+          ['closure_stderr', base64(r.stderr)],
+        ]);
+      }
+    }
+    return { code: 0, stdout: end(closure), stderr: '' };
+  }
+
+  /** closure.sh NEW [PREV]. */
+  private closure(next: string, prev: string): ExecResult {
+    this.closures.push(prev ? [next, prev] : [next]);
+    const n = this.systems.get(next);
+    if (!n) return { code: 1, stdout: `error=nix-store -qR ${next} failed\n`, stderr: '' };
+    const b = this.systems.get(this.booted);
+    const p = prev ? this.systems.get(prev) : undefined;
+    const out: string[] = [];
+    for (const [f, k] of [
+      ['kernel', 'kernel'],
+      ['initrd', 'initrd'],
+      ['kernel-modules', 'modules'],
+    ] as const) {
+      out.push(`new_${f}=${n[k]}`, `booted_${f}=${b?.[k] ?? ''}`);
+    }
+    for (const c of n.closure) out.push(`new ${c.path} ${c.narBytes}`);
+    for (const c of p?.closure ?? []) out.push(`prev ${c.path}`);
+    return { code: 0, stdout: out.join('\n') + '\n', stderr: '' };
+  }
+
+  /** guard.sh VERB ID …, as installed at GUARD_PATH. */
+  private guard(session: number, argv: string[], did: string[]): ExecResult {
     const [verb = '', id = '', ...rest] = argv;
-    seen(`guard ${verb}`, [id, ...rest]);
+    did.push(`guard ${verb}`);
+    this.guardCalls.push({ verb, args: [id, ...rest], session });
     if (!this.guardUploaded)
       return { code: 127, stdout: '', stderr: `/bin/sh: ${GUARD_PATH}: No such file` };
     this.beforeGuard?.(verb, this);
     this.settle();
     const out = (pairs: [string, string | number | undefined][], code = 0): ExecResult => ({
       code,
-      stdout: pairs.map(([k, v]) => `${k}=${v ?? ''}\n`).join(''),
+      stdout: this.kv(pairs),
       stderr: '',
     });
     const g = this.guards.get(id);
@@ -439,6 +625,14 @@ export class FakeTarget {
         if (!this.systems.has(prev))
           return out([['error', `${prev} has no bin/switch-to-configuration`]], 1);
         if (!this.hasSystemdRun) return out([['error', 'systemd-run is missing']], 1);
+        // a watcher still armed from another run is stopped
+        const superseded: [string, string][] = [];
+        for (const other of this.guards.values())
+          if (other.id !== id && other.token === 'armed') {
+            other.token = 'superseded';
+            other.result = 'disarmed';
+            superseded.push(['superseded', other.id]);
+          }
         this.guards.set(id, {
           id,
           prev,
@@ -450,7 +644,7 @@ export class FakeTarget {
           reason: '',
           switchedTo: '',
         });
-        return out([['armed', `vps-nixos-guard-${id}`]]);
+        return out([...superseded, ['armed', `vps-nixos-guard-${id}`]]);
       }
       case 'confirm':
         if (g?.token === 'armed') {

@@ -182,6 +182,41 @@ describe('vps-nixos build (real Nix, stand-in configuration)', () => {
     ).toEqual([next.doc!.cache!.key]);
   });
 
+  it('push-to hands the paths to the binary cache’s own CLI (a recording stand-in cachix)', async () => {
+    const f = standinFlake({ tag: `push-${Date.now()}` });
+    const bin = mkdtempSync(join(tmpdir(), 'vps-nixos-bin-'));
+    const record = join(bin, 'calls');
+    writeFileSync(
+      join(bin, 'cachix'),
+      `#!/bin/sh\n# STAND-IN for cachix (test/STANDINS.md): records its arguments\nprintf '%s\\n' "$@" > ${record}\n`,
+      { mode: 0o755 },
+    );
+    const r = await runCli(
+      ['build', '--flake', `${f.ref}#standin`, '--json', '--push-to', 'cachix:mine'],
+      {
+        env: { ...env, PATH: `${bin}:${process.env.PATH}` },
+        timeoutMs: 170_000,
+      },
+    );
+    expect(r.code).toBe(0);
+    const doc = JSON.parse(r.stdout) as BuildDoc;
+    const all = nixSync(['path-info', '-r', doc.toplevel]).trim().split('\n');
+    const args = readFileSync(record, 'utf8').trim().split('\n');
+    expect(args.slice(0, 2)).toEqual(['push', 'mine']);
+    expect(args.slice(2).sort()).toEqual(all.sort()); // no substituter: all of it
+    expect(doc.cacheSave).toMatchObject({ saved: 'saved', savedPaths: all.length });
+    // a push that fails is a warning
+    writeFileSync(join(bin, 'cachix'), '#!/bin/sh\necho "unauthorized" >&2; exit 1\n', {
+      mode: 0o755,
+    });
+    const failed = await runCli(
+      ['build', '--flake', `${f.ref}#standin`, '--json', '--push-to', 'cachix:mine'],
+      { env: { ...env, PATH: `${bin}:${process.env.PATH}` }, timeoutMs: 170_000 },
+    );
+    expect(failed.code).toBe(0);
+    expect(failed.stderr).toMatch(/cache: not saved \(cachix push exited 1: unauthorized\)/);
+  });
+
   it('saves only what the binary caches do not serve (a signed file:// cache stands for cache.nixos.org)', async () => {
     const f = standinFlake({ tag: `up-${Date.now()}`, uniqueDeps: true });
     // Build without a cache, put the firmware and everything it needs into a signed upstream cache.

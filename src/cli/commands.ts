@@ -54,6 +54,7 @@ const BUILDING: InputName[] = [
   'disko-with-deps',
   'cache',
   'cache-max-size',
+  'push-to',
   'kexec-tarball',
   'kexec-tarball-sha256',
   'installer-budget',
@@ -109,6 +110,8 @@ const DEPLOYING: InputName[] = [
   'reinstall',
   'closure-budget',
   'cache',
+  'cache-max-size',
+  'push-to',
   'allow-preflight-errors',
 ];
 

@@ -2,15 +2,19 @@ import { failedUnitsFrom, rebuildArgs, rebuildOnPath } from '../../src/deploy/re
 import {
   bytesAdded,
   deployDiff,
+  embedScript,
+  parseAfter,
   parseClosure,
   parseState,
   rebootReasons,
 } from '../../src/deploy/state';
+import { readAsset } from '../../src/assets';
 import { knownHostsLine, nixSshOpts } from '../../src/deploy/sshopts';
 import { deployedMessage, finalStatus } from '../../src/pipeline/status';
 import { deployRows, diffMarkdown, renderMarkdown, renderText } from '../../src/report/render';
 import { parseTarget, type Target } from '../../src/target';
 import type { DeployResult } from '../../src/deploy/deploy';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -121,6 +125,91 @@ describe("the target's state and the new closure", () => {
     expect(st.hasSystemdRun).toBe(true);
     expect(st.store.has(`${h('b')}-hello-1.0`)).toBe(true);
     expect(st.store.size).toBe(2);
+  });
+  it('parses what state.sh arm did: the install, guard.sh arm, the guards it stopped', () => {
+    const st = parseState(
+      [
+        'nixos=1',
+        `current=${sp('a', 'nixos-system-vps-1')}`,
+        'systemd_run=/run/current-system/sw/bin/systemd-run',
+        'failed=',
+        'guard_install=ok',
+        'guard_superseded=old-run-1',
+        'guard_superseded=old-run-2',
+        'guard_armed=vps-nixos-guard-x',
+        'guard_exit=0',
+        'store:',
+      ].join('\n'),
+    );
+    expect(st.arm).toEqual({
+      installed: true,
+      exit: 0,
+      unit: 'vps-nixos-guard-x',
+      error: undefined,
+      superseded: ['old-run-1', 'old-run-2'],
+    });
+    expect(parseState('nixos=1\nstore:\n').arm).toBeUndefined();
+    expect(
+      parseState(
+        'guard_install=ok\nguard_error=/x has no bin/switch-to-configuration\nguard_exit=1',
+      ).arm,
+    ).toMatchObject({ exit: 1, error: '/x has no bin/switch-to-configuration', unit: '' });
+  });
+  it('parses after.sh: the guard, its confirm, the units, the check, the closure', () => {
+    const b64 = (t: string) => Buffer.from(t).toString('base64');
+    const facts = parseAfter(
+      [
+        `current=${sp('c', 'nixos-system-vps-2')}`,
+        `guard_current=${sp('c', 'nixos-system-vps-2')}`,
+        `guard_prev=${sp('a', 'nixos-system-vps-1')}`,
+        'guard_result=armed',
+        'guard_by=',
+        'guard_reason=',
+        `guard_switched_to=${sp('c', 'nixos-system-vps-2')}`,
+        'guard_rollback_status=',
+        'guard_exit=0',
+        'confirm_result=confirmed',
+        'confirm_exit=0',
+        'failed=nginx.service ',
+        'check_exit=3',
+        'check_seconds=1',
+        `check_stdout=${b64('hi\nclosure:\n')}`,
+        `check_stderr=${b64('err\n')}`,
+        `closure_of=${sp('c', 'nixos-system-vps-2')}`,
+        'closure_exit=0',
+        'closure_stderr=',
+        `end_current=${sp('c', 'nixos-system-vps-2')}`,
+        `end_profile=${sp('c', 'nixos-system-vps-2')}`,
+        'closure:',
+        `new_kernel=${sp('k', 'linux-6.6/bzImage')}`,
+        `new ${sp('c', 'nixos-system-vps-2')} 1000`,
+        '',
+      ].join('\n'),
+    );
+    expect(facts).toMatchObject({
+      current: sp('c', 'nixos-system-vps-2'),
+      guard: { result: 'armed', exit: 0, switchedTo: sp('c', 'nixos-system-vps-2') },
+      confirm: { result: 'confirmed', exit: 0 },
+      failed: ['nginx.service'],
+      // what the command printed is data, whatever it holds
+      check: { code: 3, seconds: 1, stdout: 'hi\nclosure:\n', stderr: 'err\n' },
+      closure: { of: sp('c', 'nixos-system-vps-2'), exit: 0, stderr: '' },
+      end: { current: sp('c', 'nixos-system-vps-2'), profile: sp('c', 'nixos-system-vps-2') },
+    });
+    expect(facts.disarm).toBeUndefined();
+    expect(parseClosure(facts.closure?.output ?? '').paths).toHaveLength(1);
+    const bare = parseAfter('current=\nend_current=\nend_profile=\nclosure:\n');
+    expect(bare).toEqual({ current: '', end: { current: '', profile: '' } });
+  });
+  it("sends a script with another one the target's sh gets back byte for byte", () => {
+    for (const name of ['guard', 'closure']) {
+      const text = readAsset(`scripts/deploy/${name}.sh`);
+      const fn = `${name}_sh`;
+      expect(
+        execFileSync('sh', ['-s'], { input: embedScript(fn, text, `${fn}\n`) }).toString(),
+      ).toBe(text);
+    }
+    expect(() => embedScript('x', 'a\nVPS_NIXOS_X_END\nb\n', '')).toThrow(/end line/);
   });
   const closureOut = [
     `new_kernel=${sp('k', 'linux-6.6/bzImage')}`,

@@ -500,6 +500,17 @@ describe('runBootstrap, infect plan', () => {
     expect(fake.unknown).toEqual([]);
   });
 
+  it('no key file readable after the reboot: the deploy key is missing, the addresses are not', async () => {
+    const { fake, first } = target({ infectLog: ['done'], authorizedKeys: {} });
+    const { opts } = options(fake);
+    const r = await drive(runBootstrap(first, debian, infectPlan, { infect: prepared }, opts));
+    expect(r.error).toBeUndefined();
+    // `---` is then the first line of the answer: the addresses after it are still read
+    expect(r.phases[2]!.detail).toMatch(
+      /the deploy key is in neither .*; addresses kept: 192\.0\.2\.10\/24, 2001:db8:1::10\/64$/,
+    );
+  });
+
   it('nixos-infect already running (a cut-off run): followed to its end, not uploaded or started again', async () => {
     const running: Facts = { ...debian, infect: { bootId: debian.bootId, running: true } };
     const resumeInfect = plan(running, { ...cfg, method: 'infect' });

@@ -29008,7 +29008,8 @@ async function accessChecks(ctx) {
     const home = user === 'root' ? '/root' : `/home/${user}`;
     const files = [`${home}/.ssh/authorized_keys`, `/etc/ssh/authorized_keys.d/${user}`];
     const r = await ctx.session.exec(`for f in ${files.map(shell_1.shellQuote).join(' ')}; do [ -r "$f" ] && sed "s|^|$f |" "$f"; done; echo ---; ip -o addr show scope global | awk '{ print $4 }'`, { timeoutMs: 30_000 });
-    const [keysPart = '', addrPart = ''] = r.stdout.split('\n---\n');
+    // `---` on a line of its own; with no key file readable it is the very first line.
+    const [keysPart = '', addrPart = ''] = `\n${r.stdout}`.split('\n---\n');
     const notes = [];
     if (ctx.deployPublicKey) {
         const blob = ctx.deployPublicKey.split(' ')[1] ?? ctx.deployPublicKey;

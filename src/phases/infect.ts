@@ -357,7 +357,8 @@ async function accessChecks(ctx: InfectContext): Promise<string> {
     `for f in ${files.map(shellQuote).join(' ')}; do [ -r "$f" ] && sed "s|^|$f |" "$f"; done; echo ---; ip -o addr show scope global | awk '{ print $4 }'`,
     { timeoutMs: 30_000 },
   );
-  const [keysPart = '', addrPart = ''] = r.stdout.split('\n---\n');
+  // `---` on a line of its own; with no key file readable it is the very first line.
+  const [keysPart = '', addrPart = ''] = `\n${r.stdout}`.split('\n---\n');
   const notes: string[] = [];
   if (ctx.deployPublicKey) {
     const blob = ctx.deployPublicKey.split(' ')[1] ?? ctx.deployPublicKey;

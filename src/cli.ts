@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 /** The `vps-nixos` command: same pipeline as the action, text or JSON on stdout, progress on stderr. */
+import { terminalLogger } from './report/log';
 import { InputError, describeError } from './errors';
 import { parseArgs } from './cli/args';
 import { COMMANDS, findCommand, runCommand, usage } from './cli/commands';
@@ -27,10 +28,7 @@ async function cli(argv: string[]): Promise<number> {
     process.stdout.write(usage(cmd) + '\n');
     return 0;
   }
-  const log = {
-    info: (l: string) => process.stderr.write(`${l}\n`),
-    warn: (l: string) => process.stderr.write(`warning: ${l}\n`),
-  };
+  const log = terminalLogger((s) => process.stderr.write(s));
   try {
     if (cmd.custom) {
       process.stdout.write(cmd.custom(parsed.options));

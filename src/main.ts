@@ -6,7 +6,8 @@ import { Output, State } from './constants';
 import { maskLines, removeKeyMaterial, writeKeyMaterial } from './secrets';
 import { newRecord, runPipeline } from './pipeline/run';
 import type { RunRecord } from './pipeline/record';
-import { diffMarkdown, renderMarkdown } from './report/render';
+import { diffMarkdown, plainText, renderMarkdown } from './report/render';
+import { actionLogger } from './report/log';
 import { VpsNixosError, describeError } from './errors';
 import { finalStatus } from './pipeline/status';
 import { TOOL_VERSION } from './version';
@@ -73,7 +74,7 @@ async function main(): Promise<void> {
     cfg,
     { entry: 'action' },
     {
-      log: { info: core.info, warn: core.warning, group: core.group },
+      log: actionLogger(core),
       tempDir: km.dir,
       toolVersion: TOOL_VERSION,
       cache: {
@@ -112,11 +113,11 @@ async function main(): Promise<void> {
   if (hostConfig) core.setOutput(Output.hostConfig, hostConfig);
   await writeSummary(record, false);
   const status = finalStatus(record, cfg);
-  if (!status.ok) core.setFailed(status.message);
+  if (!status.ok) core.setFailed(plainText(status.message));
 }
 
 main().catch(async (err: unknown) => {
-  core.setFailed(describeError(err));
+  core.setFailed(plainText(describeError(err)));
   // Bad input fails before any stage: the summary still says what and how to fix it.
   const record: RunRecord = { stages: [] };
   record.error =

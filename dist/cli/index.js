@@ -32112,6 +32112,41 @@ async function probe(session) {
 
 /***/ }),
 
+/***/ 6472:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.actionLogger = actionLogger;
+exports.terminalLogger = terminalLogger;
+/**
+ * The loggers the pipeline writes to. Lines often carry what the target printed (nixos-rebuild's
+ * output, phase logs, error texts): on the Actions runner a line starting with `::` would be a
+ * workflow command (set an output, add a mask, stop commands), and in a terminal an escape
+ * sequence could rewrite the screen. Every line goes through here first.
+ */
+const render_1 = __nccwpck_require__(6340);
+/** The action's log: no line can be a workflow command, no escape sequence reaches the log. */
+function actionLogger(core) {
+    return {
+        info: (l) => core.info((0, render_1.safeText)(l)),
+        // core.warning escapes line breaks into the one command it writes
+        warn: (l) => core.warning((0, render_1.plainText)(l)),
+        group: (title, fn) => core.group((0, render_1.safeText)(title).replace(/\n/g, ' '), fn),
+    };
+}
+/** The CLI's log on stderr: the target's escape sequences are removed. */
+function terminalLogger(write) {
+    return {
+        info: (l) => write(`${(0, render_1.plainText)(l)}\n`),
+        warn: (l) => write(`warning: ${(0, render_1.plainText)(l)}\n`),
+    };
+}
+
+
+/***/ }),
+
 /***/ 6340:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -57947,6 +57982,7 @@ var exports = __webpack_exports__;
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 /** The `vps-nixos` command: same pipeline as the action, text or JSON on stdout, progress on stderr. */
+const log_1 = __nccwpck_require__(6472);
 const errors_1 = __nccwpck_require__(3916);
 const args_1 = __nccwpck_require__(7593);
 const commands_1 = __nccwpck_require__(1654);
@@ -57972,10 +58008,7 @@ async function cli(argv) {
         process.stdout.write((0, commands_1.usage)(cmd) + '\n');
         return 0;
     }
-    const log = {
-        info: (l) => process.stderr.write(`${l}\n`),
-        warn: (l) => process.stderr.write(`warning: ${l}\n`),
-    };
+    const log = (0, log_1.terminalLogger)((s) => process.stderr.write(s));
     try {
         if (cmd.custom) {
             process.stdout.write(cmd.custom(parsed.options));

@@ -2,7 +2,7 @@
 /******/ (() => { // webpackBootstrap
 /******/ 	var __webpack_modules__ = ({
 
-/***/ 6656:
+/***/ 4928:
 /***/ ((module) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
@@ -22,16 +22,16 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7703:
+/***/ 3335:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
 
-var errors = __nccwpck_require__(6656);
-var types = __nccwpck_require__(254);
+var errors = __nccwpck_require__(4928);
+var types = __nccwpck_require__(62);
 
-var Reader = __nccwpck_require__(1996);
-var Writer = __nccwpck_require__(9816);
+var Reader = __nccwpck_require__(4444);
+var Writer = __nccwpck_require__(9384);
 
 
 // --- Exports
@@ -56,16 +56,16 @@ for (var e in errors) {
 
 /***/ }),
 
-/***/ 1996:
+/***/ 4444:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
 
 var assert = __nccwpck_require__(2613);
-var Buffer = (__nccwpck_require__(2803).Buffer);
+var Buffer = (__nccwpck_require__(227).Buffer);
 
-var ASN1 = __nccwpck_require__(254);
-var errors = __nccwpck_require__(6656);
+var ASN1 = __nccwpck_require__(62);
+var errors = __nccwpck_require__(4928);
 
 
 // --- Globals
@@ -325,7 +325,7 @@ module.exports = Reader;
 
 /***/ }),
 
-/***/ 254:
+/***/ 62:
 /***/ ((module) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
@@ -368,15 +368,15 @@ module.exports = {
 
 /***/ }),
 
-/***/ 9816:
+/***/ 9384:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
 
 var assert = __nccwpck_require__(2613);
-var Buffer = (__nccwpck_require__(2803).Buffer);
-var ASN1 = __nccwpck_require__(254);
-var errors = __nccwpck_require__(6656);
+var Buffer = (__nccwpck_require__(227).Buffer);
+var ASN1 = __nccwpck_require__(62);
+var errors = __nccwpck_require__(4928);
 
 
 // --- Globals
@@ -692,7 +692,7 @@ module.exports = Writer;
 
 /***/ }),
 
-/***/ 9837:
+/***/ 3901:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
@@ -700,7 +700,7 @@ module.exports = Writer;
 // If you have no idea what ASN.1 or BER is, see this:
 // ftp://ftp.rsa.com/pub/pkcs/ascii/layman.asc
 
-var Ber = __nccwpck_require__(7703);
+var Ber = __nccwpck_require__(3335);
 
 
 
@@ -719,13 +719,13 @@ module.exports = {
 
 /***/ }),
 
-/***/ 686:
+/***/ 2158:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
 
 
-var crypto_hash_sha512 = (__nccwpck_require__(668).lowlevel).crypto_hash;
+var crypto_hash_sha512 = (__nccwpck_require__(7900).lowlevel).crypto_hash;
 
 /*
  * This file is a 1:1 port from the OpenBSD blowfish.c and bcrypt_pbkdf.c. As a
@@ -1283,20 +1283,20 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4982:
+/***/ 6230:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
 
 
-const binding = __nccwpck_require__(7318);
+const binding = __nccwpck_require__(859);
 
 module.exports = binding.getCPUInfo;
 
 
 /***/ }),
 
-/***/ 2803:
+/***/ 227:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -1381,7 +1381,7 @@ module.exports = safer
 
 /***/ }),
 
-/***/ 5683:
+/***/ 3907:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -1395,8 +1395,8 @@ const {
 
 const {
   CHANNEL_EXTENDED_DATATYPE: { STDERR },
-} = __nccwpck_require__(4020);
-const { bufferSlice } = __nccwpck_require__(2184);
+} = __nccwpck_require__(8628);
+const { bufferSlice } = __nccwpck_require__(2312);
 
 const PACKET_SIZE = 32 * 1024;
 const MAX_WINDOW = 2 * 1024 * 1024;
@@ -1684,7 +1684,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3849:
+/***/ 313:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -1696,14 +1696,14 @@ const { resolve } = __nccwpck_require__(6928);
 const { readFile } = __nccwpck_require__(9896);
 const { execFile, spawn } = __nccwpck_require__(5317);
 
-const { isParsedKey, parseKey } = __nccwpck_require__(1789);
+const { isParsedKey, parseKey } = __nccwpck_require__(4141);
 
 const {
   makeBufferParser,
   readUInt32BE,
   writeUInt32BE,
   writeUInt32LE,
-} = __nccwpck_require__(2184);
+} = __nccwpck_require__(2312);
 
 function once(cb) {
   let called = false;
@@ -2815,7 +2815,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6297:
+/***/ 681:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -2851,11 +2851,11 @@ const {
   SUPPORTED_KEX,
   SUPPORTED_MAC,
   SUPPORTED_SERVER_HOST_KEY,
-} = __nccwpck_require__(4020);
-const { init: cryptoInit } = __nccwpck_require__(2888);
-const Protocol = __nccwpck_require__(7841);
-const { parseKey } = __nccwpck_require__(1789);
-const { SFTP } = __nccwpck_require__(4996);
+} = __nccwpck_require__(8628);
+const { init: cryptoInit } = __nccwpck_require__(1640);
+const Protocol = __nccwpck_require__(1409);
+const { parseKey } = __nccwpck_require__(4141);
+const { SFTP } = __nccwpck_require__(4724);
 const {
   bufferCopy,
   makeBufferParser,
@@ -2863,23 +2863,23 @@ const {
   readUInt32BE,
   sigSSHToASN1,
   writeUInt32BE,
-} = __nccwpck_require__(2184);
+} = __nccwpck_require__(2312);
 
-const { AgentContext, createAgent, isAgent } = __nccwpck_require__(3849);
+const { AgentContext, createAgent, isAgent } = __nccwpck_require__(313);
 const {
   Channel,
   MAX_WINDOW,
   PACKET_SIZE,
   windowAdjust,
   WINDOW_THRESHOLD,
-} = __nccwpck_require__(5683);
+} = __nccwpck_require__(3907);
 const {
   ChannelManager,
   generateAlgorithmList,
   isWritable,
   onChannelOpenFailure,
   onCHANNEL_CLOSE,
-} = __nccwpck_require__(2137);
+} = __nccwpck_require__(1977);
 
 const bufferParser = makeBufferParser();
 const sigParser = makeBufferParser();
@@ -4999,7 +4999,7 @@ module.exports = Client;
 
 /***/ }),
 
-/***/ 137:
+/***/ 3721:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -5027,7 +5027,7 @@ for (const ctor of [HttpAgent, HttpsAgent]) {
       const dstPort = options.port;
 
       if (Client === undefined)
-        Client = __nccwpck_require__(6297);
+        Client = __nccwpck_require__(681);
 
       const client = new Client();
       let triedForward = false;
@@ -5091,7 +5091,7 @@ function decorateStream(stream, ctor, options) {
 
 /***/ }),
 
-/***/ 5472:
+/***/ 1936:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -5104,33 +5104,33 @@ const {
   CygwinAgent,
   OpenSSHAgent,
   PageantAgent,
-} = __nccwpck_require__(3849);
+} = __nccwpck_require__(313);
 const {
   SSHTTPAgent: HTTPAgent,
   SSHTTPSAgent: HTTPSAgent,
-} = __nccwpck_require__(137);
-const { parseKey } = __nccwpck_require__(1789);
+} = __nccwpck_require__(3721);
+const { parseKey } = __nccwpck_require__(4141);
 const {
   flagsToString,
   OPEN_MODE,
   STATUS_CODE,
   stringToFlags,
-} = __nccwpck_require__(4996);
+} = __nccwpck_require__(4724);
 
 module.exports = {
   AgentProtocol,
   BaseAgent,
   createAgent,
-  Client: __nccwpck_require__(6297),
+  Client: __nccwpck_require__(681),
   CygwinAgent,
   HTTPAgent,
   HTTPSAgent,
   OpenSSHAgent,
   PageantAgent,
-  Server: __nccwpck_require__(2605),
+  Server: __nccwpck_require__(1661),
   utils: {
     parseKey,
-    ...__nccwpck_require__(3489),
+    ...__nccwpck_require__(401),
     sftp: {
       flagsToString,
       OPEN_MODE,
@@ -5143,7 +5143,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3489:
+/***/ 401:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -5157,10 +5157,10 @@ const {
   randomBytes,
 } = __nccwpck_require__(6982);
 
-const { Ber } = __nccwpck_require__(9837);
-const bcrypt_pbkdf = (__nccwpck_require__(686).pbkdf);
+const { Ber } = __nccwpck_require__(3901);
+const bcrypt_pbkdf = (__nccwpck_require__(2158).pbkdf);
 
-const { CIPHER_INFO } = __nccwpck_require__(2888);
+const { CIPHER_INFO } = __nccwpck_require__(1640);
 
 const SALT_LEN = 16;
 const DEFAULT_ROUNDS = 16;
@@ -5733,7 +5733,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7841:
+/***/ 1409:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -5779,7 +5779,7 @@ module.exports = {
 
 const { inspect } = __nccwpck_require__(9023);
 
-const { bindingAvailable, NullCipher, NullDecipher } = __nccwpck_require__(2888);
+const { bindingAvailable, NullCipher, NullDecipher } = __nccwpck_require__(1640);
 const {
   COMPAT_CHECKS,
   DISCONNECT_REASON,
@@ -5787,18 +5787,18 @@ const {
   MESSAGE,
   SIGNALS,
   TERMINAL_MODE,
-} = __nccwpck_require__(4020);
+} = __nccwpck_require__(8628);
 const {
   DEFAULT_KEXINIT_CLIENT,
   DEFAULT_KEXINIT_SERVER,
   KexInit,
   kexinit,
   onKEXPayload,
-} = __nccwpck_require__(4637);
+} = __nccwpck_require__(8557);
 const {
   parseKey,
-} = __nccwpck_require__(1789);
-const MESSAGE_HANDLERS = __nccwpck_require__(9244);
+} = __nccwpck_require__(4141);
+const MESSAGE_HANDLERS = __nccwpck_require__(5324);
 const {
   bufferCopy,
   bufferFill,
@@ -5806,15 +5806,15 @@ const {
   convertSignature,
   sendPacket,
   writeUInt32BE,
-} = __nccwpck_require__(2184);
+} = __nccwpck_require__(2312);
 const {
   PacketReader,
   PacketWriter,
   ZlibPacketReader,
   ZlibPacketWriter,
-} = __nccwpck_require__(4592);
+} = __nccwpck_require__(5072);
 
-const MODULE_VER = (__nccwpck_require__(8342)/* .version */ .rE);
+const MODULE_VER = (__nccwpck_require__(5413)/* .version */ .rE);
 
 const VALID_DISCONNECT_REASONS = new Map(
   Object.values(DISCONNECT_REASON).map((n) => [n, 1])
@@ -7877,7 +7877,7 @@ module.exports = Protocol;
 
 /***/ }),
 
-/***/ 4996:
+/***/ 4724:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -7899,7 +7899,7 @@ const {
   bufferSlice,
   makeBufferParser,
   writeUInt32BE,
-} = __nccwpck_require__(2184);
+} = __nccwpck_require__(2312);
 
 const ATTR = {
   SIZE: 0x00000001,
@@ -11479,7 +11479,7 @@ const {
   ERR_INVALID_ARG_TYPE,
   ERR_OUT_OF_RANGE,
   validateNumber
-} = __nccwpck_require__(3208);
+} = __nccwpck_require__(7032);
 
 const kMinPoolSpace = 128;
 
@@ -11937,7 +11937,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4020:
+/***/ 8628:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -11947,10 +11947,10 @@ const crypto = __nccwpck_require__(6982);
 
 let cpuInfo;
 try {
-  cpuInfo = __nccwpck_require__(4982)();
+  cpuInfo = __nccwpck_require__(6230)();
 } catch {}
 
-const { bindingAvailable, CIPHER_INFO, MAC_INFO } = __nccwpck_require__(2888);
+const { bindingAvailable, CIPHER_INFO, MAC_INFO } = __nccwpck_require__(1640);
 
 const eddsaSupported = (() => {
   if (typeof crypto.sign === 'function'
@@ -12301,7 +12301,7 @@ module.exports.DISCONNECT_REASON_BY_VALUE =
 
 /***/ }),
 
-/***/ 2888:
+/***/ 1640:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -12317,7 +12317,7 @@ const {
   createCipheriv, createDecipheriv, createHmac, randomFillSync, timingSafeEqual
 } = __nccwpck_require__(6982);
 
-const { readUInt32BE, writeUInt32BE } = __nccwpck_require__(2184);
+const { readUInt32BE, writeUInt32BE } = __nccwpck_require__(2312);
 
 const FastBuffer = Buffer[Symbol.species];
 const MAX_SEQNO = 2 ** 32 - 1;
@@ -12334,7 +12334,7 @@ let AESGCMDecipher;
 let ChaChaPolyDecipher;
 let GenericDecipher;
 try {
-  binding = __nccwpck_require__(490);
+  binding = __nccwpck_require__(3063);
   ({ AESGCMCipher, ChaChaPolyCipher, GenericCipher,
      AESGCMDecipher, ChaChaPolyDecipher, GenericDecipher } = binding);
 } catch {}
@@ -13888,7 +13888,7 @@ module.exports = {
     // eslint-disable-next-line no-async-promise-executor
     return new Promise(async (resolve, reject) => {
       try {
-        POLY1305_WASM_MODULE = await __nccwpck_require__(7830)();
+        POLY1305_WASM_MODULE = await __nccwpck_require__(8294)();
         POLY1305_RESULT_MALLOC = POLY1305_WASM_MODULE._malloc(16);
         poly1305_auth = POLY1305_WASM_MODULE.cwrap(
           'poly1305_auth',
@@ -13911,7 +13911,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7830:
+/***/ 8294:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -13958,7 +13958,7 @@ else {}
 
 /***/ }),
 
-/***/ 9244:
+/***/ 5324:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -13966,8 +13966,8 @@ else {}
 
 const MESSAGE_HANDLERS = new Array(256);
 [
-  (__nccwpck_require__(4637).HANDLERS),
-  __nccwpck_require__(9964),
+  (__nccwpck_require__(8557).HANDLERS),
+  __nccwpck_require__(9516),
 ].forEach((handlers) => {
   // eslint-disable-next-line prefer-const
   for (let [type, handler] of Object.entries(handlers)) {
@@ -13982,7 +13982,7 @@ module.exports = MESSAGE_HANDLERS;
 
 /***/ }),
 
-/***/ 9964:
+/***/ 9516:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -13994,18 +13994,18 @@ const {
   doFatalError,
   sigSSHToASN1,
   writeUInt32BE,
-} = __nccwpck_require__(2184);
+} = __nccwpck_require__(2312);
 
 const {
   CHANNEL_OPEN_FAILURE,
   COMPAT,
   MESSAGE,
   TERMINAL_MODE,
-} = __nccwpck_require__(4020);
+} = __nccwpck_require__(8628);
 
 const {
   parseKey,
-} = __nccwpck_require__(1789);
+} = __nccwpck_require__(4141);
 
 const TERMINAL_MODE_BY_VALUE =
   Array.from(Object.entries(TERMINAL_MODE))
@@ -15275,7 +15275,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4637:
+/***/ 8557:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -15292,7 +15292,7 @@ const {
   randomFillSync,
 } = __nccwpck_require__(6982);
 
-const { Ber } = __nccwpck_require__(9837);
+const { Ber } = __nccwpck_require__(3901);
 
 const {
   COMPAT,
@@ -15304,14 +15304,14 @@ const {
   DEFAULT_COMPRESSION,
   DISCONNECT_REASON,
   MESSAGE,
-} = __nccwpck_require__(4020);
+} = __nccwpck_require__(8628);
 const {
   CIPHER_INFO,
   createCipher,
   createDecipher,
   MAC_INFO,
-} = __nccwpck_require__(2888);
-const { parseDERKey } = __nccwpck_require__(1789);
+} = __nccwpck_require__(1640);
+const { parseDERKey } = __nccwpck_require__(4141);
 const {
   bufferFill,
   bufferParser,
@@ -15320,13 +15320,13 @@ const {
   FastBuffer,
   sigSSHToASN1,
   writeUInt32BE,
-} = __nccwpck_require__(2184);
+} = __nccwpck_require__(2312);
 const {
   PacketReader,
   PacketWriter,
   ZlibPacketReader,
   ZlibPacketWriter,
-} = __nccwpck_require__(4592);
+} = __nccwpck_require__(5072);
 
 let MESSAGE_HANDLERS;
 
@@ -17070,7 +17070,7 @@ function onKEXPayload(state, payload) {
       case MESSAGE.UNIMPLEMENTED:
       case MESSAGE.DEBUG:
         if (!MESSAGE_HANDLERS)
-          MESSAGE_HANDLERS = __nccwpck_require__(9244);
+          MESSAGE_HANDLERS = __nccwpck_require__(5324);
         return MESSAGE_HANDLERS[type](this, payload);
     }
   }
@@ -17078,7 +17078,7 @@ function onKEXPayload(state, payload) {
   switch (type) {
     case MESSAGE.DISCONNECT:
       if (!MESSAGE_HANDLERS)
-        MESSAGE_HANDLERS = __nccwpck_require__(9244);
+        MESSAGE_HANDLERS = __nccwpck_require__(5324);
       return MESSAGE_HANDLERS[type](this, payload);
     case MESSAGE.KEXINIT:
       if (!state.firstPacket) {
@@ -17191,7 +17191,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1789:
+/***/ 4141:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -17214,18 +17214,18 @@ const {
 } = __nccwpck_require__(6982);
 const supportedOpenSSLCiphers = getCiphers();
 
-const { Ber } = __nccwpck_require__(9837);
-const bcrypt_pbkdf = (__nccwpck_require__(686).pbkdf);
+const { Ber } = __nccwpck_require__(3901);
+const bcrypt_pbkdf = (__nccwpck_require__(2158).pbkdf);
 
-const { CIPHER_INFO } = __nccwpck_require__(2888);
-const { eddsaSupported, SUPPORTED_CIPHER } = __nccwpck_require__(4020);
+const { CIPHER_INFO } = __nccwpck_require__(1640);
+const { eddsaSupported, SUPPORTED_CIPHER } = __nccwpck_require__(8628);
 const {
   bufferSlice,
   makeBufferParser,
   readString,
   readUInt32BE,
   writeUInt32BE,
-} = __nccwpck_require__(2184);
+} = __nccwpck_require__(2312);
 
 const SYM_HASH_ALGO = Symbol('Hash Algorithm');
 const SYM_PRIV_PEM = Symbol('Private key PEM');
@@ -18683,7 +18683,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3208:
+/***/ 7032:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -18806,13 +18806,13 @@ exports.validateNumber = function validateNumber(value, name) {
 
 /***/ }),
 
-/***/ 2184:
+/***/ 2312:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
 
 
-const Ber = (__nccwpck_require__(9837).Ber);
+const Ber = (__nccwpck_require__(3901).Ber);
 
 let DISCONNECT_REASON;
 
@@ -18983,7 +18983,7 @@ module.exports = {
   doFatalError: (protocol, msg, level, reason) => {
     let err;
     if (DISCONNECT_REASON === undefined)
-      ({ DISCONNECT_REASON } = __nccwpck_require__(4020));
+      ({ DISCONNECT_REASON } = __nccwpck_require__(8628));
     if (msg instanceof Error) {
       // doFatalError(protocol, err[, reason])
       err = msg;
@@ -19170,7 +19170,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4592:
+/***/ 5072:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -19433,7 +19433,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 2605:
+/***/ 1661:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -19462,13 +19462,13 @@ const {
   SUPPORTED_KEX,
   SUPPORTED_MAC,
   SUPPORTED_SERVER_HOST_KEY,
-} = __nccwpck_require__(4020);
-const { init: cryptoInit } = __nccwpck_require__(2888);
-const { KexInit } = __nccwpck_require__(4637);
-const { parseKey } = __nccwpck_require__(1789);
-const Protocol = __nccwpck_require__(7841);
-const { SFTP } = __nccwpck_require__(4996);
-const { writeUInt32BE } = __nccwpck_require__(2184);
+} = __nccwpck_require__(8628);
+const { init: cryptoInit } = __nccwpck_require__(1640);
+const { KexInit } = __nccwpck_require__(8557);
+const { parseKey } = __nccwpck_require__(4141);
+const Protocol = __nccwpck_require__(1409);
+const { SFTP } = __nccwpck_require__(4724);
+const { writeUInt32BE } = __nccwpck_require__(2312);
 
 const {
   Channel,
@@ -19476,7 +19476,7 @@ const {
   PACKET_SIZE,
   windowAdjust,
   WINDOW_THRESHOLD,
-} = __nccwpck_require__(5683);
+} = __nccwpck_require__(3907);
 
 const {
   ChannelManager,
@@ -19484,7 +19484,7 @@ const {
   isWritable,
   onChannelOpenFailure,
   onCHANNEL_CLOSE,
-} = __nccwpck_require__(2137);
+} = __nccwpck_require__(1977);
 
 const MAX_PENDING_AUTHS = 10;
 
@@ -20821,13 +20821,13 @@ module.exports.IncomingClient = Client;
 
 /***/ }),
 
-/***/ 2137:
+/***/ 1977:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
 
 
-const { SFTP } = __nccwpck_require__(4996);
+const { SFTP } = __nccwpck_require__(4724);
 
 const MAX_CHANNEL = 2 ** 32 - 1;
 
@@ -21165,7 +21165,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 668:
+/***/ 7900:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 (function(nacl) {
@@ -23560,7 +23560,7 @@ nacl.setPRNG = function(fn) {
 
 /***/ }),
 
-/***/ 5462:
+/***/ 7017:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -23588,7 +23588,7 @@ function readAsset(relative) {
 
 /***/ }),
 
-/***/ 1980:
+/***/ 1261:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -23613,13 +23613,13 @@ const node_fs_1 = __nccwpck_require__(3024);
 const node_child_process_1 = __nccwpck_require__(1421);
 const node_crypto_1 = __nccwpck_require__(7598);
 const node_path_1 = __nccwpck_require__(6760);
-const errors_1 = __nccwpck_require__(3916);
-const size_1 = __nccwpck_require__(4642);
-const nix_1 = __nccwpck_require__(4280);
-const closure_1 = __nccwpck_require__(2198);
-const store_1 = __nccwpck_require__(7631);
-const narinfo_1 = __nccwpck_require__(4263);
-const push_1 = __nccwpck_require__(9084);
+const errors_1 = __nccwpck_require__(3919);
+const size_1 = __nccwpck_require__(9453);
+const nix_1 = __nccwpck_require__(169);
+const closure_1 = __nccwpck_require__(8707);
+const store_1 = __nccwpck_require__(1286);
+const narinfo_1 = __nccwpck_require__(7678);
+const push_1 = __nccwpck_require__(4527);
 const MANIFEST = 'vps-nixos-paths.txt';
 /**
  * Restores the newest entry of this configuration line. Its paths are not imported here: the
@@ -23864,7 +23864,7 @@ function dumpCompressed(path, out) {
 
 /***/ }),
 
-/***/ 1452:
+/***/ 7179:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -23892,7 +23892,7 @@ function cacheKey(p) {
 
 /***/ }),
 
-/***/ 4263:
+/***/ 7678:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -23973,7 +23973,7 @@ async function servedPaths(paths, subs, opts = {}) {
 
 /***/ }),
 
-/***/ 9084:
+/***/ 4527:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -24027,7 +24027,7 @@ function push(to, paths, log, timeoutMs = 3600_000) {
 
 /***/ }),
 
-/***/ 7631:
+/***/ 1286:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -24103,7 +24103,7 @@ function dirBytes(dir) {
 
 /***/ }),
 
-/***/ 7593:
+/***/ 1674:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -24111,7 +24111,7 @@ function dirBytes(dir) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.parseArgs = parseArgs;
 /** `vps-nixos <command> [--name value | --name=value | --flag] …`, names as the action's inputs. Pure. */
-const errors_1 = __nccwpck_require__(3916);
+const errors_1 = __nccwpck_require__(3919);
 const BOOL = /^(true|false|True|False|TRUE|FALSE)$/;
 /** Splits argv into a command and its options, rejecting options the command does not know. */
 function parseArgs(argv, known) {
@@ -24155,7 +24155,7 @@ function parseArgs(argv, known) {
 
 /***/ }),
 
-/***/ 1654:
+/***/ 7297:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -24166,20 +24166,20 @@ exports.findCommand = findCommand;
 exports.usage = usage;
 exports.runCommand = runCommand;
 /** The CLI's commands, built on the same pipeline as the action. */
-const inputs_1 = __nccwpck_require__(8422);
-const errors_1 = __nccwpck_require__(3916);
+const inputs_1 = __nccwpck_require__(5433);
+const errors_1 = __nccwpck_require__(3919);
 Object.defineProperty(exports, "describeError", ({ enumerable: true, get: function () { return errors_1.describeError; } }));
-const run_1 = __nccwpck_require__(319);
-const status_1 = __nccwpck_require__(7922);
-const render_1 = __nccwpck_require__(6340);
-const facts_file_1 = __nccwpck_require__(1056);
-const facts_to_nix_1 = __nccwpck_require__(6921);
-const decide_1 = __nccwpck_require__(4156);
+const run_1 = __nccwpck_require__(2088);
+const status_1 = __nccwpck_require__(5799);
+const render_1 = __nccwpck_require__(1501);
+const facts_file_1 = __nccwpck_require__(9627);
+const facts_to_nix_1 = __nccwpck_require__(2890);
+const decide_1 = __nccwpck_require__(3813);
 const node_os_1 = __nccwpck_require__(8161);
 const node_fs_1 = __nccwpck_require__(3024);
 const node_path_1 = __nccwpck_require__(6760);
-const store_1 = __nccwpck_require__(7631);
-const version_1 = __nccwpck_require__(311);
+const store_1 = __nccwpck_require__(1286);
+const version_1 = __nccwpck_require__(9214);
 /** The `build --json` contract: toplevel, closure totals and top contributors, disk script, cache. */
 function buildJson(b, installer) {
     return {
@@ -24479,7 +24479,18 @@ async function runCommand(cmd, options, log) {
             doc.findings = record.preflight?.findings ?? null;
         if (stages.includes('bootstrap')) {
             doc.phases = record.bootstrap?.phases ?? [];
-            doc.host = record.bootstrap?.host ?? null;
+            // without a bootstrap (nothing to do) the host is what the probe found
+            const f = record.facts;
+            doc.host =
+                record.bootstrap?.host ??
+                    (f
+                        ? {
+                            isNixos: f.isNixos,
+                            currentSystem: f.currentSystem ?? null,
+                            bootId: f.bootId,
+                            variantId: f.osVariantId ?? '',
+                        }
+                        : null);
             doc.bytesSent = record.bootstrap?.bytesSent ?? 0;
             if (record.bootstrap?.infect)
                 doc.infect = record.bootstrap.infect;
@@ -24523,7 +24534,7 @@ async function runCommand(cmd, options, log) {
 
 /***/ }),
 
-/***/ 1056:
+/***/ 9627:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -24533,8 +24544,8 @@ exports.readFileOption = readFileOption;
 exports.loadFacts = loadFacts;
 /** Reading the CLI's file options: key, known_hosts and saved facts. */
 const node_fs_1 = __nccwpck_require__(3024);
-const errors_1 = __nccwpck_require__(3916);
-const facts_1 = __nccwpck_require__(2385);
+const errors_1 = __nccwpck_require__(3919);
+const facts_1 = __nccwpck_require__(928);
 function readFileOption(name, path) {
     try {
         return (0, node_fs_1.readFileSync)(path, 'utf8');
@@ -24571,7 +24582,7 @@ function loadFacts(path) {
 
 /***/ }),
 
-/***/ 6921:
+/***/ 2890:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -24581,9 +24592,9 @@ exports.FACTS_TO_NIX_OPTIONS = void 0;
 exports.factsToNixCommand = factsToNixCommand;
 /** `vps-nixos facts-to-nix`: the probe's facts as a NixOS module to commit. */
 const node_fs_1 = __nccwpck_require__(3024);
-const errors_1 = __nccwpck_require__(3916);
-const hostconfig_1 = __nccwpck_require__(6108);
-const facts_file_1 = __nccwpck_require__(1056);
+const errors_1 = __nccwpck_require__(3919);
+const hostconfig_1 = __nccwpck_require__(5043);
+const facts_file_1 = __nccwpck_require__(9627);
 exports.FACTS_TO_NIX_OPTIONS = [
     { name: 'facts', description: 'Facts JSON saved from `vps-nixos probe --json` (required)' },
     { name: 'out', description: 'Write the module to this file instead of stdout' },
@@ -24614,7 +24625,7 @@ function factsToNixCommand(options) {
 
 /***/ }),
 
-/***/ 2211:
+/***/ 7833:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -24627,16 +24638,16 @@ exports.runDeploy = runDeploy;
  * first, confirmation over a new SSH session, health checks, and the report of what changed.
  */
 const node_crypto_1 = __nccwpck_require__(7598);
-const assets_1 = __nccwpck_require__(5462);
-const errors_1 = __nccwpck_require__(3916);
-const shell_1 = __nccwpck_require__(997);
-const session_1 = __nccwpck_require__(302);
-const target_1 = __nccwpck_require__(6746);
-const guard_1 = __nccwpck_require__(5962);
-const health_1 = __nccwpck_require__(1873);
-const rebuild_1 = __nccwpck_require__(3524);
-const sshopts_1 = __nccwpck_require__(9831);
-const state_1 = __nccwpck_require__(3414);
+const assets_1 = __nccwpck_require__(7017);
+const errors_1 = __nccwpck_require__(3919);
+const shell_1 = __nccwpck_require__(3224);
+const session_1 = __nccwpck_require__(2343);
+const target_1 = __nccwpck_require__(2921);
+const guard_1 = __nccwpck_require__(1521);
+const health_1 = __nccwpck_require__(7164);
+const rebuild_1 = __nccwpck_require__(1651);
+const sshopts_1 = __nccwpck_require__(7512);
+const state_1 = __nccwpck_require__(5349);
 /**
  * The deploy of a system the host already runs (decided from the probe: current system, system
  * profile, no failed unit): nothing is built, copied or activated. Pure.
@@ -25233,7 +25244,7 @@ async function deploy(first, opts) {
 
 /***/ }),
 
-/***/ 5962:
+/***/ 1521:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -25253,8 +25264,8 @@ exports.disarmGuard = disarmGuard;
  * deploy.ts); the verbs here are the single commands around those: roll back, poll, and the
  * rare fallbacks.
  */
-const prep_1 = __nccwpck_require__(3029);
-const shell_1 = __nccwpck_require__(997);
+const prep_1 = __nccwpck_require__(3504);
+const shell_1 = __nccwpck_require__(3224);
 exports.GUARD_PATH = '/run/vps-nixos/guard.sh';
 /**
  * The target answered, and a script there failed (a guard.sh verb's non-zero exit, …): unlike a
@@ -25319,7 +25330,7 @@ async function disarmGuard(session, sudo, id) {
 
 /***/ }),
 
-/***/ 1873:
+/***/ 7164:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -25328,7 +25339,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.commandCheck = commandCheck;
 exports.urlCheck = urlCheck;
 /** Health checks after a switch: a command on the target, a URL from the runner. Retried until a deadline. */
-const shell_1 = __nccwpck_require__(997);
+const shell_1 = __nccwpck_require__(3224);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /** Tries `once` until it passes or `timeoutMs` is over; reports the last attempt. */
 async function retry(name, timeoutMs, pollMs, once) {
@@ -25388,7 +25399,7 @@ function urlCheck(url, timeoutMs, pollMs = 3000) {
 
 /***/ }),
 
-/***/ 7510:
+/***/ 8309:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -25400,9 +25411,9 @@ exports.resolveRebuild = resolveRebuild;
  * Which nixos-rebuild the deploy runs: the one on PATH, else the one from the configuration's own
  * nixpkgs built for the runner's platform; never an unpinned `nixpkgs#` from a registry.
  */
-const errors_1 = __nccwpck_require__(3916);
-const nix_1 = __nccwpck_require__(4280);
-const rebuild_1 = __nccwpck_require__(3524);
+const errors_1 = __nccwpck_require__(3919);
+const nix_1 = __nccwpck_require__(169);
+const rebuild_1 = __nccwpck_require__(1651);
 /** The runner's Nix system double (the target may be aarch64 while the runner is x86_64). */
 function runnerSystem(arch = process.arch) {
     const cpu = { x64: 'x86_64', arm64: 'aarch64', ia32: 'i686' };
@@ -25451,7 +25462,7 @@ async function resolveRebuild(nix, req) {
 
 /***/ }),
 
-/***/ 3524:
+/***/ 1651:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -25566,7 +25577,7 @@ function runRebuild(cmd, args, env, onLine, timeoutMs) {
 
 /***/ }),
 
-/***/ 9831:
+/***/ 7512:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -25578,8 +25589,8 @@ exports.writeDeploySsh = writeDeploySsh;
 /** The OpenSSH side of a deploy: nixos-rebuild and Nix's ssh stores get the same pin we checked. */
 const node_fs_1 = __nccwpck_require__(3024);
 const node_path_1 = __nccwpck_require__(6760);
-const errors_1 = __nccwpck_require__(3916);
-const hostkeys_1 = __nccwpck_require__(2326);
+const errors_1 = __nccwpck_require__(3919);
+const hostkeys_1 = __nccwpck_require__(9153);
 /** The known_hosts line that pins exactly the key our own session was verified against. */
 function knownHostsLine(target, key) {
     return `${target.knownHostsName} ${(0, hostkeys_1.formatKey)(key)}`;
@@ -25624,7 +25635,7 @@ function writeDeploySsh(tempDir, target, privateKey, hostKey) {
 
 /***/ }),
 
-/***/ 3414:
+/***/ 5349:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -25641,9 +25652,9 @@ exports.parseAfter = parseAfter;
  * What the target says before and after a deploy (scripts/deploy/state.sh, after.sh, closure.sh),
  * parsed; and how a script is sent with another one it runs.
  */
-const closure_1 = __nccwpck_require__(2198);
-const prep_1 = __nccwpck_require__(3029);
-const guard_1 = __nccwpck_require__(5962);
+const closure_1 = __nccwpck_require__(8707);
+const prep_1 = __nccwpck_require__(3504);
+const guard_1 = __nccwpck_require__(1521);
 /**
  * `script` preceded by the shell function `fn`, which prints `text` (a quoted here-document: sent
  * as it is, nothing expanded). One stdin carries both scripts, so one round trip runs them.
@@ -25800,7 +25811,7 @@ function parseAfter(stdout) {
 
 /***/ }),
 
-/***/ 3916:
+/***/ 3919:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -25868,7 +25879,7 @@ function describeError(err) {
 
 /***/ }),
 
-/***/ 3317:
+/***/ 7200:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -25876,7 +25887,7 @@ function describeError(err) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.HostConfigError = void 0;
 /** Errors of the host configuration generator. */
-const errors_1 = __nccwpck_require__(3916);
+const errors_1 = __nccwpck_require__(3919);
 /**
  * A fact from the remote host is not something we will write into a Nix file (an interface name
  * with quotes, an address that is not an address, …). Nothing is generated.
@@ -25911,7 +25922,7 @@ function printable(value) {
 
 /***/ }),
 
-/***/ 5611:
+/***/ 8038:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -25920,10 +25931,10 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.INITRD_MODULES = void 0;
 exports.initrdModules = initrdModules;
 exports.factsToNix = factsToNix;
-const errors_1 = __nccwpck_require__(3317);
-const ip_1 = __nccwpck_require__(7151);
-const network_1 = __nccwpck_require__(8782);
-const nix_1 = __nccwpck_require__(3211);
+const errors_1 = __nccwpck_require__(7200);
+const ip_1 = __nccwpck_require__(1214);
+const network_1 = __nccwpck_require__(6469);
+const nix_1 = __nccwpck_require__(5816);
 /** Initrd drivers per virtualization: the root disk and NIC must work before the root is mounted. */
 exports.INITRD_MODULES = {
     kvm: ['virtio_pci', 'virtio_blk', 'virtio_scsi', 'virtio_net'],
@@ -26122,7 +26133,7 @@ function networkUnit(unit) {
 
 /***/ }),
 
-/***/ 6108:
+/***/ 5043:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -26130,19 +26141,19 @@ function networkUnit(unit) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.HostConfigError = exports.hostNetwork = exports.INITRD_MODULES = exports.initrdModules = exports.factsToNix = void 0;
 /** facts-to-nix: the probe's facts as a NixOS module the user commits. */
-var facts_to_nix_1 = __nccwpck_require__(5611);
+var facts_to_nix_1 = __nccwpck_require__(8038);
 Object.defineProperty(exports, "factsToNix", ({ enumerable: true, get: function () { return facts_to_nix_1.factsToNix; } }));
 Object.defineProperty(exports, "initrdModules", ({ enumerable: true, get: function () { return facts_to_nix_1.initrdModules; } }));
 Object.defineProperty(exports, "INITRD_MODULES", ({ enumerable: true, get: function () { return facts_to_nix_1.INITRD_MODULES; } }));
-var network_1 = __nccwpck_require__(8782);
+var network_1 = __nccwpck_require__(6469);
 Object.defineProperty(exports, "hostNetwork", ({ enumerable: true, get: function () { return network_1.hostNetwork; } }));
-var errors_1 = __nccwpck_require__(3317);
+var errors_1 = __nccwpck_require__(7200);
 Object.defineProperty(exports, "HostConfigError", ({ enumerable: true, get: function () { return errors_1.HostConfigError; } }));
 
 
 /***/ }),
 
-/***/ 7151:
+/***/ 1214:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -26166,7 +26177,7 @@ exports.isLinkLocal6 = isLinkLocal6;
  * through one of the `check*` functions, which throw HostConfigError naming the value.
  */
 const node_net_1 = __nccwpck_require__(7030);
-const errors_1 = __nccwpck_require__(3317);
+const errors_1 = __nccwpck_require__(7200);
 /** IFNAMSIZ is 16 with the NUL; systemd and iproute2 accept these characters without quoting. */
 const IFNAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
 const MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
@@ -26308,15 +26319,15 @@ function isLinkLocal6(address) {
 
 /***/ }),
 
-/***/ 8782:
+/***/ 6469:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.hostNetwork = hostNetwork;
-const errors_1 = __nccwpck_require__(3317);
-const ip_1 = __nccwpck_require__(7151);
+const errors_1 = __nccwpck_require__(7200);
+const ip_1 = __nccwpck_require__(1214);
 const LEFT_TO_THE_LINK = new Set(['kernel', 'dhcp', 'ra', 'redirect']);
 /** The network units for the host, from its facts. Throws HostConfigError on a value we will not emit. */
 function hostNetwork(facts) {
@@ -26494,7 +26505,7 @@ function connected(link, destination) {
 
 /***/ }),
 
-/***/ 3211:
+/***/ 5816:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -26536,7 +26547,7 @@ function nixComment(text, indent = '') {
 
 /***/ }),
 
-/***/ 9438:
+/***/ 4627:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -26556,9 +26567,9 @@ exports.prepareInfect = prepareInfect;
 const node_crypto_1 = __nccwpck_require__(7598);
 const node_fs_1 = __nccwpck_require__(3024);
 const node_path_1 = __nccwpck_require__(6760);
-const errors_1 = __nccwpck_require__(3916);
-const shell_1 = __nccwpck_require__(997);
-const size_1 = __nccwpck_require__(4642);
+const errors_1 = __nccwpck_require__(3919);
+const shell_1 = __nccwpck_require__(3224);
+const size_1 = __nccwpck_require__(9453);
 /**
  * The pinned default: elitak/nixos-infect master as of 2026-01-21 ("Add hostmyserver (#253)"),
  * whose nixos-infect last changed in 3fa642b "Support RHEL-based distros (#251)" and defaults
@@ -26801,7 +26812,7 @@ async function prepareInfect(req) {
 
 /***/ }),
 
-/***/ 8422:
+/***/ 5433:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -26811,14 +26822,14 @@ exports.configSchema = exports.inputSchema = exports.INPUTS = exports.METHODS = 
 exports.isBooleanInput = isBooleanInput;
 exports.withDefaults = withDefaults;
 exports.parseConfig = parseConfig;
-const zod_1 = __nccwpck_require__(924);
-const ssh2_1 = __nccwpck_require__(5472);
-const errors_1 = __nccwpck_require__(3916);
-const size_1 = __nccwpck_require__(4642);
-const target_1 = __nccwpck_require__(6746);
-const hostkeys_1 = __nccwpck_require__(2326);
-const rebuild_1 = __nccwpck_require__(3524);
-const script_1 = __nccwpck_require__(9438);
+const zod_1 = __nccwpck_require__(1608);
+const ssh2_1 = __nccwpck_require__(1936);
+const errors_1 = __nccwpck_require__(3919);
+const size_1 = __nccwpck_require__(9453);
+const target_1 = __nccwpck_require__(2921);
+const hostkeys_1 = __nccwpck_require__(9153);
+const rebuild_1 = __nccwpck_require__(1651);
+const script_1 = __nccwpck_require__(4627);
 /** How the planner may install NixOS. */
 exports.METHODS = ['auto', 'kexec', 'infect', 'deploy-only'];
 const PATCH_UDEVADM = ['auto', 'true', 'false'];
@@ -27357,7 +27368,7 @@ function checkTogether(cfg, opts, shown) {
 
 /***/ }),
 
-/***/ 8455:
+/***/ 8898:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -27367,14 +27378,14 @@ exports.BudgetExceeded = exports.BuildError = void 0;
 exports.evalToplevel = evalToplevel;
 exports.nixVersion = nixVersion;
 exports.buildSystem = buildSystem;
-const errors_1 = __nccwpck_require__(3916);
-const size_1 = __nccwpck_require__(4642);
-const keys_1 = __nccwpck_require__(1452);
-const closure_cache_1 = __nccwpck_require__(1980);
-const closure_1 = __nccwpck_require__(2198);
-const nix_1 = __nccwpck_require__(4280);
-const layout_1 = __nccwpck_require__(6657);
-const system_nix_1 = __nccwpck_require__(2416);
+const errors_1 = __nccwpck_require__(3919);
+const size_1 = __nccwpck_require__(9453);
+const keys_1 = __nccwpck_require__(7179);
+const closure_cache_1 = __nccwpck_require__(1261);
+const closure_1 = __nccwpck_require__(8707);
+const nix_1 = __nccwpck_require__(169);
+const layout_1 = __nccwpck_require__(8398);
+const system_nix_1 = __nccwpck_require__(6103);
 class BuildError extends errors_1.VpsNixosError {
 }
 exports.BuildError = BuildError;
@@ -27561,7 +27572,7 @@ async function buildSystem(nix, req) {
 
 /***/ }),
 
-/***/ 2198:
+/***/ 8707:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -27717,7 +27728,7 @@ function closureReport(root, infos, opts = {}) {
 
 /***/ }),
 
-/***/ 6499:
+/***/ 118:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -27739,10 +27750,10 @@ const node_path_1 = __nccwpck_require__(6760);
 const node_util_1 = __nccwpck_require__(7975);
 const node_stream_1 = __nccwpck_require__(7075);
 const promises_1 = __nccwpck_require__(6466);
-const errors_1 = __nccwpck_require__(3916);
-const size_1 = __nccwpck_require__(4642);
-const build_1 = __nccwpck_require__(8455);
-const nix_1 = __nccwpck_require__(4280);
+const errors_1 = __nccwpck_require__(3919);
+const size_1 = __nccwpck_require__(9453);
+const build_1 = __nccwpck_require__(8898);
+const nix_1 = __nccwpck_require__(169);
 /** Parses GNU tar's `-tv` listing (LC_ALL=C). Pure. */
 function parseTarListing(text) {
     const members = [];
@@ -27941,7 +27952,7 @@ async function resolveKexecTarball(nix, req) {
 
 /***/ }),
 
-/***/ 6657:
+/***/ 8398:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -27952,7 +27963,7 @@ exports.layoutTools = layoutTools;
 exports.layoutRefusal = layoutRefusal;
 exports.parseLayout = parseLayout;
 exports.evalLayout = evalLayout;
-const nix_1 = __nccwpck_require__(4280);
+const nix_1 = __nccwpck_require__(169);
 /**
  * The `--apply` function for `nix eval --json …#nixosConfigurations.NAME.config`: null without
  * disko, else the layout. It walks disko.devices and records each node's `type` (and `format`),
@@ -28060,7 +28071,7 @@ async function evalLayout(nix, configInstallable, warn) {
 
 /***/ }),
 
-/***/ 4280:
+/***/ 169:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -28071,7 +28082,7 @@ exports.localNix = localNix;
 exports.nixErrorText = nixErrorText;
 /** The runner's Nix, run as a child process with the settings we need passed on the command line. */
 const node_child_process_1 = __nccwpck_require__(1421);
-const errors_1 = __nccwpck_require__(3916);
+const errors_1 = __nccwpck_require__(3919);
 /** Nix is missing or failed in a way the user must fix on the runner. */
 class NixError extends errors_1.VpsNixosError {
 }
@@ -28132,7 +28143,7 @@ function nixErrorText(stderr) {
 
 /***/ }),
 
-/***/ 2416:
+/***/ 6103:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -28212,7 +28223,7 @@ function findSystemNix(toplevel) {
 
 /***/ }),
 
-/***/ 7252:
+/***/ 3527:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -28239,10 +28250,10 @@ exports.sendClosure = sendClosure;
  */
 const node_child_process_1 = __nccwpck_require__(1421);
 const node_stream_1 = __nccwpck_require__(7075);
-const assets_1 = __nccwpck_require__(5462);
-const errors_1 = __nccwpck_require__(3916);
-const shell_1 = __nccwpck_require__(997);
-const nix_1 = __nccwpck_require__(4280);
+const assets_1 = __nccwpck_require__(7017);
+const errors_1 = __nccwpck_require__(3919);
+const shell_1 = __nccwpck_require__(3224);
+const nix_1 = __nccwpck_require__(169);
 /** Paths whose bytes on the target are not what this runner's store has; nothing was registered. */
 class TransferCorrupt extends errors_1.VpsNixosError {
 }
@@ -28484,7 +28495,7 @@ async function sendClosure(session, roots, opts) {
 
 /***/ }),
 
-/***/ 2102:
+/***/ 5873:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -28500,20 +28511,20 @@ exports.runBootstrap = runBootstrap;
  * first phase touches the host: the artifacts exist here, confirm-wipe names the right disk.
  */
 const node_fs_1 = __nccwpck_require__(3024);
-const system_nix_1 = __nccwpck_require__(2416);
+const system_nix_1 = __nccwpck_require__(6103);
 const node_path_1 = __nccwpck_require__(6760);
-const errors_1 = __nccwpck_require__(3916);
-const size_1 = __nccwpck_require__(4642);
-const transfer_1 = __nccwpck_require__(7252);
-const installer_prep_1 = __nccwpck_require__(9018);
-const install_1 = __nccwpck_require__(8459);
-const kexec_1 = __nccwpck_require__(8744);
-const phase_1 = __nccwpck_require__(5079);
-const infect_1 = __nccwpck_require__(9291);
-const prep_1 = __nccwpck_require__(3029);
-const reboot_1 = __nccwpck_require__(1999);
-const wait_1 = __nccwpck_require__(5523);
-const wipe_guard_1 = __nccwpck_require__(3949);
+const errors_1 = __nccwpck_require__(3919);
+const size_1 = __nccwpck_require__(9453);
+const transfer_1 = __nccwpck_require__(3527);
+const installer_prep_1 = __nccwpck_require__(5667);
+const install_1 = __nccwpck_require__(3680);
+const kexec_1 = __nccwpck_require__(7039);
+const phase_1 = __nccwpck_require__(8536);
+const infect_1 = __nccwpck_require__(6986);
+const prep_1 = __nccwpck_require__(3504);
+const reboot_1 = __nccwpck_require__(8210);
+const wait_1 = __nccwpck_require__(8438);
+const wipe_guard_1 = __nccwpck_require__(5280);
 const BOOTSTRAP_PHASES = [
     'prep',
     'kexec',
@@ -28724,7 +28735,7 @@ async function runBootstrap(session, facts, plan, artifacts, opts) {
 
 /***/ }),
 
-/***/ 9291:
+/***/ 6986:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -28740,13 +28751,13 @@ exports.recordedAddresses = recordedAddresses;
  * followed across dropped connections; then our reboot into the converted system and the checks
  * that the host is still reachable the same way (address, host key, deploy key).
  */
-const assets_1 = __nccwpck_require__(5462);
-const errors_1 = __nccwpck_require__(3916);
-const shell_1 = __nccwpck_require__(997);
-const session_1 = __nccwpck_require__(302);
-const prep_1 = __nccwpck_require__(3029);
-const reboot_1 = __nccwpck_require__(1999);
-const wait_1 = __nccwpck_require__(5523);
+const assets_1 = __nccwpck_require__(7017);
+const errors_1 = __nccwpck_require__(3919);
+const shell_1 = __nccwpck_require__(3224);
+const session_1 = __nccwpck_require__(2343);
+const prep_1 = __nccwpck_require__(3504);
+const reboot_1 = __nccwpck_require__(8210);
+const wait_1 = __nccwpck_require__(8438);
 /** Where the run's state lives on the target: on disk, never /tmp, so it outlives the session. */
 exports.INFECT_DIR = '/var/lib/vps-nixos/infect';
 /** infect.sh's status lines. Pure. */
@@ -29040,7 +29051,7 @@ async function accessChecks(ctx) {
 
 /***/ }),
 
-/***/ 8459:
+/***/ 3680:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -29048,13 +29059,13 @@ async function accessChecks(ctx) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.installPhase = void 0;
 /** Phase 3: partition + install, in the kexec installer. The one phase that wipes a disk. */
-const assets_1 = __nccwpck_require__(5462);
-const shell_1 = __nccwpck_require__(997);
-const errors_1 = __nccwpck_require__(3916);
-const transfer_1 = __nccwpck_require__(7252);
-const size_1 = __nccwpck_require__(4642);
-const phase_1 = __nccwpck_require__(5079);
-const prep_1 = __nccwpck_require__(3029);
+const assets_1 = __nccwpck_require__(7017);
+const shell_1 = __nccwpck_require__(3224);
+const errors_1 = __nccwpck_require__(3919);
+const transfer_1 = __nccwpck_require__(3527);
+const size_1 = __nccwpck_require__(9453);
+const phase_1 = __nccwpck_require__(8536);
+const prep_1 = __nccwpck_require__(3504);
 async function step(ctx, args, timeoutMs, stream = false) {
     const r = await ctx.session.exec(`sh -s -- ${args.map(shell_1.shellQuote).join(' ')}`, {
         stdin: (0, assets_1.readAsset)('scripts/phases/install.sh'),
@@ -29130,7 +29141,7 @@ exports.installPhase = {
 
 /***/ }),
 
-/***/ 9018:
+/***/ 5667:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -29143,13 +29154,13 @@ exports.shouldPatchUdevadm = shouldPatchUdevadm;
  * (unpacked into the installer's RAM and checked by sha256: the installer has no Nix) and its
  * udevadm calls bounded.
  */
-const assets_1 = __nccwpck_require__(5462);
-const shell_1 = __nccwpck_require__(997);
-const errors_1 = __nccwpck_require__(3916);
-const size_1 = __nccwpck_require__(4642);
-const phase_1 = __nccwpck_require__(5079);
-const prep_1 = __nccwpck_require__(3029);
-const transfer_1 = __nccwpck_require__(7252);
+const assets_1 = __nccwpck_require__(7017);
+const shell_1 = __nccwpck_require__(3224);
+const errors_1 = __nccwpck_require__(3919);
+const size_1 = __nccwpck_require__(9453);
+const phase_1 = __nccwpck_require__(8536);
+const prep_1 = __nccwpck_require__(3504);
+const transfer_1 = __nccwpck_require__(3527);
 /** `patch-udevadm: auto` patches on virtual machines, whose disks show the SIGBUS (seed bug 2). */
 function shouldPatchUdevadm(setting, virtualization) {
     if (setting !== 'auto')
@@ -29229,7 +29240,7 @@ exports.installerPrepPhase = {
 
 /***/ }),
 
-/***/ 8744:
+/***/ 7039:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -29241,12 +29252,12 @@ exports.kexecFix = kexecFix;
 exports.stageInstaller = stageInstaller;
 /** Phase 1: upload the installer over the pinned session, kexec into it, and wait for it to answer. */
 const node_fs_1 = __nccwpck_require__(3024);
-const assets_1 = __nccwpck_require__(5462);
-const shell_1 = __nccwpck_require__(997);
-const errors_1 = __nccwpck_require__(3916);
-const size_1 = __nccwpck_require__(4642);
-const prep_1 = __nccwpck_require__(3029);
-const wait_1 = __nccwpck_require__(5523);
+const assets_1 = __nccwpck_require__(7017);
+const shell_1 = __nccwpck_require__(3224);
+const errors_1 = __nccwpck_require__(3919);
+const size_1 = __nccwpck_require__(9453);
+const prep_1 = __nccwpck_require__(3504);
+const wait_1 = __nccwpck_require__(8438);
 exports.KEXEC_DIR = '/var/lib/vps-nixos/kexec';
 /**
  * Disk the kexec phase needs at its peak: three copies of the installer (the tarball; its
@@ -29370,7 +29381,7 @@ exports.kexecPhase = {
 
 /***/ }),
 
-/***/ 5079:
+/***/ 8536:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -29380,7 +29391,7 @@ exports.PhaseTimeout = void 0;
 exports.runPhases = runPhases;
 exports.lineStream = lineStream;
 /** Bootstrap phases: each says whether it is already done (with the evidence) and how to do it. */
-const errors_1 = __nccwpck_require__(3916);
+const errors_1 = __nccwpck_require__(3919);
 /** A phase ran out of time; says what to look at. */
 class PhaseTimeout extends errors_1.VpsNixosError {
 }
@@ -29463,7 +29474,7 @@ function lineStream(log, streams = ['stdout', 'stderr']) {
 
 /***/ }),
 
-/***/ 3029:
+/***/ 3504:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -29472,10 +29483,10 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.prepPhase = exports.DEFAULT_SWAPFILE = exports.INFECT_TOOLS = exports.KEXEC_TOOLS = void 0;
 exports.parseKv = parseKv;
 /** Phase 0: prepare the running distribution (tools, free memory, zram, swapfile on disk). */
-const assets_1 = __nccwpck_require__(5462);
-const shell_1 = __nccwpck_require__(997);
-const errors_1 = __nccwpck_require__(3916);
-const phase_1 = __nccwpck_require__(5079);
+const assets_1 = __nccwpck_require__(7017);
+const shell_1 = __nccwpck_require__(3224);
+const errors_1 = __nccwpck_require__(3919);
+const phase_1 = __nccwpck_require__(8536);
 /** The commands the kexec path needs on the distribution (cpio packs the installer's keys). */
 exports.KEXEC_TOOLS = 'cpio tar setsid';
 /** nixos-infect's own checks (curl or wget, bzcat, xzcat, groupadd, useradd, ip, awk), bash, setsid. */
@@ -29544,7 +29555,7 @@ exports.prepPhase = {
 
 /***/ }),
 
-/***/ 1999:
+/***/ 8210:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -29553,8 +29564,8 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.rebootPhase = void 0;
 exports.rebootAndWait = rebootAndWait;
 /** Phase 4: reboot into the installed system and check it is the one we installed. */
-const errors_1 = __nccwpck_require__(3916);
-const wait_1 = __nccwpck_require__(5523);
+const errors_1 = __nccwpck_require__(3919);
+const wait_1 = __nccwpck_require__(8438);
 exports.rebootPhase = {
     name: 'reboot',
     timeoutMs: 20 * 60_000,
@@ -29614,7 +29625,7 @@ async function rebootAndWait(ctx, spec) {
 
 /***/ }),
 
-/***/ 5523:
+/***/ 8438:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -29623,7 +29634,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.whoAnswers = whoAnswers;
 exports.waitForNewBoot = waitForNewBoot;
 /** Waiting for a host to come back after a kexec or reboot: new boot_id, same pinned key, bounded. */
-const errors_1 = __nccwpck_require__(3916);
+const errors_1 = __nccwpck_require__(3919);
 async function whoAnswers(session) {
     const r = await session.exec('cat /proc/sys/kernel/random/boot_id; (. /etc/os-release 2>/dev/null; echo "${VARIANT_ID:-}"); test -e /etc/NIXOS && echo nixos || echo other; { [ -e /run/current-system ] && readlink -f /run/current-system; } || echo', { timeoutMs: 30_000 });
     const [bootId = '', variantId = '', nixos = '', current = ''] = r.stdout
@@ -29691,7 +29702,7 @@ async function waitForNewBoot(opts, oldBootId, since, judge) {
 
 /***/ }),
 
-/***/ 3949:
+/***/ 5280:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -29701,8 +29712,8 @@ exports.diskDevicesIn = diskDevicesIn;
 exports.checkWipe = checkWipe;
 exports.checkWipeLayout = checkWipeLayout;
 /** Before anything wipes a disk: the user named it, the host has it, the disk script formats it. Pure. */
-const errors_1 = __nccwpck_require__(3916);
-const size_1 = __nccwpck_require__(4642);
+const errors_1 = __nccwpck_require__(3919);
+const size_1 = __nccwpck_require__(9453);
 /** Whole-disk device names a disk script mentions (partition and by-partlabel paths left out). */
 function diskDevicesIn(scriptText) {
     const disks = new Set();
@@ -29779,7 +29790,7 @@ function checkWipeLayout(confirmWipe, disks) {
 
 /***/ }),
 
-/***/ 4156:
+/***/ 3813:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -29951,9 +29962,11 @@ function stageRun(name, input, d) {
                 return skip('no plan');
             if (plan.refusal)
                 return { run: true }; // it fails with the refusal, before any phase
-            return d.bootstraps
-                ? { run: true }
-                : skip(`nothing to bootstrap: ${plan.reasons.at(-1) ?? ''}`);
+            if (d.bootstraps)
+                return { run: true };
+            return skip(input.host?.currentSystem
+                ? `nothing to bootstrap: the host runs NixOS ${input.host.currentSystem}`
+                : `nothing to bootstrap: ${plan.reasons.at(-1) ?? ''}`);
         case 'cache':
             return d.build.system ? { run: true } : skip('nothing was built');
         case 'deploy':
@@ -29974,7 +29987,7 @@ function stageRun(name, input, d) {
 
 /***/ }),
 
-/***/ 319:
+/***/ 2088:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -29982,29 +29995,29 @@ function stageRun(name, input, d) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.newRecord = newRecord;
 exports.runPipeline = runPipeline;
-const plan_1 = __nccwpck_require__(8720);
-const probe_1 = __nccwpck_require__(5396);
-const target_1 = __nccwpck_require__(6746);
-const hostkeys_1 = __nccwpck_require__(2326);
-const session_1 = __nccwpck_require__(302);
-const errors_1 = __nccwpck_require__(3916);
-const build_1 = __nccwpck_require__(8455);
-const kexec_1 = __nccwpck_require__(6499);
-const closure_1 = __nccwpck_require__(2198);
-const run_1 = __nccwpck_require__(6834);
-const keys_1 = __nccwpck_require__(9892);
-const nix_1 = __nccwpck_require__(4280);
-const closure_cache_1 = __nccwpck_require__(1980);
-const keys_2 = __nccwpck_require__(1452);
-const closure_2 = __nccwpck_require__(2198);
-const bootstrap_1 = __nccwpck_require__(2102);
-const deploy_1 = __nccwpck_require__(2211);
-const script_1 = __nccwpck_require__(9438);
-const install_checks_1 = __nccwpck_require__(5988);
-const decide_1 = __nccwpck_require__(4156);
-const rebuild_pin_1 = __nccwpck_require__(7510);
-const system_nix_1 = __nccwpck_require__(2416);
-const wipe_guard_1 = __nccwpck_require__(3949);
+const plan_1 = __nccwpck_require__(5953);
+const probe_1 = __nccwpck_require__(9109);
+const target_1 = __nccwpck_require__(2921);
+const hostkeys_1 = __nccwpck_require__(9153);
+const session_1 = __nccwpck_require__(2343);
+const errors_1 = __nccwpck_require__(3919);
+const build_1 = __nccwpck_require__(8898);
+const kexec_1 = __nccwpck_require__(118);
+const closure_1 = __nccwpck_require__(8707);
+const run_1 = __nccwpck_require__(2151);
+const keys_1 = __nccwpck_require__(3359);
+const nix_1 = __nccwpck_require__(169);
+const closure_cache_1 = __nccwpck_require__(1261);
+const keys_2 = __nccwpck_require__(7179);
+const closure_2 = __nccwpck_require__(8707);
+const bootstrap_1 = __nccwpck_require__(5873);
+const deploy_1 = __nccwpck_require__(7833);
+const script_1 = __nccwpck_require__(4627);
+const install_checks_1 = __nccwpck_require__(5257);
+const decide_1 = __nccwpck_require__(3813);
+const rebuild_pin_1 = __nccwpck_require__(8309);
+const system_nix_1 = __nccwpck_require__(6103);
+const wipe_guard_1 = __nccwpck_require__(5280);
 /** The store paths and installer the bootstrap needs: built by this run, or given prebuilt. */
 async function artifacts(cfg, deps, record) {
     // Fetched and checked on the runner before any phase touches the host.
@@ -30409,7 +30422,7 @@ async function openSession(cfg, deps, record) {
 
 /***/ }),
 
-/***/ 7922:
+/***/ 5799:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -30417,7 +30430,7 @@ async function openSession(cfg, deps, record) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.finalStatus = finalStatus;
 exports.deployedMessage = deployedMessage;
-const render_1 = __nccwpck_require__(6340);
+const render_1 = __nccwpck_require__(1501);
 /** Whether the run succeeded, and the one line that says why not. */
 function finalStatus(record, cfg) {
     if (record.error) {
@@ -30449,6 +30462,9 @@ function finalStatus(record, cfg) {
     }
     if (!record.plan)
         return { ok: true, message: record.build ? 'built' : record.preflight ? 'checked' : 'probed' };
+    const skippedBootstrap = record.stages.find((s) => s.name === 'bootstrap' && s.status === 'skipped');
+    if (skippedBootstrap?.detail?.startsWith('nothing to bootstrap') && !record.plan.refusal)
+        return { ok: true, message: skippedBootstrap.detail };
     // In plan-only mode a refusal is a result; in a real run it stops the job.
     if (cfg.planOnly)
         return { ok: true, message: `plan: ${record.plan.method}` };
@@ -30485,15 +30501,15 @@ function deployedMessage(d) {
 
 /***/ }),
 
-/***/ 5988:
+/***/ 5257:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.checkInstall = checkInstall;
-const layout_1 = __nccwpck_require__(6657);
-const installer_fit_1 = __nccwpck_require__(7917);
+const layout_1 = __nccwpck_require__(8398);
+const installer_fit_1 = __nccwpck_require__(3802);
 /** The plan, refused when the install cannot work, or with the checks' warnings added. */
 function checkInstall(p, f) {
     if (p.refusal)
@@ -30531,7 +30547,7 @@ function checkInstall(p, f) {
 
 /***/ }),
 
-/***/ 7917:
+/***/ 3802:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -30547,7 +30563,7 @@ exports.installerFit = installerFit;
  *   memory, and the kernel needs room of its own on top.
  * Pure.
  */
-const size_1 = __nccwpck_require__(4642);
+const size_1 = __nccwpck_require__(9453);
 /** What the booting kernel itself keeps (page tables, slab, the unpacker's buffers): a margin. */
 exports.KERNEL_RESERVE_BYTES = 64 * 2 ** 20;
 const FIX = 'use a smaller installer (ours: leave kexec-tarball empty; or a variant with fewer tools and modules), a VPS with more RAM, or method infect (converts in place, no kexec)';
@@ -30605,7 +30621,7 @@ function installerFit(installer, memTotalBytes) {
 
 /***/ }),
 
-/***/ 8720:
+/***/ 5953:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -30616,8 +30632,8 @@ exports.infectPending = infectPending;
 exports.defaultZramBytes = defaultZramBytes;
 exports.plan = plan;
 /** The install decision: a pure function of the probed facts and the config (DESIGN.md's table). */
-const facts_1 = __nccwpck_require__(2385);
-const size_1 = __nccwpck_require__(4642);
+const facts_1 = __nccwpck_require__(928);
+const size_1 = __nccwpck_require__(9453);
 const CONTAINERS = new Set(facts_1.CONTAINER_TYPES);
 const KEXEC_PHASES = [
     'prep',
@@ -30779,7 +30795,7 @@ function plan(f, cfg) {
 
 /***/ }),
 
-/***/ 1280:
+/***/ 9999:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -30796,9 +30812,9 @@ exports.evaluatePreflightInputs = evaluatePreflightInputs;
  * Attributes a configuration does not define take their NixOS defaults (`or`), so a plain
  * attribute set (our test flakes) and a real NixOS configuration read the same way.
  */
-const zod_1 = __nccwpck_require__(924);
-const errors_1 = __nccwpck_require__(3916);
-const nix_1 = __nccwpck_require__(4280);
+const zod_1 = __nccwpck_require__(1608);
+const errors_1 = __nccwpck_require__(3919);
+const nix_1 = __nccwpck_require__(169);
 /** The flake or the configuration cannot be evaluated at all; nothing was checked. */
 class PreflightError extends errors_1.VpsNixosError {
 }
@@ -31153,7 +31169,7 @@ async function evaluatePreflightInputs(nix, flake, opts = {}) {
 
 /***/ }),
 
-/***/ 9060:
+/***/ 8061:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -31163,7 +31179,7 @@ exports.publicKeyId = publicKeyId;
 exports.tmpfsSizeBytes = tmpfsSizeBytes;
 exports.canonicalAddress = canonicalAddress;
 exports.findings = findings;
-const size_1 = __nccwpck_require__(4642);
+const size_1 = __nccwpck_require__(9453);
 const GiB = 1024 ** 3;
 /** Below this the seed's advice applies: zram, a persistent sshd. */
 const LOW_RAM_BYTES = 2 * GiB;
@@ -31638,7 +31654,7 @@ function findings(inputs, ctx = {}) {
 
 /***/ }),
 
-/***/ 6834:
+/***/ 2151:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -31648,9 +31664,9 @@ exports.runPreflight = runPreflight;
 exports.hasErrors = hasErrors;
 exports.renderFindingsMarkdown = renderFindingsMarkdown;
 exports.renderFindingsText = renderFindingsText;
-const render_1 = __nccwpck_require__(6340);
-const evaluate_1 = __nccwpck_require__(1280);
-const rules_1 = __nccwpck_require__(9060);
+const render_1 = __nccwpck_require__(1501);
+const evaluate_1 = __nccwpck_require__(9999);
+const rules_1 = __nccwpck_require__(8061);
 /** Runs preflight on `flake.ref#nixosConfigurations.<flake.name>`. Throws PreflightError if the flake does not evaluate. */
 async function runPreflight(nix, flake, ctx = {}, opts = {}) {
     const start = process.hrtime.bigint();
@@ -31711,7 +31727,7 @@ function renderFindingsText(found) {
 
 /***/ }),
 
-/***/ 2385:
+/***/ 928:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -31720,7 +31736,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.CONTAINER_TYPES = void 0;
 exports.parseFacts = parseFacts;
 /** Parsing the key=value output of scripts/facts.sh into typed Facts. Pure. */
-const errors_1 = __nccwpck_require__(3916);
+const errors_1 = __nccwpck_require__(3919);
 exports.CONTAINER_TYPES = [
     'openvz',
     'lxc',
@@ -32088,16 +32104,16 @@ function parseFacts(text) {
 
 /***/ }),
 
-/***/ 5396:
+/***/ 9109:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.probe = probe;
-const assets_1 = __nccwpck_require__(5462);
-const errors_1 = __nccwpck_require__(3916);
-const facts_1 = __nccwpck_require__(2385);
+const assets_1 = __nccwpck_require__(7017);
+const errors_1 = __nccwpck_require__(3919);
+const facts_1 = __nccwpck_require__(928);
 const PROBE_TIMEOUT_MS = 60_000;
 /** Runs scripts/facts.sh on the target (read-only) and parses what it prints. */
 async function probe(session) {
@@ -32112,7 +32128,7 @@ async function probe(session) {
 
 /***/ }),
 
-/***/ 6472:
+/***/ 8455:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -32126,7 +32142,7 @@ exports.terminalLogger = terminalLogger;
  * workflow command (set an output, add a mask, stop commands), and in a terminal an escape
  * sequence could rewrite the screen. Every line goes through here first.
  */
-const render_1 = __nccwpck_require__(6340);
+const render_1 = __nccwpck_require__(1501);
 /** The action's log: no line can be a workflow command, no escape sequence reaches the log. */
 function actionLogger(core) {
     return {
@@ -32147,7 +32163,7 @@ function terminalLogger(write) {
 
 /***/ }),
 
-/***/ 6340:
+/***/ 1501:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -32165,10 +32181,10 @@ exports.deployRows = deployRows;
 exports.diffMarkdown = diffMarkdown;
 exports.renderMarkdown = renderMarkdown;
 exports.renderText = renderText;
-const size_1 = __nccwpck_require__(4642);
-const closure_1 = __nccwpck_require__(2198);
-const run_1 = __nccwpck_require__(6834);
-const summary_limit_1 = __nccwpck_require__(112);
+const size_1 = __nccwpck_require__(9453);
+const closure_1 = __nccwpck_require__(8707);
+const run_1 = __nccwpck_require__(2151);
+const summary_limit_1 = __nccwpck_require__(6415);
 /** The facts worth showing, in the order a person checks them. */
 function factRows(f) {
     const fs = (x) => x ? `${x.fsType}, ${(0, size_1.formatBytes)(x.sizeBytes)} (${(0, size_1.formatBytes)(x.availBytes)} free)` : 'unknown';
@@ -32817,7 +32833,7 @@ function renderText(r, o = {}) {
 
 /***/ }),
 
-/***/ 112:
+/***/ 6415:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -32921,7 +32937,7 @@ function cutUtf8(s, maxBytes) {
 
 /***/ }),
 
-/***/ 997:
+/***/ 3224:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -32937,7 +32953,7 @@ function shellQuote(s) {
 
 /***/ }),
 
-/***/ 4642:
+/***/ 9453:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -32990,7 +33006,7 @@ function formatBytes(bytes) {
 
 /***/ }),
 
-/***/ 2326:
+/***/ 9153:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -33146,14 +33162,14 @@ function hostKeyAlgorithms(pin) {
 
 /***/ }),
 
-/***/ 9892:
+/***/ 3359:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.publicKeyOf = publicKeyOf;
-const ssh2_1 = __nccwpck_require__(5472);
+const ssh2_1 = __nccwpck_require__(1936);
 /** The authorized_keys form (`type base64`) of a private key's public half. */
 function publicKeyOf(privateKey) {
     const parsed = ssh2_1.utils.parseKey(privateKey);
@@ -33166,7 +33182,7 @@ function publicKeyOf(privateKey) {
 
 /***/ }),
 
-/***/ 302:
+/***/ 2343:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -33177,10 +33193,10 @@ exports.cipherPreference = cipherPreference;
 exports.connect = connect;
 /** An SSH session to the target whose host key is checked against the pin before anything runs. */
 const node_crypto_1 = __nccwpck_require__(7598);
-const ssh2_1 = __nccwpck_require__(5472);
-const errors_1 = __nccwpck_require__(3916);
-const target_1 = __nccwpck_require__(6746);
-const hostkeys_1 = __nccwpck_require__(2326);
+const ssh2_1 = __nccwpck_require__(1936);
+const errors_1 = __nccwpck_require__(3919);
+const target_1 = __nccwpck_require__(2921);
+const hostkeys_1 = __nccwpck_require__(9153);
 /**
  * The ciphers we offer, best first, each with the OpenSSL cipher ssh2 runs it on. chacha20-poly1305
  * leads, as in OpenSSH: cheap VPSes often show a generic CPU model (qemu64) without AES-NI, where
@@ -33381,7 +33397,7 @@ class Ssh2Session {
 
 /***/ }),
 
-/***/ 6746:
+/***/ 2921:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -33446,7 +33462,7 @@ function formatTarget(t) {
 
 /***/ }),
 
-/***/ 311:
+/***/ 9214:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -33463,7 +33479,7 @@ exports.TOOL_VERSION = '0.1.0';
 
 /***/ }),
 
-/***/ 7318:
+/***/ 859:
 /***/ ((module) => {
 
 module.exports = eval("require")("../build/Release/cpufeatures.node");
@@ -33471,7 +33487,7 @@ module.exports = eval("require")("../build/Release/cpufeatures.node");
 
 /***/ }),
 
-/***/ 490:
+/***/ 3063:
 /***/ ((module) => {
 
 module.exports = eval("require")("./crypto/build/Release/sshcrypto.node");
@@ -33679,7 +33695,7 @@ module.exports = require("zlib");
 
 /***/ }),
 
-/***/ 924:
+/***/ 1608:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -33712,10 +33728,10 @@ var __exportStar = (this && this.__exportStar) || function(m, exports) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = exports.z = void 0;
-const z = __importStar(__nccwpck_require__(6179));
+const z = __importStar(__nccwpck_require__(1463));
 exports.z = z;
 exports["default"] = z;
-__exportStar(__nccwpck_require__(6179), exports);
+__exportStar(__nccwpck_require__(1463), exports);
 
 // seal-cjs-exports
 (function () {
@@ -33739,14 +33755,14 @@ __exportStar(__nccwpck_require__(6179), exports);
 
 /***/ }),
 
-/***/ 4937:
+/***/ 6829:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.slugify = exports.toUpperCase = exports.toLowerCase = exports.trim = exports.normalize = exports.overwrite = exports.mime = exports.properties = exports.property = exports.endsWith = exports.startsWith = exports.includes = exports.uppercase = exports.lowercase = exports.regex = exports.length = exports.minLength = exports.maxLength = exports.size = exports.minSize = exports.maxSize = exports.multipleOf = exports.nonnegative = exports.nonpositive = exports.negative = exports.positive = exports.gte = exports.gt = exports.lte = exports.lt = void 0;
-var index_js_1 = __nccwpck_require__(8117);
+var index_js_1 = __nccwpck_require__(3473);
 Object.defineProperty(exports, "lt", ({ enumerable: true, get: function () { return index_js_1._lt; } }));
 Object.defineProperty(exports, "lte", ({ enumerable: true, get: function () { return index_js_1._lte; } }));
 Object.defineProperty(exports, "gt", ({ enumerable: true, get: function () { return index_js_1._gt; } }));
@@ -33800,7 +33816,7 @@ Object.defineProperty(exports, "slugify", ({ enumerable: true, get: function () 
 
 /***/ }),
 
-/***/ 4133:
+/***/ 9993:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -33834,8 +33850,8 @@ exports.number = number;
 exports.boolean = boolean;
 exports.bigint = bigint;
 exports.date = date;
-const core = __importStar(__nccwpck_require__(8117));
-const schemas = __importStar(__nccwpck_require__(5622));
+const core = __importStar(__nccwpck_require__(3473));
+const schemas = __importStar(__nccwpck_require__(4986));
 function string(params) {
     return core._coercedString(schemas.ZodString, params);
 }
@@ -33874,7 +33890,7 @@ function date(params) {
 
 /***/ }),
 
-/***/ 8652:
+/***/ 160:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -33907,7 +33923,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.ZodFirstPartyTypeKind = exports.config = exports.$brand = exports.ZodIssueCode = void 0;
 exports.setErrorMap = setErrorMap;
 exports.getErrorMap = getErrorMap;
-const core = __importStar(__nccwpck_require__(8117));
+const core = __importStar(__nccwpck_require__(3473));
 /** @deprecated Use the raw string literal codes instead, e.g. "invalid_type". */
 exports.ZodIssueCode = {
     invalid_type: "invalid_type",
@@ -33922,7 +33938,7 @@ exports.ZodIssueCode = {
     invalid_value: "invalid_value",
     custom: "custom",
 };
-var index_js_1 = __nccwpck_require__(8117);
+var index_js_1 = __nccwpck_require__(3473);
 Object.defineProperty(exports, "$brand", ({ enumerable: true, get: function () { return index_js_1.$brand; } }));
 Object.defineProperty(exports, "config", ({ enumerable: true, get: function () { return index_js_1.config; } }));
 /** @deprecated Use `z.config(params)` instead. */
@@ -33962,7 +33978,7 @@ var ZodFirstPartyTypeKind;
 
 /***/ }),
 
-/***/ 9932:
+/***/ 5976:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -33992,8 +34008,8 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.deepPartial = deepPartial;
-const visit_js_1 = __nccwpck_require__(9464);
-const schemas = __importStar(__nccwpck_require__(5622));
+const visit_js_1 = __nccwpck_require__(9388);
+const schemas = __importStar(__nccwpck_require__(4986));
 /** Returns a copy of the schema with every nested object's properties made optional. */
 function deepPartial(schema) {
     return (0, visit_js_1.visit)(schema, {
@@ -34028,7 +34044,7 @@ function deepPartial(schema) {
 
 /***/ }),
 
-/***/ 9295:
+/***/ 779:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -34058,9 +34074,9 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.ZodRealError = exports.ZodError = void 0;
-const core = __importStar(__nccwpck_require__(8117));
-const index_js_1 = __nccwpck_require__(8117);
-const util = __importStar(__nccwpck_require__(1327));
+const core = __importStar(__nccwpck_require__(3473));
+const index_js_1 = __nccwpck_require__(3473);
+const util = __importStar(__nccwpck_require__(7731));
 /* Prototypes that already carry the lazy helper methods. Seeded with the
  * intrinsics so that `init` on a foreign object — it accepts any object —
  * can never install an accessor onto a prototype we do not own. */
@@ -34138,7 +34154,7 @@ exports.ZodRealError = core.$constructor("ZodError", initializer, undefined, {
 
 /***/ }),
 
-/***/ 6179:
+/***/ 1463:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -34171,13 +34187,13 @@ var __exportStar = (this && this.__exportStar) || function(m, exports) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.coerce = exports.iso = exports.ZodISODuration = exports.ZodISOTime = exports.ZodISODate = exports.ZodISODateTime = exports.locales = exports.output = exports.input = exports.deepPartial = exports.fromJSONSchema = exports.toJSONSchema = exports.getDiscriminatedOption = exports.ZodCompileUnsupportedError = exports.ZodCompileAsyncError = exports.withParser = exports.compile = exports.toZod = exports.INVALID = exports.NEVER = exports.util = exports.TimePrecision = exports.flattenError = exports.formatError = exports.prettifyError = exports.treeifyError = exports.regexes = exports.clone = exports.$brand = exports.$input = exports.$output = exports.memoizer = exports.config = exports.registry = exports.globalRegistry = exports.core = void 0;
-exports.core = __importStar(__nccwpck_require__(8117));
-__exportStar(__nccwpck_require__(5622), exports);
-__exportStar(__nccwpck_require__(4937), exports);
-__exportStar(__nccwpck_require__(9295), exports);
-__exportStar(__nccwpck_require__(2463), exports);
-__exportStar(__nccwpck_require__(8652), exports);
-var index_js_1 = __nccwpck_require__(8117);
+exports.core = __importStar(__nccwpck_require__(3473));
+__exportStar(__nccwpck_require__(4986), exports);
+__exportStar(__nccwpck_require__(6829), exports);
+__exportStar(__nccwpck_require__(779), exports);
+__exportStar(__nccwpck_require__(7115), exports);
+__exportStar(__nccwpck_require__(160), exports);
+var index_js_1 = __nccwpck_require__(3473);
 Object.defineProperty(exports, "globalRegistry", ({ enumerable: true, get: function () { return index_js_1.globalRegistry; } }));
 Object.defineProperty(exports, "registry", ({ enumerable: true, get: function () { return index_js_1.registry; } }));
 Object.defineProperty(exports, "config", ({ enumerable: true, get: function () { return index_js_1.config; } }));
@@ -34201,25 +34217,25 @@ Object.defineProperty(exports, "withParser", ({ enumerable: true, get: function 
 Object.defineProperty(exports, "ZodCompileAsyncError", ({ enumerable: true, get: function () { return index_js_1.ZodCompileAsyncError; } }));
 Object.defineProperty(exports, "ZodCompileUnsupportedError", ({ enumerable: true, get: function () { return index_js_1.ZodCompileUnsupportedError; } }));
 Object.defineProperty(exports, "getDiscriminatedOption", ({ enumerable: true, get: function () { return index_js_1.getDiscriminatedOption; } }));
-var json_schema_processors_js_1 = __nccwpck_require__(9339);
+var json_schema_processors_js_1 = __nccwpck_require__(111);
 Object.defineProperty(exports, "toJSONSchema", ({ enumerable: true, get: function () { return json_schema_processors_js_1.toJSONSchema; } }));
-var from_json_schema_js_1 = __nccwpck_require__(2283);
+var from_json_schema_js_1 = __nccwpck_require__(5455);
 Object.defineProperty(exports, "fromJSONSchema", ({ enumerable: true, get: function () { return from_json_schema_js_1.fromJSONSchema; } }));
-var deep_partial_js_1 = __nccwpck_require__(9932);
+var deep_partial_js_1 = __nccwpck_require__(5976);
 Object.defineProperty(exports, "deepPartial", ({ enumerable: true, get: function () { return deep_partial_js_1.deepPartial; } }));
 // Types and values both, from one module — re-exporting the types from core would collide.
-var in_out_js_1 = __nccwpck_require__(9876);
+var in_out_js_1 = __nccwpck_require__(4312);
 Object.defineProperty(exports, "input", ({ enumerable: true, get: function () { return in_out_js_1.input; } }));
 Object.defineProperty(exports, "output", ({ enumerable: true, get: function () { return in_out_js_1.output; } }));
-exports.locales = __importStar(__nccwpck_require__(995));
+exports.locales = __importStar(__nccwpck_require__(1655));
 // iso must be exported from top-level https://github.com/colinhacks/zod/issues/4491
-var iso_js_1 = __nccwpck_require__(2081);
+var iso_js_1 = __nccwpck_require__(941);
 Object.defineProperty(exports, "ZodISODateTime", ({ enumerable: true, get: function () { return iso_js_1.ZodISODateTime; } }));
 Object.defineProperty(exports, "ZodISODate", ({ enumerable: true, get: function () { return iso_js_1.ZodISODate; } }));
 Object.defineProperty(exports, "ZodISOTime", ({ enumerable: true, get: function () { return iso_js_1.ZodISOTime; } }));
 Object.defineProperty(exports, "ZodISODuration", ({ enumerable: true, get: function () { return iso_js_1.ZodISODuration; } }));
-exports.iso = __importStar(__nccwpck_require__(2081));
-exports.coerce = __importStar(__nccwpck_require__(4133));
+exports.iso = __importStar(__nccwpck_require__(941));
+exports.coerce = __importStar(__nccwpck_require__(9993));
 
 // seal-cjs-exports
 (function () {
@@ -34243,7 +34259,7 @@ exports.coerce = __importStar(__nccwpck_require__(4133));
 
 /***/ }),
 
-/***/ 2283:
+/***/ 5455:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -34273,11 +34289,11 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.fromJSONSchema = fromJSONSchema;
-const registries_js_1 = __nccwpck_require__(1446);
-const util_js_1 = __nccwpck_require__(1327);
-const _checks = __importStar(__nccwpck_require__(4937));
-const _iso = __importStar(__nccwpck_require__(2081));
-const _schemas = __importStar(__nccwpck_require__(5622));
+const registries_js_1 = __nccwpck_require__(6722);
+const util_js_1 = __nccwpck_require__(7731);
+const _checks = __importStar(__nccwpck_require__(6829));
+const _iso = __importStar(__nccwpck_require__(941));
+const _schemas = __importStar(__nccwpck_require__(4986));
 // Local z object to avoid circular dependency with ../index.js
 const z = {
     ..._schemas,
@@ -35177,7 +35193,7 @@ function fromJSONSchema(schema, params) {
 
 /***/ }),
 
-/***/ 9876:
+/***/ 4312:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -35208,9 +35224,9 @@ var __importStar = (this && this.__importStar) || function (mod) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.input = input;
 exports.output = output;
-const util_js_1 = __nccwpck_require__(1327);
-const visit_js_1 = __nccwpck_require__(9464);
-const schemas = __importStar(__nccwpck_require__(5622));
+const util_js_1 = __nccwpck_require__(7731);
+const visit_js_1 = __nccwpck_require__(9388);
+const schemas = __importStar(__nccwpck_require__(4986));
 /** Appends a pipe's own checks to the side that replaces it, mirroring how `.check()` clones. */
 function withChecks(side, checks) {
     if (!checks?.length)
@@ -35267,7 +35283,7 @@ function output(schema) {
 
 /***/ }),
 
-/***/ 2081:
+/***/ 941:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -35301,9 +35317,9 @@ exports.datetime = datetime;
 exports.date = date;
 exports.time = time;
 exports.duration = duration;
-const core = __importStar(__nccwpck_require__(8117));
-const schemas_js_1 = __nccwpck_require__(5622);
-var schemas_js_2 = __nccwpck_require__(5622);
+const core = __importStar(__nccwpck_require__(3473));
+const schemas_js_1 = __nccwpck_require__(4986);
+var schemas_js_2 = __nccwpck_require__(4986);
 Object.defineProperty(exports, "ZodISODate", ({ enumerable: true, get: function () { return schemas_js_2.ZodISODate; } }));
 Object.defineProperty(exports, "ZodISODateTime", ({ enumerable: true, get: function () { return schemas_js_2.ZodISODateTime; } }));
 Object.defineProperty(exports, "ZodISODuration", ({ enumerable: true, get: function () { return schemas_js_2.ZodISODuration; } }));
@@ -35343,7 +35359,7 @@ function duration(params) {
 
 /***/ }),
 
-/***/ 2463:
+/***/ 7115:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -35373,13 +35389,13 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.safeDecodeAsync = exports.safeEncodeAsync = exports.safeDecode = exports.safeEncode = exports.decodeAsync = exports.encodeAsync = exports.decode = exports.encode = exports.validateAsync = exports.validate = exports.safeParseAsync = exports.safeParse = exports.parseAsync = exports.parse = void 0;
-const core = __importStar(__nccwpck_require__(8117));
-const errors_js_1 = __nccwpck_require__(9295);
+const core = __importStar(__nccwpck_require__(3473));
+const errors_js_1 = __nccwpck_require__(779);
 exports.parse = core._parse(errors_js_1.ZodRealError);
 exports.parseAsync = core._parseAsync(errors_js_1.ZodRealError);
 exports.safeParse = core._safeParse(errors_js_1.ZodRealError);
 exports.safeParseAsync = core._safeParseAsync(errors_js_1.ZodRealError);
-var index_js_1 = __nccwpck_require__(8117);
+var index_js_1 = __nccwpck_require__(3473);
 Object.defineProperty(exports, "validate", ({ enumerable: true, get: function () { return index_js_1.validate; } }));
 Object.defineProperty(exports, "validateAsync", ({ enumerable: true, get: function () { return index_js_1.validateAsync; } }));
 // Codec functions
@@ -35414,7 +35430,7 @@ exports.safeDecodeAsync = core._safeDecodeAsync(errors_js_1.ZodRealError);
 
 /***/ }),
 
-/***/ 5622:
+/***/ 4986:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -35546,14 +35562,14 @@ exports.superRefine = superRefine;
 exports["instanceof"] = _instanceof;
 exports.json = json;
 exports.preprocess = preprocess;
-const core = __importStar(__nccwpck_require__(8117));
-const index_js_1 = __nccwpck_require__(8117);
-const processors = __importStar(__nccwpck_require__(9339));
-const regexes = __importStar(__nccwpck_require__(5592));
-const to_json_schema_js_1 = __nccwpck_require__(7633);
-const en_js_1 = __importDefault(__nccwpck_require__(4948));
-const checks = __importStar(__nccwpck_require__(4937));
-const parse = __importStar(__nccwpck_require__(2463));
+const core = __importStar(__nccwpck_require__(3473));
+const index_js_1 = __nccwpck_require__(3473);
+const processors = __importStar(__nccwpck_require__(111));
+const regexes = __importStar(__nccwpck_require__(6508));
+const to_json_schema_js_1 = __nccwpck_require__(6477);
+const en_js_1 = __importDefault(__nccwpck_require__(5672));
+const checks = __importStar(__nccwpck_require__(6829));
+const parse = __importStar(__nccwpck_require__(7115));
 // Register English as the default locale on first ZodType construction. Hooked into the `ZodType` `$constructor` (rather than a top-level `config(en())` in `external.ts`) so bundlers honoring `sideEffects: false` can't tree-shake it out — see #5953, #5725. An explicit `z.config(z.locales.xx())` call wins regardless of order, since this only sets the default when none is present.
 function _ensureDefaultLocale() {
     if (!core.globalConfig.localeError)
@@ -37098,7 +37114,7 @@ function preprocess(fn, schema) {
 
 /***/ }),
 
-/***/ 6377:
+/***/ 5309:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -37251,10 +37267,10 @@ exports.describe = describe;
 exports.meta = meta;
 exports._stringbool = _stringbool;
 exports._stringFormat = _stringFormat;
-const checks = __importStar(__nccwpck_require__(5880));
-const registries = __importStar(__nccwpck_require__(1446));
-const schemas = __importStar(__nccwpck_require__(4433));
-const util = __importStar(__nccwpck_require__(1327));
+const checks = __importStar(__nccwpck_require__(204));
+const registries = __importStar(__nccwpck_require__(6722));
+const schemas = __importStar(__nccwpck_require__(8405));
+const util = __importStar(__nccwpck_require__(7731));
 function snapshotChecks(def) {
     if (def.checks)
         def.checks = [...def.checks];
@@ -38375,7 +38391,7 @@ function _stringFormat(Class, format, fnOrRegex, _params = {}) {
 
 /***/ }),
 
-/***/ 5880:
+/***/ 204:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -38406,9 +38422,9 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.$ZodCheckOverwrite = exports.$ZodCheckMimeType = exports.$ZodCheckProperties = exports.$ZodCheckProperty = exports.$ZodCheckEndsWith = exports.$ZodCheckStartsWith = exports.$ZodCheckIncludes = exports.$ZodCheckUpperCase = exports.$ZodCheckLowerCase = exports.$ZodCheckRegex = exports.$ZodCheckStringFormat = exports.$ZodCheckLengthEquals = exports.$ZodCheckMinLength = exports.$ZodCheckMaxLength = exports.$ZodCheckSizeEquals = exports.$ZodCheckMinSize = exports.$ZodCheckMaxSize = exports.$ZodCheckBigIntFormat = exports.$ZodCheckNumberFormat = exports.$ZodCheckMultipleOf = exports.$ZodCheckGreaterThan = exports.$ZodCheckLessThan = exports.$ZodCheck = void 0;
-const core = __importStar(__nccwpck_require__(2990));
-const regexes = __importStar(__nccwpck_require__(5592));
-const util = __importStar(__nccwpck_require__(1327));
+const core = __importStar(__nccwpck_require__(5162));
+const regexes = __importStar(__nccwpck_require__(6508));
+const util = __importStar(__nccwpck_require__(7731));
 exports.$ZodCheck = core.$constructor("$ZodCheck", (inst, def) => {
     var _a;
     inst._zod ?? (inst._zod = {});
@@ -38944,7 +38960,7 @@ exports.$ZodCheckOverwrite = core.$constructor("$ZodCheckOverwrite", (inst, def)
 
 /***/ }),
 
-/***/ 86:
+/***/ 7226:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -38977,12 +38993,12 @@ exports.ZodCompileUnsupportedError = exports.ZodCompileAsyncError = exports.INVA
 exports.compile = compile;
 exports.withParser = withParser;
 exports.compileFn = compileFn;
-const core_js_1 = __nccwpck_require__(2990);
-const doc_js_1 = __nccwpck_require__(5563);
-const memoizer_js_1 = __nccwpck_require__(621);
-const regexes = __importStar(__nccwpck_require__(5592));
-const schemas_js_1 = __nccwpck_require__(4433);
-const util = __importStar(__nccwpck_require__(1327));
+const core_js_1 = __nccwpck_require__(5162);
+const doc_js_1 = __nccwpck_require__(8383);
+const memoizer_js_1 = __nccwpck_require__(3873);
+const regexes = __importStar(__nccwpck_require__(6508));
+const schemas_js_1 = __nccwpck_require__(8405);
+const util = __importStar(__nccwpck_require__(7731));
 /** @internal Sentinel the compiled fast path returns when validation fails. */
 exports.INVALID = Symbol.for("zod.compile.invalid");
 // Set on the parse ctx when a compiled wrapper falls back to the runtime, so nested compiled wrappers skip their fast paths for the rest of that parse.
@@ -40868,7 +40884,7 @@ function generateTransformCheck(doc, ctx, schema, accessor) {
 
 /***/ }),
 
-/***/ 2990:
+/***/ 5162:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -40878,7 +40894,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.globalConfig = exports.$ZodEncodeError = exports.$ZodAsyncError = exports.$brand = exports.NEVER = void 0;
 exports.$constructor = $constructor;
 exports.config = config;
-const util_js_1 = __nccwpck_require__(1327);
+const util_js_1 = __nccwpck_require__(7731);
 /** A special constant with type `never` */
 exports.NEVER = Object.freeze({
     status: "aborted",
@@ -41043,7 +41059,7 @@ function config(newConfig) {
 
 /***/ }),
 
-/***/ 5563:
+/***/ 8383:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -41112,7 +41128,7 @@ exports.Doc = Doc;
 
 /***/ }),
 
-/***/ 9686:
+/***/ 9554:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -41147,8 +41163,8 @@ exports.formatError = formatError;
 exports.treeifyError = treeifyError;
 exports.toDotPath = toDotPath;
 exports.prettifyError = prettifyError;
-const core_js_1 = __nccwpck_require__(2990);
-const util = __importStar(__nccwpck_require__(1327));
+const core_js_1 = __nccwpck_require__(5162);
+const util = __importStar(__nccwpck_require__(7731));
 /* Computing the message eagerly is expensive (pretty-printed JSON of all
  * issues), so defer it until first read. The accessor functions and
  * descriptors are shared across instances to keep error construction
@@ -41437,7 +41453,7 @@ function prettifyError(error) {
 
 /***/ }),
 
-/***/ 8117:
+/***/ 3473:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -41470,28 +41486,28 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.JSONSchema = exports.JSONSchemaGenerator = exports.toJSONSchema = exports.locales = exports.regexes = exports.toZod = exports.util = void 0;
-__exportStar(__nccwpck_require__(2990), exports);
-__exportStar(__nccwpck_require__(7360), exports);
-__exportStar(__nccwpck_require__(9686), exports);
-__exportStar(__nccwpck_require__(4433), exports);
-__exportStar(__nccwpck_require__(621), exports);
-__exportStar(__nccwpck_require__(5880), exports);
-__exportStar(__nccwpck_require__(6864), exports);
-exports.util = __importStar(__nccwpck_require__(1327));
-var util_js_1 = __nccwpck_require__(1327);
+__exportStar(__nccwpck_require__(5162), exports);
+__exportStar(__nccwpck_require__(6924), exports);
+__exportStar(__nccwpck_require__(9554), exports);
+__exportStar(__nccwpck_require__(8405), exports);
+__exportStar(__nccwpck_require__(3873), exports);
+__exportStar(__nccwpck_require__(204), exports);
+__exportStar(__nccwpck_require__(4092), exports);
+exports.util = __importStar(__nccwpck_require__(7731));
+var util_js_1 = __nccwpck_require__(7731);
 Object.defineProperty(exports, "toZod", ({ enumerable: true, get: function () { return util_js_1.toZod; } }));
-exports.regexes = __importStar(__nccwpck_require__(5592));
-exports.locales = __importStar(__nccwpck_require__(995));
-__exportStar(__nccwpck_require__(1446), exports);
-__exportStar(__nccwpck_require__(5563), exports);
-__exportStar(__nccwpck_require__(86), exports);
-__exportStar(__nccwpck_require__(6377), exports);
-__exportStar(__nccwpck_require__(7633), exports);
-var json_schema_processors_js_1 = __nccwpck_require__(9339);
+exports.regexes = __importStar(__nccwpck_require__(6508));
+exports.locales = __importStar(__nccwpck_require__(1655));
+__exportStar(__nccwpck_require__(6722), exports);
+__exportStar(__nccwpck_require__(8383), exports);
+__exportStar(__nccwpck_require__(7226), exports);
+__exportStar(__nccwpck_require__(5309), exports);
+__exportStar(__nccwpck_require__(6477), exports);
+var json_schema_processors_js_1 = __nccwpck_require__(111);
 Object.defineProperty(exports, "toJSONSchema", ({ enumerable: true, get: function () { return json_schema_processors_js_1.toJSONSchema; } }));
-var json_schema_generator_js_1 = __nccwpck_require__(9131);
+var json_schema_generator_js_1 = __nccwpck_require__(3039);
 Object.defineProperty(exports, "JSONSchemaGenerator", ({ enumerable: true, get: function () { return json_schema_generator_js_1.JSONSchemaGenerator; } }));
-exports.JSONSchema = __importStar(__nccwpck_require__(9539));
+exports.JSONSchema = __importStar(__nccwpck_require__(9951));
 
 // seal-cjs-exports
 (function () {
@@ -41515,15 +41531,15 @@ exports.JSONSchema = __importStar(__nccwpck_require__(9539));
 
 /***/ }),
 
-/***/ 9131:
+/***/ 3039:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.JSONSchemaGenerator = void 0;
-const json_schema_processors_js_1 = __nccwpck_require__(9339);
-const to_json_schema_js_1 = __nccwpck_require__(7633);
+const json_schema_processors_js_1 = __nccwpck_require__(111);
+const to_json_schema_js_1 = __nccwpck_require__(6477);
 /**
  * Legacy class-based interface for JSON Schema generation.
  * This class wraps the new functional implementation to provide backward compatibility.
@@ -41645,7 +41661,7 @@ exports.JSONSchemaGenerator = JSONSchemaGenerator;
 
 /***/ }),
 
-/***/ 9339:
+/***/ 111:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -41677,10 +41693,10 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.allProcessors = exports.lazyProcessor = exports.optionalProcessor = exports.promiseProcessor = exports.readonlyProcessor = exports.pipeProcessor = exports.catchProcessor = exports.prefaultProcessor = exports.defaultProcessor = exports.nonoptionalProcessor = exports.nullableProcessor = exports.recordProcessor = exports.tupleProcessor = exports.intersectionProcessor = exports.unionProcessor = exports.objectProcessor = exports.arrayProcessor = exports.setProcessor = exports.mapProcessor = exports.transformProcessor = exports.functionProcessor = exports.customProcessor = exports.successProcessor = exports.fileProcessor = exports.templateLiteralProcessor = exports.nanProcessor = exports.literalProcessor = exports.enumProcessor = exports.dateProcessor = exports.unknownProcessor = exports.anyProcessor = exports.neverProcessor = exports.voidProcessor = exports.undefinedProcessor = exports.nullProcessor = exports.symbolProcessor = exports.bigintProcessor = exports.booleanProcessor = exports.numberProcessor = exports.stringProcessor = void 0;
 exports.aggregateChecks = aggregateChecks;
 exports.toJSONSchema = toJSONSchema;
-const regexes = __importStar(__nccwpck_require__(5592));
-const schemas_js_1 = __nccwpck_require__(4433);
-const to_json_schema_js_1 = __nccwpck_require__(7633);
-const util_js_1 = __nccwpck_require__(1327);
+const regexes = __importStar(__nccwpck_require__(6508));
+const schemas_js_1 = __nccwpck_require__(8405);
+const to_json_schema_js_1 = __nccwpck_require__(6477);
+const util_js_1 = __nccwpck_require__(7731);
 const narrowMin = (agg, key, value) => {
     if (agg[key] === undefined || value > agg[key])
         agg[key] = value;
@@ -42582,7 +42598,7 @@ function toJSONSchema(input, params) {
 
 /***/ }),
 
-/***/ 9539:
+/***/ 9951:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -42611,7 +42627,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 
 /***/ }),
 
-/***/ 621:
+/***/ 3873:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -42644,7 +42660,7 @@ exports.$ZodCyclicError = void 0;
 exports.isRecursiveSchema = isRecursiveSchema;
 exports.memoizer = memoizer;
 exports.isBackEdge = isBackEdge;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 class $ZodCyclicError extends Error {
     constructor() {
         super(`Cannot parse a reference cycle that closes through a transform`);
@@ -42979,7 +42995,7 @@ function isBackEdge(ctx, value) {
 
 /***/ }),
 
-/***/ 7360:
+/***/ 6924:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -43009,9 +43025,9 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.safeDecodeAsync = exports._safeDecodeAsync = exports.safeEncodeAsync = exports._safeEncodeAsync = exports.safeDecode = exports._safeDecode = exports.safeEncode = exports._safeEncode = exports.decodeAsync = exports._decodeAsync = exports.encodeAsync = exports._encodeAsync = exports.decode = exports._decode = exports.encode = exports._encode = exports.validateAsync = exports.validate = exports.safeParseAsync = exports._safeParseAsync = exports.safeParse = exports._safeParse = exports.parseAsync = exports._parseAsync = exports.parse = exports._parse = void 0;
-const core = __importStar(__nccwpck_require__(2990));
-const errors = __importStar(__nccwpck_require__(9686));
-const util = __importStar(__nccwpck_require__(1327));
+const core = __importStar(__nccwpck_require__(5162));
+const errors = __importStar(__nccwpck_require__(9554));
+const util = __importStar(__nccwpck_require__(7731));
 // Always both keys, so the `_params` read site in `_parse` sees one object shape rather than two.
 function finalizeParams(callee, params) {
     return { callee: params?.callee ?? callee, Err: params?.Err };
@@ -43220,7 +43236,7 @@ exports.safeDecodeAsync = (0, exports._safeDecodeAsync)(errors.$ZodRealError);
 
 /***/ }),
 
-/***/ 5592:
+/***/ 6508:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -43255,7 +43271,7 @@ exports.nanoidOfLength = nanoidOfLength;
 exports.emoji = emoji;
 exports.time = time;
 exports.datetime = datetime;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 /**
  * @deprecated CUID v1 is deprecated by its authors due to information leakage
  * (timestamps embedded in the id). Use {@link cuid2} instead.
@@ -43437,7 +43453,7 @@ exports.sha512_base64url = fixedBase64url(86);
 
 /***/ }),
 
-/***/ 1446:
+/***/ 6722:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -43520,7 +43536,7 @@ exports.globalRegistry = globalThis.__zod_globalRegistry;
 
 /***/ }),
 
-/***/ 4433:
+/***/ 8405:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -43567,13 +43583,13 @@ exports.isValidIBAN = isValidIBAN;
 exports.isValidJWT = isValidJWT;
 exports.getDiscriminatedOption = getDiscriminatedOption;
 exports.mergeValues = mergeValues;
-const checks = __importStar(__nccwpck_require__(5880));
-const core = __importStar(__nccwpck_require__(2990));
-const doc_js_1 = __nccwpck_require__(5563);
-const parse_js_1 = __nccwpck_require__(7360);
-const regexes = __importStar(__nccwpck_require__(5592));
-const util = __importStar(__nccwpck_require__(1327));
-const versions_js_1 = __nccwpck_require__(6864);
+const checks = __importStar(__nccwpck_require__(204));
+const core = __importStar(__nccwpck_require__(5162));
+const doc_js_1 = __nccwpck_require__(8383);
+const parse_js_1 = __nccwpck_require__(6924);
+const regexes = __importStar(__nccwpck_require__(6508));
+const util = __importStar(__nccwpck_require__(7731));
+const versions_js_1 = __nccwpck_require__(4092);
 exports.$ZodType = core.$constructor("$ZodType", (inst, def) => {
     var _a;
     inst ?? (inst = {});
@@ -43720,7 +43736,7 @@ function standardProps(inst) {
         version: 1,
     };
 }
-var util_js_1 = __nccwpck_require__(1327);
+var util_js_1 = __nccwpck_require__(7731);
 Object.defineProperty(exports, "clone", ({ enumerable: true, get: function () { return util_js_1.clone; } }));
 exports.$ZodString = core.$constructor("$ZodString", (inst, def) => {
     exports.$ZodType.init(inst, def);
@@ -46227,7 +46243,7 @@ function handleRefineResult(result, payload, input, inst) {
 
 /***/ }),
 
-/***/ 7633:
+/***/ 6477:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -46242,8 +46258,8 @@ exports.processSchema = processSchema;
 exports.process = processSchema;
 exports.extractDefs = extractDefs;
 exports.finalize = finalize;
-const registries_js_1 = __nccwpck_require__(1446);
-const util_js_1 = __nccwpck_require__(1327);
+const registries_js_1 = __nccwpck_require__(6722);
+const util_js_1 = __nccwpck_require__(7731);
 function assignProps(target, ...sources) {
     for (const source of sources) {
         for (const key of Reflect.ownKeys(source)) {
@@ -46916,7 +46932,7 @@ exports.createStandardJSONSchemaMethod = createStandardJSONSchemaMethod;
 
 /***/ }),
 
-/***/ 1327:
+/***/ 7731:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -46990,7 +47006,7 @@ exports.derived = derived;
 exports.defineLazyInternal = defineLazyInternal;
 exports.installLazyProp = installLazyProp;
 exports.constantCatch = constantCatch;
-const core_js_1 = __nccwpck_require__(2990);
+const core_js_1 = __nccwpck_require__(5162);
 // functions
 function assertEqual(val) {
     return val;
@@ -47888,7 +47904,7 @@ function constantCatch(value) {
 
 /***/ }),
 
-/***/ 6864:
+/***/ 4092:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -47923,7 +47939,7 @@ exports.version = {
 
 /***/ }),
 
-/***/ 9464:
+/***/ 9388:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -47954,8 +47970,8 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.visit = visit;
-const schemas = __importStar(__nccwpck_require__(4433));
-const util_js_1 = __nccwpck_require__(1327);
+const schemas = __importStar(__nccwpck_require__(8405));
+const util_js_1 = __nccwpck_require__(7731);
 const RESOLVING = Symbol("z.visit/resolving");
 function visit(schema, fnOrHandlers) {
     const fn = typeof fnOrHandlers === "function"
@@ -48145,7 +48161,7 @@ function visit(schema, fnOrHandlers) {
 
 /***/ }),
 
-/***/ 2284:
+/***/ 1584:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -48175,7 +48191,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "حرف", verb: "أن يحوي" },
@@ -48291,7 +48307,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 6964:
+/***/ 8312:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -48321,7 +48337,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "simvol", verb: "olmalıdır" },
@@ -48436,7 +48452,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 6302:
+/***/ 1834:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -48466,7 +48482,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 function getBelarusianPlural(count, one, few, many) {
     const absCount = Math.abs(count);
     const lastDigit = absCount % 10;
@@ -48639,7 +48655,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 5228:
+/***/ 6024:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -48669,7 +48685,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "символа", verb: "да съдържа" },
@@ -48799,7 +48815,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 5901:
+/***/ 1481:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -48829,7 +48845,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "অক্ষর", verb: "থাকতে হবে" },
@@ -48947,7 +48963,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 3561:
+/***/ 3437:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -48977,7 +48993,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "caràcters", verb: "contenir" },
@@ -49094,7 +49110,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 3363:
+/***/ 2655:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -49124,7 +49140,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "پیت", verb: "بێت" },
@@ -49262,7 +49278,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 5747:
+/***/ 9159:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -49292,7 +49308,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "znaků", verb: "mít" },
@@ -49413,7 +49429,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 812:
+/***/ 5176:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -49443,7 +49459,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "tegn", verb: "havde" },
@@ -49568,7 +49584,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 6992:
+/***/ 7060:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -49598,7 +49614,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "Zeichen", verb: "zu haben" },
@@ -49716,7 +49732,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 2182:
+/***/ 4394:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -49746,7 +49762,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "χαρακτήρες", verb: "να έχει" },
@@ -49863,7 +49879,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 4948:
+/***/ 5672:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -49893,7 +49909,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "characters", verb: "to have" },
@@ -50023,7 +50039,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 5389:
+/***/ 3697:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -50053,7 +50069,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "karaktrojn", verb: "havi" },
@@ -50172,7 +50188,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 1433:
+/***/ 6965:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -50202,7 +50218,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "caracteres", verb: "tener" },
@@ -50343,7 +50359,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 7894:
+/***/ 6322:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -50373,7 +50389,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "کاراکتر", verb: "داشته باشد" },
@@ -50497,7 +50513,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 5966:
+/***/ 1898:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -50527,7 +50543,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "merkkiä", subject: "merkkijonon" },
@@ -50649,7 +50665,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 9646:
+/***/ 3498:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -50679,7 +50695,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "caractères", verb: "avoir" },
@@ -50796,7 +50812,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 1453:
+/***/ 4233:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -50826,7 +50842,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "caractères", verb: "avoir" },
@@ -50960,7 +50976,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 3681:
+/***/ 2405:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -50990,7 +51006,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "અક્ષર", verb: "હોવા જોઈએ" },
@@ -51108,7 +51124,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 8268:
+/***/ 3736:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -51138,7 +51154,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     // Hebrew labels + grammatical gender
     const TypeNames = {
@@ -51364,7 +51380,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 8696:
+/***/ 2892:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -51394,7 +51410,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "अक्षर", verb: "रखने के लिए" },
@@ -51510,7 +51526,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 3075:
+/***/ 2007:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -51540,7 +51556,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "znakova", verb: "imati" },
@@ -51671,7 +51687,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 124:
+/***/ 8760:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -51701,7 +51717,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "karakter", verb: "legyen" },
@@ -51819,7 +51835,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 968:
+/***/ 1180:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -51849,7 +51865,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 function getArmenianPlural(count, one, many) {
     return Math.abs(count) === 1 ? one : many;
 }
@@ -52012,7 +52028,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 4602:
+/***/ 8182:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -52042,7 +52058,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "karakter", verb: "memiliki" },
@@ -52158,7 +52174,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 995:
+/***/ 1655:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -52169,131 +52185,131 @@ var __importDefault = (this && this.__importDefault) || function (mod) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.sv = exports.sl = exports.sk = exports.ru = exports.ro = exports.ptBR = exports.pt = exports.pl = exports.ps = exports.ota = exports.no = exports.nn = exports.nl = exports.ne = exports.ms = exports.mk = exports.lt = exports.ko = exports.kn = exports.km = exports.kh = exports.ka = exports.ja = exports.it = exports.is = exports.id = exports.hy = exports.hu = exports.hr = exports.hi = exports.he = exports.gu = exports.frCA = exports.fr = exports.fi = exports.fa = exports.es = exports.eo = exports.en = exports.el = exports.de = exports.da = exports.cs = exports.ckb = exports.ca = exports.bn = exports.bg = exports.be = exports.az = exports.ar = void 0;
 exports.yo = exports.zhTW = exports.zhCN = exports.vi = exports.uz = exports.ur = exports.uk = exports.ua = exports.tr = exports.tk = exports.th = exports.tg = exports.ta = void 0;
-var ar_js_1 = __nccwpck_require__(2284);
+var ar_js_1 = __nccwpck_require__(1584);
 Object.defineProperty(exports, "ar", ({ enumerable: true, get: function () { return __importDefault(ar_js_1).default; } }));
-var az_js_1 = __nccwpck_require__(6964);
+var az_js_1 = __nccwpck_require__(8312);
 Object.defineProperty(exports, "az", ({ enumerable: true, get: function () { return __importDefault(az_js_1).default; } }));
-var be_js_1 = __nccwpck_require__(6302);
+var be_js_1 = __nccwpck_require__(1834);
 Object.defineProperty(exports, "be", ({ enumerable: true, get: function () { return __importDefault(be_js_1).default; } }));
-var bg_js_1 = __nccwpck_require__(5228);
+var bg_js_1 = __nccwpck_require__(6024);
 Object.defineProperty(exports, "bg", ({ enumerable: true, get: function () { return __importDefault(bg_js_1).default; } }));
-var bn_js_1 = __nccwpck_require__(5901);
+var bn_js_1 = __nccwpck_require__(1481);
 Object.defineProperty(exports, "bn", ({ enumerable: true, get: function () { return __importDefault(bn_js_1).default; } }));
-var ca_js_1 = __nccwpck_require__(3561);
+var ca_js_1 = __nccwpck_require__(3437);
 Object.defineProperty(exports, "ca", ({ enumerable: true, get: function () { return __importDefault(ca_js_1).default; } }));
-var ckb_js_1 = __nccwpck_require__(3363);
+var ckb_js_1 = __nccwpck_require__(2655);
 Object.defineProperty(exports, "ckb", ({ enumerable: true, get: function () { return __importDefault(ckb_js_1).default; } }));
-var cs_js_1 = __nccwpck_require__(5747);
+var cs_js_1 = __nccwpck_require__(9159);
 Object.defineProperty(exports, "cs", ({ enumerable: true, get: function () { return __importDefault(cs_js_1).default; } }));
-var da_js_1 = __nccwpck_require__(812);
+var da_js_1 = __nccwpck_require__(5176);
 Object.defineProperty(exports, "da", ({ enumerable: true, get: function () { return __importDefault(da_js_1).default; } }));
-var de_js_1 = __nccwpck_require__(6992);
+var de_js_1 = __nccwpck_require__(7060);
 Object.defineProperty(exports, "de", ({ enumerable: true, get: function () { return __importDefault(de_js_1).default; } }));
-var el_js_1 = __nccwpck_require__(2182);
+var el_js_1 = __nccwpck_require__(4394);
 Object.defineProperty(exports, "el", ({ enumerable: true, get: function () { return __importDefault(el_js_1).default; } }));
-var en_js_1 = __nccwpck_require__(4948);
+var en_js_1 = __nccwpck_require__(5672);
 Object.defineProperty(exports, "en", ({ enumerable: true, get: function () { return __importDefault(en_js_1).default; } }));
-var eo_js_1 = __nccwpck_require__(5389);
+var eo_js_1 = __nccwpck_require__(3697);
 Object.defineProperty(exports, "eo", ({ enumerable: true, get: function () { return __importDefault(eo_js_1).default; } }));
-var es_js_1 = __nccwpck_require__(1433);
+var es_js_1 = __nccwpck_require__(6965);
 Object.defineProperty(exports, "es", ({ enumerable: true, get: function () { return __importDefault(es_js_1).default; } }));
-var fa_js_1 = __nccwpck_require__(7894);
+var fa_js_1 = __nccwpck_require__(6322);
 Object.defineProperty(exports, "fa", ({ enumerable: true, get: function () { return __importDefault(fa_js_1).default; } }));
-var fi_js_1 = __nccwpck_require__(5966);
+var fi_js_1 = __nccwpck_require__(1898);
 Object.defineProperty(exports, "fi", ({ enumerable: true, get: function () { return __importDefault(fi_js_1).default; } }));
-var fr_js_1 = __nccwpck_require__(1453);
+var fr_js_1 = __nccwpck_require__(4233);
 Object.defineProperty(exports, "fr", ({ enumerable: true, get: function () { return __importDefault(fr_js_1).default; } }));
-var fr_CA_js_1 = __nccwpck_require__(9646);
+var fr_CA_js_1 = __nccwpck_require__(3498);
 Object.defineProperty(exports, "frCA", ({ enumerable: true, get: function () { return __importDefault(fr_CA_js_1).default; } }));
-var gu_js_1 = __nccwpck_require__(3681);
+var gu_js_1 = __nccwpck_require__(2405);
 Object.defineProperty(exports, "gu", ({ enumerable: true, get: function () { return __importDefault(gu_js_1).default; } }));
-var he_js_1 = __nccwpck_require__(8268);
+var he_js_1 = __nccwpck_require__(3736);
 Object.defineProperty(exports, "he", ({ enumerable: true, get: function () { return __importDefault(he_js_1).default; } }));
-var hi_js_1 = __nccwpck_require__(8696);
+var hi_js_1 = __nccwpck_require__(2892);
 Object.defineProperty(exports, "hi", ({ enumerable: true, get: function () { return __importDefault(hi_js_1).default; } }));
-var hr_js_1 = __nccwpck_require__(3075);
+var hr_js_1 = __nccwpck_require__(2007);
 Object.defineProperty(exports, "hr", ({ enumerable: true, get: function () { return __importDefault(hr_js_1).default; } }));
-var hu_js_1 = __nccwpck_require__(124);
+var hu_js_1 = __nccwpck_require__(8760);
 Object.defineProperty(exports, "hu", ({ enumerable: true, get: function () { return __importDefault(hu_js_1).default; } }));
-var hy_js_1 = __nccwpck_require__(968);
+var hy_js_1 = __nccwpck_require__(1180);
 Object.defineProperty(exports, "hy", ({ enumerable: true, get: function () { return __importDefault(hy_js_1).default; } }));
-var id_js_1 = __nccwpck_require__(4602);
+var id_js_1 = __nccwpck_require__(8182);
 Object.defineProperty(exports, "id", ({ enumerable: true, get: function () { return __importDefault(id_js_1).default; } }));
-var is_js_1 = __nccwpck_require__(6493);
+var is_js_1 = __nccwpck_require__(3009);
 Object.defineProperty(exports, "is", ({ enumerable: true, get: function () { return __importDefault(is_js_1).default; } }));
-var it_js_1 = __nccwpck_require__(8570);
+var it_js_1 = __nccwpck_require__(2598);
 Object.defineProperty(exports, "it", ({ enumerable: true, get: function () { return __importDefault(it_js_1).default; } }));
-var ja_js_1 = __nccwpck_require__(986);
+var ja_js_1 = __nccwpck_require__(7630);
 Object.defineProperty(exports, "ja", ({ enumerable: true, get: function () { return __importDefault(ja_js_1).default; } }));
-var ka_js_1 = __nccwpck_require__(1665);
+var ka_js_1 = __nccwpck_require__(5621);
 Object.defineProperty(exports, "ka", ({ enumerable: true, get: function () { return __importDefault(ka_js_1).default; } }));
-var kh_js_1 = __nccwpck_require__(5968);
+var kh_js_1 = __nccwpck_require__(8484);
 Object.defineProperty(exports, "kh", ({ enumerable: true, get: function () { return __importDefault(kh_js_1).default; } }));
-var km_js_1 = __nccwpck_require__(498);
+var km_js_1 = __nccwpck_require__(3089);
 Object.defineProperty(exports, "km", ({ enumerable: true, get: function () { return __importDefault(km_js_1).default; } }));
-var kn_js_1 = __nccwpck_require__(6638);
+var kn_js_1 = __nccwpck_require__(8202);
 Object.defineProperty(exports, "kn", ({ enumerable: true, get: function () { return __importDefault(kn_js_1).default; } }));
-var ko_js_1 = __nccwpck_require__(7215);
+var ko_js_1 = __nccwpck_require__(3595);
 Object.defineProperty(exports, "ko", ({ enumerable: true, get: function () { return __importDefault(ko_js_1).default; } }));
-var lt_js_1 = __nccwpck_require__(6257);
+var lt_js_1 = __nccwpck_require__(8037);
 Object.defineProperty(exports, "lt", ({ enumerable: true, get: function () { return __importDefault(lt_js_1).default; } }));
-var mk_js_1 = __nccwpck_require__(4233);
+var mk_js_1 = __nccwpck_require__(117);
 Object.defineProperty(exports, "mk", ({ enumerable: true, get: function () { return __importDefault(mk_js_1).default; } }));
-var ms_js_1 = __nccwpck_require__(4417);
+var ms_js_1 = __nccwpck_require__(6189);
 Object.defineProperty(exports, "ms", ({ enumerable: true, get: function () { return __importDefault(ms_js_1).default; } }));
-var ne_js_1 = __nccwpck_require__(9842);
+var ne_js_1 = __nccwpck_require__(9718);
 Object.defineProperty(exports, "ne", ({ enumerable: true, get: function () { return __importDefault(ne_js_1).default; } }));
-var nl_js_1 = __nccwpck_require__(1019);
+var nl_js_1 = __nccwpck_require__(847);
 Object.defineProperty(exports, "nl", ({ enumerable: true, get: function () { return __importDefault(nl_js_1).default; } }));
-var nn_js_1 = __nccwpck_require__(3185);
+var nn_js_1 = __nccwpck_require__(7189);
 Object.defineProperty(exports, "nn", ({ enumerable: true, get: function () { return __importDefault(nn_js_1).default; } }));
-var no_js_1 = __nccwpck_require__(8808);
+var no_js_1 = __nccwpck_require__(2076);
 Object.defineProperty(exports, "no", ({ enumerable: true, get: function () { return __importDefault(no_js_1).default; } }));
-var ota_js_1 = __nccwpck_require__(3385);
+var ota_js_1 = __nccwpck_require__(1701);
 Object.defineProperty(exports, "ota", ({ enumerable: true, get: function () { return __importDefault(ota_js_1).default; } }));
-var ps_js_1 = __nccwpck_require__(282);
+var ps_js_1 = __nccwpck_require__(8046);
 Object.defineProperty(exports, "ps", ({ enumerable: true, get: function () { return __importDefault(ps_js_1).default; } }));
-var pl_js_1 = __nccwpck_require__(9205);
+var pl_js_1 = __nccwpck_require__(8913);
 Object.defineProperty(exports, "pl", ({ enumerable: true, get: function () { return __importDefault(pl_js_1).default; } }));
-var pt_js_1 = __nccwpck_require__(8477);
+var pt_js_1 = __nccwpck_require__(7049);
 Object.defineProperty(exports, "pt", ({ enumerable: true, get: function () { return __importDefault(pt_js_1).default; } }));
-var pt_BR_js_1 = __nccwpck_require__(1454);
+var pt_BR_js_1 = __nccwpck_require__(6442);
 Object.defineProperty(exports, "ptBR", ({ enumerable: true, get: function () { return __importDefault(pt_BR_js_1).default; } }));
-var ro_js_1 = __nccwpck_require__(8628);
+var ro_js_1 = __nccwpck_require__(6992);
 Object.defineProperty(exports, "ro", ({ enumerable: true, get: function () { return __importDefault(ro_js_1).default; } }));
-var ru_js_1 = __nccwpck_require__(1470);
+var ru_js_1 = __nccwpck_require__(6394);
 Object.defineProperty(exports, "ru", ({ enumerable: true, get: function () { return __importDefault(ru_js_1).default; } }));
-var sk_js_1 = __nccwpck_require__(2747);
+var sk_js_1 = __nccwpck_require__(175);
 Object.defineProperty(exports, "sk", ({ enumerable: true, get: function () { return __importDefault(sk_js_1).default; } }));
-var sl_js_1 = __nccwpck_require__(7636);
+var sl_js_1 = __nccwpck_require__(2288);
 Object.defineProperty(exports, "sl", ({ enumerable: true, get: function () { return __importDefault(sl_js_1).default; } }));
-var sv_js_1 = __nccwpck_require__(8750);
+var sv_js_1 = __nccwpck_require__(3722);
 Object.defineProperty(exports, "sv", ({ enumerable: true, get: function () { return __importDefault(sv_js_1).default; } }));
-var ta_js_1 = __nccwpck_require__(3292);
+var ta_js_1 = __nccwpck_require__(2472);
 Object.defineProperty(exports, "ta", ({ enumerable: true, get: function () { return __importDefault(ta_js_1).default; } }));
-var tg_js_1 = __nccwpck_require__(5554);
+var tg_js_1 = __nccwpck_require__(8070);
 Object.defineProperty(exports, "tg", ({ enumerable: true, get: function () { return __importDefault(tg_js_1).default; } }));
-var th_js_1 = __nccwpck_require__(5117);
+var th_js_1 = __nccwpck_require__(9561);
 Object.defineProperty(exports, "th", ({ enumerable: true, get: function () { return __importDefault(th_js_1).default; } }));
-var tk_js_1 = __nccwpck_require__(4582);
+var tk_js_1 = __nccwpck_require__(2354);
 Object.defineProperty(exports, "tk", ({ enumerable: true, get: function () { return __importDefault(tk_js_1).default; } }));
-var tr_js_1 = __nccwpck_require__(847);
+var tr_js_1 = __nccwpck_require__(347);
 Object.defineProperty(exports, "tr", ({ enumerable: true, get: function () { return __importDefault(tr_js_1).default; } }));
-var ua_js_1 = __nccwpck_require__(2723);
+var ua_js_1 = __nccwpck_require__(6239);
 Object.defineProperty(exports, "ua", ({ enumerable: true, get: function () { return __importDefault(ua_js_1).default; } }));
-var uk_js_1 = __nccwpck_require__(1825);
+var uk_js_1 = __nccwpck_require__(4045);
 Object.defineProperty(exports, "uk", ({ enumerable: true, get: function () { return __importDefault(uk_js_1).default; } }));
-var ur_js_1 = __nccwpck_require__(2144);
+var ur_js_1 = __nccwpck_require__(4460);
 Object.defineProperty(exports, "ur", ({ enumerable: true, get: function () { return __importDefault(ur_js_1).default; } }));
-var uz_js_1 = __nccwpck_require__(7464);
+var uz_js_1 = __nccwpck_require__(7540);
 Object.defineProperty(exports, "uz", ({ enumerable: true, get: function () { return __importDefault(uz_js_1).default; } }));
-var vi_js_1 = __nccwpck_require__(5390);
+var vi_js_1 = __nccwpck_require__(4442);
 Object.defineProperty(exports, "vi", ({ enumerable: true, get: function () { return __importDefault(vi_js_1).default; } }));
-var zh_CN_js_1 = __nccwpck_require__(9331);
+var zh_CN_js_1 = __nccwpck_require__(335);
 Object.defineProperty(exports, "zhCN", ({ enumerable: true, get: function () { return __importDefault(zh_CN_js_1).default; } }));
-var zh_TW_js_1 = __nccwpck_require__(183);
+var zh_TW_js_1 = __nccwpck_require__(6715);
 Object.defineProperty(exports, "zhTW", ({ enumerable: true, get: function () { return __importDefault(zh_TW_js_1).default; } }));
-var yo_js_1 = __nccwpck_require__(4857);
+var yo_js_1 = __nccwpck_require__(6181);
 Object.defineProperty(exports, "yo", ({ enumerable: true, get: function () { return __importDefault(yo_js_1).default; } }));
 
 // seal-cjs-exports
@@ -52318,7 +52334,7 @@ Object.defineProperty(exports, "yo", ({ enumerable: true, get: function () { ret
 
 /***/ }),
 
-/***/ 6493:
+/***/ 3009:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -52348,7 +52364,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "stafi", verb: "að hafa" },
@@ -52467,7 +52483,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 8570:
+/***/ 2598:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -52497,7 +52513,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "caratteri", verb: "avere" },
@@ -52615,7 +52631,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 986:
+/***/ 7630:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -52645,7 +52661,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "文字", verb: "である" },
@@ -52762,7 +52778,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 1665:
+/***/ 5621:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -52792,7 +52808,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "სიმბოლო", verb: "უნდა შეიცავდეს" },
@@ -52914,7 +52930,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 5968:
+/***/ 8484:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -52924,7 +52940,7 @@ var __importDefault = (this && this.__importDefault) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const km_js_1 = __importDefault(__nccwpck_require__(498));
+const km_js_1 = __importDefault(__nccwpck_require__(3089));
 /** @deprecated Use `km` instead. */
 function default_1() {
     return (0, km_js_1.default)();
@@ -52934,7 +52950,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 498:
+/***/ 3089:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -52964,7 +52980,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "តួអក្សរ", verb: "គួរមាន" },
@@ -53084,7 +53100,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 6638:
+/***/ 8202:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -53114,7 +53130,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "ಅಕ್ಷರಗಳು", verb: "ಹೊಂದಲು" },
@@ -53235,7 +53251,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 7215:
+/***/ 3595:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -53265,7 +53281,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "문자", verb: "to have" },
@@ -53386,7 +53402,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 6257:
+/***/ 8037:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -53416,7 +53432,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const capitalizeFirstCharacter = (text) => {
     return text.charAt(0).toUpperCase() + text.slice(1);
 };
@@ -53628,7 +53644,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 4233:
+/***/ 117:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -53658,7 +53674,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "знаци", verb: "да имаат" },
@@ -53777,7 +53793,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 4417:
+/***/ 6189:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -53807,7 +53823,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "aksara", verb: "mempunyai" },
@@ -53924,7 +53940,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 9842:
+/***/ 9718:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -53954,7 +53970,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "अक्षर", verb: "हुनुपर्छ" },
@@ -54070,7 +54086,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 1019:
+/***/ 847:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -54100,7 +54116,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "tekens", verb: "heeft" },
@@ -54220,7 +54236,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 3185:
+/***/ 7189:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -54250,7 +54266,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "teikn", verb: "å ha" },
@@ -54368,7 +54384,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 8808:
+/***/ 2076:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -54398,7 +54414,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "tegn", verb: "å ha" },
@@ -54516,7 +54532,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 3385:
+/***/ 1701:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -54546,7 +54562,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "harf", verb: "olmalıdır" },
@@ -54665,7 +54681,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 9205:
+/***/ 8913:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -54695,7 +54711,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "znaków", verb: "mieć" },
@@ -54814,7 +54830,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 282:
+/***/ 8046:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -54844,7 +54860,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "توکي", verb: "ولري" },
@@ -54968,7 +54984,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 1454:
+/***/ 6442:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -54998,7 +55014,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "caracteres" },
@@ -55146,7 +55162,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 8477:
+/***/ 7049:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -55176,7 +55192,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "caracteres" },
@@ -55323,7 +55339,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 8628:
+/***/ 6992:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -55353,7 +55369,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "caractere", verb: "să aibă" },
@@ -55480,7 +55496,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 1470:
+/***/ 6394:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -55510,7 +55526,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 function getRussianPlural(count, one, few, many) {
     const absCount = Math.abs(count);
     const lastDigit = absCount % 10;
@@ -55683,7 +55699,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 2747:
+/***/ 175:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -55713,7 +55729,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "znakov", verb: "mať" },
@@ -55834,7 +55850,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 7636:
+/***/ 2288:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -55864,7 +55880,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "znakov", verb: "imeti" },
@@ -55983,7 +55999,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 8750:
+/***/ 3722:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -56013,7 +56029,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "tecken", verb: "att ha" },
@@ -56133,7 +56149,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 3292:
+/***/ 2472:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -56163,7 +56179,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "எழுத்துக்கள்", verb: "கொண்டிருக்க வேண்டும்" },
@@ -56283,7 +56299,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 5554:
+/***/ 8070:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -56313,7 +56329,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     // singular units after numerals in Tajik
     const Sizable = {
@@ -56435,7 +56451,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 5117:
+/***/ 9561:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -56465,7 +56481,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "ตัวอักษร", verb: "ควรมี" },
@@ -56585,7 +56601,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 4582:
+/***/ 2354:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -56615,7 +56631,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "simwol", verb: "bolmaly" },
@@ -56727,7 +56743,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 847:
+/***/ 347:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -56757,7 +56773,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "karakter", verb: "olmalı" },
@@ -56872,7 +56888,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 2723:
+/***/ 6239:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -56882,7 +56898,7 @@ var __importDefault = (this && this.__importDefault) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const uk_js_1 = __importDefault(__nccwpck_require__(1825));
+const uk_js_1 = __importDefault(__nccwpck_require__(4045));
 /** @deprecated Use `uk` instead. */
 function default_1() {
     return (0, uk_js_1.default)();
@@ -56892,7 +56908,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 1825:
+/***/ 4045:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -56922,7 +56938,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "символів", verb: "матиме" },
@@ -57040,7 +57056,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 2144:
+/***/ 4460:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -57070,7 +57086,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "حروف", verb: "ہونا" },
@@ -57190,7 +57206,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 7464:
+/***/ 7540:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -57220,7 +57236,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "belgi", verb: "bo‘lishi kerak" },
@@ -57338,7 +57354,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 5390:
+/***/ 4442:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -57368,7 +57384,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "ký tự", verb: "có" },
@@ -57486,7 +57502,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 4857:
+/***/ 6181:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -57516,7 +57532,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "àmi", verb: "ní" },
@@ -57633,7 +57649,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 9331:
+/***/ 335:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -57663,7 +57679,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "字符", verb: "包含" },
@@ -57782,7 +57798,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 183:
+/***/ 6715:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -57812,7 +57828,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(1327));
+const util = __importStar(__nccwpck_require__(7731));
 const error = () => {
     const Sizable = {
         string: { unit: "字元", verb: "擁有" },
@@ -57929,7 +57945,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 8342:
+/***/ 5413:
 /***/ ((module) => {
 
 "use strict";
@@ -57982,10 +57998,10 @@ var exports = __webpack_exports__;
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 /** The `vps-nixos` command: same pipeline as the action, text or JSON on stdout, progress on stderr. */
-const log_1 = __nccwpck_require__(6472);
-const errors_1 = __nccwpck_require__(3916);
-const args_1 = __nccwpck_require__(7593);
-const commands_1 = __nccwpck_require__(1654);
+const log_1 = __nccwpck_require__(8455);
+const errors_1 = __nccwpck_require__(3919);
+const args_1 = __nccwpck_require__(1674);
+const commands_1 = __nccwpck_require__(7297);
 async function cli(argv) {
     let parsed;
     try {

@@ -349,7 +349,18 @@ export async function runCommand(
     if (stages.includes('check')) doc.findings = record.preflight?.findings ?? null;
     if (stages.includes('bootstrap')) {
       doc.phases = record.bootstrap?.phases ?? [];
-      doc.host = record.bootstrap?.host ?? null;
+      // without a bootstrap (nothing to do) the host is what the probe found
+      const f = record.facts;
+      doc.host =
+        record.bootstrap?.host ??
+        (f
+          ? {
+              isNixos: f.isNixos,
+              currentSystem: f.currentSystem ?? null,
+              bootId: f.bootId,
+              variantId: f.osVariantId ?? '',
+            }
+          : null);
       doc.bytesSent = record.bootstrap?.bytesSent ?? 0;
       if (record.bootstrap?.infect) doc.infect = record.bootstrap.infect;
     }

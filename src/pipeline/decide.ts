@@ -238,9 +238,12 @@ function stageRun(
       if (input.factsFromFile) return skip('facts read from a file: nothing connects');
       if (!plan) return skip('no plan');
       if (plan.refusal) return { run: true }; // it fails with the refusal, before any phase
-      return d.bootstraps
-        ? { run: true }
-        : skip(`nothing to bootstrap: ${plan.reasons.at(-1) ?? ''}`);
+      if (d.bootstraps) return { run: true };
+      return skip(
+        input.host?.currentSystem
+          ? `nothing to bootstrap: the host runs NixOS ${input.host.currentSystem}`
+          : `nothing to bootstrap: ${plan.reasons.at(-1) ?? ''}`,
+      );
     case 'cache':
       return d.build.system ? { run: true } : skip('nothing was built');
     case 'deploy':

@@ -37,6 +37,11 @@ export function finalStatus(
   }
   if (!record.plan)
     return { ok: true, message: record.build ? 'built' : record.preflight ? 'checked' : 'probed' };
+  const skippedBootstrap = record.stages.find(
+    (s) => s.name === 'bootstrap' && s.status === 'skipped',
+  );
+  if (skippedBootstrap?.detail?.startsWith('nothing to bootstrap') && !record.plan.refusal)
+    return { ok: true, message: skippedBootstrap.detail };
   // In plan-only mode a refusal is a result; in a real run it stops the job.
   if (cfg.planOnly) return { ok: true, message: `plan: ${record.plan.method}` };
   if (record.plan.refusal) {

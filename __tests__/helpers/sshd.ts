@@ -1,4 +1,4 @@
-/** A real OpenSSH sshd for tests: loopback (or a netns of ours), its own host key, killed by PID. */
+/** A real OpenSSH sshd for tests: loopback (or a netns of ours), its own host keys, killed by PID. */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, createConnection } from 'node:net';
@@ -9,7 +9,10 @@ export interface Sshd {
   port: number;
   host: string;
   dir: string;
+  /** The first host key's public line (the ed25519 one by default). */
   hostKeyPub: string;
+  /** Every host key's public line, in hostKeyTypes order (sshd's HostKey order). */
+  hostKeyPubs: string[];
   clientKeyFile: string;
   clientKeyPub: string;
   knownHostsFile: string;
@@ -29,8 +32,29 @@ export async function freePort(): Promise<number> {
   });
 }
 
-function keygen(file: string): string {
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'vps-nixos-test', '-f', file]);
+/** Host key types the helper can give sshd; `ecdsa` is nistp256. */
+export type SshdHostKeyType = 'ed25519' | 'ecdsa' | 'ecdsa-384' | 'ecdsa-521' | 'rsa';
+
+const KEYGEN_ARGS: Record<SshdHostKeyType, string[]> = {
+  ed25519: ['-t', 'ed25519'],
+  ecdsa: ['-t', 'ecdsa', '-b', '256'],
+  'ecdsa-384': ['-t', 'ecdsa', '-b', '384'],
+  'ecdsa-521': ['-t', 'ecdsa', '-b', '521'],
+  // 2048 bits: enough for a test, and quicker to generate than ssh-keygen's default.
+  rsa: ['-t', 'rsa', '-b', '2048'],
+};
+
+function keygen(file: string, type: SshdHostKeyType = 'ed25519'): string {
+  execFileSync('ssh-keygen', [
+    '-q',
+    ...KEYGEN_ARGS[type],
+    '-N',
+    '',
+    '-C',
+    'vps-nixos-test',
+    '-f',
+    file,
+  ]);
   return readFileSync(`${file}.pub`, 'utf8').trim();
 }
 
@@ -72,12 +96,22 @@ export interface SshdOptions {
   /** Run inside a fresh network namespace (then port 22 is ours to use). */
   netns?: boolean;
   port?: number;
+  /**
+   * The host keys sshd serves, each a type at most once (default ['ed25519']). known_hosts gets a
+   * line for each; hostKeyPub is the first.
+   */
+  hostKeyTypes?: SshdHostKeyType[];
 }
 
 /** Starts sshd in the foreground as our child; stop() kills exactly that PID. */
 export async function startSshd(opts: SshdOptions = {}): Promise<Sshd> {
   const dir = mkdtempSync(join(tmpdir(), 'vps-nixos-sshd-'));
-  const hostKeyPub = keygen(join(dir, 'host_ed25519'));
+  const hostKeyTypes = opts.hostKeyTypes ?? ['ed25519'];
+  if (hostKeyTypes.length === 0 || new Set(hostKeyTypes).size !== hostKeyTypes.length)
+    throw new Error(`hostKeyTypes must name each type once: ${hostKeyTypes.join(', ')}`);
+  const hostKeyFiles = hostKeyTypes.map((t) => join(dir, `host_${t}`));
+  const hostKeyPubs = hostKeyTypes.map((t, i) => keygen(hostKeyFiles[i]!, t));
+  const hostKeyPub = hostKeyPubs[0]!;
   const clientKeyPub = keygen(join(dir, 'client_ed25519'));
   writeFileSync(join(dir, 'authorized_keys'), clientKeyPub + '\n', { mode: 0o600 });
   mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
@@ -91,7 +125,7 @@ export async function startSshd(opts: SshdOptions = {}): Promise<Sshd> {
   const config = [
     `Port ${port}`,
     `ListenAddress ${host}`,
-    `HostKey ${join(dir, 'host_ed25519')}`,
+    ...hostKeyFiles.map((f) => `HostKey ${f}`),
     `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
     'StrictModes no',
     'UsePAM no',
@@ -104,7 +138,10 @@ export async function startSshd(opts: SshdOptions = {}): Promise<Sshd> {
   writeFileSync(join(dir, 'sshd_config'), config + '\n');
   const name = port === 22 ? host : `[${host}]:${port}`;
   const knownHostsFile = join(dir, 'known_hosts');
-  writeFileSync(knownHostsFile, `${name} ${hostKeyPub.split(' ').slice(0, 2).join(' ')}\n`);
+  writeFileSync(
+    knownHostsFile,
+    hostKeyPubs.map((pub) => `${name} ${pub.split(' ').slice(0, 2).join(' ')}\n`).join(''),
+  );
   const logFile = join(dir, 'sshd.log');
   const cmd = ['/usr/sbin/sshd', '-D', '-E', logFile, '-f', join(dir, 'sshd_config')];
   const child: ChildProcess = netns
@@ -116,6 +153,7 @@ export async function startSshd(opts: SshdOptions = {}): Promise<Sshd> {
     host,
     dir,
     hostKeyPub,
+    hostKeyPubs,
     clientKeyFile: join(dir, 'client_ed25519'),
     clientKeyPub,
     knownHostsFile,

@@ -6,11 +6,18 @@ export interface HostKey {
   blob: Buffer;
 }
 
+/** A pinned (or revoked) key, with the known_hosts line it came from when it came from one. */
+export interface PinnedKey extends HostKey {
+  line?: number;
+}
+
 /** What the host must present: any of these keys, or any key with one of these fingerprints. */
 export interface HostKeyPin {
-  keys: HostKey[];
+  keys: PinnedKey[];
   fingerprints: string[];
-  revoked: HostKey[];
+  revoked: PinnedKey[];
+  /** How the known_hosts text was used (absent when none was given): says why nothing is pinned. */
+  knownHosts?: { entries: number; otherHosts: number; certAuthorities: number };
 }
 
 /** One usable line of a known_hosts file. */
@@ -119,45 +126,106 @@ export function pinFor(
   fingerprints: string[],
 ): HostKeyPin {
   const pin: HostKeyPin = { keys: [], fingerprints: [...fingerprints], revoked: [] };
-  if (knownHosts) {
-    for (const e of parseKnownHosts(knownHosts).entries) {
-      if (!entryMatches(e, name)) continue;
-      if (e.marker === '@revoked') pin.revoked.push(e.key);
-      else if (e.marker === undefined) pin.keys.push(e.key);
+  if (knownHosts !== undefined) {
+    const { entries } = parseKnownHosts(knownHosts);
+    pin.knownHosts = { entries: entries.length, otherHosts: 0, certAuthorities: 0 };
+    for (const e of entries) {
+      if (!entryMatches(e, name)) pin.knownHosts.otherHosts++;
+      else if (e.marker === '@revoked') pin.revoked.push({ ...e.key, line: e.lineNumber });
+      else if (e.marker === '@cert-authority') pin.knownHosts.certAuthorities++;
+      else pin.keys.push({ ...e.key, line: e.lineNumber });
     }
   }
   return pin;
 }
 
+/** How a presented key fares against the pin. A revoked key is refused even if it is also pinned. */
+export type HostKeyVerdict =
+  { kind: 'pinned' } | { kind: 'revoked'; line?: number } | { kind: 'unpinned' };
+
+/** Judges the key the host presented. */
+export function judgeHostKey(pin: HostKeyPin, blob: Buffer): HostKeyVerdict {
+  const revoked = pin.revoked.find((k) => k.blob.equals(blob));
+  if (revoked) return { kind: 'revoked', line: revoked.line };
+  if (pin.keys.some((k) => k.blob.equals(blob))) return { kind: 'pinned' };
+  return pin.fingerprints.includes(fingerprint(blob)) ? { kind: 'pinned' } : { kind: 'unpinned' };
+}
+
 /** True when the presented key satisfies the pin (and is not revoked). */
 export function pinAccepts(pin: HostKeyPin, blob: Buffer): boolean {
-  if (pin.revoked.some((k) => k.blob.equals(blob))) return false;
-  if (pin.keys.some((k) => k.blob.equals(blob))) return true;
-  return pin.fingerprints.includes(fingerprint(blob));
+  return judgeHostKey(pin, blob).kind === 'pinned';
 }
 
-/** Fingerprints the pin expects, for messages. */
+/** `type SHA256:…`, as ssh-keygen -lf names a key. */
+export function describeKey(key: HostKey): string {
+  return `${key.type} ${fingerprint(key.blob)}`;
+}
+
+/** The pins, each with where it came from, for messages: `ssh-rsa SHA256:… (known-hosts line 2)`. */
 export function expectedFingerprints(pin: HostKeyPin): string[] {
-  return [
-    ...new Set([...pin.keys.map((k) => `${k.type} ${fingerprint(k.blob)}`), ...pin.fingerprints]),
-  ];
+  const seen = new Set<string>();
+  const out: string[] = [];
+  for (const k of pin.keys) {
+    const fp = fingerprint(k.blob);
+    if (seen.has(fp)) continue;
+    seen.add(fp);
+    out.push(describeKey(k) + (k.line !== undefined ? ` (known-hosts line ${k.line})` : ''));
+  }
+  for (const fp of pin.fingerprints) {
+    if (seen.has(fp)) continue;
+    seen.add(fp);
+    out.push(`${fp} (host-key-fingerprint)`);
+  }
+  return out;
 }
-
-const ALGORITHMS_FOR_TYPE: Record<string, string[]> = {
-  'ssh-ed25519': ['ssh-ed25519'],
-  'ssh-rsa': ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'],
-  'ecdsa-sha2-nistp256': ['ecdsa-sha2-nistp256'],
-  'ecdsa-sha2-nistp384': ['ecdsa-sha2-nistp384'],
-  'ecdsa-sha2-nistp521': ['ecdsa-sha2-nistp521'],
-};
 
 /**
- * Host key algorithms to offer: only the pinned keys' types, so the server cannot
- * present an unpinned key of another type first. Undefined = no restriction
- * (fingerprint-only pins do not say which type they are).
+ * What the host showed, for a mismatch: each key it presented, and the pinned key types it has
+ * no key of (it offered none of their algorithms).
  */
-export function hostKeyAlgorithms(pin: HostKeyPin): string[] | undefined {
-  if (pin.fingerprints.length > 0 || pin.keys.length === 0) return undefined;
-  const algos = pin.keys.flatMap((k) => ALGORITHMS_FOR_TYPE[k.type] ?? []);
-  return algos.length ? [...new Set(algos)] : undefined;
+export function describePresented(presented: HostKey[], lacking: string[]): string {
+  const parts = presented.map(describeKey);
+  if (lacking.length) parts.push(`no ${lacking.join(' or ')} key`);
+  if (parts.length === 0) return 'no host key of a type ssh2 can verify';
+  return parts.length === 1 ? parts[0]! : `${parts.slice(0, -1).join(', ')} and ${parts.at(-1)}`;
+}
+
+/** Why the pin for `name` is empty, in words; undefined when something is pinned. */
+export function whyNotPinned(pin: HostKeyPin, name: string): string | undefined {
+  if (pin.keys.length > 0 || pin.fingerprints.length > 0) return undefined;
+  const kh = pin.knownHosts;
+  if (!kh) return 'neither known-hosts nor host-key-fingerprint is given';
+  if (pin.revoked.length > 0)
+    return `known-hosts marks every key it has for ${name} @revoked (line ${pin.revoked.map((k) => k.line).join(', ')})`;
+  if (kh.certAuthorities > 0)
+    return `known-hosts has only @cert-authority lines for ${name}, and host certificates are not supported`;
+  if (kh.entries === 0) return 'known-hosts has no host key lines';
+  return `known-hosts has ${kh.entries} key line${kh.entries === 1 ? '' : 's'}, none for ${name}`;
+}
+
+/** The host key algorithms (what SSH negotiates) that sign with each key type, in our order. */
+const ALGORITHMS_FOR_TYPE: readonly (readonly [string, readonly string[]])[] = [
+  ['ssh-ed25519', ['ssh-ed25519']],
+  ['ecdsa-sha2-nistp256', ['ecdsa-sha2-nistp256']],
+  ['ecdsa-sha2-nistp384', ['ecdsa-sha2-nistp384']],
+  ['ecdsa-sha2-nistp521', ['ecdsa-sha2-nistp521']],
+  ['ssh-rsa', ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']],
+];
+const KEY_TYPES = ALGORITHMS_FOR_TYPE.map(([t]) => t);
+
+/**
+ * The key types to ask the host for, in turn, until it presents a pinned key: the pinned keys'
+ * types, then, when fingerprints are pinned (they do not say their type), every other type ssh2
+ * can verify. Types ssh2 cannot verify are left out; if that leaves nothing, all are asked for
+ * (the host's key is then refused, with a message that shows it).
+ */
+export function hostKeyTypesToTry(pin: HostKeyPin): string[] {
+  const pinned = KEY_TYPES.filter((t) => pin.keys.some((k) => k.type === t));
+  if (pin.fingerprints.length === 0 && pinned.length > 0) return pinned;
+  return [...pinned, ...KEY_TYPES.filter((t) => !pinned.includes(t))];
+}
+
+/** The algorithms to offer so that the host presents a key of one of these types, first type first. */
+export function algorithmsFor(types: readonly string[]): string[] {
+  return types.flatMap((t) => ALGORITHMS_FOR_TYPE.find(([k]) => k === t)?.[1] ?? []);
 }

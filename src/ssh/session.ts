@@ -11,11 +11,14 @@ import type { Readable } from 'node:stream';
 import { HostKeyMismatch, SshConnectError, VpsNixosError } from '../errors';
 import { formatTarget, type Target } from '../target';
 import {
+  algorithmsFor,
+  describeKey,
+  describePresented,
   expectedFingerprints,
-  fingerprint,
-  hostKeyAlgorithms,
+  hostKeyTypesToTry,
+  judgeHostKey,
   keyTypeOf,
-  pinAccepts,
+  whyNotPinned,
   type HostKey,
   type HostKeyPin,
 } from './hostkeys';
@@ -48,7 +51,10 @@ export interface RemoteSession {
 export interface ConnectOptions {
   target: Target;
   privateKey: string;
-  /** 'trust-on-first-use' accepts whatever the host presents; the caller reports it. */
+  /**
+   * The host must present a pinned key (of any type: the types are asked for in turn, see round);
+   * 'trust-on-first-use' accepts whatever the host presents; the caller reports it.
+   */
   pin: HostKeyPin | 'trust-on-first-use';
   connectTimeoutMs: number;
   retries: number;
@@ -90,13 +96,39 @@ export function cipherPreference(
 
 const OUR_CIPHERS = cipherPreference();
 
+/**
+ * The host presented a key that known-hosts marks @revoked. A HostKeyMismatch, so every caller
+ * that stops on a wrong key stops on this one too; its message says revoked, not "expected".
+ */
+export class HostKeyRevoked extends HostKeyMismatch {
+  declare readonly fix: string;
+  constructor(host: string, presented: string, line: number | undefined, expected: string[]) {
+    super(host, presented, expected);
+    this.message =
+      `host key revoked for ${host}: it presented ${presented}, which known-hosts marks @revoked` +
+      `${line !== undefined ? ` (line ${line})` : ''}; nothing was run on it`;
+    this.fix =
+      'the host still serves a key you revoked: replace that host key on the target (from the ' +
+      'provider console) and pin the new one; if the @revoked line is a mistake, remove it';
+  }
+}
+
+/** Nothing is pinned for the host's name (known_hosts names other hosts only). Nothing was sent. */
+export class HostKeyNotPinned extends VpsNixosError {}
+
 /** A connection attempt that gave us a session. */
 type Connected = { client: Client; hostKey: HostKey; cipher?: string };
 /** How one connection attempt ended, when it did not give us a session. */
 type AttemptFailure =
-  | { kind: 'mismatch'; presented: HostKey }
+  | { kind: 'unpinned'; presented: HostKey }
+  | { kind: 'revoked'; presented: HostKey; line?: number }
+  | { kind: 'no-such-key-type'; message: string }
   | { kind: 'auth'; message: string }
   | { kind: 'network'; message: string; code?: string };
+/** How one round (the key types tried in turn) ended, when it did not give us a session. */
+type RoundFailure =
+  | Exclude<AttemptFailure, { kind: 'unpinned' } | { kind: 'no-such-key-type' }>
+  | { kind: 'mismatch'; presented: HostKey[]; lacking: string[] };
 
 const RETRYABLE = new Set([
   'ECONNREFUSED',
@@ -108,12 +140,18 @@ const RETRYABLE = new Set([
   'EPIPE',
 ]);
 
-function attempt(opts: ConnectOptions): Promise<Connected | AttemptFailure> {
+type ServerHostKeyAlgorithms = NonNullable<ConnectConfig['algorithms']>['serverHostKey'];
+
+/** One connection offering `serverHostKey` (ssh2's defaults when undefined). */
+function attempt(
+  opts: ConnectOptions,
+  serverHostKey: string[] | undefined,
+): Promise<Connected | AttemptFailure> {
   return new Promise((resolve) => {
     const client = new Client();
     let presented: HostKey | undefined;
     let negotiated: NegotiatedAlgorithms | undefined;
-    let mismatch = false;
+    let refusal: AttemptFailure | undefined;
     let settled = false;
     const done = (v: Connected | AttemptFailure) => {
       if (settled) return;
@@ -133,15 +171,16 @@ function attempt(opts: ConnectOptions): Promise<Connected | AttemptFailure> {
       hostVerifier: (blob: Buffer): boolean => {
         presented = { type: keyTypeOf(blob) ?? 'unknown', blob: Buffer.from(blob) };
         if (pin === 'trust-on-first-use') return true;
-        mismatch = !pinAccepts(pin, blob);
-        return !mismatch;
+        const verdict = judgeHostKey(pin, blob);
+        if (verdict.kind === 'revoked')
+          refusal = { kind: 'revoked', presented, line: verdict.line };
+        else if (verdict.kind === 'unpinned') refusal = { kind: 'unpinned', presented };
+        // Returning false makes ssh2 drop the connection before it authenticates.
+        return verdict.kind === 'pinned';
       },
       algorithms: {
         cipher: opts.ciphers ?? OUR_CIPHERS,
-        serverHostKey:
-          pin !== 'trust-on-first-use' && hostKeyAlgorithms(pin)
-            ? (hostKeyAlgorithms(pin) as NonNullable<ConnectConfig['algorithms']>['serverHostKey'])
-            : undefined,
+        serverHostKey: serverHostKey as ServerHostKeyAlgorithms,
       },
     };
     client.once('handshake', (n: NegotiatedAlgorithms) => {
@@ -152,13 +191,16 @@ function attempt(opts: ConnectOptions): Promise<Connected | AttemptFailure> {
       else done({ kind: 'network', message: 'the server sent no host key' });
     });
     client.on('error', (err: Error & { code?: string; level?: string }) => {
-      if (mismatch && presented) return done({ kind: 'mismatch', presented });
+      if (refusal) return done(refusal);
       if (err.level === 'client-authentication')
         return done({ kind: 'auth', message: err.message });
+      // The host's KEXINIT lists no algorithm we offered: it has no key of those types.
+      if (err.level === 'handshake' && /no matching host key format/.test(err.message))
+        return done({ kind: 'no-such-key-type', message: err.message });
       done({ kind: 'network', message: err.message, code: err.code });
     });
     client.on('close', () => {
-      if (mismatch && presented) done({ kind: 'mismatch', presented });
+      if (refusal) done(refusal);
       else done({ kind: 'network', message: 'the connection closed during the handshake' });
     });
     try {
@@ -173,11 +215,61 @@ function attempt(opts: ConnectOptions): Promise<Connected | AttemptFailure> {
   });
 }
 
-/** Connects with bounded retries on network failures; never retries a mismatch or a refused login. */
+/**
+ * One round: asks for the pinned key types in turn until the host presents a pinned key. Each
+ * connection offers every type not yet seen, so the host picks the first of them it has (SSH
+ * takes the client's first algorithm the server also offers) and presents that key; an unpinned
+ * key is refused before authentication and its type dropped from the next offer. The round ends
+ * when a pinned key is accepted, a revoked one is seen, or the host has none of the types left:
+ * at most one connection per key type, plus one.
+ */
+async function round(opts: ConnectOptions): Promise<Connected | RoundFailure> {
+  const pin = opts.pin;
+  if (pin === 'trust-on-first-use') {
+    const r = await attempt(opts, undefined);
+    if (!('kind' in r)) return r;
+    // Nothing is refused on first use: a failed key exchange is the only way to get here.
+    if (r.kind === 'unpinned' || r.kind === 'no-such-key-type')
+      return { kind: 'network', message: 'message' in r ? r.message : 'the key exchange failed' };
+    return r;
+  }
+  const pinnedTypes = new Set(pin.keys.map((k) => k.type));
+  const presented: HostKey[] = [];
+  let left = hostKeyTypesToTry(pin);
+  while (left.length > 0) {
+    const r = await attempt(opts, algorithmsFor(left));
+    if (!('kind' in r)) return r;
+    if (r.kind === 'no-such-key-type') break;
+    if (r.kind !== 'unpinned') return r;
+    presented.push(r.presented);
+    const type = r.presented.type;
+    // A key of a type we did not offer would have us offer the same list again: stop there.
+    if (!left.includes(type)) break;
+    left = left.filter((t) => t !== type);
+  }
+  return { kind: 'mismatch', presented, lacking: left.filter((t) => pinnedTypes.has(t)) };
+}
+
+/**
+ * Connects with bounded retries on network failures; never retries a wrong or revoked host key
+ * or a refused login. Refuses before connecting when nothing is pinned for the host's name.
+ */
 export async function connect(opts: ConnectOptions): Promise<RemoteSession> {
   const where = formatTarget(opts.target);
+  const name = opts.target.knownHostsName;
+  const pin = opts.pin;
+  if (pin !== 'trust-on-first-use') {
+    const why = whyNotPinned(pin, name);
+    if (why !== undefined) {
+      const p = opts.target.port === 22 ? '' : `-p ${opts.target.port} `;
+      throw new HostKeyNotPinned(
+        `no host key is pinned for ${name}: ${why}; nothing was sent to it`,
+        `add the host's line (ssh-keyscan ${p}${opts.target.host}; off port 22 it must name [host]:port) after checking its fingerprint out of band, or pass host-key-fingerprint`,
+      );
+    }
+  }
   let delay = opts.retryDelayMs ?? 1000;
-  let last: AttemptFailure | undefined;
+  let last: RoundFailure | undefined;
   for (let i = 0; i <= opts.retries; i++) {
     if (i > 0) {
       opts.log?.(
@@ -186,15 +278,22 @@ export async function connect(opts: ConnectOptions): Promise<RemoteSession> {
       await new Promise((r) => setTimeout(r, delay));
       delay = Math.min(delay * 2, 10_000);
     }
-    const r = await attempt(opts);
+    const r = await round(opts);
     if (!('kind' in r)) return new Ssh2Session(opts.target, r.client, r.hostKey, r.cipher);
     last = r;
+    if (r.kind === 'revoked') {
+      throw new HostKeyRevoked(
+        name,
+        describeKey(r.presented),
+        r.line,
+        expectedFingerprints(pin as HostKeyPin),
+      );
+    }
     if (r.kind === 'mismatch') {
-      const pin = opts.pin as HostKeyPin;
       throw new HostKeyMismatch(
-        opts.target.knownHostsName,
-        `${r.presented.type} ${fingerprint(r.presented.blob)}`,
-        expectedFingerprints(pin),
+        name,
+        describePresented(r.presented, r.lacking),
+        expectedFingerprints(pin as HostKeyPin),
       );
     }
     if (r.kind === 'auth') {

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InputError, VpsNixosError } from '../../src/errors';
@@ -104,10 +104,25 @@ describe('fetchInfectScript', () => {
     );
   });
 
-  it('gives up on a server that stops answering', async () => {
+  it('gives up on a server that stops sending (idle timeout), keeping no partial file', async () => {
+    await expect(
+      fetchInfectScript({ ...req(`${base}/slow`, sha), idleTimeoutMs: 500 }),
+    ).rejects.toThrow(/sent nothing for 0\.5 s after 10 B \(idle timeout\)/);
+    expect(readdirSync(join(dir, 'dl'))).toEqual([]);
+  });
+
+  it('gives up at the overall deadline (timeoutMs)', async () => {
     await expect(
       fetchInfectScript({ ...req(`${base}/slow`, sha), timeoutMs: 500 }),
-    ).rejects.toThrow(/no answer within 0\.5 s/);
+    ).rejects.toThrow(/not finished within 0\.5 s \(the overall deadline/);
+  });
+
+  it('shows the URL without its token', async () => {
+    const err = await fetchInfectScript(req(`${base}/nope?token=SECRET`, sha)).catch(
+      (e: unknown) => e,
+    );
+    expect((err as Error).message).toMatch(/HTTP 404/);
+    expect((err as Error).message).not.toContain('SECRET');
   });
 
   it('names the HTTP status of a missing file', async () => {

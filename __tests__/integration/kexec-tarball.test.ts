@@ -5,9 +5,12 @@
  */
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DownloadError } from '../../src/net/download';
+import { resolveKexecTarball, type KexecRequest } from '../../src/nix/kexec';
+import type { Nix } from '../../src/nix/nix';
 import { runCli } from '../helpers/cli';
 import { OFFLINE_NIX_CONFIG, standinFlake } from '../helpers/nixflake';
 
@@ -93,9 +96,75 @@ describe('kexec-tarball', () => {
     expect(over.stdout + over.stderr).toMatch(/over installer-budget/);
   });
 
+  it('caps a download at installer-budget', async () => {
+    const over = await build([
+      '--kexec-tarball',
+      `${base}/installer.tar.gz`,
+      '--kexec-tarball-sha256',
+      sha,
+      '--installer-budget',
+      '65535',
+    ]);
+    expect(over.code).not.toBe(0);
+    expect(over.stdout + over.stderr).toMatch(/over installer-budget 64\.0 KiB/);
+  });
+
   it('says when the file does not exist', async () => {
     const r = await build(['--kexec-tarball', join(dir, 'missing.tar.gz')]);
     expect(r.code).not.toBe(0);
     expect(r.stdout + r.stderr).toMatch(/input 'kexec-tarball': .* is not a file/);
+  });
+});
+
+describe('resolveKexecTarball with a URL (the shared downloader)', () => {
+  // A URL never reaches nix.
+  const nix = {} as Nix;
+  const resolve = (tarball: string, extra: Partial<KexecRequest> = {}) => {
+    const downloadDir = mkdtempSync(join(dir, 'dl-'));
+    const r = resolveKexecTarball(nix, {
+      tarball,
+      sha256: sha,
+      system: 'x86_64-linux',
+      downloadDir,
+      log: () => undefined,
+      ...extra,
+    });
+    return { r, downloadDir };
+  };
+
+  it('streams it into the download dir with its sha256 and size', async () => {
+    const { r, downloadDir } = resolve(`${base}/installer.tar.gz`, { budgetBytes: 65536 });
+    expect(await r).toMatchObject({
+      path: join(downloadDir, 'kexec-installer.tar.gz'),
+      sha256: sha,
+      bytes: 65536,
+      source: 'url',
+      from: `${base}/installer.tar.gz`,
+    });
+  });
+
+  it('refuses it by Content-Length above installer-budget, before reading, leaving no file', async () => {
+    const before = requests;
+    const { r, downloadDir } = resolve(`${base}/installer.tar.gz`, { budgetBytes: 65535 });
+    const err = await r.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DownloadError);
+    expect((err as DownloadError).reason).toBe('too-large');
+    expect((err as DownloadError).message).toBe(
+      `kexec-tarball ${base}/installer.tar.gz is 64.0 KiB (Content-Length), over installer-budget 64.0 KiB`,
+    );
+    expect((err as DownloadError).fix).toMatch(/raise installer-budget/);
+    expect(requests).toBe(before + 1);
+    expect(readdirSync(downloadDir)).toEqual([]);
+  });
+
+  it('refuses a sha256 mismatch, leaving no file, and shows no token', async () => {
+    const { r, downloadDir } = resolve(`http://u:SECRET@${base.slice(7)}/installer.tar.gz`, {
+      sha256: 'c'.repeat(64),
+    });
+    const err = (await r.catch((e: unknown) => e)) as DownloadError;
+    expect(err.reason).toBe('sha256');
+    expect(err.message).toContain(sha);
+    expect(err.message).not.toContain('SECRET');
+    expect(readdirSync(downloadDir)).toEqual([]);
   });
 });

@@ -4,9 +4,10 @@
  * reported so the summary can show it. The target never runs `curl | bash`.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InputError, VpsNixosError } from '../errors';
+import { displayUrl, download } from '../net/download';
 import { shellQuote } from '../shell';
 import { formatBytes } from '../size';
 
@@ -32,6 +33,7 @@ export const INFECT_DEFAULT_CHANNEL = 'nixos-25.11';
 
 /** The real script is about 14 KB; anything near this is not it. */
 export const INFECT_MAX_BYTES = 1024 * 1024;
+/** The whole download: 14 KB from GitHub takes well under a second. */
 export const INFECT_FETCH_TIMEOUT_MS = 60_000;
 
 export interface InfectFetchRequest {
@@ -43,7 +45,10 @@ export interface InfectFetchRequest {
   downloadDir: string;
   log: (line: string) => void;
   maxBytes?: number;
+  /** Overall deadline of the download (default INFECT_FETCH_TIMEOUT_MS). */
   timeoutMs?: number;
+  /** Connect, answer and between-bytes timeout (default DOWNLOAD_IDLE_TIMEOUT_MS). */
+  idleTimeoutMs?: number;
 }
 
 export interface InfectScript {
@@ -62,49 +67,15 @@ function sha256Hex(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
+const INFECT_SHA256_FIX =
+  'if nixos-infect changed on purpose, review the new script and update infect-sha256 ' +
+  '(and infect-revision); otherwise do not use it';
+
 function tooBig(from: string, what: string, max: number): VpsNixosError {
   return new VpsNixosError(
     `infect script ${from} is ${what}, over the ${formatBytes(max)} limit; nixos-infect is about 14 KiB`,
     'check infect-url: it should name the raw nixos-infect file, not a page or an archive',
   );
-}
-
-async function download(url: string, max: number, timeoutMs: number): Promise<Buffer> {
-  const fail = (why: string, fix = 'check infect-url and that the runner can reach it') =>
-    new VpsNixosError(`cannot download the infect script ${url}: ${why}`, fix);
-  let res: Response;
-  try {
-    res = await fetch(url, { redirect: 'follow', signal: AbortSignal.timeout(timeoutMs) });
-  } catch (err) {
-    const e = err as Error;
-    throw fail(e.name === 'TimeoutError' ? `no answer within ${timeoutMs / 1000} s` : e.message);
-  }
-  if (!res.ok || !res.body) throw fail(`HTTP ${res.status}`, 'check infect-url');
-  const declared = Number(res.headers.get('content-length') ?? NaN);
-  if (Number.isFinite(declared) && declared > max) {
-    await res.body.cancel().catch(() => undefined);
-    throw tooBig(url, `${formatBytes(declared)} (Content-Length)`, max);
-  }
-  const chunks: Buffer[] = [];
-  let bytes = 0;
-  const reader = res.body.getReader();
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      bytes += value.byteLength;
-      if (bytes > max) {
-        await reader.cancel().catch(() => undefined);
-        throw tooBig(url, `more than ${formatBytes(max)}`, max);
-      }
-      chunks.push(Buffer.from(value));
-    }
-  } catch (err) {
-    if (err instanceof VpsNixosError) throw err;
-    const e = err as Error;
-    throw fail(e.name === 'TimeoutError' ? `no answer within ${timeoutMs / 1000} s` : e.message);
-  }
-  return Buffer.concat(chunks);
 }
 
 /**
@@ -126,16 +97,39 @@ export async function fetchInfectScript(req: InfectFetchRequest): Promise<Infect
 
   let data: Buffer;
   let source: InfectScript['source'];
-  if (/^https?:\/\//i.test(url)) {
+  const isUrl = /^https?:\/\//i.test(url);
+  const from = isUrl ? displayUrl(url) : url;
+  if (isUrl) {
     if (!expected) {
       throw new InputError(
         'infect-sha256',
-        `is required with infect-url ${url}: the script is checked, never run unverified`,
-        `review the script, then pin its hash: curl -sL ${url} | sha256sum`,
+        `is required with infect-url ${from}: the script is checked, never run unverified`,
+        `review the script, then pin its hash: curl -sL ${from} | sha256sum`,
       );
     }
-    req.log(`downloading the infect script ${url}`);
-    data = await download(url, max, req.timeoutMs ?? INFECT_FETCH_TIMEOUT_MS);
+    // The shared downloader checks the sha256 as it streams; the file is read, then removed,
+    // so the script is written below only once every check passed.
+    const got = await download({
+      url,
+      sha256: expected,
+      dir: req.downloadDir,
+      fileName: 'nixos-infect.download',
+      what: 'the infect script',
+      input: 'infect-url',
+      sha256Input: 'infect-sha256',
+      maxBytes: max,
+      limitFix:
+        'check infect-url: it should name the raw nixos-infect file (about 14 KiB), not a page or an archive',
+      sha256Fix: INFECT_SHA256_FIX,
+      deadlineMs: req.timeoutMs ?? INFECT_FETCH_TIMEOUT_MS,
+      idleTimeoutMs: req.idleTimeoutMs,
+      log: req.log,
+    });
+    try {
+      data = readFileSync(got.path);
+    } finally {
+      rmSync(got.path, { force: true });
+    }
     source = 'url';
   } else {
     if (!existsSync(url) || !statSync(url).isFile()) {
@@ -154,26 +148,27 @@ export async function fetchInfectScript(req: InfectFetchRequest): Promise<Infect
   const sha256 = sha256Hex(data);
   if (expected && expected !== sha256) {
     throw new VpsNixosError(
-      `infect script ${url} has sha256 ${sha256}, expected ${expected}; it was not used and nothing was uploaded`,
-      'if nixos-infect changed on purpose, review the new script and update infect-sha256 ' +
-        '(and infect-revision); otherwise do not use it',
+      `infect script ${from} has sha256 ${sha256}, expected ${expected}; it was not used and nothing was uploaded`,
+      INFECT_SHA256_FIX,
     );
   }
   const text = data.toString('utf8');
   if (!text.startsWith('#!') || text.includes('\0')) {
     throw new VpsNixosError(
-      `infect script ${url} is not a shell script (it does not start with #!)`,
+      `infect script ${from} is not a shell script (it does not start with #!)`,
       'check infect-url: it should name the raw nixos-infect file',
     );
   }
   if (!expected) {
-    req.log(`warning: infect script ${url} has no infect-sha256 to check; its sha256 is ${sha256}`);
+    req.log(
+      `warning: infect script ${from} has no infect-sha256 to check; its sha256 is ${sha256}`,
+    );
   }
   mkdirSync(req.downloadDir, { recursive: true, mode: 0o700 });
   const path = join(req.downloadDir, 'nixos-infect');
   writeFileSync(path, data, { mode: 0o600 });
   req.log(`infect script: ${formatBytes(data.length)}, sha256 ${sha256}`);
-  return { path, text, sha256, bytes: data.length, source, from: url, verified: !!expected };
+  return { path, text, sha256, bytes: data.length, source, from, verified: !!expected };
 }
 
 export interface InfectPatch {

@@ -4,7 +4,6 @@ import { createHash } from 'node:crypto';
 import {
   copyFileSync,
   createReadStream,
-  createWriteStream,
   existsSync,
   mkdirSync,
   readdirSync,
@@ -14,11 +13,10 @@ import {
 } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
 import { promisify } from 'node:util';
-import type { CacheStore } from '../cache/store';
-import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import type { CacheStore } from '../cache/store';
 import { InputError, VpsNixosError } from '../errors';
+import { displayUrl, download, type Downloaded } from '../net/download';
 import { formatBytes } from '../size';
 import { BudgetExceeded, BuildError } from './build';
 import { nixErrorText, type Nix } from './nix';
@@ -176,29 +174,40 @@ export function ourFlakeDir(): string {
   );
 }
 
-async function download(url: string, dir: string, log: (l: string) => void): Promise<string> {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const file = join(dir, 'kexec-installer.tar.gz');
-  log(`downloading ${url}`);
-  let res: Response;
-  try {
-    res = await fetch(url, { redirect: 'follow' });
-  } catch (err) {
-    throw new VpsNixosError(
-      `cannot download kexec-tarball ${url}: ${(err as Error).message}`,
-      'check the URL and that the runner can reach it',
-    );
-  }
-  if (!res.ok || !res.body)
-    throw new VpsNixosError(
-      `cannot download kexec-tarball ${url}: HTTP ${res.status}`,
-      'check the URL',
-    );
-  await pipeline(
-    Readable.fromWeb(res.body as unknown as WebReadableStream),
-    createWriteStream(file, { mode: 0o600 }),
-  );
-  return file;
+/** A downloaded tarball above this is refused when installer-budget does not set the cap. */
+export const KEXEC_DOWNLOAD_MAX_BYTES = 1024 ** 3;
+/** The whole tarball download; a few hundred MiB take seconds on a hosted runner. */
+export const KEXEC_DOWNLOAD_DEADLINE_MS = 15 * 60_000;
+
+/** Downloads a kexec-tarball URL, capped at installer-budget, checked against its sha256. */
+async function downloadTarball(
+  req: KexecRequest,
+  url: string,
+  sha256: string,
+): Promise<Downloaded> {
+  const budget = req.budgetBytes;
+  return download({
+    url,
+    sha256,
+    dir: req.downloadDir,
+    fileName: 'kexec-installer.tar.gz',
+    what: 'kexec-tarball',
+    input: 'kexec-tarball',
+    sha256Input: 'kexec-tarball-sha256',
+    maxBytes: budget ?? KEXEC_DOWNLOAD_MAX_BYTES,
+    limitName:
+      budget !== undefined
+        ? `installer-budget ${formatBytes(budget)}`
+        : `the ${formatBytes(KEXEC_DOWNLOAD_MAX_BYTES)} download limit`,
+    limitFix:
+      budget !== undefined
+        ? 'use our slim installer (leave kexec-tarball empty) or raise installer-budget; every MiB of it sits in RAM after kexec'
+        : 'check kexec-tarball: it should name a kexec installer tarball; use our slim installer (leave kexec-tarball empty), or set installer-budget to allow a larger one',
+    sha256Fix:
+      'if the tarball changed on purpose, update kexec-tarball-sha256; otherwise do not use it',
+    deadlineMs: KEXEC_DOWNLOAD_DEADLINE_MS,
+    log: req.log,
+  });
 }
 
 async function buildOurs(
@@ -277,17 +286,20 @@ export async function resolveKexecTarball(nix: Nix, req: KexecRequest): Promise<
   let path: string;
   let source: KexecTarball['source'];
   let from: string;
-  if (req.tarball && /^https?:\/\//.test(req.tarball)) {
+  let downloaded: Downloaded | undefined;
+  if (req.tarball && /^https?:\/\//i.test(req.tarball)) {
+    from = displayUrl(req.tarball);
     if (!req.sha256) {
       throw new InputError(
         'kexec-tarball-sha256',
-        `is required with a URL in kexec-tarball (${req.tarball})`,
+        `is required with a URL in kexec-tarball (${from})`,
         "set kexec-tarball-sha256 to the tarball's sha256 (sha256sum FILE)",
       );
     }
-    path = await download(req.tarball, req.downloadDir, req.log);
+    // Checked against the sha256 and capped at installer-budget while it streams.
+    downloaded = await downloadTarball(req, req.tarball, req.sha256);
+    path = downloaded.path;
     source = 'url';
-    from = req.tarball;
   } else if (req.tarball) {
     if (!existsSync(req.tarball) || !statSync(req.tarball).isFile()) {
       throw new InputError(
@@ -303,14 +315,15 @@ export async function resolveKexecTarball(nix: Nix, req: KexecRequest): Promise<
     ({ path, from } = await cachedOurs(nix, req));
     source = 'built';
   }
-  const sha256 = await sha256File(path);
-  if (req.sha256 && req.sha256.toLowerCase() !== sha256) {
+  const sha256 = downloaded?.sha256 ?? (await sha256File(path));
+  const expected = req.sha256?.trim().toLowerCase();
+  if (expected && expected !== sha256) {
     throw new VpsNixosError(
-      `kexec-tarball ${from} has sha256 ${sha256}, expected ${req.sha256.toLowerCase()}; nothing was uploaded`,
+      `kexec-tarball ${from} has sha256 ${sha256}, expected ${expected}; nothing was uploaded`,
       'if the tarball changed on purpose, update kexec-tarball-sha256; otherwise do not use it',
     );
   }
-  const bytes = statSync(path).size;
+  const bytes = downloaded?.bytes ?? statSync(path).size;
   if (req.budgetBytes !== undefined && bytes > req.budgetBytes) {
     throw new BudgetExceeded(
       `the kexec tarball is ${formatBytes(bytes)}, over installer-budget ${formatBytes(req.budgetBytes)}`,

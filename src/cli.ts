@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /** The `vps-nixos` command: same pipeline as the action, text or JSON on stdout, progress on stderr. */
 import { terminalLogger } from './report/log';
+import { safeText } from './report/render';
 import { InputError, describeError } from './errors';
-import { parseArgs } from './cli/args';
+import { parseArgs, quotable } from './cli/args';
 import { COMMANDS, findCommand, runCommand, usage } from './cli/commands';
 
 async function cli(argv: string[]): Promise<number> {
@@ -10,7 +11,7 @@ async function cli(argv: string[]): Promise<number> {
   try {
     parsed = parseArgs(argv, (c) => findCommand(c)?.options);
   } catch (err) {
-    process.stderr.write(`vps-nixos: ${describeError(err)}\n`);
+    process.stderr.write(`vps-nixos: ${safeText(describeError(err))}\n`);
     return 2;
   }
   if (!parsed.command) {
@@ -20,7 +21,7 @@ async function cli(argv: string[]): Promise<number> {
   const cmd = findCommand(parsed.command);
   if (!cmd) {
     process.stderr.write(
-      `vps-nixos: unknown command '${parsed.command}' (commands: ${COMMANDS.map((c) => c.name).join(', ')})\n`,
+      `vps-nixos: unknown command '${quotable(parsed.command)}' (commands: ${COMMANDS.map((c) => c.name).join(', ')})\n`,
     );
     return 2;
   }
@@ -41,11 +42,11 @@ async function cli(argv: string[]): Promise<number> {
       (result.exitCode !== 0 && (!result.record.error || parsed.options.json === 'true')) ||
       (result.exitCode === 0 && (result.record.bootstrap || result.record.deploy))
     ) {
-      process.stderr.write(`vps-nixos: ${result.message.replace(/\n/g, '\n  ')}\n`);
+      process.stderr.write(`vps-nixos: ${safeText(result.message).replace(/\n/g, '\n  ')}\n`);
     }
     return result.exitCode;
   } catch (err) {
-    process.stderr.write(`vps-nixos: ${describeError(err)}\n`);
+    process.stderr.write(`vps-nixos: ${safeText(describeError(err))}\n`);
     return err instanceof InputError ? 2 : 1;
   }
 }
@@ -55,7 +56,7 @@ cli(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    process.stderr.write(`vps-nixos: ${describeError(err)}\n`);
+    process.stderr.write(`vps-nixos: ${safeText(describeError(err))}\n`);
     process.exitCode = 1;
   },
 );

@@ -1,9 +1,11 @@
+import { statSync } from 'node:fs';
 import { z } from 'zod';
 import { utils as sshUtils } from 'ssh2';
 import { InputError } from './errors';
 import { parseSize } from './size';
-import { parseTarget } from './target';
+import { namesPort, parseTarget } from './target';
 import { parseKnownHosts, pinFor } from './ssh/hostkeys';
+import { displayUrl } from './net/download';
 import { DEPLOY_ACTIONS } from './deploy/rebuild';
 import {
   INFECT_DEFAULT_CHANNEL,
@@ -192,6 +194,49 @@ const storePathInput = z
   );
 
 /**
+ * A file on the runner or a download: an http(s) URL (scheme case-insensitive, written lowercase
+ * after) or the path of a file that exists now. Other schemes (file://, ftp://) are refused: a
+ * local file is given as a path; whether a hash is needed is checked with the other inputs.
+ * Messages show a URL without its user info and query (where tokens live).
+ */
+const fileOrUrlInput = (fix: string) =>
+  z.string().transform((s, ctx) => {
+    const v = s.trim();
+    if (v === '') return undefined; // blank is "not given", as '' is
+    const shown = displayUrl(v);
+    const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(v)?.[1];
+    if (scheme !== undefined) {
+      const lower = scheme.toLowerCase();
+      if (lower === 'file')
+        return fail(ctx, `'${shown}' is a file:// URL`, `give the file as a path instead; ${fix}`);
+      if (lower !== 'https' && lower !== 'http')
+        return fail(ctx, `'${shown}': ${lower}:// is not supported`, fix);
+      let host = '';
+      try {
+        host = new URL(v).hostname;
+      } catch {
+        // reported below
+      }
+      if (!host) return fail(ctx, `'${shown}' is not a valid URL`, fix);
+      return lower + v.slice(scheme.length);
+    }
+    if (/^https?:/i.test(v)) return fail(ctx, `'${shown}' is not a valid URL`, fix);
+    let isFile: boolean;
+    try {
+      isFile = statSync(v).isFile();
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      return fail(
+        ctx,
+        `'${v}' is not a file: ${code === 'ENOENT' ? 'it does not exist' : `cannot read it (${code})`}`,
+        fix,
+      );
+    }
+    if (!isFile) return fail(ctx, `'${v}' is not a file (a directory?)`, fix);
+    return v;
+  });
+
+/**
  * The action's inputs (same names as the CLI's options), in action.yml's order: how each is
  * documented, the Config field it fills and how its text is parsed. action.yml must say the same.
  */
@@ -369,7 +414,9 @@ export const INPUTS = {
     description:
       'Kexec installer tarball to use instead of ours: a path, or an http(s) URL (then kexec-tarball-sha256 is required)',
     required: false,
-    parse: z.string().transform((s) => s.trim()),
+    parse: fileOrUrlInput(
+      'give the path of a kexec tarball (kexec/run, kexec/bzImage, kexec/initrd inside), or an https:// URL with kexec-tarball-sha256',
+    ),
   },
   'kexec-tarball-sha256': {
     key: 'kexecTarballSha256',
@@ -443,7 +490,7 @@ export const INPUTS = {
         return bad
           ? fail(
               ctx,
-              `'${bad}' is not a binary cache URL`,
+              `'${displayUrl(bad)}' is not a binary cache URL`,
               'write https://… (or file://, s3://) URLs',
             )
           : urls;
@@ -487,10 +534,15 @@ export const INPUTS = {
       "Build on this host instead of the runner (nixos-rebuild's --build-host, user@host)",
     required: false,
     parse: z.string().transform((s, ctx) => {
-      const t = parseTarget(s.trim());
-      return typeof t === 'string'
-        ? fail(ctx, t, 'write user@host (the port, if any, goes in your ssh config)')
-        : s.trim();
+      const v = s.trim();
+      const fix =
+        'write user@host; a port, or an IPv6 address, goes in your ssh config (a Host alias with Port/HostName)';
+      // nixos-rebuild hands it to ssh as the destination: ssh takes neither :port nor [brackets].
+      if (namesPort(v)) return fail(ctx, `'${v}' names a port, which is not supported`, fix);
+      const t = parseTarget(v);
+      if (typeof t === 'string') return fail(ctx, t, fix);
+      if (v.includes('[')) return fail(ctx, `'${v}': ssh does not take [brackets] here`, fix);
+      return v;
     }),
   },
   'use-sudo': {
@@ -525,7 +577,11 @@ export const INPUTS = {
       .transform((s, ctx) =>
         /^https?:\/\/\S+$/.test(s.trim())
           ? s.trim()
-          : fail(ctx, `'${s}' is not an http(s) URL`, 'write http://HOST[:PORT]/PATH or https://…'),
+          : fail(
+              ctx,
+              `'${displayUrl(s)}' is not an http(s) URL`,
+              'write http://HOST[:PORT]/PATH or https://…',
+            ),
       ),
   },
   'health-timeout': {
@@ -574,7 +630,9 @@ export const INPUTS = {
     description:
       'Where nixos-infect is downloaded from instead (http(s) URL or a file); default: the raw file at infect-revision',
     required: false,
-    parse: z.string().transform((s) => s.trim()),
+    parse: fileOrUrlInput(
+      'give the path of a nixos-infect script, or an https:// URL of the raw file with infect-sha256',
+    ),
   },
   'infect-sha256': {
     key: 'infectSha256',
@@ -664,12 +722,39 @@ export interface ParseOptions {
   noConnection?: boolean;
   /** What the user actually typed for an input (CLI file options), for messages. */
   shownAs?: Partial<Record<InputName, string>>;
+  /** How this entry point takes the deploy key, for messages (default: the action input). */
+  keyHow?: string;
 }
 
-/** Turns raw inputs into a Config, or throws the first InputError. No connection is made. */
+const KEY_MATERIAL = [
+  // PEM armour of any private key: OPENSSH, RSA, EC, DSA, ENCRYPTED, PKCS#8, PGP … BLOCK
+  /-{5} *(BEGIN|END) [A-Z0-9 ]*PRIVATE KEY/i,
+  // base64 of "openssh-key-v1\0": how every OpenSSH private key body starts
+  /b3BlbnNzaC1rZXktdjE/,
+  /PuTTY-User-Key-File-\d/,
+];
+
+/** Whether a text holds private key material (an armoured key, or an OpenSSH key body). */
+export function looksLikeKeyMaterial(text: string): boolean {
+  return KEY_MATERIAL.some((re) => re.test(text));
+}
+
+/**
+ * Turns raw inputs into a Config, or throws the first InputError. No connection is made. Errors
+ * quote what was given, so a private key anywhere but ssh-private-key is refused unquoted first.
+ */
 export function parseConfig(raw: RawInputs, opts: ParseOptions = {}): Config {
   const shown = (n: InputName) => opts.shownAs?.[n] ?? n;
   const given = withDefaults(raw);
+  for (const name of INPUT_NAMES) {
+    const value = given[name];
+    if (name === 'ssh-private-key' || value === undefined || !looksLikeKeyMaterial(value)) continue;
+    throw new InputError(
+      shown(name),
+      'holds a private key (its value is not shown)',
+      `give the key only as ${opts.keyHow ?? 'the ssh-private-key input (a secret)'}, and this input what it documents: ${INPUTS[name].description}`,
+    );
+  }
   const result = configSchema.safeParse(
     Object.fromEntries(INPUT_NAMES.map((n) => [INPUTS[n].key, given[n]])),
   );
@@ -701,12 +786,13 @@ function infectSource(
   const known = infectUrl === infectRawUrl(INFECT_DEFAULT_REVISION);
   const infectSha256 = sha256 ?? (known ? INFECT_DEFAULT_SHA256 : undefined);
   if (!infectSha256 && /^https?:\/\//i.test(infectUrl)) {
+    const shown = displayUrl(infectUrl);
     return fail(
       ctx,
       url
-        ? `is required with infect-url ${infectUrl}: the script is checked, never run unverified`
+        ? `is required with infect-url ${shown}: the script is checked, never run unverified`
         : `is required with infect-revision ${revision}: only the default revision's hash is known`,
-      `review the script, then pin its hash: curl -sL ${infectUrl} | sha256sum`,
+      `review the script, then pin its hash: curl -sL ${shown} | sha256sum`,
       [INPUTS['infect-sha256'].key],
     );
   }
@@ -742,7 +828,7 @@ function checkTogether(cfg: Config, opts: ParseOptions, shown: (n: InputName) =>
     throw new InputError(
       shown('ssh-private-key'),
       'is required to connect',
-      'pass the deploy key (a secret in CI: ssh-private-key: ${{ secrets.VPS_SSH_KEY }})',
+      `pass the deploy key: ${opts.keyHow ?? 'a secret, ssh-private-key: ${{ secrets.VPS_SSH_KEY }}'}`,
     );
   }
   const name = cfg.target.knownHostsName;

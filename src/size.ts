@@ -17,18 +17,40 @@ const UNITS: Record<string, number> = {
   tib: 1024 ** 4,
 };
 
-/** Parses a size string into bytes, or returns an explanation of why it is not one. */
+/** The largest size we take: bytes stay exact integers in a JavaScript number below it. */
+const MAX_BYTES = BigInt(Number.MAX_SAFE_INTEGER);
+
+/**
+ * Parses a size string into a whole number of bytes, or returns an explanation of why it is not
+ * one. Computed exactly (no float rounding, no Infinity): a fraction of a unit is rounded to the
+ * nearest byte, but a size below one byte, or bytes with a fraction, are refused, never made 0.
+ */
 export function parseSize(text: string): number | string {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
+  const m = /^\s*(\d+)(?:\.(\d+))?\s*([a-zA-Z]*)\s*$/.exec(text);
   if (!m) {
     return /^\s*-/.test(text)
       ? `'${text}' is negative`
       : `'${text}' is not a size (examples: 700MiB, 3GiB, 512M)`;
   }
-  const factor = UNITS[(m[2] ?? '').toLowerCase()];
+  const [, whole = '0', frac = '', unit = ''] = m;
+  const factor = UNITS[unit.toLowerCase()];
   if (factor === undefined)
-    return `'${text}' has an unknown unit '${m[2]}' (use B, KiB, MiB, GiB, TiB)`;
-  return Math.round(Number(m[1]) * factor);
+    return `'${text}' has an unknown unit '${unit}' (use B, KiB, MiB, GiB, TiB)`;
+  const digits = whole.replace(/^0+(?=\d)/, '');
+  // More digits than any allowed size has: too large, without building a huge BigInt.
+  if (digits.length > 17) return `'${text}' is too large (sizes must be below 8 PiB)`;
+  const scale = 10n ** BigInt(frac.length);
+  // bytes = scaled / scale, exactly
+  const scaled = (BigInt(digits) * scale + BigInt(frac || '0')) * BigInt(factor);
+  const bytes = scaled / scale;
+  const rest = scaled % scale;
+  if (rest !== 0n) {
+    if (factor === 1) return `'${text}' is not a whole number of bytes`;
+    if (bytes === 0n) return `'${text}' is less than one byte`;
+  }
+  const rounded = bytes + (rest * 2n >= scale ? 1n : 0n);
+  if (rounded > MAX_BYTES) return `'${text}' is too large (sizes must be below 8 PiB)`;
+  return Number(rounded);
 }
 
 /** Formats bytes for people: `960.0 MiB`. */

@@ -54,6 +54,17 @@ export function parseTarget(text: string): Target | string {
   return { user, host, port, knownHostsName };
 }
 
+/**
+ * Whether `user@host[:port]` names a port (even :22). Says nothing about validity: parseTarget
+ * does. For a destination handed to ssh as is (nixos-rebuild's --build-host), which takes no port.
+ */
+export function namesPort(text: string): boolean {
+  const rest = text.slice(text.lastIndexOf('@') + 1);
+  if (rest.startsWith('[')) return /^\[[^\]]*\]:/.test(rest);
+  // One colon is a port; more is an IPv6 address without brackets (parseTarget refuses it).
+  return (rest.match(/:/g) ?? []).length === 1;
+}
+
 /** `user@host:port` as people write it (brackets for IPv6). */
 export function formatTarget(t: Target): string {
   const h = isIPv6(t.host) ? `[${t.host}]` : t.host;

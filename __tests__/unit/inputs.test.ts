@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
@@ -6,6 +7,7 @@ import {
   INPUTS,
   inputSchema,
   isBooleanInput,
+  looksLikeKeyMaterial,
   parseConfig,
   withDefaults,
   type Config,
@@ -21,6 +23,14 @@ const pkcs8 = generateKeyPairSync('ed25519')
   .privateKey.export({ type: 'pkcs8', format: 'pem' })
   .toString();
 const hostLine = (name: string) => `${name} ${publicKey.split(' ').slice(0, 2).join(' ')}`;
+
+// kexec-tarball and infect-url name files that must exist when the inputs are read.
+const files = mkdtempSync(join(tmpdir(), 'vps-nixos-inputs-'));
+const tarballFile = join(files, 'kexec.tar.gz');
+const infectFile = join(files, 'nixos-infect');
+writeFileSync(tarballFile, 'stand-in');
+writeFileSync(infectFile, '#!/bin/sh\n');
+mkdirSync(join(files, 'a-directory'));
 
 const good: RawInputs = {
   target: 'root@203.0.113.7',
@@ -176,7 +186,7 @@ describe('the schema', () => {
     'push-to': 'cachix:my-cache',
     'github-token': 'ghs_x',
     'allow-preflight-errors': 'false',
-    'kexec-tarball': './kexec.tar.gz',
+    'kexec-tarball': tarballFile,
     'kexec-tarball-sha256': 'a'.repeat(64),
     'confirm-wipe': '/dev/vda',
     'zram-size': '1GiB',
@@ -197,7 +207,7 @@ describe('the schema', () => {
     rollback: 'true',
     'force-switch': 'true',
     'infect-revision': INFECT_DEFAULT_REVISION,
-    'infect-url': './vendor/nixos-infect',
+    'infect-url': infectFile,
     'infect-sha256': 'b'.repeat(64),
     'nixos-channel': 'nixos-25.11',
   };
@@ -212,7 +222,7 @@ describe('the schema', () => {
       deployAction: 'switch',
       forceSwitch: true,
       healthCheck: 'systemctl is-system-running',
-      infectUrl: './vendor/nixos-infect',
+      infectUrl: infectFile,
     });
   });
   it('always fills the fields that have a default or an empty value', () => {
@@ -420,6 +430,98 @@ describe('parseConfig', () => {
       'nixos-channel',
       /nixos-unstable/,
     ],
+    // issue 20 item 5: refused while reading the inputs, not when the stage gets there
+    [
+      'kexec-tarball over ftp',
+      { 'kexec-tarball': 'ftp://example.org/k.tar.gz', 'kexec-tarball-sha256': 'a'.repeat(64) },
+      'kexec-tarball',
+      /ftp:\/\/ is not supported.*https:\/\/ URL with kexec-tarball-sha256/,
+    ],
+    [
+      'kexec-tarball as a file:// URL',
+      { 'kexec-tarball': `FILE://${tarballFile}` },
+      'kexec-tarball',
+      /file:\/\/ URL.*as a path/,
+    ],
+    [
+      'kexec-tarball that does not exist',
+      { 'kexec-tarball': join(files, 'missing.tar.gz') },
+      'kexec-tarball',
+      /is not a file: it does not exist.*kexec\/bzImage/,
+    ],
+    [
+      'kexec-tarball that is a directory',
+      { 'kexec-tarball': join(files, 'a-directory') },
+      'kexec-tarball',
+      /is not a file \(a directory\?\)/,
+    ],
+    [
+      'kexec-tarball URL without a host',
+      { 'kexec-tarball': 'https://', 'kexec-tarball-sha256': 'a'.repeat(64) },
+      'kexec-tarball',
+      /not a valid URL/,
+    ],
+    [
+      'kexec-tarball http: without slashes',
+      { 'kexec-tarball': 'https:/example.org/k.tar.gz' },
+      'kexec-tarball',
+      /not a valid URL/,
+    ],
+    [
+      'kexec-tarball over http without a hash',
+      { 'kexec-tarball': 'http://example.org/k.tar.gz' },
+      'kexec-tarball-sha256',
+      /sha256sum/,
+    ],
+    [
+      'kexec-tarball over HTTPS without a hash',
+      { 'kexec-tarball': 'HTTPS://example.org/k.tar.gz' },
+      'kexec-tarball-sha256',
+      /sha256sum/,
+    ],
+    [
+      'infect-url as a file:// URL',
+      { 'infect-url': `file://${infectFile}` },
+      'infect-url',
+      /file:\/\/ URL.*as a path/,
+    ],
+    [
+      'infect-url over ftp',
+      { 'infect-url': 'ftp://example.org/nixos-infect', 'infect-sha256': 'b'.repeat(64) },
+      'infect-url',
+      /ftp:\/\/ is not supported.*infect-sha256/,
+    ],
+    [
+      'infect-url that does not exist',
+      { 'infect-url': './vendor/nixos-infect' },
+      'infect-url',
+      /'\.\/vendor\/nixos-infect' is not a file: it does not exist/,
+    ],
+    [
+      'infect-url over http without a hash',
+      { 'infect-url': 'http://10.0.0.1/nixos-infect' },
+      'infect-sha256',
+      /curl -sL http:\/\/10\.0\.0\.1\/nixos-infect \| sha256sum/,
+    ],
+    ['build-host with port 22', { 'build-host': 'root@builder:22' }, 'build-host', /ssh config/],
+    ['build-host with a port', { 'build-host': 'builder.example.org:2222' }, 'build-host', /port/],
+    [
+      'build-host IPv6 with a port',
+      { 'build-host': 'root@[2001:db8::1]:2222' },
+      'build-host',
+      /names a port/,
+    ],
+    [
+      'build-host IPv6 in brackets (ssh takes them literally)',
+      { 'build-host': 'root@[2001:db8::1]' },
+      'build-host',
+      /brackets.*Host alias/,
+    ],
+    ['size of 400 digits', { 'closure-budget': '9'.repeat(400) }, 'closure-budget', /too large/],
+    ['size above 8 PiB', { 'cache-max-size': '8192TiB' }, 'cache-max-size', /too large/],
+    ['size of a fraction of a byte', { 'swap-size': '0.0001' }, 'swap-size', /whole number/],
+    ['size below one byte', { 'zram-size': '0.0001KiB' }, 'zram-size', /less than one byte/],
+    ['negative size', { 'installer-budget': '-1' }, 'installer-budget', /negative/],
   ];
   it('pins nixos-infect by default and keeps a local copy without a hash', () => {
     const c = parseConfig({ ...good });
@@ -428,7 +530,7 @@ describe('parseConfig', () => {
     );
     expect(c.infectSha256).toMatch(/^4cc3b5f8/);
     expect(c.nixosChannel).toBe('nixos-25.11');
-    const f = parseConfig({ ...good, 'infect-url': './vendor/nixos-infect' });
+    const f = parseConfig({ ...good, 'infect-url': infectFile });
     expect(f.infectSha256).toBeUndefined();
     const h = parseConfig({
       ...good,
@@ -452,6 +554,58 @@ describe('parseConfig', () => {
     expect(e.fix.length).toBeGreaterThan(5);
   });
 
+  it('normalises an upper-case scheme and keeps local files as given', () => {
+    const sha = 'a'.repeat(64);
+    expect(
+      parseConfig({
+        ...good,
+        'kexec-tarball': 'HTTPS://example.org/Kexec.tar.gz',
+        'kexec-tarball-sha256': sha,
+      }).kexecTarball,
+    ).toBe('https://example.org/Kexec.tar.gz');
+    expect(
+      parseConfig({
+        ...good,
+        'kexec-tarball': 'Http://10.0.0.1/k.tgz',
+        'kexec-tarball-sha256': sha,
+      }).kexecTarball,
+    ).toBe('http://10.0.0.1/k.tgz');
+    expect(parseConfig({ ...good, 'kexec-tarball': ` ${tarballFile} ` }).kexecTarball).toBe(
+      tarballFile,
+    );
+    expect(parseConfig({ ...good, 'kexec-tarball': '  ' }).kexecTarball).toBeUndefined();
+    const infect = parseConfig({
+      ...good,
+      'infect-url': 'HTTPS://example.org/nixos-infect',
+      'infect-sha256': sha,
+    });
+    expect(infect.infectUrl).toBe('https://example.org/nixos-infect');
+  });
+  it('shows URLs without their user info and query (where tokens live)', () => {
+    const messages = (raw: RawInputs): string => {
+      try {
+        parseConfig({ ...good, ...raw });
+      } catch (e) {
+        return `${(e as InputError).message} ${(e as InputError).fix}`;
+      }
+      throw new Error('accepted');
+    };
+    for (const text of [
+      messages({ 'kexec-tarball': 'ftp://me:s3cret@example.org/k.tgz?sig=t0ken' }),
+      messages({ 'infect-url': 'FILE://me:s3cret@example.org/x?sig=t0ken' }),
+      messages({ 'infect-url': 'https://me:s3cret@example.org/nixos-infect?sig=t0ken' }),
+      messages({ substituters: 'ftp://me:s3cret@cache.example?sig=t0ken' }),
+      messages({ 'health-url': 'ftp://me:s3cret@example.org/?sig=t0ken' }),
+    ]) {
+      expect(text).toContain('***');
+      expect(text).not.toMatch(/s3cret|t0ken/);
+    }
+  });
+  it('takes a build-host ssh can be given as is', () => {
+    for (const host of ['root@builder', 'builder.example.org', 'nix@203.0.113.9'])
+      expect(parseConfig({ ...good, 'build-host': host }).buildHost).toBe(host);
+  });
+
   it('names the CLI file option the user gave', () => {
     expect(() =>
       parseConfig(
@@ -460,6 +614,63 @@ describe('parseConfig', () => {
       ),
     ).toThrow(/input 'known-hosts-file'/);
   });
+  describe('a private key given to another input', () => {
+    const pem = pkcs8.trim();
+    const body = privateKey
+      .split('\n')
+      .filter((l) => l && !l.startsWith('-----'))
+      .join('\n');
+    const secretLines = (key: string) =>
+      key.split('\n').filter((l) => l.length > 20 && !l.startsWith('-----'));
+    const cases: [InputName, string, string][] = [
+      ['known-hosts', privateKey, 'OpenSSH key in known-hosts'],
+      ['target', privateKey, 'OpenSSH key as the target'],
+      ['host-key-fingerprint', body, 'OpenSSH key body without its armour'],
+      ['health-check', `echo '${pem}'`, 'PEM key inside a command'],
+      ['kexec-tarball', pem, 'PEM key as a path'],
+      ['substituters', body, 'key body as URLs'],
+      ['trusted-public-keys', privateKey.replace(/\n/g, ' '), 'key on one line'],
+      ['github-token', privateKey, 'key as the token (also secret, never a key)'],
+    ];
+    it.each(cases)('%s: %s (%s) is refused without quoting it', (name, value) => {
+      let err: unknown;
+      try {
+        parseConfig({ ...good, [name]: value });
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(InputError);
+      const e = err as InputError;
+      expect(e.input).toBe(name);
+      expect(e.message).toBe(`input '${name}': holds a private key (its value is not shown)`);
+      expect(e.fix).toMatch(/only as the ssh-private-key input/);
+      for (const line of [...secretLines(privateKey), ...secretLines(pkcs8)]) {
+        expect(e.message + e.fix).not.toContain(line);
+      }
+    });
+    it('names the CLI option and says how the CLI takes the key', () => {
+      expect(() =>
+        parseConfig(
+          { ...good, 'known-hosts': privateKey },
+          { shownAs: { 'known-hosts': 'known-hosts-file' }, keyHow: '--ssh-private-key-file' },
+        ),
+      ).toThrow(
+        expect.objectContaining({
+          message: "input 'known-hosts-file': holds a private key (its value is not shown)",
+          fix: expect.stringMatching(/^give the key only as --ssh-private-key-file, /) as string,
+        }),
+      );
+    });
+    it('leaves the key where it belongs, and public keys anywhere', () => {
+      expect(parseConfig({ ...good }).sshPrivateKey).toBe(privateKey.trim() + '\n');
+      expect(looksLikeKeyMaterial(hostLine('203.0.113.7'))).toBe(false);
+      expect(looksLikeKeyMaterial(publicKey)).toBe(false);
+      expect(looksLikeKeyMaterial('-----BEGIN PUBLIC KEY-----')).toBe(false);
+      expect(looksLikeKeyMaterial('-----BEGIN RSA PRIVATE KEY-----')).toBe(true);
+      expect(looksLikeKeyMaterial('-----BEGIN ENCRYPTED PRIVATE KEY-----')).toBe(true);
+    });
+  });
+
   it('never echoes the private key in an error', () => {
     const mangled = privateKey.replace(/\n(\S)/, '\n$1$1');
     try {

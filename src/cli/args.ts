@@ -1,5 +1,6 @@
 /** `vps-nixos <command> [--name value | --name=value | --flag] …`, names as the action's inputs. Pure. */
 import { InputError } from '../errors';
+import { looksLikeKeyMaterial } from '../inputs';
 
 export interface OptionSpec {
   name: string;
@@ -16,6 +17,11 @@ export interface ParsedArgs {
 }
 
 const BOOL = /^(true|false|True|False|TRUE|FALSE)$/;
+
+/** An argument as an error may quote it: never a private key pasted in the wrong place. */
+export function quotable(arg: string): string {
+  return looksLikeKeyMaterial(arg) ? '(a private key, not shown)' : arg;
+}
 
 /** Splits argv into a command and its options, rejecting options the command does not know. */
 export function parseArgs(
@@ -34,7 +40,7 @@ export function parseArgs(
     }
     if (!arg.startsWith('--')) {
       throw new InputError(
-        arg,
+        quotable(arg),
         'is not an option',
         `options are written --name value; see vps-nixos ${out.command ?? ''} --help`,
       );
@@ -44,7 +50,7 @@ export function parseArgs(
     const spec = specs?.find((s) => s.name === name);
     if (!spec) {
       throw new InputError(
-        name,
+        quotable(name),
         `is not an option of ${out.command ? `'vps-nixos ${out.command}'` : 'vps-nixos'}`,
         `see vps-nixos ${out.command ?? ''} --help`.replace(/\s+--/, ' --'),
       );

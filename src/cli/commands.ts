@@ -3,7 +3,7 @@ import { INPUTS, isBooleanInput, parseConfig, type InputName, type RawInputs } f
 import { InputError, describeError } from '../errors';
 import { runPipeline, type Logger } from '../pipeline/run';
 import { finalStatus } from '../pipeline/status';
-import { renderText } from '../report/render';
+import { jsonText, renderText } from '../report/render';
 import { loadFacts, readFileOption } from './facts-file';
 import { FACTS_TO_NIX_OPTIONS, factsToNixCommand } from './facts-to-nix';
 import type { RunRecord } from '../pipeline/record';
@@ -115,18 +115,29 @@ const DEPLOYING: InputName[] = [
   'allow-preflight-errors',
 ];
 
+/** Where the CLI reads the deploy key when no --ssh-private-key-file is given. */
+export const KEY_ENV = 'VPS_NIXOS_SSH_PRIVATE_KEY';
+const KEY_HOW = `--ssh-private-key-file FILE, or the environment variable ${KEY_ENV}`;
+
 const inputOption = (name: InputName): OptionSpec => {
   const spec: { description: string; default?: string } = INPUTS[name];
   return {
     name,
-    description: spec.description,
+    // Known, so that giving it is refused with the fix rather than as an unknown option.
+    description:
+      name === 'ssh-private-key'
+        ? `Not taken on the command line (the process list shows it to every user): use ${KEY_HOW}`
+        : spec.description,
     default: spec.default,
     boolean: isBooleanInput(name),
   };
 };
 
 const FILE_OPTIONS: OptionSpec[] = [
-  { name: 'ssh-private-key-file', description: 'Read ssh-private-key from this file' },
+  {
+    name: 'ssh-private-key-file',
+    description: `Read ssh-private-key from this file (else from $${KEY_ENV})`,
+  },
   { name: 'known-hosts-file', description: 'Read known-hosts from this file' },
 ];
 const JSON_OPTION: OptionSpec = {
@@ -188,7 +199,7 @@ export const COMMANDS: Command[] = [
       inputOption('ssh-private-key'),
       {
         name: 'ssh-private-key-file',
-        description: 'Read ssh-private-key from this file (its public half must stay authorized)',
+        description: `Read ssh-private-key from this file (else from $${KEY_ENV}); its public half must stay authorized`,
       },
       inputOption('method'),
       inputOption('min-ram-kexec'),
@@ -279,12 +290,31 @@ export interface CommandResult {
   message: string;
 }
 
-/** Runs one command with already split options; throws InputError for bad input (before any connection). */
-export async function runCommand(
+/** A command line's raw inputs, and the option or variable each one came from (for messages). */
+export interface CliInputs {
+  raw: RawInputs;
+  shownAs: Partial<Record<InputName, string>>;
+}
+
+/**
+ * The raw inputs of a command line: its options, the files its file options name, and the key
+ * from KEY_ENV when no key file is given. A key on the command line is refused: every user sees
+ * it in the process list. Deletes KEY_ENV from `env`, so no child process (nix, ssh) inherits it.
+ */
+export function cliInputs(
   cmd: Command,
   options: Record<string, string>,
-  log: Logger,
-): Promise<CommandResult> {
+  env: NodeJS.ProcessEnv,
+): CliInputs {
+  const fromEnv = env[KEY_ENV];
+  delete env[KEY_ENV];
+  if (options['ssh-private-key'] !== undefined) {
+    throw new InputError(
+      'ssh-private-key',
+      'is not taken on the command line: every user of this machine can read it in the process list',
+      `use ${KEY_HOW} (e.g. ${KEY_ENV}="$(cat ~/.ssh/deploy_key)"); it may be in your shell history now`,
+    );
+  }
   const raw: RawInputs = {};
   const shownAs: Partial<Record<InputName, string>> = {};
   for (const [k, v] of Object.entries(options)) if (k in INPUTS) raw[k as InputName] = v;
@@ -299,6 +329,56 @@ export async function runCommand(
     raw[input] = readFileOption(fileOpt, path);
     shownAs[input] = fileOpt;
   }
+  const takesKey = cmd.options.some((o) => o.name === 'ssh-private-key-file');
+  if (takesKey && raw['ssh-private-key'] === undefined && fromEnv) {
+    raw['ssh-private-key'] = fromEnv;
+    shownAs['ssh-private-key'] = KEY_ENV;
+  }
+  return { raw, shownAs };
+}
+
+type SignalListener = (signal: NodeJS.Signals) => void;
+/** The part of `process` removeOnSignal uses (tests hand in their own). */
+export interface SignalProcess {
+  on(signal: NodeJS.Signals, listener: SignalListener): unknown;
+  removeListener(signal: NodeJS.Signals, listener: SignalListener): unknown;
+  exit(code: number): void;
+}
+
+/** The signals that end a CLI run, and the exit status a shell reports for each (128 + number). */
+export const EXIT_ON_SIGNAL = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
+
+/**
+ * Removes `dir` (the run's key files) when SIGINT, SIGTERM or SIGHUP ends the process (a signal
+ * skips `finally`), then exits with 128 + the signal's number. Child processes are not waited
+ * for: ssh has read the key by then. Returns the function that takes the handlers off again.
+ */
+export function removeOnSignal(dir: string, proc: SignalProcess = process): () => void {
+  const signals = Object.keys(EXIT_ON_SIGNAL) as (keyof typeof EXIT_ON_SIGNAL)[];
+  const off = () => {
+    for (const s of signals) proc.removeListener(s, onSignal);
+  };
+  function onSignal(signal: NodeJS.Signals): void {
+    off();
+    try {
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // exiting anyway; nothing better to do than leave it (mkdtemp made it 0700)
+    }
+    proc.exit(EXIT_ON_SIGNAL[signal as keyof typeof EXIT_ON_SIGNAL] ?? 1);
+  }
+  for (const s of signals) proc.on(s, onSignal);
+  return off;
+}
+
+/** Runs one command with already split options; throws InputError for bad input (before any connection). */
+export async function runCommand(
+  cmd: Command,
+  options: Record<string, string>,
+  log: Logger,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<CommandResult> {
+  const { raw, shownAs } = cliInputs(cmd, options, env);
   const planned = entryStages(cmd.entry ?? 'probe', { planOnly: false, deployAction: 'switch' });
   const building = planned.includes('build');
   // probe, plan and check never change the target; build and check need a flake.
@@ -307,12 +387,14 @@ export async function runCommand(
   const cfg = parseConfig(raw, {
     noConnection: facts !== undefined || !planned.includes('probe'),
     shownAs,
+    keyHow: KEY_HOW,
   });
   const stages = entryStages(cmd.entry ?? 'probe', cfg);
   const cacheRoot =
     options['cache-dir'] ??
     join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'vps-nixos');
   const tempDir = mkdtempSync(join(tmpdir(), 'vps-nixos-'));
+  const signalsOff = removeOnSignal(tempDir);
   let record: RunRecord;
   try {
     record = await runPipeline(
@@ -331,6 +413,7 @@ export async function runCommand(
       },
     );
   } finally {
+    signalsOff();
     rmSync(tempDir, { recursive: true, force: true });
   }
   // CLI commands stop where they stop: a plan is a result, never "the rest is not released".
@@ -389,7 +472,7 @@ export async function runCommand(
     if (record.cacheSave) doc.cacheSave = record.cacheSave;
     if (record.hostKey) doc.hostKey = record.hostKey;
     if (record.error) doc.error = record.error;
-    output = JSON.stringify(doc, null, 2) + '\n';
+    output = jsonText(doc);
   } else {
     output = renderText(record);
   }

@@ -1,0 +1,65 @@
+/** The CLI's temp dir holds the deploy key: a signal (which skips `finally`) removes it too. */
+import { EventEmitter } from 'node:events';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EXIT_ON_SIGNAL, removeOnSignal, type SignalProcess } from '../../src/cli/commands';
+
+/** A process stand-in: signals are events, exit is recorded. */
+class FakeProcess extends EventEmitter implements SignalProcess {
+  exits: number[] = [];
+  exit(code: number): void {
+    this.exits.push(code);
+  }
+}
+
+/** A temp dir as a deploy leaves it: the key and known_hosts in deploy-ssh/. */
+function keyDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'vps-nixos-sig-'));
+  mkdirSync(join(dir, 'deploy-ssh'), { mode: 0o700 });
+  writeFileSync(join(dir, 'deploy-ssh', 'id'), 'key', { mode: 0o600 });
+  writeFileSync(join(dir, 'deploy-ssh', 'known_hosts'), 'host', { mode: 0o600 });
+  return dir;
+}
+
+describe('removeOnSignal', () => {
+  it.each([
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+    ['SIGHUP', 129],
+  ] as const)('%s removes the key files and exits %i', (signal, code) => {
+    const dir = keyDir();
+    const proc = new FakeProcess();
+    removeOnSignal(dir, proc);
+    expect(existsSync(dir)).toBe(true);
+    proc.emit(signal, signal);
+    expect(existsSync(dir)).toBe(false);
+    expect(proc.exits).toEqual([code]);
+    // handlers are off: a second signal gets the default (here: nothing)
+    for (const s of Object.keys(EXIT_ON_SIGNAL)) expect(proc.listenerCount(s)).toBe(0);
+  });
+  it('does nothing once the run ended normally (finally removed the dir)', () => {
+    const dir = keyDir();
+    const proc = new FakeProcess();
+    const off = removeOnSignal(dir, proc);
+    expect(proc.listenerCount('SIGINT')).toBe(1);
+    off();
+    for (const s of Object.keys(EXIT_ON_SIGNAL)) expect(proc.listenerCount(s)).toBe(0);
+    proc.emit('SIGINT', 'SIGINT');
+    expect(existsSync(dir)).toBe(true);
+    expect(proc.exits).toEqual([]);
+  });
+  it('exits even when the dir is already gone', () => {
+    const proc = new FakeProcess();
+    removeOnSignal(join(tmpdir(), 'vps-nixos-sig-never-made'), proc);
+    proc.emit('SIGTERM', 'SIGTERM');
+    expect(proc.exits).toEqual([143]);
+  });
+  it('takes the real process (its types fit)', () => {
+    const before = process.listenerCount('SIGTERM');
+    const off = removeOnSignal(keyDir());
+    expect(process.listenerCount('SIGTERM')).toBe(before + 1);
+    off();
+    expect(process.listenerCount('SIGTERM')).toBe(before);
+  });
+});

@@ -62,6 +62,14 @@ describe('what runs, decided once', () => {
     expect(d.stages.find((s) => s.name === 'build')!.why).toMatch(
       /already runs .*nothing to build/,
     );
+    expect(d.stages.find((s) => s.name === 'bootstrap')!.why).toBe(
+      `nothing to bootstrap: the host runs NixOS ${SYS}`,
+    );
+    // NixOS without a /run/current-system (just converted, no flake): it still says so
+    const bare = decide(input('bootstrap', nixos, { flake: undefined }, {}, undefined));
+    expect(bare.stages.find((s) => s.name === 'bootstrap')!.why).toBe(
+      'nothing to bootstrap: the host runs NixOS',
+    );
   });
 
   it('a changed deploy builds the system, never the installer', () => {

@@ -1,6 +1,7 @@
 import {
   closureRows,
   escapeCell,
+  jsonText,
   renderMarkdown,
   renderText,
   safeText,
@@ -531,7 +532,7 @@ describe('remote text is data', () => {
     expect(md).not.toContain('`code`');
     expect(md).not.toMatch(/^\s*::/m);
     expect(md).toContain(
-      '::error::x<br>::warning::y &lt;script&gt;alert(1)&lt;/script&gt; &#124; &#96;code&#96; &#42;em&#42; &#95;em&#95; &#91;link&#93;(http://e) red ##&#91;error&#93;z',
+      '::error::x<br>::warning::y &lt;script&gt;alert(1)&lt;/script&gt; &#124; &#96;code&#96; &#42;em&#42; &#95;em&#95; &#91;link&#93;(http:<wbr>//e) red ##&#91;error&#93;z',
     );
     // every table row keeps its columns
     for (const line of md.split('\n').filter((l) => l.startsWith('| Failed units')))
@@ -554,5 +555,34 @@ describe('remote text is data', () => {
       '&#95;x&#95; &#42;y&#42; &#126;&#126;z&#126;&#126; &#36;m&#36; &#92;',
     );
     expect(escapeCell('\x1b[1mbold\x1b[0m\r\nnext\rline')).toBe('bold<br>next<br>line');
+  });
+  it('breaks what GitHub would link by itself with an element that shows nothing', () => {
+    // A URL, a www. name, an email and a mention; an entity would not do (GitHub finds emails
+    // and mentions in the decoded text).
+    expect(escapeCell('see https://evil.example/x and HTTP://e.example')).toBe(
+      'see https:<wbr>//evil.example/x and HTTP:<wbr>//e.example',
+    );
+    expect(escapeCell('www.evil.example WWW.e.example wwww.e.example')).toBe(
+      'www<wbr>.evil.example WWW<wbr>.e.example wwww<wbr>.e.example',
+    );
+    expect(escapeCell('evil@evil.example @octocat x@_y.example')).toBe(
+      'evil@<wbr>evil.example @<wbr>octocat x@<wbr>&#95;y.example',
+    );
+    // An address is no email: a target like root@203.0.113.7 reads as it did.
+    expect(escapeCell('root@203.0.113.7 [::1]:22')).toBe('root@203.0.113.7 &#91;::1&#93;:22');
+  });
+});
+
+describe('jsonText', () => {
+  it('escapes DEL, C1 controls and `##[`, and parses back to the same values', () => {
+    const value = { s: 'a\x1b[31m\x9b31m\x7f\x85\u2028é ##[error]x', '##[k]': '::error::y' };
+    const text = jsonText(value);
+    // eslint-disable-next-line no-control-regex -- looking for control characters is the point
+    expect(text).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
+    expect(text).toContain('\\u001b[31m\\u009b31m\\u007f\\u0085');
+    expect(text).not.toContain('##[');
+    expect(text).toContain('#\\u0023[error]x');
+    expect(JSON.parse(text)).toEqual(value);
+    expect(text.endsWith('}\n')).toBe(true);
   });
 });

@@ -2,7 +2,7 @@
 /******/ (() => { // webpackBootstrap
 /******/ 	var __webpack_modules__ = ({
 
-/***/ 4928:
+/***/ 6656:
 /***/ ((module) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
@@ -22,16 +22,16 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3335:
+/***/ 7703:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
 
-var errors = __nccwpck_require__(4928);
-var types = __nccwpck_require__(62);
+var errors = __nccwpck_require__(6656);
+var types = __nccwpck_require__(254);
 
-var Reader = __nccwpck_require__(4444);
-var Writer = __nccwpck_require__(9384);
+var Reader = __nccwpck_require__(1996);
+var Writer = __nccwpck_require__(9816);
 
 
 // --- Exports
@@ -56,16 +56,16 @@ for (var e in errors) {
 
 /***/ }),
 
-/***/ 4444:
+/***/ 1996:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
 
 var assert = __nccwpck_require__(2613);
-var Buffer = (__nccwpck_require__(227).Buffer);
+var Buffer = (__nccwpck_require__(2803).Buffer);
 
-var ASN1 = __nccwpck_require__(62);
-var errors = __nccwpck_require__(4928);
+var ASN1 = __nccwpck_require__(254);
+var errors = __nccwpck_require__(6656);
 
 
 // --- Globals
@@ -325,7 +325,7 @@ module.exports = Reader;
 
 /***/ }),
 
-/***/ 62:
+/***/ 254:
 /***/ ((module) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
@@ -368,15 +368,15 @@ module.exports = {
 
 /***/ }),
 
-/***/ 9384:
+/***/ 9816:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
 
 var assert = __nccwpck_require__(2613);
-var Buffer = (__nccwpck_require__(227).Buffer);
-var ASN1 = __nccwpck_require__(62);
-var errors = __nccwpck_require__(4928);
+var Buffer = (__nccwpck_require__(2803).Buffer);
+var ASN1 = __nccwpck_require__(254);
+var errors = __nccwpck_require__(6656);
 
 
 // --- Globals
@@ -692,7 +692,7 @@ module.exports = Writer;
 
 /***/ }),
 
-/***/ 3901:
+/***/ 9837:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
@@ -700,7 +700,7 @@ module.exports = Writer;
 // If you have no idea what ASN.1 or BER is, see this:
 // ftp://ftp.rsa.com/pub/pkcs/ascii/layman.asc
 
-var Ber = __nccwpck_require__(3335);
+var Ber = __nccwpck_require__(7703);
 
 
 
@@ -719,13 +719,13 @@ module.exports = {
 
 /***/ }),
 
-/***/ 2158:
+/***/ 686:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
 
 
-var crypto_hash_sha512 = (__nccwpck_require__(7900).lowlevel).crypto_hash;
+var crypto_hash_sha512 = (__nccwpck_require__(668).lowlevel).crypto_hash;
 
 /*
  * This file is a 1:1 port from the OpenBSD blowfish.c and bcrypt_pbkdf.c. As a
@@ -1283,20 +1283,20 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6230:
+/***/ 4982:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
 
 
-const binding = __nccwpck_require__(859);
+const binding = __nccwpck_require__(7318);
 
 module.exports = binding.getCPUInfo;
 
 
 /***/ }),
 
-/***/ 227:
+/***/ 2803:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -1381,7 +1381,7 @@ module.exports = safer
 
 /***/ }),
 
-/***/ 3907:
+/***/ 5683:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -1395,8 +1395,8 @@ const {
 
 const {
   CHANNEL_EXTENDED_DATATYPE: { STDERR },
-} = __nccwpck_require__(8628);
-const { bufferSlice } = __nccwpck_require__(2312);
+} = __nccwpck_require__(4020);
+const { bufferSlice } = __nccwpck_require__(2184);
 
 const PACKET_SIZE = 32 * 1024;
 const MAX_WINDOW = 2 * 1024 * 1024;
@@ -1684,7 +1684,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 313:
+/***/ 3849:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -1696,14 +1696,14 @@ const { resolve } = __nccwpck_require__(6928);
 const { readFile } = __nccwpck_require__(9896);
 const { execFile, spawn } = __nccwpck_require__(5317);
 
-const { isParsedKey, parseKey } = __nccwpck_require__(4141);
+const { isParsedKey, parseKey } = __nccwpck_require__(1789);
 
 const {
   makeBufferParser,
   readUInt32BE,
   writeUInt32BE,
   writeUInt32LE,
-} = __nccwpck_require__(2312);
+} = __nccwpck_require__(2184);
 
 function once(cb) {
   let called = false;
@@ -2815,7 +2815,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 681:
+/***/ 6297:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -2851,11 +2851,11 @@ const {
   SUPPORTED_KEX,
   SUPPORTED_MAC,
   SUPPORTED_SERVER_HOST_KEY,
-} = __nccwpck_require__(8628);
-const { init: cryptoInit } = __nccwpck_require__(1640);
-const Protocol = __nccwpck_require__(1409);
-const { parseKey } = __nccwpck_require__(4141);
-const { SFTP } = __nccwpck_require__(4724);
+} = __nccwpck_require__(4020);
+const { init: cryptoInit } = __nccwpck_require__(2888);
+const Protocol = __nccwpck_require__(7841);
+const { parseKey } = __nccwpck_require__(1789);
+const { SFTP } = __nccwpck_require__(4996);
 const {
   bufferCopy,
   makeBufferParser,
@@ -2863,23 +2863,23 @@ const {
   readUInt32BE,
   sigSSHToASN1,
   writeUInt32BE,
-} = __nccwpck_require__(2312);
+} = __nccwpck_require__(2184);
 
-const { AgentContext, createAgent, isAgent } = __nccwpck_require__(313);
+const { AgentContext, createAgent, isAgent } = __nccwpck_require__(3849);
 const {
   Channel,
   MAX_WINDOW,
   PACKET_SIZE,
   windowAdjust,
   WINDOW_THRESHOLD,
-} = __nccwpck_require__(3907);
+} = __nccwpck_require__(5683);
 const {
   ChannelManager,
   generateAlgorithmList,
   isWritable,
   onChannelOpenFailure,
   onCHANNEL_CLOSE,
-} = __nccwpck_require__(1977);
+} = __nccwpck_require__(2137);
 
 const bufferParser = makeBufferParser();
 const sigParser = makeBufferParser();
@@ -4999,7 +4999,7 @@ module.exports = Client;
 
 /***/ }),
 
-/***/ 3721:
+/***/ 137:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -5027,7 +5027,7 @@ for (const ctor of [HttpAgent, HttpsAgent]) {
       const dstPort = options.port;
 
       if (Client === undefined)
-        Client = __nccwpck_require__(681);
+        Client = __nccwpck_require__(6297);
 
       const client = new Client();
       let triedForward = false;
@@ -5091,7 +5091,7 @@ function decorateStream(stream, ctor, options) {
 
 /***/ }),
 
-/***/ 1936:
+/***/ 5472:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -5104,33 +5104,33 @@ const {
   CygwinAgent,
   OpenSSHAgent,
   PageantAgent,
-} = __nccwpck_require__(313);
+} = __nccwpck_require__(3849);
 const {
   SSHTTPAgent: HTTPAgent,
   SSHTTPSAgent: HTTPSAgent,
-} = __nccwpck_require__(3721);
-const { parseKey } = __nccwpck_require__(4141);
+} = __nccwpck_require__(137);
+const { parseKey } = __nccwpck_require__(1789);
 const {
   flagsToString,
   OPEN_MODE,
   STATUS_CODE,
   stringToFlags,
-} = __nccwpck_require__(4724);
+} = __nccwpck_require__(4996);
 
 module.exports = {
   AgentProtocol,
   BaseAgent,
   createAgent,
-  Client: __nccwpck_require__(681),
+  Client: __nccwpck_require__(6297),
   CygwinAgent,
   HTTPAgent,
   HTTPSAgent,
   OpenSSHAgent,
   PageantAgent,
-  Server: __nccwpck_require__(1661),
+  Server: __nccwpck_require__(2605),
   utils: {
     parseKey,
-    ...__nccwpck_require__(401),
+    ...__nccwpck_require__(3489),
     sftp: {
       flagsToString,
       OPEN_MODE,
@@ -5143,7 +5143,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 401:
+/***/ 3489:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -5157,10 +5157,10 @@ const {
   randomBytes,
 } = __nccwpck_require__(6982);
 
-const { Ber } = __nccwpck_require__(3901);
-const bcrypt_pbkdf = (__nccwpck_require__(2158).pbkdf);
+const { Ber } = __nccwpck_require__(9837);
+const bcrypt_pbkdf = (__nccwpck_require__(686).pbkdf);
 
-const { CIPHER_INFO } = __nccwpck_require__(1640);
+const { CIPHER_INFO } = __nccwpck_require__(2888);
 
 const SALT_LEN = 16;
 const DEFAULT_ROUNDS = 16;
@@ -5733,7 +5733,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1409:
+/***/ 7841:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -5779,7 +5779,7 @@ module.exports = {
 
 const { inspect } = __nccwpck_require__(9023);
 
-const { bindingAvailable, NullCipher, NullDecipher } = __nccwpck_require__(1640);
+const { bindingAvailable, NullCipher, NullDecipher } = __nccwpck_require__(2888);
 const {
   COMPAT_CHECKS,
   DISCONNECT_REASON,
@@ -5787,18 +5787,18 @@ const {
   MESSAGE,
   SIGNALS,
   TERMINAL_MODE,
-} = __nccwpck_require__(8628);
+} = __nccwpck_require__(4020);
 const {
   DEFAULT_KEXINIT_CLIENT,
   DEFAULT_KEXINIT_SERVER,
   KexInit,
   kexinit,
   onKEXPayload,
-} = __nccwpck_require__(8557);
+} = __nccwpck_require__(4637);
 const {
   parseKey,
-} = __nccwpck_require__(4141);
-const MESSAGE_HANDLERS = __nccwpck_require__(5324);
+} = __nccwpck_require__(1789);
+const MESSAGE_HANDLERS = __nccwpck_require__(9244);
 const {
   bufferCopy,
   bufferFill,
@@ -5806,15 +5806,15 @@ const {
   convertSignature,
   sendPacket,
   writeUInt32BE,
-} = __nccwpck_require__(2312);
+} = __nccwpck_require__(2184);
 const {
   PacketReader,
   PacketWriter,
   ZlibPacketReader,
   ZlibPacketWriter,
-} = __nccwpck_require__(5072);
+} = __nccwpck_require__(4592);
 
-const MODULE_VER = (__nccwpck_require__(5413)/* .version */ .rE);
+const MODULE_VER = (__nccwpck_require__(8342)/* .version */ .rE);
 
 const VALID_DISCONNECT_REASONS = new Map(
   Object.values(DISCONNECT_REASON).map((n) => [n, 1])
@@ -7877,7 +7877,7 @@ module.exports = Protocol;
 
 /***/ }),
 
-/***/ 4724:
+/***/ 4996:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -7899,7 +7899,7 @@ const {
   bufferSlice,
   makeBufferParser,
   writeUInt32BE,
-} = __nccwpck_require__(2312);
+} = __nccwpck_require__(2184);
 
 const ATTR = {
   SIZE: 0x00000001,
@@ -11479,7 +11479,7 @@ const {
   ERR_INVALID_ARG_TYPE,
   ERR_OUT_OF_RANGE,
   validateNumber
-} = __nccwpck_require__(7032);
+} = __nccwpck_require__(3208);
 
 const kMinPoolSpace = 128;
 
@@ -11937,7 +11937,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 8628:
+/***/ 4020:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -11947,10 +11947,10 @@ const crypto = __nccwpck_require__(6982);
 
 let cpuInfo;
 try {
-  cpuInfo = __nccwpck_require__(6230)();
+  cpuInfo = __nccwpck_require__(4982)();
 } catch {}
 
-const { bindingAvailable, CIPHER_INFO, MAC_INFO } = __nccwpck_require__(1640);
+const { bindingAvailable, CIPHER_INFO, MAC_INFO } = __nccwpck_require__(2888);
 
 const eddsaSupported = (() => {
   if (typeof crypto.sign === 'function'
@@ -12301,7 +12301,7 @@ module.exports.DISCONNECT_REASON_BY_VALUE =
 
 /***/ }),
 
-/***/ 1640:
+/***/ 2888:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -12317,7 +12317,7 @@ const {
   createCipheriv, createDecipheriv, createHmac, randomFillSync, timingSafeEqual
 } = __nccwpck_require__(6982);
 
-const { readUInt32BE, writeUInt32BE } = __nccwpck_require__(2312);
+const { readUInt32BE, writeUInt32BE } = __nccwpck_require__(2184);
 
 const FastBuffer = Buffer[Symbol.species];
 const MAX_SEQNO = 2 ** 32 - 1;
@@ -12334,7 +12334,7 @@ let AESGCMDecipher;
 let ChaChaPolyDecipher;
 let GenericDecipher;
 try {
-  binding = __nccwpck_require__(3063);
+  binding = __nccwpck_require__(490);
   ({ AESGCMCipher, ChaChaPolyCipher, GenericCipher,
      AESGCMDecipher, ChaChaPolyDecipher, GenericDecipher } = binding);
 } catch {}
@@ -13888,7 +13888,7 @@ module.exports = {
     // eslint-disable-next-line no-async-promise-executor
     return new Promise(async (resolve, reject) => {
       try {
-        POLY1305_WASM_MODULE = await __nccwpck_require__(8294)();
+        POLY1305_WASM_MODULE = await __nccwpck_require__(7830)();
         POLY1305_RESULT_MALLOC = POLY1305_WASM_MODULE._malloc(16);
         poly1305_auth = POLY1305_WASM_MODULE.cwrap(
           'poly1305_auth',
@@ -13911,7 +13911,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 8294:
+/***/ 7830:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -13958,7 +13958,7 @@ else {}
 
 /***/ }),
 
-/***/ 5324:
+/***/ 9244:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -13966,8 +13966,8 @@ else {}
 
 const MESSAGE_HANDLERS = new Array(256);
 [
-  (__nccwpck_require__(8557).HANDLERS),
-  __nccwpck_require__(9516),
+  (__nccwpck_require__(4637).HANDLERS),
+  __nccwpck_require__(9964),
 ].forEach((handlers) => {
   // eslint-disable-next-line prefer-const
   for (let [type, handler] of Object.entries(handlers)) {
@@ -13982,7 +13982,7 @@ module.exports = MESSAGE_HANDLERS;
 
 /***/ }),
 
-/***/ 9516:
+/***/ 9964:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -13994,18 +13994,18 @@ const {
   doFatalError,
   sigSSHToASN1,
   writeUInt32BE,
-} = __nccwpck_require__(2312);
+} = __nccwpck_require__(2184);
 
 const {
   CHANNEL_OPEN_FAILURE,
   COMPAT,
   MESSAGE,
   TERMINAL_MODE,
-} = __nccwpck_require__(8628);
+} = __nccwpck_require__(4020);
 
 const {
   parseKey,
-} = __nccwpck_require__(4141);
+} = __nccwpck_require__(1789);
 
 const TERMINAL_MODE_BY_VALUE =
   Array.from(Object.entries(TERMINAL_MODE))
@@ -15275,7 +15275,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 8557:
+/***/ 4637:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -15292,7 +15292,7 @@ const {
   randomFillSync,
 } = __nccwpck_require__(6982);
 
-const { Ber } = __nccwpck_require__(3901);
+const { Ber } = __nccwpck_require__(9837);
 
 const {
   COMPAT,
@@ -15304,14 +15304,14 @@ const {
   DEFAULT_COMPRESSION,
   DISCONNECT_REASON,
   MESSAGE,
-} = __nccwpck_require__(8628);
+} = __nccwpck_require__(4020);
 const {
   CIPHER_INFO,
   createCipher,
   createDecipher,
   MAC_INFO,
-} = __nccwpck_require__(1640);
-const { parseDERKey } = __nccwpck_require__(4141);
+} = __nccwpck_require__(2888);
+const { parseDERKey } = __nccwpck_require__(1789);
 const {
   bufferFill,
   bufferParser,
@@ -15320,13 +15320,13 @@ const {
   FastBuffer,
   sigSSHToASN1,
   writeUInt32BE,
-} = __nccwpck_require__(2312);
+} = __nccwpck_require__(2184);
 const {
   PacketReader,
   PacketWriter,
   ZlibPacketReader,
   ZlibPacketWriter,
-} = __nccwpck_require__(5072);
+} = __nccwpck_require__(4592);
 
 let MESSAGE_HANDLERS;
 
@@ -17070,7 +17070,7 @@ function onKEXPayload(state, payload) {
       case MESSAGE.UNIMPLEMENTED:
       case MESSAGE.DEBUG:
         if (!MESSAGE_HANDLERS)
-          MESSAGE_HANDLERS = __nccwpck_require__(5324);
+          MESSAGE_HANDLERS = __nccwpck_require__(9244);
         return MESSAGE_HANDLERS[type](this, payload);
     }
   }
@@ -17078,7 +17078,7 @@ function onKEXPayload(state, payload) {
   switch (type) {
     case MESSAGE.DISCONNECT:
       if (!MESSAGE_HANDLERS)
-        MESSAGE_HANDLERS = __nccwpck_require__(5324);
+        MESSAGE_HANDLERS = __nccwpck_require__(9244);
       return MESSAGE_HANDLERS[type](this, payload);
     case MESSAGE.KEXINIT:
       if (!state.firstPacket) {
@@ -17191,7 +17191,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4141:
+/***/ 1789:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -17214,18 +17214,18 @@ const {
 } = __nccwpck_require__(6982);
 const supportedOpenSSLCiphers = getCiphers();
 
-const { Ber } = __nccwpck_require__(3901);
-const bcrypt_pbkdf = (__nccwpck_require__(2158).pbkdf);
+const { Ber } = __nccwpck_require__(9837);
+const bcrypt_pbkdf = (__nccwpck_require__(686).pbkdf);
 
-const { CIPHER_INFO } = __nccwpck_require__(1640);
-const { eddsaSupported, SUPPORTED_CIPHER } = __nccwpck_require__(8628);
+const { CIPHER_INFO } = __nccwpck_require__(2888);
+const { eddsaSupported, SUPPORTED_CIPHER } = __nccwpck_require__(4020);
 const {
   bufferSlice,
   makeBufferParser,
   readString,
   readUInt32BE,
   writeUInt32BE,
-} = __nccwpck_require__(2312);
+} = __nccwpck_require__(2184);
 
 const SYM_HASH_ALGO = Symbol('Hash Algorithm');
 const SYM_PRIV_PEM = Symbol('Private key PEM');
@@ -18683,7 +18683,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7032:
+/***/ 3208:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -18806,13 +18806,13 @@ exports.validateNumber = function validateNumber(value, name) {
 
 /***/ }),
 
-/***/ 2312:
+/***/ 2184:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
 
 
-const Ber = (__nccwpck_require__(3901).Ber);
+const Ber = (__nccwpck_require__(9837).Ber);
 
 let DISCONNECT_REASON;
 
@@ -18983,7 +18983,7 @@ module.exports = {
   doFatalError: (protocol, msg, level, reason) => {
     let err;
     if (DISCONNECT_REASON === undefined)
-      ({ DISCONNECT_REASON } = __nccwpck_require__(8628));
+      ({ DISCONNECT_REASON } = __nccwpck_require__(4020));
     if (msg instanceof Error) {
       // doFatalError(protocol, err[, reason])
       err = msg;
@@ -19170,7 +19170,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 5072:
+/***/ 4592:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -19433,7 +19433,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1661:
+/***/ 2605:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -19462,13 +19462,13 @@ const {
   SUPPORTED_KEX,
   SUPPORTED_MAC,
   SUPPORTED_SERVER_HOST_KEY,
-} = __nccwpck_require__(8628);
-const { init: cryptoInit } = __nccwpck_require__(1640);
-const { KexInit } = __nccwpck_require__(8557);
-const { parseKey } = __nccwpck_require__(4141);
-const Protocol = __nccwpck_require__(1409);
-const { SFTP } = __nccwpck_require__(4724);
-const { writeUInt32BE } = __nccwpck_require__(2312);
+} = __nccwpck_require__(4020);
+const { init: cryptoInit } = __nccwpck_require__(2888);
+const { KexInit } = __nccwpck_require__(4637);
+const { parseKey } = __nccwpck_require__(1789);
+const Protocol = __nccwpck_require__(7841);
+const { SFTP } = __nccwpck_require__(4996);
+const { writeUInt32BE } = __nccwpck_require__(2184);
 
 const {
   Channel,
@@ -19476,7 +19476,7 @@ const {
   PACKET_SIZE,
   windowAdjust,
   WINDOW_THRESHOLD,
-} = __nccwpck_require__(3907);
+} = __nccwpck_require__(5683);
 
 const {
   ChannelManager,
@@ -19484,7 +19484,7 @@ const {
   isWritable,
   onChannelOpenFailure,
   onCHANNEL_CLOSE,
-} = __nccwpck_require__(1977);
+} = __nccwpck_require__(2137);
 
 const MAX_PENDING_AUTHS = 10;
 
@@ -20821,13 +20821,13 @@ module.exports.IncomingClient = Client;
 
 /***/ }),
 
-/***/ 1977:
+/***/ 2137:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
 
 
-const { SFTP } = __nccwpck_require__(4724);
+const { SFTP } = __nccwpck_require__(4996);
 
 const MAX_CHANNEL = 2 ** 32 - 1;
 
@@ -21165,7 +21165,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7900:
+/***/ 668:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 (function(nacl) {
@@ -23560,7 +23560,7 @@ nacl.setPRNG = function(fn) {
 
 /***/ }),
 
-/***/ 7017:
+/***/ 5462:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -23588,7 +23588,7 @@ function readAsset(relative) {
 
 /***/ }),
 
-/***/ 1261:
+/***/ 1980:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -23613,13 +23613,13 @@ const node_fs_1 = __nccwpck_require__(3024);
 const node_child_process_1 = __nccwpck_require__(1421);
 const node_crypto_1 = __nccwpck_require__(7598);
 const node_path_1 = __nccwpck_require__(6760);
-const errors_1 = __nccwpck_require__(3919);
-const size_1 = __nccwpck_require__(9453);
-const nix_1 = __nccwpck_require__(169);
-const closure_1 = __nccwpck_require__(8707);
-const store_1 = __nccwpck_require__(1286);
-const narinfo_1 = __nccwpck_require__(7678);
-const push_1 = __nccwpck_require__(4527);
+const errors_1 = __nccwpck_require__(3916);
+const size_1 = __nccwpck_require__(4642);
+const nix_1 = __nccwpck_require__(4280);
+const closure_1 = __nccwpck_require__(2198);
+const store_1 = __nccwpck_require__(7631);
+const narinfo_1 = __nccwpck_require__(4263);
+const push_1 = __nccwpck_require__(9084);
 const MANIFEST = 'vps-nixos-paths.txt';
 /**
  * Restores the newest entry of this configuration line. Its paths are not imported here: the
@@ -23864,7 +23864,7 @@ function dumpCompressed(path, out) {
 
 /***/ }),
 
-/***/ 7179:
+/***/ 1452:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -23892,7 +23892,7 @@ function cacheKey(p) {
 
 /***/ }),
 
-/***/ 7678:
+/***/ 4263:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -23973,7 +23973,7 @@ async function servedPaths(paths, subs, opts = {}) {
 
 /***/ }),
 
-/***/ 4527:
+/***/ 9084:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -24027,7 +24027,7 @@ function push(to, paths, log, timeoutMs = 3600_000) {
 
 /***/ }),
 
-/***/ 1286:
+/***/ 7631:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -24103,16 +24103,22 @@ function dirBytes(dir) {
 
 /***/ }),
 
-/***/ 1674:
+/***/ 7593:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.quotable = quotable;
 exports.parseArgs = parseArgs;
 /** `vps-nixos <command> [--name value | --name=value | --flag] …`, names as the action's inputs. Pure. */
-const errors_1 = __nccwpck_require__(3919);
+const errors_1 = __nccwpck_require__(3916);
+const inputs_1 = __nccwpck_require__(8422);
 const BOOL = /^(true|false|True|False|TRUE|FALSE)$/;
+/** An argument as an error may quote it: never a private key pasted in the wrong place. */
+function quotable(arg) {
+    return (0, inputs_1.looksLikeKeyMaterial)(arg) ? '(a private key, not shown)' : arg;
+}
 /** Splits argv into a command and its options, rejecting options the command does not know. */
 function parseArgs(argv, known) {
     const out = { options: {}, help: false };
@@ -24127,13 +24133,13 @@ function parseArgs(argv, known) {
             continue;
         }
         if (!arg.startsWith('--')) {
-            throw new errors_1.InputError(arg, 'is not an option', `options are written --name value; see vps-nixos ${out.command ?? ''} --help`);
+            throw new errors_1.InputError(quotable(arg), 'is not an option', `options are written --name value; see vps-nixos ${out.command ?? ''} --help`);
         }
         const eq = arg.indexOf('=');
         const name = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
         const spec = specs?.find((s) => s.name === name);
         if (!spec) {
-            throw new errors_1.InputError(name, `is not an option of ${out.command ? `'vps-nixos ${out.command}'` : 'vps-nixos'}`, `see vps-nixos ${out.command ?? ''} --help`.replace(/\s+--/, ' --'));
+            throw new errors_1.InputError(quotable(name), `is not an option of ${out.command ? `'vps-nixos ${out.command}'` : 'vps-nixos'}`, `see vps-nixos ${out.command ?? ''} --help`.replace(/\s+--/, ' --'));
         }
         let value;
         if (eq >= 0)
@@ -24155,31 +24161,33 @@ function parseArgs(argv, known) {
 
 /***/ }),
 
-/***/ 7297:
+/***/ 1654:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.describeError = exports.COMMANDS = void 0;
+exports.describeError = exports.EXIT_ON_SIGNAL = exports.COMMANDS = exports.KEY_ENV = void 0;
 exports.findCommand = findCommand;
 exports.usage = usage;
+exports.cliInputs = cliInputs;
+exports.removeOnSignal = removeOnSignal;
 exports.runCommand = runCommand;
 /** The CLI's commands, built on the same pipeline as the action. */
-const inputs_1 = __nccwpck_require__(5433);
-const errors_1 = __nccwpck_require__(3919);
+const inputs_1 = __nccwpck_require__(8422);
+const errors_1 = __nccwpck_require__(3916);
 Object.defineProperty(exports, "describeError", ({ enumerable: true, get: function () { return errors_1.describeError; } }));
-const run_1 = __nccwpck_require__(2088);
-const status_1 = __nccwpck_require__(5799);
-const render_1 = __nccwpck_require__(1501);
-const facts_file_1 = __nccwpck_require__(9627);
-const facts_to_nix_1 = __nccwpck_require__(2890);
-const decide_1 = __nccwpck_require__(3813);
+const run_1 = __nccwpck_require__(319);
+const status_1 = __nccwpck_require__(7922);
+const render_1 = __nccwpck_require__(6340);
+const facts_file_1 = __nccwpck_require__(1056);
+const facts_to_nix_1 = __nccwpck_require__(6921);
+const decide_1 = __nccwpck_require__(4156);
 const node_os_1 = __nccwpck_require__(8161);
 const node_fs_1 = __nccwpck_require__(3024);
 const node_path_1 = __nccwpck_require__(6760);
-const store_1 = __nccwpck_require__(1286);
-const version_1 = __nccwpck_require__(9214);
+const store_1 = __nccwpck_require__(7631);
+const version_1 = __nccwpck_require__(311);
 /** The `build --json` contract: toplevel, closure totals and top contributors, disk script, cache. */
 function buildJson(b, installer) {
     return {
@@ -24264,17 +24272,26 @@ const DEPLOYING = [
     'push-to',
     'allow-preflight-errors',
 ];
+/** Where the CLI reads the deploy key when no --ssh-private-key-file is given. */
+exports.KEY_ENV = 'VPS_NIXOS_SSH_PRIVATE_KEY';
+const KEY_HOW = `--ssh-private-key-file FILE, or the environment variable ${exports.KEY_ENV}`;
 const inputOption = (name) => {
     const spec = inputs_1.INPUTS[name];
     return {
         name,
-        description: spec.description,
+        // Known, so that giving it is refused with the fix rather than as an unknown option.
+        description: name === 'ssh-private-key'
+            ? `Not taken on the command line (the process list shows it to every user): use ${KEY_HOW}`
+            : spec.description,
         default: spec.default,
         boolean: (0, inputs_1.isBooleanInput)(name),
     };
 };
 const FILE_OPTIONS = [
-    { name: 'ssh-private-key-file', description: 'Read ssh-private-key from this file' },
+    {
+        name: 'ssh-private-key-file',
+        description: `Read ssh-private-key from this file (else from $${exports.KEY_ENV})`,
+    },
     { name: 'known-hosts-file', description: 'Read known-hosts from this file' },
 ];
 const JSON_OPTION = {
@@ -24332,7 +24349,7 @@ exports.COMMANDS = [
             inputOption('ssh-private-key'),
             {
                 name: 'ssh-private-key-file',
-                description: 'Read ssh-private-key from this file (its public half must stay authorized)',
+                description: `Read ssh-private-key from this file (else from $${exports.KEY_ENV}); its public half must stay authorized`,
             },
             inputOption('method'),
             inputOption('min-ram-kexec'),
@@ -24409,8 +24426,17 @@ function usage(cmd) {
         ...lines,
     ].join('\n');
 }
-/** Runs one command with already split options; throws InputError for bad input (before any connection). */
-async function runCommand(cmd, options, log) {
+/**
+ * The raw inputs of a command line: its options, the files its file options name, and the key
+ * from KEY_ENV when no key file is given. A key on the command line is refused: every user sees
+ * it in the process list. Deletes KEY_ENV from `env`, so no child process (nix, ssh) inherits it.
+ */
+function cliInputs(cmd, options, env) {
+    const fromEnv = env[exports.KEY_ENV];
+    delete env[exports.KEY_ENV];
+    if (options['ssh-private-key'] !== undefined) {
+        throw new errors_1.InputError('ssh-private-key', 'is not taken on the command line: every user of this machine can read it in the process list', `use ${KEY_HOW} (e.g. ${exports.KEY_ENV}="$(cat ~/.ssh/deploy_key)"); it may be in your shell history now`);
+    }
     const raw = {};
     const shownAs = {};
     for (const [k, v] of Object.entries(options))
@@ -24428,6 +24454,43 @@ async function runCommand(cmd, options, log) {
         raw[input] = (0, facts_file_1.readFileOption)(fileOpt, path);
         shownAs[input] = fileOpt;
     }
+    const takesKey = cmd.options.some((o) => o.name === 'ssh-private-key-file');
+    if (takesKey && raw['ssh-private-key'] === undefined && fromEnv) {
+        raw['ssh-private-key'] = fromEnv;
+        shownAs['ssh-private-key'] = exports.KEY_ENV;
+    }
+    return { raw, shownAs };
+}
+/** The signals that end a CLI run, and the exit status a shell reports for each (128 + number). */
+exports.EXIT_ON_SIGNAL = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 };
+/**
+ * Removes `dir` (the run's key files) when SIGINT, SIGTERM or SIGHUP ends the process (a signal
+ * skips `finally`), then exits with 128 + the signal's number. Child processes are not waited
+ * for: ssh has read the key by then. Returns the function that takes the handlers off again.
+ */
+function removeOnSignal(dir, proc = process) {
+    const signals = Object.keys(exports.EXIT_ON_SIGNAL);
+    const off = () => {
+        for (const s of signals)
+            proc.removeListener(s, onSignal);
+    };
+    function onSignal(signal) {
+        off();
+        try {
+            (0, node_fs_1.rmSync)(dir, { recursive: true, force: true });
+        }
+        catch {
+            // exiting anyway; nothing better to do than leave it (mkdtemp made it 0700)
+        }
+        proc.exit(exports.EXIT_ON_SIGNAL[signal] ?? 1);
+    }
+    for (const s of signals)
+        proc.on(s, onSignal);
+    return off;
+}
+/** Runs one command with already split options; throws InputError for bad input (before any connection). */
+async function runCommand(cmd, options, log, env = process.env) {
+    const { raw, shownAs } = cliInputs(cmd, options, env);
     const planned = (0, decide_1.entryStages)(cmd.entry ?? 'probe', { planOnly: false, deployAction: 'switch' });
     const building = planned.includes('build');
     // probe, plan and check never change the target; build and check need a flake.
@@ -24437,11 +24500,13 @@ async function runCommand(cmd, options, log) {
     const cfg = (0, inputs_1.parseConfig)(raw, {
         noConnection: facts !== undefined || !planned.includes('probe'),
         shownAs,
+        keyHow: KEY_HOW,
     });
     const stages = (0, decide_1.entryStages)(cmd.entry ?? 'probe', cfg);
     const cacheRoot = options['cache-dir'] ??
         (0, node_path_1.join)(process.env.XDG_CACHE_HOME || (0, node_path_1.join)((0, node_os_1.homedir)(), '.cache'), 'vps-nixos');
     const tempDir = (0, node_fs_1.mkdtempSync)((0, node_path_1.join)((0, node_os_1.tmpdir)(), 'vps-nixos-'));
+    const signalsOff = removeOnSignal(tempDir);
     let record;
     try {
         record = await (0, run_1.runPipeline)(cfg, { entry: cmd.entry ?? 'probe', facts }, {
@@ -24457,6 +24522,7 @@ async function runCommand(cmd, options, log) {
         });
     }
     finally {
+        signalsOff();
         (0, node_fs_1.rmSync)(tempDir, { recursive: true, force: true });
     }
     // CLI commands stop where they stop: a plan is a result, never "the rest is not released".
@@ -24523,7 +24589,7 @@ async function runCommand(cmd, options, log) {
             doc.hostKey = record.hostKey;
         if (record.error)
             doc.error = record.error;
-        output = JSON.stringify(doc, null, 2) + '\n';
+        output = (0, render_1.jsonText)(doc);
     }
     else {
         output = (0, render_1.renderText)(record);
@@ -24534,19 +24600,26 @@ async function runCommand(cmd, options, log) {
 
 /***/ }),
 
-/***/ 9627:
+/***/ 1056:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.readFileOption = readFileOption;
+exports.checkFacts = checkFacts;
 exports.loadFacts = loadFacts;
 /** Reading the CLI's file options: key, known_hosts and saved facts. */
 const node_fs_1 = __nccwpck_require__(3024);
-const errors_1 = __nccwpck_require__(3919);
-const facts_1 = __nccwpck_require__(928);
+const zod_1 = __nccwpck_require__(924);
+const errors_1 = __nccwpck_require__(3916);
+const facts_1 = __nccwpck_require__(2385);
+const inputs_1 = __nccwpck_require__(8422);
+/** Reads the file a file option names; throws an InputError naming the option. */
 function readFileOption(name, path) {
+    // The messages below quote the path: never a key pasted where the path goes.
+    if ((0, inputs_1.looksLikeKeyMaterial)(path))
+        throw new errors_1.InputError(name, 'is given a private key instead of a path (not shown)', `write --${name} PATH, the path of the file`);
     try {
         return (0, node_fs_1.readFileSync)(path, 'utf8');
     }
@@ -24554,6 +24627,111 @@ function readFileOption(name, path) {
         throw new errors_1.InputError(name, `cannot read '${path}': ${err.code ?? err.message}`, 'give the path of an existing, readable file');
     }
 }
+const SAVE_FACTS = 'save it with: vps-nixos probe … --json > facts.json';
+const bytes = zod_1.z.number().nonnegative();
+const family = zod_1.z.enum(['inet', 'inet6']);
+const fs = zod_1.z.looseObject({
+    fsType: zod_1.z.string(),
+    sizeBytes: bytes,
+    availBytes: bytes,
+    mountpoint: zod_1.z.string(),
+});
+/**
+ * What plan(), the preflight checks, facts-to-nix and the report read without looking first: a
+ * file lacking one would fail later as a TypeError. The compiler checks the keys against Facts.
+ */
+const REQUIRED = {
+    memTotalBytes: bytes,
+    swapTotalBytes: bytes,
+    virtualization: zod_1.z.string(),
+    virtualizationSource: zod_1.z.enum(['systemd-detect-virt', 'hints']),
+    isContainer: zod_1.z.boolean(),
+    osId: zod_1.z.string(),
+    isNixos: zod_1.z.boolean(),
+    isInstaller: zod_1.z.boolean(),
+    arch: zod_1.z.string(),
+    kernel: zod_1.z.string(),
+    bootId: zod_1.z.string(),
+    efi: zod_1.z.boolean(),
+    disks: zod_1.z.array(zod_1.z.looseObject({
+        name: zod_1.z.string(),
+        path: zod_1.z.string(),
+        sizeBytes: bytes,
+        partitions: zod_1.z.array(zod_1.z.looseObject({ name: zod_1.z.string(), path: zod_1.z.string(), sizeBytes: bytes })),
+    })),
+    interfaces: zod_1.z.array(zod_1.z.looseObject({
+        name: zod_1.z.string(),
+        addresses: zod_1.z.array(zod_1.z.looseObject({ family, address: zod_1.z.string(), prefixLength: zod_1.z.number().int() })),
+    })),
+    routes: zod_1.z.array(zod_1.z.looseObject({ family, dst: zod_1.z.string() })),
+    dns: zod_1.z.array(zod_1.z.string()),
+    tools: zod_1.z.record(zod_1.z.string(), zod_1.z.string()),
+};
+/** Optional facts, checked when present (a wrong type would fail later too). */
+const OPTIONAL = {
+    memAvailableBytes: bytes,
+    osVersionId: zod_1.z.string(),
+    osVariantId: zod_1.z.string(),
+    osPrettyName: zod_1.z.string(),
+    currentSystem: zod_1.z.string(),
+    systemProfile: zod_1.z.string(),
+    failedUnits: zod_1.z.array(zod_1.z.string()),
+    rebootPending: zod_1.z.array(zod_1.z.string()),
+    infect: zod_1.z.looseObject({ bootId: zod_1.z.string(), running: zod_1.z.boolean() }),
+    machineId: zod_1.z.string(),
+    kexecLoadDisabled: zod_1.z.boolean(),
+    root: fs,
+    rootSource: zod_1.z.string(),
+    tmp: fs,
+    varTmp: fs,
+    rootDisk: zod_1.z.string(),
+    packageManager: zod_1.z.string(),
+};
+const factsSchema = zod_1.z.looseObject({
+    ...REQUIRED,
+    ...Object.fromEntries(Object.entries(OPTIONAL).map(([k, s]) => [k, s.optional()])),
+});
+/** `disks[0].sizeBytes` */
+function pathText(path) {
+    return path
+        .map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i ? '.' : ''}${String(p)}`))
+        .join('');
+}
+function valueAt(doc, path) {
+    let v = doc;
+    for (const p of path)
+        v = v && typeof v === 'object' ? v[p] : undefined;
+    return v;
+}
+/**
+ * Checks a facts object read from a file; throws an InputError naming every field that is missing
+ * or of the wrong type (so a hand-edited or truncated file fails here, not as a TypeError later).
+ */
+function checkFacts(doc, path) {
+    if (doc === null || typeof doc !== 'object' || Array.isArray(doc))
+        throw new errors_1.InputError('facts', `'${path}' holds no facts object`, SAVE_FACTS);
+    const result = factsSchema.safeParse(doc);
+    if (result.success)
+        return doc;
+    const missing = [];
+    const wrong = [];
+    for (const issue of result.error.issues) {
+        const where = pathText(issue.path);
+        if (valueAt(doc, issue.path) === undefined)
+            missing.push(where);
+        else if (issue.code === 'invalid_type')
+            wrong.push(`${where} is not ${/^[aeiou]/.test(issue.expected) ? 'an' : 'a'} ${issue.expected}`);
+        else
+            wrong.push(`${where}: ${issue.message}`);
+    }
+    const list = (items, sep) => items.slice(0, 12).join(sep) + (items.length > 12 ? ` … and ${items.length - 12} more` : '');
+    const problems = [
+        ...(missing.length ? [`lacks ${list(missing, ', ')}`] : []),
+        ...(wrong.length ? [list(wrong, '; ')] : []),
+    ];
+    throw new errors_1.InputError('facts', `'${path}' is not complete facts: ${problems.join('; ')}`, `${SAVE_FACTS} (probe again if it was saved by an older vps-nixos or edited)`);
+}
+/** Reads saved facts: `probe --json` / `plan --json` output, bare facts JSON, or facts.sh output. */
 function loadFacts(path) {
     const text = readFileOption('facts', path);
     let doc;
@@ -24561,28 +24739,29 @@ function loadFacts(path) {
         doc = JSON.parse(text);
     }
     catch {
-        // facts.sh output saved as text is accepted too.
-        try {
-            return (0, facts_1.parseFacts)(text);
+        if (/^facts\.version=/m.test(text)) {
+            try {
+                return (0, facts_1.parseFacts)(text);
+            }
+            catch (err) {
+                throw new errors_1.InputError('facts', `'${path}': ${err.message}`, SAVE_FACTS);
+            }
         }
-        catch {
-            throw new errors_1.InputError('facts', `'${path}' is neither JSON nor facts.sh output`, 'save it with: vps-nixos probe … --json > facts.json');
-        }
+        throw new errors_1.InputError('facts', `'${path}' is neither JSON nor facts.sh output`, SAVE_FACTS);
     }
-    const facts = doc?.facts ?? doc;
-    const f = facts;
-    if (typeof f?.memTotalBytes !== 'number' ||
-        typeof f.virtualization !== 'string' ||
-        typeof f.isNixos !== 'boolean') {
-        throw new errors_1.InputError('facts', `'${path}' has no facts (memTotalBytes, virtualization, isNixos)`, 'save it with: vps-nixos probe … --json > facts.json');
+    if (doc && typeof doc === 'object' && 'facts' in doc) {
+        const facts = doc.facts;
+        if (facts === null || typeof facts !== 'object')
+            throw new errors_1.InputError('facts', `'${path}' has no facts: the run that saved it did not probe the host`, SAVE_FACTS);
+        return checkFacts(facts, path);
     }
-    return facts;
+    return checkFacts(doc, path);
 }
 
 
 /***/ }),
 
-/***/ 2890:
+/***/ 6921:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -24592,9 +24771,9 @@ exports.FACTS_TO_NIX_OPTIONS = void 0;
 exports.factsToNixCommand = factsToNixCommand;
 /** `vps-nixos facts-to-nix`: the probe's facts as a NixOS module to commit. */
 const node_fs_1 = __nccwpck_require__(3024);
-const errors_1 = __nccwpck_require__(3919);
-const hostconfig_1 = __nccwpck_require__(5043);
-const facts_file_1 = __nccwpck_require__(9627);
+const errors_1 = __nccwpck_require__(3916);
+const hostconfig_1 = __nccwpck_require__(6108);
+const facts_file_1 = __nccwpck_require__(1056);
 exports.FACTS_TO_NIX_OPTIONS = [
     { name: 'facts', description: 'Facts JSON saved from `vps-nixos probe --json` (required)' },
     { name: 'out', description: 'Write the module to this file instead of stdout' },
@@ -24625,7 +24804,7 @@ function factsToNixCommand(options) {
 
 /***/ }),
 
-/***/ 7833:
+/***/ 2211:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -24638,16 +24817,16 @@ exports.runDeploy = runDeploy;
  * first, confirmation over a new SSH session, health checks, and the report of what changed.
  */
 const node_crypto_1 = __nccwpck_require__(7598);
-const assets_1 = __nccwpck_require__(7017);
-const errors_1 = __nccwpck_require__(3919);
-const shell_1 = __nccwpck_require__(3224);
-const session_1 = __nccwpck_require__(2343);
-const target_1 = __nccwpck_require__(2921);
-const guard_1 = __nccwpck_require__(1521);
-const health_1 = __nccwpck_require__(7164);
-const rebuild_1 = __nccwpck_require__(1651);
-const sshopts_1 = __nccwpck_require__(7512);
-const state_1 = __nccwpck_require__(5349);
+const assets_1 = __nccwpck_require__(5462);
+const errors_1 = __nccwpck_require__(3916);
+const shell_1 = __nccwpck_require__(997);
+const session_1 = __nccwpck_require__(302);
+const target_1 = __nccwpck_require__(6746);
+const guard_1 = __nccwpck_require__(5962);
+const health_1 = __nccwpck_require__(1873);
+const rebuild_1 = __nccwpck_require__(3524);
+const sshopts_1 = __nccwpck_require__(9831);
+const state_1 = __nccwpck_require__(3414);
 /**
  * The deploy of a system the host already runs (decided from the probe: current system, system
  * profile, no failed unit): nothing is built, copied or activated. Pure.
@@ -25244,7 +25423,7 @@ async function deploy(first, opts) {
 
 /***/ }),
 
-/***/ 1521:
+/***/ 5962:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -25264,8 +25443,8 @@ exports.disarmGuard = disarmGuard;
  * deploy.ts); the verbs here are the single commands around those: roll back, poll, and the
  * rare fallbacks.
  */
-const prep_1 = __nccwpck_require__(3504);
-const shell_1 = __nccwpck_require__(3224);
+const prep_1 = __nccwpck_require__(3029);
+const shell_1 = __nccwpck_require__(997);
 exports.GUARD_PATH = '/run/vps-nixos/guard.sh';
 /**
  * The target answered, and a script there failed (a guard.sh verb's non-zero exit, …): unlike a
@@ -25330,7 +25509,7 @@ async function disarmGuard(session, sudo, id) {
 
 /***/ }),
 
-/***/ 7164:
+/***/ 1873:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -25339,7 +25518,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.commandCheck = commandCheck;
 exports.urlCheck = urlCheck;
 /** Health checks after a switch: a command on the target, a URL from the runner. Retried until a deadline. */
-const shell_1 = __nccwpck_require__(3224);
+const shell_1 = __nccwpck_require__(997);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /** Tries `once` until it passes or `timeoutMs` is over; reports the last attempt. */
 async function retry(name, timeoutMs, pollMs, once) {
@@ -25399,7 +25578,7 @@ function urlCheck(url, timeoutMs, pollMs = 3000) {
 
 /***/ }),
 
-/***/ 8309:
+/***/ 7510:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -25411,9 +25590,9 @@ exports.resolveRebuild = resolveRebuild;
  * Which nixos-rebuild the deploy runs: the one on PATH, else the one from the configuration's own
  * nixpkgs built for the runner's platform; never an unpinned `nixpkgs#` from a registry.
  */
-const errors_1 = __nccwpck_require__(3919);
-const nix_1 = __nccwpck_require__(169);
-const rebuild_1 = __nccwpck_require__(1651);
+const errors_1 = __nccwpck_require__(3916);
+const nix_1 = __nccwpck_require__(4280);
+const rebuild_1 = __nccwpck_require__(3524);
 /** The runner's Nix system double (the target may be aarch64 while the runner is x86_64). */
 function runnerSystem(arch = process.arch) {
     const cpu = { x64: 'x86_64', arm64: 'aarch64', ia32: 'i686' };
@@ -25462,7 +25641,7 @@ async function resolveRebuild(nix, req) {
 
 /***/ }),
 
-/***/ 1651:
+/***/ 3524:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -25577,7 +25756,7 @@ function runRebuild(cmd, args, env, onLine, timeoutMs) {
 
 /***/ }),
 
-/***/ 7512:
+/***/ 9831:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -25589,8 +25768,8 @@ exports.writeDeploySsh = writeDeploySsh;
 /** The OpenSSH side of a deploy: nixos-rebuild and Nix's ssh stores get the same pin we checked. */
 const node_fs_1 = __nccwpck_require__(3024);
 const node_path_1 = __nccwpck_require__(6760);
-const errors_1 = __nccwpck_require__(3919);
-const hostkeys_1 = __nccwpck_require__(9153);
+const errors_1 = __nccwpck_require__(3916);
+const hostkeys_1 = __nccwpck_require__(2326);
 /** The known_hosts line that pins exactly the key our own session was verified against. */
 function knownHostsLine(target, key) {
     return `${target.knownHostsName} ${(0, hostkeys_1.formatKey)(key)}`;
@@ -25635,7 +25814,7 @@ function writeDeploySsh(tempDir, target, privateKey, hostKey) {
 
 /***/ }),
 
-/***/ 5349:
+/***/ 3414:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -25652,9 +25831,9 @@ exports.parseAfter = parseAfter;
  * What the target says before and after a deploy (scripts/deploy/state.sh, after.sh, closure.sh),
  * parsed; and how a script is sent with another one it runs.
  */
-const closure_1 = __nccwpck_require__(8707);
-const prep_1 = __nccwpck_require__(3504);
-const guard_1 = __nccwpck_require__(1521);
+const closure_1 = __nccwpck_require__(2198);
+const prep_1 = __nccwpck_require__(3029);
+const guard_1 = __nccwpck_require__(5962);
 /**
  * `script` preceded by the shell function `fn`, which prints `text` (a quoted here-document: sent
  * as it is, nothing expanded). One stdin carries both scripts, so one round trip runs them.
@@ -25811,7 +25990,7 @@ function parseAfter(stdout) {
 
 /***/ }),
 
-/***/ 3919:
+/***/ 3916:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -25879,7 +26058,7 @@ function describeError(err) {
 
 /***/ }),
 
-/***/ 7200:
+/***/ 3317:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -25887,7 +26066,7 @@ function describeError(err) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.HostConfigError = void 0;
 /** Errors of the host configuration generator. */
-const errors_1 = __nccwpck_require__(3919);
+const errors_1 = __nccwpck_require__(3916);
 /**
  * A fact from the remote host is not something we will write into a Nix file (an interface name
  * with quotes, an address that is not an address, …). Nothing is generated.
@@ -25922,7 +26101,7 @@ function printable(value) {
 
 /***/ }),
 
-/***/ 8038:
+/***/ 5611:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -25931,10 +26110,10 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.INITRD_MODULES = void 0;
 exports.initrdModules = initrdModules;
 exports.factsToNix = factsToNix;
-const errors_1 = __nccwpck_require__(7200);
-const ip_1 = __nccwpck_require__(1214);
-const network_1 = __nccwpck_require__(6469);
-const nix_1 = __nccwpck_require__(5816);
+const errors_1 = __nccwpck_require__(3317);
+const ip_1 = __nccwpck_require__(7151);
+const network_1 = __nccwpck_require__(8782);
+const nix_1 = __nccwpck_require__(3211);
 /** Initrd drivers per virtualization: the root disk and NIC must work before the root is mounted. */
 exports.INITRD_MODULES = {
     kvm: ['virtio_pci', 'virtio_blk', 'virtio_scsi', 'virtio_net'],
@@ -26133,7 +26312,7 @@ function networkUnit(unit) {
 
 /***/ }),
 
-/***/ 5043:
+/***/ 6108:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -26141,19 +26320,19 @@ function networkUnit(unit) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.HostConfigError = exports.hostNetwork = exports.INITRD_MODULES = exports.initrdModules = exports.factsToNix = void 0;
 /** facts-to-nix: the probe's facts as a NixOS module the user commits. */
-var facts_to_nix_1 = __nccwpck_require__(8038);
+var facts_to_nix_1 = __nccwpck_require__(5611);
 Object.defineProperty(exports, "factsToNix", ({ enumerable: true, get: function () { return facts_to_nix_1.factsToNix; } }));
 Object.defineProperty(exports, "initrdModules", ({ enumerable: true, get: function () { return facts_to_nix_1.initrdModules; } }));
 Object.defineProperty(exports, "INITRD_MODULES", ({ enumerable: true, get: function () { return facts_to_nix_1.INITRD_MODULES; } }));
-var network_1 = __nccwpck_require__(6469);
+var network_1 = __nccwpck_require__(8782);
 Object.defineProperty(exports, "hostNetwork", ({ enumerable: true, get: function () { return network_1.hostNetwork; } }));
-var errors_1 = __nccwpck_require__(7200);
+var errors_1 = __nccwpck_require__(3317);
 Object.defineProperty(exports, "HostConfigError", ({ enumerable: true, get: function () { return errors_1.HostConfigError; } }));
 
 
 /***/ }),
 
-/***/ 1214:
+/***/ 7151:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -26177,7 +26356,7 @@ exports.isLinkLocal6 = isLinkLocal6;
  * through one of the `check*` functions, which throw HostConfigError naming the value.
  */
 const node_net_1 = __nccwpck_require__(7030);
-const errors_1 = __nccwpck_require__(7200);
+const errors_1 = __nccwpck_require__(3317);
 /** IFNAMSIZ is 16 with the NUL; systemd and iproute2 accept these characters without quoting. */
 const IFNAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
 const MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
@@ -26319,15 +26498,15 @@ function isLinkLocal6(address) {
 
 /***/ }),
 
-/***/ 6469:
+/***/ 8782:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.hostNetwork = hostNetwork;
-const errors_1 = __nccwpck_require__(7200);
-const ip_1 = __nccwpck_require__(1214);
+const errors_1 = __nccwpck_require__(3317);
+const ip_1 = __nccwpck_require__(7151);
 const LEFT_TO_THE_LINK = new Set(['kernel', 'dhcp', 'ra', 'redirect']);
 /** The network units for the host, from its facts. Throws HostConfigError on a value we will not emit. */
 function hostNetwork(facts) {
@@ -26505,7 +26684,7 @@ function connected(link, destination) {
 
 /***/ }),
 
-/***/ 5816:
+/***/ 3211:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -26547,7 +26726,7 @@ function nixComment(text, indent = '') {
 
 /***/ }),
 
-/***/ 4627:
+/***/ 9438:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -26567,9 +26746,10 @@ exports.prepareInfect = prepareInfect;
 const node_crypto_1 = __nccwpck_require__(7598);
 const node_fs_1 = __nccwpck_require__(3024);
 const node_path_1 = __nccwpck_require__(6760);
-const errors_1 = __nccwpck_require__(3919);
-const shell_1 = __nccwpck_require__(3224);
-const size_1 = __nccwpck_require__(9453);
+const errors_1 = __nccwpck_require__(3916);
+const download_1 = __nccwpck_require__(7183);
+const shell_1 = __nccwpck_require__(997);
+const size_1 = __nccwpck_require__(4642);
 /**
  * The pinned default: elitak/nixos-infect master as of 2026-01-21 ("Add hostmyserver (#253)"),
  * whose nixos-infect last changed in 3fa642b "Support RHEL-based distros (#251)" and defaults
@@ -26589,53 +26769,15 @@ exports.INFECT_DEFAULT_URL = infectRawUrl(exports.INFECT_DEFAULT_REVISION);
 exports.INFECT_DEFAULT_CHANNEL = 'nixos-25.11';
 /** The real script is about 14 KB; anything near this is not it. */
 exports.INFECT_MAX_BYTES = 1024 * 1024;
+/** The whole download: 14 KB from GitHub takes well under a second. */
 exports.INFECT_FETCH_TIMEOUT_MS = 60_000;
 function sha256Hex(data) {
     return (0, node_crypto_1.createHash)('sha256').update(data).digest('hex');
 }
+const INFECT_SHA256_FIX = 'if nixos-infect changed on purpose, review the new script and update infect-sha256 ' +
+    '(and infect-revision); otherwise do not use it';
 function tooBig(from, what, max) {
     return new errors_1.VpsNixosError(`infect script ${from} is ${what}, over the ${(0, size_1.formatBytes)(max)} limit; nixos-infect is about 14 KiB`, 'check infect-url: it should name the raw nixos-infect file, not a page or an archive');
-}
-async function download(url, max, timeoutMs) {
-    const fail = (why, fix = 'check infect-url and that the runner can reach it') => new errors_1.VpsNixosError(`cannot download the infect script ${url}: ${why}`, fix);
-    let res;
-    try {
-        res = await fetch(url, { redirect: 'follow', signal: AbortSignal.timeout(timeoutMs) });
-    }
-    catch (err) {
-        const e = err;
-        throw fail(e.name === 'TimeoutError' ? `no answer within ${timeoutMs / 1000} s` : e.message);
-    }
-    if (!res.ok || !res.body)
-        throw fail(`HTTP ${res.status}`, 'check infect-url');
-    const declared = Number(res.headers.get('content-length') ?? NaN);
-    if (Number.isFinite(declared) && declared > max) {
-        await res.body.cancel().catch(() => undefined);
-        throw tooBig(url, `${(0, size_1.formatBytes)(declared)} (Content-Length)`, max);
-    }
-    const chunks = [];
-    let bytes = 0;
-    const reader = res.body.getReader();
-    try {
-        for (;;) {
-            const { done, value } = await reader.read();
-            if (done)
-                break;
-            bytes += value.byteLength;
-            if (bytes > max) {
-                await reader.cancel().catch(() => undefined);
-                throw tooBig(url, `more than ${(0, size_1.formatBytes)(max)}`, max);
-            }
-            chunks.push(Buffer.from(value));
-        }
-    }
-    catch (err) {
-        if (err instanceof errors_1.VpsNixosError)
-            throw err;
-        const e = err;
-        throw fail(e.name === 'TimeoutError' ? `no answer within ${timeoutMs / 1000} s` : e.message);
-    }
-    return Buffer.concat(chunks);
 }
 /**
  * Downloads (or reads) nixos-infect and checks its sha256 before returning it. A mismatch throws
@@ -26652,12 +26794,35 @@ async function fetchInfectScript(req) {
         expected = exports.INFECT_DEFAULT_SHA256;
     let data;
     let source;
-    if (/^https?:\/\//i.test(url)) {
+    const isUrl = /^https?:\/\//i.test(url);
+    const from = isUrl ? (0, download_1.displayUrl)(url) : url;
+    if (isUrl) {
         if (!expected) {
-            throw new errors_1.InputError('infect-sha256', `is required with infect-url ${url}: the script is checked, never run unverified`, `review the script, then pin its hash: curl -sL ${url} | sha256sum`);
+            throw new errors_1.InputError('infect-sha256', `is required with infect-url ${from}: the script is checked, never run unverified`, `review the script, then pin its hash: curl -sL ${from} | sha256sum`);
         }
-        req.log(`downloading the infect script ${url}`);
-        data = await download(url, max, req.timeoutMs ?? exports.INFECT_FETCH_TIMEOUT_MS);
+        // The shared downloader checks the sha256 as it streams; the file is read, then removed,
+        // so the script is written below only once every check passed.
+        const got = await (0, download_1.download)({
+            url,
+            sha256: expected,
+            dir: req.downloadDir,
+            fileName: 'nixos-infect.download',
+            what: 'the infect script',
+            input: 'infect-url',
+            sha256Input: 'infect-sha256',
+            maxBytes: max,
+            limitFix: 'check infect-url: it should name the raw nixos-infect file (about 14 KiB), not a page or an archive',
+            sha256Fix: INFECT_SHA256_FIX,
+            deadlineMs: req.timeoutMs ?? exports.INFECT_FETCH_TIMEOUT_MS,
+            idleTimeoutMs: req.idleTimeoutMs,
+            log: req.log,
+        });
+        try {
+            data = (0, node_fs_1.readFileSync)(got.path);
+        }
+        finally {
+            (0, node_fs_1.rmSync)(got.path, { force: true });
+        }
         source = 'url';
     }
     else {
@@ -26672,21 +26837,20 @@ async function fetchInfectScript(req) {
     }
     const sha256 = sha256Hex(data);
     if (expected && expected !== sha256) {
-        throw new errors_1.VpsNixosError(`infect script ${url} has sha256 ${sha256}, expected ${expected}; it was not used and nothing was uploaded`, 'if nixos-infect changed on purpose, review the new script and update infect-sha256 ' +
-            '(and infect-revision); otherwise do not use it');
+        throw new errors_1.VpsNixosError(`infect script ${from} has sha256 ${sha256}, expected ${expected}; it was not used and nothing was uploaded`, INFECT_SHA256_FIX);
     }
     const text = data.toString('utf8');
     if (!text.startsWith('#!') || text.includes('\0')) {
-        throw new errors_1.VpsNixosError(`infect script ${url} is not a shell script (it does not start with #!)`, 'check infect-url: it should name the raw nixos-infect file');
+        throw new errors_1.VpsNixosError(`infect script ${from} is not a shell script (it does not start with #!)`, 'check infect-url: it should name the raw nixos-infect file');
     }
     if (!expected) {
-        req.log(`warning: infect script ${url} has no infect-sha256 to check; its sha256 is ${sha256}`);
+        req.log(`warning: infect script ${from} has no infect-sha256 to check; its sha256 is ${sha256}`);
     }
     (0, node_fs_1.mkdirSync)(req.downloadDir, { recursive: true, mode: 0o700 });
     const path = (0, node_path_1.join)(req.downloadDir, 'nixos-infect');
     (0, node_fs_1.writeFileSync)(path, data, { mode: 0o600 });
     req.log(`infect script: ${(0, size_1.formatBytes)(data.length)}, sha256 ${sha256}`);
-    return { path, text, sha256, bytes: data.length, source, from: url, verified: !!expected };
+    return { path, text, sha256, bytes: data.length, source, from, verified: !!expected };
 }
 /** Marks the block we insert; the summary and a resumed run can find it. */
 exports.PATCH_MARKER = '# --- vps-nixos patches';
@@ -26812,7 +26976,7 @@ async function prepareInfect(req) {
 
 /***/ }),
 
-/***/ 5433:
+/***/ 8422:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -26821,15 +26985,18 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.configSchema = exports.inputSchema = exports.INPUTS = exports.METHODS = void 0;
 exports.isBooleanInput = isBooleanInput;
 exports.withDefaults = withDefaults;
+exports.looksLikeKeyMaterial = looksLikeKeyMaterial;
 exports.parseConfig = parseConfig;
-const zod_1 = __nccwpck_require__(1608);
-const ssh2_1 = __nccwpck_require__(1936);
-const errors_1 = __nccwpck_require__(3919);
-const size_1 = __nccwpck_require__(9453);
-const target_1 = __nccwpck_require__(2921);
-const hostkeys_1 = __nccwpck_require__(9153);
-const rebuild_1 = __nccwpck_require__(1651);
-const script_1 = __nccwpck_require__(4627);
+const node_fs_1 = __nccwpck_require__(3024);
+const zod_1 = __nccwpck_require__(924);
+const ssh2_1 = __nccwpck_require__(5472);
+const errors_1 = __nccwpck_require__(3916);
+const size_1 = __nccwpck_require__(4642);
+const target_1 = __nccwpck_require__(6746);
+const hostkeys_1 = __nccwpck_require__(2326);
+const download_1 = __nccwpck_require__(7183);
+const rebuild_1 = __nccwpck_require__(3524);
+const script_1 = __nccwpck_require__(9438);
 /** How the planner may install NixOS. */
 exports.METHODS = ['auto', 'kexec', 'infect', 'deploy-only'];
 const PATCH_UDEVADM = ['auto', 'true', 'false'];
@@ -26920,6 +27087,49 @@ const storePathInput = zod_1.z
     .transform((s, ctx) => /^\/nix\/store\/[0-9a-z]{32}-[A-Za-z0-9+._?=-]+$/.test(s.trim())
     ? s.trim()
     : fail(ctx, `'${s}' is not a Nix store path`, 'give a /nix/store/… path from nix build'));
+/**
+ * A file on the runner or a download: an http(s) URL (scheme case-insensitive, written lowercase
+ * after) or the path of a file that exists now. Other schemes (file://, ftp://) are refused: a
+ * local file is given as a path; whether a hash is needed is checked with the other inputs.
+ * Messages show a URL without its user info and query (where tokens live).
+ */
+const fileOrUrlInput = (fix) => zod_1.z.string().transform((s, ctx) => {
+    const v = s.trim();
+    if (v === '')
+        return undefined; // blank is "not given", as '' is
+    const shown = (0, download_1.displayUrl)(v);
+    const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(v)?.[1];
+    if (scheme !== undefined) {
+        const lower = scheme.toLowerCase();
+        if (lower === 'file')
+            return fail(ctx, `'${shown}' is a file:// URL`, `give the file as a path instead; ${fix}`);
+        if (lower !== 'https' && lower !== 'http')
+            return fail(ctx, `'${shown}': ${lower}:// is not supported`, fix);
+        let host = '';
+        try {
+            host = new URL(v).hostname;
+        }
+        catch {
+            // reported below
+        }
+        if (!host)
+            return fail(ctx, `'${shown}' is not a valid URL`, fix);
+        return lower + v.slice(scheme.length);
+    }
+    if (/^https?:/i.test(v))
+        return fail(ctx, `'${shown}' is not a valid URL`, fix);
+    let isFile;
+    try {
+        isFile = (0, node_fs_1.statSync)(v).isFile();
+    }
+    catch (err) {
+        const code = err.code;
+        return fail(ctx, `'${v}' is not a file: ${code === 'ENOENT' ? 'it does not exist' : `cannot read it (${code})`}`, fix);
+    }
+    if (!isFile)
+        return fail(ctx, `'${v}' is not a file (a directory?)`, fix);
+    return v;
+});
 /**
  * The action's inputs (same names as the CLI's options), in action.yml's order: how each is
  * documented, the Config field it fills and how its text is parsed. action.yml must say the same.
@@ -27081,7 +27291,7 @@ exports.INPUTS = {
         key: 'kexecTarball',
         description: 'Kexec installer tarball to use instead of ours: a path, or an http(s) URL (then kexec-tarball-sha256 is required)',
         required: false,
-        parse: zod_1.z.string().transform((s) => s.trim()),
+        parse: fileOrUrlInput('give the path of a kexec tarball (kexec/run, kexec/bzImage, kexec/initrd inside), or an https:// URL with kexec-tarball-sha256'),
     },
     'kexec-tarball-sha256': {
         key: 'kexecTarballSha256',
@@ -27141,7 +27351,7 @@ exports.INPUTS = {
             const urls = s.split(/\s+/).filter(Boolean);
             const bad = urls.find((u) => !/^(https?|file|s3):\/\/\S+$/.test(u));
             return bad
-                ? fail(ctx, `'${bad}' is not a binary cache URL`, 'write https://… (or file://, s3://) URLs')
+                ? fail(ctx, `'${(0, download_1.displayUrl)(bad)}' is not a binary cache URL`, 'write https://… (or file://, s3://) URLs')
                 : urls;
         })
             .default(() => []),
@@ -27180,10 +27390,17 @@ exports.INPUTS = {
         description: "Build on this host instead of the runner (nixos-rebuild's --build-host, user@host)",
         required: false,
         parse: zod_1.z.string().transform((s, ctx) => {
-            const t = (0, target_1.parseTarget)(s.trim());
-            return typeof t === 'string'
-                ? fail(ctx, t, 'write user@host (the port, if any, goes in your ssh config)')
-                : s.trim();
+            const v = s.trim();
+            const fix = 'write user@host; a port, or an IPv6 address, goes in your ssh config (a Host alias with Port/HostName)';
+            // nixos-rebuild hands it to ssh as the destination: ssh takes neither :port nor [brackets].
+            if ((0, target_1.namesPort)(v))
+                return fail(ctx, `'${v}' names a port, which is not supported`, fix);
+            const t = (0, target_1.parseTarget)(v);
+            if (typeof t === 'string')
+                return fail(ctx, t, fix);
+            if (v.includes('['))
+                return fail(ctx, `'${v}': ssh does not take [brackets] here`, fix);
+            return v;
         }),
     },
     'use-sudo': {
@@ -27214,7 +27431,7 @@ exports.INPUTS = {
             .string()
             .transform((s, ctx) => /^https?:\/\/\S+$/.test(s.trim())
             ? s.trim()
-            : fail(ctx, `'${s}' is not an http(s) URL`, 'write http://HOST[:PORT]/PATH or https://…')),
+            : fail(ctx, `'${(0, download_1.displayUrl)(s)}' is not an http(s) URL`, 'write http://HOST[:PORT]/PATH or https://…')),
     },
     'health-timeout': {
         key: 'healthTimeoutSeconds',
@@ -27252,7 +27469,7 @@ exports.INPUTS = {
         key: 'infectUrl',
         description: 'Where nixos-infect is downloaded from instead (http(s) URL or a file); default: the raw file at infect-revision',
         required: false,
-        parse: zod_1.z.string().transform((s) => s.trim()),
+        parse: fileOrUrlInput('give the path of a nixos-infect script, or an https:// URL of the raw file with infect-sha256'),
     },
     'infect-sha256': {
         key: 'infectSha256',
@@ -27303,10 +27520,30 @@ function withDefaults(raw) {
     }
     return out;
 }
-/** Turns raw inputs into a Config, or throws the first InputError. No connection is made. */
+const KEY_MATERIAL = [
+    // PEM armour of any private key: OPENSSH, RSA, EC, DSA, ENCRYPTED, PKCS#8, PGP … BLOCK
+    /-{5} *(BEGIN|END) [A-Z0-9 ]*PRIVATE KEY/i,
+    // base64 of "openssh-key-v1\0": how every OpenSSH private key body starts
+    /b3BlbnNzaC1rZXktdjE/,
+    /PuTTY-User-Key-File-\d/,
+];
+/** Whether a text holds private key material (an armoured key, or an OpenSSH key body). */
+function looksLikeKeyMaterial(text) {
+    return KEY_MATERIAL.some((re) => re.test(text));
+}
+/**
+ * Turns raw inputs into a Config, or throws the first InputError. No connection is made. Errors
+ * quote what was given, so a private key anywhere but ssh-private-key is refused unquoted first.
+ */
 function parseConfig(raw, opts = {}) {
     const shown = (n) => opts.shownAs?.[n] ?? n;
     const given = withDefaults(raw);
+    for (const name of INPUT_NAMES) {
+        const value = given[name];
+        if (name === 'ssh-private-key' || value === undefined || !looksLikeKeyMaterial(value))
+            continue;
+        throw new errors_1.InputError(shown(name), 'holds a private key (its value is not shown)', `give the key only as ${opts.keyHow ?? 'the ssh-private-key input (a secret)'}, and this input what it documents: ${exports.INPUTS[name].description}`);
+    }
     const result = exports.configSchema.safeParse(Object.fromEntries(INPUT_NAMES.map((n) => [exports.INPUTS[n].key, given[n]])));
     if (!result.success) {
         const issue = result.error.issues[0];
@@ -27326,9 +27563,10 @@ function infectSource(revision, url, sha256, ctx) {
     const known = infectUrl === (0, script_1.infectRawUrl)(script_1.INFECT_DEFAULT_REVISION);
     const infectSha256 = sha256 ?? (known ? script_1.INFECT_DEFAULT_SHA256 : undefined);
     if (!infectSha256 && /^https?:\/\//i.test(infectUrl)) {
+        const shown = (0, download_1.displayUrl)(infectUrl);
         return fail(ctx, url
-            ? `is required with infect-url ${infectUrl}: the script is checked, never run unverified`
-            : `is required with infect-revision ${revision}: only the default revision's hash is known`, `review the script, then pin its hash: curl -sL ${infectUrl} | sha256sum`, [exports.INPUTS['infect-sha256'].key]);
+            ? `is required with infect-url ${shown}: the script is checked, never run unverified`
+            : `is required with infect-revision ${revision}: only the default revision's hash is known`, `review the script, then pin its hash: curl -sL ${shown} | sha256sum`, [exports.INPUTS['infect-sha256'].key]);
     }
     return { infectRevision: revision, infectUrl, infectSha256 };
 }
@@ -27348,7 +27586,7 @@ function checkTogether(cfg, opts, shown) {
     if (!cfg.target)
         throw new errors_1.InputError('target', 'is required', 'set target to user@host[:port]');
     if (!cfg.sshPrivateKey) {
-        throw new errors_1.InputError(shown('ssh-private-key'), 'is required to connect', 'pass the deploy key (a secret in CI: ssh-private-key: ${{ secrets.VPS_SSH_KEY }})');
+        throw new errors_1.InputError(shown('ssh-private-key'), 'is required to connect', `pass the deploy key: ${opts.keyHow ?? 'a secret, ssh-private-key: ${{ secrets.VPS_SSH_KEY }}'}`);
     }
     const name = cfg.target.knownHostsName;
     const pinned = cfg.knownHosts !== undefined || cfg.hostKeyFingerprints.length > 0;
@@ -27368,7 +27606,271 @@ function checkTogether(cfg, opts, shown) {
 
 /***/ }),
 
-/***/ 8898:
+/***/ 7183:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __importDefault = (this && this.__importDefault) || function (mod) {
+    return (mod && mod.__esModule) ? mod : { "default": mod };
+};
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.DownloadError = exports.DOWNLOAD_MAX_REDIRECTS = exports.DOWNLOAD_DEADLINE_MS = exports.DOWNLOAD_IDLE_TIMEOUT_MS = exports.DOWNLOAD_MAX_BYTES = void 0;
+exports.displayUrl = displayUrl;
+exports.checkDownloadUrl = checkDownloadUrl;
+exports.redirectTarget = redirectTarget;
+exports.download = download;
+/**
+ * The one downloader (issue 20): the kexec tarball and the nixos-infect script both come through
+ * here. https, or plain http only when the caller pins a sha256; an idle timeout (connect, answer,
+ * and between bytes) and an overall deadline; a size cap checked against Content-Length before
+ * reading and again while streaming; at most a few redirects, never from https to http. The body
+ * streams into `<file>.part` in a private directory with its sha256 computed on the way, and only a
+ * complete, matching file is renamed into place; on any failure the part is removed.
+ */
+const node_crypto_1 = __nccwpck_require__(7598);
+const node_fs_1 = __nccwpck_require__(3024);
+const node_http_1 = __importDefault(__nccwpck_require__(7067));
+const node_https_1 = __importDefault(__nccwpck_require__(4708));
+const node_path_1 = __nccwpck_require__(6760);
+const node_stream_1 = __nccwpck_require__(7075);
+const promises_1 = __nccwpck_require__(6466);
+const errors_1 = __nccwpck_require__(3916);
+const size_1 = __nccwpck_require__(4642);
+/** Above this a download is refused unless the caller gives its own cap. */
+exports.DOWNLOAD_MAX_BYTES = 1024 ** 3;
+/** Connect, wait for the answer, or wait between two reads: each at most this long. */
+exports.DOWNLOAD_IDLE_TIMEOUT_MS = 30_000;
+/** The whole download, redirects included. */
+exports.DOWNLOAD_DEADLINE_MS = 15 * 60_000;
+exports.DOWNLOAD_MAX_REDIRECTS = 5;
+/** A download that failed after its URL was accepted; no file is left behind. */
+class DownloadError extends errors_1.VpsNixosError {
+    reason;
+    constructor(reason, message, fix) {
+        super(message, fix);
+        this.reason = reason;
+    }
+}
+exports.DownloadError = DownloadError;
+/**
+ * The URL as messages and logs show it: user info and query values replaced by `***` (they are
+ * where tokens live), the fragment dropped. A URL with none of these is returned unchanged. Pure.
+ */
+function displayUrl(raw) {
+    let u;
+    try {
+        u = new URL(raw.trim());
+    }
+    catch {
+        return raw.replace(/\/\/[^/?#\s]*@/, '//***@').replace(/[?#].*$/, '?***');
+    }
+    if (!u.username && !u.password && !u.search && !u.hash)
+        return raw.trim();
+    const userinfo = u.username || u.password ? '***@' : '';
+    const query = u.search
+        ? '?' +
+            u.search
+                .slice(1)
+                .split('&')
+                .map((p) => (p.includes('=') ? `${p.slice(0, p.indexOf('='))}=***` : '***'))
+                .join('&')
+        : '';
+    return `${u.protocol}//${userinfo}${u.host}${u.pathname}${query}`;
+}
+/**
+ * Accepts https, and http only with a well-formed sha256; throws InputError otherwise, before any
+ * connection. Pure.
+ */
+function checkDownloadUrl(s) {
+    const shown = displayUrl(s.url);
+    const expected = s.sha256?.trim().toLowerCase() || undefined;
+    let url;
+    try {
+        url = new URL(s.url.trim());
+    }
+    catch {
+        throw new errors_1.InputError(s.input, `'${shown}' is not a URL`, 'give an https URL or a local file');
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+        throw new errors_1.InputError(s.input, `'${shown}' is not an http(s) URL`, 'give an https URL or a local file');
+    }
+    if (expected !== undefined && !/^[0-9a-f]{64}$/.test(expected)) {
+        throw new errors_1.InputError(s.sha256Input, `'${s.sha256}' is not a sha256`, 'write the 64 hex digits sha256sum prints');
+    }
+    if (url.protocol === 'http:' && !expected) {
+        throw new errors_1.InputError(s.sha256Input, `is required to download ${shown} over plain http`, `use https, or pin the file's sha256 in ${s.sha256Input} (sha256sum FILE)`);
+    }
+    return url;
+}
+/**
+ * Where a redirect leads, or why it is not followed: a missing Location, a scheme other than
+ * http(s), or https to http (which would drop the transport's protection). Pure.
+ */
+function redirectTarget(from, location) {
+    if (!location)
+        return { reason: 'redirects', why: 'a redirect without a Location header' };
+    let to;
+    try {
+        to = new URL(location, from);
+    }
+    catch {
+        return { reason: 'redirects', why: `a redirect to '${displayUrl(location)}', not a URL` };
+    }
+    if (to.protocol !== 'https:' && to.protocol !== 'http:')
+        return { reason: 'redirects', why: `a redirect to ${displayUrl(to.href)}, not http(s)` };
+    if (from.protocol === 'https:' && to.protocol === 'http:')
+        return {
+            reason: 'insecure-redirect',
+            why: `it redirects to ${displayUrl(to.href)}: https to plain http is never followed`,
+        };
+    return to;
+}
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+const secs = (ms) => `${ms / 1000} s`;
+/** Streams `req.url` into `req.dir/req.fileName` and returns its path, size and sha256. */
+async function download(req) {
+    const shown = displayUrl(req.url);
+    let url = checkDownloadUrl(req);
+    const expected = req.sha256?.trim().toLowerCase() || undefined;
+    const maxBytes = req.maxBytes ?? exports.DOWNLOAD_MAX_BYTES;
+    const idleMs = req.idleTimeoutMs ?? exports.DOWNLOAD_IDLE_TIMEOUT_MS;
+    const deadlineMs = req.deadlineMs ?? exports.DOWNLOAD_DEADLINE_MS;
+    const maxRedirects = req.maxRedirects ?? exports.DOWNLOAD_MAX_REDIRECTS;
+    const limitName = req.limitName ?? `the ${(0, size_1.formatBytes)(maxBytes)} limit`;
+    const reach = `check ${req.input} and that the runner can reach it`;
+    const slow = `${reach}; or download it beforehand and give ${req.input} the local file`;
+    const fail = (reason, why, fix = reach) => new DownloadError(reason, `cannot download ${req.what} ${shown}: ${why}`, fix);
+    const tooLarge = (size) => new DownloadError('too-large', `${req.what} ${shown} is ${size}, over ${limitName}`, req.limitFix ?? `check ${req.input}: it should name the file itself, not a page`);
+    (0, node_fs_1.mkdirSync)(req.dir, { recursive: true, mode: 0o700 });
+    const path = (0, node_path_1.join)(req.dir, req.fileName);
+    const part = `${path}.part`;
+    req.log?.(`downloading ${req.what} ${shown}`);
+    let current;
+    let failure;
+    let phase = 'connect';
+    let bytes = 0;
+    let redirects = 0;
+    const stop = (err) => {
+        failure ??= err;
+        current?.destroy(err);
+    };
+    const deadline = setTimeout(() => stop(fail('deadline', `not finished within ${secs(deadlineMs)} (the overall deadline; ${(0, size_1.formatBytes)(bytes)} received)`, slow)), deadlineMs);
+    const onIdle = () => stop(phase === 'connect'
+        ? fail('idle-timeout', `could not connect within ${secs(idleMs)}`)
+        : phase === 'answer'
+            ? fail('idle-timeout', `no answer within ${secs(idleMs)}`)
+            : fail('idle-timeout', `the server sent nothing for ${secs(idleMs)} after ${(0, size_1.formatBytes)(bytes)} (idle timeout)`, slow));
+    try {
+        let res;
+        for (;; redirects++) {
+            if (failure)
+                throw failure;
+            phase = 'connect';
+            res = await get(url, { idleMs, ca: req.ca }, (r) => {
+                current = r;
+                r.on('timeout', onIdle);
+                r.on('socket', (s) => s.once('connect', () => (phase = 'answer')));
+            });
+            phase = 'body';
+            const status = res.statusCode ?? 0;
+            if (!REDIRECTS.has(status))
+                break;
+            res.destroy();
+            const to = redirectTarget(url, res.headers.location);
+            if (!(to instanceof URL)) {
+                throw fail(to.reason, to.why, to.reason === 'insecure-redirect'
+                    ? `give ${req.input} an https URL that stays on https`
+                    : `check ${req.input}`);
+            }
+            if (redirects + 1 > maxRedirects) {
+                throw fail('redirects', `more than ${maxRedirects} redirects (the last to ${displayUrl(to.href)})`, `give ${req.input} the final URL`);
+            }
+            url = to;
+        }
+        const status = res.statusCode ?? 0;
+        if (status < 200 || status > 299) {
+            res.destroy();
+            throw fail('status', `HTTP ${status}${res.statusMessage ? ` ${res.statusMessage}` : ''}`, `check ${req.input}`);
+        }
+        const length = res.headers['content-length'];
+        const declared = length && /^\d+$/.test(length) ? Number(length) : undefined;
+        if (declared !== undefined && declared > maxBytes) {
+            res.destroy();
+            throw tooLarge(`${(0, size_1.formatBytes)(declared)} (Content-Length)`);
+        }
+        const hash = (0, node_crypto_1.createHash)('sha256');
+        const meter = new node_stream_1.Transform({
+            transform(chunk, _enc, done) {
+                bytes += chunk.length;
+                if (bytes > maxBytes) {
+                    failure ??= tooLarge(`more than ${(0, size_1.formatBytes)(maxBytes)}`);
+                    done(failure);
+                    return;
+                }
+                hash.update(chunk);
+                done(null, chunk);
+            },
+        });
+        (0, node_fs_1.rmSync)(part, { force: true });
+        // Opened here, not inside the stream, so the file exists (and is removed) whatever fails next.
+        const fd = (0, node_fs_1.openSync)(part, 'wx', 0o600);
+        await (0, promises_1.pipeline)(res, meter, (0, node_fs_1.createWriteStream)('', { fd }));
+        if (failure)
+            throw failure;
+        if (declared !== undefined && bytes !== declared) {
+            throw fail('truncated', `the connection closed after ${bytes} of ${declared} bytes`, `${reach}; try again`);
+        }
+        const sha256 = hash.digest('hex');
+        if (expected !== undefined && expected !== sha256) {
+            throw new DownloadError('sha256', `${req.what} ${shown} has sha256 ${sha256}, expected ${expected}; it was not used and nothing was uploaded`, req.sha256Fix ??
+                `if the file changed on purpose, update ${req.sha256Input}; otherwise do not use it`);
+        }
+        (0, node_fs_1.renameSync)(part, path);
+        return { path, bytes, sha256, finalUrl: displayUrl(url.href), redirects };
+    }
+    catch (err) {
+        (0, node_fs_1.rmSync)(part, { force: true });
+        if (failure)
+            throw failure;
+        if (err instanceof errors_1.VpsNixosError)
+            throw err;
+        const e = err;
+        if (e.path !== undefined)
+            throw fail('write', `cannot write ${e.path}: ${e.message}`, "free space in the runner's temp dir");
+        if (phase === 'body' && (e.code === 'ECONNRESET' || e.message === 'aborted'))
+            throw fail('truncated', `the connection closed after ${(0, size_1.formatBytes)(bytes)}`, `${reach}; try again`);
+        throw fail('connect', e.message);
+    }
+    finally {
+        clearTimeout(deadline);
+        current?.destroy();
+    }
+}
+/** One GET, resolved with the response head; `onRequest` sees the request before it is sent. */
+function get(url, opts, onRequest) {
+    return new Promise((resolve, reject) => {
+        const options = {
+            // A fresh connection per request: nothing lingers in a pool after the download.
+            agent: false,
+            // Before the socket connects too, so it bounds the connect as well.
+            timeout: opts.idleMs,
+            // Plain bytes, so Content-Length is the file's size and the sha256 is of the file as served.
+            headers: { 'accept-encoding': 'identity', 'user-agent': 'vps-nixos' },
+        };
+        const r = url.protocol === 'https:'
+            ? node_https_1.default.request(url, opts.ca ? { ...options, ca: opts.ca } : options, resolve)
+            : node_http_1.default.request(url, options, resolve);
+        onRequest(r);
+        r.on('error', reject);
+        r.end();
+    });
+}
+
+
+/***/ }),
+
+/***/ 8455:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -27378,14 +27880,14 @@ exports.BudgetExceeded = exports.BuildError = void 0;
 exports.evalToplevel = evalToplevel;
 exports.nixVersion = nixVersion;
 exports.buildSystem = buildSystem;
-const errors_1 = __nccwpck_require__(3919);
-const size_1 = __nccwpck_require__(9453);
-const keys_1 = __nccwpck_require__(7179);
-const closure_cache_1 = __nccwpck_require__(1261);
-const closure_1 = __nccwpck_require__(8707);
-const nix_1 = __nccwpck_require__(169);
-const layout_1 = __nccwpck_require__(8398);
-const system_nix_1 = __nccwpck_require__(6103);
+const errors_1 = __nccwpck_require__(3916);
+const size_1 = __nccwpck_require__(4642);
+const keys_1 = __nccwpck_require__(1452);
+const closure_cache_1 = __nccwpck_require__(1980);
+const closure_1 = __nccwpck_require__(2198);
+const nix_1 = __nccwpck_require__(4280);
+const layout_1 = __nccwpck_require__(6657);
+const system_nix_1 = __nccwpck_require__(2416);
 class BuildError extends errors_1.VpsNixosError {
 }
 exports.BuildError = BuildError;
@@ -27572,7 +28074,7 @@ async function buildSystem(nix, req) {
 
 /***/ }),
 
-/***/ 8707:
+/***/ 2198:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -27728,12 +28230,13 @@ function closureReport(root, infos, opts = {}) {
 
 /***/ }),
 
-/***/ 118:
+/***/ 6499:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.KEXEC_DOWNLOAD_DEADLINE_MS = exports.KEXEC_DOWNLOAD_MAX_BYTES = void 0;
 exports.parseTarListing = parseTarListing;
 exports.parseSizesEnv = parseSizesEnv;
 exports.kexecSizes = kexecSizes;
@@ -27748,12 +28251,12 @@ const node_crypto_1 = __nccwpck_require__(7598);
 const node_fs_1 = __nccwpck_require__(3024);
 const node_path_1 = __nccwpck_require__(6760);
 const node_util_1 = __nccwpck_require__(7975);
-const node_stream_1 = __nccwpck_require__(7075);
 const promises_1 = __nccwpck_require__(6466);
-const errors_1 = __nccwpck_require__(3919);
-const size_1 = __nccwpck_require__(9453);
-const build_1 = __nccwpck_require__(8898);
-const nix_1 = __nccwpck_require__(169);
+const errors_1 = __nccwpck_require__(3916);
+const download_1 = __nccwpck_require__(7183);
+const size_1 = __nccwpck_require__(4642);
+const build_1 = __nccwpck_require__(8455);
+const nix_1 = __nccwpck_require__(4280);
 /** Parses GNU tar's `-tv` listing (LC_ALL=C). Pure. */
 function parseTarListing(text) {
     const members = [];
@@ -27839,21 +28342,32 @@ function ourFlakeDir() {
     }
     throw new build_1.BuildError(`vps-nixos is incomplete: nix/flake.nix not found near ${__dirname}`, 'reinstall vps-nixos, or pass kexec-tarball');
 }
-async function download(url, dir, log) {
-    (0, node_fs_1.mkdirSync)(dir, { recursive: true, mode: 0o700 });
-    const file = (0, node_path_1.join)(dir, 'kexec-installer.tar.gz');
-    log(`downloading ${url}`);
-    let res;
-    try {
-        res = await fetch(url, { redirect: 'follow' });
-    }
-    catch (err) {
-        throw new errors_1.VpsNixosError(`cannot download kexec-tarball ${url}: ${err.message}`, 'check the URL and that the runner can reach it');
-    }
-    if (!res.ok || !res.body)
-        throw new errors_1.VpsNixosError(`cannot download kexec-tarball ${url}: HTTP ${res.status}`, 'check the URL');
-    await (0, promises_1.pipeline)(node_stream_1.Readable.fromWeb(res.body), (0, node_fs_1.createWriteStream)(file, { mode: 0o600 }));
-    return file;
+/** A downloaded tarball above this is refused when installer-budget does not set the cap. */
+exports.KEXEC_DOWNLOAD_MAX_BYTES = 1024 ** 3;
+/** The whole tarball download; a few hundred MiB take seconds on a hosted runner. */
+exports.KEXEC_DOWNLOAD_DEADLINE_MS = 15 * 60_000;
+/** Downloads a kexec-tarball URL, capped at installer-budget, checked against its sha256. */
+async function downloadTarball(req, url, sha256) {
+    const budget = req.budgetBytes;
+    return (0, download_1.download)({
+        url,
+        sha256,
+        dir: req.downloadDir,
+        fileName: 'kexec-installer.tar.gz',
+        what: 'kexec-tarball',
+        input: 'kexec-tarball',
+        sha256Input: 'kexec-tarball-sha256',
+        maxBytes: budget ?? exports.KEXEC_DOWNLOAD_MAX_BYTES,
+        limitName: budget !== undefined
+            ? `installer-budget ${(0, size_1.formatBytes)(budget)}`
+            : `the ${(0, size_1.formatBytes)(exports.KEXEC_DOWNLOAD_MAX_BYTES)} download limit`,
+        limitFix: budget !== undefined
+            ? 'use our slim installer (leave kexec-tarball empty) or raise installer-budget; every MiB of it sits in RAM after kexec'
+            : 'check kexec-tarball: it should name a kexec installer tarball; use our slim installer (leave kexec-tarball empty), or set installer-budget to allow a larger one',
+        sha256Fix: 'if the tarball changed on purpose, update kexec-tarball-sha256; otherwise do not use it',
+        deadlineMs: exports.KEXEC_DOWNLOAD_DEADLINE_MS,
+        log: req.log,
+    });
 }
 async function buildOurs(nix, system, log) {
     const installable = `path:${ourFlakeDir()}#packages.${system}.kexec-installer`;
@@ -27914,13 +28428,16 @@ async function resolveKexecTarball(nix, req) {
     let path;
     let source;
     let from;
-    if (req.tarball && /^https?:\/\//.test(req.tarball)) {
+    let downloaded;
+    if (req.tarball && /^https?:\/\//i.test(req.tarball)) {
+        from = (0, download_1.displayUrl)(req.tarball);
         if (!req.sha256) {
-            throw new errors_1.InputError('kexec-tarball-sha256', `is required with a URL in kexec-tarball (${req.tarball})`, "set kexec-tarball-sha256 to the tarball's sha256 (sha256sum FILE)");
+            throw new errors_1.InputError('kexec-tarball-sha256', `is required with a URL in kexec-tarball (${from})`, "set kexec-tarball-sha256 to the tarball's sha256 (sha256sum FILE)");
         }
-        path = await download(req.tarball, req.downloadDir, req.log);
+        // Checked against the sha256 and capped at installer-budget while it streams.
+        downloaded = await downloadTarball(req, req.tarball, req.sha256);
+        path = downloaded.path;
         source = 'url';
-        from = req.tarball;
     }
     else if (req.tarball) {
         if (!(0, node_fs_1.existsSync)(req.tarball) || !(0, node_fs_1.statSync)(req.tarball).isFile()) {
@@ -27934,11 +28451,12 @@ async function resolveKexecTarball(nix, req) {
         ({ path, from } = await cachedOurs(nix, req));
         source = 'built';
     }
-    const sha256 = await sha256File(path);
-    if (req.sha256 && req.sha256.toLowerCase() !== sha256) {
-        throw new errors_1.VpsNixosError(`kexec-tarball ${from} has sha256 ${sha256}, expected ${req.sha256.toLowerCase()}; nothing was uploaded`, 'if the tarball changed on purpose, update kexec-tarball-sha256; otherwise do not use it');
+    const sha256 = downloaded?.sha256 ?? (await sha256File(path));
+    const expected = req.sha256?.trim().toLowerCase();
+    if (expected && expected !== sha256) {
+        throw new errors_1.VpsNixosError(`kexec-tarball ${from} has sha256 ${sha256}, expected ${expected}; nothing was uploaded`, 'if the tarball changed on purpose, update kexec-tarball-sha256; otherwise do not use it');
     }
-    const bytes = (0, node_fs_1.statSync)(path).size;
+    const bytes = downloaded?.bytes ?? (0, node_fs_1.statSync)(path).size;
     if (req.budgetBytes !== undefined && bytes > req.budgetBytes) {
         throw new build_1.BudgetExceeded(`the kexec tarball is ${(0, size_1.formatBytes)(bytes)}, over installer-budget ${(0, size_1.formatBytes)(req.budgetBytes)}`, 'use our slim installer (leave kexec-tarball empty) or raise installer-budget; every MiB of it sits in RAM after kexec');
     }
@@ -27952,7 +28470,7 @@ async function resolveKexecTarball(nix, req) {
 
 /***/ }),
 
-/***/ 8398:
+/***/ 6657:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -27963,7 +28481,7 @@ exports.layoutTools = layoutTools;
 exports.layoutRefusal = layoutRefusal;
 exports.parseLayout = parseLayout;
 exports.evalLayout = evalLayout;
-const nix_1 = __nccwpck_require__(169);
+const nix_1 = __nccwpck_require__(4280);
 /**
  * The `--apply` function for `nix eval --json …#nixosConfigurations.NAME.config`: null without
  * disko, else the layout. It walks disko.devices and records each node's `type` (and `format`),
@@ -28071,7 +28589,7 @@ async function evalLayout(nix, configInstallable, warn) {
 
 /***/ }),
 
-/***/ 169:
+/***/ 4280:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -28082,7 +28600,7 @@ exports.localNix = localNix;
 exports.nixErrorText = nixErrorText;
 /** The runner's Nix, run as a child process with the settings we need passed on the command line. */
 const node_child_process_1 = __nccwpck_require__(1421);
-const errors_1 = __nccwpck_require__(3919);
+const errors_1 = __nccwpck_require__(3916);
 /** Nix is missing or failed in a way the user must fix on the runner. */
 class NixError extends errors_1.VpsNixosError {
 }
@@ -28143,7 +28661,7 @@ function nixErrorText(stderr) {
 
 /***/ }),
 
-/***/ 6103:
+/***/ 2416:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -28223,7 +28741,7 @@ function findSystemNix(toplevel) {
 
 /***/ }),
 
-/***/ 3527:
+/***/ 7252:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -28250,10 +28768,10 @@ exports.sendClosure = sendClosure;
  */
 const node_child_process_1 = __nccwpck_require__(1421);
 const node_stream_1 = __nccwpck_require__(7075);
-const assets_1 = __nccwpck_require__(7017);
-const errors_1 = __nccwpck_require__(3919);
-const shell_1 = __nccwpck_require__(3224);
-const nix_1 = __nccwpck_require__(169);
+const assets_1 = __nccwpck_require__(5462);
+const errors_1 = __nccwpck_require__(3916);
+const shell_1 = __nccwpck_require__(997);
+const nix_1 = __nccwpck_require__(4280);
 /** Paths whose bytes on the target are not what this runner's store has; nothing was registered. */
 class TransferCorrupt extends errors_1.VpsNixosError {
 }
@@ -28495,7 +29013,7 @@ async function sendClosure(session, roots, opts) {
 
 /***/ }),
 
-/***/ 5873:
+/***/ 2102:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -28511,20 +29029,20 @@ exports.runBootstrap = runBootstrap;
  * first phase touches the host: the artifacts exist here, confirm-wipe names the right disk.
  */
 const node_fs_1 = __nccwpck_require__(3024);
-const system_nix_1 = __nccwpck_require__(6103);
+const system_nix_1 = __nccwpck_require__(2416);
 const node_path_1 = __nccwpck_require__(6760);
-const errors_1 = __nccwpck_require__(3919);
-const size_1 = __nccwpck_require__(9453);
-const transfer_1 = __nccwpck_require__(3527);
-const installer_prep_1 = __nccwpck_require__(5667);
-const install_1 = __nccwpck_require__(3680);
-const kexec_1 = __nccwpck_require__(7039);
-const phase_1 = __nccwpck_require__(8536);
-const infect_1 = __nccwpck_require__(6986);
-const prep_1 = __nccwpck_require__(3504);
-const reboot_1 = __nccwpck_require__(8210);
-const wait_1 = __nccwpck_require__(8438);
-const wipe_guard_1 = __nccwpck_require__(5280);
+const errors_1 = __nccwpck_require__(3916);
+const size_1 = __nccwpck_require__(4642);
+const transfer_1 = __nccwpck_require__(7252);
+const installer_prep_1 = __nccwpck_require__(9018);
+const install_1 = __nccwpck_require__(8459);
+const kexec_1 = __nccwpck_require__(8744);
+const phase_1 = __nccwpck_require__(5079);
+const infect_1 = __nccwpck_require__(9291);
+const prep_1 = __nccwpck_require__(3029);
+const reboot_1 = __nccwpck_require__(1999);
+const wait_1 = __nccwpck_require__(5523);
+const wipe_guard_1 = __nccwpck_require__(3949);
 const BOOTSTRAP_PHASES = [
     'prep',
     'kexec',
@@ -28735,7 +29253,7 @@ async function runBootstrap(session, facts, plan, artifacts, opts) {
 
 /***/ }),
 
-/***/ 6986:
+/***/ 9291:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -28751,13 +29269,13 @@ exports.recordedAddresses = recordedAddresses;
  * followed across dropped connections; then our reboot into the converted system and the checks
  * that the host is still reachable the same way (address, host key, deploy key).
  */
-const assets_1 = __nccwpck_require__(7017);
-const errors_1 = __nccwpck_require__(3919);
-const shell_1 = __nccwpck_require__(3224);
-const session_1 = __nccwpck_require__(2343);
-const prep_1 = __nccwpck_require__(3504);
-const reboot_1 = __nccwpck_require__(8210);
-const wait_1 = __nccwpck_require__(8438);
+const assets_1 = __nccwpck_require__(5462);
+const errors_1 = __nccwpck_require__(3916);
+const shell_1 = __nccwpck_require__(997);
+const session_1 = __nccwpck_require__(302);
+const prep_1 = __nccwpck_require__(3029);
+const reboot_1 = __nccwpck_require__(1999);
+const wait_1 = __nccwpck_require__(5523);
 /** Where the run's state lives on the target: on disk, never /tmp, so it outlives the session. */
 exports.INFECT_DIR = '/var/lib/vps-nixos/infect';
 /** infect.sh's status lines. Pure. */
@@ -29051,7 +29569,7 @@ async function accessChecks(ctx) {
 
 /***/ }),
 
-/***/ 3680:
+/***/ 8459:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -29059,13 +29577,13 @@ async function accessChecks(ctx) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.installPhase = void 0;
 /** Phase 3: partition + install, in the kexec installer. The one phase that wipes a disk. */
-const assets_1 = __nccwpck_require__(7017);
-const shell_1 = __nccwpck_require__(3224);
-const errors_1 = __nccwpck_require__(3919);
-const transfer_1 = __nccwpck_require__(3527);
-const size_1 = __nccwpck_require__(9453);
-const phase_1 = __nccwpck_require__(8536);
-const prep_1 = __nccwpck_require__(3504);
+const assets_1 = __nccwpck_require__(5462);
+const shell_1 = __nccwpck_require__(997);
+const errors_1 = __nccwpck_require__(3916);
+const transfer_1 = __nccwpck_require__(7252);
+const size_1 = __nccwpck_require__(4642);
+const phase_1 = __nccwpck_require__(5079);
+const prep_1 = __nccwpck_require__(3029);
 async function step(ctx, args, timeoutMs, stream = false) {
     const r = await ctx.session.exec(`sh -s -- ${args.map(shell_1.shellQuote).join(' ')}`, {
         stdin: (0, assets_1.readAsset)('scripts/phases/install.sh'),
@@ -29141,7 +29659,7 @@ exports.installPhase = {
 
 /***/ }),
 
-/***/ 5667:
+/***/ 9018:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -29154,13 +29672,13 @@ exports.shouldPatchUdevadm = shouldPatchUdevadm;
  * (unpacked into the installer's RAM and checked by sha256: the installer has no Nix) and its
  * udevadm calls bounded.
  */
-const assets_1 = __nccwpck_require__(7017);
-const shell_1 = __nccwpck_require__(3224);
-const errors_1 = __nccwpck_require__(3919);
-const size_1 = __nccwpck_require__(9453);
-const phase_1 = __nccwpck_require__(8536);
-const prep_1 = __nccwpck_require__(3504);
-const transfer_1 = __nccwpck_require__(3527);
+const assets_1 = __nccwpck_require__(5462);
+const shell_1 = __nccwpck_require__(997);
+const errors_1 = __nccwpck_require__(3916);
+const size_1 = __nccwpck_require__(4642);
+const phase_1 = __nccwpck_require__(5079);
+const prep_1 = __nccwpck_require__(3029);
+const transfer_1 = __nccwpck_require__(7252);
 /** `patch-udevadm: auto` patches on virtual machines, whose disks show the SIGBUS (seed bug 2). */
 function shouldPatchUdevadm(setting, virtualization) {
     if (setting !== 'auto')
@@ -29240,7 +29758,7 @@ exports.installerPrepPhase = {
 
 /***/ }),
 
-/***/ 7039:
+/***/ 8744:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -29252,12 +29770,12 @@ exports.kexecFix = kexecFix;
 exports.stageInstaller = stageInstaller;
 /** Phase 1: upload the installer over the pinned session, kexec into it, and wait for it to answer. */
 const node_fs_1 = __nccwpck_require__(3024);
-const assets_1 = __nccwpck_require__(7017);
-const shell_1 = __nccwpck_require__(3224);
-const errors_1 = __nccwpck_require__(3919);
-const size_1 = __nccwpck_require__(9453);
-const prep_1 = __nccwpck_require__(3504);
-const wait_1 = __nccwpck_require__(8438);
+const assets_1 = __nccwpck_require__(5462);
+const shell_1 = __nccwpck_require__(997);
+const errors_1 = __nccwpck_require__(3916);
+const size_1 = __nccwpck_require__(4642);
+const prep_1 = __nccwpck_require__(3029);
+const wait_1 = __nccwpck_require__(5523);
 exports.KEXEC_DIR = '/var/lib/vps-nixos/kexec';
 /**
  * Disk the kexec phase needs at its peak: three copies of the installer (the tarball; its
@@ -29381,7 +29899,7 @@ exports.kexecPhase = {
 
 /***/ }),
 
-/***/ 8536:
+/***/ 5079:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -29391,7 +29909,7 @@ exports.PhaseTimeout = void 0;
 exports.runPhases = runPhases;
 exports.lineStream = lineStream;
 /** Bootstrap phases: each says whether it is already done (with the evidence) and how to do it. */
-const errors_1 = __nccwpck_require__(3919);
+const errors_1 = __nccwpck_require__(3916);
 /** A phase ran out of time; says what to look at. */
 class PhaseTimeout extends errors_1.VpsNixosError {
 }
@@ -29474,7 +29992,7 @@ function lineStream(log, streams = ['stdout', 'stderr']) {
 
 /***/ }),
 
-/***/ 3504:
+/***/ 3029:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -29483,10 +30001,10 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.prepPhase = exports.DEFAULT_SWAPFILE = exports.INFECT_TOOLS = exports.KEXEC_TOOLS = void 0;
 exports.parseKv = parseKv;
 /** Phase 0: prepare the running distribution (tools, free memory, zram, swapfile on disk). */
-const assets_1 = __nccwpck_require__(7017);
-const shell_1 = __nccwpck_require__(3224);
-const errors_1 = __nccwpck_require__(3919);
-const phase_1 = __nccwpck_require__(8536);
+const assets_1 = __nccwpck_require__(5462);
+const shell_1 = __nccwpck_require__(997);
+const errors_1 = __nccwpck_require__(3916);
+const phase_1 = __nccwpck_require__(5079);
 /** The commands the kexec path needs on the distribution (cpio packs the installer's keys). */
 exports.KEXEC_TOOLS = 'cpio tar setsid';
 /** nixos-infect's own checks (curl or wget, bzcat, xzcat, groupadd, useradd, ip, awk), bash, setsid. */
@@ -29555,7 +30073,7 @@ exports.prepPhase = {
 
 /***/ }),
 
-/***/ 8210:
+/***/ 1999:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -29564,8 +30082,8 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.rebootPhase = void 0;
 exports.rebootAndWait = rebootAndWait;
 /** Phase 4: reboot into the installed system and check it is the one we installed. */
-const errors_1 = __nccwpck_require__(3919);
-const wait_1 = __nccwpck_require__(8438);
+const errors_1 = __nccwpck_require__(3916);
+const wait_1 = __nccwpck_require__(5523);
 exports.rebootPhase = {
     name: 'reboot',
     timeoutMs: 20 * 60_000,
@@ -29625,7 +30143,7 @@ async function rebootAndWait(ctx, spec) {
 
 /***/ }),
 
-/***/ 8438:
+/***/ 5523:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -29634,7 +30152,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.whoAnswers = whoAnswers;
 exports.waitForNewBoot = waitForNewBoot;
 /** Waiting for a host to come back after a kexec or reboot: new boot_id, same pinned key, bounded. */
-const errors_1 = __nccwpck_require__(3919);
+const errors_1 = __nccwpck_require__(3916);
 async function whoAnswers(session) {
     const r = await session.exec('cat /proc/sys/kernel/random/boot_id; (. /etc/os-release 2>/dev/null; echo "${VARIANT_ID:-}"); test -e /etc/NIXOS && echo nixos || echo other; { [ -e /run/current-system ] && readlink -f /run/current-system; } || echo', { timeoutMs: 30_000 });
     const [bootId = '', variantId = '', nixos = '', current = ''] = r.stdout
@@ -29702,7 +30220,7 @@ async function waitForNewBoot(opts, oldBootId, since, judge) {
 
 /***/ }),
 
-/***/ 5280:
+/***/ 3949:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -29712,8 +30230,8 @@ exports.diskDevicesIn = diskDevicesIn;
 exports.checkWipe = checkWipe;
 exports.checkWipeLayout = checkWipeLayout;
 /** Before anything wipes a disk: the user named it, the host has it, the disk script formats it. Pure. */
-const errors_1 = __nccwpck_require__(3919);
-const size_1 = __nccwpck_require__(9453);
+const errors_1 = __nccwpck_require__(3916);
+const size_1 = __nccwpck_require__(4642);
 /** Whole-disk device names a disk script mentions (partition and by-partlabel paths left out). */
 function diskDevicesIn(scriptText) {
     const disks = new Set();
@@ -29790,7 +30308,7 @@ function checkWipeLayout(confirmWipe, disks) {
 
 /***/ }),
 
-/***/ 3813:
+/***/ 4156:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -29964,8 +30482,8 @@ function stageRun(name, input, d) {
                 return { run: true }; // it fails with the refusal, before any phase
             if (d.bootstraps)
                 return { run: true };
-            return skip(input.host?.currentSystem
-                ? `nothing to bootstrap: the host runs NixOS ${input.host.currentSystem}`
+            return skip(plan.method === 'deploy-only'
+                ? `nothing to bootstrap: the host runs NixOS${input.host?.currentSystem ? ` ${input.host.currentSystem}` : ''}`
                 : `nothing to bootstrap: ${plan.reasons.at(-1) ?? ''}`);
         case 'cache':
             return d.build.system ? { run: true } : skip('nothing was built');
@@ -29987,7 +30505,7 @@ function stageRun(name, input, d) {
 
 /***/ }),
 
-/***/ 2088:
+/***/ 319:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -29995,29 +30513,29 @@ function stageRun(name, input, d) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.newRecord = newRecord;
 exports.runPipeline = runPipeline;
-const plan_1 = __nccwpck_require__(5953);
-const probe_1 = __nccwpck_require__(9109);
-const target_1 = __nccwpck_require__(2921);
-const hostkeys_1 = __nccwpck_require__(9153);
-const session_1 = __nccwpck_require__(2343);
-const errors_1 = __nccwpck_require__(3919);
-const build_1 = __nccwpck_require__(8898);
-const kexec_1 = __nccwpck_require__(118);
-const closure_1 = __nccwpck_require__(8707);
-const run_1 = __nccwpck_require__(2151);
-const keys_1 = __nccwpck_require__(3359);
-const nix_1 = __nccwpck_require__(169);
-const closure_cache_1 = __nccwpck_require__(1261);
-const keys_2 = __nccwpck_require__(7179);
-const closure_2 = __nccwpck_require__(8707);
-const bootstrap_1 = __nccwpck_require__(5873);
-const deploy_1 = __nccwpck_require__(7833);
-const script_1 = __nccwpck_require__(4627);
-const install_checks_1 = __nccwpck_require__(5257);
-const decide_1 = __nccwpck_require__(3813);
-const rebuild_pin_1 = __nccwpck_require__(8309);
-const system_nix_1 = __nccwpck_require__(6103);
-const wipe_guard_1 = __nccwpck_require__(5280);
+const plan_1 = __nccwpck_require__(8720);
+const probe_1 = __nccwpck_require__(5396);
+const target_1 = __nccwpck_require__(6746);
+const hostkeys_1 = __nccwpck_require__(2326);
+const session_1 = __nccwpck_require__(302);
+const errors_1 = __nccwpck_require__(3916);
+const build_1 = __nccwpck_require__(8455);
+const kexec_1 = __nccwpck_require__(6499);
+const closure_1 = __nccwpck_require__(2198);
+const run_1 = __nccwpck_require__(6834);
+const keys_1 = __nccwpck_require__(9892);
+const nix_1 = __nccwpck_require__(4280);
+const closure_cache_1 = __nccwpck_require__(1980);
+const keys_2 = __nccwpck_require__(1452);
+const closure_2 = __nccwpck_require__(2198);
+const bootstrap_1 = __nccwpck_require__(2102);
+const deploy_1 = __nccwpck_require__(2211);
+const script_1 = __nccwpck_require__(9438);
+const install_checks_1 = __nccwpck_require__(5988);
+const decide_1 = __nccwpck_require__(4156);
+const rebuild_pin_1 = __nccwpck_require__(7510);
+const system_nix_1 = __nccwpck_require__(2416);
+const wipe_guard_1 = __nccwpck_require__(3949);
 /** The store paths and installer the bootstrap needs: built by this run, or given prebuilt. */
 async function artifacts(cfg, deps, record) {
     // Fetched and checked on the runner before any phase touches the host.
@@ -30422,7 +30940,7 @@ async function openSession(cfg, deps, record) {
 
 /***/ }),
 
-/***/ 5799:
+/***/ 7922:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -30430,7 +30948,7 @@ async function openSession(cfg, deps, record) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.finalStatus = finalStatus;
 exports.deployedMessage = deployedMessage;
-const render_1 = __nccwpck_require__(1501);
+const render_1 = __nccwpck_require__(6340);
 /** Whether the run succeeded, and the one line that says why not. */
 function finalStatus(record, cfg) {
     if (record.error) {
@@ -30501,15 +31019,15 @@ function deployedMessage(d) {
 
 /***/ }),
 
-/***/ 5257:
+/***/ 5988:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.checkInstall = checkInstall;
-const layout_1 = __nccwpck_require__(8398);
-const installer_fit_1 = __nccwpck_require__(3802);
+const layout_1 = __nccwpck_require__(6657);
+const installer_fit_1 = __nccwpck_require__(7917);
 /** The plan, refused when the install cannot work, or with the checks' warnings added. */
 function checkInstall(p, f) {
     if (p.refusal)
@@ -30547,7 +31065,7 @@ function checkInstall(p, f) {
 
 /***/ }),
 
-/***/ 3802:
+/***/ 7917:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -30563,7 +31081,7 @@ exports.installerFit = installerFit;
  *   memory, and the kernel needs room of its own on top.
  * Pure.
  */
-const size_1 = __nccwpck_require__(9453);
+const size_1 = __nccwpck_require__(4642);
 /** What the booting kernel itself keeps (page tables, slab, the unpacker's buffers): a margin. */
 exports.KERNEL_RESERVE_BYTES = 64 * 2 ** 20;
 const FIX = 'use a smaller installer (ours: leave kexec-tarball empty; or a variant with fewer tools and modules), a VPS with more RAM, or method infect (converts in place, no kexec)';
@@ -30621,7 +31139,7 @@ function installerFit(installer, memTotalBytes) {
 
 /***/ }),
 
-/***/ 5953:
+/***/ 8720:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -30632,8 +31150,8 @@ exports.infectPending = infectPending;
 exports.defaultZramBytes = defaultZramBytes;
 exports.plan = plan;
 /** The install decision: a pure function of the probed facts and the config (DESIGN.md's table). */
-const facts_1 = __nccwpck_require__(928);
-const size_1 = __nccwpck_require__(9453);
+const facts_1 = __nccwpck_require__(2385);
+const size_1 = __nccwpck_require__(4642);
 const CONTAINERS = new Set(facts_1.CONTAINER_TYPES);
 const KEXEC_PHASES = [
     'prep',
@@ -30795,7 +31313,7 @@ function plan(f, cfg) {
 
 /***/ }),
 
-/***/ 9999:
+/***/ 1280:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -30812,9 +31330,9 @@ exports.evaluatePreflightInputs = evaluatePreflightInputs;
  * Attributes a configuration does not define take their NixOS defaults (`or`), so a plain
  * attribute set (our test flakes) and a real NixOS configuration read the same way.
  */
-const zod_1 = __nccwpck_require__(1608);
-const errors_1 = __nccwpck_require__(3919);
-const nix_1 = __nccwpck_require__(169);
+const zod_1 = __nccwpck_require__(924);
+const errors_1 = __nccwpck_require__(3916);
+const nix_1 = __nccwpck_require__(4280);
 /** The flake or the configuration cannot be evaluated at all; nothing was checked. */
 class PreflightError extends errors_1.VpsNixosError {
 }
@@ -31169,7 +31687,7 @@ async function evaluatePreflightInputs(nix, flake, opts = {}) {
 
 /***/ }),
 
-/***/ 8061:
+/***/ 9060:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -31179,7 +31697,7 @@ exports.publicKeyId = publicKeyId;
 exports.tmpfsSizeBytes = tmpfsSizeBytes;
 exports.canonicalAddress = canonicalAddress;
 exports.findings = findings;
-const size_1 = __nccwpck_require__(9453);
+const size_1 = __nccwpck_require__(4642);
 const GiB = 1024 ** 3;
 /** Below this the seed's advice applies: zram, a persistent sshd. */
 const LOW_RAM_BYTES = 2 * GiB;
@@ -31654,7 +32172,7 @@ function findings(inputs, ctx = {}) {
 
 /***/ }),
 
-/***/ 2151:
+/***/ 6834:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -31664,9 +32182,9 @@ exports.runPreflight = runPreflight;
 exports.hasErrors = hasErrors;
 exports.renderFindingsMarkdown = renderFindingsMarkdown;
 exports.renderFindingsText = renderFindingsText;
-const render_1 = __nccwpck_require__(1501);
-const evaluate_1 = __nccwpck_require__(9999);
-const rules_1 = __nccwpck_require__(8061);
+const render_1 = __nccwpck_require__(6340);
+const evaluate_1 = __nccwpck_require__(1280);
+const rules_1 = __nccwpck_require__(9060);
 /** Runs preflight on `flake.ref#nixosConfigurations.<flake.name>`. Throws PreflightError if the flake does not evaluate. */
 async function runPreflight(nix, flake, ctx = {}, opts = {}) {
     const start = process.hrtime.bigint();
@@ -31727,7 +32245,7 @@ function renderFindingsText(found) {
 
 /***/ }),
 
-/***/ 928:
+/***/ 2385:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -31736,7 +32254,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.CONTAINER_TYPES = void 0;
 exports.parseFacts = parseFacts;
 /** Parsing the key=value output of scripts/facts.sh into typed Facts. Pure. */
-const errors_1 = __nccwpck_require__(3919);
+const errors_1 = __nccwpck_require__(3916);
 exports.CONTAINER_TYPES = [
     'openvz',
     'lxc',
@@ -32104,16 +32622,16 @@ function parseFacts(text) {
 
 /***/ }),
 
-/***/ 9109:
+/***/ 5396:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.probe = probe;
-const assets_1 = __nccwpck_require__(7017);
-const errors_1 = __nccwpck_require__(3919);
-const facts_1 = __nccwpck_require__(928);
+const assets_1 = __nccwpck_require__(5462);
+const errors_1 = __nccwpck_require__(3916);
+const facts_1 = __nccwpck_require__(2385);
 const PROBE_TIMEOUT_MS = 60_000;
 /** Runs scripts/facts.sh on the target (read-only) and parses what it prints. */
 async function probe(session) {
@@ -32128,7 +32646,7 @@ async function probe(session) {
 
 /***/ }),
 
-/***/ 8455:
+/***/ 6472:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -32142,7 +32660,7 @@ exports.terminalLogger = terminalLogger;
  * workflow command (set an output, add a mask, stop commands), and in a terminal an escape
  * sequence could rewrite the screen. Every line goes through here first.
  */
-const render_1 = __nccwpck_require__(1501);
+const render_1 = __nccwpck_require__(6340);
 /** The action's log: no line can be a workflow command, no escape sequence reaches the log. */
 function actionLogger(core) {
     return {
@@ -32152,18 +32670,21 @@ function actionLogger(core) {
         group: (title, fn) => core.group((0, render_1.safeText)(title).replace(/\n/g, ' '), fn),
     };
 }
-/** The CLI's log on stderr: the target's escape sequences are removed. */
+/**
+ * The CLI's log on stderr: the target's escape sequences are removed, and no line can be a
+ * workflow command either (the CLI may run inside a workflow step).
+ */
 function terminalLogger(write) {
     return {
-        info: (l) => write(`${(0, render_1.plainText)(l)}\n`),
-        warn: (l) => write(`warning: ${(0, render_1.plainText)(l)}\n`),
+        info: (l) => write(`${(0, render_1.safeText)(l)}\n`),
+        warn: (l) => write(`warning: ${(0, render_1.safeText)(l)}\n`),
     };
 }
 
 
 /***/ }),
 
-/***/ 1501:
+/***/ 6340:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -32173,6 +32694,7 @@ exports.factRows = factRows;
 exports.closureRows = closureRows;
 exports.plainText = plainText;
 exports.safeText = safeText;
+exports.jsonText = jsonText;
 exports.escapeCell = escapeCell;
 exports.phaseRows = phaseRows;
 exports.hostRuns = hostRuns;
@@ -32181,10 +32703,10 @@ exports.deployRows = deployRows;
 exports.diffMarkdown = diffMarkdown;
 exports.renderMarkdown = renderMarkdown;
 exports.renderText = renderText;
-const size_1 = __nccwpck_require__(9453);
-const closure_1 = __nccwpck_require__(8707);
-const run_1 = __nccwpck_require__(2151);
-const summary_limit_1 = __nccwpck_require__(6415);
+const size_1 = __nccwpck_require__(4642);
+const closure_1 = __nccwpck_require__(2198);
+const run_1 = __nccwpck_require__(6834);
+const summary_limit_1 = __nccwpck_require__(112);
 /** The facts worth showing, in the order a person checks them. */
 function factRows(f) {
     const fs = (x) => x ? `${x.fsType}, ${(0, size_1.formatBytes)(x.sizeBytes)} (${(0, size_1.formatBytes)(x.availBytes)} free)` : 'unknown';
@@ -32319,6 +32841,17 @@ function safeText(s) {
         .replace(/^([^\S\n]*):(?=:)/gm, '$1:\u200b')
         .replace(/##\[/g, '#\u200b#[');
 }
+/**
+ * A JSON document for a terminal or a workflow log, its values exactly as they are: DEL and the
+ * C1 controls (U+009B is CSI, an escape sequence in one character), which `JSON.stringify`
+ * leaves raw, become `\u` escapes, and so does the second `#` of a `##[` (the runner takes
+ * `##[cmd]` anywhere in a line as a command). A `::` cannot start a line of it.
+ */
+function jsonText(value) {
+    return (JSON.stringify(value, null, 2)
+        .replace(/[\x7f-\x9f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+        .replace(/##\[/g, '#\\u0023[') + '\n');
+}
 const ENTITY = {
     '&': '&amp;',
     '<': '&lt;',
@@ -32335,11 +32868,12 @@ const ENTITY = {
 };
 const WORD = /[\p{L}\p{N}]/u;
 /**
- * Escapes remote text for the job summary, which GitHub inserts as HTML and renders as Markdown:
- * no tag, table cell break, code span, emphasis, link, strikethrough or math survives. A `_`
- * between letters (NIX_CHANNEL) cannot start emphasis and stays readable.
+ * Escapes text for the job summary, which GitHub inserts as HTML and renders as Markdown: no tag,
+ * table cell break, code span, emphasis, link, strikethrough or math survives. A `_` between
+ * letters (NIX_CHANNEL) cannot start emphasis and stays readable. Bare URLs still link: for the
+ * workflow's own text (a health-url), not the target's.
  */
-function escapeCell(s) {
+function escapeMarkup(s) {
     return plainText(s)
         .replace(/_+|[&<>|`*[\]\\~$]/g, (m, at, all) => m[0] !== '_'
         ? (ENTITY[m] ?? m)
@@ -32347,6 +32881,18 @@ function escapeCell(s) {
             ? m
             : ENTITY['_'].repeat(m.length))
         .replace(/\n/g, '<br>');
+}
+/**
+ * Escapes remote text for the job summary as escapeMarkup does, and more: GitHub also links what
+ * merely looks like a link (`https://…`, `www.…`, `a@b.example`, `@name`). An entity does not
+ * stop that (emails and mentions are found in the decoded text), an element does: a `<wbr>`
+ * inside each, which shows nothing and copies as nothing.
+ */
+function escapeCell(s) {
+    return escapeMarkup(s)
+        .replace(/:(?=\/\/)/g, ':<wbr>')
+        .replace(/(w{3})\./gi, '$1<wbr>.')
+        .replace(/@(?=(?:[\w.-]|&#95;)*[A-Za-z])/g, '@<wbr>');
 }
 /** Remote text as inline code in the summary (a backtick span would show the entities raw). */
 const code = (s) => `<code>${escapeCell(s)}</code>`;
@@ -32649,10 +33195,9 @@ function markdown(r, o, cuts, maxBytes) {
             ]);
         out.push('### Deploy', rawTable(['', ''], rows));
         if (d.checks.length)
-            out.push(rawTable(['Check', 'Result', 'Detail'], cuts
-                .rows(d.checks, 'health checks', 5)
-                .map((c) => [
-                escapeCell(c.name),
+            out.push(rawTable(['Check', 'Result', 'Detail'], cuts.rows(d.checks, 'health checks', 5).map((c) => [
+                // the workflow's check (health-check, health-url); its result is the target's
+                escapeMarkup(c.name),
                 c.ok ? 'passed' : '**failed**',
                 escapeCell(cuts.text(c.detail, 'health check details')),
             ])));
@@ -32833,7 +33378,7 @@ function renderText(r, o = {}) {
 
 /***/ }),
 
-/***/ 6415:
+/***/ 112:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -32937,7 +33482,7 @@ function cutUtf8(s, maxBytes) {
 
 /***/ }),
 
-/***/ 3224:
+/***/ 997:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -32953,7 +33498,7 @@ function shellQuote(s) {
 
 /***/ }),
 
-/***/ 9453:
+/***/ 4642:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -32978,18 +33523,43 @@ const UNITS = {
     tb: 1000 ** 4,
     tib: 1024 ** 4,
 };
-/** Parses a size string into bytes, or returns an explanation of why it is not one. */
+/** The largest size we take: bytes stay exact integers in a JavaScript number below it. */
+const MAX_BYTES = BigInt(Number.MAX_SAFE_INTEGER);
+/**
+ * Parses a size string into a whole number of bytes, or returns an explanation of why it is not
+ * one. Computed exactly (no float rounding, no Infinity): a fraction of a unit is rounded to the
+ * nearest byte, but a size below one byte, or bytes with a fraction, are refused, never made 0.
+ */
 function parseSize(text) {
-    const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
+    const m = /^\s*(\d+)(?:\.(\d+))?\s*([a-zA-Z]*)\s*$/.exec(text);
     if (!m) {
         return /^\s*-/.test(text)
             ? `'${text}' is negative`
             : `'${text}' is not a size (examples: 700MiB, 3GiB, 512M)`;
     }
-    const factor = UNITS[(m[2] ?? '').toLowerCase()];
+    const [, whole = '0', frac = '', unit = ''] = m;
+    const factor = UNITS[unit.toLowerCase()];
     if (factor === undefined)
-        return `'${text}' has an unknown unit '${m[2]}' (use B, KiB, MiB, GiB, TiB)`;
-    return Math.round(Number(m[1]) * factor);
+        return `'${text}' has an unknown unit '${unit}' (use B, KiB, MiB, GiB, TiB)`;
+    const digits = whole.replace(/^0+(?=\d)/, '');
+    // More digits than any allowed size has: too large, without building a huge BigInt.
+    if (digits.length > 17)
+        return `'${text}' is too large (sizes must be below 8 PiB)`;
+    const scale = 10n ** BigInt(frac.length);
+    // bytes = scaled / scale, exactly
+    const scaled = (BigInt(digits) * scale + BigInt(frac || '0')) * BigInt(factor);
+    const bytes = scaled / scale;
+    const rest = scaled % scale;
+    if (rest !== 0n) {
+        if (factor === 1)
+            return `'${text}' is not a whole number of bytes`;
+        if (bytes === 0n)
+            return `'${text}' is less than one byte`;
+    }
+    const rounded = bytes + (rest * 2n >= scale ? 1n : 0n);
+    if (rounded > MAX_BYTES)
+        return `'${text}' is too large (sizes must be below 8 PiB)`;
+    return Number(rounded);
 }
 /** Formats bytes for people: `960.0 MiB`. */
 function formatBytes(bytes) {
@@ -33006,7 +33576,7 @@ function formatBytes(bytes) {
 
 /***/ }),
 
-/***/ 9153:
+/***/ 2326:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -33018,9 +33588,14 @@ exports.formatKey = formatKey;
 exports.parseKnownHosts = parseKnownHosts;
 exports.entryMatches = entryMatches;
 exports.pinFor = pinFor;
+exports.judgeHostKey = judgeHostKey;
 exports.pinAccepts = pinAccepts;
+exports.describeKey = describeKey;
 exports.expectedFingerprints = expectedFingerprints;
-exports.hostKeyAlgorithms = hostKeyAlgorithms;
+exports.describePresented = describePresented;
+exports.whyNotPinned = whyNotPinned;
+exports.hostKeyTypesToTry = hostKeyTypesToTry;
+exports.algorithmsFor = algorithmsFor;
 const node_crypto_1 = __nccwpck_require__(7598);
 /** OpenSSH's fingerprint: `SHA256:` + unpadded base64 of the blob's sha256. */
 function fingerprint(blob) {
@@ -33114,62 +33689,122 @@ function entryMatches(entry, name) {
 /** Builds the pin for one host from known_hosts text and/or fingerprints. */
 function pinFor(name, knownHosts, fingerprints) {
     const pin = { keys: [], fingerprints: [...fingerprints], revoked: [] };
-    if (knownHosts) {
-        for (const e of parseKnownHosts(knownHosts).entries) {
+    if (knownHosts !== undefined) {
+        const { entries } = parseKnownHosts(knownHosts);
+        pin.knownHosts = { entries: entries.length, otherHosts: 0, certAuthorities: 0 };
+        for (const e of entries) {
             if (!entryMatches(e, name))
-                continue;
-            if (e.marker === '@revoked')
-                pin.revoked.push(e.key);
-            else if (e.marker === undefined)
-                pin.keys.push(e.key);
+                pin.knownHosts.otherHosts++;
+            else if (e.marker === '@revoked')
+                pin.revoked.push({ ...e.key, line: e.lineNumber });
+            else if (e.marker === '@cert-authority')
+                pin.knownHosts.certAuthorities++;
+            else
+                pin.keys.push({ ...e.key, line: e.lineNumber });
         }
     }
     return pin;
 }
+/** Judges the key the host presented. */
+function judgeHostKey(pin, blob) {
+    const revoked = pin.revoked.find((k) => k.blob.equals(blob));
+    if (revoked)
+        return { kind: 'revoked', line: revoked.line };
+    if (pin.keys.some((k) => k.blob.equals(blob)))
+        return { kind: 'pinned' };
+    return pin.fingerprints.includes(fingerprint(blob)) ? { kind: 'pinned' } : { kind: 'unpinned' };
+}
 /** True when the presented key satisfies the pin (and is not revoked). */
 function pinAccepts(pin, blob) {
-    if (pin.revoked.some((k) => k.blob.equals(blob)))
-        return false;
-    if (pin.keys.some((k) => k.blob.equals(blob)))
-        return true;
-    return pin.fingerprints.includes(fingerprint(blob));
+    return judgeHostKey(pin, blob).kind === 'pinned';
 }
-/** Fingerprints the pin expects, for messages. */
+/** `type SHA256:…`, as ssh-keygen -lf names a key. */
+function describeKey(key) {
+    return `${key.type} ${fingerprint(key.blob)}`;
+}
+/** The pins, each with where it came from, for messages: `ssh-rsa SHA256:… (known-hosts line 2)`. */
 function expectedFingerprints(pin) {
-    return [
-        ...new Set([...pin.keys.map((k) => `${k.type} ${fingerprint(k.blob)}`), ...pin.fingerprints]),
-    ];
+    const seen = new Set();
+    const out = [];
+    for (const k of pin.keys) {
+        const fp = fingerprint(k.blob);
+        if (seen.has(fp))
+            continue;
+        seen.add(fp);
+        out.push(describeKey(k) + (k.line !== undefined ? ` (known-hosts line ${k.line})` : ''));
+    }
+    for (const fp of pin.fingerprints) {
+        if (seen.has(fp))
+            continue;
+        seen.add(fp);
+        out.push(`${fp} (host-key-fingerprint)`);
+    }
+    return out;
 }
-const ALGORITHMS_FOR_TYPE = {
-    'ssh-ed25519': ['ssh-ed25519'],
-    'ssh-rsa': ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'],
-    'ecdsa-sha2-nistp256': ['ecdsa-sha2-nistp256'],
-    'ecdsa-sha2-nistp384': ['ecdsa-sha2-nistp384'],
-    'ecdsa-sha2-nistp521': ['ecdsa-sha2-nistp521'],
-};
 /**
- * Host key algorithms to offer: only the pinned keys' types, so the server cannot
- * present an unpinned key of another type first. Undefined = no restriction
- * (fingerprint-only pins do not say which type they are).
+ * What the host showed, for a mismatch: each key it presented, and the pinned key types it has
+ * no key of (it offered none of their algorithms).
  */
-function hostKeyAlgorithms(pin) {
-    if (pin.fingerprints.length > 0 || pin.keys.length === 0)
+function describePresented(presented, lacking) {
+    const parts = presented.map(describeKey);
+    if (lacking.length)
+        parts.push(`no ${lacking.join(' or ')} key`);
+    if (parts.length === 0)
+        return 'no host key of a type ssh2 can verify';
+    return parts.length === 1 ? parts[0] : `${parts.slice(0, -1).join(', ')} and ${parts.at(-1)}`;
+}
+/** Why the pin for `name` is empty, in words; undefined when something is pinned. */
+function whyNotPinned(pin, name) {
+    if (pin.keys.length > 0 || pin.fingerprints.length > 0)
         return undefined;
-    const algos = pin.keys.flatMap((k) => ALGORITHMS_FOR_TYPE[k.type] ?? []);
-    return algos.length ? [...new Set(algos)] : undefined;
+    const kh = pin.knownHosts;
+    if (!kh)
+        return 'neither known-hosts nor host-key-fingerprint is given';
+    if (pin.revoked.length > 0)
+        return `known-hosts marks every key it has for ${name} @revoked (line ${pin.revoked.map((k) => k.line).join(', ')})`;
+    if (kh.certAuthorities > 0)
+        return `known-hosts has only @cert-authority lines for ${name}, and host certificates are not supported`;
+    if (kh.entries === 0)
+        return 'known-hosts has no host key lines';
+    return `known-hosts has ${kh.entries} key line${kh.entries === 1 ? '' : 's'}, none for ${name}`;
+}
+/** The host key algorithms (what SSH negotiates) that sign with each key type, in our order. */
+const ALGORITHMS_FOR_TYPE = [
+    ['ssh-ed25519', ['ssh-ed25519']],
+    ['ecdsa-sha2-nistp256', ['ecdsa-sha2-nistp256']],
+    ['ecdsa-sha2-nistp384', ['ecdsa-sha2-nistp384']],
+    ['ecdsa-sha2-nistp521', ['ecdsa-sha2-nistp521']],
+    ['ssh-rsa', ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']],
+];
+const KEY_TYPES = ALGORITHMS_FOR_TYPE.map(([t]) => t);
+/**
+ * The key types to ask the host for, in turn, until it presents a pinned key: the pinned keys'
+ * types, then, when fingerprints are pinned (they do not say their type), every other type ssh2
+ * can verify. Types ssh2 cannot verify are left out; if that leaves nothing, all are asked for
+ * (the host's key is then refused, with a message that shows it).
+ */
+function hostKeyTypesToTry(pin) {
+    const pinned = KEY_TYPES.filter((t) => pin.keys.some((k) => k.type === t));
+    if (pin.fingerprints.length === 0 && pinned.length > 0)
+        return pinned;
+    return [...pinned, ...KEY_TYPES.filter((t) => !pinned.includes(t))];
+}
+/** The algorithms to offer so that the host presents a key of one of these types, first type first. */
+function algorithmsFor(types) {
+    return types.flatMap((t) => ALGORITHMS_FOR_TYPE.find(([k]) => k === t)?.[1] ?? []);
 }
 
 
 /***/ }),
 
-/***/ 3359:
+/***/ 9892:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.publicKeyOf = publicKeyOf;
-const ssh2_1 = __nccwpck_require__(1936);
+const ssh2_1 = __nccwpck_require__(5472);
 /** The authorized_keys form (`type base64`) of a private key's public half. */
 function publicKeyOf(privateKey) {
     const parsed = ssh2_1.utils.parseKey(privateKey);
@@ -33182,21 +33817,21 @@ function publicKeyOf(privateKey) {
 
 /***/ }),
 
-/***/ 2343:
+/***/ 302:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.RemoteTimeout = void 0;
+exports.RemoteTimeout = exports.HostKeyNotPinned = exports.HostKeyRevoked = void 0;
 exports.cipherPreference = cipherPreference;
 exports.connect = connect;
 /** An SSH session to the target whose host key is checked against the pin before anything runs. */
 const node_crypto_1 = __nccwpck_require__(7598);
-const ssh2_1 = __nccwpck_require__(1936);
-const errors_1 = __nccwpck_require__(3919);
-const target_1 = __nccwpck_require__(2921);
-const hostkeys_1 = __nccwpck_require__(9153);
+const ssh2_1 = __nccwpck_require__(5472);
+const errors_1 = __nccwpck_require__(3916);
+const target_1 = __nccwpck_require__(6746);
+const hostkeys_1 = __nccwpck_require__(2326);
 /**
  * The ciphers we offer, best first, each with the OpenSSL cipher ssh2 runs it on. chacha20-poly1305
  * leads, as in OpenSSH: cheap VPSes often show a generic CPU model (qemu64) without AES-NI, where
@@ -33222,6 +33857,26 @@ function cipherPreference(available = (0, node_crypto_1.getCiphers)()) {
     return list.length ? list : undefined;
 }
 const OUR_CIPHERS = cipherPreference();
+/**
+ * The host presented a key that known-hosts marks @revoked. A HostKeyMismatch, so every caller
+ * that stops on a wrong key stops on this one too; its message says revoked, not "expected".
+ */
+class HostKeyRevoked extends errors_1.HostKeyMismatch {
+    constructor(host, presented, line, expected) {
+        super(host, presented, expected);
+        this.message =
+            `host key revoked for ${host}: it presented ${presented}, which known-hosts marks @revoked` +
+                `${line !== undefined ? ` (line ${line})` : ''}; nothing was run on it`;
+        this.fix =
+            'the host still serves a key you revoked: replace that host key on the target (from the ' +
+                'provider console) and pin the new one; if the @revoked line is a mistake, remove it';
+    }
+}
+exports.HostKeyRevoked = HostKeyRevoked;
+/** Nothing is pinned for the host's name (known_hosts names other hosts only). Nothing was sent. */
+class HostKeyNotPinned extends errors_1.VpsNixosError {
+}
+exports.HostKeyNotPinned = HostKeyNotPinned;
 const RETRYABLE = new Set([
     'ECONNREFUSED',
     'ECONNRESET',
@@ -33231,12 +33886,13 @@ const RETRYABLE = new Set([
     'EAI_AGAIN',
     'EPIPE',
 ]);
-function attempt(opts) {
+/** One connection offering `serverHostKey` (ssh2's defaults when undefined). */
+function attempt(opts, serverHostKey) {
     return new Promise((resolve) => {
         const client = new ssh2_1.Client();
         let presented;
         let negotiated;
-        let mismatch = false;
+        let refusal;
         let settled = false;
         const done = (v) => {
             if (settled)
@@ -33259,14 +33915,17 @@ function attempt(opts) {
                 presented = { type: (0, hostkeys_1.keyTypeOf)(blob) ?? 'unknown', blob: Buffer.from(blob) };
                 if (pin === 'trust-on-first-use')
                     return true;
-                mismatch = !(0, hostkeys_1.pinAccepts)(pin, blob);
-                return !mismatch;
+                const verdict = (0, hostkeys_1.judgeHostKey)(pin, blob);
+                if (verdict.kind === 'revoked')
+                    refusal = { kind: 'revoked', presented, line: verdict.line };
+                else if (verdict.kind === 'unpinned')
+                    refusal = { kind: 'unpinned', presented };
+                // Returning false makes ssh2 drop the connection before it authenticates.
+                return verdict.kind === 'pinned';
             },
             algorithms: {
                 cipher: opts.ciphers ?? OUR_CIPHERS,
-                serverHostKey: pin !== 'trust-on-first-use' && (0, hostkeys_1.hostKeyAlgorithms)(pin)
-                    ? (0, hostkeys_1.hostKeyAlgorithms)(pin)
-                    : undefined,
+                serverHostKey: serverHostKey,
             },
         };
         client.once('handshake', (n) => {
@@ -33279,15 +33938,18 @@ function attempt(opts) {
                 done({ kind: 'network', message: 'the server sent no host key' });
         });
         client.on('error', (err) => {
-            if (mismatch && presented)
-                return done({ kind: 'mismatch', presented });
+            if (refusal)
+                return done(refusal);
             if (err.level === 'client-authentication')
                 return done({ kind: 'auth', message: err.message });
+            // The host's KEXINIT lists no algorithm we offered: it has no key of those types.
+            if (err.level === 'handshake' && /no matching host key format/.test(err.message))
+                return done({ kind: 'no-such-key-type', message: err.message });
             done({ kind: 'network', message: err.message, code: err.code });
         });
         client.on('close', () => {
-            if (mismatch && presented)
-                done({ kind: 'mismatch', presented });
+            if (refusal)
+                done(refusal);
             else
                 done({ kind: 'network', message: 'the connection closed during the handshake' });
         });
@@ -33304,9 +33966,60 @@ function attempt(opts) {
         }
     });
 }
-/** Connects with bounded retries on network failures; never retries a mismatch or a refused login. */
+/**
+ * One round: asks for the pinned key types in turn until the host presents a pinned key. Each
+ * connection offers every type not yet seen, so the host picks the first of them it has (SSH
+ * takes the client's first algorithm the server also offers) and presents that key; an unpinned
+ * key is refused before authentication and its type dropped from the next offer. The round ends
+ * when a pinned key is accepted, a revoked one is seen, or the host has none of the types left:
+ * at most one connection per key type, plus one.
+ */
+async function round(opts) {
+    const pin = opts.pin;
+    if (pin === 'trust-on-first-use') {
+        const r = await attempt(opts, undefined);
+        if (!('kind' in r))
+            return r;
+        // Nothing is refused on first use: a failed key exchange is the only way to get here.
+        if (r.kind === 'unpinned' || r.kind === 'no-such-key-type')
+            return { kind: 'network', message: 'message' in r ? r.message : 'the key exchange failed' };
+        return r;
+    }
+    const pinnedTypes = new Set(pin.keys.map((k) => k.type));
+    const presented = [];
+    let left = (0, hostkeys_1.hostKeyTypesToTry)(pin);
+    while (left.length > 0) {
+        const r = await attempt(opts, (0, hostkeys_1.algorithmsFor)(left));
+        if (!('kind' in r))
+            return r;
+        if (r.kind === 'no-such-key-type')
+            break;
+        if (r.kind !== 'unpinned')
+            return r;
+        presented.push(r.presented);
+        const type = r.presented.type;
+        // A key of a type we did not offer would have us offer the same list again: stop there.
+        if (!left.includes(type))
+            break;
+        left = left.filter((t) => t !== type);
+    }
+    return { kind: 'mismatch', presented, lacking: left.filter((t) => pinnedTypes.has(t)) };
+}
+/**
+ * Connects with bounded retries on network failures; never retries a wrong or revoked host key
+ * or a refused login. Refuses before connecting when nothing is pinned for the host's name.
+ */
 async function connect(opts) {
     const where = (0, target_1.formatTarget)(opts.target);
+    const name = opts.target.knownHostsName;
+    const pin = opts.pin;
+    if (pin !== 'trust-on-first-use') {
+        const why = (0, hostkeys_1.whyNotPinned)(pin, name);
+        if (why !== undefined) {
+            const p = opts.target.port === 22 ? '' : `-p ${opts.target.port} `;
+            throw new HostKeyNotPinned(`no host key is pinned for ${name}: ${why}; nothing was sent to it`, `add the host's line (ssh-keyscan ${p}${opts.target.host}; off port 22 it must name [host]:port) after checking its fingerprint out of band, or pass host-key-fingerprint`);
+        }
+    }
     let delay = opts.retryDelayMs ?? 1000;
     let last;
     for (let i = 0; i <= opts.retries; i++) {
@@ -33315,13 +34028,15 @@ async function connect(opts) {
             await new Promise((r) => setTimeout(r, delay));
             delay = Math.min(delay * 2, 10_000);
         }
-        const r = await attempt(opts);
+        const r = await round(opts);
         if (!('kind' in r))
             return new Ssh2Session(opts.target, r.client, r.hostKey, r.cipher);
         last = r;
+        if (r.kind === 'revoked') {
+            throw new HostKeyRevoked(name, (0, hostkeys_1.describeKey)(r.presented), r.line, (0, hostkeys_1.expectedFingerprints)(pin));
+        }
         if (r.kind === 'mismatch') {
-            const pin = opts.pin;
-            throw new errors_1.HostKeyMismatch(opts.target.knownHostsName, `${r.presented.type} ${(0, hostkeys_1.fingerprint)(r.presented.blob)}`, (0, hostkeys_1.expectedFingerprints)(pin));
+            throw new errors_1.HostKeyMismatch(name, (0, hostkeys_1.describePresented)(r.presented, r.lacking), (0, hostkeys_1.expectedFingerprints)(pin));
         }
         if (r.kind === 'auth') {
             throw new errors_1.SshConnectError(`login refused: ${where} did not accept the private key for user ${opts.target.user} (${r.message})`, `add the deploy key's public half to ~${opts.target.user}/.ssh/authorized_keys on the target (ssh-keygen -y -f KEY prints it), and check the user name`);
@@ -33397,13 +34112,14 @@ class Ssh2Session {
 
 /***/ }),
 
-/***/ 2921:
+/***/ 6746:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.parseTarget = parseTarget;
+exports.namesPort = namesPort;
 exports.formatTarget = formatTarget;
 const node_net_1 = __nccwpck_require__(7030);
 const HOSTNAME = /^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*\.?$/;
@@ -33453,6 +34169,17 @@ function parseTarget(text) {
     const knownHostsName = port === 22 ? host : `[${host}]:${port}`;
     return { user, host, port, knownHostsName };
 }
+/**
+ * Whether `user@host[:port]` names a port (even :22). Says nothing about validity: parseTarget
+ * does. For a destination handed to ssh as is (nixos-rebuild's --build-host), which takes no port.
+ */
+function namesPort(text) {
+    const rest = text.slice(text.lastIndexOf('@') + 1);
+    if (rest.startsWith('['))
+        return /^\[[^\]]*\]:/.test(rest);
+    // One colon is a port; more is an IPv6 address without brackets (parseTarget refuses it).
+    return (rest.match(/:/g) ?? []).length === 1;
+}
 /** `user@host:port` as people write it (brackets for IPv6). */
 function formatTarget(t) {
     const h = (0, node_net_1.isIPv6)(t.host) ? `[${t.host}]` : t.host;
@@ -33462,7 +34189,7 @@ function formatTarget(t) {
 
 /***/ }),
 
-/***/ 9214:
+/***/ 311:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -33479,7 +34206,7 @@ exports.TOOL_VERSION = '0.1.0';
 
 /***/ }),
 
-/***/ 859:
+/***/ 7318:
 /***/ ((module) => {
 
 module.exports = eval("require")("../build/Release/cpufeatures.node");
@@ -33487,7 +34214,7 @@ module.exports = eval("require")("../build/Release/cpufeatures.node");
 
 /***/ }),
 
-/***/ 3063:
+/***/ 490:
 /***/ ((module) => {
 
 module.exports = eval("require")("./crypto/build/Release/sshcrypto.node");
@@ -33607,6 +34334,22 @@ module.exports = require("node:fs/promises");
 
 /***/ }),
 
+/***/ 7067:
+/***/ ((module) => {
+
+"use strict";
+module.exports = require("node:http");
+
+/***/ }),
+
+/***/ 4708:
+/***/ ((module) => {
+
+"use strict";
+module.exports = require("node:https");
+
+/***/ }),
+
 /***/ 7030:
 /***/ ((module) => {
 
@@ -33695,7 +34438,7 @@ module.exports = require("zlib");
 
 /***/ }),
 
-/***/ 1608:
+/***/ 924:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -33728,10 +34471,10 @@ var __exportStar = (this && this.__exportStar) || function(m, exports) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = exports.z = void 0;
-const z = __importStar(__nccwpck_require__(1463));
+const z = __importStar(__nccwpck_require__(6179));
 exports.z = z;
 exports["default"] = z;
-__exportStar(__nccwpck_require__(1463), exports);
+__exportStar(__nccwpck_require__(6179), exports);
 
 // seal-cjs-exports
 (function () {
@@ -33755,14 +34498,14 @@ __exportStar(__nccwpck_require__(1463), exports);
 
 /***/ }),
 
-/***/ 6829:
+/***/ 4937:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.slugify = exports.toUpperCase = exports.toLowerCase = exports.trim = exports.normalize = exports.overwrite = exports.mime = exports.properties = exports.property = exports.endsWith = exports.startsWith = exports.includes = exports.uppercase = exports.lowercase = exports.regex = exports.length = exports.minLength = exports.maxLength = exports.size = exports.minSize = exports.maxSize = exports.multipleOf = exports.nonnegative = exports.nonpositive = exports.negative = exports.positive = exports.gte = exports.gt = exports.lte = exports.lt = void 0;
-var index_js_1 = __nccwpck_require__(3473);
+var index_js_1 = __nccwpck_require__(8117);
 Object.defineProperty(exports, "lt", ({ enumerable: true, get: function () { return index_js_1._lt; } }));
 Object.defineProperty(exports, "lte", ({ enumerable: true, get: function () { return index_js_1._lte; } }));
 Object.defineProperty(exports, "gt", ({ enumerable: true, get: function () { return index_js_1._gt; } }));
@@ -33816,7 +34559,7 @@ Object.defineProperty(exports, "slugify", ({ enumerable: true, get: function () 
 
 /***/ }),
 
-/***/ 9993:
+/***/ 4133:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -33850,8 +34593,8 @@ exports.number = number;
 exports.boolean = boolean;
 exports.bigint = bigint;
 exports.date = date;
-const core = __importStar(__nccwpck_require__(3473));
-const schemas = __importStar(__nccwpck_require__(4986));
+const core = __importStar(__nccwpck_require__(8117));
+const schemas = __importStar(__nccwpck_require__(5622));
 function string(params) {
     return core._coercedString(schemas.ZodString, params);
 }
@@ -33890,7 +34633,7 @@ function date(params) {
 
 /***/ }),
 
-/***/ 160:
+/***/ 8652:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -33923,7 +34666,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.ZodFirstPartyTypeKind = exports.config = exports.$brand = exports.ZodIssueCode = void 0;
 exports.setErrorMap = setErrorMap;
 exports.getErrorMap = getErrorMap;
-const core = __importStar(__nccwpck_require__(3473));
+const core = __importStar(__nccwpck_require__(8117));
 /** @deprecated Use the raw string literal codes instead, e.g. "invalid_type". */
 exports.ZodIssueCode = {
     invalid_type: "invalid_type",
@@ -33938,7 +34681,7 @@ exports.ZodIssueCode = {
     invalid_value: "invalid_value",
     custom: "custom",
 };
-var index_js_1 = __nccwpck_require__(3473);
+var index_js_1 = __nccwpck_require__(8117);
 Object.defineProperty(exports, "$brand", ({ enumerable: true, get: function () { return index_js_1.$brand; } }));
 Object.defineProperty(exports, "config", ({ enumerable: true, get: function () { return index_js_1.config; } }));
 /** @deprecated Use `z.config(params)` instead. */
@@ -33978,7 +34721,7 @@ var ZodFirstPartyTypeKind;
 
 /***/ }),
 
-/***/ 5976:
+/***/ 9932:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -34008,8 +34751,8 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.deepPartial = deepPartial;
-const visit_js_1 = __nccwpck_require__(9388);
-const schemas = __importStar(__nccwpck_require__(4986));
+const visit_js_1 = __nccwpck_require__(9464);
+const schemas = __importStar(__nccwpck_require__(5622));
 /** Returns a copy of the schema with every nested object's properties made optional. */
 function deepPartial(schema) {
     return (0, visit_js_1.visit)(schema, {
@@ -34044,7 +34787,7 @@ function deepPartial(schema) {
 
 /***/ }),
 
-/***/ 779:
+/***/ 9295:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -34074,9 +34817,9 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.ZodRealError = exports.ZodError = void 0;
-const core = __importStar(__nccwpck_require__(3473));
-const index_js_1 = __nccwpck_require__(3473);
-const util = __importStar(__nccwpck_require__(7731));
+const core = __importStar(__nccwpck_require__(8117));
+const index_js_1 = __nccwpck_require__(8117);
+const util = __importStar(__nccwpck_require__(1327));
 /* Prototypes that already carry the lazy helper methods. Seeded with the
  * intrinsics so that `init` on a foreign object — it accepts any object —
  * can never install an accessor onto a prototype we do not own. */
@@ -34154,7 +34897,7 @@ exports.ZodRealError = core.$constructor("ZodError", initializer, undefined, {
 
 /***/ }),
 
-/***/ 1463:
+/***/ 6179:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -34187,13 +34930,13 @@ var __exportStar = (this && this.__exportStar) || function(m, exports) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.coerce = exports.iso = exports.ZodISODuration = exports.ZodISOTime = exports.ZodISODate = exports.ZodISODateTime = exports.locales = exports.output = exports.input = exports.deepPartial = exports.fromJSONSchema = exports.toJSONSchema = exports.getDiscriminatedOption = exports.ZodCompileUnsupportedError = exports.ZodCompileAsyncError = exports.withParser = exports.compile = exports.toZod = exports.INVALID = exports.NEVER = exports.util = exports.TimePrecision = exports.flattenError = exports.formatError = exports.prettifyError = exports.treeifyError = exports.regexes = exports.clone = exports.$brand = exports.$input = exports.$output = exports.memoizer = exports.config = exports.registry = exports.globalRegistry = exports.core = void 0;
-exports.core = __importStar(__nccwpck_require__(3473));
-__exportStar(__nccwpck_require__(4986), exports);
-__exportStar(__nccwpck_require__(6829), exports);
-__exportStar(__nccwpck_require__(779), exports);
-__exportStar(__nccwpck_require__(7115), exports);
-__exportStar(__nccwpck_require__(160), exports);
-var index_js_1 = __nccwpck_require__(3473);
+exports.core = __importStar(__nccwpck_require__(8117));
+__exportStar(__nccwpck_require__(5622), exports);
+__exportStar(__nccwpck_require__(4937), exports);
+__exportStar(__nccwpck_require__(9295), exports);
+__exportStar(__nccwpck_require__(2463), exports);
+__exportStar(__nccwpck_require__(8652), exports);
+var index_js_1 = __nccwpck_require__(8117);
 Object.defineProperty(exports, "globalRegistry", ({ enumerable: true, get: function () { return index_js_1.globalRegistry; } }));
 Object.defineProperty(exports, "registry", ({ enumerable: true, get: function () { return index_js_1.registry; } }));
 Object.defineProperty(exports, "config", ({ enumerable: true, get: function () { return index_js_1.config; } }));
@@ -34217,25 +34960,25 @@ Object.defineProperty(exports, "withParser", ({ enumerable: true, get: function 
 Object.defineProperty(exports, "ZodCompileAsyncError", ({ enumerable: true, get: function () { return index_js_1.ZodCompileAsyncError; } }));
 Object.defineProperty(exports, "ZodCompileUnsupportedError", ({ enumerable: true, get: function () { return index_js_1.ZodCompileUnsupportedError; } }));
 Object.defineProperty(exports, "getDiscriminatedOption", ({ enumerable: true, get: function () { return index_js_1.getDiscriminatedOption; } }));
-var json_schema_processors_js_1 = __nccwpck_require__(111);
+var json_schema_processors_js_1 = __nccwpck_require__(9339);
 Object.defineProperty(exports, "toJSONSchema", ({ enumerable: true, get: function () { return json_schema_processors_js_1.toJSONSchema; } }));
-var from_json_schema_js_1 = __nccwpck_require__(5455);
+var from_json_schema_js_1 = __nccwpck_require__(2283);
 Object.defineProperty(exports, "fromJSONSchema", ({ enumerable: true, get: function () { return from_json_schema_js_1.fromJSONSchema; } }));
-var deep_partial_js_1 = __nccwpck_require__(5976);
+var deep_partial_js_1 = __nccwpck_require__(9932);
 Object.defineProperty(exports, "deepPartial", ({ enumerable: true, get: function () { return deep_partial_js_1.deepPartial; } }));
 // Types and values both, from one module — re-exporting the types from core would collide.
-var in_out_js_1 = __nccwpck_require__(4312);
+var in_out_js_1 = __nccwpck_require__(9876);
 Object.defineProperty(exports, "input", ({ enumerable: true, get: function () { return in_out_js_1.input; } }));
 Object.defineProperty(exports, "output", ({ enumerable: true, get: function () { return in_out_js_1.output; } }));
-exports.locales = __importStar(__nccwpck_require__(1655));
+exports.locales = __importStar(__nccwpck_require__(995));
 // iso must be exported from top-level https://github.com/colinhacks/zod/issues/4491
-var iso_js_1 = __nccwpck_require__(941);
+var iso_js_1 = __nccwpck_require__(2081);
 Object.defineProperty(exports, "ZodISODateTime", ({ enumerable: true, get: function () { return iso_js_1.ZodISODateTime; } }));
 Object.defineProperty(exports, "ZodISODate", ({ enumerable: true, get: function () { return iso_js_1.ZodISODate; } }));
 Object.defineProperty(exports, "ZodISOTime", ({ enumerable: true, get: function () { return iso_js_1.ZodISOTime; } }));
 Object.defineProperty(exports, "ZodISODuration", ({ enumerable: true, get: function () { return iso_js_1.ZodISODuration; } }));
-exports.iso = __importStar(__nccwpck_require__(941));
-exports.coerce = __importStar(__nccwpck_require__(9993));
+exports.iso = __importStar(__nccwpck_require__(2081));
+exports.coerce = __importStar(__nccwpck_require__(4133));
 
 // seal-cjs-exports
 (function () {
@@ -34259,7 +35002,7 @@ exports.coerce = __importStar(__nccwpck_require__(9993));
 
 /***/ }),
 
-/***/ 5455:
+/***/ 2283:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -34289,11 +35032,11 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.fromJSONSchema = fromJSONSchema;
-const registries_js_1 = __nccwpck_require__(6722);
-const util_js_1 = __nccwpck_require__(7731);
-const _checks = __importStar(__nccwpck_require__(6829));
-const _iso = __importStar(__nccwpck_require__(941));
-const _schemas = __importStar(__nccwpck_require__(4986));
+const registries_js_1 = __nccwpck_require__(1446);
+const util_js_1 = __nccwpck_require__(1327);
+const _checks = __importStar(__nccwpck_require__(4937));
+const _iso = __importStar(__nccwpck_require__(2081));
+const _schemas = __importStar(__nccwpck_require__(5622));
 // Local z object to avoid circular dependency with ../index.js
 const z = {
     ..._schemas,
@@ -35193,7 +35936,7 @@ function fromJSONSchema(schema, params) {
 
 /***/ }),
 
-/***/ 4312:
+/***/ 9876:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -35224,9 +35967,9 @@ var __importStar = (this && this.__importStar) || function (mod) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.input = input;
 exports.output = output;
-const util_js_1 = __nccwpck_require__(7731);
-const visit_js_1 = __nccwpck_require__(9388);
-const schemas = __importStar(__nccwpck_require__(4986));
+const util_js_1 = __nccwpck_require__(1327);
+const visit_js_1 = __nccwpck_require__(9464);
+const schemas = __importStar(__nccwpck_require__(5622));
 /** Appends a pipe's own checks to the side that replaces it, mirroring how `.check()` clones. */
 function withChecks(side, checks) {
     if (!checks?.length)
@@ -35283,7 +36026,7 @@ function output(schema) {
 
 /***/ }),
 
-/***/ 941:
+/***/ 2081:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -35317,9 +36060,9 @@ exports.datetime = datetime;
 exports.date = date;
 exports.time = time;
 exports.duration = duration;
-const core = __importStar(__nccwpck_require__(3473));
-const schemas_js_1 = __nccwpck_require__(4986);
-var schemas_js_2 = __nccwpck_require__(4986);
+const core = __importStar(__nccwpck_require__(8117));
+const schemas_js_1 = __nccwpck_require__(5622);
+var schemas_js_2 = __nccwpck_require__(5622);
 Object.defineProperty(exports, "ZodISODate", ({ enumerable: true, get: function () { return schemas_js_2.ZodISODate; } }));
 Object.defineProperty(exports, "ZodISODateTime", ({ enumerable: true, get: function () { return schemas_js_2.ZodISODateTime; } }));
 Object.defineProperty(exports, "ZodISODuration", ({ enumerable: true, get: function () { return schemas_js_2.ZodISODuration; } }));
@@ -35359,7 +36102,7 @@ function duration(params) {
 
 /***/ }),
 
-/***/ 7115:
+/***/ 2463:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -35389,13 +36132,13 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.safeDecodeAsync = exports.safeEncodeAsync = exports.safeDecode = exports.safeEncode = exports.decodeAsync = exports.encodeAsync = exports.decode = exports.encode = exports.validateAsync = exports.validate = exports.safeParseAsync = exports.safeParse = exports.parseAsync = exports.parse = void 0;
-const core = __importStar(__nccwpck_require__(3473));
-const errors_js_1 = __nccwpck_require__(779);
+const core = __importStar(__nccwpck_require__(8117));
+const errors_js_1 = __nccwpck_require__(9295);
 exports.parse = core._parse(errors_js_1.ZodRealError);
 exports.parseAsync = core._parseAsync(errors_js_1.ZodRealError);
 exports.safeParse = core._safeParse(errors_js_1.ZodRealError);
 exports.safeParseAsync = core._safeParseAsync(errors_js_1.ZodRealError);
-var index_js_1 = __nccwpck_require__(3473);
+var index_js_1 = __nccwpck_require__(8117);
 Object.defineProperty(exports, "validate", ({ enumerable: true, get: function () { return index_js_1.validate; } }));
 Object.defineProperty(exports, "validateAsync", ({ enumerable: true, get: function () { return index_js_1.validateAsync; } }));
 // Codec functions
@@ -35430,7 +36173,7 @@ exports.safeDecodeAsync = core._safeDecodeAsync(errors_js_1.ZodRealError);
 
 /***/ }),
 
-/***/ 4986:
+/***/ 5622:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -35562,14 +36305,14 @@ exports.superRefine = superRefine;
 exports["instanceof"] = _instanceof;
 exports.json = json;
 exports.preprocess = preprocess;
-const core = __importStar(__nccwpck_require__(3473));
-const index_js_1 = __nccwpck_require__(3473);
-const processors = __importStar(__nccwpck_require__(111));
-const regexes = __importStar(__nccwpck_require__(6508));
-const to_json_schema_js_1 = __nccwpck_require__(6477);
-const en_js_1 = __importDefault(__nccwpck_require__(5672));
-const checks = __importStar(__nccwpck_require__(6829));
-const parse = __importStar(__nccwpck_require__(7115));
+const core = __importStar(__nccwpck_require__(8117));
+const index_js_1 = __nccwpck_require__(8117);
+const processors = __importStar(__nccwpck_require__(9339));
+const regexes = __importStar(__nccwpck_require__(5592));
+const to_json_schema_js_1 = __nccwpck_require__(7633);
+const en_js_1 = __importDefault(__nccwpck_require__(4948));
+const checks = __importStar(__nccwpck_require__(4937));
+const parse = __importStar(__nccwpck_require__(2463));
 // Register English as the default locale on first ZodType construction. Hooked into the `ZodType` `$constructor` (rather than a top-level `config(en())` in `external.ts`) so bundlers honoring `sideEffects: false` can't tree-shake it out — see #5953, #5725. An explicit `z.config(z.locales.xx())` call wins regardless of order, since this only sets the default when none is present.
 function _ensureDefaultLocale() {
     if (!core.globalConfig.localeError)
@@ -37114,7 +37857,7 @@ function preprocess(fn, schema) {
 
 /***/ }),
 
-/***/ 5309:
+/***/ 6377:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -37267,10 +38010,10 @@ exports.describe = describe;
 exports.meta = meta;
 exports._stringbool = _stringbool;
 exports._stringFormat = _stringFormat;
-const checks = __importStar(__nccwpck_require__(204));
-const registries = __importStar(__nccwpck_require__(6722));
-const schemas = __importStar(__nccwpck_require__(8405));
-const util = __importStar(__nccwpck_require__(7731));
+const checks = __importStar(__nccwpck_require__(5880));
+const registries = __importStar(__nccwpck_require__(1446));
+const schemas = __importStar(__nccwpck_require__(4433));
+const util = __importStar(__nccwpck_require__(1327));
 function snapshotChecks(def) {
     if (def.checks)
         def.checks = [...def.checks];
@@ -38391,7 +39134,7 @@ function _stringFormat(Class, format, fnOrRegex, _params = {}) {
 
 /***/ }),
 
-/***/ 204:
+/***/ 5880:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -38422,9 +39165,9 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.$ZodCheckOverwrite = exports.$ZodCheckMimeType = exports.$ZodCheckProperties = exports.$ZodCheckProperty = exports.$ZodCheckEndsWith = exports.$ZodCheckStartsWith = exports.$ZodCheckIncludes = exports.$ZodCheckUpperCase = exports.$ZodCheckLowerCase = exports.$ZodCheckRegex = exports.$ZodCheckStringFormat = exports.$ZodCheckLengthEquals = exports.$ZodCheckMinLength = exports.$ZodCheckMaxLength = exports.$ZodCheckSizeEquals = exports.$ZodCheckMinSize = exports.$ZodCheckMaxSize = exports.$ZodCheckBigIntFormat = exports.$ZodCheckNumberFormat = exports.$ZodCheckMultipleOf = exports.$ZodCheckGreaterThan = exports.$ZodCheckLessThan = exports.$ZodCheck = void 0;
-const core = __importStar(__nccwpck_require__(5162));
-const regexes = __importStar(__nccwpck_require__(6508));
-const util = __importStar(__nccwpck_require__(7731));
+const core = __importStar(__nccwpck_require__(2990));
+const regexes = __importStar(__nccwpck_require__(5592));
+const util = __importStar(__nccwpck_require__(1327));
 exports.$ZodCheck = core.$constructor("$ZodCheck", (inst, def) => {
     var _a;
     inst._zod ?? (inst._zod = {});
@@ -38960,7 +39703,7 @@ exports.$ZodCheckOverwrite = core.$constructor("$ZodCheckOverwrite", (inst, def)
 
 /***/ }),
 
-/***/ 7226:
+/***/ 86:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -38993,12 +39736,12 @@ exports.ZodCompileUnsupportedError = exports.ZodCompileAsyncError = exports.INVA
 exports.compile = compile;
 exports.withParser = withParser;
 exports.compileFn = compileFn;
-const core_js_1 = __nccwpck_require__(5162);
-const doc_js_1 = __nccwpck_require__(8383);
-const memoizer_js_1 = __nccwpck_require__(3873);
-const regexes = __importStar(__nccwpck_require__(6508));
-const schemas_js_1 = __nccwpck_require__(8405);
-const util = __importStar(__nccwpck_require__(7731));
+const core_js_1 = __nccwpck_require__(2990);
+const doc_js_1 = __nccwpck_require__(5563);
+const memoizer_js_1 = __nccwpck_require__(621);
+const regexes = __importStar(__nccwpck_require__(5592));
+const schemas_js_1 = __nccwpck_require__(4433);
+const util = __importStar(__nccwpck_require__(1327));
 /** @internal Sentinel the compiled fast path returns when validation fails. */
 exports.INVALID = Symbol.for("zod.compile.invalid");
 // Set on the parse ctx when a compiled wrapper falls back to the runtime, so nested compiled wrappers skip their fast paths for the rest of that parse.
@@ -40884,7 +41627,7 @@ function generateTransformCheck(doc, ctx, schema, accessor) {
 
 /***/ }),
 
-/***/ 5162:
+/***/ 2990:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -40894,7 +41637,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.globalConfig = exports.$ZodEncodeError = exports.$ZodAsyncError = exports.$brand = exports.NEVER = void 0;
 exports.$constructor = $constructor;
 exports.config = config;
-const util_js_1 = __nccwpck_require__(7731);
+const util_js_1 = __nccwpck_require__(1327);
 /** A special constant with type `never` */
 exports.NEVER = Object.freeze({
     status: "aborted",
@@ -41059,7 +41802,7 @@ function config(newConfig) {
 
 /***/ }),
 
-/***/ 8383:
+/***/ 5563:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -41128,7 +41871,7 @@ exports.Doc = Doc;
 
 /***/ }),
 
-/***/ 9554:
+/***/ 9686:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -41163,8 +41906,8 @@ exports.formatError = formatError;
 exports.treeifyError = treeifyError;
 exports.toDotPath = toDotPath;
 exports.prettifyError = prettifyError;
-const core_js_1 = __nccwpck_require__(5162);
-const util = __importStar(__nccwpck_require__(7731));
+const core_js_1 = __nccwpck_require__(2990);
+const util = __importStar(__nccwpck_require__(1327));
 /* Computing the message eagerly is expensive (pretty-printed JSON of all
  * issues), so defer it until first read. The accessor functions and
  * descriptors are shared across instances to keep error construction
@@ -41453,7 +42196,7 @@ function prettifyError(error) {
 
 /***/ }),
 
-/***/ 3473:
+/***/ 8117:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -41486,28 +42229,28 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.JSONSchema = exports.JSONSchemaGenerator = exports.toJSONSchema = exports.locales = exports.regexes = exports.toZod = exports.util = void 0;
-__exportStar(__nccwpck_require__(5162), exports);
-__exportStar(__nccwpck_require__(6924), exports);
-__exportStar(__nccwpck_require__(9554), exports);
-__exportStar(__nccwpck_require__(8405), exports);
-__exportStar(__nccwpck_require__(3873), exports);
-__exportStar(__nccwpck_require__(204), exports);
-__exportStar(__nccwpck_require__(4092), exports);
-exports.util = __importStar(__nccwpck_require__(7731));
-var util_js_1 = __nccwpck_require__(7731);
+__exportStar(__nccwpck_require__(2990), exports);
+__exportStar(__nccwpck_require__(7360), exports);
+__exportStar(__nccwpck_require__(9686), exports);
+__exportStar(__nccwpck_require__(4433), exports);
+__exportStar(__nccwpck_require__(621), exports);
+__exportStar(__nccwpck_require__(5880), exports);
+__exportStar(__nccwpck_require__(6864), exports);
+exports.util = __importStar(__nccwpck_require__(1327));
+var util_js_1 = __nccwpck_require__(1327);
 Object.defineProperty(exports, "toZod", ({ enumerable: true, get: function () { return util_js_1.toZod; } }));
-exports.regexes = __importStar(__nccwpck_require__(6508));
-exports.locales = __importStar(__nccwpck_require__(1655));
-__exportStar(__nccwpck_require__(6722), exports);
-__exportStar(__nccwpck_require__(8383), exports);
-__exportStar(__nccwpck_require__(7226), exports);
-__exportStar(__nccwpck_require__(5309), exports);
-__exportStar(__nccwpck_require__(6477), exports);
-var json_schema_processors_js_1 = __nccwpck_require__(111);
+exports.regexes = __importStar(__nccwpck_require__(5592));
+exports.locales = __importStar(__nccwpck_require__(995));
+__exportStar(__nccwpck_require__(1446), exports);
+__exportStar(__nccwpck_require__(5563), exports);
+__exportStar(__nccwpck_require__(86), exports);
+__exportStar(__nccwpck_require__(6377), exports);
+__exportStar(__nccwpck_require__(7633), exports);
+var json_schema_processors_js_1 = __nccwpck_require__(9339);
 Object.defineProperty(exports, "toJSONSchema", ({ enumerable: true, get: function () { return json_schema_processors_js_1.toJSONSchema; } }));
-var json_schema_generator_js_1 = __nccwpck_require__(3039);
+var json_schema_generator_js_1 = __nccwpck_require__(9131);
 Object.defineProperty(exports, "JSONSchemaGenerator", ({ enumerable: true, get: function () { return json_schema_generator_js_1.JSONSchemaGenerator; } }));
-exports.JSONSchema = __importStar(__nccwpck_require__(9951));
+exports.JSONSchema = __importStar(__nccwpck_require__(9539));
 
 // seal-cjs-exports
 (function () {
@@ -41531,15 +42274,15 @@ exports.JSONSchema = __importStar(__nccwpck_require__(9951));
 
 /***/ }),
 
-/***/ 3039:
+/***/ 9131:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.JSONSchemaGenerator = void 0;
-const json_schema_processors_js_1 = __nccwpck_require__(111);
-const to_json_schema_js_1 = __nccwpck_require__(6477);
+const json_schema_processors_js_1 = __nccwpck_require__(9339);
+const to_json_schema_js_1 = __nccwpck_require__(7633);
 /**
  * Legacy class-based interface for JSON Schema generation.
  * This class wraps the new functional implementation to provide backward compatibility.
@@ -41661,7 +42404,7 @@ exports.JSONSchemaGenerator = JSONSchemaGenerator;
 
 /***/ }),
 
-/***/ 111:
+/***/ 9339:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -41693,10 +42436,10 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.allProcessors = exports.lazyProcessor = exports.optionalProcessor = exports.promiseProcessor = exports.readonlyProcessor = exports.pipeProcessor = exports.catchProcessor = exports.prefaultProcessor = exports.defaultProcessor = exports.nonoptionalProcessor = exports.nullableProcessor = exports.recordProcessor = exports.tupleProcessor = exports.intersectionProcessor = exports.unionProcessor = exports.objectProcessor = exports.arrayProcessor = exports.setProcessor = exports.mapProcessor = exports.transformProcessor = exports.functionProcessor = exports.customProcessor = exports.successProcessor = exports.fileProcessor = exports.templateLiteralProcessor = exports.nanProcessor = exports.literalProcessor = exports.enumProcessor = exports.dateProcessor = exports.unknownProcessor = exports.anyProcessor = exports.neverProcessor = exports.voidProcessor = exports.undefinedProcessor = exports.nullProcessor = exports.symbolProcessor = exports.bigintProcessor = exports.booleanProcessor = exports.numberProcessor = exports.stringProcessor = void 0;
 exports.aggregateChecks = aggregateChecks;
 exports.toJSONSchema = toJSONSchema;
-const regexes = __importStar(__nccwpck_require__(6508));
-const schemas_js_1 = __nccwpck_require__(8405);
-const to_json_schema_js_1 = __nccwpck_require__(6477);
-const util_js_1 = __nccwpck_require__(7731);
+const regexes = __importStar(__nccwpck_require__(5592));
+const schemas_js_1 = __nccwpck_require__(4433);
+const to_json_schema_js_1 = __nccwpck_require__(7633);
+const util_js_1 = __nccwpck_require__(1327);
 const narrowMin = (agg, key, value) => {
     if (agg[key] === undefined || value > agg[key])
         agg[key] = value;
@@ -42598,7 +43341,7 @@ function toJSONSchema(input, params) {
 
 /***/ }),
 
-/***/ 9951:
+/***/ 9539:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -42627,7 +43370,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 
 /***/ }),
 
-/***/ 3873:
+/***/ 621:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -42660,7 +43403,7 @@ exports.$ZodCyclicError = void 0;
 exports.isRecursiveSchema = isRecursiveSchema;
 exports.memoizer = memoizer;
 exports.isBackEdge = isBackEdge;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 class $ZodCyclicError extends Error {
     constructor() {
         super(`Cannot parse a reference cycle that closes through a transform`);
@@ -42995,7 +43738,7 @@ function isBackEdge(ctx, value) {
 
 /***/ }),
 
-/***/ 6924:
+/***/ 7360:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -43025,9 +43768,9 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.safeDecodeAsync = exports._safeDecodeAsync = exports.safeEncodeAsync = exports._safeEncodeAsync = exports.safeDecode = exports._safeDecode = exports.safeEncode = exports._safeEncode = exports.decodeAsync = exports._decodeAsync = exports.encodeAsync = exports._encodeAsync = exports.decode = exports._decode = exports.encode = exports._encode = exports.validateAsync = exports.validate = exports.safeParseAsync = exports._safeParseAsync = exports.safeParse = exports._safeParse = exports.parseAsync = exports._parseAsync = exports.parse = exports._parse = void 0;
-const core = __importStar(__nccwpck_require__(5162));
-const errors = __importStar(__nccwpck_require__(9554));
-const util = __importStar(__nccwpck_require__(7731));
+const core = __importStar(__nccwpck_require__(2990));
+const errors = __importStar(__nccwpck_require__(9686));
+const util = __importStar(__nccwpck_require__(1327));
 // Always both keys, so the `_params` read site in `_parse` sees one object shape rather than two.
 function finalizeParams(callee, params) {
     return { callee: params?.callee ?? callee, Err: params?.Err };
@@ -43236,7 +43979,7 @@ exports.safeDecodeAsync = (0, exports._safeDecodeAsync)(errors.$ZodRealError);
 
 /***/ }),
 
-/***/ 6508:
+/***/ 5592:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -43271,7 +44014,7 @@ exports.nanoidOfLength = nanoidOfLength;
 exports.emoji = emoji;
 exports.time = time;
 exports.datetime = datetime;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 /**
  * @deprecated CUID v1 is deprecated by its authors due to information leakage
  * (timestamps embedded in the id). Use {@link cuid2} instead.
@@ -43453,7 +44196,7 @@ exports.sha512_base64url = fixedBase64url(86);
 
 /***/ }),
 
-/***/ 6722:
+/***/ 1446:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -43536,7 +44279,7 @@ exports.globalRegistry = globalThis.__zod_globalRegistry;
 
 /***/ }),
 
-/***/ 8405:
+/***/ 4433:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -43583,13 +44326,13 @@ exports.isValidIBAN = isValidIBAN;
 exports.isValidJWT = isValidJWT;
 exports.getDiscriminatedOption = getDiscriminatedOption;
 exports.mergeValues = mergeValues;
-const checks = __importStar(__nccwpck_require__(204));
-const core = __importStar(__nccwpck_require__(5162));
-const doc_js_1 = __nccwpck_require__(8383);
-const parse_js_1 = __nccwpck_require__(6924);
-const regexes = __importStar(__nccwpck_require__(6508));
-const util = __importStar(__nccwpck_require__(7731));
-const versions_js_1 = __nccwpck_require__(4092);
+const checks = __importStar(__nccwpck_require__(5880));
+const core = __importStar(__nccwpck_require__(2990));
+const doc_js_1 = __nccwpck_require__(5563);
+const parse_js_1 = __nccwpck_require__(7360);
+const regexes = __importStar(__nccwpck_require__(5592));
+const util = __importStar(__nccwpck_require__(1327));
+const versions_js_1 = __nccwpck_require__(6864);
 exports.$ZodType = core.$constructor("$ZodType", (inst, def) => {
     var _a;
     inst ?? (inst = {});
@@ -43736,7 +44479,7 @@ function standardProps(inst) {
         version: 1,
     };
 }
-var util_js_1 = __nccwpck_require__(7731);
+var util_js_1 = __nccwpck_require__(1327);
 Object.defineProperty(exports, "clone", ({ enumerable: true, get: function () { return util_js_1.clone; } }));
 exports.$ZodString = core.$constructor("$ZodString", (inst, def) => {
     exports.$ZodType.init(inst, def);
@@ -46243,7 +46986,7 @@ function handleRefineResult(result, payload, input, inst) {
 
 /***/ }),
 
-/***/ 6477:
+/***/ 7633:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -46258,8 +47001,8 @@ exports.processSchema = processSchema;
 exports.process = processSchema;
 exports.extractDefs = extractDefs;
 exports.finalize = finalize;
-const registries_js_1 = __nccwpck_require__(6722);
-const util_js_1 = __nccwpck_require__(7731);
+const registries_js_1 = __nccwpck_require__(1446);
+const util_js_1 = __nccwpck_require__(1327);
 function assignProps(target, ...sources) {
     for (const source of sources) {
         for (const key of Reflect.ownKeys(source)) {
@@ -46932,7 +47675,7 @@ exports.createStandardJSONSchemaMethod = createStandardJSONSchemaMethod;
 
 /***/ }),
 
-/***/ 7731:
+/***/ 1327:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -47006,7 +47749,7 @@ exports.derived = derived;
 exports.defineLazyInternal = defineLazyInternal;
 exports.installLazyProp = installLazyProp;
 exports.constantCatch = constantCatch;
-const core_js_1 = __nccwpck_require__(5162);
+const core_js_1 = __nccwpck_require__(2990);
 // functions
 function assertEqual(val) {
     return val;
@@ -47904,7 +48647,7 @@ function constantCatch(value) {
 
 /***/ }),
 
-/***/ 4092:
+/***/ 6864:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -47939,7 +48682,7 @@ exports.version = {
 
 /***/ }),
 
-/***/ 9388:
+/***/ 9464:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -47970,8 +48713,8 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.visit = visit;
-const schemas = __importStar(__nccwpck_require__(8405));
-const util_js_1 = __nccwpck_require__(7731);
+const schemas = __importStar(__nccwpck_require__(4433));
+const util_js_1 = __nccwpck_require__(1327);
 const RESOLVING = Symbol("z.visit/resolving");
 function visit(schema, fnOrHandlers) {
     const fn = typeof fnOrHandlers === "function"
@@ -48161,7 +48904,7 @@ function visit(schema, fnOrHandlers) {
 
 /***/ }),
 
-/***/ 1584:
+/***/ 2284:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -48191,7 +48934,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "حرف", verb: "أن يحوي" },
@@ -48307,7 +49050,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 8312:
+/***/ 6964:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -48337,7 +49080,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "simvol", verb: "olmalıdır" },
@@ -48452,7 +49195,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 1834:
+/***/ 6302:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -48482,7 +49225,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 function getBelarusianPlural(count, one, few, many) {
     const absCount = Math.abs(count);
     const lastDigit = absCount % 10;
@@ -48655,7 +49398,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 6024:
+/***/ 5228:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -48685,7 +49428,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "символа", verb: "да съдържа" },
@@ -48815,7 +49558,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 1481:
+/***/ 5901:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -48845,7 +49588,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "অক্ষর", verb: "থাকতে হবে" },
@@ -48963,7 +49706,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 3437:
+/***/ 3561:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -48993,7 +49736,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "caràcters", verb: "contenir" },
@@ -49110,7 +49853,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 2655:
+/***/ 3363:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -49140,7 +49883,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "پیت", verb: "بێت" },
@@ -49278,7 +50021,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 9159:
+/***/ 5747:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -49308,7 +50051,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "znaků", verb: "mít" },
@@ -49429,7 +50172,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 5176:
+/***/ 812:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -49459,7 +50202,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "tegn", verb: "havde" },
@@ -49584,7 +50327,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 7060:
+/***/ 6992:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -49614,7 +50357,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "Zeichen", verb: "zu haben" },
@@ -49732,7 +50475,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 4394:
+/***/ 2182:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -49762,7 +50505,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "χαρακτήρες", verb: "να έχει" },
@@ -49879,7 +50622,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 5672:
+/***/ 4948:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -49909,7 +50652,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "characters", verb: "to have" },
@@ -50039,7 +50782,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 3697:
+/***/ 5389:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -50069,7 +50812,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "karaktrojn", verb: "havi" },
@@ -50188,7 +50931,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 6965:
+/***/ 1433:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -50218,7 +50961,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "caracteres", verb: "tener" },
@@ -50359,7 +51102,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 6322:
+/***/ 7894:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -50389,7 +51132,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "کاراکتر", verb: "داشته باشد" },
@@ -50513,7 +51256,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 1898:
+/***/ 5966:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -50543,7 +51286,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "merkkiä", subject: "merkkijonon" },
@@ -50665,7 +51408,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 3498:
+/***/ 9646:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -50695,7 +51438,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "caractères", verb: "avoir" },
@@ -50812,7 +51555,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 4233:
+/***/ 1453:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -50842,7 +51585,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "caractères", verb: "avoir" },
@@ -50976,7 +51719,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 2405:
+/***/ 3681:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -51006,7 +51749,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "અક્ષર", verb: "હોવા જોઈએ" },
@@ -51124,7 +51867,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 3736:
+/***/ 8268:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -51154,7 +51897,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     // Hebrew labels + grammatical gender
     const TypeNames = {
@@ -51380,7 +52123,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 2892:
+/***/ 8696:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -51410,7 +52153,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "अक्षर", verb: "रखने के लिए" },
@@ -51526,7 +52269,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 2007:
+/***/ 3075:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -51556,7 +52299,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "znakova", verb: "imati" },
@@ -51687,7 +52430,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 8760:
+/***/ 124:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -51717,7 +52460,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "karakter", verb: "legyen" },
@@ -51835,7 +52578,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 1180:
+/***/ 968:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -51865,7 +52608,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 function getArmenianPlural(count, one, many) {
     return Math.abs(count) === 1 ? one : many;
 }
@@ -52028,7 +52771,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 8182:
+/***/ 4602:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -52058,7 +52801,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "karakter", verb: "memiliki" },
@@ -52174,7 +52917,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 1655:
+/***/ 995:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -52185,131 +52928,131 @@ var __importDefault = (this && this.__importDefault) || function (mod) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.sv = exports.sl = exports.sk = exports.ru = exports.ro = exports.ptBR = exports.pt = exports.pl = exports.ps = exports.ota = exports.no = exports.nn = exports.nl = exports.ne = exports.ms = exports.mk = exports.lt = exports.ko = exports.kn = exports.km = exports.kh = exports.ka = exports.ja = exports.it = exports.is = exports.id = exports.hy = exports.hu = exports.hr = exports.hi = exports.he = exports.gu = exports.frCA = exports.fr = exports.fi = exports.fa = exports.es = exports.eo = exports.en = exports.el = exports.de = exports.da = exports.cs = exports.ckb = exports.ca = exports.bn = exports.bg = exports.be = exports.az = exports.ar = void 0;
 exports.yo = exports.zhTW = exports.zhCN = exports.vi = exports.uz = exports.ur = exports.uk = exports.ua = exports.tr = exports.tk = exports.th = exports.tg = exports.ta = void 0;
-var ar_js_1 = __nccwpck_require__(1584);
+var ar_js_1 = __nccwpck_require__(2284);
 Object.defineProperty(exports, "ar", ({ enumerable: true, get: function () { return __importDefault(ar_js_1).default; } }));
-var az_js_1 = __nccwpck_require__(8312);
+var az_js_1 = __nccwpck_require__(6964);
 Object.defineProperty(exports, "az", ({ enumerable: true, get: function () { return __importDefault(az_js_1).default; } }));
-var be_js_1 = __nccwpck_require__(1834);
+var be_js_1 = __nccwpck_require__(6302);
 Object.defineProperty(exports, "be", ({ enumerable: true, get: function () { return __importDefault(be_js_1).default; } }));
-var bg_js_1 = __nccwpck_require__(6024);
+var bg_js_1 = __nccwpck_require__(5228);
 Object.defineProperty(exports, "bg", ({ enumerable: true, get: function () { return __importDefault(bg_js_1).default; } }));
-var bn_js_1 = __nccwpck_require__(1481);
+var bn_js_1 = __nccwpck_require__(5901);
 Object.defineProperty(exports, "bn", ({ enumerable: true, get: function () { return __importDefault(bn_js_1).default; } }));
-var ca_js_1 = __nccwpck_require__(3437);
+var ca_js_1 = __nccwpck_require__(3561);
 Object.defineProperty(exports, "ca", ({ enumerable: true, get: function () { return __importDefault(ca_js_1).default; } }));
-var ckb_js_1 = __nccwpck_require__(2655);
+var ckb_js_1 = __nccwpck_require__(3363);
 Object.defineProperty(exports, "ckb", ({ enumerable: true, get: function () { return __importDefault(ckb_js_1).default; } }));
-var cs_js_1 = __nccwpck_require__(9159);
+var cs_js_1 = __nccwpck_require__(5747);
 Object.defineProperty(exports, "cs", ({ enumerable: true, get: function () { return __importDefault(cs_js_1).default; } }));
-var da_js_1 = __nccwpck_require__(5176);
+var da_js_1 = __nccwpck_require__(812);
 Object.defineProperty(exports, "da", ({ enumerable: true, get: function () { return __importDefault(da_js_1).default; } }));
-var de_js_1 = __nccwpck_require__(7060);
+var de_js_1 = __nccwpck_require__(6992);
 Object.defineProperty(exports, "de", ({ enumerable: true, get: function () { return __importDefault(de_js_1).default; } }));
-var el_js_1 = __nccwpck_require__(4394);
+var el_js_1 = __nccwpck_require__(2182);
 Object.defineProperty(exports, "el", ({ enumerable: true, get: function () { return __importDefault(el_js_1).default; } }));
-var en_js_1 = __nccwpck_require__(5672);
+var en_js_1 = __nccwpck_require__(4948);
 Object.defineProperty(exports, "en", ({ enumerable: true, get: function () { return __importDefault(en_js_1).default; } }));
-var eo_js_1 = __nccwpck_require__(3697);
+var eo_js_1 = __nccwpck_require__(5389);
 Object.defineProperty(exports, "eo", ({ enumerable: true, get: function () { return __importDefault(eo_js_1).default; } }));
-var es_js_1 = __nccwpck_require__(6965);
+var es_js_1 = __nccwpck_require__(1433);
 Object.defineProperty(exports, "es", ({ enumerable: true, get: function () { return __importDefault(es_js_1).default; } }));
-var fa_js_1 = __nccwpck_require__(6322);
+var fa_js_1 = __nccwpck_require__(7894);
 Object.defineProperty(exports, "fa", ({ enumerable: true, get: function () { return __importDefault(fa_js_1).default; } }));
-var fi_js_1 = __nccwpck_require__(1898);
+var fi_js_1 = __nccwpck_require__(5966);
 Object.defineProperty(exports, "fi", ({ enumerable: true, get: function () { return __importDefault(fi_js_1).default; } }));
-var fr_js_1 = __nccwpck_require__(4233);
+var fr_js_1 = __nccwpck_require__(1453);
 Object.defineProperty(exports, "fr", ({ enumerable: true, get: function () { return __importDefault(fr_js_1).default; } }));
-var fr_CA_js_1 = __nccwpck_require__(3498);
+var fr_CA_js_1 = __nccwpck_require__(9646);
 Object.defineProperty(exports, "frCA", ({ enumerable: true, get: function () { return __importDefault(fr_CA_js_1).default; } }));
-var gu_js_1 = __nccwpck_require__(2405);
+var gu_js_1 = __nccwpck_require__(3681);
 Object.defineProperty(exports, "gu", ({ enumerable: true, get: function () { return __importDefault(gu_js_1).default; } }));
-var he_js_1 = __nccwpck_require__(3736);
+var he_js_1 = __nccwpck_require__(8268);
 Object.defineProperty(exports, "he", ({ enumerable: true, get: function () { return __importDefault(he_js_1).default; } }));
-var hi_js_1 = __nccwpck_require__(2892);
+var hi_js_1 = __nccwpck_require__(8696);
 Object.defineProperty(exports, "hi", ({ enumerable: true, get: function () { return __importDefault(hi_js_1).default; } }));
-var hr_js_1 = __nccwpck_require__(2007);
+var hr_js_1 = __nccwpck_require__(3075);
 Object.defineProperty(exports, "hr", ({ enumerable: true, get: function () { return __importDefault(hr_js_1).default; } }));
-var hu_js_1 = __nccwpck_require__(8760);
+var hu_js_1 = __nccwpck_require__(124);
 Object.defineProperty(exports, "hu", ({ enumerable: true, get: function () { return __importDefault(hu_js_1).default; } }));
-var hy_js_1 = __nccwpck_require__(1180);
+var hy_js_1 = __nccwpck_require__(968);
 Object.defineProperty(exports, "hy", ({ enumerable: true, get: function () { return __importDefault(hy_js_1).default; } }));
-var id_js_1 = __nccwpck_require__(8182);
+var id_js_1 = __nccwpck_require__(4602);
 Object.defineProperty(exports, "id", ({ enumerable: true, get: function () { return __importDefault(id_js_1).default; } }));
-var is_js_1 = __nccwpck_require__(3009);
+var is_js_1 = __nccwpck_require__(6493);
 Object.defineProperty(exports, "is", ({ enumerable: true, get: function () { return __importDefault(is_js_1).default; } }));
-var it_js_1 = __nccwpck_require__(2598);
+var it_js_1 = __nccwpck_require__(8570);
 Object.defineProperty(exports, "it", ({ enumerable: true, get: function () { return __importDefault(it_js_1).default; } }));
-var ja_js_1 = __nccwpck_require__(7630);
+var ja_js_1 = __nccwpck_require__(986);
 Object.defineProperty(exports, "ja", ({ enumerable: true, get: function () { return __importDefault(ja_js_1).default; } }));
-var ka_js_1 = __nccwpck_require__(5621);
+var ka_js_1 = __nccwpck_require__(1665);
 Object.defineProperty(exports, "ka", ({ enumerable: true, get: function () { return __importDefault(ka_js_1).default; } }));
-var kh_js_1 = __nccwpck_require__(8484);
+var kh_js_1 = __nccwpck_require__(5968);
 Object.defineProperty(exports, "kh", ({ enumerable: true, get: function () { return __importDefault(kh_js_1).default; } }));
-var km_js_1 = __nccwpck_require__(3089);
+var km_js_1 = __nccwpck_require__(498);
 Object.defineProperty(exports, "km", ({ enumerable: true, get: function () { return __importDefault(km_js_1).default; } }));
-var kn_js_1 = __nccwpck_require__(8202);
+var kn_js_1 = __nccwpck_require__(6638);
 Object.defineProperty(exports, "kn", ({ enumerable: true, get: function () { return __importDefault(kn_js_1).default; } }));
-var ko_js_1 = __nccwpck_require__(3595);
+var ko_js_1 = __nccwpck_require__(7215);
 Object.defineProperty(exports, "ko", ({ enumerable: true, get: function () { return __importDefault(ko_js_1).default; } }));
-var lt_js_1 = __nccwpck_require__(8037);
+var lt_js_1 = __nccwpck_require__(6257);
 Object.defineProperty(exports, "lt", ({ enumerable: true, get: function () { return __importDefault(lt_js_1).default; } }));
-var mk_js_1 = __nccwpck_require__(117);
+var mk_js_1 = __nccwpck_require__(4233);
 Object.defineProperty(exports, "mk", ({ enumerable: true, get: function () { return __importDefault(mk_js_1).default; } }));
-var ms_js_1 = __nccwpck_require__(6189);
+var ms_js_1 = __nccwpck_require__(4417);
 Object.defineProperty(exports, "ms", ({ enumerable: true, get: function () { return __importDefault(ms_js_1).default; } }));
-var ne_js_1 = __nccwpck_require__(9718);
+var ne_js_1 = __nccwpck_require__(9842);
 Object.defineProperty(exports, "ne", ({ enumerable: true, get: function () { return __importDefault(ne_js_1).default; } }));
-var nl_js_1 = __nccwpck_require__(847);
+var nl_js_1 = __nccwpck_require__(1019);
 Object.defineProperty(exports, "nl", ({ enumerable: true, get: function () { return __importDefault(nl_js_1).default; } }));
-var nn_js_1 = __nccwpck_require__(7189);
+var nn_js_1 = __nccwpck_require__(3185);
 Object.defineProperty(exports, "nn", ({ enumerable: true, get: function () { return __importDefault(nn_js_1).default; } }));
-var no_js_1 = __nccwpck_require__(2076);
+var no_js_1 = __nccwpck_require__(8808);
 Object.defineProperty(exports, "no", ({ enumerable: true, get: function () { return __importDefault(no_js_1).default; } }));
-var ota_js_1 = __nccwpck_require__(1701);
+var ota_js_1 = __nccwpck_require__(3385);
 Object.defineProperty(exports, "ota", ({ enumerable: true, get: function () { return __importDefault(ota_js_1).default; } }));
-var ps_js_1 = __nccwpck_require__(8046);
+var ps_js_1 = __nccwpck_require__(282);
 Object.defineProperty(exports, "ps", ({ enumerable: true, get: function () { return __importDefault(ps_js_1).default; } }));
-var pl_js_1 = __nccwpck_require__(8913);
+var pl_js_1 = __nccwpck_require__(9205);
 Object.defineProperty(exports, "pl", ({ enumerable: true, get: function () { return __importDefault(pl_js_1).default; } }));
-var pt_js_1 = __nccwpck_require__(7049);
+var pt_js_1 = __nccwpck_require__(8477);
 Object.defineProperty(exports, "pt", ({ enumerable: true, get: function () { return __importDefault(pt_js_1).default; } }));
-var pt_BR_js_1 = __nccwpck_require__(6442);
+var pt_BR_js_1 = __nccwpck_require__(1454);
 Object.defineProperty(exports, "ptBR", ({ enumerable: true, get: function () { return __importDefault(pt_BR_js_1).default; } }));
-var ro_js_1 = __nccwpck_require__(6992);
+var ro_js_1 = __nccwpck_require__(8628);
 Object.defineProperty(exports, "ro", ({ enumerable: true, get: function () { return __importDefault(ro_js_1).default; } }));
-var ru_js_1 = __nccwpck_require__(6394);
+var ru_js_1 = __nccwpck_require__(1470);
 Object.defineProperty(exports, "ru", ({ enumerable: true, get: function () { return __importDefault(ru_js_1).default; } }));
-var sk_js_1 = __nccwpck_require__(175);
+var sk_js_1 = __nccwpck_require__(2747);
 Object.defineProperty(exports, "sk", ({ enumerable: true, get: function () { return __importDefault(sk_js_1).default; } }));
-var sl_js_1 = __nccwpck_require__(2288);
+var sl_js_1 = __nccwpck_require__(7636);
 Object.defineProperty(exports, "sl", ({ enumerable: true, get: function () { return __importDefault(sl_js_1).default; } }));
-var sv_js_1 = __nccwpck_require__(3722);
+var sv_js_1 = __nccwpck_require__(8750);
 Object.defineProperty(exports, "sv", ({ enumerable: true, get: function () { return __importDefault(sv_js_1).default; } }));
-var ta_js_1 = __nccwpck_require__(2472);
+var ta_js_1 = __nccwpck_require__(3292);
 Object.defineProperty(exports, "ta", ({ enumerable: true, get: function () { return __importDefault(ta_js_1).default; } }));
-var tg_js_1 = __nccwpck_require__(8070);
+var tg_js_1 = __nccwpck_require__(5554);
 Object.defineProperty(exports, "tg", ({ enumerable: true, get: function () { return __importDefault(tg_js_1).default; } }));
-var th_js_1 = __nccwpck_require__(9561);
+var th_js_1 = __nccwpck_require__(5117);
 Object.defineProperty(exports, "th", ({ enumerable: true, get: function () { return __importDefault(th_js_1).default; } }));
-var tk_js_1 = __nccwpck_require__(2354);
+var tk_js_1 = __nccwpck_require__(4582);
 Object.defineProperty(exports, "tk", ({ enumerable: true, get: function () { return __importDefault(tk_js_1).default; } }));
-var tr_js_1 = __nccwpck_require__(347);
+var tr_js_1 = __nccwpck_require__(847);
 Object.defineProperty(exports, "tr", ({ enumerable: true, get: function () { return __importDefault(tr_js_1).default; } }));
-var ua_js_1 = __nccwpck_require__(6239);
+var ua_js_1 = __nccwpck_require__(2723);
 Object.defineProperty(exports, "ua", ({ enumerable: true, get: function () { return __importDefault(ua_js_1).default; } }));
-var uk_js_1 = __nccwpck_require__(4045);
+var uk_js_1 = __nccwpck_require__(1825);
 Object.defineProperty(exports, "uk", ({ enumerable: true, get: function () { return __importDefault(uk_js_1).default; } }));
-var ur_js_1 = __nccwpck_require__(4460);
+var ur_js_1 = __nccwpck_require__(2144);
 Object.defineProperty(exports, "ur", ({ enumerable: true, get: function () { return __importDefault(ur_js_1).default; } }));
-var uz_js_1 = __nccwpck_require__(7540);
+var uz_js_1 = __nccwpck_require__(7464);
 Object.defineProperty(exports, "uz", ({ enumerable: true, get: function () { return __importDefault(uz_js_1).default; } }));
-var vi_js_1 = __nccwpck_require__(4442);
+var vi_js_1 = __nccwpck_require__(5390);
 Object.defineProperty(exports, "vi", ({ enumerable: true, get: function () { return __importDefault(vi_js_1).default; } }));
-var zh_CN_js_1 = __nccwpck_require__(335);
+var zh_CN_js_1 = __nccwpck_require__(9331);
 Object.defineProperty(exports, "zhCN", ({ enumerable: true, get: function () { return __importDefault(zh_CN_js_1).default; } }));
-var zh_TW_js_1 = __nccwpck_require__(6715);
+var zh_TW_js_1 = __nccwpck_require__(183);
 Object.defineProperty(exports, "zhTW", ({ enumerable: true, get: function () { return __importDefault(zh_TW_js_1).default; } }));
-var yo_js_1 = __nccwpck_require__(6181);
+var yo_js_1 = __nccwpck_require__(4857);
 Object.defineProperty(exports, "yo", ({ enumerable: true, get: function () { return __importDefault(yo_js_1).default; } }));
 
 // seal-cjs-exports
@@ -52334,7 +53077,7 @@ Object.defineProperty(exports, "yo", ({ enumerable: true, get: function () { ret
 
 /***/ }),
 
-/***/ 3009:
+/***/ 6493:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -52364,7 +53107,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "stafi", verb: "að hafa" },
@@ -52483,7 +53226,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 2598:
+/***/ 8570:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -52513,7 +53256,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "caratteri", verb: "avere" },
@@ -52631,7 +53374,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 7630:
+/***/ 986:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -52661,7 +53404,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "文字", verb: "である" },
@@ -52778,7 +53521,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 5621:
+/***/ 1665:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -52808,7 +53551,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "სიმბოლო", verb: "უნდა შეიცავდეს" },
@@ -52930,7 +53673,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 8484:
+/***/ 5968:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -52940,7 +53683,7 @@ var __importDefault = (this && this.__importDefault) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const km_js_1 = __importDefault(__nccwpck_require__(3089));
+const km_js_1 = __importDefault(__nccwpck_require__(498));
 /** @deprecated Use `km` instead. */
 function default_1() {
     return (0, km_js_1.default)();
@@ -52950,7 +53693,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 3089:
+/***/ 498:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -52980,7 +53723,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "តួអក្សរ", verb: "គួរមាន" },
@@ -53100,7 +53843,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 8202:
+/***/ 6638:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -53130,7 +53873,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "ಅಕ್ಷರಗಳು", verb: "ಹೊಂದಲು" },
@@ -53251,7 +53994,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 3595:
+/***/ 7215:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -53281,7 +54024,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "문자", verb: "to have" },
@@ -53402,7 +54145,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 8037:
+/***/ 6257:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -53432,7 +54175,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const capitalizeFirstCharacter = (text) => {
     return text.charAt(0).toUpperCase() + text.slice(1);
 };
@@ -53644,7 +54387,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 117:
+/***/ 4233:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -53674,7 +54417,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "знаци", verb: "да имаат" },
@@ -53793,7 +54536,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 6189:
+/***/ 4417:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -53823,7 +54566,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "aksara", verb: "mempunyai" },
@@ -53940,7 +54683,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 9718:
+/***/ 9842:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -53970,7 +54713,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "अक्षर", verb: "हुनुपर्छ" },
@@ -54086,7 +54829,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 847:
+/***/ 1019:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -54116,7 +54859,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "tekens", verb: "heeft" },
@@ -54236,7 +54979,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 7189:
+/***/ 3185:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -54266,7 +55009,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "teikn", verb: "å ha" },
@@ -54384,7 +55127,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 2076:
+/***/ 8808:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -54414,7 +55157,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "tegn", verb: "å ha" },
@@ -54532,7 +55275,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 1701:
+/***/ 3385:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -54562,7 +55305,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "harf", verb: "olmalıdır" },
@@ -54681,7 +55424,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 8913:
+/***/ 9205:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -54711,7 +55454,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "znaków", verb: "mieć" },
@@ -54830,7 +55573,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 8046:
+/***/ 282:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -54860,7 +55603,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "توکي", verb: "ولري" },
@@ -54984,7 +55727,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 6442:
+/***/ 1454:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -55014,7 +55757,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "caracteres" },
@@ -55162,7 +55905,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 7049:
+/***/ 8477:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -55192,7 +55935,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "caracteres" },
@@ -55339,7 +56082,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 6992:
+/***/ 8628:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -55369,7 +56112,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "caractere", verb: "să aibă" },
@@ -55496,7 +56239,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 6394:
+/***/ 1470:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -55526,7 +56269,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 function getRussianPlural(count, one, few, many) {
     const absCount = Math.abs(count);
     const lastDigit = absCount % 10;
@@ -55699,7 +56442,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 175:
+/***/ 2747:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -55729,7 +56472,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "znakov", verb: "mať" },
@@ -55850,7 +56593,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 2288:
+/***/ 7636:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -55880,7 +56623,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "znakov", verb: "imeti" },
@@ -55999,7 +56742,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 3722:
+/***/ 8750:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -56029,7 +56772,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "tecken", verb: "att ha" },
@@ -56149,7 +56892,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 2472:
+/***/ 3292:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -56179,7 +56922,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "எழுத்துக்கள்", verb: "கொண்டிருக்க வேண்டும்" },
@@ -56299,7 +57042,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 8070:
+/***/ 5554:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -56329,7 +57072,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     // singular units after numerals in Tajik
     const Sizable = {
@@ -56451,7 +57194,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 9561:
+/***/ 5117:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -56481,7 +57224,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "ตัวอักษร", verb: "ควรมี" },
@@ -56601,7 +57344,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 2354:
+/***/ 4582:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -56631,7 +57374,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "simwol", verb: "bolmaly" },
@@ -56743,7 +57486,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 347:
+/***/ 847:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -56773,7 +57516,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "karakter", verb: "olmalı" },
@@ -56888,7 +57631,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 6239:
+/***/ 2723:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -56898,7 +57641,7 @@ var __importDefault = (this && this.__importDefault) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const uk_js_1 = __importDefault(__nccwpck_require__(4045));
+const uk_js_1 = __importDefault(__nccwpck_require__(1825));
 /** @deprecated Use `uk` instead. */
 function default_1() {
     return (0, uk_js_1.default)();
@@ -56908,7 +57651,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 4045:
+/***/ 1825:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -56938,7 +57681,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "символів", verb: "матиме" },
@@ -57056,7 +57799,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 4460:
+/***/ 2144:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -57086,7 +57829,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "حروف", verb: "ہونا" },
@@ -57206,7 +57949,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 7540:
+/***/ 7464:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -57236,7 +57979,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "belgi", verb: "bo‘lishi kerak" },
@@ -57354,7 +58097,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 4442:
+/***/ 5390:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -57384,7 +58127,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "ký tự", verb: "có" },
@@ -57502,7 +58245,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 6181:
+/***/ 4857:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -57532,7 +58275,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "àmi", verb: "ní" },
@@ -57649,7 +58392,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 335:
+/***/ 9331:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -57679,7 +58422,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "字符", verb: "包含" },
@@ -57798,7 +58541,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 6715:
+/***/ 183:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -57828,7 +58571,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7731));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "字元", verb: "擁有" },
@@ -57945,7 +58688,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 5413:
+/***/ 8342:
 /***/ ((module) => {
 
 "use strict";
@@ -57998,17 +58741,18 @@ var exports = __webpack_exports__;
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 /** The `vps-nixos` command: same pipeline as the action, text or JSON on stdout, progress on stderr. */
-const log_1 = __nccwpck_require__(8455);
-const errors_1 = __nccwpck_require__(3919);
-const args_1 = __nccwpck_require__(1674);
-const commands_1 = __nccwpck_require__(7297);
+const log_1 = __nccwpck_require__(6472);
+const render_1 = __nccwpck_require__(6340);
+const errors_1 = __nccwpck_require__(3916);
+const args_1 = __nccwpck_require__(7593);
+const commands_1 = __nccwpck_require__(1654);
 async function cli(argv) {
     let parsed;
     try {
         parsed = (0, args_1.parseArgs)(argv, (c) => (0, commands_1.findCommand)(c)?.options);
     }
     catch (err) {
-        process.stderr.write(`vps-nixos: ${(0, errors_1.describeError)(err)}\n`);
+        process.stderr.write(`vps-nixos: ${(0, render_1.safeText)((0, errors_1.describeError)(err))}\n`);
         return 2;
     }
     if (!parsed.command) {
@@ -58017,7 +58761,7 @@ async function cli(argv) {
     }
     const cmd = (0, commands_1.findCommand)(parsed.command);
     if (!cmd) {
-        process.stderr.write(`vps-nixos: unknown command '${parsed.command}' (commands: ${commands_1.COMMANDS.map((c) => c.name).join(', ')})\n`);
+        process.stderr.write(`vps-nixos: unknown command '${(0, args_1.quotable)(parsed.command)}' (commands: ${commands_1.COMMANDS.map((c) => c.name).join(', ')})\n`);
         return 2;
     }
     if (parsed.help) {
@@ -58035,19 +58779,19 @@ async function cli(argv) {
         // Text output already shows the error; JSON keeps stdout to one document.
         if ((result.exitCode !== 0 && (!result.record.error || parsed.options.json === 'true')) ||
             (result.exitCode === 0 && (result.record.bootstrap || result.record.deploy))) {
-            process.stderr.write(`vps-nixos: ${result.message.replace(/\n/g, '\n  ')}\n`);
+            process.stderr.write(`vps-nixos: ${(0, render_1.safeText)(result.message).replace(/\n/g, '\n  ')}\n`);
         }
         return result.exitCode;
     }
     catch (err) {
-        process.stderr.write(`vps-nixos: ${(0, errors_1.describeError)(err)}\n`);
+        process.stderr.write(`vps-nixos: ${(0, render_1.safeText)((0, errors_1.describeError)(err))}\n`);
         return err instanceof errors_1.InputError ? 2 : 1;
     }
 }
 cli(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
 }, (err) => {
-    process.stderr.write(`vps-nixos: ${(0, errors_1.describeError)(err)}\n`);
+    process.stderr.write(`vps-nixos: ${(0, render_1.safeText)((0, errors_1.describeError)(err))}\n`);
     process.exitCode = 1;
 });
 

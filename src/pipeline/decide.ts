@@ -240,8 +240,8 @@ function stageRun(
       if (plan.refusal) return { run: true }; // it fails with the refusal, before any phase
       if (d.bootstraps) return { run: true };
       return skip(
-        input.host?.currentSystem
-          ? `nothing to bootstrap: the host runs NixOS ${input.host.currentSystem}`
+        plan.method === 'deploy-only'
+          ? `nothing to bootstrap: the host runs NixOS${input.host?.currentSystem ? ` ${input.host.currentSystem}` : ''}`
           : `nothing to bootstrap: ${plan.reasons.at(-1) ?? ''}`,
       );
     case 'cache':

@@ -24,10 +24,13 @@ export function actionLogger(core: ActionsCore): Logger {
   };
 }
 
-/** The CLI's log on stderr: the target's escape sequences are removed. */
+/**
+ * The CLI's log on stderr: the target's escape sequences are removed, and no line can be a
+ * workflow command either (the CLI may run inside a workflow step).
+ */
 export function terminalLogger(write: (s: string) => void): Logger {
   return {
-    info: (l) => write(`${plainText(l)}\n`),
-    warn: (l) => write(`warning: ${plainText(l)}\n`),
+    info: (l) => write(`${safeText(l)}\n`),
+    warn: (l) => write(`warning: ${safeText(l)}\n`),
   };
 }

@@ -174,6 +174,20 @@ export function safeText(s: string): string {
     .replace(/##\[/g, '#\u200b#[');
 }
 
+/**
+ * A JSON document for a terminal or a workflow log, its values exactly as they are: DEL and the
+ * C1 controls (U+009B is CSI, an escape sequence in one character), which `JSON.stringify`
+ * leaves raw, become `\u` escapes, and so does the second `#` of a `##[` (the runner takes
+ * `##[cmd]` anywhere in a line as a command). A `::` cannot start a line of it.
+ */
+export function jsonText(value: unknown): string {
+  return (
+    JSON.stringify(value, null, 2)
+      .replace(/[\x7f-\x9f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+      .replace(/##\[/g, '#\\u0023[') + '\n'
+  );
+}
+
 const ENTITY: Record<string, string> = {
   '&': '&amp;',
   '<': '&lt;',
@@ -191,11 +205,12 @@ const ENTITY: Record<string, string> = {
 const WORD = /[\p{L}\p{N}]/u;
 
 /**
- * Escapes remote text for the job summary, which GitHub inserts as HTML and renders as Markdown:
- * no tag, table cell break, code span, emphasis, link, strikethrough or math survives. A `_`
- * between letters (NIX_CHANNEL) cannot start emphasis and stays readable.
+ * Escapes text for the job summary, which GitHub inserts as HTML and renders as Markdown: no tag,
+ * table cell break, code span, emphasis, link, strikethrough or math survives. A `_` between
+ * letters (NIX_CHANNEL) cannot start emphasis and stays readable. Bare URLs still link: for the
+ * workflow's own text (a health-url), not the target's.
  */
-export function escapeCell(s: string): string {
+function escapeMarkup(s: string): string {
   return plainText(s)
     .replace(/_+|[&<>|`*[\]\\~$]/g, (m: string, at: number, all: string) =>
       m[0] !== '_'
@@ -205,6 +220,19 @@ export function escapeCell(s: string): string {
           : ENTITY['_']!.repeat(m.length),
     )
     .replace(/\n/g, '<br>');
+}
+
+/**
+ * Escapes remote text for the job summary as escapeMarkup does, and more: GitHub also links what
+ * merely looks like a link (`https://…`, `www.…`, `a@b.example`, `@name`). An entity does not
+ * stop that (emails and mentions are found in the decoded text), an element does: a `<wbr>`
+ * inside each, which shows nothing and copies as nothing.
+ */
+export function escapeCell(s: string): string {
+  return escapeMarkup(s)
+    .replace(/:(?=\/\/)/g, ':<wbr>')
+    .replace(/(w{3})\./gi, '$1<wbr>.')
+    .replace(/@(?=(?:[\w.-]|&#95;)*[A-Za-z])/g, '@<wbr>');
 }
 
 /** Remote text as inline code in the summary (a backtick span would show the entities raw). */
@@ -540,13 +568,12 @@ function markdown(r: RunRecord, o: RenderOptions, cuts: Cuts, maxBytes: number):
       out.push(
         rawTable(
           ['Check', 'Result', 'Detail'],
-          cuts
-            .rows(d.checks, 'health checks', 5)
-            .map((c) => [
-              escapeCell(c.name),
-              c.ok ? 'passed' : '**failed**',
-              escapeCell(cuts.text(c.detail, 'health check details')),
-            ]),
+          cuts.rows(d.checks, 'health checks', 5).map((c) => [
+            // the workflow's check (health-check, health-url); its result is the target's
+            escapeMarkup(c.name),
+            c.ok ? 'passed' : '**failed**',
+            escapeCell(cuts.text(c.detail, 'health check details')),
+          ]),
         ),
       );
     if (d.diff && d.changed) out.push('#### What changed', diffMarkdown(d.diff, d.bytesSent, cuts));

@@ -112,8 +112,9 @@ case $cmd in
         fi
       elif [ "$(now)" -ge "$deadline" ]; then
         if mv "$d/armed" "$d/firing" 2>/dev/null; then
-          do_rollback "the runner did not confirm within $timeout s after the switch (SSH or the network may be cut)"
+          # who, before the result: a status read in between must not report the runner
           echo target > "$d/by"
+          do_rollback "the runner did not confirm within $timeout s after the switch (SSH or the network may be cut)"
         fi
         exit 0
       fi

@@ -32637,6 +32637,10 @@ const PROBE_TIMEOUT_MS = 60_000;
 async function probe(session) {
     const script = (0, assets_1.readAsset)('scripts/facts.sh');
     const r = await session.exec('sh -s', { stdin: script, timeoutMs: PROBE_TIMEOUT_MS });
+    // A channel that closes without an exit status: the connection went, the script did not fail.
+    if (r.code === -1 && !r.signal) {
+        throw new errors_1.ProbeError('the connection closed before the facts script finished (no exit status)', 'check the host is up and its network is steady, then run again: the probe only reads');
+    }
     if (r.code !== 0) {
         throw new errors_1.ProbeError(`the facts script exited ${r.code} on the target: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`, 'check that the target user has a POSIX /bin/sh and can read /proc');
     }

@@ -9,6 +9,13 @@ const PROBE_TIMEOUT_MS = 60_000;
 export async function probe(session: RemoteSession): Promise<Facts> {
   const script = readAsset('scripts/facts.sh');
   const r = await session.exec('sh -s', { stdin: script, timeoutMs: PROBE_TIMEOUT_MS });
+  // A channel that closes without an exit status: the connection went, the script did not fail.
+  if (r.code === -1 && !r.signal) {
+    throw new ProbeError(
+      'the connection closed before the facts script finished (no exit status)',
+      'check the host is up and its network is steady, then run again: the probe only reads',
+    );
+  }
   if (r.code !== 0) {
     throw new ProbeError(
       `the facts script exited ${r.code} on the target: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`,

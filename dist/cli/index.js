@@ -29312,10 +29312,9 @@ async function infectStatus(ctx) {
 }
 const when = (epoch) => (epoch ? new Date(epoch * 1000).toISOString() : 'unknown');
 /** A connection failure (retry) rather than an answer (act on it). */
+/** The connection went (the session says so, or a command timed out); anything else is a fault. */
 function isConnectionLoss(err) {
-    return (err instanceof errors_1.SshConnectError ||
-        err instanceof session_1.RemoteTimeout ||
-        !(err instanceof errors_1.VpsNixosError));
+    return err instanceof errors_1.SshConnectError || err instanceof session_1.RemoteTimeout;
 }
 /** Reconnects until it works or the phase's deadline (its timeout) ends the phase. */
 async function reconnectUntilUp(ctx) {
@@ -34068,44 +34067,55 @@ class Ssh2Session {
     }
     exec(command, opts = {}) {
         return new Promise((resolve, reject) => {
-            this.client.exec(command, (err, channel) => {
-                if (err)
-                    return reject(new errors_1.SshConnectError(`cannot run a command on ${(0, target_1.formatTarget)(this.target)}: ${err.message}`, 'the connection was lost; re-run to resume'));
-                const out = [];
-                const errOut = [];
-                let timer;
-                if (opts.timeoutMs) {
-                    timer = setTimeout(() => {
-                        channel.close();
-                        reject(new RemoteTimeout(`remote command timed out after ${opts.timeoutMs / 1000}s: ${command.slice(0, 80)}`, 'check the target is responsive (load, memory) and re-run'));
-                    }, opts.timeoutMs);
-                }
-                channel.on('data', (d) => {
-                    out.push(d);
-                    opts.onOutput?.(d.toString(), 'stdout');
-                });
-                channel.stderr.on('data', (d) => {
-                    errOut.push(d);
-                    opts.onOutput?.(d.toString(), 'stderr');
-                });
-                channel.on('close', (code, signal) => {
-                    if (timer)
-                        clearTimeout(timer);
-                    resolve({
-                        code: code ?? -1,
-                        signal: signal ?? undefined,
-                        stdout: Buffer.concat(out).toString(),
-                        stderr: Buffer.concat(errOut).toString(),
-                    });
-                });
-                const stdin = opts.stdin;
-                if (stdin === undefined)
-                    channel.end();
-                else if (typeof stdin === 'string' || Buffer.isBuffer(stdin))
-                    channel.end(stdin);
-                else
-                    stdin.pipe(channel);
+            // ssh2 throws 'Not connected' synchronously once the connection is gone: a lost connection too.
+            const lost = (err) => reject(new errors_1.SshConnectError(`cannot run a command on ${(0, target_1.formatTarget)(this.target)}: ${err.message}`, 'the connection was lost; re-run to resume'));
+            try {
+                this.exec2(command, opts, resolve, reject, lost);
+            }
+            catch (err) {
+                lost(err);
+            }
+        });
+    }
+    /** The exec itself; `lost` turns ssh2's errors into SshConnectError. */
+    exec2(command, opts, resolve, reject, lost) {
+        this.client.exec(command, (err, channel) => {
+            if (err)
+                return lost(err);
+            const out = [];
+            const errOut = [];
+            let timer;
+            if (opts.timeoutMs) {
+                timer = setTimeout(() => {
+                    channel.close();
+                    reject(new RemoteTimeout(`remote command timed out after ${opts.timeoutMs / 1000}s: ${command.slice(0, 80)}`, 'check the target is responsive (load, memory) and re-run'));
+                }, opts.timeoutMs);
+            }
+            channel.on('data', (d) => {
+                out.push(d);
+                opts.onOutput?.(d.toString(), 'stdout');
             });
+            channel.stderr.on('data', (d) => {
+                errOut.push(d);
+                opts.onOutput?.(d.toString(), 'stderr');
+            });
+            channel.on('close', (code, signal) => {
+                if (timer)
+                    clearTimeout(timer);
+                resolve({
+                    code: code ?? -1,
+                    signal: signal ?? undefined,
+                    stdout: Buffer.concat(out).toString(),
+                    stderr: Buffer.concat(errOut).toString(),
+                });
+            });
+            const stdin = opts.stdin;
+            if (stdin === undefined)
+                channel.end();
+            else if (typeof stdin === 'string' || Buffer.isBuffer(stdin))
+                channel.end(stdin);
+            else
+                stdin.pipe(channel);
         });
     }
     close() {

@@ -87,12 +87,9 @@ export async function infectStatus(
 const when = (epoch?: number) => (epoch ? new Date(epoch * 1000).toISOString() : 'unknown');
 
 /** A connection failure (retry) rather than an answer (act on it). */
+/** The connection went (the session says so, or a command timed out); anything else is a fault. */
 function isConnectionLoss(err: unknown): boolean {
-  return (
-    err instanceof SshConnectError ||
-    err instanceof RemoteTimeout ||
-    !(err instanceof VpsNixosError)
-  );
+  return err instanceof SshConnectError || err instanceof RemoteTimeout;
 }
 
 /** Reconnects until it works or the phase's deadline (its timeout) ends the phase. */

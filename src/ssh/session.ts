@@ -324,50 +324,67 @@ class Ssh2Session implements RemoteSession {
 
   exec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
     return new Promise((resolve, reject) => {
-      this.client.exec(command, (err, channel: ClientChannel) => {
-        if (err)
-          return reject(
-            new SshConnectError(
-              `cannot run a command on ${formatTarget(this.target)}: ${err.message}`,
-              'the connection was lost; re-run to resume',
+      // ssh2 throws 'Not connected' synchronously once the connection is gone: a lost connection too.
+      const lost = (err: Error) =>
+        reject(
+          new SshConnectError(
+            `cannot run a command on ${formatTarget(this.target)}: ${err.message}`,
+            'the connection was lost; re-run to resume',
+          ),
+        );
+      try {
+        this.exec2(command, opts, resolve, reject, lost);
+      } catch (err) {
+        lost(err as Error);
+      }
+    });
+  }
+
+  /** The exec itself; `lost` turns ssh2's errors into SshConnectError. */
+  private exec2(
+    command: string,
+    opts: ExecOptions,
+    resolve: (r: ExecResult) => void,
+    reject: (e: unknown) => void,
+    lost: (e: Error) => void,
+  ): void {
+    this.client.exec(command, (err, channel: ClientChannel) => {
+      if (err) return lost(err);
+      const out: Buffer[] = [];
+      const errOut: Buffer[] = [];
+      let timer: NodeJS.Timeout | undefined;
+      if (opts.timeoutMs) {
+        timer = setTimeout(() => {
+          channel.close();
+          reject(
+            new RemoteTimeout(
+              `remote command timed out after ${opts.timeoutMs! / 1000}s: ${command.slice(0, 80)}`,
+              'check the target is responsive (load, memory) and re-run',
             ),
           );
-        const out: Buffer[] = [];
-        const errOut: Buffer[] = [];
-        let timer: NodeJS.Timeout | undefined;
-        if (opts.timeoutMs) {
-          timer = setTimeout(() => {
-            channel.close();
-            reject(
-              new RemoteTimeout(
-                `remote command timed out after ${opts.timeoutMs! / 1000}s: ${command.slice(0, 80)}`,
-                'check the target is responsive (load, memory) and re-run',
-              ),
-            );
-          }, opts.timeoutMs);
-        }
-        channel.on('data', (d: Buffer) => {
-          out.push(d);
-          opts.onOutput?.(d.toString(), 'stdout');
-        });
-        channel.stderr.on('data', (d: Buffer) => {
-          errOut.push(d);
-          opts.onOutput?.(d.toString(), 'stderr');
-        });
-        channel.on('close', (code: number | null, signal?: string) => {
-          if (timer) clearTimeout(timer);
-          resolve({
-            code: code ?? -1,
-            signal: signal ?? undefined,
-            stdout: Buffer.concat(out).toString(),
-            stderr: Buffer.concat(errOut).toString(),
-          });
-        });
-        const stdin = opts.stdin;
-        if (stdin === undefined) channel.end();
-        else if (typeof stdin === 'string' || Buffer.isBuffer(stdin)) channel.end(stdin);
-        else stdin.pipe(channel);
+        }, opts.timeoutMs);
+      }
+      channel.on('data', (d: Buffer) => {
+        out.push(d);
+        opts.onOutput?.(d.toString(), 'stdout');
       });
+      channel.stderr.on('data', (d: Buffer) => {
+        errOut.push(d);
+        opts.onOutput?.(d.toString(), 'stderr');
+      });
+      channel.on('close', (code: number | null, signal?: string) => {
+        if (timer) clearTimeout(timer);
+        resolve({
+          code: code ?? -1,
+          signal: signal ?? undefined,
+          stdout: Buffer.concat(out).toString(),
+          stderr: Buffer.concat(errOut).toString(),
+        });
+      });
+      const stdin = opts.stdin;
+      if (stdin === undefined) channel.end();
+      else if (typeof stdin === 'string' || Buffer.isBuffer(stdin)) channel.end(stdin);
+      else stdin.pipe(channel);
     });
   }
 

@@ -218,6 +218,22 @@ describe('a fresh host', () => {
     expect(stages(r)).toEqual(['probe:done', 'plan:done', 'build:done']);
   });
 
+  it('a stage the plan does not need is recorded once as skipped, with its reason', async () => {
+    // NixOS already, method infect and no flake: nothing to convert, nothing to deploy
+    const h = harness({ facts: `${NIXOS}nixos.failed_units=\n`, evaluated: RUNS });
+    const r = await h.run('action', { method: 'infect', flake: '' });
+    expect(r.error).toBeUndefined();
+    expect(stages(r)).toEqual([
+      'probe:done',
+      'plan:done',
+      'build:skipped',
+      'check:skipped',
+      'bootstrap:skipped',
+      'deploy:skipped',
+    ]);
+    expect(r.stages.at(-1)!.detail).toMatch(/no deploy/);
+  });
+
   it('vps-nixos deploy says to bootstrap first, before building anything', async () => {
     const h = harness({ facts: fixture('debian-12-kvm'), evaluated: OTHER });
     const r = await h.run('deploy', {});

@@ -30719,14 +30719,15 @@ async function runPipeline(cfg, req, deps, record = newRecord(cfg)) {
             });
         }
         // 6. deploy: unchanged needs nothing more than the probe's round trip
-        if (runs('deploy') && decision.unchanged && host) {
+        const deploying = runs('deploy'); // once: a skipped stage is recorded by the call
+        if (deploying && decision.unchanged && host) {
             const system = cfg.toplevel ?? evaluated.outPath;
             await stage('deploy', async () => {
                 record.deploy = (0, deploy_1.unchangedDeploy)(cfg.deployAction, system, host);
                 deps.log.info(`no change: the host runs ${system} (current system and system profile) with no failed unit; nothing built, copied or activated (force-switch: true deploys anyway)`);
             }, () => 'unchanged: confirmed by the probe');
         }
-        else if (runs('deploy') && session) {
+        else if (deploying && session) {
             const open = session;
             session = undefined;
             await stage('deploy', async () => {

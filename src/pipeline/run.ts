@@ -275,7 +275,8 @@ export async function runPipeline(
     }
 
     // 6. deploy: unchanged needs nothing more than the probe's round trip
-    if (runs('deploy') && decision.unchanged && host) {
+    const deploying = runs('deploy'); // once: a skipped stage is recorded by the call
+    if (deploying && decision.unchanged && host) {
       const system = cfg.toplevel ?? evaluated!.outPath;
       await stage(
         'deploy',
@@ -287,7 +288,7 @@ export async function runPipeline(
         },
         () => 'unchanged: confirmed by the probe',
       );
-    } else if (runs('deploy') && session) {
+    } else if (deploying && session) {
       const open = session;
       session = undefined;
       await stage('deploy', async () => {

@@ -1,12 +1,13 @@
 /**
  * A hostile target: a real sshd whose every answer carries text made to be mistaken for
  * something else (workflow commands, escape sequences, links, HTML). The probe's own command runs
- * for real (`sh -s` with scripts/facts.sh on stdin) with fake `systemd-detect-virt`, `lsblk` and
+ * for real (scripts/facts.sh as src/ssh/script.ts sends it) with fake `systemd-detect-virt`, `lsblk` and
  * `ip` first in PATH; what facts.sh reads from fixed paths (/etc/os-release, /etc/resolv.conf,
  * /proc) is replaced in its output afterwards, as a host with those files would print it.
  */
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { scriptCommand } from '../../src/ssh/script';
 import { startSshd, type Sshd } from './sshd';
 
 /** Marks the start of every forged command: a parsed command whose data starts so is not ours. */
@@ -118,6 +119,7 @@ export async function startHostileHost(): Promise<HostileHost> {
     `pkgmgr=${HOSTILE.packageManager}`,
   ];
   for (const l of override) if (l.includes('\n')) throw new Error(`not one facts line: ${l}`);
+  file('probe-command', scriptCommand('facts.sh'));
   file('override.txt', override.join('\n') + '\n');
   file('bin/systemd-detect-virt', script('cat "${0%/*}/../virt.txt"'), 0o755);
   file('bin/lsblk', script('cat "${0%/*}/../lsblk.json"'), 0o755);
@@ -143,7 +145,7 @@ export async function startHostileHost(): Promise<HostileHost> {
     script(
       [
         'dir=${0%/*}',
-        'if [ "$SSH_ORIGINAL_COMMAND" != "sh -s" ]; then',
+        'if [ "$SSH_ORIGINAL_COMMAND" != "$(cat "$dir/probe-command")" ]; then',
         '  cat "$dir/stderr.txt" >&2',
         '  exit 3',
         'fi',
@@ -152,7 +154,7 @@ export async function startHostileHost(): Promise<HostileHost> {
         '  cat "$dir/stderr.txt" >&2',
         '  exit 3',
         'fi',
-        'PATH="$dir/bin:$PATH" sh -s | awk -v o="$dir/override.txt" \'',
+        'PATH="$dir/bin:$PATH" sh -c "$SSH_ORIGINAL_COMMAND" | awk -v o="$dir/override.txt" \'',
         '  BEGIN { while ((getline l < o) > 0) { print l; k[substr(l, 1, index(l, "=") - 1)] = 1 } }',
         '  !(substr($0, 1, index($0, "=") - 1) in k)\'',
       ].join('\n'),

@@ -14,13 +14,16 @@ const SCRIPT = join(ROOT, 'scripts/facts.sh');
 
 const has = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
 
-/** Runs facts.sh with `shell` (argv), fed on stdin as the probe does (`sh -s`). */
+/** Runs facts.sh with `shell` (argv) as the probe does (`sh -c TEXT facts.sh`, src/ssh/script.ts). */
 function facts(shell: string[], env: NodeJS.ProcessEnv = process.env): string {
-  const r = spawnSync(shell[0]!, [...shell.slice(1), '-s'], {
-    input: readFileSync(SCRIPT),
-    encoding: 'utf8',
-    env,
-  });
+  const r = spawnSync(
+    shell[0]!,
+    [...shell.slice(1), '-c', readFileSync(SCRIPT, 'utf8'), 'facts.sh'],
+    {
+      encoding: 'utf8',
+      env,
+    },
+  );
   expect(r.status).toBe(0);
   return r.stdout;
 }

@@ -35,6 +35,7 @@ import { parseWorkflowCommands, type WorkflowCommand } from '../helpers/workflow
 import * as core from '@actions/core';
 import { actionLogger, terminalLogger } from '../../src/report/log';
 import { plainText } from '../../src/report/render';
+import { scriptCommand } from '../../src/ssh/script';
 
 jest.setTimeout(120_000);
 
@@ -285,9 +286,9 @@ function sshProbe(): { stdout: string; stderr: string } {
       ...['-o', `UserKnownHostsFile=${host.sshd.knownHostsFile}`, '-o', 'BatchMode=yes'],
       ...['-o', 'StrictHostKeyChecking=yes', '-o', 'IdentitiesOnly=yes'],
       'root@127.0.0.1',
-      'sh -s',
+      scriptCommand('facts.sh'),
     ],
-    { input: readFileSync(join(__dirname, '../../scripts/facts.sh')), encoding: 'utf8' },
+    { encoding: 'utf8' },
   );
   return { stdout: r.stdout, stderr: r.stderr };
 }

@@ -28,6 +28,7 @@ import { parseKv } from '../../src/phases/prep';
 import { stageInstaller, type KexecContext } from '../../src/phases/kexec';
 import type { KexecTarball } from '../../src/nix/kexec';
 import { shellQuote } from '../../src/shell';
+import { scriptCommand } from '../../src/ssh/script';
 
 jest.setTimeout(60_000);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -228,10 +229,10 @@ describe('stageInstaller over the pinned session', () => {
       },
     });
     const receiving = session
-      .exec(
-        `sh -c ${shellQuote(script)} kexec-stage receive ${shellQuote(dir)} ${tarball.sha256}`,
-        { stdin: half, timeoutMs: 20_000 },
-      )
+      .exec(scriptCommand('phases/kexec-stage.sh', { args: ['receive', dir, tarball.sha256] }), {
+        stdin: half,
+        timeoutMs: 20_000,
+      })
       .catch((e: Error) => e);
     const part = join(dir, 'installer.tar.part');
     const size = () => (existsSync(part) ? statSync(part).size : -1);
@@ -254,7 +255,9 @@ describe('stageInstaller over the pinned session', () => {
   it('a receive that fails before reading stdin reports its error line', async () => {
     const s = await connectHere();
     const r = await s.exec(
-      `sh -c ${shellQuote(script)} kexec-stage receive /proc/vps-nixos-nope ${tarball.sha256}`,
+      scriptCommand('phases/kexec-stage.sh', {
+        args: ['receive', '/proc/vps-nixos-nope', tarball.sha256],
+      }),
       { stdin: Readable.from([randomBytes(4 * 2 ** 20)]), timeoutMs: 30_000 },
     );
     expect(r.code).toBe(1);

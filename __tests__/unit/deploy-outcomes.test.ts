@@ -14,8 +14,7 @@ import {
   type DeployOptions,
   type DeployResult,
 } from '../../src/deploy/deploy';
-import { readAsset } from '../../src/assets';
-import { embedScript } from '../../src/deploy/state';
+import { scriptCommand } from '../../src/ssh/script';
 import { VpsNixosError } from '../../src/errors';
 import type { RemoteSession } from '../../src/ssh/session';
 import {
@@ -738,13 +737,12 @@ describe('runDeploy: a guard left armed by an earlier run', () => {
   it('is stopped when this deploy arms its own: it cannot roll back the confirmed switch', async () => {
     const t = host();
     // a run cancelled after arming (its nixos-rebuild never ran, nothing ever confirms it)
-    const cancelled = await t.session().exec(`sh -s -- arm 'cancelled-run' '1' 'switch'`, {
-      stdin: embedScript(
-        'guard_sh',
-        readAsset('scripts/deploy/guard.sh'),
-        readAsset('scripts/deploy/state.sh'),
-      ),
-    });
+    const cancelled = await t.session().exec(
+      scriptCommand('deploy/state.sh', {
+        args: ['arm', 'cancelled-run', '1', 'switch'],
+        embed: { guard_sh: 'deploy/guard.sh' },
+      }),
+    );
     expect(cancelled.stdout).toContain('guard_armed=vps-nixos-guard-cancelled-run\n');
     t.commands.length = 0;
 

@@ -2,19 +2,16 @@ import { failedUnitsFrom, rebuildArgs, rebuildOnPath } from '../../src/deploy/re
 import {
   bytesAdded,
   deployDiff,
-  embedScript,
   parseAfter,
   parseClosure,
   parseState,
   rebootReasons,
 } from '../../src/deploy/state';
-import { readAsset } from '../../src/assets';
 import { knownHostsLine, nixSshOpts } from '../../src/deploy/sshopts';
 import { deployedMessage, finalStatus } from '../../src/pipeline/status';
 import { deployRows, diffMarkdown, renderMarkdown, renderText } from '../../src/report/render';
 import { parseTarget, type Target } from '../../src/target';
 import type { DeployResult } from '../../src/deploy/deploy';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -200,16 +197,6 @@ describe("the target's state and the new closure", () => {
     expect(parseClosure(facts.closure?.output ?? '').paths).toHaveLength(1);
     const bare = parseAfter('current=\nend_current=\nend_profile=\nclosure:\n');
     expect(bare).toEqual({ current: '', end: { current: '', profile: '' } });
-  });
-  it("sends a script with another one the target's sh gets back byte for byte", () => {
-    for (const name of ['guard', 'closure']) {
-      const text = readAsset(`scripts/deploy/${name}.sh`);
-      const fn = `${name}_sh`;
-      expect(
-        execFileSync('sh', ['-s'], { input: embedScript(fn, text, `${fn}\n`) }).toString(),
-      ).toBe(text);
-    }
-    expect(() => embedScript('x', 'a\nVPS_NIXOS_X_END\nb\n', '')).toThrow(/end line/);
   });
   const closureOut = [
     `new_kernel=${sp('k', 'linux-6.6/bzImage')}`,

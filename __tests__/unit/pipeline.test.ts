@@ -11,6 +11,7 @@ import { parseConfig, type RawInputs } from '../../src/inputs';
 import { runPipeline } from '../../src/pipeline/run';
 import type { Entry } from '../../src/pipeline/decide';
 import type { StageName } from '../../src/pipeline/record';
+import { scriptCommand } from '../../src/ssh/script';
 import type { RemoteSession } from '../../src/ssh/session';
 import type { Nix, NixResult } from '../../src/nix/nix';
 import { keyPair } from '../helpers/keys';
@@ -19,6 +20,7 @@ const { privateKey } = keyPair();
 const fixture = (name: string) =>
   readFileSync(join(__dirname, '../fixtures/facts', `${name}.txt`), 'utf8');
 const NIXOS = fixture('nixos-24.11');
+const PROBE = scriptCommand('facts.sh');
 const RUNS = /nixos\.current_system=(\S+)/.exec(NIXOS)![1]!;
 const OTHER = '/nix/store/00000000000000000000000000000000-nixos-system-my-vps-24.11.new';
 
@@ -66,10 +68,10 @@ function harness(world: World) {
   const session: RemoteSession = {
     target: { user: 'root', host: '203.0.113.7', port: 22, knownHostsName: '203.0.113.7' },
     hostKey: { type: 'ssh-ed25519', blob: Buffer.from('key') },
-    exec: async (command, opts) => {
-      execs.push(command);
-      if (command === 'sh -s' && opts?.stdin?.toString().includes('kv facts.version 1'))
-        return { code: 0, stdout: world.facts, stderr: '' };
+    exec: async (command) => {
+      const probe = command === PROBE;
+      execs.push(probe ? 'facts.sh' : command);
+      if (probe) return { code: 0, stdout: world.facts, stderr: '' };
       if (command.startsWith('nix-store -qR /run/current-system'))
         return { code: 0, stdout: `${RUNS}\n`, stderr: '' };
       return { code: 127, stdout: '', stderr: `the fake target does not know: ${command}` };
@@ -139,7 +141,7 @@ describe('an unchanged push-to-deploy', () => {
       'deploy:done',
     ]);
     expect(h.connects()).toBe(1);
-    expect(h.execs).toEqual(['sh -s']); // the probe: one round trip
+    expect(h.execs).toEqual(['facts.sh']); // the probe: one round trip
     expect(h.nixCalls.map((a) => a[0])).toEqual(['--version', 'eval']);
     expect(r.deploy).toMatchObject({
       changed: false,
@@ -190,12 +192,12 @@ describe('a changed deploy', () => {
     expect(r.build!.toplevel).toBe(top);
     expect(r.installer).toBeUndefined();
     // action build: no deploy says what would change, so the build stage asks the host
-    expect(h.execs).toEqual(['sh -s', 'nix-store -qR /run/current-system']);
+    expect(h.execs).toEqual(['facts.sh', 'nix-store -qR /run/current-system']);
     expect(r.build!.closure.diff).toBeDefined();
     // a deploy says it itself: the build stage does not ask
     const d = harness({ facts: `${NIXOS}nixos.failed_units=\n`, evaluated: OTHER, top });
     await d.run('action', {}, ['probe', 'plan', 'build']);
-    expect(d.execs).toEqual(['sh -s']);
+    expect(d.execs).toEqual(['facts.sh']);
     // one evaluation, reused by the build
     expect(h.nixCalls.filter((a) => a[0] === 'eval')).toHaveLength(1);
   });

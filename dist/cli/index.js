@@ -24817,9 +24817,9 @@ exports.runDeploy = runDeploy;
  * first, confirmation over a new SSH session, health checks, and the report of what changed.
  */
 const node_crypto_1 = __nccwpck_require__(7598);
-const assets_1 = __nccwpck_require__(5462);
 const errors_1 = __nccwpck_require__(3916);
 const shell_1 = __nccwpck_require__(997);
+const script_1 = __nccwpck_require__(4115);
 const session_1 = __nccwpck_require__(302);
 const target_1 = __nccwpck_require__(6746);
 const guard_1 = __nccwpck_require__(5962);
@@ -24859,12 +24859,10 @@ const firstLine = (err) => (0, errors_1.describeError)(err).split('\n')[0];
  * installed and armed against what it read (when there is something to guard: state.sh's header).
  */
 async function readBefore(session, sudo, arm) {
-    const script = (0, assets_1.readAsset)('scripts/deploy/state.sh');
-    const args = arm
-        ? ` -- arm ${[arm.id, String(arm.timeoutSeconds), arm.mode].map(shell_1.shellQuote).join(' ')}`
-        : '';
-    const r = await session.exec(`${sudo}sh -s${args}`, {
-        stdin: arm ? (0, state_1.embedScript)('guard_sh', (0, assets_1.readAsset)('scripts/deploy/guard.sh'), script) : script,
+    const r = await (0, script_1.runScript)(session, 'deploy/state.sh', {
+        sudo,
+        args: arm ? ['arm', arm.id, String(arm.timeoutSeconds), arm.mode] : [],
+        embed: arm ? { guard_sh: 'deploy/guard.sh' } : undefined,
         timeoutMs: 120_000,
     });
     if (r.code !== 0)
@@ -24889,9 +24887,10 @@ async function readAfter(session, sudo, req) {
         args.push('--check', String(req.check.timeoutMs / 1000), req.check.command);
     if (req.closure)
         args.push('--closure', req.closure.of, req.closure.prev);
-    const command = `${sudo}sh -s --${args.map((a) => ` ${(0, shell_1.shellQuote)(a)}`).join('')}`;
-    const r = (0, guard_1.answered)(await session.exec(command, {
-        stdin: (0, state_1.embedScript)('closure_sh', (0, assets_1.readAsset)('scripts/deploy/closure.sh'), (0, assets_1.readAsset)('scripts/deploy/after.sh')),
+    const r = (0, guard_1.answered)(await (0, script_1.runScript)(session, 'deploy/after.sh', {
+        sudo,
+        args,
+        embed: { closure_sh: 'deploy/closure.sh' },
         // guard.sh verbs (60 s each, as alone), the check's try, closure.sh (as alone)
         timeoutMs: 3 * 60_000 + (req.check?.timeoutMs ?? 0) + 300_000,
     }), 'after.sh');
@@ -25820,7 +25819,6 @@ function writeDeploySsh(tempDir, target, privateKey, hostKey) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.embedScript = embedScript;
 exports.parseState = parseState;
 exports.parseClosure = parseClosure;
 exports.rebootReasons = rebootReasons;
@@ -25829,21 +25827,11 @@ exports.deployDiff = deployDiff;
 exports.parseAfter = parseAfter;
 /**
  * What the target says before and after a deploy (scripts/deploy/state.sh, after.sh, closure.sh),
- * parsed; and how a script is sent with another one it runs.
+ * parsed.
  */
 const closure_1 = __nccwpck_require__(2198);
 const prep_1 = __nccwpck_require__(3029);
 const guard_1 = __nccwpck_require__(5962);
-/**
- * `script` preceded by the shell function `fn`, which prints `text` (a quoted here-document: sent
- * as it is, nothing expanded). One stdin carries both scripts, so one round trip runs them.
- */
-function embedScript(fn, text, script) {
-    const end = `VPS_NIXOS_${fn.toUpperCase()}_END`;
-    if (text.split('\n').includes(end))
-        throw new Error(`embedScript: ${fn} holds its own end line`);
-    return `${fn}() {\n  cat <<'${end}'\n${text.endsWith('\n') ? text : `${text}\n`}${end}\n}\n${script}`;
-}
 function parseState(stdout) {
     const lines = stdout.split('\n');
     const cut = lines.indexOf('store:');
@@ -28768,10 +28756,9 @@ exports.sendClosure = sendClosure;
  */
 const node_child_process_1 = __nccwpck_require__(1421);
 const node_stream_1 = __nccwpck_require__(7075);
-const assets_1 = __nccwpck_require__(5462);
 const errors_1 = __nccwpck_require__(3916);
-const shell_1 = __nccwpck_require__(997);
 const nix_1 = __nccwpck_require__(4280);
+const script_1 = __nccwpck_require__(4115);
 /** Paths whose bytes on the target are not what this runner's store has; nothing was registered. */
 class TransferCorrupt extends errors_1.VpsNixosError {
 }
@@ -28833,9 +28820,11 @@ async function localNarHashes(paths, bin) {
 }
 /** Runs scripts/phases/store.sh on the target. */
 async function store(session, action, args, stdin, timeoutMs) {
-    const script = (0, assets_1.readAsset)('scripts/phases/store.sh');
-    // The script travels in the command (its stdin is the data).
-    const r = await session.exec(`sh -c ${(0, shell_1.shellQuote)(script)} store.sh ${[action, ...args].map(shell_1.shellQuote).join(' ')}`, { stdin, timeoutMs });
+    const r = await (0, script_1.runScript)(session, 'phases/store.sh', {
+        args: [action, ...args],
+        stdin,
+        timeoutMs,
+    });
     if (r.code !== 0) {
         const why = /^error=(.*)$/m.exec(r.stdout)?.[1] ?? r.stderr.trim().split('\n').slice(-3).join(' | ');
         throw new errors_1.VpsNixosError(`the target's store step '${action}' failed: ${why}`, action === 'receive'
@@ -29269,9 +29258,8 @@ exports.recordedAddresses = recordedAddresses;
  * followed across dropped connections; then our reboot into the converted system and the checks
  * that the host is still reachable the same way (address, host key, deploy key).
  */
-const assets_1 = __nccwpck_require__(5462);
 const errors_1 = __nccwpck_require__(3916);
-const shell_1 = __nccwpck_require__(997);
+const script_1 = __nccwpck_require__(4115);
 const session_1 = __nccwpck_require__(302);
 const prep_1 = __nccwpck_require__(3029);
 const reboot_1 = __nccwpck_require__(1999);
@@ -29298,16 +29286,17 @@ function parseInfectStatus(text) {
     };
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-/** infect.sh, sent on stdin: it may not be on the target yet. */
-function infectSh(session, args) {
-    return session.exec(`sh -s -- ${args}`, {
-        stdin: (0, assets_1.readAsset)('scripts/phases/infect.sh'),
-        timeoutMs: 30_000,
+/** scripts/phases/infect.sh MODE INFECT_DIR ARGS… (see its header). */
+function infectSh(session, mode, args = [], opts = {}) {
+    return (0, script_1.runScript)(session, 'phases/infect.sh', {
+        args: [mode, exports.INFECT_DIR, ...args],
+        stdin: opts.stdin,
+        timeoutMs: opts.timeoutMs ?? 30_000,
     });
 }
 /** The run's state (infect.sh finds it under /old-root too, after NixOS's first boot). */
 async function infectStatus(ctx) {
-    const r = await infectSh(ctx.session, `status ${exports.INFECT_DIR}`);
+    const r = await infectSh(ctx.session, 'status');
     return { ...parseInfectStatus(r.stdout), dir: (0, prep_1.parseKv)(r.stdout).values.dir || exports.INFECT_DIR };
 }
 const when = (epoch) => (epoch ? new Date(epoch * 1000).toISOString() : 'unknown');
@@ -29402,12 +29391,11 @@ function networkNote(network) {
         ? `\nThe network before nixos-infect ran (to repair it from the provider's console):\n${network.trim()}`
         : '';
 }
-/** Uploads a file atomically (tmp + mv), 0700 dir, 0600 file. */
-async function upload(ctx, path, text) {
-    const dir = path.replace(/\/[^/]+$/, '');
-    const r = await ctx.session.exec(`umask 077 && mkdir -p ${(0, shell_1.shellQuote)(dir)} && cat > ${(0, shell_1.shellQuote)(path)}.tmp && mv ${(0, shell_1.shellQuote)(path)}.tmp ${(0, shell_1.shellQuote)(path)}`, { stdin: text, timeoutMs: 60_000 });
+/** Uploads a file into INFECT_DIR atomically (tmp + mv), 0700 dir, 0600 file. */
+async function upload(ctx, name, text) {
+    const r = await infectSh(ctx.session, 'put', [name], { stdin: text, timeoutMs: 60_000 });
     if (r.code !== 0)
-        throw new errors_1.VpsNixosError(`cannot write ${path} on the target: ${r.stderr.trim()}`, `check that ${dir} is writable and the disk has room`);
+        throw new errors_1.VpsNixosError(`cannot write ${exports.INFECT_DIR}/${name} on the target: ${(0, prep_1.parseKv)(r.stdout).values.error ?? r.stderr.trim()}`, `check that ${exports.INFECT_DIR} is writable and the disk has room`);
 }
 exports.infectPhase = {
     name: 'infect',
@@ -29435,15 +29423,16 @@ exports.infectPhase = {
             const inf = ctx.infect;
             if (!inf)
                 throw new errors_1.VpsNixosError('the infect phase needs the verified nixos-infect script', 'this is a bug: the pipeline fetches it before the bootstrap');
-            const net = await infectSh(ctx.session, `network ${exports.INFECT_DIR}`);
+            const net = await infectSh(ctx.session, 'network');
             ctx.network = net.stdout;
             ctx.log('network before nixos-infect (kept in ' + exports.INFECT_DIR + '/network):');
             for (const l of net.stdout.trim().split('\n'))
                 ctx.log(`  ${l}`);
-            await upload(ctx, `${exports.INFECT_DIR}/infect.sh`, (0, assets_1.readAsset)('scripts/phases/infect.sh'));
-            await upload(ctx, `${exports.INFECT_DIR}/nixos-infect`, inf.text);
-            const noSwap = ctx.isContainer ? 1 : 0;
-            const r = await ctx.session.exec(`sh ${exports.INFECT_DIR}/infect.sh start ${exports.INFECT_DIR} ${inf.sha256} ${noSwap} ${(0, shell_1.shellQuote)(ctx.swapfilePath ?? prep_1.DEFAULT_SWAPFILE)}`, { timeoutMs: 120_000 });
+            // the detached runner runs this copy (infect.sh _run), so it outlives our session
+            await upload(ctx, 'infect.sh', (0, script_1.scriptText)('phases/infect.sh'));
+            await upload(ctx, 'nixos-infect', inf.text);
+            const noSwap = ctx.isContainer ? '1' : '0';
+            const r = await infectSh(ctx.session, 'start', [inf.sha256, noSwap, ctx.swapfilePath ?? prep_1.DEFAULT_SWAPFILE], { timeoutMs: 120_000 });
             const out = (0, prep_1.parseKv)(r.stdout);
             if (r.code !== 0)
                 throw new errors_1.VpsNixosError(`nixos-infect did not start: ${out.values.error ?? r.stderr.trim()}`, 'nothing was converted; fix the cause on the target and re-run');
@@ -29474,7 +29463,7 @@ exports.infectPhase = {
     },
 };
 async function readNetwork(ctx) {
-    const r = await ctx.session.exec(`cat ${exports.INFECT_DIR}/network 2>/dev/null || cat /old-root${exports.INFECT_DIR}/network`, { timeoutMs: 30_000 });
+    const r = await infectSh(ctx.session, 'saved-network');
     return r.code === 0 && r.stdout.trim() ? r.stdout : undefined;
 }
 /** The global addresses of a recorded network (infect.sh network's first section). */
@@ -29535,7 +29524,7 @@ async function accessChecks(ctx) {
     const user = ctx.user ?? 'root';
     const home = user === 'root' ? '/root' : `/home/${user}`;
     const files = [`${home}/.ssh/authorized_keys`, `/etc/ssh/authorized_keys.d/${user}`];
-    const r = await ctx.session.exec(`for f in ${files.map(shell_1.shellQuote).join(' ')}; do [ -r "$f" ] && sed "s|^|$f |" "$f"; done; echo ---; ip -o addr show scope global | awk '{ print $4 }'`, { timeoutMs: 30_000 });
+    const r = await infectSh(ctx.session, 'access', files);
     // `---` on a line of its own; with no key file readable it is the very first line.
     const [keysPart = '', addrPart = ''] = `\n${r.stdout}`.split('\n---\n');
     const notes = [];
@@ -29576,16 +29565,15 @@ async function accessChecks(ctx) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.installPhase = void 0;
 /** Phase 3: partition + install, in the kexec installer. The one phase that wipes a disk. */
-const assets_1 = __nccwpck_require__(5462);
-const shell_1 = __nccwpck_require__(997);
 const errors_1 = __nccwpck_require__(3916);
 const transfer_1 = __nccwpck_require__(7252);
 const size_1 = __nccwpck_require__(4642);
 const phase_1 = __nccwpck_require__(5079);
 const prep_1 = __nccwpck_require__(3029);
+const script_1 = __nccwpck_require__(4115);
 async function step(ctx, args, timeoutMs, stream = false) {
-    const r = await ctx.session.exec(`sh -s -- ${args.map(shell_1.shellQuote).join(' ')}`, {
-        stdin: (0, assets_1.readAsset)('scripts/phases/install.sh'),
+    const r = await (0, script_1.runScript)(ctx.session, 'phases/install.sh', {
+        args,
         timeoutMs,
         onOutput: stream ? (0, phase_1.lineStream)(ctx.log) : undefined,
     });
@@ -29671,13 +29659,12 @@ exports.shouldPatchUdevadm = shouldPatchUdevadm;
  * (unpacked into the installer's RAM and checked by sha256: the installer has no Nix) and its
  * udevadm calls bounded.
  */
-const assets_1 = __nccwpck_require__(5462);
-const shell_1 = __nccwpck_require__(997);
 const errors_1 = __nccwpck_require__(3916);
 const size_1 = __nccwpck_require__(4642);
 const phase_1 = __nccwpck_require__(5079);
 const prep_1 = __nccwpck_require__(3029);
 const transfer_1 = __nccwpck_require__(7252);
+const script_1 = __nccwpck_require__(4115);
 /** `patch-udevadm: auto` patches on virtual machines, whose disks show the SIGBUS (seed bug 2). */
 function shouldPatchUdevadm(setting, virtualization) {
     if (setting !== 'auto')
@@ -29685,9 +29672,9 @@ function shouldPatchUdevadm(setting, virtualization) {
     return virtualization !== 'none' && virtualization !== '';
 }
 async function diskoPatch(ctx, action) {
-    const script = (0, assets_1.readAsset)('scripts/phases/disko-patch.sh');
     const closure = await (0, transfer_1.localClosure)([ctx.diskScript ?? '']);
-    const r = await ctx.session.exec(`sh -c ${(0, shell_1.shellQuote)(script)} disko-patch.sh ${action} ${(0, shell_1.shellQuote)(ctx.diskScript ?? '')}`, {
+    const r = await (0, script_1.runScript)(ctx.session, 'phases/disko-patch.sh', {
+        args: [action, ctx.diskScript ?? ''],
         stdin: closure.join('\n') + '\n',
         timeoutMs: 2 * 60_000,
         onOutput: (0, phase_1.lineStream)(ctx.log, ['stderr']),
@@ -29769,12 +29756,11 @@ exports.kexecFix = kexecFix;
 exports.stageInstaller = stageInstaller;
 /** Phase 1: upload the installer over the pinned session, kexec into it, and wait for it to answer. */
 const node_fs_1 = __nccwpck_require__(3024);
-const assets_1 = __nccwpck_require__(5462);
-const shell_1 = __nccwpck_require__(997);
 const errors_1 = __nccwpck_require__(3916);
 const size_1 = __nccwpck_require__(4642);
 const prep_1 = __nccwpck_require__(3029);
 const wait_1 = __nccwpck_require__(5523);
+const script_1 = __nccwpck_require__(4115);
 exports.KEXEC_DIR = '/var/lib/vps-nixos/kexec';
 /**
  * Disk the kexec phase needs at its peak: three copies of the installer (the tarball; its
@@ -29784,14 +29770,14 @@ exports.KEXEC_DIR = '/var/lib/vps-nixos/kexec';
 function kexecDiskNeed(tarballBytes) {
     return tarballBytes * 3 + 64 * 2 ** 20;
 }
-/**
- * Runs scripts/phases/kexec-stage.sh on the target. The script goes as `sh -c`'s argument (not
- * on stdin, as our other scripts do) so that stdin can carry the tarball to `receive`.
- */
+/** Runs scripts/phases/kexec-stage.sh on the target; stdin carries the tarball to `receive`. */
 async function stage(ctx, action, opts = {}) {
     const dir = ctx.dir ?? exports.KEXEC_DIR;
-    const script = (0, assets_1.readAsset)('scripts/phases/kexec-stage.sh');
-    const r = await ctx.session.exec(`sh -c ${(0, shell_1.shellQuote)(script)} kexec-stage ${action} ${(0, shell_1.shellQuote)(dir)} ${(0, shell_1.shellQuote)(ctx.tarball.sha256)}`, { stdin: opts.stdin, timeoutMs: opts.timeoutMs ?? 5 * 60_000 });
+    const r = await (0, script_1.runScript)(ctx.session, 'phases/kexec-stage.sh', {
+        args: [action, dir, ctx.tarball.sha256],
+        stdin: opts.stdin,
+        timeoutMs: opts.timeoutMs ?? 5 * 60_000,
+    });
     const { values } = (0, prep_1.parseKv)(r.stdout);
     if (r.code !== 0) {
         const why = values.error ?? r.stderr.trim();
@@ -30000,10 +29986,9 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.prepPhase = exports.DEFAULT_SWAPFILE = exports.INFECT_TOOLS = exports.KEXEC_TOOLS = void 0;
 exports.parseKv = parseKv;
 /** Phase 0: prepare the running distribution (tools, free memory, zram, swapfile on disk). */
-const assets_1 = __nccwpck_require__(5462);
-const shell_1 = __nccwpck_require__(997);
 const errors_1 = __nccwpck_require__(3916);
 const phase_1 = __nccwpck_require__(5079);
+const script_1 = __nccwpck_require__(4115);
 /** The commands the kexec path needs on the distribution (cpio packs the installer's keys). */
 exports.KEXEC_TOOLS = 'cpio tar setsid';
 /** nixos-infect's own checks (curl or wget, bzcat, xzcat, groupadd, useradd, ip, awk), bash, setsid. */
@@ -30029,15 +30014,15 @@ function parseKv(text) {
 function args(ctx) {
     return [
         '--tools',
-        (0, shell_1.shellQuote)(ctx.tools ?? exports.KEXEC_TOOLS),
-        ctx.plan.zramBytes ?? 0,
-        ctx.plan.swapfileBytes ?? 0,
-        (0, shell_1.shellQuote)(ctx.swapfilePath ?? exports.DEFAULT_SWAPFILE),
-    ].join(' ');
+        ctx.tools ?? exports.KEXEC_TOOLS,
+        String(ctx.plan.zramBytes ?? 0),
+        String(ctx.plan.swapfileBytes ?? 0),
+        ctx.swapfilePath ?? exports.DEFAULT_SWAPFILE,
+    ];
 }
 async function prepScript(ctx, check, timeoutMs) {
-    const r = await ctx.session.exec(`sh -s -- ${check ? '--check ' : ''}${args(ctx)}`, {
-        stdin: (0, assets_1.readAsset)('scripts/phases/prep.sh'),
+    const r = await (0, script_1.runScript)(ctx.session, 'phases/prep.sh', {
+        args: check ? ['--check', ...args(ctx)] : args(ctx),
         timeoutMs,
         onOutput: check ? undefined : (0, phase_1.lineStream)(ctx.log, ['stderr']),
     });
@@ -30082,6 +30067,7 @@ exports.rebootPhase = void 0;
 exports.rebootAndWait = rebootAndWait;
 /** Phase 4: reboot into the installed system and check it is the one we installed. */
 const errors_1 = __nccwpck_require__(3916);
+const script_1 = __nccwpck_require__(4115);
 const wait_1 = __nccwpck_require__(5523);
 exports.rebootPhase = {
     name: 'reboot',
@@ -30122,7 +30108,7 @@ exports.rebootPhase = {
  */
 async function rebootAndWait(ctx, spec) {
     const before = await (0, wait_1.whoAnswers)(ctx.session);
-    await ctx.session.exec('sync; (systemd-run --on-active=2 --timer-property=AccuracySec=100ms systemctl reboot || setsid -f sh -c "sleep 2; reboot -f") </dev/null >/dev/null 2>&1', { timeoutMs: 60_000 });
+    await (0, script_1.runScript)(ctx.session, 'reboot.sh', { timeoutMs: 60_000 });
     const since = Date.now();
     ctx.session.close();
     const back = await (0, wait_1.waitForNewBoot)({
@@ -30152,8 +30138,9 @@ exports.whoAnswers = whoAnswers;
 exports.waitForNewBoot = waitForNewBoot;
 /** Waiting for a host to come back after a kexec or reboot: new boot_id, same pinned key, bounded. */
 const errors_1 = __nccwpck_require__(3916);
+const script_1 = __nccwpck_require__(4115);
 async function whoAnswers(session) {
-    const r = await session.exec('cat /proc/sys/kernel/random/boot_id; (. /etc/os-release 2>/dev/null; echo "${VARIANT_ID:-}"); test -e /etc/NIXOS && echo nixos || echo other; { [ -e /run/current-system ] && readlink -f /run/current-system; } || echo', { timeoutMs: 30_000 });
+    const r = await (0, script_1.runScript)(session, 'who.sh', { timeoutMs: 30_000 });
     const [bootId = '', variantId = '', nixos = '', current = ''] = r.stdout
         .split('\n')
         .map((l) => l.trim());
@@ -32629,14 +32616,13 @@ function parseFacts(text) {
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.probe = probe;
-const assets_1 = __nccwpck_require__(5462);
 const errors_1 = __nccwpck_require__(3916);
+const script_1 = __nccwpck_require__(4115);
 const facts_1 = __nccwpck_require__(2385);
 const PROBE_TIMEOUT_MS = 60_000;
 /** Runs scripts/facts.sh on the target (read-only) and parses what it prints. */
 async function probe(session) {
-    const script = (0, assets_1.readAsset)('scripts/facts.sh');
-    const r = await session.exec('sh -s', { stdin: script, timeoutMs: PROBE_TIMEOUT_MS });
+    const r = await (0, script_1.runScript)(session, 'facts.sh', { timeoutMs: PROBE_TIMEOUT_MS });
     // A channel that closes without an exit status: the connection went, the script did not fail.
     if (r.code === -1 && !r.signal) {
         throw new errors_1.ProbeError('the connection closed before the facts script finished (no exit status)', 'check the host is up and its network is steady, then run again: the probe only reads');
@@ -33816,6 +33802,61 @@ function publicKeyOf(privateKey) {
     if (!key)
         return undefined;
     return `${key.type} ${key.getPublicSSH().toString('base64')}`;
+}
+
+
+/***/ }),
+
+/***/ 4115:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.scriptText = scriptText;
+exports.embedScript = embedScript;
+exports.scriptCommand = scriptCommand;
+exports.runScript = runScript;
+/**
+ * The one way a script of ours runs on the target: its text from scripts/ (shellcheck-checked)
+ * as `sh -c`'s argument, `$0` its name, then its arguments, each one shell word; stdin stays free
+ * for data (a tarball, a closure list, a file to write). No shell is written inline elsewhere.
+ */
+const assets_1 = __nccwpck_require__(5462);
+const shell_1 = __nccwpck_require__(997);
+const texts = new Map();
+/** A script's text, read once. */
+function scriptText(script) {
+    let text = texts.get(script);
+    if (text === undefined) {
+        text = (0, assets_1.readAsset)(`scripts/${script}`);
+        texts.set(script, text);
+    }
+    return text;
+}
+/** `text` preceded by a shell function `fn` that prints `embedded` (a here-document). Pure. */
+function embedScript(fn, embedded, text) {
+    const end = `VPS_NIXOS_${fn.toUpperCase()}_END`;
+    if (embedded.split('\n').includes(end))
+        throw new Error(`embedScript: ${fn} holds its own end line`);
+    const body = embedded.endsWith('\n') ? embedded : `${embedded}\n`;
+    return `${fn}() {\n  cat <<'${end}'\n${body}${end}\n}\n${text}`;
+}
+/** The command line that runs `script` (pure: tests and the fake target read it back). */
+function scriptCommand(script, opts = {}) {
+    let text = scriptText(script);
+    for (const [fn, other] of Object.entries(opts.embed ?? {}))
+        text = embedScript(fn, scriptText(other), text);
+    const name = script.split('/').pop();
+    const words = [text, name, ...(opts.args ?? [])].map(shell_1.shellQuote).join(' ');
+    return `${opts.sudo ?? ''}sh -c ${words}`;
+}
+function runScript(session, script, opts = {}) {
+    return session.exec(scriptCommand(script, opts), {
+        stdin: opts.stdin,
+        timeoutMs: opts.timeoutMs,
+        onOutput: opts.onOutput,
+    });
 }
 
 

@@ -7,6 +7,10 @@
 #                                 boot_id, current_boot_id, log_bytes, script_sha256, started,
 #                                 finished; after NixOS's first boot DIR is under /old-root
 #   infect.sh network DIR         records addresses, routes and DNS in DIR/network and prints them
+#   infect.sh saved-network DIR   prints what `network` recorded (under /old-root after the boot)
+#   infect.sh put DIR NAME        writes stdin to DIR/NAME atomically: DIR 0700, the file 0600
+#   infect.sh access DIR FILE…    after the reboot: each readable FILE's lines as `FILE LINE`,
+#                                 then `---`, then the global addresses now up (ADDR/PREFIX)
 #   infect.sh start DIR SHA256 NO_SWAP SWAPFILE
 #                                 checks DIR/nixos-infect has SHA256, orders swap so zram is not
 #                                 taken for the new system's swapDevices, starts it; NO_SWAP=1
@@ -73,6 +77,28 @@ case "$mode" in
       grep -E '^(nameserver|search|domain)' /etc/resolv.conf 2>/dev/null || true
     } >"$dir/network.tmp" && mv "$dir/network.tmp" "$dir/network"
     cat "$dir/network"
+    ;;
+
+  saved-network)
+    cat "$dir/network" 2>/dev/null || cat "/old-root$dir/network"
+    ;;
+
+  put)
+    name=${3:?name}
+    case "$name" in */* | . | .. | '') fail "put: '$name' is not a file name" ;; esac
+    umask 077
+    mkdir -p "$dir" || fail "cannot create $dir"
+    cat >"$dir/$name.tmp" || fail "cannot write $dir/$name (disk full?)"
+    mv "$dir/$name.tmp" "$dir/$name" || fail "cannot write $dir/$name"
+    ;;
+
+  access)
+    shift 2
+    for f in "$@"; do
+      [ -r "$f" ] && sed "s|^|$f |" "$f"
+    done
+    echo ---
+    ip -o addr show scope global | awk '{ print $4 }'
     ;;
 
   start)

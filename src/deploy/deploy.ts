@@ -3,11 +3,11 @@
  * first, confirmation over a new SSH session, health checks, and the report of what changed.
  */
 import { randomBytes } from 'node:crypto';
-import { readAsset } from '../assets';
 import { VpsNixosError, describeError } from '../errors';
 import type { Config } from '../inputs';
 import type { ClosureDiff } from '../nix/closure';
 import { shellQuote } from '../shell';
+import { runScript } from '../ssh/script';
 import { RemoteTimeout, type ExecResult, type RemoteSession } from '../ssh/session';
 import { formatTarget } from '../target';
 import {
@@ -33,7 +33,6 @@ import { writeDeploySsh } from './sshopts';
 import {
   bytesAdded,
   deployDiff,
-  embedScript,
   parseAfter,
   parseClosure,
   parseState,
@@ -155,12 +154,10 @@ async function readBefore(
   sudo: string,
   arm?: { id: string; timeoutSeconds: number; mode: Guard['mode'] },
 ): Promise<{ state: TargetState; stderr: string }> {
-  const script = readAsset('scripts/deploy/state.sh');
-  const args = arm
-    ? ` -- arm ${[arm.id, String(arm.timeoutSeconds), arm.mode].map(shellQuote).join(' ')}`
-    : '';
-  const r = await session.exec(`${sudo}sh -s${args}`, {
-    stdin: arm ? embedScript('guard_sh', readAsset('scripts/deploy/guard.sh'), script) : script,
+  const r = await runScript(session, 'deploy/state.sh', {
+    sudo,
+    args: arm ? ['arm', arm.id, String(arm.timeoutSeconds), arm.mode] : [],
+    embed: arm ? { guard_sh: 'deploy/guard.sh' } : undefined,
     timeoutMs: 120_000,
   });
   if (r.code !== 0) throw new Error(`reading the target's state failed: ${r.stderr.trim()}`);
@@ -193,14 +190,11 @@ async function readAfter(
   if (req.units) args.push('--units');
   if (req.check) args.push('--check', String(req.check.timeoutMs / 1000), req.check.command);
   if (req.closure) args.push('--closure', req.closure.of, req.closure.prev);
-  const command = `${sudo}sh -s --${args.map((a) => ` ${shellQuote(a)}`).join('')}`;
   const r = answered(
-    await session.exec(command, {
-      stdin: embedScript(
-        'closure_sh',
-        readAsset('scripts/deploy/closure.sh'),
-        readAsset('scripts/deploy/after.sh'),
-      ),
+    await runScript(session, 'deploy/after.sh', {
+      sudo,
+      args,
+      embed: { closure_sh: 'deploy/closure.sh' },
       // guard.sh verbs (60 s each, as alone), the check's try, closure.sh (as alone)
       timeoutMs: 3 * 60_000 + (req.check?.timeoutMs ?? 0) + 300_000,
     }),

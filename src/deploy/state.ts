@@ -1,20 +1,10 @@
 /**
  * What the target says before and after a deploy (scripts/deploy/state.sh, after.sh, closure.sh),
- * parsed; and how a script is sent with another one it runs.
+ * parsed.
  */
 import { diffClosures, type ClosureDiff, type PathInfo } from '../nix/closure';
 import { parseKv } from '../phases/prep';
 import { statusFrom, type GuardResult, type GuardStatus } from './guard';
-
-/**
- * `script` preceded by the shell function `fn`, which prints `text` (a quoted here-document: sent
- * as it is, nothing expanded). One stdin carries both scripts, so one round trip runs them.
- */
-export function embedScript(fn: string, text: string, script: string): string {
-  const end = `VPS_NIXOS_${fn.toUpperCase()}_END`;
-  if (text.split('\n').includes(end)) throw new Error(`embedScript: ${fn} holds its own end line`);
-  return `${fn}() {\n  cat <<'${end}'\n${text.endsWith('\n') ? text : `${text}\n`}${end}\n}\n${script}`;
-}
 
 export interface TargetState {
   isNixos: boolean;

@@ -13,11 +13,10 @@
  */
 import { spawn } from 'node:child_process';
 import { Transform, type Readable } from 'node:stream';
-import { readAsset } from '../assets';
 import { VpsNixosError } from '../errors';
-import { shellQuote } from '../shell';
 import type { RemoteSession } from '../ssh/session';
 import { NixError } from './nix';
+import { runScript } from '../ssh/script';
 
 export interface TransferOptions {
   /** The target's store root: `/mnt` writes into the installed system's store, on disk. */
@@ -131,12 +130,11 @@ async function store(
   stdin: string | Readable,
   timeoutMs: number,
 ): Promise<string> {
-  const script = readAsset('scripts/phases/store.sh');
-  // The script travels in the command (its stdin is the data).
-  const r = await session.exec(
-    `sh -c ${shellQuote(script)} store.sh ${[action, ...args].map(shellQuote).join(' ')}`,
-    { stdin, timeoutMs },
-  );
+  const r = await runScript(session, 'phases/store.sh', {
+    args: [action, ...args],
+    stdin,
+    timeoutMs,
+  });
   if (r.code !== 0) {
     const why =
       /^error=(.*)$/m.exec(r.stdout)?.[1] ?? r.stderr.trim().split('\n').slice(-3).join(' | ');

@@ -4,10 +4,9 @@
  * followed across dropped connections; then our reboot into the converted system and the checks
  * that the host is still reachable the same way (address, host key, deploy key).
  */
-import { readAsset } from '../assets';
 import { HostKeyMismatch, SshConnectError, VpsNixosError } from '../errors';
 import type { PreparedInfect } from '../infect/script';
-import { shellQuote } from '../shell';
+import { runScript, scriptText } from '../ssh/script';
 import { RemoteTimeout, type RemoteSession } from '../ssh/session';
 import type { Phase } from './phase';
 import { DEFAULT_SWAPFILE, parseKv } from './prep';
@@ -68,11 +67,17 @@ export interface InfectContext {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** infect.sh, sent on stdin: it may not be on the target yet. */
-function infectSh(session: RemoteSession, args: string) {
-  return session.exec(`sh -s -- ${args}`, {
-    stdin: readAsset('scripts/phases/infect.sh'),
-    timeoutMs: 30_000,
+/** scripts/phases/infect.sh MODE INFECT_DIR ARGS… (see its header). */
+function infectSh(
+  session: RemoteSession,
+  mode: string,
+  args: string[] = [],
+  opts: { stdin?: string; timeoutMs?: number } = {},
+) {
+  return runScript(session, 'phases/infect.sh', {
+    args: [mode, INFECT_DIR, ...args],
+    stdin: opts.stdin,
+    timeoutMs: opts.timeoutMs ?? 30_000,
   });
 }
 
@@ -80,7 +85,7 @@ function infectSh(session: RemoteSession, args: string) {
 export async function infectStatus(
   ctx: Pick<InfectContext, 'session'>,
 ): Promise<InfectStatus & { dir: string }> {
-  const r = await infectSh(ctx.session, `status ${INFECT_DIR}`);
+  const r = await infectSh(ctx.session, 'status');
   return { ...parseInfectStatus(r.stdout), dir: parseKv(r.stdout).values.dir || INFECT_DIR };
 }
 
@@ -189,17 +194,13 @@ function networkNote(network: string | undefined): string {
     : '';
 }
 
-/** Uploads a file atomically (tmp + mv), 0700 dir, 0600 file. */
-async function upload(ctx: InfectContext, path: string, text: string): Promise<void> {
-  const dir = path.replace(/\/[^/]+$/, '');
-  const r = await ctx.session.exec(
-    `umask 077 && mkdir -p ${shellQuote(dir)} && cat > ${shellQuote(path)}.tmp && mv ${shellQuote(path)}.tmp ${shellQuote(path)}`,
-    { stdin: text, timeoutMs: 60_000 },
-  );
+/** Uploads a file into INFECT_DIR atomically (tmp + mv), 0700 dir, 0600 file. */
+async function upload(ctx: InfectContext, name: string, text: string): Promise<void> {
+  const r = await infectSh(ctx.session, 'put', [name], { stdin: text, timeoutMs: 60_000 });
   if (r.code !== 0)
     throw new VpsNixosError(
-      `cannot write ${path} on the target: ${r.stderr.trim()}`,
-      `check that ${dir} is writable and the disk has room`,
+      `cannot write ${INFECT_DIR}/${name} on the target: ${parseKv(r.stdout).values.error ?? r.stderr.trim()}`,
+      `check that ${INFECT_DIR} is writable and the disk has room`,
     );
 }
 
@@ -233,15 +234,18 @@ export const infectPhase: Phase<InfectContext> = {
           'the infect phase needs the verified nixos-infect script',
           'this is a bug: the pipeline fetches it before the bootstrap',
         );
-      const net = await infectSh(ctx.session, `network ${INFECT_DIR}`);
+      const net = await infectSh(ctx.session, 'network');
       ctx.network = net.stdout;
       ctx.log('network before nixos-infect (kept in ' + INFECT_DIR + '/network):');
       for (const l of net.stdout.trim().split('\n')) ctx.log(`  ${l}`);
-      await upload(ctx, `${INFECT_DIR}/infect.sh`, readAsset('scripts/phases/infect.sh'));
-      await upload(ctx, `${INFECT_DIR}/nixos-infect`, inf.text);
-      const noSwap = ctx.isContainer ? 1 : 0;
-      const r = await ctx.session.exec(
-        `sh ${INFECT_DIR}/infect.sh start ${INFECT_DIR} ${inf.sha256} ${noSwap} ${shellQuote(ctx.swapfilePath ?? DEFAULT_SWAPFILE)}`,
+      // the detached runner runs this copy (infect.sh _run), so it outlives our session
+      await upload(ctx, 'infect.sh', scriptText('phases/infect.sh'));
+      await upload(ctx, 'nixos-infect', inf.text);
+      const noSwap = ctx.isContainer ? '1' : '0';
+      const r = await infectSh(
+        ctx.session,
+        'start',
+        [inf.sha256, noSwap, ctx.swapfilePath ?? DEFAULT_SWAPFILE],
         { timeoutMs: 120_000 },
       );
       const out = parseKv(r.stdout);
@@ -279,10 +283,7 @@ export const infectPhase: Phase<InfectContext> = {
 };
 
 async function readNetwork(ctx: InfectContext): Promise<string | undefined> {
-  const r = await ctx.session.exec(
-    `cat ${INFECT_DIR}/network 2>/dev/null || cat /old-root${INFECT_DIR}/network`,
-    { timeoutMs: 30_000 },
-  );
+  const r = await infectSh(ctx.session, 'saved-network');
   return r.code === 0 && r.stdout.trim() ? r.stdout : undefined;
 }
 
@@ -350,10 +351,7 @@ async function accessChecks(ctx: InfectContext): Promise<string> {
   const user = ctx.user ?? 'root';
   const home = user === 'root' ? '/root' : `/home/${user}`;
   const files = [`${home}/.ssh/authorized_keys`, `/etc/ssh/authorized_keys.d/${user}`];
-  const r = await ctx.session.exec(
-    `for f in ${files.map(shellQuote).join(' ')}; do [ -r "$f" ] && sed "s|^|$f |" "$f"; done; echo ---; ip -o addr show scope global | awk '{ print $4 }'`,
-    { timeoutMs: 30_000 },
-  );
+  const r = await infectSh(ctx.session, 'access', files);
   // `---` on a line of its own; with no key file readable it is the very first line.
   const [keysPart = '', addrPart = ''] = `\n${r.stdout}`.split('\n---\n');
   const notes: string[] = [];

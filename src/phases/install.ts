@@ -1,12 +1,11 @@
 /** Phase 3: partition + install, in the kexec installer. The one phase that wipes a disk. */
-import { readAsset } from '../assets';
-import { shellQuote } from '../shell';
 import { VpsNixosError } from '../errors';
 import { sendClosure } from '../nix/transfer';
 import { formatBytes } from '../size';
 import type { RemoteSession } from '../ssh/session';
 import { lineStream, type Phase } from './phase';
 import { parseKv } from './prep';
+import { runScript } from '../ssh/script';
 
 export interface InstallContext {
   session: RemoteSession;
@@ -30,8 +29,8 @@ async function step(
   timeoutMs: number,
   stream = false,
 ): Promise<Record<string, string>> {
-  const r = await ctx.session.exec(`sh -s -- ${args.map(shellQuote).join(' ')}`, {
-    stdin: readAsset('scripts/phases/install.sh'),
+  const r = await runScript(ctx.session, 'phases/install.sh', {
+    args,
     timeoutMs,
     onOutput: stream ? lineStream(ctx.log) : undefined,
   });

@@ -3,14 +3,13 @@
  * (unpacked into the installer's RAM and checked by sha256: the installer has no Nix) and its
  * udevadm calls bounded.
  */
-import { readAsset } from '../assets';
-import { shellQuote } from '../shell';
 import { VpsNixosError } from '../errors';
 import { formatBytes } from '../size';
 import type { RemoteSession } from '../ssh/session';
 import { lineStream, type Phase } from './phase';
 import { parseKv, prepPhase } from './prep';
 import { filesPresent, localClosure, sendClosure } from '../nix/transfer';
+import { runScript } from '../ssh/script';
 
 export interface InstallerPrepContext {
   session: RemoteSession;
@@ -37,16 +36,13 @@ async function diskoPatch(
   ctx: InstallerPrepContext,
   action: 'check' | 'apply',
 ): Promise<Record<string, string>> {
-  const script = readAsset('scripts/phases/disko-patch.sh');
   const closure = await localClosure([ctx.diskScript ?? '']);
-  const r = await ctx.session.exec(
-    `sh -c ${shellQuote(script)} disko-patch.sh ${action} ${shellQuote(ctx.diskScript ?? '')}`,
-    {
-      stdin: closure.join('\n') + '\n',
-      timeoutMs: 2 * 60_000,
-      onOutput: lineStream(ctx.log, ['stderr']),
-    },
-  );
+  const r = await runScript(ctx.session, 'phases/disko-patch.sh', {
+    args: [action, ctx.diskScript ?? ''],
+    stdin: closure.join('\n') + '\n',
+    timeoutMs: 2 * 60_000,
+    onOutput: lineStream(ctx.log, ['stderr']),
+  });
   const { values } = parseKv(r.stdout);
   if (r.code !== 0)
     throw new VpsNixosError(

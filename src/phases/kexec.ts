@@ -1,8 +1,6 @@
 /** Phase 1: upload the installer over the pinned session, kexec into it, and wait for it to answer. */
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { readAsset } from '../assets';
-import { shellQuote } from '../shell';
 import { VpsNixosError } from '../errors';
 import type { KexecTarball } from '../nix/kexec';
 import { formatBytes } from '../size';
@@ -10,6 +8,7 @@ import type { RemoteSession } from '../ssh/session';
 import type { Phase } from './phase';
 import { parseKv } from './prep';
 import { waitForNewBoot, whoAnswers } from './wait';
+import { runScript } from '../ssh/script';
 
 export interface KexecContext {
   /** The current session; replaced by the phase after the reboot. */
@@ -42,21 +41,18 @@ export function kexecDiskNeed(tarballBytes: number): number {
 
 type StageAction = 'check' | 'receive' | 'load';
 
-/**
- * Runs scripts/phases/kexec-stage.sh on the target. The script goes as `sh -c`'s argument (not
- * on stdin, as our other scripts do) so that stdin can carry the tarball to `receive`.
- */
+/** Runs scripts/phases/kexec-stage.sh on the target; stdin carries the tarball to `receive`. */
 async function stage(
   ctx: KexecContext,
   action: StageAction,
   opts: { stdin?: Readable; timeoutMs?: number } = {},
 ): Promise<Record<string, string>> {
   const dir = ctx.dir ?? KEXEC_DIR;
-  const script = readAsset('scripts/phases/kexec-stage.sh');
-  const r = await ctx.session.exec(
-    `sh -c ${shellQuote(script)} kexec-stage ${action} ${shellQuote(dir)} ${shellQuote(ctx.tarball.sha256)}`,
-    { stdin: opts.stdin, timeoutMs: opts.timeoutMs ?? 5 * 60_000 },
-  );
+  const r = await runScript(ctx.session, 'phases/kexec-stage.sh', {
+    args: [action, dir, ctx.tarball.sha256],
+    stdin: opts.stdin,
+    timeoutMs: opts.timeoutMs ?? 5 * 60_000,
+  });
   const { values } = parseKv(r.stdout);
   if (r.code !== 0) {
     const why = values.error ?? r.stderr.trim();

@@ -1,10 +1,9 @@
 /** Phase 0: prepare the running distribution (tools, free memory, zram, swapfile on disk). */
-import { readAsset } from '../assets';
-import { shellQuote } from '../shell';
 import { VpsNixosError } from '../errors';
 import type { Plan } from '../plan/plan';
 import type { RemoteSession } from '../ssh/session';
 import { lineStream, type Phase } from './phase';
+import { runScript } from '../ssh/script';
 
 export interface PrepContext {
   session: RemoteSession;
@@ -40,14 +39,14 @@ export function parseKv(text: string): { values: Record<string, string>; warning
   return { values, warnings };
 }
 
-function args(ctx: PrepContext): string {
+function args(ctx: PrepContext): string[] {
   return [
     '--tools',
-    shellQuote(ctx.tools ?? KEXEC_TOOLS),
-    ctx.plan.zramBytes ?? 0,
-    ctx.plan.swapfileBytes ?? 0,
-    shellQuote(ctx.swapfilePath ?? DEFAULT_SWAPFILE),
-  ].join(' ');
+    ctx.tools ?? KEXEC_TOOLS,
+    String(ctx.plan.zramBytes ?? 0),
+    String(ctx.plan.swapfileBytes ?? 0),
+    ctx.swapfilePath ?? DEFAULT_SWAPFILE,
+  ];
 }
 
 async function prepScript(
@@ -55,8 +54,8 @@ async function prepScript(
   check: boolean,
   timeoutMs: number,
 ): Promise<ReturnType<typeof parseKv>> {
-  const r = await ctx.session.exec(`sh -s -- ${check ? '--check ' : ''}${args(ctx)}`, {
-    stdin: readAsset('scripts/phases/prep.sh'),
+  const r = await runScript(ctx.session, 'phases/prep.sh', {
+    args: check ? ['--check', ...args(ctx)] : args(ctx),
     timeoutMs,
     onOutput: check ? undefined : lineStream(ctx.log, ['stderr']),
   });

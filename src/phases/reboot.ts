@@ -1,5 +1,6 @@
 /** Phase 4: reboot into the installed system and check it is the one we installed. */
 import { VpsNixosError } from '../errors';
+import { runScript } from '../ssh/script';
 import type { RemoteSession } from '../ssh/session';
 import type { Phase } from './phase';
 import { waitForNewBoot, whoAnswers, type WhoAnswers } from './wait';
@@ -71,10 +72,7 @@ export async function rebootAndWait(
   spec: RebootSpec,
 ): Promise<{ who: WhoAnswers; seconds: number }> {
   const before = await whoAnswers(ctx.session);
-  await ctx.session.exec(
-    'sync; (systemd-run --on-active=2 --timer-property=AccuracySec=100ms systemctl reboot || setsid -f sh -c "sleep 2; reboot -f") </dev/null >/dev/null 2>&1',
-    { timeoutMs: 60_000 },
-  );
+  await runScript(ctx.session, 'reboot.sh', { timeoutMs: 60_000 });
   const since = Date.now();
   ctx.session.close();
   const back = await waitForNewBoot(

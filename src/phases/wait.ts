@@ -1,5 +1,6 @@
 /** Waiting for a host to come back after a kexec or reboot: new boot_id, same pinned key, bounded. */
 import { HostKeyMismatch, VpsNixosError } from '../errors';
+import { runScript } from '../ssh/script';
 import type { RemoteSession } from '../ssh/session';
 
 /** What answers now: boot id, os-release variant, NixOS or not, the running system. One round trip. */
@@ -12,10 +13,7 @@ export interface WhoAnswers {
 }
 
 export async function whoAnswers(session: RemoteSession): Promise<WhoAnswers> {
-  const r = await session.exec(
-    'cat /proc/sys/kernel/random/boot_id; (. /etc/os-release 2>/dev/null; echo "${VARIANT_ID:-}"); test -e /etc/NIXOS && echo nixos || echo other; { [ -e /run/current-system ] && readlink -f /run/current-system; } || echo',
-    { timeoutMs: 30_000 },
-  );
+  const r = await runScript(session, 'who.sh', { timeoutMs: 30_000 });
   const [bootId = '', variantId = '', nixos = '', current = ''] = r.stdout
     .split('\n')
     .map((l) => l.trim());

@@ -1,5 +1,5 @@
-import { readAsset } from '../assets';
 import { ProbeError } from '../errors';
+import { runScript } from '../ssh/script';
 import type { RemoteSession } from '../ssh/session';
 import { parseFacts, type Facts } from './facts';
 
@@ -7,8 +7,7 @@ const PROBE_TIMEOUT_MS = 60_000;
 
 /** Runs scripts/facts.sh on the target (read-only) and parses what it prints. */
 export async function probe(session: RemoteSession): Promise<Facts> {
-  const script = readAsset('scripts/facts.sh');
-  const r = await session.exec('sh -s', { stdin: script, timeoutMs: PROBE_TIMEOUT_MS });
+  const r = await runScript(session, 'facts.sh', { timeoutMs: PROBE_TIMEOUT_MS });
   // A channel that closes without an exit status: the connection went, the script did not fail.
   if (r.code === -1 && !r.signal) {
     throw new ProbeError(

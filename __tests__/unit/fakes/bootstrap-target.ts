@@ -34,6 +34,8 @@ const KEXEC_STAGE_SH = readAsset('scripts/phases/kexec-stage.sh');
 const DISKO_PATCH_SH = readAsset('scripts/phases/disko-patch.sh');
 const INSTALL_SH = readAsset('scripts/phases/install.sh');
 const INFECT_SH = readAsset('scripts/phases/infect.sh');
+const WHO_SH = readAsset('scripts/who.sh');
+const REBOOT_SH = readAsset('scripts/reboot.sh');
 
 /** What runs: the distribution, our kexec installer, the system we installed, or the infected one. */
 export type BootKind = 'distro' | 'installer' | 'installed' | 'infected';
@@ -273,56 +275,37 @@ export class FakeBootTarget {
     const seen = (what: string, args: string[], changes: boolean) =>
       this.commands.push({ what, args, session: session.index, on: this.kind, changes });
 
-    if (command.startsWith('cat /proc/sys/kernel/random/boot_id;')) {
-      seen('who', [], false);
-      const variant = this.kind === 'installer' ? 'installer' : '';
-      const nixos = this.isNixos ? 'nixos' : 'other';
-      return ok(`${this.bootId}\n${variant}\n${nixos}\n${this.currentSystem}\n`);
-    }
     if (command === 'cat /proc/meminfo') {
       seen('meminfo', [], false);
       const avail = MEM_TOTAL_KB - USED_BYTES[this.kind] / 1024;
       return ok(`MemTotal:        ${MEM_TOTAL_KB} kB\nMemAvailable:     ${avail} kB\n`);
     }
-    if (command.includes('systemctl reboot') && command.includes('reboot -f')) {
-      seen('reboot', [], true);
-      this.reboot(this.next());
-      return ok('');
-    }
-    const upload = /^umask 077 && mkdir -p '([^']+)' && cat > '([^']+)'\.tmp && mv /.exec(command);
-    if (upload) {
-      seen(`upload ${upload[2]}`, [], true);
-      this.files.set(upload[2]!, text);
-      return ok('');
-    }
-    const readNet = /^cat (\S+)\/network 2>\/dev\/null \|\| cat \/old-root/.exec(command);
-    if (readNet) {
-      seen('infect read-network', [], false);
-      return this.network ? ok(this.network) : { code: 1, stdout: '', stderr: 'No such file' };
-    }
-    if (command.startsWith('for f in ') && command.includes('echo ---; ip -o addr show')) {
-      seen('access checks', [], false);
-      const files = shellWords(command.slice('for f in '.length, command.indexOf(';')));
-      const keys = this.opts.authorizedKeys ?? {};
-      const lines = files.flatMap((f) => (keys[f] ?? []).map((k) => `${f} ${k}`));
-      return ok([...lines, '---', ...ADDRESSES].join('\n') + '\n');
-    }
-
     const words = shellWords(command);
-    if (words[0] === 'sh' && words[1] === '-s' && words[2] === '--') {
-      const args = words.slice(3);
-      if (text === PREP_SH) return this.prep(args, seen);
-      if (text === INSTALL_SH) return this.install(args, seen);
-      if (text === INFECT_SH) return this.infectSh(args, seen);
+    // our scripts run as `sh -c TEXT NAME ARGS…` (src/ssh/script.ts), recognised by their text
+    if (words[0] === 'sh' && words[1] === '-c' && words.length >= 4) {
+      const [script, , ...args] = words.slice(2) as [string, string, ...string[]];
+      if (script === WHO_SH) {
+        seen('who', [], false);
+        const variant = this.kind === 'installer' ? 'installer' : '';
+        const nixos = this.isNixos ? 'nixos' : 'other';
+        return ok(`${this.bootId}\n${variant}\n${nixos}\n${this.currentSystem}\n`);
+      }
+      if (script === REBOOT_SH) {
+        seen('reboot', [], true);
+        this.reboot(this.next());
+        return ok('');
+      }
+      if (script === PREP_SH) return this.prep(args, seen);
+      if (script === INSTALL_SH) return this.install(args, seen);
+      if (script === INFECT_SH) return this.infectSh(args, text, seen);
+      if (script === KEXEC_STAGE_SH) return this.kexecStage(args, stdin, seen);
+      if (script === DISKO_PATCH_SH) return this.diskoPatch(args, text, seen);
     }
-    if (words[0] === 'sh' && words[1] === '-c' && words[2] === KEXEC_STAGE_SH)
-      return this.kexecStage(words.slice(4), stdin, seen);
-    if (words[0] === 'sh' && words[1] === '-c' && words[2] === DISKO_PATCH_SH)
-      return this.diskoPatch(words.slice(4), text, seen);
+    // nixos-infect's poll runs the copy uploaded for the run
     if (words[0] === 'sh' && /\/infect\.sh$/.test(words[1] ?? '')) {
       if (this.files.get(words[1]!) !== INFECT_SH)
         return { code: 127, stdout: '', stderr: `sh: ${words[1]}: No such file` };
-      return this.infectSh(words.slice(2), seen);
+      return this.infectSh(words.slice(2), text, seen);
     }
 
     this.unknown.push(command.slice(0, 200));
@@ -520,8 +503,23 @@ export class FakeBootTarget {
     return out;
   }
 
-  private infectSh(argv: string[], seen: Seen): ExecResult {
+  private infectSh(argv: string[], stdin: string, seen: Seen): ExecResult {
     const [mode = '', dir = '', ...rest] = argv;
+    switch (mode) {
+      case 'put':
+        seen(`upload ${dir}/${rest[0]}`, [], true);
+        this.files.set(`${dir}/${rest[0]}`, stdin);
+        return ok('');
+      case 'saved-network':
+        seen('infect read-network', [], false);
+        return this.network ? ok(this.network) : { code: 1, stdout: '', stderr: 'No such file' };
+      case 'access': {
+        seen('access checks', [], false);
+        const keys = this.opts.authorizedKeys ?? {};
+        const lines = rest.flatMap((f) => (keys[f] ?? []).map((k) => `${f} ${k}`));
+        return ok([...lines, '---', ...ADDRESSES].join('\n') + '\n');
+      }
+    }
     seen(`infect ${mode}`, rest, mode === 'start' || mode === 'network');
     switch (mode) {
       case 'status':
@@ -533,6 +531,9 @@ export class FakeBootTarget {
         const [want = '', noSwap = ''] = rest;
         const script = this.files.get(`${dir}/nixos-infect`);
         if (script === undefined) return fail(`${dir}/nixos-infect is missing`);
+        // its detached runner runs the uploaded copy of infect.sh
+        if (this.files.get(`${dir}/infect.sh`) !== INFECT_SH)
+          return fail(`${dir}/infect.sh is missing`);
         if (this.infect && this.infect.exit === undefined)
           return fail('nixos-infect is already running (pid 4242)');
         const got = sha256(script);

@@ -3,7 +3,7 @@
  * system profile and its generations, failed units, the rollback guard's state machine) behind
  * RemoteSession. It answers the commands deploy.ts sends in exactly the format
  * scripts/deploy/{state,after,guard,closure}.sh print, so the real parsers run on its answers, and
- * only when the script on stdin is the real one (state.sh, with guard.sh before it to arm;
+ * only when the script sent is the real one (state.sh, with guard.sh before it to arm;
  * after.sh with closure.sh before it). Each exec is one round trip: `commands` has one entry per
  * exec, naming what the scripts did in it, in order (`state, guard install, guard arm`).
  *
@@ -149,8 +149,8 @@ const CLOSURE_SH = readAsset('scripts/deploy/closure.sh');
 /** A script preceded by a shell function printing another one (state.ts embedScript), written out. */
 const withFunction = (fn: string, text: string, script: string) =>
   `${fn}() {\n  cat <<'VPS_NIXOS_${fn.toUpperCase()}_END'\n${text}VPS_NIXOS_${fn.toUpperCase()}_END\n}\n${script}`;
-const STATE_ARM_STDIN = withFunction('guard_sh', GUARD_SH, STATE_SH);
-const AFTER_STDIN = withFunction('closure_sh', CLOSURE_SH, AFTER_SH);
+const STATE_ARM_SH = withFunction('guard_sh', GUARD_SH, STATE_SH);
+const AFTER_SH_SENT = withFunction('closure_sh', CLOSURE_SH, AFTER_SH);
 const base64 = (s: string) => Buffer.from(s).toString('base64');
 
 /** Splits a command line the way sh does for what deploy.ts sends (single quotes, `'\''`). */
@@ -388,16 +388,20 @@ export class FakeTarget {
     const line = sudo ? command.slice('sudo -n '.length) : command;
     const stdin = typeof opts.stdin === 'string' ? opts.stdin : opts.stdin?.toString();
     const words = line === '' ? [] : shellWords(line);
+    // scripts run as `sh -c TEXT NAME ARGS…` (src/ssh/script.ts); a health check as `sh -c CMD`
+    const script =
+      words[0] === 'sh' && words[1] === '-c' && words.length >= 4 ? words[2] : undefined;
+    const argv = words.slice(4);
     const kind =
-      words[0] === 'sh' && words[1] === '-s'
-        ? words[3] === 'arm' || words.length === 2
-          ? 'state'
-          : 'after'
-        : words[0] === 'sh' && words[1] === '-c'
-          ? 'health-check'
-          : words[0] === '/bin/sh' && words[1] === GUARD_PATH
-            ? `guard ${words[2]}`
-            : 'unknown';
+      script === STATE_SH || script === STATE_ARM_SH
+        ? 'state'
+        : script === AFTER_SH_SENT
+          ? 'after'
+          : words[0] === 'sh' && words[1] === '-c' && words.length === 3
+            ? 'health-check'
+            : words[0] === '/bin/sh' && words[1] === GUARD_PATH
+              ? `guard ${words[2]}`
+              : 'unknown';
     const drop = this.drops?.(kind, session);
     const did: string[] = [];
     const record = () =>
@@ -417,8 +421,10 @@ export class FakeTarget {
       return dropped();
     }
     let answer: ExecResult;
-    if (kind === 'state') answer = this.state(session, words, stdin, did);
-    else if (kind === 'after') answer = this.after(session, words, stdin, did);
+    if ((kind === 'state' || kind === 'after') && stdin)
+      answer = this.notUnderstood(`${kind} with data on stdin: ${stdin.slice(0, 40)}`);
+    else if (kind === 'state') answer = this.state(session, script === STATE_ARM_SH, argv, did);
+    else if (kind === 'after') answer = this.after(session, argv, did);
     else if (kind === 'health-check' && words.length === 3) {
       did.push('health-check');
       this.healthChecks.push(words[2] as string);
@@ -442,10 +448,10 @@ export class FakeTarget {
   }
 
   /** state.sh [arm ID TIMEOUT MODE], with guard.sh sent before it to arm. */
-  private state(session: number, words: string[], stdin: string | undefined, did: string[]) {
-    const arm = words[2] === '--' && words[3] === 'arm' && words.length === 7;
-    if (stdin !== (arm ? STATE_ARM_STDIN : STATE_SH) || (words.length !== 2 && !arm))
-      return this.notUnderstood(words.join(' '));
+  private state(session: number, withGuard: boolean, argv: string[], did: string[]) {
+    const arm = withGuard && argv[0] === 'arm' && argv.length === 4;
+    if (withGuard ? !arm : argv.length !== 0)
+      return this.notUnderstood(`state.sh ${argv.join(' ')}`);
     did.push('state');
     const failed = this.failedNow()
       .map((u) => `${u} `)
@@ -459,7 +465,7 @@ export class FakeTarget {
       ['failed', failed],
     ]);
     if (arm && this.isNixos && this.current && this.hasSystemdRun) {
-      const [id = '', timeout = '', mode = ''] = words.slice(4);
+      const [id = '', timeout = '', mode = ''] = argv.slice(1);
       this.guardUploaded = true;
       did.push('guard install');
       this.guardCalls.push({ verb: 'install', args: [], session });
@@ -479,8 +485,7 @@ export class FakeTarget {
   }
 
   /** after.sh with closure.sh sent before it: each step as its header says. */
-  private after(session: number, words: string[], stdin: string | undefined, did: string[]) {
-    if (stdin !== AFTER_STDIN || words[2] !== '--') return this.notUnderstood(words.join(' '));
+  private after(session: number, args: string[], did: string[]) {
     const o: {
       guard?: string;
       disarm?: boolean;
@@ -489,7 +494,7 @@ export class FakeTarget {
       check?: string;
       closure?: [string, string];
     } = {};
-    const argv = words.slice(3);
+    const argv = [...args];
     while (argv.length) {
       const w = argv.shift();
       if (w === '--guard') o.guard = argv.shift();
@@ -499,7 +504,7 @@ export class FakeTarget {
       else if (w === '--check' && argv.length >= 2) o.check = argv.splice(0, 2)[1];
       else if (w === '--closure' && argv.length >= 2)
         o.closure = argv.splice(0, 2) as [string, string];
-      else return this.notUnderstood(words.join(' '));
+      else return this.notUnderstood(`after.sh ${args.join(' ')}`);
     }
     const current = this.current;
     let out = this.kv([['current', current]]);

@@ -24,7 +24,8 @@ export const HOSTILE = {
     '\x1b[31mred\x1b[0m \x1b]8;;https://evil.example/osc8\x1b\\link\x1b]8;;\x1b\\ **bold** _em_ ~~s~~ $m$',
   kernel: '6.1.0 \x1b[2J\x1b[H\x1b]52;c;cHduZWQ=\x07\x9b31m \u0085::error::PWNED-nel',
   bootId: 'evil@evil.example www.evil.example https://evil.example/boot <https://evil.example/a>',
-  rootSource: '/dev/vda1\r\u00a0\u3000::error::PWNED-unicode-space',
+  /** Unicode spaces before `::`; a right-to-left override that would show `1adv/` as `vda1`. */
+  rootSource: '/dev/vda1\r\u00a0\u3000::error::PWNED-unicode-space \u202e1adv/ved/\u202c',
   packageManager:
     'apt-get ##[error]PWNED-pkg <a href="https://evil.example/a">a</a> @octocat &lt;b&gt; <!-- c -->' +
     '\r  ::set-output name=method::pwned',

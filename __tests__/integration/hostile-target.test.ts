@@ -130,9 +130,11 @@ const declaredOutputs = (): string[] =>
 
 const METHODS = ['kexec', 'infect', 'deploy-only', 'refuse'];
 
-// C0 and C1 controls but the tab and the line feed: what a terminal would act on.
-// eslint-disable-next-line no-control-regex -- finding control characters is the point
-const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/;
+// C0 and C1 controls but the tab and the line feed: what a terminal would act on; and the
+// bidirectional controls (a text shown in another order than it is).
+const CONTROL =
+  // eslint-disable-next-line no-control-regex -- finding control characters is the point
+  /[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/;
 
 /** The summary's own HTML: line breaks, word-break hints, code, folded sections. */
 const OUR_TAGS = new Set([

@@ -4,6 +4,7 @@ import {
   jsonText,
   renderMarkdown,
   renderText,
+  plainText,
   safeText,
 } from '../../src/report/render';
 import { Cuts, cutUtf8, utf8Bytes } from '../../src/report/summary-limit';
@@ -570,6 +571,21 @@ describe('remote text is data', () => {
     );
     // An address is no email: a target like root@203.0.113.7 reads as it did.
     expect(escapeCell('root@203.0.113.7 [::1]:22')).toBe('root@203.0.113.7 &#91;::1&#93;:22');
+  });
+});
+
+describe('bidirectional controls (a path shown other than it is)', () => {
+  const TROJAN = '/nix/store/abc-\u202eevil\u202c-\u2066x\u2069\u200f\u061c\u2028y';
+  it('are gone from plain, log-safe and Markdown text', () => {
+    for (const f of [plainText, safeText, escapeCell])
+      expect(f(TROJAN)).not.toMatch(/[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/);
+    expect(plainText(TROJAN)).toBe('/nix/store/abc-evil-xy');
+  });
+  it('are escaped in JSON, which parses back to the exact value', () => {
+    const text = jsonText({ p: TROJAN });
+    expect(text).toContain('\\u202eevil\\u202c');
+    expect(text).not.toMatch(/[\u202a-\u202e\u2066-\u2069\u2028]/);
+    expect(JSON.parse(text)).toEqual({ p: TROJAN });
   });
 });
 

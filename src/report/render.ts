@@ -158,10 +158,16 @@ function installerRow(k: KexecTarball): Row {
 const ANSI = /\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|\x1b[@-_]?/g;
 // eslint-disable-next-line no-control-regex -- as above
 const CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]/g;
+// Bidirectional controls reorder what a reader sees (the "Trojan Source" trick: a path or a
+// command shown other than it is); U+2028/2029 break lines in some viewers and not in others.
+const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/g;
 
-/** Remote text without control sequences; every line break is `\n` (a lone `\r` ends a line too). */
+/**
+ * Remote text without control sequences or bidirectional controls; every line break is `\n` (a
+ * lone `\r` ends a line too).
+ */
 export function plainText(s: string): string {
-  return s.replace(/\r\n?/g, '\n').replace(ANSI, '').replace(CONTROL, '');
+  return s.replace(/\r\n?/g, '\n').replace(ANSI, '').replace(CONTROL, '').replace(BIDI, '');
 }
 
 /**
@@ -176,14 +182,17 @@ export function safeText(s: string): string {
 
 /**
  * A JSON document for a terminal or a workflow log, its values exactly as they are: DEL and the
- * C1 controls (U+009B is CSI, an escape sequence in one character), which `JSON.stringify`
- * leaves raw, become `\u` escapes, and so does the second `#` of a `##[` (the runner takes
- * `##[cmd]` anywhere in a line as a command). A `::` cannot start a line of it.
+ * C1 controls (U+009B is CSI, an escape sequence in one character) and the bidirectional
+ * controls, which `JSON.stringify` leaves raw, become `\u` escapes, and so does the second `#` of
+ * a `##[` (the runner takes `##[cmd]` anywhere in a line as a command). A `::` cannot start a
+ * line of it.
  */
 export function jsonText(value: unknown): string {
+  const escape = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
   return (
     JSON.stringify(value, null, 2)
-      .replace(/[\x7f-\x9f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+      .replace(/[\x7f-\x9f]/g, escape)
+      .replace(BIDI, escape)
       .replace(/##\[/g, '#\\u0023[') + '\n'
   );
 }

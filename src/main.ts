@@ -1,6 +1,7 @@
 /** The action's main step: inputs → pipeline → summary and outputs. */
 import * as core from '@actions/core';
 import { tmpdir } from 'node:os';
+import { stopChildren } from './children';
 import { INPUTS, parseConfig, type InputName, type RawInputs } from './inputs';
 import { Output, State } from './constants';
 import { maskLines, removeKeyMaterial, writeKeyMaterial } from './secrets';
@@ -66,6 +67,7 @@ async function main(): Promise<void> {
     ['SIGTERM', 143],
   ] as const) {
     process.once(signal, () => {
+      stopChildren('SIGTERM');
       removeKeyMaterial(km.dir, core.warning);
       void writeSummary(record, true).finally(() => process.exit(code));
     });

@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { childrenAlive, spawnChild, stopChildren } from '../../src/children';
 import { EXIT_ON_SIGNAL, removeOnSignal, type SignalProcess } from '../../src/cli/commands';
 
 /** A process stand-in: signals are events, exit is recorded. */
@@ -61,5 +62,26 @@ describe('removeOnSignal', () => {
     expect(process.listenerCount('SIGTERM')).toBe(before + 1);
     off();
     expect(process.listenerCount('SIGTERM')).toBe(before);
+  });
+});
+
+describe('a signal ends the child processes too', () => {
+  it('stops a tracked child still running (a nixos-rebuild mid-switch), then exits', async () => {
+    const child = spawnChild('sleep', ['30'], { stdio: 'ignore' });
+    const ended = new Promise<NodeJS.Signals | null>((r) => child.once('exit', (_c, s) => r(s)));
+    await new Promise((r) => child.once('spawn', r));
+    expect(childrenAlive()).toBe(1);
+    const proc = new FakeProcess();
+    removeOnSignal(keyDir(), proc);
+    proc.emit('SIGTERM', 'SIGTERM');
+    expect(await ended).toBe('SIGTERM');
+    expect(childrenAlive()).toBe(0);
+    expect(proc.exits).toEqual([143]);
+  });
+  it('forgets a child that ended by itself', async () => {
+    const child = spawnChild('true', [], { stdio: 'ignore' });
+    await new Promise((r) => child.once('exit', r));
+    expect(childrenAlive()).toBe(0);
+    expect(stopChildren()).toBe(0);
   });
 });

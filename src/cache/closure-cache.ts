@@ -13,7 +13,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { spawn } from 'node:child_process';
+import { spawnChild } from '../children';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { describeError } from '../errors';
@@ -314,8 +314,8 @@ export async function writeEntry(nix: Nix, dir: string, paths: PathInfo[]): Prom
 /** `nix-store --dump PATH | zstd -3` into `out`; the compressed file's sha256 and size. */
 function dumpCompressed(path: string, out: string): Promise<{ sha256: Buffer; bytes: number }> {
   return new Promise((resolve, reject) => {
-    const dump = spawn('nix-store', ['--dump', path], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const zstd = spawn('zstd', ['-q', '-3', '-c'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const dump = spawnChild('nix-store', ['--dump', path], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const zstd = spawnChild('zstd', ['-q', '-3', '-c'], { stdio: ['pipe', 'pipe', 'pipe'] });
     const hash = createHash('sha256');
     const file = createWriteStream(out);
     let bytes = 0;

@@ -3,7 +3,7 @@
  * CLI on the runner (logged in beforehand: CACHIX_AUTH_TOKEN, `attic login`), instead of the
  * Actions cache.
  */
-import { spawn } from 'node:child_process';
+import { spawnChild } from '../children';
 import type { PushTarget } from '../inputs';
 
 /** The command line: `cachix push NAME PATH…` or `attic push CACHE PATH…`. Pure. */
@@ -21,7 +21,7 @@ export function push(
   const [cmd, args] = pushCommand(to, paths);
   return new Promise((resolve) => {
     const kept: string[] = [];
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawnChild(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
     const take = (d: Buffer) => {
       for (const l of d.toString().split('\n').filter(Boolean)) {

@@ -1,5 +1,6 @@
 /** The CLI's commands, built on the same pipeline as the action. */
 import { INPUTS, isBooleanInput, parseConfig, type InputName, type RawInputs } from '../inputs';
+import { stopChildren } from '../children';
 import { InputError, describeError } from '../errors';
 import { runPipeline, type Logger } from '../pipeline/run';
 import { finalStatus } from '../pipeline/status';
@@ -349,9 +350,10 @@ export interface SignalProcess {
 export const EXIT_ON_SIGNAL = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
 
 /**
- * Removes `dir` (the run's key files) when SIGINT, SIGTERM or SIGHUP ends the process (a signal
- * skips `finally`), then exits with 128 + the signal's number. Child processes are not waited
- * for: ssh has read the key by then. Returns the function that takes the handlers off again.
+ * When SIGINT, SIGTERM or SIGHUP ends the process (a signal skips `finally`): stops the child
+ * processes (a nixos-rebuild mid-switch: the armed guard then rolls the target back), removes
+ * `dir` (the run's key files), then exits with 128 + the signal's number. Children are not
+ * waited for: ssh has read the key by then. Returns the function that takes the handlers off.
  */
 export function removeOnSignal(dir: string, proc: SignalProcess = process): () => void {
   const signals = Object.keys(EXIT_ON_SIGNAL) as (keyof typeof EXIT_ON_SIGNAL)[];
@@ -360,6 +362,7 @@ export function removeOnSignal(dir: string, proc: SignalProcess = process): () =
   };
   function onSignal(signal: NodeJS.Signals): void {
     off();
+    stopChildren('SIGTERM');
     try {
       rmSync(dir, { recursive: true, force: true });
     } catch {

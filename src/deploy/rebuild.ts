@@ -1,5 +1,5 @@
 /** Running nixos-rebuild: which one, with which arguments, and what its output says. */
-import { spawn } from 'node:child_process';
+import { spawnChild } from '../children';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
@@ -80,7 +80,7 @@ export function runRebuild(
 ): Promise<RebuildRun> {
   const start = Date.now();
   return new Promise((resolve) => {
-    const child = spawn(cmd.argv0, [...cmd.prefix, ...args], {
+    const child = spawnChild(cmd.argv0, [...cmd.prefix, ...args], {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -1,5 +1,5 @@
 /** The runner's Nix, run as a child process with the settings we need passed on the command line. */
-import { spawn } from 'node:child_process';
+import { spawnChild } from '../children';
 import { VpsNixosError } from '../errors';
 
 export interface NixResult {
@@ -30,7 +30,9 @@ export function localNix(bin = 'nix'): Nix {
   return {
     run(args, opts = {}) {
       return new Promise((resolve, reject) => {
-        const child = spawn(bin, [...FEATURES, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = spawnChild(bin, [...FEATURES, ...args], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
         let stdout = '';
         let stderr = '';
         let partial = '';

@@ -11,7 +11,7 @@
  * RAM to be run), the files are checked against sha256 sums instead and nothing is registered.
  * An interrupted copy leaves unregistered paths, which the next run deletes and sends again.
  */
-import { spawn } from 'node:child_process';
+import { spawnChild } from '../children';
 import { Transform, type Readable } from 'node:stream';
 import { VpsNixosError } from '../errors';
 import type { RemoteSession } from '../ssh/session';
@@ -55,7 +55,7 @@ export class TransferCorrupt extends VpsNixosError {}
 
 function runLocal(bin: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawnChild(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -196,7 +196,7 @@ async function streamPaths(
 ): Promise<[number, number]> {
   // Leftovers of an interrupted copy are unregistered and read-only: remove them first.
   await store(session, 'clear', [root], paths.join('\n') + '\n', 10 * 60_000);
-  const tar = spawn(
+  const tar = spawnChild(
     'tar',
     [
       '-C',
@@ -212,7 +212,7 @@ async function streamPaths(
   );
   // zstd -3: cheap here, and decompression is cheap on a slow target too (no --long: its window
   // would cost the target 128 MiB of RAM).
-  const zstd = spawn('zstd', ['-q', '-3', '-T0', '-c'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const zstd = spawnChild('zstd', ['-q', '-3', '-T0', '-c'], { stdio: ['pipe', 'pipe', 'pipe'] });
   let err = '';
   tar.stderr.on('data', (d: Buffer) => (err += d.toString()));
   zstd.stderr.on('data', (d: Buffer) => (err += d.toString()));

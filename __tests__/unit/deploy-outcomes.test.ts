@@ -192,6 +192,35 @@ describe('runDeploy: switch', () => {
     expectOnlyOpen(t, session);
   });
 
+  it("takes the new closure from the runner's build: the target does not list it again", async () => {
+    const t = host();
+    const fromBuild = NEW.closure.map((p) => ({ ...p, references: [] }));
+    const { result } = await deployTo(
+      t,
+      { system: NEW },
+      { toplevel: NEW.path, toplevelClosure: fromBuild },
+    );
+    expectNoError(result);
+    expect(t.closuresKnown).toEqual([NEW.path]);
+    expect(result).toMatchObject({ systemPath: NEW.path, bytesSent: NEW_BYTES, pathsSent: 2 });
+    expect(result.diff?.changed).toContainEqual({ name: 'nginx', from: '1.26.2', to: '1.28.0' });
+  });
+
+  it('lists the closure on the target when what runs is not the system the runner built', async () => {
+    const t = host();
+    const other = [
+      { path: '/nix/store/00000000000000000000000000000000-other', narBytes: 1, references: [] },
+    ];
+    const { result } = await deployTo(
+      t,
+      { system: NEW },
+      { toplevel: OLD.path, toplevelClosure: other },
+    );
+    // the known closure is OLD's; NEW runs: its paths come from the target, not from `other`
+    expect(result.bytesSent).toBe(NEW_BYTES);
+    expect(result.pathsSent).toBe(2);
+  });
+
   it('first deploy: no previous system, so no guard and nothing to roll back to', async () => {
     const t = host({ current: undefined });
     const { result, session, logged } = await deployTo(t, { system: NEW });

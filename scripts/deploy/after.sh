@@ -13,10 +13,11 @@
 #                   confirmed or disarmed: `sh -c COMMAND` with the session's own PATH and LC_ALL
 #                   and no stdin, as the runner runs it on its own, stopped after SECONDS:
 #                   check_exit=, check_seconds=, check_stdout= and check_stderr= (base64)
-#   --closure WHAT PREV
-#                   closure.sh WHAT PREV (sent before this script as the function closure_sh): of
-#                   `new` (what the switch went to: the current system, or the guard's switched_to
-#                   when it is rolling back), `profile`, or a store path; closure_of=,
+#   --closure WHAT PREV KNOWN
+#                   closure.sh WHAT PREV KNOWN (sent before this script as the function
+#                   closure_sh): of `new` (what the switch went to: the current system, or the
+#                   guard's switched_to when it is rolling back), `profile`, or a store path;
+#                   KNOWN (or ''): the system whose closure the runner has; closure_of=,
 #                   closure_exit=, closure_stderr= (base64), and its output after a line `closure:`
 #
 # Always: current= (first) and end_current=, end_profile= (read last: what runs once all of the
@@ -31,7 +32,7 @@ res() { if [ -e "$1" ]; then readlink -f "$1"; fi; }
 failed() { systemctl --failed --plain --no-legend --no-pager 2>/dev/null | awk '{ printf "%s ", $1 }'; }
 get() { printf '%s\n' "$1" | sed -n "s/^$2=//p"; }
 
-guard='' disarm='' confirm='' units='' check='' check_limit='' closure='' closure_prev=''
+guard='' disarm='' confirm='' units='' check='' check_limit='' closure='' closure_prev='' closure_known=''
 while [ $# -gt 0 ]; do
   case $1 in
     --guard) guard=${2:?guard id}; shift 2 ;;
@@ -39,7 +40,12 @@ while [ $# -gt 0 ]; do
     --confirm) confirm=1; shift ;;
     --units) units=1; shift ;;
     --check) check_limit=${2:?seconds}; check=${3:?command}; shift 3 ;;
-    --closure) closure=${2:?new, profile or a store path}; closure_prev=${3?previous system or ''}; shift 3 ;;
+    --closure)
+      closure=${2:?new, profile or a store path}
+      closure_prev=${3?previous system or ''}
+      closure_known=${4?known system or ''}
+      shift 4
+      ;;
     *) echo "after.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -112,7 +118,7 @@ if [ -n "$closure" ]; then
   kv closure_of "$of"
   if [ -n "$of" ]; then
     if command -v closure_sh >/dev/null 2>&1; then
-      closure_sh | sh -s -- "$of" ${closure_prev:+"$closure_prev"} > "$t/closure.out" 2> "$t/closure.err"
+      closure_sh | sh -s -- "$of" "$closure_prev" "$closure_known" > "$t/closure.out" 2> "$t/closure.err"
       kv closure_exit "$?"
     else
       echo 'closure_sh: not sent' > "$t/closure.err"

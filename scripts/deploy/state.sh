@@ -22,6 +22,19 @@ nixos=$([ -e /etc/NIXOS ] && echo 1 || echo 0)
 current=$(res /run/current-system)
 link=$(readlink /nix/var/nix/profiles/system 2>/dev/null)
 systemd_run=$(command -v systemd-run 2>/dev/null)
+# The running system's closure, listed in the background while nixos-rebuild copies and
+# switches, for closure.sh to read afterwards instead of asking nix-store then (a store path's
+# closure never changes). Complete or absent (tmp + mv); older lists go (/run is RAM).
+if [ -n "$current" ] && (umask 077 && mkdir -p /run/vps-nixos) 2>/dev/null; then
+  listed=/run/vps-nixos/closure-${current##*/}
+  for f in /run/vps-nixos/closure-*; do
+    [ "$f" = "$listed" ] || rm -f "$f"
+  done
+  if [ ! -s "$listed" ]; then
+    (nix-store -qR "$current" > "$listed.$$" && mv "$listed.$$" "$listed"
+      rm -f "$listed.$$") < /dev/null > /dev/null 2>&1 &
+  fi
+fi
 kv nixos "$nixos"
 kv current "$current"
 kv profile_link "$link"

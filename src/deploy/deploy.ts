@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { VpsNixosError, describeError } from '../errors';
 import type { Config } from '../inputs';
-import type { ClosureDiff } from '../nix/closure';
+import type { ClosureDiff, PathInfo } from '../nix/closure';
 import { shellQuote } from '../shell';
 import { runScript } from '../ssh/script';
 import { RemoteTimeout, type ExecResult, type RemoteSession } from '../ssh/session';
@@ -62,6 +62,11 @@ export type DeployOptions = Pick<
   action: Exclude<DeployAction, 'build'>;
   /** A prebuilt system (`--store-path`); with a flake, the path the build stage made (checked). */
   toplevel?: string;
+  /**
+   * The closure of `toplevel` as the runner's store has it (the build stage's report): the target
+   * then does not list it again after the switch.
+   */
+  toplevelClosure?: PathInfo[];
   privateKey: string;
   /** The nixos-rebuild to run (resolve-rebuild's pick); default: the one on PATH. */
   rebuild?: RebuildCommand;
@@ -171,7 +176,8 @@ interface AfterRequest {
   confirm?: boolean;
   units?: boolean;
   check?: { command: string; timeoutMs: number };
-  closure?: { of: string; prev: string };
+  /** known: the system whose closure the runner has ('' for none). */
+  closure?: { of: string; prev: string; known: string };
 }
 
 /**
@@ -189,7 +195,7 @@ async function readAfter(
   if (req.guardId && req.confirm) args.push('--confirm');
   if (req.units) args.push('--units');
   if (req.check) args.push('--check', String(req.check.timeoutMs / 1000), req.check.command);
-  if (req.closure) args.push('--closure', req.closure.of, req.closure.prev);
+  if (req.closure) args.push('--closure', req.closure.of, req.closure.prev, req.closure.known);
   const r = answered(
     await runScript(session, 'deploy/after.sh', {
       sudo,
@@ -496,6 +502,7 @@ async function deploy(
   const checkTryMs = Math.max(5000, Math.min(opts.healthTimeoutSeconds * 1000, 120_000));
   const closureOf =
     opts.action === 'boot' ? 'profile' : opts.action === 'dry-activate' ? opts.toplevel : 'new';
+  const known = (opts.toplevelClosure && opts.toplevel) || '';
   const afterRequest = (mayConfirm: boolean): AfterRequest => ({
     guardId: guard?.id,
     disarm: true,
@@ -505,7 +512,7 @@ async function deploy(
       healthy && opts.healthCheck
         ? { command: opts.healthCheck, timeoutMs: checkTryMs }
         : undefined,
-    closure: closureOf ? { of: closureOf, prev: before.current } : undefined,
+    closure: closureOf ? { of: closureOf, prev: before.current, known } : undefined,
   });
   let facts: AfterFacts | undefined;
   // Why the new session dropped before it answered: the runner never confirms after that (SSH
@@ -718,10 +725,10 @@ async function deploy(
       const needProfile = opts.action === 'boot' && profileNow === undefined;
       let closure = facts?.closure;
       if (hostRunsNow === undefined || needStatus || needProfile) {
-        const known = needStatus || needProfile ? closureOf : systemPath();
+        const of = needStatus || needProfile ? closureOf : systemPath();
         const f = await readAfter(session, sudo, {
           guardId: needStatus ? guard?.id : undefined,
-          closure: known ? { of: known, prev: before.current } : undefined,
+          closure: of ? { of, prev: before.current, known } : undefined,
         });
         hostRunsNow = f.end.current;
         profileNow = f.end.profile;
@@ -733,12 +740,12 @@ async function deploy(
       if (result.systemPath && closure?.of !== result.systemPath)
         closure = (
           await readAfter(session, sudo, {
-            closure: { of: result.systemPath, prev: before.current },
+            closure: { of: result.systemPath, prev: before.current, known },
           })
         ).closure;
       if (result.systemPath && closure) {
         if (closure.exit === 0) {
-          const c = parseClosure(closure.output);
+          const c = parseClosure(closure.output, opts.toplevelClosure);
           result.changed =
             result.systemPath !== (opts.action === 'boot' ? before.profile : before.current);
           const sent = bytesAdded(c, before.store);

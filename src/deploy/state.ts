@@ -76,7 +76,11 @@ export interface NewClosure {
   boot: Record<'kernel' | 'initrd' | 'kernel-modules', { next: string; booted: string }>;
 }
 
-export function parseClosure(stdout: string): NewClosure {
+/**
+ * closure.sh's answer. `known`: the closure of the system the runner passed as KNOWN, for when
+ * closure.sh says it is the new one (new_known=1) and so did not list it.
+ */
+export function parseClosure(stdout: string, known?: PathInfo[]): NewClosure {
   const paths: PathInfo[] = [];
   const previous: string[] = [];
   const kvLines: string[] = [];
@@ -96,7 +100,7 @@ export function parseClosure(stdout: string): NewClosure {
     booted: kv[`booted_${f}`] ?? '',
   });
   return {
-    paths,
+    paths: kv.new_known === '1' && known ? known : paths,
     previous,
     boot: {
       kernel: pair('kernel'),

@@ -302,6 +302,10 @@ export async function runPipeline(
           action: cfg.deployAction as DeployResult['action'],
           flake: cfg.flake,
           toplevel: cfg.toplevel ?? record.build?.toplevel,
+          toplevelClosure:
+            record.build && record.build.toplevel === (cfg.toplevel ?? record.build.toplevel)
+              ? record.build.paths
+              : undefined,
           buildHost: cfg.buildHost,
           useSudo: cfg.useSudo,
           confirmTimeoutSeconds: cfg.confirmTimeoutSeconds,

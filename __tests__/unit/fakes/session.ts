@@ -220,6 +220,8 @@ export class FakeTarget {
   readonly healthChecks: string[] = [];
   /** closure.sh's arguments, each time it ran. */
   readonly closures: string[][] = [];
+  /** The KNOWN closure.sh was given each time it was (the runner has that closure). */
+  readonly closuresKnown: string[] = [];
   readonly rebuilds: RebuildSeen[] = [];
   /** Commands the fake did not recognise, and commands on closed sessions: both must stay empty. */
   readonly unknown: string[] = [];
@@ -492,7 +494,7 @@ export class FakeTarget {
       confirm?: boolean;
       units?: boolean;
       check?: string;
-      closure?: [string, string];
+      closure?: [string, string, string];
     } = {};
     const argv = [...args];
     while (argv.length) {
@@ -502,8 +504,8 @@ export class FakeTarget {
       else if (w === '--confirm') o.confirm = true;
       else if (w === '--units') o.units = true;
       else if (w === '--check' && argv.length >= 2) o.check = argv.splice(0, 2)[1];
-      else if (w === '--closure' && argv.length >= 2)
-        o.closure = argv.splice(0, 2) as [string, string];
+      else if (w === '--closure' && argv.length >= 3)
+        o.closure = argv.splice(0, 3) as [string, string, string];
       else return this.notUnderstood(`after.sh ${args.join(' ')}`);
     }
     const current = this.current;
@@ -567,7 +569,7 @@ export class FakeTarget {
     }
     let closure = '';
     if (o.closure) {
-      const [what, prev] = o.closure;
+      const [what, prev, known] = o.closure;
       let of = what;
       if (what === 'new') {
         of = now;
@@ -577,7 +579,7 @@ export class FakeTarget {
       out += this.kv([['closure_of', of]]);
       if (of) {
         did.push('closure');
-        const r = this.closure(of, prev);
+        const r = this.closure(of, prev, known);
         closure = r.stdout;
         out += this.kv([
           ['closure_exit', r.code],
@@ -588,9 +590,10 @@ export class FakeTarget {
     return { code: 0, stdout: end(closure), stderr: '' };
   }
 
-  /** closure.sh NEW [PREV]. */
-  private closure(next: string, prev: string): ExecResult {
+  /** closure.sh NEW PREV KNOWN ('' for none): NEW's paths unless it is KNOWN. */
+  private closure(next: string, prev: string, known: string): ExecResult {
     this.closures.push(prev ? [next, prev] : [next]);
+    if (known) this.closuresKnown.push(known);
     const n = this.systems.get(next);
     if (!n) return { code: 1, stdout: `error=nix-store -qR ${next} failed\n`, stderr: '' };
     const b = this.systems.get(this.booted);
@@ -603,7 +606,8 @@ export class FakeTarget {
     ] as const) {
       out.push(`new_${f}=${n[k]}`, `booted_${f}=${b?.[k] ?? ''}`);
     }
-    for (const c of n.closure) out.push(`new ${c.path} ${c.narBytes}`);
+    if (known === next) out.push('new_known=1');
+    else for (const c of n.closure) out.push(`new ${c.path} ${c.narBytes}`);
     for (const c of p?.closure ?? []) out.push(`prev ${c.path}`);
     return { code: 0, stdout: out.join('\n') + '\n', stderr: '' };
   }

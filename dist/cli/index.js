@@ -23610,7 +23610,7 @@ exports.writeEntry = writeEntry;
  * store lacks are imported; saved after the deploy, where a failure is a warning.
  */
 const node_fs_1 = __nccwpck_require__(3024);
-const node_child_process_1 = __nccwpck_require__(1421);
+const children_1 = __nccwpck_require__(1700);
 const node_crypto_1 = __nccwpck_require__(7598);
 const node_path_1 = __nccwpck_require__(6760);
 const errors_1 = __nccwpck_require__(3916);
@@ -23832,8 +23832,8 @@ async function writeEntry(nix, dir, paths) {
 /** `nix-store --dump PATH | zstd -3` into `out`; the compressed file's sha256 and size. */
 function dumpCompressed(path, out) {
     return new Promise((resolve, reject) => {
-        const dump = (0, node_child_process_1.spawn)('nix-store', ['--dump', path], { stdio: ['ignore', 'pipe', 'pipe'] });
-        const zstd = (0, node_child_process_1.spawn)('zstd', ['-q', '-3', '-c'], { stdio: ['pipe', 'pipe', 'pipe'] });
+        const dump = (0, children_1.spawnChild)('nix-store', ['--dump', path], { stdio: ['ignore', 'pipe', 'pipe'] });
+        const zstd = (0, children_1.spawnChild)('zstd', ['-q', '-3', '-c'], { stdio: ['pipe', 'pipe', 'pipe'] });
         const hash = (0, node_crypto_1.createHash)('sha256');
         const file = (0, node_fs_1.createWriteStream)(out);
         let bytes = 0;
@@ -23986,7 +23986,7 @@ exports.push = push;
  * CLI on the runner (logged in beforehand: CACHIX_AUTH_TOKEN, `attic login`), instead of the
  * Actions cache.
  */
-const node_child_process_1 = __nccwpck_require__(1421);
+const children_1 = __nccwpck_require__(1700);
 /** The command line: `cachix push NAME PATH…` or `attic push CACHE PATH…`. Pure. */
 function pushCommand(to, paths) {
     return [to.tool, ['push', to.cache, ...paths]];
@@ -23996,7 +23996,7 @@ function push(to, paths, log, timeoutMs = 3600_000) {
     const [cmd, args] = pushCommand(to, paths);
     return new Promise((resolve) => {
         const kept = [];
-        const child = (0, node_child_process_1.spawn)(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = (0, children_1.spawnChild)(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
         const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
         const take = (d) => {
             for (const l of d.toString().split('\n').filter(Boolean)) {
@@ -24103,6 +24103,53 @@ function dirBytes(dir) {
 
 /***/ }),
 
+/***/ 1700:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.spawnChild = void 0;
+exports.stopChildren = stopChildren;
+exports.childrenAlive = childrenAlive;
+/**
+ * The child processes this run has alive (nix, nixos-rebuild, tar, zstd, cachix), so that a
+ * signal that ends the run ends them too: a signal skips `finally`, and a `kill` of our pid alone
+ * (a cancelled job, a supervisor) would leave a nixos-rebuild switching with no one to confirm it.
+ */
+const node_child_process_1 = __nccwpck_require__(1421);
+const alive = new Set();
+function track(child) {
+    alive.add(child);
+    const gone = () => alive.delete(child);
+    child.once('exit', gone);
+    child.once('error', gone);
+    return child;
+}
+/** `spawn`, the child tracked until it exits or fails to start. */
+exports.spawnChild = ((...args) => track((0, node_child_process_1.spawn)(...args)));
+/** Sends `signal` to every child still alive; returns how many it reached. */
+function stopChildren(signal = 'SIGTERM') {
+    let n = 0;
+    for (const child of alive) {
+        try {
+            if (child.kill(signal))
+                n++;
+        }
+        catch {
+            // already gone
+        }
+    }
+    return n;
+}
+/** How many children are alive now (tests). */
+function childrenAlive() {
+    return alive.size;
+}
+
+
+/***/ }),
+
 /***/ 7593:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -24175,6 +24222,7 @@ exports.removeOnSignal = removeOnSignal;
 exports.runCommand = runCommand;
 /** The CLI's commands, built on the same pipeline as the action. */
 const inputs_1 = __nccwpck_require__(8422);
+const children_1 = __nccwpck_require__(1700);
 const errors_1 = __nccwpck_require__(3916);
 Object.defineProperty(exports, "describeError", ({ enumerable: true, get: function () { return errors_1.describeError; } }));
 const run_1 = __nccwpck_require__(319);
@@ -24464,9 +24512,10 @@ function cliInputs(cmd, options, env) {
 /** The signals that end a CLI run, and the exit status a shell reports for each (128 + number). */
 exports.EXIT_ON_SIGNAL = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 };
 /**
- * Removes `dir` (the run's key files) when SIGINT, SIGTERM or SIGHUP ends the process (a signal
- * skips `finally`), then exits with 128 + the signal's number. Child processes are not waited
- * for: ssh has read the key by then. Returns the function that takes the handlers off again.
+ * When SIGINT, SIGTERM or SIGHUP ends the process (a signal skips `finally`): stops the child
+ * processes (a nixos-rebuild mid-switch: the armed guard then rolls the target back), removes
+ * `dir` (the run's key files), then exits with 128 + the signal's number. Children are not
+ * waited for: ssh has read the key by then. Returns the function that takes the handlers off.
  */
 function removeOnSignal(dir, proc = process) {
     const signals = Object.keys(exports.EXIT_ON_SIGNAL);
@@ -24476,6 +24525,7 @@ function removeOnSignal(dir, proc = process) {
     };
     function onSignal(signal) {
         off();
+        (0, children_1.stopChildren)('SIGTERM');
         try {
             (0, node_fs_1.rmSync)(dir, { recursive: true, force: true });
         }
@@ -24886,7 +24936,7 @@ async function readAfter(session, sudo, req) {
     if (req.check)
         args.push('--check', String(req.check.timeoutMs / 1000), req.check.command);
     if (req.closure)
-        args.push('--closure', req.closure.of, req.closure.prev);
+        args.push('--closure', req.closure.of, req.closure.prev, req.closure.known);
     const r = (0, guard_1.answered)(await (0, script_1.runScript)(session, 'deploy/after.sh', {
         sudo,
         args,
@@ -25159,6 +25209,7 @@ async function deploy(first, opts) {
     // commandCheck's own limit for one try
     const checkTryMs = Math.max(5000, Math.min(opts.healthTimeoutSeconds * 1000, 120_000));
     const closureOf = opts.action === 'boot' ? 'profile' : opts.action === 'dry-activate' ? opts.toplevel : 'new';
+    const known = (opts.toplevelClosure && opts.toplevel) || '';
     const afterRequest = (mayConfirm) => ({
         guardId: guard?.id,
         disarm: true,
@@ -25167,7 +25218,7 @@ async function deploy(first, opts) {
         check: healthy && opts.healthCheck
             ? { command: opts.healthCheck, timeoutMs: checkTryMs }
             : undefined,
-        closure: closureOf ? { of: closureOf, prev: before.current } : undefined,
+        closure: closureOf ? { of: closureOf, prev: before.current, known } : undefined,
     });
     let facts;
     // Why the new session dropped before it answered: the runner never confirms after that (SSH
@@ -25365,10 +25416,10 @@ async function deploy(first, opts) {
             const needProfile = opts.action === 'boot' && profileNow === undefined;
             let closure = facts?.closure;
             if (hostRunsNow === undefined || needStatus || needProfile) {
-                const known = needStatus || needProfile ? closureOf : systemPath();
+                const of = needStatus || needProfile ? closureOf : systemPath();
                 const f = await readAfter(session, sudo, {
                     guardId: needStatus ? guard?.id : undefined,
-                    closure: known ? { of: known, prev: before.current } : undefined,
+                    closure: of ? { of, prev: before.current, known } : undefined,
                 });
                 hostRunsNow = f.end.current;
                 profileNow = f.end.profile;
@@ -25380,11 +25431,11 @@ async function deploy(first, opts) {
             result.systemPath = systemPath();
             if (result.systemPath && closure?.of !== result.systemPath)
                 closure = (await readAfter(session, sudo, {
-                    closure: { of: result.systemPath, prev: before.current },
+                    closure: { of: result.systemPath, prev: before.current, known },
                 })).closure;
             if (result.systemPath && closure) {
                 if (closure.exit === 0) {
-                    const c = (0, state_1.parseClosure)(closure.output);
+                    const c = (0, state_1.parseClosure)(closure.output, opts.toplevelClosure);
                     result.changed =
                         result.systemPath !== (opts.action === 'boot' ? before.profile : before.current);
                     const sent = (0, state_1.bytesAdded)(c, before.store);
@@ -25652,7 +25703,7 @@ exports.rebuildOnPath = rebuildOnPath;
 exports.failedUnitsFrom = failedUnitsFrom;
 exports.runRebuild = runRebuild;
 /** Running nixos-rebuild: which one, with which arguments, and what its output says. */
-const node_child_process_1 = __nccwpck_require__(1421);
+const children_1 = __nccwpck_require__(1700);
 const node_fs_1 = __nccwpck_require__(3024);
 const node_path_1 = __nccwpck_require__(6760);
 exports.DEPLOY_ACTIONS = ['switch', 'boot', 'test', 'dry-activate', 'build'];
@@ -25707,7 +25758,7 @@ function failedUnitsFrom(output) {
 function runRebuild(cmd, args, env, onLine, timeoutMs) {
     const start = Date.now();
     return new Promise((resolve) => {
-        const child = (0, node_child_process_1.spawn)(cmd.argv0, [...cmd.prefix, ...args], {
+        const child = (0, children_1.spawnChild)(cmd.argv0, [...cmd.prefix, ...args], {
             env,
             stdio: ['ignore', 'pipe', 'pipe'],
         });
@@ -25864,7 +25915,11 @@ function parseState(stdout) {
             : []),
     };
 }
-function parseClosure(stdout) {
+/**
+ * closure.sh's answer. `known`: the closure of the system the runner passed as KNOWN, for when
+ * closure.sh says it is the new one (new_known=1) and so did not list it.
+ */
+function parseClosure(stdout, known) {
     const paths = [];
     const previous = [];
     const kvLines = [];
@@ -25886,7 +25941,7 @@ function parseClosure(stdout) {
         booted: kv[`booted_${f}`] ?? '',
     });
     return {
-        paths,
+        paths: kv.new_known === '1' && known ? known : paths,
         previous,
         boot: {
             kernel: pair('kernel'),
@@ -28587,7 +28642,7 @@ exports.NixError = void 0;
 exports.localNix = localNix;
 exports.nixErrorText = nixErrorText;
 /** The runner's Nix, run as a child process with the settings we need passed on the command line. */
-const node_child_process_1 = __nccwpck_require__(1421);
+const children_1 = __nccwpck_require__(1700);
 const errors_1 = __nccwpck_require__(3916);
 /** Nix is missing or failed in a way the user must fix on the runner. */
 class NixError extends errors_1.VpsNixosError {
@@ -28600,7 +28655,9 @@ function localNix(bin = 'nix') {
     return {
         run(args, opts = {}) {
             return new Promise((resolve, reject) => {
-                const child = (0, node_child_process_1.spawn)(bin, [...FEATURES, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+                const child = (0, children_1.spawnChild)(bin, [...FEATURES, ...args], {
+                    stdio: ['ignore', 'pipe', 'pipe'],
+                });
                 let stdout = '';
                 let stderr = '';
                 let partial = '';
@@ -28754,7 +28811,7 @@ exports.sendClosure = sendClosure;
  * RAM to be run), the files are checked against sha256 sums instead and nothing is registered.
  * An interrupted copy leaves unregistered paths, which the next run deletes and sends again.
  */
-const node_child_process_1 = __nccwpck_require__(1421);
+const children_1 = __nccwpck_require__(1700);
 const node_stream_1 = __nccwpck_require__(7075);
 const errors_1 = __nccwpck_require__(3916);
 const nix_1 = __nccwpck_require__(4280);
@@ -28765,7 +28822,7 @@ class TransferCorrupt extends errors_1.VpsNixosError {
 exports.TransferCorrupt = TransferCorrupt;
 function runLocal(bin, args) {
     return new Promise((resolve, reject) => {
-        const child = (0, node_child_process_1.spawn)(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = (0, children_1.spawnChild)(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
         let out = '';
         let err = '';
         child.stdout.on('data', (d) => (out += d.toString()));
@@ -28861,7 +28918,7 @@ async function filesPresent(session, paths, root) {
 async function streamPaths(session, paths, root) {
     // Leftovers of an interrupted copy are unregistered and read-only: remove them first.
     await store(session, 'clear', [root], paths.join('\n') + '\n', 10 * 60_000);
-    const tar = (0, node_child_process_1.spawn)('tar', [
+    const tar = (0, children_1.spawnChild)('tar', [
         '-C',
         '/',
         '--owner=0',
@@ -28873,7 +28930,7 @@ async function streamPaths(session, paths, root) {
     ], { stdio: ['ignore', 'pipe', 'pipe'] });
     // zstd -3: cheap here, and decompression is cheap on a slow target too (no --long: its window
     // would cost the target 128 MiB of RAM).
-    const zstd = (0, node_child_process_1.spawn)('zstd', ['-q', '-3', '-T0', '-c'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const zstd = (0, children_1.spawnChild)('zstd', ['-q', '-3', '-T0', '-c'], { stdio: ['pipe', 'pipe', 'pipe'] });
     let err = '';
     tar.stderr.on('data', (d) => (err += d.toString()));
     zstd.stderr.on('data', (d) => (err += d.toString()));
@@ -30728,6 +30785,9 @@ async function runPipeline(cfg, req, deps, record = newRecord(cfg)) {
                     action: cfg.deployAction,
                     flake: cfg.flake,
                     toplevel: cfg.toplevel ?? record.build?.toplevel,
+                    toplevelClosure: record.build && record.build.toplevel === (cfg.toplevel ?? record.build.toplevel)
+                        ? record.build.paths
+                        : undefined,
                     buildHost: cfg.buildHost,
                     useSudo: cfg.useSudo,
                     confirmTimeoutSeconds: cfg.confirmTimeoutSeconds,
@@ -32818,9 +32878,15 @@ function installerRow(k) {
 const ANSI = /\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|\x1b[@-_]?/g;
 // eslint-disable-next-line no-control-regex -- as above
 const CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]/g;
-/** Remote text without control sequences; every line break is `\n` (a lone `\r` ends a line too). */
+// Bidirectional controls reorder what a reader sees (the "Trojan Source" trick: a path or a
+// command shown other than it is); U+2028/2029 break lines in some viewers and not in others.
+const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/g;
+/**
+ * Remote text without control sequences or bidirectional controls; every line break is `\n` (a
+ * lone `\r` ends a line too).
+ */
 function plainText(s) {
-    return s.replace(/\r\n?/g, '\n').replace(ANSI, '').replace(CONTROL, '');
+    return s.replace(/\r\n?/g, '\n').replace(ANSI, '').replace(CONTROL, '').replace(BIDI, '');
 }
 /**
  * Text safe to print where the Actions runner reads stdout: no control sequences, and no line it
@@ -32833,13 +32899,16 @@ function safeText(s) {
 }
 /**
  * A JSON document for a terminal or a workflow log, its values exactly as they are: DEL and the
- * C1 controls (U+009B is CSI, an escape sequence in one character), which `JSON.stringify`
- * leaves raw, become `\u` escapes, and so does the second `#` of a `##[` (the runner takes
- * `##[cmd]` anywhere in a line as a command). A `::` cannot start a line of it.
+ * C1 controls (U+009B is CSI, an escape sequence in one character) and the bidirectional
+ * controls, which `JSON.stringify` leaves raw, become `\u` escapes, and so does the second `#` of
+ * a `##[` (the runner takes `##[cmd]` anywhere in a line as a command). A `::` cannot start a
+ * line of it.
  */
 function jsonText(value) {
+    const escape = (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
     return (JSON.stringify(value, null, 2)
-        .replace(/[\x7f-\x9f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+        .replace(/[\x7f-\x9f]/g, escape)
+        .replace(BIDI, escape)
         .replace(/##\[/g, '#\\u0023[') + '\n');
 }
 const ENTITY = {

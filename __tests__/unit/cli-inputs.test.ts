@@ -110,12 +110,31 @@ describe(KEY_ENV, () => {
   });
 });
 
+describe('a word after a boolean option', () => {
+  it('is refused naming the boolean, not as an unknown option', () => {
+    const e = thrown(() =>
+      parseArgs(['plan', '--allow-low-ram', 'yes please'], (c) => findCommand(c)?.options),
+    );
+    expect(e.message).toBe("input 'allow-low-ram': 'yes please' is not true or false");
+    expect(e.fix).toMatch(/--allow-low-ram true, --allow-low-ram false/);
+  });
+  it('still takes the boolean alone, or with its value', () => {
+    for (const [argv, v] of [
+      [['plan', '--allow-low-ram', '--method', 'kexec'], 'true'],
+      [['plan', '--allow-low-ram', 'false'], 'false'],
+      [['plan', '--allow-low-ram'], 'true'],
+    ] as const)
+      expect(parseArgs([...argv], (c) => findCommand(c)?.options).options['allow-low-ram']).toBe(v);
+  });
+});
+
 describe('key material in the wrong place on the command line', () => {
   it('is not quoted by the argument parser', () => {
     for (const argv of [
       ['probe', privateKey],
       ['probe', `--${privateKey}`],
       ['probe', '--target', 'root@h', privateKey],
+      ['plan', '--allow-low-ram', privateKey],
     ]) {
       const e = thrown(() => parseArgs(argv, (c) => findCommand(c)?.options));
       expect(e.input).toBe('(a private key, not shown)');

@@ -32,12 +32,22 @@ export function parseArgs(
   let i = 0;
   if (argv[0] && !argv[0].startsWith('-')) out.command = argv[i++];
   const specs = out.command ? known(out.command) : [];
+  /** The boolean option just before, given without a value (`--rollback maybe`). */
+  let bareBoolean: string | undefined;
   for (; i < argv.length; i++) {
     const arg = argv[i] as string;
     if (arg === '--help' || arg === '-h') {
       out.help = true;
       continue;
     }
+    if (!arg.startsWith('--') && bareBoolean) {
+      throw new InputError(
+        bareBoolean,
+        `'${quotable(arg)}' is not true or false`,
+        `write --${bareBoolean} true, --${bareBoolean} false, or --${bareBoolean} alone for true`,
+      );
+    }
+    bareBoolean = undefined;
     if (!arg.startsWith('--')) {
       throw new InputError(
         quotable(arg),
@@ -57,8 +67,13 @@ export function parseArgs(
     }
     let value: string | undefined;
     if (eq >= 0) value = arg.slice(eq + 1);
-    else if (spec.boolean) value = BOOL.test(argv[i + 1] ?? '') ? argv[++i] : 'true';
-    else {
+    else if (spec.boolean) {
+      if (BOOL.test(argv[i + 1] ?? '')) value = argv[++i];
+      else {
+        value = 'true';
+        bareBoolean = name;
+      }
+    } else {
       value = argv[++i];
       if (value === undefined)
         throw new InputError(name, 'needs a value', `write --${name} VALUE or --${name}=VALUE`);

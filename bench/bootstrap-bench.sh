@@ -61,6 +61,10 @@ inst = [p for p in d.get("phases", []) if p["name"] == "install" and p["status"]
 if inst:
     b = inst[0].get("bytesSent", 0)
     print(f"  install on the wire: {b/2**20:.1f} MiB = {b/int(czstd):.3f} x the zstd -3 size of the closure it lacked ({int(czstd)/2**20:.1f} MiB)")
+    import re
+    v = re.search(r"NAR hashes checked \(([0-9.]+) s\)", json.dumps(inst[0]))
+    if v:
+        print(f"  NAR verification on the target (before registration): {v.group(1)} s")
 if d.get("plan"):
     print(f"  plan: {d['plan'].get('method')} ({'; '.join(d['plan'].get('reasons', [])[-1:])})")
 if d.get("error"):

@@ -48,6 +48,8 @@ export interface TransferResult {
   bytesSent: number;
   /** Bytes of the tar stream before compression. */
   tarBytes: number;
+  /** Seconds the target spent hashing what arrived (NAR sha256, checked before registration). */
+  verifySeconds: number;
 }
 
 /** Paths whose bytes on the target are not what this runner's store has; nothing was registered. */
@@ -265,9 +267,12 @@ async function verifyAndRegister(
   root: string,
   nix: string,
   bin: string,
-): Promise<void> {
+  log: (line: string) => void,
+): Promise<number> {
   const want = await localNarHashes(paths, bin);
+  const t0 = Date.now();
   const out = await store(session, 'hash', [root, nix], paths.join('\n') + '\n', 60 * 60_000);
+  const seconds = (Date.now() - t0) / 1000;
   const got = out
     .split('\n')
     .map((l) => l.trim())
@@ -286,6 +291,9 @@ async function verifyAndRegister(
       're-run to send them again; if it repeats, something between the runner and the host alters the stream',
     );
   }
+  log(
+    `the ${paths.length} paths that arrived match this runner's NAR hashes (hashed on the target in ${seconds.toFixed(1)} s)`,
+  );
   const db = await runLocal(bin, ['--dump-db', ...paths]);
   await store(session, 'register', [root, nix], db, 10 * 60_000);
   const left = await remoteInvalid(session, paths, root, nix);
@@ -294,6 +302,7 @@ async function verifyAndRegister(
       `${left.length} paths are still not valid on the target after the copy (first: ${left[0]})`,
       're-run to resume',
     );
+  return seconds;
 }
 
 /** Copies the closure of `roots` into the target's store under `storeRoot`; returns what it did. */
@@ -312,6 +321,7 @@ export async function sendClosure(
     sent: 0,
     bytesSent: 0,
     tarBytes: 0,
+    verifySeconds: 0,
   };
   const send = async (paths: string[]) => {
     const [wire, tarBytes] = await streamPaths(session, paths, root);
@@ -349,7 +359,7 @@ export async function sendClosure(
   if (nixMissing.length > 0) {
     opts.log(`sending the closure's Nix first (${nixMissing.length} paths)`);
     await send(nixMissing);
-    await verifyAndRegister(session, nixMissing, root, nix, bin);
+    result.verifySeconds += await verifyAndRegister(session, nixMissing, root, nix, bin, opts.log);
     missing = missing.filter((p) => !nixClosure.has(p));
   }
   if (missing.length > 0 && opts.substitute) {
@@ -373,7 +383,7 @@ export async function sendClosure(
   if (missing.length > 0) {
     opts.log(`sending ${missing.length} of ${closure.length} paths`);
     await send(missing);
-    await verifyAndRegister(session, missing, root, nix, bin);
+    result.verifySeconds += await verifyAndRegister(session, missing, root, nix, bin, opts.log);
   }
   return result;
 }

@@ -754,6 +754,7 @@ export class RunnerStore {
       sent: missing.length,
       bytesSent: this.wireBytes(missing),
       tarBytes,
+      verifySeconds: 0,
     };
   };
 

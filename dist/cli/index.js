@@ -24173,12 +24173,18 @@ function parseArgs(argv, known) {
     if (argv[0] && !argv[0].startsWith('-'))
         out.command = argv[i++];
     const specs = out.command ? known(out.command) : [];
+    /** The boolean option just before, given without a value (`--rollback maybe`). */
+    let bareBoolean;
     for (; i < argv.length; i++) {
         const arg = argv[i];
         if (arg === '--help' || arg === '-h') {
             out.help = true;
             continue;
         }
+        if (!arg.startsWith('--') && bareBoolean) {
+            throw new errors_1.InputError(bareBoolean, `'${quotable(arg)}' is not true or false`, `write --${bareBoolean} true, --${bareBoolean} false, or --${bareBoolean} alone for true`);
+        }
+        bareBoolean = undefined;
         if (!arg.startsWith('--')) {
             throw new errors_1.InputError(quotable(arg), 'is not an option', `options are written --name value; see vps-nixos ${out.command ?? ''} --help`);
         }
@@ -24191,8 +24197,14 @@ function parseArgs(argv, known) {
         let value;
         if (eq >= 0)
             value = arg.slice(eq + 1);
-        else if (spec.boolean)
-            value = BOOL.test(argv[i + 1] ?? '') ? argv[++i] : 'true';
+        else if (spec.boolean) {
+            if (BOOL.test(argv[i + 1] ?? ''))
+                value = argv[++i];
+            else {
+                value = 'true';
+                bareBoolean = name;
+            }
+        }
         else {
             value = argv[++i];
             if (value === undefined)
@@ -28966,9 +28978,11 @@ async function streamPaths(session, paths, root) {
  * Checks what arrived against this runner's NAR hashes with the closure's Nix, then registers it.
  * A path whose bytes differ is deleted and never registered.
  */
-async function verifyAndRegister(session, paths, root, nix, bin) {
+async function verifyAndRegister(session, paths, root, nix, bin, log) {
     const want = await localNarHashes(paths, bin);
+    const t0 = Date.now();
     const out = await store(session, 'hash', [root, nix], paths.join('\n') + '\n', 60 * 60_000);
+    const seconds = (Date.now() - t0) / 1000;
     const got = out
         .split('\n')
         .map((l) => l.trim())
@@ -28985,11 +28999,13 @@ async function verifyAndRegister(session, paths, root, nix, bin) {
         await store(session, 'clear', [root], bad.join('\n') + '\n', 10 * 60_000);
         throw new TransferCorrupt(`${bad.length} of ${paths.length} paths arrived with contents that differ from this runner's store (first: ${bad[0] ?? 'none'}): nothing of them was registered, and they were deleted`, 're-run to send them again; if it repeats, something between the runner and the host alters the stream');
     }
+    log(`the ${paths.length} paths that arrived match this runner's NAR hashes (hashed on the target in ${seconds.toFixed(1)} s)`);
     const db = await runLocal(bin, ['--dump-db', ...paths]);
     await store(session, 'register', [root, nix], db, 10 * 60_000);
     const left = await remoteInvalid(session, paths, root, nix);
     if (left.length > 0)
         throw new errors_1.VpsNixosError(`${left.length} paths are still not valid on the target after the copy (first: ${left[0]})`, 're-run to resume');
+    return seconds;
 }
 /** Copies the closure of `roots` into the target's store under `storeRoot`; returns what it did. */
 async function sendClosure(session, roots, opts) {
@@ -29003,6 +29019,7 @@ async function sendClosure(session, roots, opts) {
         sent: 0,
         bytesSent: 0,
         tarBytes: 0,
+        verifySeconds: 0,
     };
     const send = async (paths) => {
         const [wire, tarBytes] = await streamPaths(session, paths, root);
@@ -29032,7 +29049,7 @@ async function sendClosure(session, roots, opts) {
     if (nixMissing.length > 0) {
         opts.log(`sending the closure's Nix first (${nixMissing.length} paths)`);
         await send(nixMissing);
-        await verifyAndRegister(session, nixMissing, root, nix, bin);
+        result.verifySeconds += await verifyAndRegister(session, nixMissing, root, nix, bin, opts.log);
         missing = missing.filter((p) => !nixClosure.has(p));
     }
     if (missing.length > 0 && opts.substitute) {
@@ -29051,7 +29068,7 @@ async function sendClosure(session, roots, opts) {
     if (missing.length > 0) {
         opts.log(`sending ${missing.length} of ${closure.length} paths`);
         await send(missing);
-        await verifyAndRegister(session, missing, root, nix, bin);
+        result.verifySeconds += await verifyAndRegister(session, missing, root, nix, bin, opts.log);
     }
     return result;
 }
@@ -29696,7 +29713,7 @@ exports.installPhase = {
         const wire = sent.tarBytes
             ? `${(0, size_1.formatBytes)(sent.bytesSent)} zstd of ${(0, size_1.formatBytes)(sent.tarBytes)}`
             : (0, size_1.formatBytes)(sent.bytesSent);
-        return `${parts}; closure ${sent.closure.length} paths: ${sent.present} there, ${sent.substituted} substituted by the target, ${sent.sent} sent (${wire}), NAR hashes checked and registered by the closure's Nix; boot loader installed; system profile ${fin.profile}; host keys copied`;
+        return `${parts}; closure ${sent.closure.length} paths: ${sent.present} there, ${sent.substituted} substituted by the target, ${sent.sent} sent (${wire}), NAR hashes checked (${sent.verifySeconds.toFixed(1)} s) and registered by the closure's Nix; boot loader installed; system profile ${fin.profile}; host keys copied`;
     },
 };
 

@@ -107,6 +107,20 @@ describe('network rules (the same as run.sh)', () => {
     ]);
   });
 
+  it('an MTU other than 1500 is kept as MTUBytes (as run.sh does); 1500 is left to the default', () => {
+    const facts = loadFacts('static-ifupdown-debian-12-kvm');
+    expect(hostNetwork(facts).units[0]?.mtu).toBeUndefined();
+    expect(factsToNix(facts)).not.toContain('MTUBytes');
+    const jumbo = structuredClone(facts);
+    jumbo.interfaces[0]!.mtu = 1450;
+    const unit = hostNetwork(jumbo).units.find((u) => u.mac === jumbo.interfaces[0]!.mac);
+    expect(unit?.mtu).toBe(1450);
+    expect(factsToNix(jumbo)).toContain('linkConfig.MTUBytes = "1450";');
+    const bad = structuredClone(facts);
+    (bad.interfaces[0] as { mtu?: unknown }).mtu = '1450; };';
+    expect(() => hostNetwork(bad)).toThrow(/interfaces\[0\]\.mtu/);
+  });
+
   it('a gateway inside the subnet needs no GatewayOnLink unless the kernel route says onlink', () => {
     const two = hostNetwork(loadFacts('two-nics-kvm'));
     expect(two.units.flatMap((u) => u.routes).every((r) => !r.gatewayOnLink)).toBe(true);

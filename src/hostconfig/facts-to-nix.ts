@@ -245,6 +245,8 @@ function networkUnit(unit: NetworkUnit): string {
     `${i}  IPv6AcceptRA = ${unit.acceptRA};`,
     `${i}};`,
   ];
+  if (unit.mtu !== undefined)
+    lines.push(`${i}linkConfig.MTUBytes = ${nixString(String(unit.mtu))};`);
   if (unit.addresses.length > 0) lines.push(`${i}address = ${nixStringList(unit.addresses, i)};`);
   if (unit.routes.length > 0) {
     lines.push(`${i}routes = [`);

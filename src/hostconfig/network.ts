@@ -1,7 +1,8 @@
 /**
  * The host's network as systemd-networkd units, from the probe's facts. The same rules as the
  * awk in nix/kexec-installer/run.sh, so the installed system comes up the way the installer did:
- * - only links with an Ethernet MAC are configured, matched by that MAC;
+ * - only links with an Ethernet MAC are configured, matched by that MAC; an MTU other than 1500
+ *   is kept (`MTUBytes=`);
  * - static (not `dynamic`) global addresses become `Address=`; a dynamic IPv4 address means
  *   `DHCP=ipv4`, a dynamic IPv6 address or an `ra` route means `IPv6AcceptRA=yes`;
  * - routes made by the kernel, DHCP, RAs or redirects are left out (they come back by
@@ -58,6 +59,8 @@ export interface NetworkUnit {
   routes: UnitRoute[];
   /** The host had a default route on this link (IPv4 or IPv6). */
   hasDefaultRoute: boolean;
+  /** The link's MTU when it is not Ethernet's 1500 (a provider's 1450 or 9000): `MTUBytes=`. */
+  mtu?: number;
 }
 
 /** What facts-to-nix writes about the network. */
@@ -85,6 +88,7 @@ interface Link {
   ra: boolean;
   hasDefaultRoute: boolean;
   wanted: boolean;
+  mtu?: number;
 }
 
 /** The network units for the host, from its facts. Throws HostConfigError on a value we will not emit. */
@@ -100,6 +104,9 @@ export function hostNetwork(facts: Pick<Facts, 'interfaces' | 'routes' | 'dns'>)
   facts.interfaces.forEach((iface, i) => {
     const name = checkInterfaceName(iface?.name, `interfaces[${i}].name`);
     const mac = checkMac(iface.mac, `interfaces[${i}].mac`);
+    const mtu = iface.mtu;
+    if (mtu !== undefined && (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535))
+      throw new HostConfigError(`interfaces[${i}].mtu`, mtu, 'is not an MTU (68 to 65535)');
     if (!Array.isArray(iface.addresses))
       throw new HostConfigError(`interfaces[${i}].addresses`, iface.addresses, 'is not a list');
     // Addresses are checked even on links we skip: a bad value means bad facts.
@@ -113,6 +120,7 @@ export function hostNetwork(facts: Pick<Facts, 'interfaces' | 'routes' | 'dns'>)
       ra: false,
       hasDefaultRoute: false,
       wanted: false,
+      mtu: mtu !== undefined && mtu !== 1500 ? mtu : undefined,
     };
     iface.addresses.forEach((a, j) => {
       const field = `interfaces[${i}].addresses[${j}]`;
@@ -200,6 +208,7 @@ export function hostNetwork(facts: Pick<Facts, 'interfaces' | 'routes' | 'dns'>)
       addresses: l.addresses,
       routes: l.routes,
       hasDefaultRoute: l.hasDefaultRoute,
+      ...(l.mtu !== undefined ? { mtu: l.mtu } : {}),
     }));
   return { units, skipped, nameservers: [...new Set(nameservers)] };
 }

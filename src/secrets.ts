@@ -1,6 +1,68 @@
 /** Key material on disk: private dir, 0600 files, removed after the run whatever happened. */
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  lstatSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
+
+/** Every private dir of a run starts so; its `.owner` file holds the pid of the run. */
+const PREFIX = 'vps-nixos-';
+const OWNER = '.owner';
+
+/**
+ * A fresh 0700 dir under `parent` for this run's key files and downloads, marked with the pid
+ * that owns it: a run killed with SIGKILL cannot remove it, the next one can (sweepKilledRuns).
+ */
+export function privateRunDir(parent: string): string {
+  const dir = mkdtempSync(join(parent, PREFIX));
+  chmodSync(dir, 0o700);
+  writeFileSync(join(dir, OWNER), `${process.pid}\n`, { mode: 0o600 });
+  return dir;
+}
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+/**
+ * Removes the private dirs under `parent` that runs killed outright left behind (their key
+ * files included): ours (an `.owner` file), owned by this user, whose pid no longer runs.
+ * Returns the dirs removed. Never throws: a dir it cannot read or remove is left alone.
+ */
+export function sweepKilledRuns(parent: string, isAlive = alive): string[] {
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(parent).filter((n) => n.startsWith(PREFIX));
+  } catch {
+    return removed;
+  }
+  const uid = process.getuid?.();
+  for (const name of names) {
+    const dir = join(parent, name);
+    try {
+      const st = lstatSync(dir);
+      if (!st.isDirectory() || (uid !== undefined && st.uid !== uid)) continue;
+      const pid = Number(readFileSync(join(dir, OWNER), 'utf8').trim());
+      if (!Number.isInteger(pid) || pid <= 0 || isAlive(pid)) continue;
+      rmSync(dir, { recursive: true, force: true });
+      removed.push(dir);
+    } catch {
+      // not ours (no .owner), or gone meanwhile
+    }
+  }
+  return removed;
+}
 
 export interface KeyMaterial {
   dir: string;
@@ -21,8 +83,7 @@ export function writeKeyMaterial(
   privateKey: string,
   knownHosts?: string,
 ): KeyMaterial {
-  const dir = mkdtempSync(join(parent, 'vps-nixos-'));
-  chmodSync(dir, 0o700);
+  const dir = privateRunDir(parent);
   const privateKeyFile = join(dir, 'id');
   // OpenSSH refuses a key without its final newline.
   writeFileSync(privateKeyFile, privateKey.trim() + '\n', { mode: 0o600 });

@@ -1,9 +1,10 @@
 /** The CLI's temp dir holds the deploy key: a signal (which skips `finally`) removes it too. */
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { childrenAlive, spawnChild, stopChildren } from '../../src/children';
+import { privateRunDir, sweepKilledRuns } from '../../src/secrets';
 import { EXIT_ON_SIGNAL, removeOnSignal, type SignalProcess } from '../../src/cli/commands';
 
 /** A process stand-in: signals are events, exit is recorded. */
@@ -83,5 +84,26 @@ describe('a signal ends the child processes too', () => {
     await new Promise((r) => child.once('exit', r));
     expect(childrenAlive()).toBe(0);
     expect(stopChildren()).toBe(0);
+  });
+});
+
+describe('a run killed outright (SIGKILL) leaves its key dir: the next run removes it', () => {
+  it('removes our dirs whose pid is gone, and nothing else', () => {
+    const parent = mkdtempSync(join(tmpdir(), 'vps-nixos-sweep-parent-'));
+    const killed = privateRunDir(parent);
+    writeFileSync(join(killed, 'id'), 'key', { mode: 0o600 });
+    const running = privateRunDir(parent);
+    const foreign = join(parent, 'vps-nixos-not-ours');
+    mkdirSync(foreign);
+    const pidOf = (d: string) => Number(readFileSync(join(d, '.owner'), 'utf8'));
+    expect(pidOf(killed)).toBe(process.pid);
+    writeFileSync(join(killed, '.owner'), '999999999\n');
+    const removed = sweepKilledRuns(parent, (pid) => pid === process.pid);
+    expect(removed).toEqual([killed]);
+    expect(existsSync(killed)).toBe(false);
+    expect(existsSync(running)).toBe(true);
+    expect(existsSync(foreign)).toBe(true);
+    // the real liveness check: this process runs, a pid past pid_max does not
+    expect(sweepKilledRuns(parent)).toEqual([]);
   });
 });

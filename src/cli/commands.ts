@@ -1,6 +1,7 @@
 /** The CLI's commands, built on the same pipeline as the action. */
 import { INPUTS, isBooleanInput, parseConfig, type InputName, type RawInputs } from '../inputs';
 import { stopChildren } from '../children';
+import { privateRunDir, sweepKilledRuns } from '../secrets';
 import { InputError, describeError } from '../errors';
 import { runPipeline, type Logger } from '../pipeline/run';
 import { finalStatus } from '../pipeline/status';
@@ -12,7 +13,7 @@ import { entryStages, type Entry } from '../pipeline/decide';
 import type { KexecTarball } from '../nix/kexec';
 import type { OptionSpec } from './args';
 import { homedir, tmpdir } from 'node:os';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { LocalDirCacheStore } from '../cache/store';
 import { TOOL_VERSION } from '../version';
@@ -396,7 +397,9 @@ export async function runCommand(
   const cacheRoot =
     options['cache-dir'] ??
     join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'vps-nixos');
-  const tempDir = mkdtempSync(join(tmpdir(), 'vps-nixos-'));
+  for (const dir of sweepKilledRuns(tmpdir()))
+    log.warn(`removed ${dir}: a run killed before it could clean up left it (with its key files)`);
+  const tempDir = privateRunDir(tmpdir());
   const signalsOff = removeOnSignal(tempDir);
   let record: RunRecord;
   try {

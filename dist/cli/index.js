@@ -24235,6 +24235,7 @@ exports.runCommand = runCommand;
 /** The CLI's commands, built on the same pipeline as the action. */
 const inputs_1 = __nccwpck_require__(8422);
 const children_1 = __nccwpck_require__(1700);
+const secrets_1 = __nccwpck_require__(7194);
 const errors_1 = __nccwpck_require__(3916);
 Object.defineProperty(exports, "describeError", ({ enumerable: true, get: function () { return errors_1.describeError; } }));
 const run_1 = __nccwpck_require__(319);
@@ -24567,7 +24568,9 @@ async function runCommand(cmd, options, log, env = process.env) {
     const stages = (0, decide_1.entryStages)(cmd.entry ?? 'probe', cfg);
     const cacheRoot = options['cache-dir'] ??
         (0, node_path_1.join)(process.env.XDG_CACHE_HOME || (0, node_path_1.join)((0, node_os_1.homedir)(), '.cache'), 'vps-nixos');
-    const tempDir = (0, node_fs_1.mkdtempSync)((0, node_path_1.join)((0, node_os_1.tmpdir)(), 'vps-nixos-'));
+    for (const dir of (0, secrets_1.sweepKilledRuns)((0, node_os_1.tmpdir)()))
+        log.warn(`removed ${dir}: a run killed before it could clean up left it (with its key files)`);
+    const tempDir = (0, secrets_1.privateRunDir)((0, node_os_1.tmpdir)());
     const signalsOff = removeOnSignal(tempDir);
     let record;
     try {
@@ -26346,6 +26349,8 @@ function networkUnit(unit) {
         `${i}  IPv6AcceptRA = ${unit.acceptRA};`,
         `${i}};`,
     ];
+    if (unit.mtu !== undefined)
+        lines.push(`${i}linkConfig.MTUBytes = ${(0, nix_1.nixString)(String(unit.mtu))};`);
     if (unit.addresses.length > 0)
         lines.push(`${i}address = ${(0, nix_1.nixStringList)(unit.addresses, i)};`);
     if (unit.routes.length > 0) {
@@ -26576,6 +26581,9 @@ function hostNetwork(facts) {
     facts.interfaces.forEach((iface, i) => {
         const name = (0, ip_1.checkInterfaceName)(iface?.name, `interfaces[${i}].name`);
         const mac = (0, ip_1.checkMac)(iface.mac, `interfaces[${i}].mac`);
+        const mtu = iface.mtu;
+        if (mtu !== undefined && (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535))
+            throw new errors_1.HostConfigError(`interfaces[${i}].mtu`, mtu, 'is not an MTU (68 to 65535)');
         if (!Array.isArray(iface.addresses))
             throw new errors_1.HostConfigError(`interfaces[${i}].addresses`, iface.addresses, 'is not a list');
         // Addresses are checked even on links we skip: a bad value means bad facts.
@@ -26589,6 +26597,7 @@ function hostNetwork(facts) {
             ra: false,
             hasDefaultRoute: false,
             wanted: false,
+            mtu: mtu !== undefined && mtu !== 1500 ? mtu : undefined,
         };
         iface.addresses.forEach((a, j) => {
             const field = `interfaces[${i}].addresses[${j}]`;
@@ -26672,6 +26681,7 @@ function hostNetwork(facts) {
         addresses: l.addresses,
         routes: l.routes,
         hasDefaultRoute: l.hasDefaultRoute,
+        ...(l.mtu !== undefined ? { mtu: l.mtu } : {}),
     }));
     return { units, skipped, nameservers: [...new Set(nameservers)] };
 }
@@ -33553,6 +33563,110 @@ function cutUtf8(s, maxBytes) {
     while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80)
         end--;
     return bytes.subarray(0, end).toString('utf8');
+}
+
+
+/***/ }),
+
+/***/ 7194:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.privateRunDir = privateRunDir;
+exports.sweepKilledRuns = sweepKilledRuns;
+exports.maskLines = maskLines;
+exports.writeKeyMaterial = writeKeyMaterial;
+exports.removeKeyMaterial = removeKeyMaterial;
+/** Key material on disk: private dir, 0600 files, removed after the run whatever happened. */
+const node_fs_1 = __nccwpck_require__(3024);
+const node_path_1 = __nccwpck_require__(6760);
+/** Every private dir of a run starts so; its `.owner` file holds the pid of the run. */
+const PREFIX = 'vps-nixos-';
+const OWNER = '.owner';
+/**
+ * A fresh 0700 dir under `parent` for this run's key files and downloads, marked with the pid
+ * that owns it: a run killed with SIGKILL cannot remove it, the next one can (sweepKilledRuns).
+ */
+function privateRunDir(parent) {
+    const dir = (0, node_fs_1.mkdtempSync)((0, node_path_1.join)(parent, PREFIX));
+    (0, node_fs_1.chmodSync)(dir, 0o700);
+    (0, node_fs_1.writeFileSync)((0, node_path_1.join)(dir, OWNER), `${process.pid}\n`, { mode: 0o600 });
+    return dir;
+}
+const alive = (pid) => {
+    try {
+        process.kill(pid, 0);
+        return true;
+    }
+    catch (err) {
+        return err.code === 'EPERM';
+    }
+};
+/**
+ * Removes the private dirs under `parent` that runs killed outright left behind (their key
+ * files included): ours (an `.owner` file), owned by this user, whose pid no longer runs.
+ * Returns the dirs removed. Never throws: a dir it cannot read or remove is left alone.
+ */
+function sweepKilledRuns(parent, isAlive = alive) {
+    const removed = [];
+    let names;
+    try {
+        names = (0, node_fs_1.readdirSync)(parent).filter((n) => n.startsWith(PREFIX));
+    }
+    catch {
+        return removed;
+    }
+    const uid = process.getuid?.();
+    for (const name of names) {
+        const dir = (0, node_path_1.join)(parent, name);
+        try {
+            const st = (0, node_fs_1.lstatSync)(dir);
+            if (!st.isDirectory() || (uid !== undefined && st.uid !== uid))
+                continue;
+            const pid = Number((0, node_fs_1.readFileSync)((0, node_path_1.join)(dir, OWNER), 'utf8').trim());
+            if (!Number.isInteger(pid) || pid <= 0 || isAlive(pid))
+                continue;
+            (0, node_fs_1.rmSync)(dir, { recursive: true, force: true });
+            removed.push(dir);
+        }
+        catch {
+            // not ours (no .owner), or gone meanwhile
+        }
+    }
+    return removed;
+}
+/** Registers every line of a secret with the masker (GitHub masks line by line). */
+function maskLines(secret, setSecret) {
+    for (const line of secret.split(/\r?\n/)) {
+        if (line.trim() !== '')
+            setSecret(line.trim());
+    }
+}
+/** Writes the key (and known_hosts) into a fresh 0700 dir under `parent`, files 0600. */
+function writeKeyMaterial(parent, privateKey, knownHosts) {
+    const dir = privateRunDir(parent);
+    const privateKeyFile = (0, node_path_1.join)(dir, 'id');
+    // OpenSSH refuses a key without its final newline.
+    (0, node_fs_1.writeFileSync)(privateKeyFile, privateKey.trim() + '\n', { mode: 0o600 });
+    let knownHostsFile;
+    if (knownHosts !== undefined) {
+        knownHostsFile = (0, node_path_1.join)(dir, 'known_hosts');
+        (0, node_fs_1.writeFileSync)(knownHostsFile, knownHosts.trim() + '\n', { mode: 0o600 });
+    }
+    return { dir, privateKeyFile, knownHostsFile };
+}
+/** Removes the key dir; reports instead of throwing, so cleanup never fails a job. */
+function removeKeyMaterial(dir, warn) {
+    if (!dir)
+        return;
+    try {
+        (0, node_fs_1.rmSync)(dir, { recursive: true, force: true });
+    }
+    catch (err) {
+        warn(`could not remove key material in ${dir}: ${err.message}`);
+    }
 }
 
 

@@ -31989,12 +31989,69 @@ const secrets_1 = __nccwpck_require__(7194);
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.privateRunDir = privateRunDir;
+exports.sweepKilledRuns = sweepKilledRuns;
 exports.maskLines = maskLines;
 exports.writeKeyMaterial = writeKeyMaterial;
 exports.removeKeyMaterial = removeKeyMaterial;
 /** Key material on disk: private dir, 0600 files, removed after the run whatever happened. */
 const node_fs_1 = __nccwpck_require__(3024);
 const node_path_1 = __nccwpck_require__(6760);
+/** Every private dir of a run starts so; its `.owner` file holds the pid of the run. */
+const PREFIX = 'vps-nixos-';
+const OWNER = '.owner';
+/**
+ * A fresh 0700 dir under `parent` for this run's key files and downloads, marked with the pid
+ * that owns it: a run killed with SIGKILL cannot remove it, the next one can (sweepKilledRuns).
+ */
+function privateRunDir(parent) {
+    const dir = (0, node_fs_1.mkdtempSync)((0, node_path_1.join)(parent, PREFIX));
+    (0, node_fs_1.chmodSync)(dir, 0o700);
+    (0, node_fs_1.writeFileSync)((0, node_path_1.join)(dir, OWNER), `${process.pid}\n`, { mode: 0o600 });
+    return dir;
+}
+const alive = (pid) => {
+    try {
+        process.kill(pid, 0);
+        return true;
+    }
+    catch (err) {
+        return err.code === 'EPERM';
+    }
+};
+/**
+ * Removes the private dirs under `parent` that runs killed outright left behind (their key
+ * files included): ours (an `.owner` file), owned by this user, whose pid no longer runs.
+ * Returns the dirs removed. Never throws: a dir it cannot read or remove is left alone.
+ */
+function sweepKilledRuns(parent, isAlive = alive) {
+    const removed = [];
+    let names;
+    try {
+        names = (0, node_fs_1.readdirSync)(parent).filter((n) => n.startsWith(PREFIX));
+    }
+    catch {
+        return removed;
+    }
+    const uid = process.getuid?.();
+    for (const name of names) {
+        const dir = (0, node_path_1.join)(parent, name);
+        try {
+            const st = (0, node_fs_1.lstatSync)(dir);
+            if (!st.isDirectory() || (uid !== undefined && st.uid !== uid))
+                continue;
+            const pid = Number((0, node_fs_1.readFileSync)((0, node_path_1.join)(dir, OWNER), 'utf8').trim());
+            if (!Number.isInteger(pid) || pid <= 0 || isAlive(pid))
+                continue;
+            (0, node_fs_1.rmSync)(dir, { recursive: true, force: true });
+            removed.push(dir);
+        }
+        catch {
+            // not ours (no .owner), or gone meanwhile
+        }
+    }
+    return removed;
+}
 /** Registers every line of a secret with the masker (GitHub masks line by line). */
 function maskLines(secret, setSecret) {
     for (const line of secret.split(/\r?\n/)) {
@@ -32004,8 +32061,7 @@ function maskLines(secret, setSecret) {
 }
 /** Writes the key (and known_hosts) into a fresh 0700 dir under `parent`, files 0600. */
 function writeKeyMaterial(parent, privateKey, knownHosts) {
-    const dir = (0, node_fs_1.mkdtempSync)((0, node_path_1.join)(parent, 'vps-nixos-'));
-    (0, node_fs_1.chmodSync)(dir, 0o700);
+    const dir = privateRunDir(parent);
     const privateKeyFile = (0, node_path_1.join)(dir, 'id');
     // OpenSSH refuses a key without its final newline.
     (0, node_fs_1.writeFileSync)(privateKeyFile, privateKey.trim() + '\n', { mode: 0o600 });

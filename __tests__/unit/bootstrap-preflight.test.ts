@@ -42,6 +42,22 @@ describe('bootstrapPreflight', () => {
       /holds it twice in kernel memory, 572\.0 MiB of MemTotal 708\.0 MiB/,
     );
   });
+  it('refuses a root file system without room for the installer, before prep touches it', async () => {
+    const full = {
+      ...facts,
+      root: { fsType: 'ext4', sizeBytes: 4096 * MiB, availBytes: 0, mountpoint: '/' },
+    };
+    await expect(
+      bootstrapPreflight(['prep', 'kexec'], full, { kexec: tarball(70 * MiB) }, undefined),
+    ).rejects.toThrow(
+      /the root file system \(\/\) has 0 B free; the kexec phase needs 274\.0 MiB there.*nothing was changed/,
+    );
+    // an earlier run's upload is already in what is used: 210 MiB free + 70 MiB uploaded will do
+    const resumed = { ...full, root: { ...full.root, availBytes: 210 * MiB } };
+    await expect(
+      bootstrapPreflight(['kexec'], resumed, { kexec: tarball(70 * MiB) }, undefined),
+    ).resolves.toMatchObject({ warnings: [] });
+  });
   it('needs toplevel and disk script when install is planned', async () => {
     await expect(
       bootstrapPreflight(['install'], facts, { kexec: tarball(MiB) }, '/dev/vda'),

@@ -29218,6 +29218,12 @@ async function bootstrapPreflight(phases, facts, artifacts, confirmWipe, method 
             throw new errors_1.VpsNixosError(`the kexec installer (${(0, size_1.formatBytes)(artifacts.kexec.bytes)}) is larger than half of this host's RAM (MemTotal ${(0, size_1.formatBytes)(facts.memTotalBytes)}): the kernel refuses to load kexec images over ${(0, size_1.formatBytes)(half)}; nothing was changed`, 'use a smaller installer (ours without firmware; installer-budget), more RAM, or the infect method (method: infect)');
         // Loading holds the image twice in kernel memory (read buffer + segments), which cannot
         // be swapped: measured, a 286 MiB installer was OOM-killed at MemTotal 708 MiB, both syscalls.
+        // The kexec phase unpacks the installer on the root file system: a full disk is refused
+        // now, not after prep has tried to install tools on it (apt hangs on a full disk). A copy
+        // uploaded by an earlier run already counts in what is used.
+        const disk = (0, kexec_1.kexecDiskNeed)(artifacts.kexec.bytes);
+        if (facts.root && facts.root.availBytes + artifacts.kexec.bytes < disk)
+            throw new errors_1.VpsNixosError(`the root file system (${facts.root.mountpoint}) has ${(0, size_1.formatBytes)(facts.root.availBytes)} free; the kexec phase needs ${(0, size_1.formatBytes)(disk)} there (the installer, its unpacked kernel and initrd, the copy that carries the keys); nothing was changed`, 'free disk space on the target and re-run');
         if (artifacts.kexec.bytes * 2 > facts.memTotalBytes * 0.75)
             warnings.push(`loading the kexec installer (${(0, size_1.formatBytes)(artifacts.kexec.bytes)}) holds it twice in kernel memory, ${(0, size_1.formatBytes)(artifacts.kexec.bytes * 2)} of MemTotal ${(0, size_1.formatBytes)(facts.memTotalBytes)}: the load may be OOM-killed (nothing is wiped then); a smaller installer or the infect method avoids it`);
     }

@@ -178,6 +178,15 @@ export async function bootstrapPreflight(
       );
     // Loading holds the image twice in kernel memory (read buffer + segments), which cannot
     // be swapped: measured, a 286 MiB installer was OOM-killed at MemTotal 708 MiB, both syscalls.
+    // The kexec phase unpacks the installer on the root file system: a full disk is refused
+    // now, not after prep has tried to install tools on it (apt hangs on a full disk). A copy
+    // uploaded by an earlier run already counts in what is used.
+    const disk = kexecDiskNeed(artifacts.kexec!.bytes);
+    if (facts.root && facts.root.availBytes + artifacts.kexec!.bytes < disk)
+      throw new VpsNixosError(
+        `the root file system (${facts.root.mountpoint}) has ${formatBytes(facts.root.availBytes)} free; the kexec phase needs ${formatBytes(disk)} there (the installer, its unpacked kernel and initrd, the copy that carries the keys); nothing was changed`,
+        'free disk space on the target and re-run',
+      );
     if (artifacts.kexec!.bytes * 2 > facts.memTotalBytes * 0.75)
       warnings.push(
         `loading the kexec installer (${formatBytes(artifacts.kexec!.bytes)}) holds it twice in kernel memory, ${formatBytes(artifacts.kexec!.bytes * 2)} of MemTotal ${formatBytes(facts.memTotalBytes)}: the load may be OOM-killed (nothing is wiped then); a smaller installer or the infect method avoids it`,

@@ -342,7 +342,11 @@ export async function runBadInput(
     output
       .split('\n')
       .find((l) => /input '|::error::/.test(l))
-      ?.replace(/^::error::/, '') ?? output.trim().split('\n').slice(-2).join(' ');
+      ?.replace(/^::error::/, '')
+      // the runner's own escapes of a command's data
+      .replace(/%0A/g, ' ')
+      .replace(/%0D/g, ' ')
+      .replace(/%25/g, '%') ?? output.trim().split('\n').slice(-2).join(' ');
   const namesInput = message.includes(`'${c.names}'`) || message.includes(`--${c.names}`);
   return {
     case: c,

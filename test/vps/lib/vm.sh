@@ -20,6 +20,15 @@ vm_up() {
   net_guest_files "$rd" "$id"
   tar -C "$id" --owner=0 --group=0 -cf "$rd/identity.tar" .
 
+  # A second disk no layout names (VPS_SPARE_DISK_MIB, for the fault campaign): random bytes under
+  # a qcow2 overlay, so `qemu-img compare` tells whether the guest wrote to it.
+  local spare=()
+  if [[ -n ${VPS_SPARE_DISK_MIB:-} ]]; then
+    head -c "$((VPS_SPARE_DISK_MIB * 1048576))" /dev/urandom > "$rd/spare.raw"
+    qemu-img create -q -f qcow2 -b "$rd/spare.raw" -F raw "$rd/spare.qcow2"
+    spare=(-drive "file=$rd/spare.qcow2,if=virtio,format=qcow2,cache=unsafe")
+  fi
+
   : > "$rd/serial.raw"
   setsid "$VPS_DIR/lib/serial-ts.sh" "$rd/serial.raw" "$rd/serial.log" </dev/null >/dev/null 2>&1 &
   echo $! > "$rd/serial-ts.pgid"
@@ -33,6 +42,7 @@ vm_up() {
     -qmp "unix:$rd/qmp.sock,server=on,wait=off" \
     -kernel "$img/vmlinuz" -initrd "$img/initrd.img" -append "$VM_APPEND" \
     -drive "file=$rd/disk.qcow2,if=virtio,format=qcow2,cache=unsafe,discard=unmap" \
+    "${spare[@]}" \
     -netdev tap,id=n0,ifname=tap0,script=no,downscript=no \
     -device "virtio-net-pci,netdev=n0,mac=$(cat "$rd/mac")" \
     -device virtio-rng-pci \

@@ -1,0 +1,385 @@
+/**
+ * Faults during the bootstrap (kexec path), on the test VPS. Chains from the `fresh` snapshot: each
+ * fault interrupts one run, the next run is the recovery (it must resume, never start over what
+ * was done), the last one finishes; then faults from the `installer` snapshot (the installer
+ * answering, nothing on the disk yet), each followed by a re-run that must finish.
+ */
+import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { CliResult } from '../../__tests__/helpers/cli';
+import { since, why, type FaultRow, type World } from './world';
+
+interface BootDoc {
+  phases: { name: string; status: string; seconds: number }[];
+  host: { isNixos: boolean; currentSystem: string | null } | null;
+  error?: { message: string };
+}
+
+const doc = (r: CliResult): BootDoc | undefined => {
+  try {
+    return JSON.parse(r.stdout) as BootDoc;
+  } catch {
+    return undefined;
+  }
+};
+
+/** "prep done, kexec skipped, …" of a run. */
+const phasesOf = (r: CliResult): string =>
+  doc(r)
+    ?.phases.map((p) => `${p.name} ${p.status}`)
+    .join(', ') ?? `exit ${r.code}`;
+
+function bootstrapArgs(w: World, tarball?: { path: string; sha256: string }): string[] {
+  return [
+    'bootstrap',
+    '--kexec-tarball',
+    tarball?.path ?? w.s.kexecTarball,
+    ...(tarball ? ['--kexec-tarball-sha256', tarball.sha256] : []),
+    '--toplevel',
+    w.s.toplevel,
+    '--disk-script',
+    w.s.diskScript,
+    '--confirm-wipe',
+    '/dev/vda',
+    '--json',
+  ];
+}
+
+/** After a fault: what answers, and whether the spare disk is untouched. */
+async function after(w: World, waitMs = 180_000) {
+  const who = await w.who(waitMs);
+  return {
+    who,
+    reachable: who !== undefined,
+    spareUntouched: w.spareUntouched(),
+    answers: who
+      ? who.currentSystem
+        ? `the installed system (${who.currentSystem === w.s.toplevel ? 'the toplevel' : who.currentSystem})`
+        : who.variantId === 'installer'
+          ? 'the installer'
+          : 'the distribution'
+      : 'nothing',
+  };
+}
+
+/** The installed system verifies: every path's contents match its registration. */
+async function storeVerifies(w: World): Promise<string> {
+  try {
+    await w.on(
+      'ns=$(ls -d /nix/store/*-nix-standin*/bin/nix-store /nix/store/*-nix-*/bin/nix-store 2>/dev/null | head -n 1); "${ns:-nix-store}" --verify --check-contents 2>&1 | grep -v "^reading\\|^checking" | (! grep .)',
+      600_000,
+    );
+    return 'store verifies (--check-contents)';
+  } catch (err) {
+    return `store does NOT verify: ${(err as Error).message.slice(0, 120)}`;
+  }
+}
+
+/** One step of a chain: a run with a fault in it, then (optionally) something to do after it. */
+interface Step {
+  fault: string;
+  phase: string;
+  run: () => Promise<CliResult>;
+  /** undefined when the fault happened as meant; else what went otherwise. */
+  happened: (r: CliResult) => string | undefined;
+  then?: () => Promise<void> | void;
+}
+
+/**
+ * Runs a chain: each step's run carries a fault; the next step's run (or `finish`) is its
+ * recovery, which must resume, and the last must leave the toplevel installed and verifying.
+ */
+async function chain(
+  w: World,
+  steps: Step[],
+  finish: () => Promise<CliResult>,
+): Promise<FaultRow[]> {
+  const rows: FaultRow[] = [];
+  let pending: FaultRow | undefined;
+  const close = (r: CliResult, seconds: number) => {
+    if (!pending) return;
+    const resumed = (r.stderr.match(/\n([a-z-]+): already done \(/g) ?? []).map((m) =>
+      m.split(':')[0]!.trim(),
+    );
+    pending.recovered = `re-run ${resumed.length ? `resumed (${resumed.join(', ')} already done)` : 'ran'}: ${phasesOf(r)}`;
+    pending.seconds = seconds;
+    pending.outputs.push(r.stdout, r.stderr);
+    rows.push(pending);
+    pending = undefined;
+  };
+  for (const step of steps) {
+    const t0 = Date.now();
+    const r = await step.run();
+    close(r, since(t0));
+    const bad = step.happened(r);
+    const a = await after(w);
+    pending = {
+      fault: step.fault,
+      phase: step.phase,
+      happened: `${r.code === -9 ? 'runner killed' : `exit ${r.code}`}: ${why(r)}; then ${a.answers} answers${bad ? ` — NOT AS MEANT: ${bad}` : ''}`,
+      recovered: '',
+      seconds: 0,
+      reachable: a.reachable,
+      spareUntouched: a.spareUntouched,
+      ok: bad === undefined && a.reachable && a.spareUntouched,
+      outputs: [r.stdout, r.stderr],
+    };
+    await step.then?.();
+  }
+  const t0 = Date.now();
+  const r = await finish();
+  const installed = r.code === 0 && doc(r)?.host?.currentSystem === w.s.toplevel;
+  const last = pending;
+  close(r, since(t0));
+  if (last) {
+    if (!installed) {
+      last.ok = false;
+      last.recovered += ` — did NOT finish: ${why(r)}`;
+    } else {
+      const verified = await storeVerifies(w);
+      last.recovered += `; installed, ${verified}`;
+      if (!verified.startsWith('store verifies')) last.ok = false;
+    }
+  }
+  return rows;
+}
+
+/** A tarball whose `run` loads nothing: the kexec does not take. */
+function inertTarball(dir: string): { path: string; sha256: string } {
+  mkdirSync(join(dir, 'kexec'), { recursive: true });
+  writeFileSync(join(dir, 'kexec/run'), '#!/bin/sh\necho "loads nothing"\n', { mode: 0o755 });
+  execFileSync('tar', ['-C', dir, '-cf', join(dir, 'inert.tar'), 'kexec']);
+  const data = readFileSync(join(dir, 'inert.tar'));
+  return { path: join(dir, 'inert.tar'), sha256: createHash('sha256').update(data).digest('hex') };
+}
+
+const killed = (r: CliResult) => (r.code === -9 ? undefined : `not killed: ${why(r)}`);
+
+/** The largest file of the toplevel's closure (on the runner): the corruption's target. */
+function largestFile(toplevel: string): { path: string; size: number; byte: number } {
+  const out = execFileSync(
+    'sh',
+    [
+      '-c',
+      `find $(nix-store -qR ${toplevel}) -type f -printf '%s %p\\n' 2>/dev/null | sort -n | tail -n 1`,
+    ],
+    { encoding: 'utf8' },
+  ).trim();
+  const [size = '0', ...rest] = out.split(' ');
+  const path = rest.join(' ');
+  const fd = readFileSync(path);
+  return { path, size: Number(size), byte: fd[Math.floor(Number(size) / 2)] ?? 0 };
+}
+
+/** Pushes its rows into `rows` as each part ends, so a part that stops keeps the earlier ones. */
+export async function bootstrapFaults(w: World, rows: FaultRow[]): Promise<void> {
+  const boot = (opts: { killOn?: RegExp; onStderr?: (all: string) => void } = {}) =>
+    w.cli(bootstrapArgs(w), opts);
+  let cut: Promise<void> | undefined;
+  const cutRun = async (re: RegExp, ms: number) => {
+    cut = undefined;
+    const r = await boot({
+      onStderr: (all) => {
+        if (!cut && re.test(all)) cut = w.cutLink(ms);
+      },
+    });
+    await cut;
+    return r;
+  };
+  const went = (what: string) => () =>
+    cut === undefined ? `the cut never came (${what})` : undefined;
+
+  // 1. The runner killed at each phase boundary and mid-stream; the link cut during the reboot
+  // wait. The installer, answering before anything is on the disk, is kept for part 3.
+  w.snapshot('loadvm', 'fresh');
+  rows.push(
+    ...(await chain(
+      w,
+      [
+        {
+          fault: 'runner killed after prep',
+          phase: 'prep',
+          run: () => boot({ killOn: /prep: done in/ }),
+          happened: killed,
+        },
+        {
+          fault: 'runner killed mid-upload of the installer',
+          phase: 'kexec',
+          run: () => boot({ killOn: /uploading [\d.]+ MiB to/ }),
+          happened: killed,
+        },
+        {
+          fault: 'runner killed after the kexec',
+          phase: 'kexec',
+          run: () => boot({ killOn: /kexec: done in/ }),
+          happened: killed,
+          then: () => w.snapshot('savevm', 'installer'),
+        },
+        {
+          fault: 'runner killed mid-transfer of the closure',
+          phase: 'install',
+          run: () => boot({ killOn: /sending \d+ of \d+ paths/ }),
+          happened: killed,
+        },
+        {
+          fault: 'runner killed after the install, before the reboot',
+          phase: 'install',
+          run: () => boot({ killOn: /install: done in/ }),
+          happened: killed,
+        },
+        {
+          fault: 'link cut 30 s during the reboot wait',
+          phase: 'reboot',
+          run: () => cutRun(/── phase reboot/, 30_000),
+          happened: went('reboot'),
+        },
+      ],
+      () => boot(),
+    )),
+  );
+
+  // 2. From the distribution again: its disk full, a kexec that does not take, the link cut
+  // mid-upload (that run goes on to the end).
+  w.snapshot('loadvm', 'fresh');
+  const inert = inertTarball(join(w.work, 'inert'));
+  rows.push(
+    ...(await chain(
+      w,
+      [
+        {
+          fault: "the distribution's disk full before the kexec",
+          phase: 'kexec',
+          run: async () => {
+            await w.on(
+              'fallocate -l "$(df --output=avail -B1 / | tail -n 1)" /fill 2>/dev/null || true; sync',
+            );
+            const r = await boot();
+            await w.on('rm -f /fill');
+            return r;
+          },
+          happened: (r) =>
+            r.code !== 0 && /space|room|disk/i.test(why(r))
+              ? undefined
+              : `not refused for space: ${why(r)}`,
+        },
+        {
+          fault: 'a kexec that does not take (the old system keeps answering)',
+          phase: 'kexec',
+          run: () => w.cli(bootstrapArgs(w, inert)),
+          happened: (r) =>
+            r.code !== 0 && /did not take/.test(why(r)) ? undefined : `not diagnosed: ${why(r)}`,
+        },
+        {
+          fault: 'link cut 20 s mid-upload of the installer',
+          phase: 'kexec',
+          run: () => cutRun(/uploading [\d.]+ MiB to/, 20_000),
+          happened: went('upload'),
+        },
+      ],
+      () => boot(),
+    )),
+  );
+
+  // 3. In the installer, on the target's side: a corrupted byte in what arrived, sshd killed,
+  // memory exhausted, the link cut mid-transfer.
+  w.snapshot('loadvm', 'installer');
+  const big = largestFile(w.s.toplevel);
+  const flip = (big.byte ^ 0xff).toString(8).padStart(3, '0');
+  rows.push(
+    ...(await chain(
+      w,
+      [
+        {
+          fault: 'a corrupted byte in a received store path (before registration)',
+          phase: 'install',
+          run: async () => {
+            // a faulty disk or stream: the byte in the middle of the largest file flips once the
+            // file has arrived whole, before the runner asks for the hashes
+            const f = `/mnt${big.path}`;
+            await w.on(
+              `setsid -f sh -c 'while [ "$(stat -c %s ${f} 2>/dev/null)" != ${big.size} ]; do sleep 0.05; done; printf "\\${flip}" | dd of=${f} bs=1 seek=${Math.floor(big.size / 2)} count=1 conv=notrunc 2>/dev/null; echo flipped > /run/flipped' </dev/null >/dev/null 2>&1`,
+            );
+            return boot();
+          },
+          happened: (r) =>
+            r.code !== 0 && /differ from this runner/.test(why(r))
+              ? undefined
+              : `not caught: ${why(r)}`,
+        },
+        {
+          fault: 'sshd killed on the target mid-transfer',
+          phase: 'install',
+          run: () =>
+            boot({
+              onStderr: (all) => {
+                if (/sending \d+ of \d+ paths/.test(all) && !cut) {
+                  cut = Promise.resolve();
+                  void w
+                    .on('setsid -f sh -c "sleep 1; pkill -KILL -x sshd" </dev/null >/dev/null 2>&1')
+                    .catch(() => undefined);
+                }
+              },
+            }).finally(() => (cut = undefined)),
+          happened: () => undefined,
+        },
+        {
+          fault: 'memory exhausted on the target during the install',
+          phase: 'install',
+          run: async () => {
+            await w.on('setsid -f sh -c "exec tail /dev/zero" </dev/null >/dev/null 2>&1');
+            return boot();
+          },
+          happened: () => undefined,
+        },
+        {
+          fault: 'link cut 20 s mid-transfer of the closure',
+          phase: 'install',
+          run: () => cutRun(/sending \d+ of \d+ paths/, 20_000),
+          happened: went('transfer'),
+        },
+      ],
+      () => boot(),
+    )),
+  );
+
+  // 4. The target reset mid-install: the old system is gone from the disk and the new one is
+  // not there yet. Nothing boots remotely from that; the row says so.
+  w.snapshot('loadvm', 'installer');
+  {
+    const t0 = Date.now();
+    let reset = false;
+    // the runner waits for the host to come back; 4 minutes show what it does meanwhile
+    const r = await w
+      .cli(bootstrapArgs(w), {
+        timeoutMs: 240_000,
+        onStderr: (all) => {
+          if (!reset && /sending \d+ of \d+ paths/.test(all)) {
+            reset = true;
+            setTimeout(() => w.monitor('system_reset'), 2000);
+          }
+        },
+      })
+      .catch((err: Error): CliResult => ({
+        code: -2,
+        stdout: '',
+        stderr: `still running after 240 s, stopped: ${err.message.split('\n').slice(-3).join(' | ')}`,
+      }));
+    const a = await after(w, 60_000);
+    const again = a.reachable ? await boot() : undefined;
+    rows.push({
+      fault: 'the target reset mid-install (after the wipe)',
+      phase: 'install',
+      happened: `exit ${r.code}: ${why(r)}; then ${a.answers} answers`,
+      recovered: again
+        ? `re-run: ${phasesOf(again)}`
+        : 'not reachable: the disk was wiped and holds half a system; boot the provider rescue image and re-run (the wipe is confirmed, so this is the one window with no way back by SSH)',
+      seconds: since(t0),
+      reachable: a.reachable,
+      spareUntouched: a.spareUntouched,
+      ok: a.reachable && again?.code === 0,
+      outputs: [r.stdout, r.stderr, again?.stdout ?? '', again?.stderr ?? ''],
+    });
+  }
+}

@@ -6,13 +6,14 @@
  * the pinned session to a real sshd on loopback, with a stand-in tarball whose kexec/run only
  * leaves a mark (nothing is loaded, nothing reboots).
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   chmodSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   statSync,
@@ -32,6 +33,9 @@ import { scriptCommand } from '../../src/ssh/script';
 
 jest.setTimeout(60_000);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** The partial uploads in `dir` (each receiver writes its own, installer.tar.part.PID). */
+const parts = (dir: string) =>
+  existsSync(dir) ? readdirSync(dir).filter((f) => f.startsWith('installer.tar.part')) : [];
 
 const script = readFileSync(join(__dirname, '../../scripts/phases/kexec-stage.sh'), 'utf8');
 let work: string;
@@ -115,9 +119,44 @@ describe('kexec-stage.sh, run here', () => {
       values: { received_bytes: String(data.length) },
     });
     expect(sameBytes(join(dir, 'installer.tar'), data)).toBe(true);
-    expect(existsSync(join(dir, 'installer.tar.part'))).toBe(false);
+    expect(parts(dir)).toEqual([]);
     expect(stage('load', dir)).toMatchObject({ code: 0, hashes: 0, values: { loaded: 'yes' } });
     expect(readFileSync(join(dir, 'run.log'), 'utf8')).toBe(`run in ${dir}/kexec\n`);
+  });
+
+  it("a receiver left by a cut connection cannot take the re-run's upload away", async () => {
+    // The campaign's "link cut mid-upload": the first receiver still reads (sshd has not noticed
+    // the cut) while the re-run uploads; when the first one's stream ends mid-way through the
+    // re-run's, it fails and removes its own part only.
+    const dir = fresh();
+    const receiver = () => {
+      const child = spawn('sh', ['-c', script, 'kexec-stage', 'receive', dir, tarball.sha256], {
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      const done = new Promise<{ code: number | null; out: string }>((ok) =>
+        child.on('exit', (code) => ok({ code, out })),
+      );
+      return { child, done };
+    };
+    const half = data.length >> 1;
+    const first = receiver();
+    first.child.stdin.write(data.subarray(0, half));
+    for (let i = 0; i < 200 && parts(dir).length === 0; i++) await sleep(25);
+    const rerun = receiver();
+    rerun.child.stdin.write(data.subarray(0, half));
+    for (let i = 0; i < 200 && parts(dir).length < 1; i++) await sleep(25);
+    await sleep(200);
+    first.child.stdin.end(); // the cut connection's stream ends now, mid-way through the re-run's
+    expect((await first.done).code).toBe(1);
+    rerun.child.stdin.end(data.subarray(half));
+    const r = await rerun.done;
+    expect(parseKv(r.out).values.error).toBeUndefined();
+    expect(r.code).toBe(0);
+    expect(sameBytes(join(dir, 'installer.tar'), data)).toBe(true);
+    expect(parts(dir)).toEqual([]);
+    expect(stage('check', dir).values.uploaded).toBe('yes');
   });
 
   it('a re-run with the tarball in place hashes it once (check), and load trusts that', () => {
@@ -134,7 +173,7 @@ describe('kexec-stage.sh, run here', () => {
     expect(r.code).toBe(1);
     expect(r.values.error).toMatch(/^the upload has sha256 [0-9a-f]{64}, expected [0-9a-f]{64}/);
     expect(existsSync(join(dir, 'installer.tar'))).toBe(false);
-    expect(existsSync(join(dir, 'installer.tar.part'))).toBe(false);
+    expect(parts(dir)).toEqual([]);
     expect(stage('check', dir).values.uploaded).toBe('no');
     expect(stage('load', dir)).toMatchObject({
       code: 1,
@@ -146,7 +185,7 @@ describe('kexec-stage.sh, run here', () => {
     const dir = fresh();
     const r = stage('receive', dir, { input: data, path: failingTee });
     expect(r.code).toBe(1);
-    expect(r.values.error).toMatch(/^cannot write .*installer\.tar\.part \(tee exited 1\)/);
+    expect(r.values.error).toMatch(/^cannot write .*installer\.tar\.part\.\d+ \(tee exited 1\)/);
     expect(existsSync(join(dir, 'installer.tar'))).toBe(false);
     expect(stage('load', dir).code).toBe(1);
   });
@@ -234,16 +273,18 @@ describe('stageInstaller over the pinned session', () => {
         timeoutMs: 20_000,
       })
       .catch((e: Error) => e);
-    const part = join(dir, 'installer.tar.part');
-    const size = () => (existsSync(part) ? statSync(part).size : -1);
+    const size = () => {
+      const p = parts(dir)[0];
+      return p ? statSync(join(dir, p)).size : -1;
+    };
     for (let i = 0; i < 200 && size() < whole.length >> 1; i++) await sleep(50);
     expect(size()).toBe(whole.length >> 1);
     session.close();
     const r = await receiving;
     expect(r instanceof Error ? r.message : r.code).not.toBe(0);
     // sshd closes the command's stdin: tee ends, the digest of half does not match, .part goes.
-    for (let i = 0; i < 100 && existsSync(part); i++) await sleep(50);
-    expect(existsSync(part)).toBe(false);
+    for (let i = 0; i < 100 && parts(dir).length; i++) await sleep(50);
+    expect(parts(dir)).toEqual([]);
     expect(existsSync(join(dir, 'installer.tar'))).toBe(false);
 
     const lines: string[] = [];

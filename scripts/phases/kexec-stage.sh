@@ -38,24 +38,27 @@ case "$action" in
     ;;
   receive)
     mkdir -p "$dir" || fail "cannot create $dir"
-    rm -f "$tarball" "$verified" "$tarball.part" || fail "cannot clear $dir"
+    # A part of its own: the receiver of a connection that was cut may still be reading (sshd has
+    # not noticed yet); when its stream ends it removes its part, never this one. Earlier parts go.
+    part="$tarball.part.$$"
+    rm -f "$tarball" "$verified" "$tarball".part* || fail "cannot clear $dir"
     # One read of the stream: tee writes the file, sha256sum hashes what tee passes on. A pipeline's
     # status is its last command's, so tee's own (a full disk) comes back on fd 3 beside the digest.
     out=$({ {
-      tee "$tarball.part"
+      tee "$part"
       echo "tee=$?" >&3
     } | sha256sum; } 3>&1)
     got=$(printf '%s\n' "$out" | sed -n 's/^\([0-9a-f]\{64\}\) .*/\1/p')
     tee_rc=$(printf '%s\n' "$out" | sed -n 's/^tee=//p')
     if [ "$tee_rc" != 0 ]; then
-      rm -f "$tarball.part"
-      fail "cannot write $tarball.part (tee exited ${tee_rc:-?}): check free disk space"
+      rm -f "$part"
+      fail "cannot write $part (tee exited ${tee_rc:-?}): check free disk space"
     fi
     if [ "$got" != "$want" ]; then
-      rm -f "$tarball.part"
+      rm -f "$part"
       fail "the upload has sha256 ${got:-?}, expected $want (interrupted or corrupted on the way)"
     fi
-    mv "$tarball.part" "$tarball" || fail "cannot rename $tarball.part"
+    mv "$part" "$tarball" || fail "cannot rename $part"
     printf '%s\n' "$got" >"$verified" || fail "cannot write $verified"
     kv received_bytes "$(stat -c %s "$tarball")"
     ;;

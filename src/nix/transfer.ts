@@ -13,7 +13,7 @@
  */
 import { spawnChild } from '../children';
 import { Transform, type Readable } from 'node:stream';
-import { VpsNixosError } from '../errors';
+import { SshConnectError, VpsNixosError } from '../errors';
 import type { RemoteSession } from '../ssh/session';
 import { NixError } from './nix';
 import { runScript } from '../ssh/script';
@@ -137,6 +137,12 @@ async function store(
     stdin,
     timeoutMs,
   });
+  // A channel that closes without an exit status: the connection went, not the step.
+  if (r.code === -1 && !r.signal)
+    throw new SshConnectError(
+      `the connection to the target dropped during the store step '${action}'`,
+      'check the host answers (a reset or a cut link), then re-run to resume: registered paths are not sent again',
+    );
   if (r.code !== 0) {
     const why =
       /^error=(.*)$/m.exec(r.stdout)?.[1] ?? r.stderr.trim().split('\n').slice(-3).join(' | ');

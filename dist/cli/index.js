@@ -28904,6 +28904,9 @@ async function store(session, action, args, stdin, timeoutMs) {
         stdin,
         timeoutMs,
     });
+    // A channel that closes without an exit status: the connection went, not the step.
+    if (r.code === -1 && !r.signal)
+        throw new errors_1.SshConnectError(`the connection to the target dropped during the store step '${action}'`, 'check the host answers (a reset or a cut link), then re-run to resume: registered paths are not sent again');
     if (r.code !== 0) {
         const why = /^error=(.*)$/m.exec(r.stdout)?.[1] ?? r.stderr.trim().split('\n').slice(-3).join(' | ');
         throw new errors_1.VpsNixosError(`the target's store step '${action}' failed: ${why}`, action === 'receive'

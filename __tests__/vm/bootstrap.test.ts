@@ -225,7 +225,7 @@ describe('bootstrap end to end: distro → kexec → installer → partitioned �
     expect(by.install!.detail).toMatch(/partitioned \/dev\/vda/);
     // The installer has no Nix: the closure's own checked and registered it, compressed on the wire.
     expect(by.install!.detail).toMatch(
-      /\d+ sent \([\d.]+ [KMG]iB zstd of [\d.]+ [KMG]iB\), NAR hashes checked and registered by the closure's Nix; boot loader installed/,
+      /\d+ sent \([\d.]+ [KMG]iB zstd of [\d.]+ [KMG]iB\), NAR hashes checked \([\d.]+ s\) and registered by the closure's Nix; boot loader installed/,
     );
     for (const p of d.phases) expect(p.peakMemBytes).toBeGreaterThan(0);
     expect(d.host).toMatchObject({ isNixos: true, currentSystem: s.toplevel, variantId: '' });

@@ -6,12 +6,16 @@
 //   2. @actions/workflow-parser, GitHub's own parser and schema (the one behind the VS Code
 //      extension): keys, allowed contexts per key; calls of our reusable workflows are resolved to
 //      the files here, so inputs and secrets passed to them are checked against their definitions.
-//   3. Our rules: third-party actions pinned by commit SHA with the version in a comment; the
+//   3. Our rules: third-party actions pinned by commit SHA with the version in a comment; least
+//      permissions (top-level permissions: declared, nothing written there: a job that writes
+//      says so in its own permissions:, and never write-all/read-all); no ${{ }} inside any run:
+//      (env: carries values, so an input, a branch name or a PR title is never shell code); the
 //      vps-nixos action's inputs and outputs as action.yml declares them; literal values given to
 //      our reusable workflows have the declared types; every workflow_call input is typed and
-//      described; no ${{ }} inside run: of a reusable workflow (env: carries values, so a caller's
-//      input is never shell code); shellcheck on every run: script; the Hosts step the same in
-//      deploy.yml and update.yml, and its behaviour on a table of inputs.
+//      described; shellcheck on every run: script; the Hosts step the same in deploy.yml and
+//      update.yml, and its behaviour on a table of inputs.
+// Before the files, a self-test lints a few small workflows with and without each mistake (pins,
+// permissions, run: expressions) and reports any rule that missed one or flagged a good one.
 // Prints file:line:col: message [check], exits 1 when anything is found.
 import { spawnSync } from 'node:child_process';
 import console from 'node:console';
@@ -60,8 +64,7 @@ function defaultFiles() {
 }
 
 /** A parsed workflow: its text, document (with positions) and plain value. */
-function load(file) {
-  const text = fs.readFileSync(file, 'utf8');
+function load(file, text = fs.readFileSync(file, 'utf8')) {
   const lineCounter = new YAML.LineCounter();
   const doc = YAML.parseDocument(text, { lineCounter });
   const pos = (node) => (node?.range ? lineCounter.linePos(node.range[0]) : { line: 1, col: 1 });
@@ -279,7 +282,7 @@ function reusableCalls(wf) {
   }
 }
 
-// 3d. Definitions of reusable workflows, inputs/secrets referenced, no ${{ }} in run:
+// 3d. Definitions of reusable workflows, inputs/secrets referenced
 function definitions(wf) {
   const on = wf.value.on ?? wf.value.true; // YAML 1.1 readers turn `on` into true
   const call = on && typeof on === 'object' ? on.workflow_call : undefined;
@@ -345,25 +348,88 @@ function definitions(wf) {
       }
     }
   }
-  if (!call) return;
+}
+
+// 3e. Least permissions. The token's default scopes depend on a repository setting (and are wide
+// in older repositories), so every workflow says what its jobs get; writing is granted per job.
+function permissions(wf) {
+  const entry = YAML.isMap(wf.doc.contents)
+    ? wf.doc.contents.items.find((p) => String(p.key?.value) === 'permissions')
+    : undefined;
+  if (!entry) {
+    const jobsKey = YAML.isMap(wf.doc.contents)
+      ? wf.doc.contents.items.find((p) => String(p.key?.value) === 'jobs')?.key
+      : undefined;
+    const { line, col } = wf.pos(jobsKey);
+    report(
+      wf.file,
+      line,
+      col,
+      'declare top-level permissions: (the least every job needs, e.g. contents: read); a job that needs more widens it with its own permissions:',
+      'permissions',
+    );
+  } else {
+    scopes(wf, entry.value, 'top-level permissions:', true);
+  }
+  for (const [id, job] of jobs(wf)) {
+    if (YAML.isMap(job) && job.has('permissions')) {
+      scopes(wf, job.get('permissions', true), `job ${id}'s permissions:`, false);
+    }
+  }
+}
+
+function scopes(wf, node, where, top) {
+  if (YAML.isScalar(node)) {
+    if (['write-all', 'read-all'].includes(String(node.value))) {
+      const { line, col } = wf.pos(node);
+      report(
+        wf.file,
+        line,
+        col,
+        `${where} ${node.value} grants every scope: name the scopes the jobs use`,
+        'permissions',
+      );
+    }
+    return;
+  }
+  if (!top || !YAML.isMap(node)) return;
+  for (const pair of node.items) {
+    if (YAML.isScalar(pair.value) && pair.value.value === 'write') {
+      const { line, col } = wf.pos(pair.key);
+      report(
+        wf.file,
+        line,
+        col,
+        `${pair.key.value}: write at the top level reaches every job: grant it in the permissions: of the job that writes`,
+        'permissions',
+      );
+    }
+  }
+}
+
+// 3f. No ${{ }} inside run: the runner pastes the value into the script before the shell reads it,
+// so a branch name, a PR title or a caller's input would be shell code. env: carries it as data.
+function runExpressions(wf) {
   for (const [, job] of jobs(wf)) {
     for (const step of steps(job)) {
       const run = step.get('run', true);
-      if (YAML.isScalar(run) && String(run.value).includes('${{')) {
+      if (!YAML.isScalar(run)) continue;
+      const m = /\$\{\{.*?\}\}/s.exec(String(run.value));
+      if (m) {
         const { line, col } = wf.pos(run);
         report(
           wf.file,
           line,
           col,
-          'a reusable workflow passes values to run: through env:, never as ${{ }} in the script',
-          'definitions',
+          `pass ${m[0]} to run: through env: and use the variable (a value pasted into the script is shell code)`,
+          'run expression',
         );
       }
     }
   }
 }
 
-// 3e. shellcheck on every run: script
+// 3g. shellcheck on every run: script
 function shellcheck(wf) {
   const defaultShell = wf.value.defaults?.run?.shell;
   for (const [, job] of jobs(wf)) {
@@ -410,7 +476,7 @@ function shellcheck(wf) {
   }
 }
 
-// 3f. The Hosts step: one text in deploy.yml and update.yml, and what it does
+// 3h. The Hosts step: one text in deploy.yml and update.yml, and what it does
 function hostsSteps(workflows) {
   const found = [];
   for (const wf of workflows) {
@@ -546,6 +612,148 @@ function hostsBehaviour(hosts) {
   fs.rmSync(tmp, { recursive: true, force: true });
 }
 
+// Self-test of the rules that need no tool: each workflow with the findings it must give, as
+// [line, check]; anything missed or extra is reported against this file.
+const SHA = 'actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1';
+const SELF_TEST = [
+  {
+    name: 'least privilege, values through env:',
+    want: [],
+    lines: [
+      'on: push',
+      'permissions:',
+      '  contents: read',
+      'jobs:',
+      '  a:',
+      '    runs-on: ubuntu-24.04',
+      '    permissions:',
+      '      contents: write',
+      '      pull-requests: write',
+      '    steps:',
+      `      - uses: ${SHA}`,
+      '      - env:',
+      '          TITLE: ${{ github.event.pull_request.title }}',
+      '        run: echo "$TITLE"',
+      '  b:',
+      '    runs-on: ubuntu-24.04',
+      '    permissions: {}',
+      '    steps:',
+      '      - run: "true"',
+    ],
+  },
+  {
+    name: 'no top-level permissions',
+    want: [[2, 'permissions']],
+    lines: [
+      'on: push',
+      'jobs:',
+      '  a:',
+      '    runs-on: ubuntu-24.04',
+      '    steps: [{ run: "true" }]',
+    ],
+  },
+  {
+    name: 'write at the top level, write-all and read-all in jobs',
+    want: [
+      [4, 'permissions'],
+      [8, 'permissions'],
+      [12, 'permissions'],
+    ],
+    lines: [
+      'on: push',
+      'permissions:',
+      '  contents: read',
+      '  pull-requests: write',
+      'jobs:',
+      '  a:',
+      '    runs-on: ubuntu-24.04',
+      '    permissions: read-all',
+      '    steps: [{ run: "true" }]',
+      '  b:',
+      '    runs-on: ubuntu-24.04',
+      '    permissions: write-all',
+      '    steps: [{ run: "true" }]',
+    ],
+  },
+  {
+    name: 'top-level write-all',
+    want: [[2, 'permissions']],
+    lines: [
+      'on: push',
+      'permissions: write-all',
+      'jobs:',
+      '  a: { runs-on: ubuntu-24.04, steps: [{ run: "true" }] }',
+    ],
+  },
+  {
+    name: '${{ }} in run:, inline and in a block',
+    want: [
+      [8, 'run expression'],
+      [10, 'run expression'],
+    ],
+    lines: [
+      'on: pull_request',
+      'permissions:',
+      '  contents: read',
+      'jobs:',
+      '  a:',
+      '    runs-on: ubuntu-24.04',
+      '    steps:',
+      '      - run: echo "${{ github.head_ref }}"',
+      '      - name: block',
+      '        run: |',
+      '          set -eu',
+      '          echo "${{ matrix.system }}"',
+    ],
+  },
+  {
+    name: 'pins',
+    want: [
+      [7, 'pin'],
+      [8, 'pin'],
+    ],
+    lines: [
+      'on: push',
+      'permissions: {}',
+      'jobs:',
+      '  a:',
+      '    runs-on: ubuntu-24.04',
+      '    steps:',
+      '      - uses: actions/checkout@v7',
+      '      - uses: actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1',
+      `      - uses: ${SHA}`,
+    ],
+  },
+];
+
+function selfTest() {
+  for (const { name, want, lines } of SELF_TEST) {
+    const file = path.join(ROOT, '<self-test>.yml');
+    const wf = load(file, lines.join('\n') + '\n');
+    const before = findings.length;
+    if (wf.doc.errors.length === 0) {
+      pins(wf);
+      permissions(wf);
+      runExpressions(wf);
+    }
+    const byLine = (a, b) => a.localeCompare(b, 'en', { numeric: true });
+    const got = findings
+      .splice(before)
+      .map((f) => `${f.line} ${f.check}`)
+      .sort(byLine);
+    const wanted = want.map(([line, check]) => `${line} ${check}`).sort(byLine);
+    if (wf.doc.errors.length > 0 || got.join(', ') !== wanted.join(', ')) {
+      report(
+        fileURLToPath(import.meta.url),
+        1,
+        1,
+        `self-test "${name}": want [${wanted.join(', ')}], got [${wf.doc.errors.length > 0 ? wf.doc.errors[0].message : got.join(', ')}]`,
+        'self-test',
+      );
+    }
+  }
+}
+
 const args = process.argv.slice(2);
 const files = args.length > 0 ? args.map((f) => path.resolve(f)) : defaultFiles();
 for (const tool of ['shellcheck', 'jq']) {
@@ -554,6 +762,7 @@ for (const tool of ['shellcheck', 'jq']) {
     process.exit(2);
   }
 }
+selfTest();
 const workflows = [];
 for (const file of files) {
   const wf = load(file);
@@ -567,6 +776,8 @@ for (const file of files) {
   ownAction(wf);
   reusableCalls(wf);
   definitions(wf);
+  permissions(wf);
+  runExpressions(wf);
   shellcheck(wf);
 }
 hostsBehaviour(hostsSteps(workflows));

@@ -114,6 +114,11 @@ let
       warnings = list;
       boot = ns {
         kernelParams = list;
+        # Read by the report's INITRAMFS_OPTIONS= (yes from 6.18 on).
+        kernelPackages = mkOption {
+          type = types.raw;
+          default.kernel = fake "linux-6.12.60" { version = "6.12.60"; };
+        };
         initrd = ns {
           availableKernelModules = list;
           kernelModules = list;
@@ -145,7 +150,7 @@ let
           default = { };
         };
         nixos = ns {
-          release = mkOption { default = "25.11"; };
+          release = mkOption { default = "26.11"; };
         };
         boot = ns {
           loader = ns {
@@ -191,6 +196,9 @@ let
       };
       users.users.root.openssh.authorizedKeys.keys = [ "ssh-ed25519 AAAAbuilt-in operator" ];
     }
+  ];
+  kernel618 = eval "x86_64-linux" [
+    { boot.kernelPackages.kernel = fake "linux-6.18.2" { version = "6.18.2"; }; }
   ];
   failing = eval "x86_64-linux" [
     {
@@ -386,6 +394,9 @@ let
       && lib.hasInfix "vpsNixos.installer.budget.unpackedBytes" tarballScript
       && lib.hasInfix "vpsNixos.installer.budget.compressedBytes" tarballScript
       && lib.hasInfix "INITRD_BUDGET_BYTES=${toString (mib 100)}" user.system.build.vpsNixosInitrdReport.script;
+    "sizes.env: INITRAMFS_OPTIONS from the kernel's version" =
+      lib.hasInfix "INITRAMFS_OPTIONS=no" reportScript
+      && lib.hasInfix "INITRAMFS_OPTIONS=yes" kernel618.system.build.vpsNixosInitrdReport.script;
     "tarball: nixos-images layout and sizes.env" =
       lib.all (f: lib.hasInfix f tarballScript) [
         "kexec/initrd"

@@ -147,8 +147,75 @@ in
       optimise = mkOption {
         type = types.bool;
         default = true;
-        description = "Hard-link identical files across store paths weekly (nix.optimise.automatic): successive generations share most files.";
+        description = ''
+          Hard-link identical files across store paths once a week
+          (nix.optimise.automatic, nix.optimise.dates = [ "weekly" ]; NixOS's
+          schedule is daily at 03:45): successive generations share most files,
+          and a host that changes only by deploys has little new to link each day.
+        '';
       };
+      lowPriority = mkOption {
+        type = types.bool;
+        default = true;
+        description = ''
+          Run the Nix daemon, and the builds and substitutions it does, at a
+          lower CPU and I/O priority than the host's services:
+          nix.daemonCPUSchedPolicy = "batch" and nix.daemonIOSchedClass =
+          "best-effort" with nix.daemonIOSchedPriority = 7, the lowest
+          best-effort level (NixOS: "other", best-effort, 4). On a one-vCPU VPS
+          a build or an unpack otherwise competes evenly with the service the
+          host is for. Only what goes through the daemon is affected; a root
+          process that opens the store itself keeps its own priority.
+          Not "idle" (for either): an idle process gets the CPU or the disk only
+          when nothing else wants it, so a busy service could stall a deploy's
+          substitution for as long as it stays busy; batch and best-effort 7
+          still get their share.
+        '';
+      };
+    };
+
+    boot.configurationLimit = mkOption {
+      type = types.nullOr types.ints.positive;
+      default = 10;
+      description = ''
+        Keep at most this many generations in the boot menu
+        (boot.loader.grub.configurationLimit and
+        boot.loader.systemd-boot.configurationLimit; NixOS: 100 and no limit).
+        Each boot entry needs its kernel and initrd on the ESP (systemd-boot)
+        or on a separate /boot partition (GRUB copies them there), tens of MB
+        for every distinct pair, so a small /boot or ESP fills after a few kernel
+        updates and `switch` then fails to install the boot loader. Older
+        generations are only left out of the menu; they stay in
+        /nix/var/nix/profiles until the garbage collection (vpsNixos.nix.gc)
+        removes them. null: NixOS's limits.
+      '';
+    };
+
+    oom.enable = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Run earlyoom (services.earlyoom, a small C daemon) so that a host that
+        runs out of memory kills its biggest process within seconds instead of
+        thrashing, possibly for minutes and unreachable over SSH, until the
+        kernel's OOM killer acts. earlyoom sends SIGTERM to the process with the highest
+        oom_score when both available memory is below freeMemThreshold % of RAM
+        and free swap below freeSwapThreshold % of swap, and SIGKILL at half of
+        each. Set here with low priority: 10 % of RAM (NixOS's and earlyoom's
+        default; about 100 MB on 1 GB, 50 MB on 512 MB) and 25 % of swap instead
+        of 10 %. The swap is zram (vpsNixos.zram), which is held in RAM: the
+        fuller it gets, the more RAM its compressed pages take (a full device of
+        100 % of RAM: about a third of RAM at zstd's typical 3:1, half at 2:1),
+        and a host that waits until it is 90 % full (earlyoom's default) is
+        already thrashing on program pages re-read from disk.
+        Requiring low available memory as well leaves alone a host that only
+        parks idle pages in zram, which vm.swappiness = 100 makes normal.
+        NixOS's systemd-oomd (systemd.oomd.enable, on by default) kills only in
+        cgroups marked ManagedOOMSwap=/ManagedOOMMemoryPressure=, which NixOS
+        sets only through systemd.oomd.enable{Root,System,User}Slice(s), all off
+        by default: the two do not compete unless you turn those on (then turn
+        this off).
+      '';
     };
 
     journald.maxUse = mkOption {
@@ -266,7 +333,36 @@ in
         max-free = mkDefault cfg.nix.maxFree;
       };
     }
-    (mkIf cfg.nix.optimise { nix.optimise.automatic = mkDefault true; })
+    (mkIf cfg.nix.optimise {
+      nix.optimise = {
+        automatic = mkDefault true;
+        # NixOS's default is daily (03:45); the README and the option say weekly.
+        dates = mkDefault [ "weekly" ];
+      };
+    })
+    (mkIf cfg.nix.lowPriority {
+      # Not "idle": it can starve the daemon while a service is busy (see the option).
+      nix = {
+        daemonCPUSchedPolicy = mkDefault "batch";
+        daemonIOSchedClass = mkDefault "best-effort";
+        daemonIOSchedPriority = mkDefault 7;
+      };
+    })
+
+    (mkIf (cfg.boot.configurationLimit != null) {
+      boot.loader.grub.configurationLimit = mkDefault cfg.boot.configurationLimit;
+      boot.loader.systemd-boot.configurationLimit = mkDefault cfg.boot.configurationLimit;
+    })
+
+    # systemd-oomd stays as NixOS has it: enabled, but acting on no cgroup unless one of
+    # systemd.oomd.enable*Slice(s) is set, so it does not compete with earlyoom by default.
+    (mkIf cfg.oom.enable {
+      services.earlyoom = {
+        enable = mkDefault true;
+        freeMemThreshold = mkDefault 10;
+        freeSwapThreshold = mkDefault 25;
+      };
+    })
 
     (mkIf (cfg.journald.maxUse != null) {
       services.journald.extraConfig = ''

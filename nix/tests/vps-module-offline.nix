@@ -26,6 +26,9 @@ let
         memoryPercent = stub types.int 50;
       };
       boot.kernel.sysctl = stub (types.attrsOf types.anything) { };
+      # grub.nix: int, 100; systemd-boot.nix: nullOr int, null (no limit).
+      boot.loader.grub.configurationLimit = stub types.int 100;
+      boot.loader.systemd-boot.configurationLimit = stub (types.nullOr types.int) null;
       hardware.enableRedistributableFirmware = bool false;
       documentation = {
         enable = bool true;
@@ -73,7 +76,34 @@ let
           options = stub types.str "";
         };
         settings = stub (types.attrsOf types.anything) { };
-        optimise.automatic = bool false;
+        optimise = {
+          automatic = bool false;
+          # nix-optimise.nix: a string or a list of them, made a list by `apply`; daily.
+          dates = mkOption {
+            type = types.either types.singleLineStr (types.listOf types.str);
+            default = [ "03:45" ];
+            apply = lib.toList;
+          };
+        };
+        # nix-daemon.nix
+        daemonCPUSchedPolicy = stub (types.enum [
+          "other"
+          "batch"
+          "idle"
+        ]) "other";
+        daemonIOSchedClass = stub (types.enum [
+          "best-effort"
+          "idle"
+        ]) "best-effort";
+        daemonIOSchedPriority = stub types.int 4;
+      };
+      # earlyoom.nix
+      services.earlyoom = {
+        enable = bool false;
+        freeMemThreshold = stub (types.ints.between 1 100) 10;
+        freeMemKillThreshold = stub (types.nullOr (types.ints.between 1 100)) null;
+        freeSwapThreshold = stub (types.ints.between 1 100) 10;
+        freeSwapKillThreshold = stub (types.nullOr (types.ints.between 1 100)) null;
       };
       services.journald.extraConfig = stub types.lines "";
       users.mutableUsers = bool true;
@@ -108,8 +138,23 @@ let
       vpsNixos.consoleLoginFallback.enable = true;
       vpsNixos.consoleLoginFallback.initialPassword = "console-only";
       services.journald.extraConfig = "Compress=yes";
+      nix.optimise.dates = "daily";
+      boot.loader.grub.configurationLimit = 3;
+      services.earlyoom.freeSwapThreshold = 50;
+      nix.daemonCPUSchedPolicy = "idle";
+      nix.daemonIOSchedPriority = 5;
     }
   ];
+  # Each of the new switches off: NixOS's defaults (the stubs' defaults) come back.
+  switchedOff = eval [
+    {
+      vpsNixos.nix.optimise = false;
+      vpsNixos.nix.lowPriority = false;
+      vpsNixos.boot.configurationLimit = null;
+      vpsNixos.oom.enable = false;
+    }
+  ];
+  limit3 = eval [ { vpsNixos.boot.configurationLimit = 3; } ];
   off = eval [ { vpsNixos.enable = false; } ];
   risky = eval [
     {
@@ -139,7 +184,19 @@ let
       d.nix.gc.automatic && d.nix.gc.dates == "weekly" && d.nix.gc.options == "--delete-older-than 14d";
     "min-free/max-free" =
       d.nix.settings.min-free == 256 * 1024 * 1024 && d.nix.settings.max-free == 1024 * 1024 * 1024;
-    "optimise" = d.nix.optimise.automatic;
+    "optimise weekly" = d.nix.optimise.automatic && d.nix.optimise.dates == [ "weekly" ];
+    "nix daemon: batch, best-effort 7" =
+      d.nix.daemonCPUSchedPolicy == "batch"
+      && d.nix.daemonIOSchedClass == "best-effort"
+      && d.nix.daemonIOSchedPriority == 7;
+    "boot entries limited to 10 (grub, systemd-boot)" =
+      d.boot.loader.grub.configurationLimit == 10 && d.boot.loader.systemd-boot.configurationLimit == 10;
+    "earlyoom on: 10 % memory, 25 % swap, kill at half" =
+      d.services.earlyoom.enable
+      && d.services.earlyoom.freeMemThreshold == 10
+      && d.services.earlyoom.freeSwapThreshold == 25
+      && d.services.earlyoom.freeMemKillThreshold == null
+      && d.services.earlyoom.freeSwapKillThreshold == null;
     "journald capped" = lib.hasInfix "SystemMaxUse=100M" d.services.journald.extraConfig;
     "no fallback by default" = d.users.users.root.initialPassword == null && !hasWarning d;
 
@@ -147,6 +204,31 @@ let
     "user: firmware back on" = user.hardware.enableRedistributableFirmware;
     "user: socket activation back on" = user.services.openssh.startWhenNeeded;
     "user: zram 50 %" = user.zramSwap.memoryPercent == 50;
+    "user: optimise schedule" = user.nix.optimise.dates == [ "daily" ] && user.nix.optimise.automatic;
+    "user: boot limit, grub only" =
+      user.boot.loader.grub.configurationLimit == 3 && user.boot.loader.systemd-boot.configurationLimit == 10;
+    "user: earlyoom swap threshold" =
+      user.services.earlyoom.freeSwapThreshold == 50 && user.services.earlyoom.freeMemThreshold == 10;
+    "user: daemon priority" =
+      user.nix.daemonCPUSchedPolicy == "idle"
+      && user.nix.daemonIOSchedPriority == 5
+      && user.nix.daemonIOSchedClass == "best-effort";
+    "vpsNixos.boot.configurationLimit sets both" =
+      limit3.boot.loader.grub.configurationLimit == 3 && limit3.boot.loader.systemd-boot.configurationLimit == 3;
+    "switched off: NixOS's optimise (off, daily)" =
+      !switchedOff.nix.optimise.automatic && switchedOff.nix.optimise.dates == [ "03:45" ];
+    "switched off: NixOS's daemon priority" =
+      switchedOff.nix.daemonCPUSchedPolicy == "other"
+      && switchedOff.nix.daemonIOSchedClass == "best-effort"
+      && switchedOff.nix.daemonIOSchedPriority == 4;
+    "switched off: NixOS's boot limits" =
+      switchedOff.boot.loader.grub.configurationLimit == 100
+      && switchedOff.boot.loader.systemd-boot.configurationLimit == null;
+    "switched off: no earlyoom, its defaults" =
+      !switchedOff.services.earlyoom.enable
+      && switchedOff.services.earlyoom.freeMemThreshold == 10
+      && switchedOff.services.earlyoom.freeSwapThreshold == 10;
+    "switched off: the rest stays" = switchedOff.zramSwap.enable && !switchedOff.documentation.enable;
     "user: journald cap removed, own line kept" =
       !lib.hasInfix "SystemMaxUse" user.services.journald.extraConfig
       && lib.hasInfix "Compress=yes" user.services.journald.extraConfig;
@@ -160,7 +242,13 @@ let
       && d.system.build.vpsNixosUntrimmed == "firmware=true docs=true";
     "no untrimmed variant when disabled" = !(off.system.build ? vpsNixosUntrimmed);
     "enable = false changes nothing" =
-      !off.zramSwap.enable && off.hardware.enableRedistributableFirmware && off.documentation.enable;
+      !off.zramSwap.enable
+      && off.hardware.enableRedistributableFirmware
+      && off.documentation.enable
+      && !off.services.earlyoom.enable
+      && off.nix.daemonCPUSchedPolicy == "other"
+      && off.boot.loader.grub.configurationLimit == 100
+      && off.nix.optimise.dates == [ "03:45" ];
   };
   failed = lib.attrNames (lib.filterAttrs (_: ok: !ok) checks);
 in

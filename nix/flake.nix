@@ -95,16 +95,23 @@
         let
           pkgs = nixpkgs.legacyPackages.${system};
           installer = (installerFor system).config;
-          defaults = (exampleHost system { }).config;
+          defaultHost = exampleHost system { };
+          defaults = defaultHost.config;
           # A user who wants some things back, and the console fallback.
-          overridden =
-            (exampleHost system {
-              documentation.enable = true;
-              hardware.enableRedistributableFirmware = true;
-              vpsNixos.zram.memoryPercent = 50;
-              vpsNixos.journald.maxUse = null;
-              vpsNixos.consoleLoginFallback.enable = true;
-            }).config;
+          overriddenHost = exampleHost system {
+            documentation.enable = true;
+            hardware.enableRedistributableFirmware = true;
+            vpsNixos.zram.memoryPercent = 50;
+            vpsNixos.journald.maxUse = null;
+            vpsNixos.consoleLoginFallback.enable = true;
+          };
+          overridden = overriddenHost.config;
+          # hardware.firmware's `apply` turns the list into one buildEnv derivation
+          # (the firmware directory), so the packages are looked for in the
+          # option's definitions: after mkIf and priorities, before `apply`.
+          firmwarePackages = host: lib.concatLists host.options.hardware.firmware.definitions;
+          hasLinuxFirmware =
+            host: lib.any (p: lib.hasInfix "linux-firmware" (p.name or "")) (firmwarePackages host);
           expect =
             name: ok:
             if ok then
@@ -115,9 +122,7 @@
             assert expect "zram on by default" defaults.zramSwap.enable;
             assert expect "zram 100 % of RAM" (defaults.zramSwap.memoryPercent == 100);
             assert expect "no firmware" (!defaults.hardware.enableRedistributableFirmware);
-            assert expect "no linux-firmware" (
-              !lib.any (p: lib.hasInfix "linux-firmware" (p.name or "")) defaults.hardware.firmware
-            );
+            assert expect "no linux-firmware" (!hasLinuxFirmware defaultHost);
             assert expect "docs off" (!defaults.documentation.enable);
             assert expect "command-not-found off" (!defaults.programs.command-not-found.enable);
             assert expect "sshd on" defaults.services.openssh.enable;
@@ -137,6 +142,8 @@
             );
             assert expect "user turns docs back on" overridden.documentation.enable;
             assert expect "user turns firmware back on" overridden.hardware.enableRedistributableFirmware;
+            # The firmware check can see linux-firmware when it is there.
+            assert expect "linux-firmware with firmware on" (hasLinuxFirmware overriddenHost);
             assert expect "user sizes zram" (overridden.zramSwap.memoryPercent == 50);
             assert expect "journald cap removable" (
               !lib.hasInfix "SystemMaxUse=" overridden.services.journald.extraConfig
@@ -148,7 +155,7 @@
             );
             pkgs.runCommand "vps-module-eval" { } ''
               # Evaluated, not built: the toplevel derivation of the example host.
-              echo ${builtins.unsafeDiscardStringContext (exampleHost system { }).config.system.build.toplevel.drvPath} > $out
+              echo ${builtins.unsafeDiscardStringContext defaults.system.build.toplevel.drvPath} > $out
             '';
         in
         {

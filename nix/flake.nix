@@ -220,8 +220,10 @@
           installer-module-offline = pkgs.writeText "installer-module-offline" (
             lib.concatStringsSep "\n" (import ./tests/installer-module-offline.nix { inherit lib; })
           );
-          # The disk script our build stage asks disko for, with our module loaded.
-          disko-script = (exampleHost system { }).config.system.build.diskoScriptNoDeps;
+          # The disk script our build stage asks disko for, with our module loaded:
+          # destroyFormatMountNoDeps ($out/bin/disko-destroy-format-mount), not the
+          # legacy diskoScriptNoDeps that disko removes in 2.0.
+          disko-script = defaults.system.build.destroyFormatMountNoDeps;
           run-sh = pkgs.runCommand "run-sh-shellcheck" { nativeBuildInputs = [ pkgs.shellcheck ]; } ''
             shellcheck -s sh ${./kexec-installer/run.sh} ${./tests}/*.sh
             touch $out

@@ -1,10 +1,13 @@
 {
   description = "vps-nixos: a slim kexec installer and a host module for NixOS on cheap (512 MB – 2 GB) VPS";
 
-  # No flake.lock is committed from the offline workspace: the nix-installer
-  # workflow creates it (`nix flake lock`) on GitHub's runners.
+  # flake.lock cannot be created in the offline workspace this is written in:
+  # the nix-lock workflow (.github/workflows/nix-lock.yml) creates and refreshes
+  # it as a pull request on GitHub, and until one is committed the nix-installer
+  # workflow locks on the fly (`nix flake lock`).
   inputs = {
-    nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
+    # The current stable release (25.11 is end of life).
+    nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.11";
     disko = {
       url = "github:nix-community/disko";
       inputs.nixpkgs.follows = "nixpkgs";
@@ -44,7 +47,7 @@
             extraModule
             {
               nixpkgs.hostPlatform = system;
-              system.stateVersion = "25.11";
+              system.stateVersion = "26.11";
               networking.hostName = "vps-example";
               boot.loader.grub.enable = true;
               disko.devices.disk.main = {

@@ -107,8 +107,22 @@
             vpsNixos.zram.memoryPercent = 50;
             vpsNixos.journald.maxUse = null;
             vpsNixos.consoleLoginFallback.enable = true;
+            nix.optimise.dates = [ "daily" ];
+            boot.loader.grub.configurationLimit = 3;
+            services.earlyoom.freeSwapThreshold = 50;
+            nix.daemonCPUSchedPolicy = "other";
           };
           overridden = overriddenHost.config;
+          # The example host without the module: NixOS's own values.
+          plain = (exampleHost system { vpsNixos.enable = false; }).config;
+          # Each of the newer switches off: NixOS's own values come back.
+          switchedOff =
+            (exampleHost system {
+              vpsNixos.nix.optimise = false;
+              vpsNixos.nix.lowPriority = false;
+              vpsNixos.boot.configurationLimit = null;
+              vpsNixos.oom.enable = false;
+            }).config;
           # hardware.firmware's `apply` turns the list into one buildEnv derivation
           # (the firmware directory), so the packages are looked for in the
           # option's definitions: after mkIf and priorities, before `apply`.
@@ -138,6 +152,36 @@
               defaults.nix.gc.automatic && defaults.nix.gc.options == "--delete-older-than 14d"
             );
             assert expect "min-free 256 MiB" (defaults.nix.settings.min-free == 256 * 1024 * 1024);
+            assert expect "nix optimise weekly" (
+              defaults.nix.optimise.automatic && defaults.nix.optimise.dates == [ "weekly" ]
+            );
+            assert expect "nix daemon batch, best-effort 7" (
+              let
+                sc = defaults.systemd.services.nix-daemon.serviceConfig;
+              in
+              defaults.nix.daemonCPUSchedPolicy == "batch"
+              && sc.CPUSchedulingPolicy == "batch"
+              && sc.IOSchedulingClass == "best-effort"
+              && sc.IOSchedulingPriority == 7
+            );
+            assert expect "boot entries limited to 10" (
+              defaults.boot.loader.grub.configurationLimit == 10
+              && defaults.boot.loader.systemd-boot.configurationLimit == 10
+            );
+            assert expect "earlyoom on, 10 % memory, 25 % swap" (
+              defaults.services.earlyoom.enable
+              && defaults.services.earlyoom.freeMemThreshold == 10
+              && defaults.services.earlyoom.freeSwapThreshold == 25
+            );
+            # The module's comment: systemd-oomd is on but marks no slice, so it
+            # does not compete with earlyoom.
+            assert expect "systemd-oomd acts on no slice" (
+              !(
+                defaults.systemd.oomd.enableRootSlice
+                || defaults.systemd.oomd.enableSystemSlice
+                || defaults.systemd.oomd.enableUserSlices
+              )
+            );
             assert expect "journald cap" (lib.hasInfix "SystemMaxUse=100M" defaults.services.journald.extraConfig);
             assert expect "no fallback password by default" (defaults.users.users.root.initialPassword == null);
             assert expect "no fallback warning by default" (
@@ -147,6 +191,34 @@
             assert expect "user turns firmware back on" overridden.hardware.enableRedistributableFirmware;
             # The firmware check can see linux-firmware when it is there.
             assert expect "linux-firmware with firmware on" (hasLinuxFirmware overriddenHost);
+            assert expect "user's optimise schedule" (overridden.nix.optimise.dates == [ "daily" ]);
+            assert expect "user's grub limit" (
+              overridden.boot.loader.grub.configurationLimit == 3
+              && overridden.boot.loader.systemd-boot.configurationLimit == 10
+            );
+            assert expect "user's earlyoom threshold" (overridden.services.earlyoom.freeSwapThreshold == 50);
+            assert expect "user's daemon policy" (
+              overridden.systemd.services.nix-daemon.serviceConfig.CPUSchedulingPolicy == "other"
+            );
+            assert lib.all
+              (
+                o:
+                let
+                  get = lib.getAttrFromPath (lib.splitString "." o);
+                in
+                expect "switched off: NixOS's ${o}" (get switchedOff == get plain)
+              )
+              [
+                "nix.optimise.automatic"
+                "nix.optimise.dates"
+                "nix.daemonCPUSchedPolicy"
+                "nix.daemonIOSchedClass"
+                "nix.daemonIOSchedPriority"
+                "boot.loader.grub.configurationLimit"
+                "boot.loader.systemd-boot.configurationLimit"
+                "services.earlyoom.enable"
+              ];
+            assert expect "switched off: no earlyoom" (!switchedOff.services.earlyoom.enable);
             assert expect "user sizes zram" (overridden.zramSwap.memoryPercent == 50);
             assert expect "journald cap removable" (
               !lib.hasInfix "SystemMaxUse=" overridden.services.journald.extraConfig

@@ -357,7 +357,7 @@ export const INPUTS = {
   'disko-with-deps': {
     key: 'diskoWithDeps',
     description:
-      "Build disko's diskoScript (tools included) instead of diskoScriptNoDeps (the installer already has them)",
+      "Build disko's destroyFormatMount (tools included) instead of destroyFormatMountNoDeps (the installer already has them); the legacy names diskoScript(NoDeps) are used when absent",
     required: false,
     default: 'false',
     parse: booleanInput,
@@ -654,7 +654,7 @@ export const INPUTS = {
           : fail(
               ctx,
               `'${s}' is not a channel name`,
-              'use a name from https://nixos.org/channels, e.g. nixos-25.11 or nixos-unstable',
+              'use a name from https://nixos.org/channels, e.g. nixos-26.11 or nixos-unstable',
             ),
       ),
   },

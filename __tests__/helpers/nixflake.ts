@@ -26,8 +26,8 @@ export interface StandinOptions {
   firmwareBytes?: number;
   /** Changes the toplevel's derivation (a configuration change). */
   tag?: string;
-  /** Define config.system.build.diskoScriptNoDeps. */
-  disko?: boolean;
+  /** Define disko's disk script: by its current name (destroyFormatMountNoDeps) or the legacy one. */
+  disko?: boolean | 'legacy';
   /** Salt the dependencies too, so this closure shares no path with other test builds. */
   uniqueDeps?: boolean;
   /** Define config.system.build.vpsNixosUntrimmed: the toplevel plus docs and fonts, as without our module. */
@@ -90,7 +90,7 @@ export function flakeText(opts: StandinOptions = {}): string {
       args = [ "-c" "echo '#!/bin/sh' > $out" ];
     };
   in {
-    nixosConfigurations.standin.config.system.build = { inherit toplevel; }${opts.disko ? ' // { diskoScriptNoDeps = disko; }' : ''}${opts.untrimmed ? ' // { vpsNixosUntrimmed = untrimmed; }' : ''};
+    nixosConfigurations.standin.config.system.build = { inherit toplevel; }${opts.disko ? ` // { ${opts.disko === 'legacy' ? 'diskoScriptNoDeps' : 'destroyFormatMountNoDeps'} = disko; }` : ''}${opts.untrimmed ? ' // { vpsNixosUntrimmed = untrimmed; }' : ''};
   };
 }
 `;

@@ -302,6 +302,18 @@ describe('vps-nixos build (real Nix, stand-in configuration)', () => {
     ]);
     expect(ok.code).toBe(0);
     expect(ok.doc!.diskScript).toMatch(/^\/nix\/store\/.*-disko$/);
+    // disko before destroyFormatMountNoDeps (its legacy name, until disko 2.0): still found.
+    const legacy = standinFlake({ tag: 'disko-legacy', disko: 'legacy' });
+    const old = await build(legacy.ref, [
+      '--cache',
+      'false',
+      '--method',
+      'kexec',
+      '--kexec-tarball',
+      tar,
+    ]);
+    expect(old.code).toBe(0);
+    expect(old.doc!.diskScript).toMatch(/^\/nix\/store\/.*-disko$/);
     const without = standinFlake({ tag: 'nodisko' });
     const r = await build(without.ref, [
       '--cache',
@@ -312,7 +324,9 @@ describe('vps-nixos build (real Nix, stand-in configuration)', () => {
       tar,
     ]);
     expect(r.code).not.toBe(0);
-    expect(r.stdout + r.stderr).toMatch(/has no disko configuration/);
+    expect(r.stdout + r.stderr).toMatch(
+      /has no disko configuration \(config\.system\.build\.destroyFormatMountNoDeps and diskoScriptNoDeps are missing\)/,
+    );
     expect(r.stdout + r.stderr).toMatch(/disko\.nixosModules\.disko|method infect/);
   });
 

@@ -4,7 +4,10 @@
  * theirs, the installer's restore scripts on a fixture).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+
+import { INFECT_DEFAULT_CHANNEL } from '../../src/infect/script';
 
 const ROOT = join(__dirname, '../..');
 const files = (pattern: string[]) =>
@@ -66,5 +69,16 @@ describe('the kexec run script (nix/kexec-installer/run.sh)', () => {
     });
     expect(`${r.stdout}${r.stderr}`).toMatch(/ok \(stage 2, twice\)/);
     expect(r.status).toBe(0);
+  });
+});
+
+describe('the NixOS release', () => {
+  it('nixos-channel defaults to the release nix/flake.nix pins, in action.yml and the code', () => {
+    const flake = readFileSync(join(ROOT, 'nix/flake.nix'), 'utf8');
+    const pinned = /nixpkgs\.url = "github:NixOS\/nixpkgs\/(nixos-\d\d\.\d\d)"/.exec(flake)?.[1];
+    expect(pinned).toMatch(/^nixos-\d\d\.\d\d$/);
+    expect(INFECT_DEFAULT_CHANNEL).toBe(pinned);
+    const action = readFileSync(join(ROOT, 'action.yml'), 'utf8');
+    expect(/nixos-channel:[\s\S]*?default: '([^']*)'/.exec(action)?.[1]).toBe(pinned);
   });
 });

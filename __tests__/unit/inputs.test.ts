@@ -529,7 +529,7 @@ describe('parseConfig', () => {
       'https://raw.githubusercontent.com/elitak/nixos-infect/7563801d3ae68c975e4027f4e31a3906dca95f30/nixos-infect',
     );
     expect(c.infectSha256).toMatch(/^4cc3b5f8/);
-    expect(c.nixosChannel).toBe('nixos-25.11');
+    expect(c.nixosChannel).toBe('nixos-26.11');
     const f = parseConfig({ ...good, 'infect-url': infectFile });
     expect(f.infectSha256).toBeUndefined();
     const h = parseConfig({

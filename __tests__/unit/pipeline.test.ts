@@ -90,7 +90,7 @@ function harness(world: World) {
         );
       if (args[0] === 'build' && a.includes('config.system.build.toplevel'))
         return ok(JSON.stringify([{ outputs: { out: world.top } }]));
-      if (args[0] === 'build' && a.includes('diskoScript'))
+      if (args[0] === 'build' && a.includes('destroyFormatMountNoDeps'))
         return ok(JSON.stringify([{ outputs: { out: world.disko } }]));
       if (args[0] === 'path-info' && args.includes('--json'))
         return ok(

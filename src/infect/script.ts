@@ -28,8 +28,11 @@ export function infectRawUrl(revision: string): string {
   return `https://raw.githubusercontent.com/elitak/nixos-infect/${revision}/nixos-infect`;
 }
 export const INFECT_DEFAULT_URL = infectRawUrl(INFECT_DEFAULT_REVISION);
-/** The pinned script's own default channel; `nixos-channel` defaults to it. */
-export const INFECT_DEFAULT_CHANNEL = 'nixos-25.11';
+/**
+ * The channel `nixos-channel` defaults to: the NixOS release nix/flake.nix pins (a test keeps them
+ * equal), not the pinned script's own default (nixos-25.11, end of life since 2026-06-30).
+ */
+export const INFECT_DEFAULT_CHANNEL = 'nixos-26.11';
 
 /** The real script is about 14 KB; anything near this is not it. */
 export const INFECT_MAX_BYTES = 1024 * 1024;
@@ -181,7 +184,7 @@ export interface InfectPatch {
 }
 
 export interface PatchOptions {
-  /** `nixos-channel`, e.g. nixos-25.11 or nixos-unstable. */
+  /** `nixos-channel`, e.g. nixos-26.11 or nixos-unstable. */
   channel: string;
   /** Where the swapfile and temp files go instead of /tmp: a directory on the real disk. */
   tmpDir?: string;
@@ -222,7 +225,7 @@ export function patchInfectScript(text: string, opts: PatchOptions): PatchedInfe
     throw new InputError(
       'nixos-channel',
       `'${opts.channel}' is not a channel name`,
-      'use a name from https://nixos.org/channels, e.g. nixos-25.11 or nixos-unstable',
+      'use a name from https://nixos.org/channels, e.g. nixos-26.11 or nixos-unstable',
     );
   }
   const patches: InfectPatch[] = [];

@@ -20,13 +20,28 @@ import { findSystemNix } from './system-nix';
 
 export class BuildError extends VpsNixosError {}
 
+/**
+ * disko's disk script (destroy, format, mount), by its current name first: disko 1.x calls it
+ * destroyFormatMount(NoDeps) and keeps diskoScript(NoDeps) as the legacy name until 2.0.
+ */
+export const DISKO_SCRIPT_ATTRS = {
+  noDeps: ['destroyFormatMountNoDeps', 'diskoScriptNoDeps'],
+  withDeps: ['destroyFormatMount', 'diskoScript'],
+} as const;
+
+const isMissingAttr = (stderr: string): boolean =>
+  /does not provide attribute|attribute '.*' missing/.test(stderr);
+
 /** The closure is larger than the budget; raised before anything touches the target. */
 export class BudgetExceeded extends VpsNixosError {}
 
 export interface BuildRequest {
   flake: FlakeRef;
-  /** Which disko output to build; `required` when the plan partitions the disk (else a missing one is fine). */
-  diskScript?: { attr: 'diskoScriptNoDeps' | 'diskoScript'; required: boolean };
+  /**
+   * Build disko's disk script: with its tools (`withDeps`) or without (the installer has them);
+   * `required` when the plan partitions the disk (else a missing one is fine).
+   */
+  diskScript?: { withDeps: boolean; required: boolean };
   closureBudgetBytes?: number;
   /** Also build the configuration without the vpsNixos module and report what it saves. */
   measureTrimming?: boolean;
@@ -68,7 +83,7 @@ function attr(flake: FlakeRef, path: string): string {
 
 function evalError(flake: FlakeRef, what: string, stderr: string): VpsNixosError {
   const text = nixErrorText(stderr);
-  if (/does not provide attribute|attribute '.*' missing/.test(stderr)) {
+  if (isMissingAttr(stderr)) {
     return new BuildError(
       `flake '${flake.ref}' has no nixosConfigurations.${flake.name}.${what} (${text})`,
       `check the name after '#': nix flake show ${flake.ref} lists the configurations`,
@@ -221,19 +236,19 @@ export async function buildSystem(nix: Nix, req: BuildRequest): Promise<BuildRes
     );
   let diskScript: string | undefined;
   if (req.diskScript) {
-    const d = await buildOut(
-      nix,
-      attr(req.flake, `config.system.build.${req.diskScript.attr}`),
-      req.log,
-      extra,
-    );
+    const names = DISKO_SCRIPT_ATTRS[req.diskScript.withDeps ? 'withDeps' : 'noDeps'];
+    let d = { out: '', stderr: '', code: 1 };
+    for (const name of names) {
+      d = await buildOut(nix, attr(req.flake, `config.system.build.${name}`), req.log, extra);
+      if (d.code === 0 || !isMissingAttr(d.stderr)) break;
+    }
     if (d.code !== 0) {
-      const missing = /does not provide attribute|attribute '.*' missing/.test(d.stderr);
+      const missing = isMissingAttr(d.stderr);
       if (missing && !req.diskScript.required) {
         req.log('no disko configuration: no disk script built (only the kexec method needs one)');
       } else if (missing) {
         throw new BuildError(
-          `nixosConfigurations.${req.flake.name} has no disko configuration (config.system.build.${req.diskScript.attr} is missing), but the plan partitions the disk`,
+          `nixosConfigurations.${req.flake.name} has no disko configuration (config.system.build.${names.join(' and ')} are missing), but the plan partitions the disk`,
           "import disko.nixosModules.disko and define disko.devices (see nix/README.md), or use method infect to keep the provider's partitions",
         );
       } else {

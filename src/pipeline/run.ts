@@ -439,10 +439,7 @@ async function runBuild(
       buildSystem(nix, {
         flake: cfg.flake!,
         diskScript: needs.diskScript
-          ? {
-              attr: cfg.diskoWithDeps ? 'diskoScript' : 'diskoScriptNoDeps',
-              required: needs.diskScript === 'required',
-            }
+          ? { withDeps: cfg.diskoWithDeps, required: needs.diskScript === 'required' }
           : undefined,
         closureBudgetBytes: cfg.closureBudgetBytes,
         measureTrimming: cfg.measureTrimming,

@@ -138,11 +138,19 @@ const SECTIONS: Record<SectionName, string> = {
         fsType = str (x.fsType or null);
         device = str (x.device or null);
       })) (builtins.attrNames fs));
+      efiSysMountPoint = let m = try null (str (c.boot.loader.efi.efiSysMountPoint or null)); in
+        if m != null then m else "/boot";
     }`,
   disko: `
     let d = attrs (c.disko.devices.disk or { }); b = attrs (c.system.build or { }); in {
-      disks = map (n: { name = n; device = try null (str ((attrs d.\${n}).device or null)); }) (builtins.attrNames d);
-      hasScript = b ? diskoScript || b ? diskoScriptNoDeps;
+      disks = map (n: let x = attrs d.\${n}; in {
+        name = n;
+        device = try null (str (x.device or null));
+        # A disk entry with a device and nothing to lay out: the generated host module names
+        # the disk 'main', the layout another name.
+        hasContent = try true (x ? content && x.content != null);
+      }) (builtins.attrNames d);
+      hasScript = b ? destroyFormatMountNoDeps || b ? destroyFormatMount || b ? diskoScript || b ? diskoScriptNoDeps;
     }`,
   network: `
     let n = attrs (c.networking or { });
@@ -262,9 +270,12 @@ const SCHEMAS = {
     fileSystems: z.array(
       z.object({ mountPoint: z.string(), fsType: nullableStr, device: nullableStr }),
     ),
+    efiSysMountPoint: z.string().optional(),
   }),
   disko: z.object({
-    disks: z.array(z.object({ name: z.string(), device: nullableStr })),
+    disks: z.array(
+      z.object({ name: z.string(), device: nullableStr, hasContent: z.boolean().optional() }),
+    ),
     hasScript: z.boolean(),
   }),
   network: z.object({

@@ -244,4 +244,15 @@ describe('facts-to-nix from a real probe', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/input 'facts': cannot read/);
   });
+  it('refuses a disk name that is not a Nix attribute, before reading the facts', async () => {
+    const r = await runCli([
+      'facts-to-nix',
+      '--facts',
+      '/nonexistent.json',
+      '--disk-name',
+      'main; rm -rf',
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/input 'disk-name': 'main; rm -rf' is not a disko disk name/);
+  });
 });

@@ -96,6 +96,19 @@ describe.each(fixtureNames)('factsToNix(%s)', (name) => {
   });
 });
 
+describe('the disko disk name', () => {
+  it("names the layout's disk as given (default main), in the device line and the hint", () => {
+    const name = fixtureNames.find((n) => loadExpected(n).disko?.devices.disk.main.device)!;
+    expect(name).toBeDefined();
+    const text = factsToNix(loadFacts(name), { ...OPTS, diskName: 'root-disk' });
+    expect(text).toMatch(/^ {2}disko\.devices\.disk\.root-disk\.device = lib\.mkDefault "\/dev\//m);
+    expect(text).not.toContain('disk.main');
+    expect(() => factsToNix(loadFacts(name), { ...OPTS, diskName: '"x" = 1; y' })).toThrow(
+      /bad disk name/,
+    );
+  });
+});
+
 describe('network rules (the same as run.sh)', () => {
   it('a /32 with a gateway outside it gets GatewayOnLink; the host route to it stays', () => {
     const net = hostNetwork(loadFacts('static-32-onlink-hetzner-kvm'));

@@ -453,6 +453,67 @@ describe('preflight rules', () => {
       expect(check(sda, full({ plan: { method: 'deploy-only' } }))).toEqual([]);
       expect(check((i) => (i.disko!.disks[0]!.device = '/dev/disk/by-id/virtio-abc'))).toEqual([]);
     });
+
+    it("a disk with a device and no content (the host module's 'main' beside a layout named otherwise) → error naming both fixes", () => {
+      const renamed = (i: PreflightInputs) =>
+        (i.disko!.disks = [
+          { name: 'main', device: '/dev/vda', hasContent: false },
+          { name: 'root-disk', device: '/dev/vda', hasContent: true },
+        ]);
+      const f = check(renamed);
+      expect(ids(f)).toEqual(['error disko-disk-empty']);
+      expect(f[0]!.message).toContain(
+        'disko.devices.disk.main has device = "/dev/vda" but nothing',
+      );
+      expect(f[0]!.message).toContain("the layout's disks are root-disk");
+      expect(f[0]!.fix).toContain('--disk-name root-disk');
+      // Alone, the fix is a layout for it; a plan that does not partition is not checked.
+      const alone = check((i) => (i.disko!.disks[0]!.hasContent = false));
+      expect(alone[0]!.fix).toContain('type = "gpt"');
+      expect(check(renamed, full({ plan: { method: 'infect' } }))).toEqual([]);
+    });
+  });
+
+  describe('uefi-no-esp', () => {
+    const efi = (over: Partial<PreflightContext> = {}) =>
+      full({ facts: host({ efi: true }), ...over });
+    const esp = { mountPoint: '/boot', fsType: 'vfat', device: '/dev/disk/by-partlabel/ESP' };
+
+    it('a UEFI host without an ESP at the efiSysMountPoint → error with the partition to add', () => {
+      const f = check(() => undefined, efi());
+      expect(ids(f)).toEqual(['error uefi-no-esp']);
+      expect(f[0]!.message).toContain('no EFI system partition at /boot');
+      expect(f[0]!.fix).toContain('type = "EF00"');
+      expect(f[0]!.fix).toContain('mountpoint = "/boot"');
+    });
+
+    it('an ESP at /boot, or at a moved efiSysMountPoint → nothing', () => {
+      expect(check((i) => i.memory!.fileSystems.push(esp), efi())).toEqual([]);
+      const moved = (i: PreflightInputs) => {
+        i.memory!.fileSystems.push({ ...esp, mountPoint: '/boot/efi/' });
+        i.memory!.efiSysMountPoint = '/boot/efi';
+      };
+      expect(check(moved, efi())).toEqual([]);
+      // The ESP at /boot while the loader looks in /boot/efi: named.
+      const wrong = check((i) => {
+        i.memory!.fileSystems.push(esp);
+        i.memory!.efiSysMountPoint = '/boot/efi';
+      }, efi());
+      expect(wrong[0]!.message).toContain('no EFI system partition at /boot/efi');
+    });
+
+    it('a /boot that is not FAT → error naming its type', () => {
+      const f = check((i) => i.memory!.fileSystems.push({ ...esp, fsType: 'ext4' }), efi());
+      expect(f[0]!.message).toContain('/boot is ext4 file system, not vfat');
+    });
+
+    it('BIOS hosts, plans that keep the partitions, and no facts are not checked', () => {
+      expect(check(() => undefined, full())).toEqual([]);
+      expect(check(() => undefined, efi({ plan: { method: 'infect' } }))).toEqual([]);
+      expect(ids(check(() => undefined, full({ facts: undefined })))).toEqual([
+        'info skipped-no-facts',
+      ]);
+    });
   });
 
   describe('network-mismatch', () => {

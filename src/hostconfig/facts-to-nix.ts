@@ -19,7 +19,12 @@ export interface FactsToNixOptions {
    * import), so `boot.loader.grub.device` names the disk. Default true.
    */
   disko?: boolean;
+  /** The name of the disk in the configuration's disko layout (`disko.devices.disk.<name>`); default `main`. */
+  diskName?: string;
 }
+
+/** A disko disk name we write as a bare Nix attribute. */
+export const DISK_NAME_RE = /^[A-Za-z_][A-Za-z0-9_-]*$/;
 
 /** Initrd drivers per virtualization: the root disk and NIC must work before the root is mounted. */
 export const INITRD_MODULES: Readonly<Record<string, readonly string[]>> = {
@@ -74,6 +79,9 @@ export function factsToNix(facts: Facts, opts: FactsToNixOptions = {}): string {
       : checkDiskPath(facts.rootDisk, 'rootDisk');
   const network = hostNetwork(facts);
   const disko = opts.disko ?? true;
+  const diskName = opts.diskName ?? 'main';
+  // The CLI refuses a bad name as its input; this is for other callers.
+  if (!DISK_NAME_RE.test(diskName)) throw new Error(`facts-to-nix: bad disk name ${diskName}`);
 
   const sections = [
     header(facts, opts, { virt, arch, rootDisk }),
@@ -82,7 +90,7 @@ export function factsToNix(facts: Facts, opts: FactsToNixOptions = {}): string {
     [
       platform(arch),
       kernelModules(facts, virt),
-      boot(facts, virt, rootDisk, disko),
+      boot(facts, virt, rootDisk, disko, diskName),
       networking(network),
     ]
       .filter((s) => s !== '')
@@ -149,7 +157,13 @@ function kernelModules(facts: Facts, virt: string): string {
   ].join('\n');
 }
 
-function boot(facts: Facts, virt: string, rootDisk: string | undefined, disko: boolean): string {
+function boot(
+  facts: Facts,
+  virt: string,
+  rootDisk: string | undefined,
+  disko: boolean,
+  diskName: string,
+): string {
   if (facts.isContainer)
     return [
       nixComment(`${virt} is a container: no kernel, initrd drivers, boot loader or disk.`, '  '),
@@ -199,9 +213,12 @@ function boot(facts: Facts, virt: string, rootDisk: string | undefined, disko: b
                 'boot.loader.grub.device instead).',
               '  ',
             ),
-            `  disko.devices.disk.main.device = lib.mkDefault ${nixString(rootDisk)};`,
+            `  disko.devices.disk.${diskName}.device = lib.mkDefault ${nixString(rootDisk)};`,
           ].join('\n')
-        : nixComment('The probe found no root disk: set disko.devices.disk.main.device.', '  '),
+        : nixComment(
+            `The probe found no root disk: set disko.devices.disk.${diskName}.device.`,
+            '  ',
+          ),
     );
   }
   return lines.join('\n');

@@ -22,7 +22,7 @@ export type PreflightFacts = Pick<
   Facts,
   'memTotalBytes' | 'virtualization' | 'disks' | 'interfaces' | 'routes'
 > &
-  Partial<Pick<Facts, 'rootDisk' | 'tmp' | 'isContainer'>>;
+  Partial<Pick<Facts, 'rootDisk' | 'tmp' | 'isContainer' | 'efi'>>;
 
 export interface PreflightContext {
   facts?: PreflightFacts;
@@ -449,6 +449,44 @@ function diskoDeviceMismatch(inputs: PreflightInputs, ctx: PreflightContext, add
   }
 }
 
+function diskoDiskEmpty(inputs: PreflightInputs, ctx: PreflightContext, add: Add): void {
+  const d = inputs.disko;
+  if (!d || (ctx.plan && ctx.plan.method !== 'kexec')) return;
+  const laidOut = d.disks.filter((x) => x.hasContent !== false).map((x) => x.name);
+  for (const disk of d.disks) {
+    if (disk.hasContent !== false) continue;
+    add(
+      'disko-disk-empty',
+      'error',
+      `disko.devices.disk.${nixAttr(disk.name)} has ${disk.device ? `device = ${q(disk.device)} but ` : ''}nothing to lay out on it (no content)` +
+        (laidOut.length
+          ? `; the layout's disks are ${laidOut.map((n) => nixAttr(n)).join(', ')}`
+          : ''),
+      "disko cannot partition a disk without content, so the install stops after kexec, when the old system is gone. The host module vps-nixos generates (facts-to-nix, host-config) sets disko.devices.disk.main.device: with a layout that names its disk otherwise, 'main' is a second, empty disk.",
+      laidOut.length
+        ? `name the layout's disk main (disko.devices.disk.main = { … };), or generate the host module with: vps-nixos facts-to-nix --facts facts.json --disk-name ${laidOut[0]}`
+        : `give disko.devices.disk.${nixAttr(disk.name)} a content (a gpt table with its partitions), e.g.:\n${diskoSnippet(disk.device ?? '/dev/vda')}`,
+    );
+  }
+}
+
+function uefiNoEsp(inputs: PreflightInputs, ctx: PreflightContext, add: Add): void {
+  const m = inputs.memory;
+  if (!m || !ctx.facts?.efi || ctx.plan?.method !== 'kexec') return;
+  const esp = trimSlash(m.efiSysMountPoint ?? '/boot');
+  const mounted = m.fileSystems.find((f) => trimSlash(f.mountPoint) === esp);
+  if (mounted && (mounted.fsType === 'vfat' || mounted.fsType === null)) return;
+  add(
+    'uefi-no-esp',
+    'error',
+    mounted
+      ? `the host boots by UEFI and the EFI system partition must be at ${esp} (boot.loader.efi.efiSysMountPoint), but ${esp} is ${mounted.fsType ?? 'a'} file system, not vfat`
+      : `the host boots by UEFI, but the configuration mounts no EFI system partition at ${esp} (boot.loader.efi.efiSysMountPoint)`,
+    'The kexec install wipes the disk and lays it out from the configuration; UEFI firmware boots only from a FAT EFI system partition, so without one the boot-loader install fails, or the host reboots into nothing after the old system is gone.',
+    `add an ESP to the disko layout:\nESP = { size = "512M"; type = "EF00"; content = { type = "filesystem"; format = "vfat"; mountpoint = ${q(esp)}; mountOptions = [ "umask=0077" ]; }; };`,
+  );
+}
+
 // ---- network -----------------------------------------------------------------------------
 
 type Family = 'inet' | 'inet6';
@@ -591,8 +629,8 @@ const NEEDS_SECTION: Record<SectionName, FindingId[]> = {
   ssh: ['sshd-disabled', 'sshd-socket-activated'],
   users: ['deploy-key-missing', 'no-console-login'],
   packages: ['closure-leak'],
-  memory: ['no-zram-low-ram', 'swap-on-tmpfs', 'tmp-tmpfs-too-big'],
-  disko: ['no-disko', 'disko-device-mismatch'],
+  memory: ['no-zram-low-ram', 'swap-on-tmpfs', 'tmp-tmpfs-too-big', 'uefi-no-esp'],
+  disko: ['no-disko', 'disko-device-mismatch', 'disko-disk-empty'],
   network: ['network-mismatch'],
 };
 
@@ -614,7 +652,7 @@ const SECTION_OPTIONS: Record<SectionName, string> = {
   ssh: 'services.openssh',
   users: 'users.users / users.mutableUsers',
   packages: 'hardware.*Firmware / environment.systemPackages',
-  memory: 'zramSwap / swapDevices / boot.tmp / fileSystems',
+  memory: 'zramSwap / swapDevices / boot.tmp / fileSystems / boot.loader.efi',
   disko: 'disko.devices.disk',
   network: 'networking / systemd.network',
 };
@@ -633,7 +671,7 @@ function skipped(inputs: PreflightInputs, ctx: PreflightContext, add: Add): void
     add(
       'skipped-no-facts',
       'info',
-      'no probe facts: skipped sshd-socket-activated, no-zram-low-ram, disko-device-mismatch, network-mismatch, and tmp-tmpfs-too-big for absolute sizes',
+      'no probe facts: skipped sshd-socket-activated, no-zram-low-ram, disko-device-mismatch, network-mismatch, uefi-no-esp, and tmp-tmpfs-too-big for absolute sizes',
       'These compare the configuration with the host (RAM, disks, addresses).',
       'vps-nixos check --facts facts.json (from vps-nixos probe --json), or run it in the action after the probe',
     );
@@ -649,7 +687,7 @@ function skipped(inputs: PreflightInputs, ctx: PreflightContext, add: Add): void
     add(
       'skipped-no-plan',
       'info',
-      'no plan: skipped no-disko (whether the install partitions the disk)',
+      'no plan: skipped no-disko and uefi-no-esp (whether the install partitions the disk)',
       'Only a kexec install needs a disko configuration; the plan says which method runs.',
       'give --facts so a plan can be made, or run preflight in the action after the plan',
     );
@@ -667,6 +705,8 @@ export function findings(inputs: PreflightInputs, ctx: PreflightContext = {}): F
   deployKeyMissing(inputs, ctx, add);
   noDisko(inputs, ctx, add);
   diskoDeviceMismatch(inputs, ctx, add);
+  diskoDiskEmpty(inputs, ctx, add);
+  uefiNoEsp(inputs, ctx, add);
   networkMismatch(inputs, ctx, add);
   noConsoleLogin(inputs, add);
   sshdSocketActivated(inputs, ctx, add);

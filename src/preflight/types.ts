@@ -13,6 +13,8 @@ export type FindingId =
   | 'deploy-key-missing'
   | 'no-disko'
   | 'disko-device-mismatch'
+  | 'disko-disk-empty'
+  | 'uefi-no-esp'
   | 'network-mismatch'
   | 'no-console-login'
   | 'sshd-socket-activated'
@@ -106,11 +108,13 @@ export interface MemoryInputs {
   /** `boot.tmp.tmpfsSize`: `"50%"`, `"2G"`, or bytes. */
   tmpTmpfsSize: string | number;
   fileSystems: FileSystemInputs[];
+  /** `boot.loader.efi.efiSysMountPoint` (where the ESP must be mounted); `/boot` when unset. */
+  efiSysMountPoint?: string;
 }
 
 export interface DiskoInputs {
   /** `disko.devices.disk.<name>.device`. */
-  disks: { name: string; device: string | null }[];
+  disks: { name: string; device: string | null; hasContent?: boolean }[];
   /** `system.build.diskoScript*` exists (the disko module is imported). */
   hasScript: boolean;
 }

@@ -9,7 +9,8 @@
 # only): the image must be built (test/vps/vps image). For each variant
 # (ok ok2 new-kernel exit4 unhealthy cut-sshd):
 #   nixosConfigurations.<variant>.config.system.build.toplevel           the system toplevel
-#   nixosConfigurations.<variant>.config.system.build.diskoScriptNoDeps  the disko stand-in
+#   nixosConfigurations.<variant>.config.system.build.destroyFormatMountNoDeps  the disko stand-in
+#     (also as diskoScriptNoDeps, disko's legacy name)
 # These are the same derivations as `test/vps/vps standins --system-ballast SIZE` builds, so the
 # same store paths ("variants" in its JSON). SIZE as for `vps standins` ("0", "64MiB", "1GiB");
 # the default is 0 (no ballast paths), where `vps standins` defaults to 1GiB. --authorized-key
@@ -104,6 +105,8 @@ cat > "$outdir/flake.nix" <<EOF
         config = {
           system.build = {
             inherit toplevel;
+            # disko's current name, and its legacy one (kept by disko until 2.0), as disko has both
+            destroyFormatMountNoDeps = standins.diskScript;
             diskoScriptNoDeps = standins.diskScript;
           };
           # What the preflight reads, as the stand-in system is (its sshd runs, root logs in by key).

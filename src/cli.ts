@@ -5,8 +5,13 @@ import { safeText } from './report/render';
 import { InputError, describeError } from './errors';
 import { parseArgs, quotable } from './cli/args';
 import { COMMANDS, findCommand, runCommand, usage } from './cli/commands';
+import { TOOL_VERSION } from './version';
 
 async function cli(argv: string[]): Promise<number> {
+  if (argv.length === 1 && (argv[0] === '--version' || argv[0] === 'version')) {
+    process.stdout.write(`vps-nixos ${TOOL_VERSION}\n`);
+    return 0;
+  }
   let parsed;
   try {
     parsed = parseArgs(argv, (c) => findCommand(c)?.options);
@@ -35,7 +40,9 @@ async function cli(argv: string[]): Promise<number> {
       process.stdout.write(cmd.custom(parsed.options));
       return 0;
     }
-    const result = await runCommand(cmd, parsed.options, log);
+    const result = cmd.run
+      ? await cmd.run(parsed.options, log)
+      : await runCommand(cmd, parsed.options, log);
     process.stdout.write(result.output);
     // Text output already shows the error; JSON keeps stdout to one document.
     if (

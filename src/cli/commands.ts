@@ -8,6 +8,7 @@ import { finalStatus } from '../pipeline/status';
 import { jsonText, renderText } from '../report/render';
 import { loadFacts, readFileOption } from './facts-file';
 import { FACTS_TO_NIX_OPTIONS, factsToNixCommand } from './facts-to-nix';
+import { INIT_OPTIONS, initCommand } from './init';
 import type { RunRecord } from '../pipeline/record';
 import { entryStages, type Entry } from '../pipeline/decide';
 import type { KexecTarball } from '../nix/kexec';
@@ -47,6 +48,8 @@ export interface Command {
   options: OptionSpec[];
   /** A command that is not a pipeline run: returns its stdout. */
   custom?: (options: Record<string, string>) => string;
+  /** A command that runs another's pipeline and does more with its record (init). */
+  run?: (options: Record<string, string>, log: Logger) => Promise<CommandResult>;
 }
 
 const BUILDING: InputName[] = [
@@ -247,6 +250,18 @@ export const COMMANDS: Command[] = [
     ],
   },
   {
+    name: 'init',
+    summary:
+      'Probe the target (read-only) and write a starter repository for it: flake, configuration, host module, disk layout, known_hosts, the deploy and update workflows',
+    options: [
+      ...CONNECTION.map(inputOption),
+      ...FILE_OPTIONS,
+      ...PLANNING.map(inputOption),
+      ...INIT_OPTIONS,
+    ],
+    run: (options, log) => initCommand(findCommand('plan')!, options, log, runCommand),
+  },
+  {
     name: 'facts-to-nix',
     summary:
       'Write the NixOS module for this host (static network, disk, drivers, boot loader) from saved facts',
@@ -268,6 +283,7 @@ export function usage(cmd?: Command): string {
       ...COMMANDS.map((c) => `  ${c.name.padEnd(8)} ${c.summary}`),
       '',
       'Options have the names of the action inputs. `vps-nixos <command> --help` lists them.',
+      '`vps-nixos --version` prints the version.',
     ].join('\n');
   }
   const lines = cmd.options.map((o) => {

@@ -1,6 +1,21 @@
-/** The GitHub Actions cache behind the CacheStore interface: the only code that needs the cache service. */
-import * as cache from '@actions/cache';
+/**
+ * The GitHub Actions cache behind the CacheStore interface: the only code that needs the cache
+ * service. @actions/cache brings Azure's storage client and Apache Arrow (3.6 of the bundle's
+ * 6.2 MB; evaluating them is most of the action's start): it is loaded when a cache entry is read
+ * or written, not on a deploy that needs none. Its own availability rule (service v1 or v2, GHES)
+ * is small and read without it.
+ */
+import { getCacheServiceVersion } from '@actions/cache/lib/internal/config';
 import type { CacheStore } from './store';
+
+type CacheModule = typeof import('@actions/cache');
+let loaded: Promise<CacheModule> | undefined;
+const lib = (): Promise<CacheModule> => (loaded ??= import('@actions/cache'));
+
+/** What `cache.isFeatureAvailable()` answers, without loading the package (a test keeps them equal). */
+export function cacheServiceAvailable(env: NodeJS.ProcessEnv = process.env): boolean {
+  return getCacheServiceVersion() === 'v2' ? !!env.ACTIONS_RESULTS_URL : !!env.ACTIONS_CACHE_URL;
+}
 
 export class ActionsCacheStore implements CacheStore {
   readonly kind = 'actions';
@@ -33,21 +48,22 @@ export class ActionsCacheStore implements CacheStore {
   }
 
   available(): boolean {
-    return cache.isFeatureAvailable();
+    return cacheServiceAvailable(this.env);
   }
 
   async restore(dir: string, key: string, restoreKeys: string[]): Promise<string | undefined> {
-    if (!cache.isFeatureAvailable()) return undefined;
-    return cache.restoreCache([dir], key, restoreKeys);
+    if (!this.available()) return undefined;
+    return (await lib()).restoreCache([dir], key, restoreKeys);
   }
 
   async has(dir: string, key: string): Promise<boolean> {
-    if (!cache.isFeatureAvailable()) return false;
-    return (await cache.restoreCache([dir], key, [], { lookupOnly: true })) === key;
+    if (!this.available()) return false;
+    return (await (await lib()).restoreCache([dir], key, [], { lookupOnly: true })) === key;
   }
 
   async save(dir: string, key: string): Promise<'saved' | 'exists'> {
-    if (!cache.isFeatureAvailable()) return 'exists';
+    if (!this.available()) return 'exists';
+    const cache = await lib();
     try {
       await cache.saveCache([dir], key);
       return 'saved';

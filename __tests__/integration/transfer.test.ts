@@ -158,6 +158,42 @@ describe('sendClosure into a store root with the closure’s own Nix', () => {
     expect(invalidIn(root, closure)).toEqual([]);
   });
 
+  it('a connection dropped mid-stream fails the copy and leaves no tar or zstd running here', async () => {
+    // Big enough to be still streaming when the connection drops.
+    const dir = mkdtempSync(join(tmpdir(), 'vps-nixos-transfer-big-'));
+    writeFileSync(
+      join(dir, 'default.nix'),
+      `derivation { name = "big-${Date.now()}"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "/usr/bin/head -c 268435456 /dev/urandom > $out" ]; }`,
+    );
+    const big = execFileSync('nix-build', ['--no-out-link', join(dir, 'default.nix')], {
+      encoding: 'utf8',
+      env,
+    }).trim();
+    const target = parseTarget(`root@127.0.0.1:${sshd.port}`) as Target;
+    const own = await connect({
+      target,
+      privateKey: readFileSync(sshd.clientKeyFile, 'utf8'),
+      pin: pinFor(target.knownHostsName, readFileSync(sshd.knownHostsFile, 'utf8'), []),
+      connectTimeoutMs: 10_000,
+      retries: 0,
+    });
+    // The connection goes away 300 ms into the stream (sshd killed, the link reset).
+    const dropping: RemoteSession = {
+      ...own,
+      exec: (command, opts) => {
+        if (command.includes("'receive'")) setTimeout(() => own.close(), 300);
+        return own.exec(command, opts);
+      },
+    };
+    await expect(
+      sendClosure(dropping, [big], { storeRoot: storeRoot(), log: () => {} }),
+    ).rejects.toThrow();
+    const children = execFileSync('ps', ['--ppid', String(process.pid), '-o', 'comm='], {
+      encoding: 'utf8',
+    });
+    expect(children.split('\n').filter((c) => c === 'tar' || c === 'zstd')).toEqual([]);
+  });
+
   it('lets the target substitute from a binary cache first, and sends only what the cache lacks', async () => {
     const root = storeRoot();
     const closure = await localClosure([toplevel]);

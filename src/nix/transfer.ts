@@ -12,6 +12,7 @@
  * An interrupted copy leaves unregistered paths, which the next run deletes and sends again.
  */
 import { spawnChild } from '../children';
+import type { ChildProcess } from 'node:child_process';
 import { Transform, type Readable } from 'node:stream';
 import { SshConnectError, VpsNixosError } from '../errors';
 import type { RemoteSession } from '../ssh/session';
@@ -196,6 +197,15 @@ export async function filesPresent(
   return /^ok=yes$/m.test(out);
 }
 
+/** Kills the local end of a stream whose remote end is gone, and lets go of its pipes. */
+function stopStream(children: ChildProcess[], streams: Transform[]): void {
+  for (const c of children) {
+    if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    for (const p of [c.stdin, c.stdout, c.stderr]) p?.destroy();
+  }
+  for (const t of streams) t.destroy();
+}
+
 /** Streams `paths` as a zstd tar under `root`; returns [bytes on the wire, tar bytes]. */
 async function streamPaths(
   session: RemoteSession,
@@ -253,7 +263,16 @@ async function streamPaths(
   });
   tar.stdout.pipe(countTar).pipe(zstd.stdin);
   zstd.stdout.pipe(countWire);
-  await Promise.race([store(session, 'receive', [root], countWire, 6 * 60 * 60_000), spawnError]);
+  try {
+    await Promise.race([store(session, 'receive', [root], countWire, 6 * 60 * 60_000), spawnError]);
+  } catch (err) {
+    // The target's end is gone (the connection dropped, the receiver failed): stop ours. Else tar
+    // and zstd block on a pipe no one reads any more, and their open pipes keep this process
+    // alive after the error (the fault campaign's "sshd killed mid-transfer" hung so).
+    stopStream([tar, zstd], [countTar, countWire]);
+    await Promise.all([tarDone, zstdDone]);
+    throw err;
+  }
   const [tc, zc] = await Promise.all([tarDone, zstdDone]);
   if (tc !== 0 || zc !== 0)
     throw new NixError(

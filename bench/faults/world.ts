@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { whoAnswers, type WhoAnswers } from '../../src/phases/wait';
 import { runCli, type CliResult } from '../../__tests__/helpers/cli';
 import { OFFLINE_NIX_CONFIG } from '../../__tests__/helpers/nixflake';
+import { secretKeyLines } from '../../__tests__/helpers/faults/bad-inputs';
 import {
   currentVps,
   openVps,
@@ -45,9 +46,7 @@ export class World {
   readonly cfg = vpsConfig(this.vps);
   readonly s: Standins = standins();
   readonly work = mkdtempSync(join(tmpdir(), 'vps-nixos-faults-'));
-  readonly keyLines = readFileSync(this.vps.sshPrivateKeyFile, 'utf8')
-    .split('\n')
-    .filter((l) => l.trim() && !l.startsWith('-----'));
+  readonly keyLines = secretKeyLines(readFileSync(this.vps.sshPrivateKeyFile, 'utf8'));
 
   /** `vps savevm|loadvm NAME`. */
   snapshot(verb: 'savevm' | 'loadvm', name: string): void {

@@ -235,8 +235,18 @@ export function campaignFiles(): {
   const { privateKey } = keyPair();
   const keyFile = join(dir, 'id');
   writeFileSync(keyFile, privateKey, { mode: 0o600 });
-  const keyLines = privateKey.split('\n').filter((l) => l.trim() && !l.startsWith('-----'));
-  return { dir, privateKey, keyFile, keyLines };
+  return { dir, privateKey, keyFile, keyLines: secretKeyLines(privateKey) };
+}
+
+/**
+ * The lines of a private key file that are this key's own: not the armour, and not the first
+ * base64 line, which every unencrypted OpenSSH key of a type shares ("openssh-key-v1", no cipher,
+ * no KDF, the key type): matching it counted any other key in the temp dir as a leak.
+ */
+export function secretKeyLines(privateKey: string): string[] {
+  return privateKey
+    .split('\n')
+    .filter((l) => l.trim() && !l.startsWith('-----') && !l.startsWith('b3BlbnNzaC1rZXktdjE'));
 }
 
 /** Files a run left under `dir`, with their contents (the secrets scan reads them too). */

@@ -4,7 +4,7 @@
  * theirs, the installer's restore scripts on a fixture).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { INFECT_DEFAULT_CHANNEL } from '../../src/infect/script';
@@ -80,5 +80,21 @@ describe('the NixOS release', () => {
     expect(INFECT_DEFAULT_CHANNEL).toBe(pinned);
     const action = readFileSync(join(ROOT, 'action.yml'), 'utf8');
     expect(/nixos-channel:[\s\S]*?default: '([^']*)'/.exec(action)?.[1]).toBe(pinned);
+  });
+});
+
+describe('dist/', () => {
+  const bundles = ['main', 'post', 'cli'];
+  it.each(bundles)('dist/%s has the notices of what it bundles, and nothing for Windows', (b) => {
+    const dir = join(ROOT, 'dist', b);
+    const notices = readFileSync(join(dir, 'licenses.txt'), 'utf8');
+    const want: Record<string, string[]> = {
+      main: ['@actions/core', '@actions/cache', 'ssh2', 'zod'],
+      post: ['@actions/core'],
+      cli: ['ssh2', 'zod'],
+    };
+    for (const pkg of want[b]!)
+      expect(notices).toMatch(new RegExp(`^${pkg} \\d+\\.\\d+\\.\\d+\\n`, 'm'));
+    expect(readdirSync(dir).filter((f) => f.endsWith('.exe'))).toEqual([]);
   });
 });

@@ -24243,6 +24243,7 @@ const status_1 = __nccwpck_require__(7922);
 const render_1 = __nccwpck_require__(6340);
 const facts_file_1 = __nccwpck_require__(1056);
 const facts_to_nix_1 = __nccwpck_require__(6921);
+const init_1 = __nccwpck_require__(7646);
 const decide_1 = __nccwpck_require__(4156);
 const node_os_1 = __nccwpck_require__(8161);
 const node_fs_1 = __nccwpck_require__(3024);
@@ -24454,6 +24455,17 @@ exports.COMMANDS = [
         ],
     },
     {
+        name: 'init',
+        summary: 'Probe the target (read-only) and write a starter repository for it: flake, configuration, host module, disk layout, known_hosts, the deploy and update workflows',
+        options: [
+            ...CONNECTION.map(inputOption),
+            ...FILE_OPTIONS,
+            ...PLANNING.map(inputOption),
+            ...init_1.INIT_OPTIONS,
+        ],
+        run: (options, log) => (0, init_1.initCommand)(findCommand('plan'), options, log, runCommand),
+    },
+    {
         name: 'facts-to-nix',
         summary: 'Write the NixOS module for this host (static network, disk, drivers, boot loader) from saved facts',
         options: facts_to_nix_1.FACTS_TO_NIX_OPTIONS,
@@ -24472,6 +24484,7 @@ function usage(cmd) {
             ...exports.COMMANDS.map((c) => `  ${c.name.padEnd(8)} ${c.summary}`),
             '',
             'Options have the names of the action inputs. `vps-nixos <command> --help` lists them.',
+            '`vps-nixos --version` prints the version.',
         ].join('\n');
     }
     const lines = cmd.options.map((o) => {
@@ -24848,22 +24861,145 @@ exports.FACTS_TO_NIX_OPTIONS = [
         default: 'true',
         boolean: true,
     },
+    {
+        name: 'disk-name',
+        description: "The disk's name in your disko layout (disko.devices.disk.<name>): the module sets its device",
+        default: 'main',
+    },
     { name: 'host', description: 'Name of the host for the header comment (e.g. the target)' },
 ];
 /** Returns what goes to stdout. Throws InputError / HostConfigError (nothing written then). */
 function factsToNixCommand(options) {
     if (!options.facts)
         throw new errors_1.InputError('facts', 'is required', 'save the facts with: vps-nixos probe … --json > facts.json');
+    const diskName = options['disk-name'] ?? 'main';
+    if (!hostconfig_1.DISK_NAME_RE.test(diskName))
+        throw new errors_1.InputError('disk-name', `'${diskName}' is not a disko disk name`, 'write the name after disko.devices.disk. in your layout, e.g. main (letters, digits, _ and -)');
     const facts = (0, facts_file_1.loadFacts)(options.facts);
     const disko = (options.disko ?? 'true').toLowerCase();
     if (disko !== 'true' && disko !== 'false')
         throw new errors_1.InputError('disko', `'${options.disko}' is not a boolean`, 'write true or false');
-    const text = (0, hostconfig_1.factsToNix)(facts, { host: options.host, date: new Date(), disko: disko === 'true' });
+    const text = (0, hostconfig_1.factsToNix)(facts, {
+        host: options.host,
+        date: new Date(),
+        disko: disko === 'true',
+        diskName,
+    });
     if (options.out) {
         (0, node_fs_1.writeFileSync)(options.out, text);
         return `wrote ${options.out}\n`;
     }
     return text;
+}
+
+
+/***/ }),
+
+/***/ 7646:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.INIT_OPTIONS = void 0;
+exports.initTargets = initTargets;
+exports.initCommand = initCommand;
+/**
+ * `vps-nixos init`: probe the host (pinned, or trust-on-first-use with the fingerprint printed to
+ * compare with the provider's console), plan, and write a starter repository for it: flake,
+ * configuration, host module, disk layout, known_hosts and the workflows that deploy it.
+ */
+const node_fs_1 = __nccwpck_require__(3024);
+const node_path_1 = __nccwpck_require__(6760);
+const errors_1 = __nccwpck_require__(3916);
+const files_1 = __nccwpck_require__(3649);
+const render_1 = __nccwpck_require__(6340);
+const keys_1 = __nccwpck_require__(9892);
+exports.INIT_OPTIONS = [
+    { name: 'name', description: "The host's name: its flake output, hosts/ directory and hostname" },
+    {
+        name: 'out',
+        description: 'The directory to write the repository into (nothing is overwritten)',
+    },
+];
+/** Checks name and out and what would be written, before any connection. */
+function initTargets(options) {
+    const name = options.name;
+    if (!name)
+        throw new errors_1.InputError('name', 'is required', 'name the host, e.g. --name my-vps');
+    if (!files_1.HOST_NAME_RE.test(name))
+        throw new errors_1.InputError('name', `'${name}' is not a host name`, 'use lower-case letters, digits and -, starting with a letter (at most 63), e.g. my-vps');
+    if (!options.out)
+        throw new errors_1.InputError('out', 'is required', 'give the directory to write into, e.g. --out .');
+    const out = (0, node_path_1.resolve)(options.out);
+    const paths = [
+        'flake.nix',
+        `hosts/${name}/configuration.nix`,
+        `hosts/${name}/host.nix`,
+        `hosts/${name}/disk.nix`,
+        'known_hosts',
+        '.github/workflows/deploy.yml',
+        '.github/workflows/update.yml',
+    ];
+    const existing = paths.filter((p) => (0, node_fs_1.existsSync)((0, node_path_1.join)(out, p)));
+    if (existing.length > 0)
+        throw new errors_1.InputError('out', `${out} already has ${existing.join(', ')}: init does not overwrite`, 'move them away, or init into an empty directory and merge by hand');
+    return { name, out };
+}
+/**
+ * Runs the plan command's pipeline (probe, plan: read-only), then writes the files. The plan's
+ * refusal or an in-place method still writes them, saying why.
+ */
+async function initCommand(plan, options, log, run) {
+    const { name, out } = initTargets(options);
+    const rest = Object.fromEntries(Object.entries(options).filter(([k]) => k !== 'name' && k !== 'out'));
+    const result = await run(plan, { ...rest, json: 'false' }, log);
+    const r = result.record;
+    if (!r.facts || !r.plan || !r.hostKey)
+        return result;
+    const keyFile = options['ssh-private-key-file'];
+    const privateKey = keyFile ? (0, node_fs_1.readFileSync)(keyFile, 'utf8') : process.env.VPS_NIXOS_SSH_KEY;
+    const files = (0, files_1.initFiles)({
+        name,
+        target: r.target ?? options.target ?? '',
+        facts: r.facts,
+        plan: r.plan,
+        knownHosts: r.hostKey,
+        deployPublicKey: privateKey ? (0, keys_1.publicKeyOf)(privateKey) : undefined,
+        date: new Date().toISOString().slice(0, 10),
+    });
+    for (const f of files) {
+        const path = (0, node_path_1.join)(out, f.path);
+        (0, node_fs_1.mkdirSync)((0, node_path_1.dirname)(path), { recursive: true });
+        // 'wx': a file that appeared since the check is not overwritten either.
+        (0, node_fs_1.writeFileSync)(path, f.text, { flag: 'wx' });
+    }
+    const why = r.plan.method === 'refuse'
+        ? `The plan refuses this host as it is: ${r.plan.refusal?.reason ?? ''}. ${r.plan.refusal?.remediation ?? ''}`
+        : r.plan.method === 'infect'
+            ? 'The plan converts this host in place (infect): the disk layout in disk.nix is not used.'
+            : r.plan.method === 'kexec'
+                ? `The first deploy installs NixOS and wipes ${r.facts.rootDisk ?? 'the disk'}: deploy.yml carries confirm-wipe for it.`
+                : `The plan: ${r.plan.method}.`;
+    const lines = [
+        `wrote ${files.length} files into ${out}:`,
+        ...files.map((f) => `  ${f.path}`),
+        '',
+        r.hostKeyTrustedOnFirstUse
+            ? `The host key was trusted on first use: ${r.hostKeyFingerprint}. Compare it with the provider's console (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) before you push.`
+            : `The host key matched the pin: ${r.hostKeyFingerprint}.`,
+        (0, render_1.plainText)(why),
+        '',
+        'Next:',
+        `  1. Read hosts/${name}/configuration.nix and disk.nix; add your services.`,
+        '  2. Commit, create the GitHub repository, and add the secrets (Settings → Secrets and variables → Actions):',
+        '       VPS_SSH_KEY       the private key that logs in as root (the whole file)',
+        '       VPS_KNOWN_HOSTS   the contents of known_hosts',
+        `  3. Run the deploy workflow with plan-only to see the plan, then push to main to deploy (${files_1.PROJECT_REPO}'s deploy.yml).`,
+        '',
+    ];
+    // The files are written: a refusing plan is said above, not a failure of init.
+    return { ...result, exitCode: 0, output: lines.join('\n'), message: result.message };
 }
 
 
@@ -26165,13 +26301,15 @@ function printable(value) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.INITRD_MODULES = void 0;
+exports.INITRD_MODULES = exports.DISK_NAME_RE = void 0;
 exports.initrdModules = initrdModules;
 exports.factsToNix = factsToNix;
 const errors_1 = __nccwpck_require__(3317);
 const ip_1 = __nccwpck_require__(7151);
 const network_1 = __nccwpck_require__(8782);
 const nix_1 = __nccwpck_require__(3211);
+/** A disko disk name we write as a bare Nix attribute. */
+exports.DISK_NAME_RE = /^[A-Za-z_][A-Za-z0-9_-]*$/;
 /** Initrd drivers per virtualization: the root disk and NIC must work before the root is mounted. */
 exports.INITRD_MODULES = {
     kvm: ['virtio_pci', 'virtio_blk', 'virtio_scsi', 'virtio_net'],
@@ -26219,6 +26357,10 @@ function factsToNix(facts, opts = {}) {
         : (0, ip_1.checkDiskPath)(facts.rootDisk, 'rootDisk');
     const network = (0, network_1.hostNetwork)(facts);
     const disko = opts.disko ?? true;
+    const diskName = opts.diskName ?? 'main';
+    // The CLI refuses a bad name as its input; this is for other callers.
+    if (!exports.DISK_NAME_RE.test(diskName))
+        throw new Error(`facts-to-nix: bad disk name ${diskName}`);
     const sections = [
         header(facts, opts, { virt, arch, rootDisk }),
         '{ lib, ... }:',
@@ -26226,7 +26368,7 @@ function factsToNix(facts, opts = {}) {
         [
             platform(arch),
             kernelModules(facts, virt),
-            boot(facts, virt, rootDisk, disko),
+            boot(facts, virt, rootDisk, disko, diskName),
             networking(network),
         ]
             .filter((s) => s !== '')
@@ -26281,7 +26423,7 @@ function kernelModules(facts, virt) {
         `  boot.initrd.availableKernelModules = ${(0, nix_1.nixStringList)(modules, '  ')};`,
     ].join('\n');
 }
-function boot(facts, virt, rootDisk, disko) {
+function boot(facts, virt, rootDisk, disko, diskName) {
     if (facts.isContainer)
         return [
             (0, nix_1.nixComment)(`${virt} is a container: no kernel, initrd drivers, boot loader or disk.`, '  '),
@@ -26310,9 +26452,9 @@ function boot(facts, virt, rootDisk, disko) {
                 (0, nix_1.nixComment)('The disk the root file system is on, for the disko layout in your configuration\n' +
                     '(disko.nixosModules.disko must be imported; `facts-to-nix --disko false` writes\n' +
                     'boot.loader.grub.device instead).', '  '),
-                `  disko.devices.disk.main.device = lib.mkDefault ${(0, nix_1.nixString)(rootDisk)};`,
+                `  disko.devices.disk.${diskName}.device = lib.mkDefault ${(0, nix_1.nixString)(rootDisk)};`,
             ].join('\n')
-            : (0, nix_1.nixComment)('The probe found no root disk: set disko.devices.disk.main.device.', '  '));
+            : (0, nix_1.nixComment)(`The probe found no root disk: set disko.devices.disk.${diskName}.device.`, '  '));
     }
     return lines.join('\n');
 }
@@ -26378,9 +26520,10 @@ function networkUnit(unit) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.HostConfigError = exports.hostNetwork = exports.INITRD_MODULES = exports.initrdModules = exports.factsToNix = void 0;
+exports.HostConfigError = exports.hostNetwork = exports.INITRD_MODULES = exports.initrdModules = exports.factsToNix = exports.DISK_NAME_RE = void 0;
 /** facts-to-nix: the probe's facts as a NixOS module the user commits. */
 var facts_to_nix_1 = __nccwpck_require__(5611);
+Object.defineProperty(exports, "DISK_NAME_RE", ({ enumerable: true, get: function () { return facts_to_nix_1.DISK_NAME_RE; } }));
 Object.defineProperty(exports, "factsToNix", ({ enumerable: true, get: function () { return facts_to_nix_1.factsToNix; } }));
 Object.defineProperty(exports, "initrdModules", ({ enumerable: true, get: function () { return facts_to_nix_1.initrdModules; } }));
 Object.defineProperty(exports, "INITRD_MODULES", ({ enumerable: true, get: function () { return facts_to_nix_1.INITRD_MODULES; } }));
@@ -26830,8 +26973,11 @@ function infectRawUrl(revision) {
     return `https://raw.githubusercontent.com/elitak/nixos-infect/${revision}/nixos-infect`;
 }
 exports.INFECT_DEFAULT_URL = infectRawUrl(exports.INFECT_DEFAULT_REVISION);
-/** The pinned script's own default channel; `nixos-channel` defaults to it. */
-exports.INFECT_DEFAULT_CHANNEL = 'nixos-25.11';
+/**
+ * The channel `nixos-channel` defaults to: the NixOS release nix/flake.nix pins (a test keeps them
+ * equal), not the pinned script's own default (nixos-25.11, end of life since 2026-06-30).
+ */
+exports.INFECT_DEFAULT_CHANNEL = 'nixos-26.11';
 /** The real script is about 14 KB; anything near this is not it. */
 exports.INFECT_MAX_BYTES = 1024 * 1024;
 /** The whole download: 14 KB from GitHub takes well under a second. */
@@ -26941,7 +27087,7 @@ function patchInfectScript(text, opts) {
     }
     const channel = opts.channel.trim();
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(channel)) {
-        throw new errors_1.InputError('nixos-channel', `'${opts.channel}' is not a channel name`, 'use a name from https://nixos.org/channels, e.g. nixos-25.11 or nixos-unstable');
+        throw new errors_1.InputError('nixos-channel', `'${opts.channel}' is not a channel name`, 'use a name from https://nixos.org/channels, e.g. nixos-26.11 or nixos-unstable');
     }
     const patches = [];
     const code = () => codeLines(out).map((l) => l.line);
@@ -27036,6 +27182,260 @@ async function prepareInfect(req) {
         sha256: sha256Hex(Buffer.from(patched.text, 'utf8')),
         patches: patched.patches,
     };
+}
+
+
+/***/ }),
+
+/***/ 3649:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.NIXOS_RELEASE = exports.HOST_NAME_RE = exports.PROJECT_REF = exports.PROJECT_REPO = void 0;
+exports.initFiles = initFiles;
+/**
+ * `vps-nixos init`: the starter repository for one host, from its probe. Pure: facts, plan and
+ * names in, file texts out (the CLI checks nothing is overwritten and writes them).
+ */
+const hostconfig_1 = __nccwpck_require__(6108);
+const nix_1 = __nccwpck_require__(3211);
+const script_1 = __nccwpck_require__(9438);
+const size_1 = __nccwpck_require__(4642);
+/** Where our flake and reusable workflows live (resolved for whoever publishes: issue 23). */
+exports.PROJECT_REPO = 'org/vps-nixos';
+/** The release the generated files call (the action's and the workflows' major tag). */
+exports.PROJECT_REF = 'v1';
+/** A host name: what the flake output, the hosts/ directory and the hostname are called. */
+exports.HOST_NAME_RE = /^[a-z][a-z0-9-]{0,62}$/;
+/** The NixOS release of the generated flake: the one our flake pins. */
+exports.NIXOS_RELEASE = script_1.INFECT_DEFAULT_CHANNEL.replace(/^nixos-/, '');
+function initFiles(i) {
+    if (!exports.HOST_NAME_RE.test(i.name))
+        throw new Error(`internal: bad host name ${i.name}`);
+    const host = `hosts/${i.name}`;
+    return [
+        { path: 'flake.nix', text: flakeNix(i) },
+        { path: `${host}/configuration.nix`, text: configurationNix(i) },
+        {
+            path: `${host}/host.nix`,
+            text: (0, hostconfig_1.factsToNix)(i.facts, { host: i.target, date: i.date, disko: true }),
+        },
+        { path: `${host}/disk.nix`, text: diskNix(i) },
+        { path: 'known_hosts', text: `${i.knownHosts.trim()}\n` },
+        { path: '.github/workflows/deploy.yml', text: deployYml(i) },
+        { path: '.github/workflows/update.yml', text: updateYml(i) },
+    ];
+}
+function flakeNix(i) {
+    return `# NixOS for ${i.name} (${i.target}), deployed from git by vps-nixos.
+# Generated by \`vps-nixos init\` on ${i.date}; yours to edit. The system is
+# hosts/${i.name}/configuration.nix; host.nix and disk.nix came from the probe.
+{
+  description = "NixOS on ${i.name}, deployed by vps-nixos";
+
+  inputs = {
+    nixpkgs.url = "github:NixOS/nixpkgs/nixos-${exports.NIXOS_RELEASE}";
+    disko = {
+      url = "github:nix-community/disko";
+      inputs.nixpkgs.follows = "nixpkgs";
+    };
+    # The host module: zram, trimmed closure, key-only sshd, gc (see its README).
+    vps-nixos = {
+      url = "github:${exports.PROJECT_REPO}/${exports.PROJECT_REF}?dir=nix";
+      inputs.nixpkgs.follows = "nixpkgs";
+      inputs.disko.follows = "disko";
+    };
+  };
+
+  outputs =
+    {
+      nixpkgs,
+      disko,
+      vps-nixos,
+      ...
+    }:
+    {
+      nixosConfigurations.${i.name} = nixpkgs.lib.nixosSystem {
+        modules = [
+          disko.nixosModules.disko
+          vps-nixos.nixosModules.default
+          ./hosts/${i.name}/configuration.nix
+        ];
+      };
+    };
+}
+`;
+}
+function configurationNix(i) {
+    const keys = i.deployPublicKey ? [i.deployPublicKey.trim()] : [];
+    const keyNote = i.deployPublicKey
+        ? 'The key the deploys log in with (the public half of the key init used): keep it, or\nthe next deploy locks vps-nixos out (the preflight refuses that).'
+        : 'Put the public key the deploys log in with here (ssh-ed25519 AAAA…): without it the\nfirst boot locks everyone out (the preflight refuses that).';
+    return `${(0, nix_1.nixComment)(`${i.name}: the system. Generated by \`vps-nixos init\` on ${i.date}; yours to edit.`)}
+{ ... }:
+{
+  imports = [
+    ./host.nix # static network, drivers, boot loader: from the probe
+    ./disk.nix # the disk layout the install creates (disko)
+  ];
+
+  networking.hostName = ${(0, nix_1.nixString)(i.name)};
+
+${(0, nix_1.nixComment)(keyNote, '  ')}
+  users.users.root.openssh.authorizedKeys.keys = ${(0, nix_1.nixStringList)(keys, '  ')};
+
+  # Your services go here.
+
+  # The release this host was installed with; keep it when you update nixpkgs.
+  system.stateVersion = ${(0, nix_1.nixString)(exports.NIXOS_RELEASE)};
+}
+`;
+}
+/** A disko layout for the probed root disk: GPT, BIOS boot or ESP as probed, ext4 on the rest. */
+function diskNix(i) {
+    const f = i.facts;
+    const device = f.rootDisk ?? f.disks[0]?.path ?? '/dev/vda';
+    const disk = f.disks.find((d) => d.path === device);
+    const size = disk ? ` (${(0, size_1.formatBytes)(disk.sizeBytes)})` : '';
+    const boot = f.efi
+        ? `        ESP = {
+          # UEFI firmware: the EFI system partition, mounted at /boot (systemd-boot).
+          size = "512M";
+          type = "EF00";
+          content = {
+            type = "filesystem";
+            format = "vfat";
+            mountpoint = "/boot";
+            mountOptions = [ "umask=0077" ];
+          };
+        };`
+        : `        boot = {
+          # BIOS: the 1 MiB partition GRUB embeds itself in (disko adds the disk to GRUB).
+          size = "1M";
+          type = "EF02";
+        };`;
+    const swap = i.plan.swapfileBytes || i.plan.zramBytes
+        ? '\n# Swap: the host module turns on zram (compressed swap in RAM); add a swapfile with\n# swapDevices if your services need more.'
+        : '';
+    return `${(0, nix_1.nixComment)(`The disk layout the install creates on ${device}${size}: it is WIPED by the first deploy\n(only with confirm-wipe: ${device}). Generated by \`vps-nixos init\` on ${i.date} from the probe.`)}${swap}
+{ lib, ... }:
+{
+  disko.devices.disk.main = {
+    type = "disk";
+    # host.nix sets the probed device with mkDefault; this is the fallback.
+    device = lib.mkOptionDefault ${(0, nix_1.nixString)(device)};
+    content = {
+      type = "gpt";
+      partitions = {
+${boot}
+        root = {
+          size = "100%";
+          content = {
+            type = "filesystem";
+            format = "ext4";
+            mountpoint = "/";
+          };
+        };
+      };
+    };
+  };
+}
+`;
+}
+/** Text from the plan (it quotes the host's facts) as one comment line: no line breaks, no controls. */
+// eslint-disable-next-line no-control-regex
+const oneLine = (s) => s.replace(/[\s\u0000-\u001f\u007f]+/g, ' ').trim();
+/** A YAML single-quoted scalar. */
+const yq = (s) => `'${s.replace(/'/g, "''")}'`;
+function planNote(i) {
+    const p = {
+        ...i.plan,
+        reasons: i.plan.reasons.map(oneLine),
+        refusal: i.plan.refusal && {
+            reason: oneLine(i.plan.refusal.reason),
+            remediation: oneLine(i.plan.refusal.remediation),
+        },
+    };
+    const device = i.facts.rootDisk ?? i.facts.disks[0]?.path ?? '/dev/vda';
+    if (p.method === 'kexec')
+        return `# The plan for this host: kexec (${p.reasons[0] ?? ''}). The first run installs NixOS and WIPES
+# ${device}: it needs confirm-wipe ${device}, set below for that run only; remove it after.`;
+    if (p.method === 'infect')
+        return `# The plan for this host: infect (${p.reasons[0] ?? ''}): NixOS replaces the distribution in place.`;
+    if (p.method === 'refuse')
+        return `# The plan REFUSES this host as it is: ${p.refusal?.reason ?? p.reasons.join('; ')}
+# ${p.refusal?.remediation ?? 'see the plan (plan-only) for what to change'}`;
+    return `# The plan for this host: ${p.method} (${p.reasons[0] ?? ''}).`;
+}
+function deployYml(i) {
+    const device = i.facts.rootDisk ?? i.facts.disks[0]?.path ?? '/dev/vda';
+    const wipe = i.plan.method === 'kexec'
+        ? `\n      # The install wipes this disk: remove the line once the host runs NixOS.\n      confirm-wipe: ${device}`
+        : '';
+    return `# Push to deploy ${i.name}: every push to main deploys the configuration; "Run workflow" in
+# the Actions tab can probe and plan only. Generated by \`vps-nixos init\` on ${i.date}.
+# Secrets (Settings → Secrets and variables → Actions): VPS_SSH_KEY, the private key that logs in
+# as root; VPS_KNOWN_HOSTS, the contents of known_hosts (checked against the provider's console).
+${planNote(i)}
+name: deploy
+
+on:
+  push:
+    branches: [main]
+  workflow_dispatch:
+    inputs:
+      plan-only:
+        description: 'Probe and plan only, change nothing on the host'
+        type: boolean
+        default: false
+
+permissions:
+  contents: read
+
+jobs:
+  deploy:
+    uses: ${exports.PROJECT_REPO}/.github/workflows/deploy.yml@${exports.PROJECT_REF}
+    with:
+      flake: ${yq(`.#${i.name}`)}
+      target: ${yq(i.target)}
+      # A push has no inputs: false then.
+      plan-only: \${{ inputs.plan-only == true }}${wipe}
+    secrets:
+      ssh-private-key: \${{ secrets.VPS_SSH_KEY }}
+      known-hosts: \${{ secrets.VPS_KNOWN_HOSTS }}
+`;
+}
+function updateYml(i) {
+    return `# Weekly \`nix flake update\` for ${i.name} as a pull request with the closure diff; merging it
+# deploys it (deploy.yml). Generated by \`vps-nixos init\` on ${i.date}. The schedule has a file of
+# its own: GitHub disables a scheduled workflow after 60 days without activity, the whole file.
+# Settings → Actions → General: "Allow GitHub Actions to create and approve pull requests".
+name: flake update
+
+on:
+  schedule:
+    - cron: '17 4 * * 1'
+  workflow_dispatch: {}
+
+permissions:
+  contents: read
+
+jobs:
+  update:
+    uses: ${exports.PROJECT_REPO}/.github/workflows/update.yml@${exports.PROJECT_REF}
+    permissions:
+      contents: write
+      pull-requests: write
+    with:
+      flake: ${yq(`.#${i.name}`)}
+      target: ${yq(i.target)}
+      auto-merge: false
+    secrets:
+      ssh-private-key: \${{ secrets.VPS_SSH_KEY }}
+      known-hosts: \${{ secrets.VPS_KNOWN_HOSTS }}
+`;
 }
 
 
@@ -27308,7 +27708,7 @@ exports.INPUTS = {
     },
     'disko-with-deps': {
         key: 'diskoWithDeps',
-        description: "Build disko's diskoScript (tools included) instead of diskoScriptNoDeps (the installer already has them)",
+        description: "Build disko's destroyFormatMount (tools included) instead of destroyFormatMountNoDeps (the installer already has them); the legacy names diskoScript(NoDeps) are used when absent",
         required: false,
         default: 'false',
         parse: booleanInput,
@@ -27551,7 +27951,7 @@ exports.INPUTS = {
             .string()
             .transform((s, ctx) => /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(s.trim())
             ? s.trim()
-            : fail(ctx, `'${s}' is not a channel name`, 'use a name from https://nixos.org/channels, e.g. nixos-25.11 or nixos-unstable')),
+            : fail(ctx, `'${s}' is not a channel name`, 'use a name from https://nixos.org/channels, e.g. nixos-26.11 or nixos-unstable')),
     },
 };
 const INPUT_NAMES = Object.keys(exports.INPUTS);
@@ -27941,7 +28341,7 @@ function get(url, opts, onRequest) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.BudgetExceeded = exports.BuildError = void 0;
+exports.BudgetExceeded = exports.DISKO_SCRIPT_ATTRS = exports.BuildError = void 0;
 exports.evalToplevel = evalToplevel;
 exports.nixVersion = nixVersion;
 exports.buildSystem = buildSystem;
@@ -27956,6 +28356,15 @@ const system_nix_1 = __nccwpck_require__(2416);
 class BuildError extends errors_1.VpsNixosError {
 }
 exports.BuildError = BuildError;
+/**
+ * disko's disk script (destroy, format, mount), by its current name first: disko 1.x calls it
+ * destroyFormatMount(NoDeps) and keeps diskoScript(NoDeps) as the legacy name until 2.0.
+ */
+exports.DISKO_SCRIPT_ATTRS = {
+    noDeps: ['destroyFormatMountNoDeps', 'diskoScriptNoDeps'],
+    withDeps: ['destroyFormatMount', 'diskoScript'],
+};
+const isMissingAttr = (stderr) => /does not provide attribute|attribute '.*' missing/.test(stderr);
 /** The closure is larger than the budget; raised before anything touches the target. */
 class BudgetExceeded extends errors_1.VpsNixosError {
 }
@@ -27966,7 +28375,7 @@ function attr(flake, path) {
 }
 function evalError(flake, what, stderr) {
     const text = (0, nix_1.nixErrorText)(stderr);
-    if (/does not provide attribute|attribute '.*' missing/.test(stderr)) {
+    if (isMissingAttr(stderr)) {
         return new BuildError(`flake '${flake.ref}' has no nixosConfigurations.${flake.name}.${what} (${text})`, `check the name after '#': nix flake show ${flake.ref} lists the configurations`);
     }
     if (/(does not exist|No such file|cannot find flake|is not a flake|could not find a flake)/i.test(stderr)) {
@@ -28075,14 +28484,20 @@ async function buildSystem(nix, req) {
         throw new BuildError(`building the system failed: ${(0, nix_1.nixErrorText)(top.stderr)}`, 'run nix build on the same attribute locally to see the whole log');
     let diskScript;
     if (req.diskScript) {
-        const d = await buildOut(nix, attr(req.flake, `config.system.build.${req.diskScript.attr}`), req.log, extra);
+        const names = exports.DISKO_SCRIPT_ATTRS[req.diskScript.withDeps ? 'withDeps' : 'noDeps'];
+        let d = { out: '', stderr: '', code: 1 };
+        for (const name of names) {
+            d = await buildOut(nix, attr(req.flake, `config.system.build.${name}`), req.log, extra);
+            if (d.code === 0 || !isMissingAttr(d.stderr))
+                break;
+        }
         if (d.code !== 0) {
-            const missing = /does not provide attribute|attribute '.*' missing/.test(d.stderr);
+            const missing = isMissingAttr(d.stderr);
             if (missing && !req.diskScript.required) {
                 req.log('no disko configuration: no disk script built (only the kexec method needs one)');
             }
             else if (missing) {
-                throw new BuildError(`nixosConfigurations.${req.flake.name} has no disko configuration (config.system.build.${req.diskScript.attr} is missing), but the plan partitions the disk`, "import disko.nixosModules.disko and define disko.devices (see nix/README.md), or use method infect to keep the provider's partitions");
+                throw new BuildError(`nixosConfigurations.${req.flake.name} has no disko configuration (config.system.build.${names.join(' and ')} are missing), but the plan partitions the disk`, "import disko.nixosModules.disko and define disko.devices (see nix/README.md), or use method infect to keep the provider's partitions");
             }
             else {
                 throw new BuildError(`building the disk script failed: ${(0, nix_1.nixErrorText)(d.stderr)}`, 'run nix build on the same attribute locally');
@@ -28939,6 +29354,17 @@ async function filesPresent(session, paths, root) {
     const out = await store(session, 'check', [root], m, 5 * 60_000);
     return /^ok=yes$/m.test(out);
 }
+/** Kills the local end of a stream whose remote end is gone, and lets go of its pipes. */
+function stopStream(children, streams) {
+    for (const c of children) {
+        if (c.exitCode === null && c.signalCode === null)
+            c.kill('SIGKILL');
+        for (const p of [c.stdin, c.stdout, c.stderr])
+            p?.destroy();
+    }
+    for (const t of streams)
+        t.destroy();
+}
 /** Streams `paths` as a zstd tar under `root`; returns [bytes on the wire, tar bytes]. */
 async function streamPaths(session, paths, root) {
     // Leftovers of an interrupted copy are unregistered and read-only: remove them first.
@@ -28981,7 +29407,17 @@ async function streamPaths(session, paths, root) {
     });
     tar.stdout.pipe(countTar).pipe(zstd.stdin);
     zstd.stdout.pipe(countWire);
-    await Promise.race([store(session, 'receive', [root], countWire, 6 * 60 * 60_000), spawnError]);
+    try {
+        await Promise.race([store(session, 'receive', [root], countWire, 6 * 60 * 60_000), spawnError]);
+    }
+    catch (err) {
+        // The target's end is gone (the connection dropped, the receiver failed): stop ours. Else tar
+        // and zstd block on a pipe no one reads any more, and their open pipes keep this process
+        // alive after the error (the fault campaign's "sshd killed mid-transfer" hung so).
+        stopStream([tar, zstd], [countTar, countWire]);
+        await Promise.all([tarDone, zstdDone]);
+        throw err;
+    }
     const [tc, zc] = await Promise.all([tarDone, zstdDone]);
     if (tc !== 0 || zc !== 0)
         throw new nix_1.NixError(`tar | zstd of the store paths failed here: ${err.trim()}`, 'check the local store');
@@ -30929,10 +31365,7 @@ async function runBuild(cfg, deps, needs, evaluated) {
         const run = () => (0, build_1.buildSystem)(nix, {
             flake: cfg.flake,
             diskScript: needs.diskScript
-                ? {
-                    attr: cfg.diskoWithDeps ? 'diskoScript' : 'diskoScriptNoDeps',
-                    required: needs.diskScript === 'required',
-                }
+                ? { withDeps: cfg.diskoWithDeps, required: needs.diskScript === 'required' }
                 : undefined,
             closureBudgetBytes: cfg.closureBudgetBytes,
             measureTrimming: cfg.measureTrimming,
@@ -31518,11 +31951,19 @@ const SECTIONS = {
         fsType = str (x.fsType or null);
         device = str (x.device or null);
       })) (builtins.attrNames fs));
+      efiSysMountPoint = let m = try null (str (c.boot.loader.efi.efiSysMountPoint or null)); in
+        if m != null then m else "/boot";
     }`,
     disko: `
     let d = attrs (c.disko.devices.disk or { }); b = attrs (c.system.build or { }); in {
-      disks = map (n: { name = n; device = try null (str ((attrs d.\${n}).device or null)); }) (builtins.attrNames d);
-      hasScript = b ? diskoScript || b ? diskoScriptNoDeps;
+      disks = map (n: let x = attrs d.\${n}; in {
+        name = n;
+        device = try null (str (x.device or null));
+        # A disk entry with a device and nothing to lay out: the generated host module names
+        # the disk 'main', the layout another name.
+        hasContent = try true (x ? content && x.content != null);
+      }) (builtins.attrNames d);
+      hasScript = b ? destroyFormatMountNoDeps || b ? destroyFormatMount || b ? diskoScript || b ? diskoScriptNoDeps;
     }`,
     network: `
     let n = attrs (c.networking or { });
@@ -31630,9 +32071,10 @@ const SCHEMAS = {
         tmpUseTmpfs: zod_1.z.boolean(),
         tmpTmpfsSize: zod_1.z.union([zod_1.z.string(), zod_1.z.number()]),
         fileSystems: zod_1.z.array(zod_1.z.object({ mountPoint: zod_1.z.string(), fsType: nullableStr, device: nullableStr })),
+        efiSysMountPoint: zod_1.z.string().optional(),
     }),
     disko: zod_1.z.object({
-        disks: zod_1.z.array(zod_1.z.object({ name: zod_1.z.string(), device: nullableStr })),
+        disks: zod_1.z.array(zod_1.z.object({ name: zod_1.z.string(), device: nullableStr, hasContent: zod_1.z.boolean().optional() })),
         hasScript: zod_1.z.boolean(),
     }),
     network: zod_1.z.object({
@@ -32085,6 +32527,34 @@ function diskoDeviceMismatch(inputs, ctx, add) {
             `kexec, when the old system is already gone and the host is only reachable through the installer (${SEED}: virtualized /dev/vda).`, `disko.devices.disk.${nixAttr(disk.name)}.device = ${q(want)};`);
     }
 }
+function diskoDiskEmpty(inputs, ctx, add) {
+    const d = inputs.disko;
+    if (!d || (ctx.plan && ctx.plan.method !== 'kexec'))
+        return;
+    const laidOut = d.disks.filter((x) => x.hasContent !== false).map((x) => x.name);
+    for (const disk of d.disks) {
+        if (disk.hasContent !== false)
+            continue;
+        add('disko-disk-empty', 'error', `disko.devices.disk.${nixAttr(disk.name)} has ${disk.device ? `device = ${q(disk.device)} but ` : ''}nothing to lay out on it (no content)` +
+            (laidOut.length
+                ? `; the layout's disks are ${laidOut.map((n) => nixAttr(n)).join(', ')}`
+                : ''), "disko cannot partition a disk without content, so the install stops after kexec, when the old system is gone. The host module vps-nixos generates (facts-to-nix, host-config) sets disko.devices.disk.main.device: with a layout that names its disk otherwise, 'main' is a second, empty disk.", laidOut.length
+            ? `name the layout's disk main (disko.devices.disk.main = { … };), or generate the host module with: vps-nixos facts-to-nix --facts facts.json --disk-name ${laidOut[0]}`
+            : `give disko.devices.disk.${nixAttr(disk.name)} a content (a gpt table with its partitions), e.g.:\n${diskoSnippet(disk.device ?? '/dev/vda')}`);
+    }
+}
+function uefiNoEsp(inputs, ctx, add) {
+    const m = inputs.memory;
+    if (!m || !ctx.facts?.efi || ctx.plan?.method !== 'kexec')
+        return;
+    const esp = trimSlash(m.efiSysMountPoint ?? '/boot');
+    const mounted = m.fileSystems.find((f) => trimSlash(f.mountPoint) === esp);
+    if (mounted && (mounted.fsType === 'vfat' || mounted.fsType === null))
+        return;
+    add('uefi-no-esp', 'error', mounted
+        ? `the host boots by UEFI and the EFI system partition must be at ${esp} (boot.loader.efi.efiSysMountPoint), but ${esp} is ${mounted.fsType ?? 'a'} file system, not vfat`
+        : `the host boots by UEFI, but the configuration mounts no EFI system partition at ${esp} (boot.loader.efi.efiSysMountPoint)`, 'The kexec install wipes the disk and lays it out from the configuration; UEFI firmware boots only from a FAT EFI system partition, so without one the boot-loader install fails, or the host reboots into nothing after the old system is gone.', `add an ESP to the disko layout:\nESP = { size = "512M"; type = "EF00"; content = { type = "filesystem"; format = "vfat"; mountpoint = ${q(esp)}; mountOptions = [ "umask=0077" ]; }; };`);
+}
 const familyOf = (a) => (a.includes(':') ? 'inet6' : 'inet');
 /** Canonical text of an address, so 2001:db8:0:0::1 equals 2001:db8::1. */
 function canonicalAddress(a) {
@@ -32192,8 +32662,8 @@ const NEEDS_SECTION = {
     ssh: ['sshd-disabled', 'sshd-socket-activated'],
     users: ['deploy-key-missing', 'no-console-login'],
     packages: ['closure-leak'],
-    memory: ['no-zram-low-ram', 'swap-on-tmpfs', 'tmp-tmpfs-too-big'],
-    disko: ['no-disko', 'disko-device-mismatch'],
+    memory: ['no-zram-low-ram', 'swap-on-tmpfs', 'tmp-tmpfs-too-big', 'uefi-no-esp'],
+    disko: ['no-disko', 'disko-device-mismatch', 'disko-disk-empty'],
     network: ['network-mismatch'],
 };
 /** An attribute to evaluate by hand to see the whole error. */
@@ -32213,7 +32683,7 @@ const SECTION_OPTIONS = {
     ssh: 'services.openssh',
     users: 'users.users / users.mutableUsers',
     packages: 'hardware.*Firmware / environment.systemPackages',
-    memory: 'zramSwap / swapDevices / boot.tmp / fileSystems',
+    memory: 'zramSwap / swapDevices / boot.tmp / fileSystems / boot.loader.efi',
     disko: 'disko.devices.disk',
     network: 'networking / systemd.network',
 };
@@ -32222,11 +32692,11 @@ function skipped(inputs, ctx, add) {
         add('eval-failed', 'warning', `could not evaluate ${SECTION_OPTIONS[f.section]}: ${f.error}`, `Skipped: ${NEEDS_SECTION[f.section].join(', ')}. The build evaluates the same options and will likely fail the same way.`, `nix eval --json FLAKE#nixosConfigurations.NAME.config.${SECTION_ATTR[f.section]} --show-trace  # shows the whole error`);
     }
     if (!ctx.facts)
-        add('skipped-no-facts', 'info', 'no probe facts: skipped sshd-socket-activated, no-zram-low-ram, disko-device-mismatch, network-mismatch, and tmp-tmpfs-too-big for absolute sizes', 'These compare the configuration with the host (RAM, disks, addresses).', 'vps-nixos check --facts facts.json (from vps-nixos probe --json), or run it in the action after the probe');
+        add('skipped-no-facts', 'info', 'no probe facts: skipped sshd-socket-activated, no-zram-low-ram, disko-device-mismatch, network-mismatch, uefi-no-esp, and tmp-tmpfs-too-big for absolute sizes', 'These compare the configuration with the host (RAM, disks, addresses).', 'vps-nixos check --facts facts.json (from vps-nixos probe --json), or run it in the action after the probe');
     if (!ctx.deployPublicKey)
         add('skipped-no-deploy-key', 'info', 'no deploy key given: skipped deploy-key-missing', 'Without the key we cannot tell whether the new system will let vps-nixos back in.', 'pass --ssh-private-key-file (or ssh-private-key in the action)');
     if (!ctx.plan)
-        add('skipped-no-plan', 'info', 'no plan: skipped no-disko (whether the install partitions the disk)', 'Only a kexec install needs a disko configuration; the plan says which method runs.', 'give --facts so a plan can be made, or run preflight in the action after the plan');
+        add('skipped-no-plan', 'info', 'no plan: skipped no-disko and uefi-no-esp (whether the install partitions the disk)', 'Only a kexec install needs a disko configuration; the plan says which method runs.', 'give --facts so a plan can be made, or run preflight in the action after the plan');
 }
 const ORDER = { error: 0, warning: 1, info: 2 };
 /** Every finding for this configuration and context: errors first, then warnings, then notes. */
@@ -32238,6 +32708,8 @@ function findings(inputs, ctx = {}) {
     deployKeyMissing(inputs, ctx, add);
     noDisko(inputs, ctx, add);
     diskoDeviceMismatch(inputs, ctx, add);
+    diskoDiskEmpty(inputs, ctx, add);
+    uefiNoEsp(inputs, ctx, add);
     networkMismatch(inputs, ctx, add);
     noConsoleLogin(inputs, add);
     sshdSocketActivated(inputs, ctx, add);
@@ -59011,7 +59483,12 @@ const render_1 = __nccwpck_require__(6340);
 const errors_1 = __nccwpck_require__(3916);
 const args_1 = __nccwpck_require__(7593);
 const commands_1 = __nccwpck_require__(1654);
+const version_1 = __nccwpck_require__(311);
 async function cli(argv) {
+    if (argv.length === 1 && (argv[0] === '--version' || argv[0] === 'version')) {
+        process.stdout.write(`vps-nixos ${version_1.TOOL_VERSION}\n`);
+        return 0;
+    }
     let parsed;
     try {
         parsed = (0, args_1.parseArgs)(argv, (c) => (0, commands_1.findCommand)(c)?.options);
@@ -59039,7 +59516,9 @@ async function cli(argv) {
             process.stdout.write(cmd.custom(parsed.options));
             return 0;
         }
-        const result = await (0, commands_1.runCommand)(cmd, parsed.options, log);
+        const result = cmd.run
+            ? await cmd.run(parsed.options, log)
+            : await (0, commands_1.runCommand)(cmd, parsed.options, log);
         process.stdout.write(result.output);
         // Text output already shows the error; JSON keeps stdout to one document.
         if ((result.exitCode !== 0 && (!result.record.error || parsed.options.json === 'true')) ||

@@ -18,7 +18,6 @@ import { kexecPhase, type KexecContext } from '../../src/phases/kexec';
 import { currentVps, freshVm, openVps, standins, vpsConfig, withVps } from '../helpers/vps';
 import { runCli, type CliResult } from '../helpers/cli';
 import { runStep } from '../helpers/action';
-import { OFFLINE_NIX_CONFIG } from '../helpers/nixflake';
 
 jest.setTimeout(15 * 60_000);
 const vps = currentVps();
@@ -90,7 +89,6 @@ const actionInputs = (extra: Record<string, string>) => ({
   'disk-script': s.diskScript,
   ...extra,
 });
-const pinned = readFileSync(vps.knownHostsFile, 'utf8').trim().split(/\s+/).slice(1, 3).join(' ');
 
 beforeAll(() => {
   freshVm(vps);
@@ -202,91 +200,9 @@ describe('prep on the distro', () => {
   });
 });
 
-describe('bootstrap end to end: distro → kexec → installer → partitioned → installed → rebooted', () => {
-  it('installs the toplevel on /dev/vda and comes back with the same pinned key on the same address', async () => {
-    const before = await whoAnswers(await open());
-    const r = await bootstrap(['--confirm-wipe', '/dev/vda']);
-    const d = doc(r);
-    report('bootstrap (1 GiB, ballast 0)', d);
-    expect(d.error).toBeUndefined();
-    expect(r.code).toBe(0);
-    expect(d.phases.map((p) => [p.name, p.status])).toEqual([
-      ['prep', 'done'],
-      ['kexec', 'done'],
-      ['installer-prep', 'done'],
-      ['install', 'done'],
-      ['reboot', 'done'],
-    ]);
-    const by = Object.fromEntries(d.phases.map((p) => [p.name, p]));
-    expect(by.kexec!.bytesSent).toBe(s.kexecBytes);
-    expect(by['installer-prep']!.detail).toMatch(
-      /udevadm trigger\/settle bounded \(a sleep if they fail\) in 1 of 1 files/,
-    );
-    expect(by.install!.detail).toMatch(/partitioned \/dev\/vda/);
-    // The installer has no Nix: the closure's own checked and registered it, compressed on the wire.
-    expect(by.install!.detail).toMatch(
-      /\d+ sent \([\d.]+ [KMG]iB zstd of [\d.]+ [KMG]iB\), NAR hashes checked \([\d.]+ s\) and registered by the closure's Nix; boot loader installed/,
-    );
-    for (const p of d.phases) expect(p.peakMemBytes).toBeGreaterThan(0);
-    expect(d.host).toMatchObject({ isNixos: true, currentSystem: s.toplevel, variantId: '' });
-    expect(d.host!.bootId).not.toBe(before.bootId);
-    expect(d.hostKey).toContain(pinned);
-
-    // The pinned session answers on the same address, from the new root on the wiped disk.
-    const session = await open();
-    expect(session.target.host).toBe(vps.address);
-    expect(fingerprint(session.hostKey.blob)).toBe(vps.hostKeyFingerprint);
-    const facts = (
-      await session.exec(
-        'findmnt -no SOURCE,FSTYPE /; readlink -f /run/current-system; test -e /etc/NIXOS && echo NIXOS',
-      )
-    ).stdout.split('\n');
-    session.close();
-    expect(facts.slice(0, 3)).toEqual(['/dev/vda3 ext4', s.toplevel, 'NIXOS']);
-  });
-
-  it('a second run does nothing but say the host is installed', async () => {
-    const r = await bootstrap(['--confirm-wipe', '/dev/vda']);
-    const d = doc(r);
-    expect(r.code).toBe(0);
-    expect(d.phases).toEqual([]);
-    expect(d.host).toMatchObject({ isNixos: true, currentSystem: s.toplevel });
-    expect(r.stderr).toMatch(/nothing to bootstrap: the host runs NixOS \/nix\/store\/.*standin/);
-  });
-
-  it('the action says the same, and its deploy stage finds nothing to change: outputs, summary', () => {
-    // After the bootstrap stage the action deploys the same toplevel (stand-in nixos-rebuild).
-    const env = {
-      PATH: `${join(__dirname, '../../test/standins/bin')}:${process.env.PATH}`,
-      NIX_CONFIG: OFFLINE_NIX_CONFIG,
-    };
-    const r = runStep(
-      'main',
-      actionInputs({ 'confirm-wipe': '/dev/vda' }),
-      env,
-      undefined,
-      240_000,
-    );
-    if (r.code !== 0) console.log(r.output);
-    expect(r.code).toBe(0);
-    expect(r.outputs).toMatchObject({
-      method: 'deploy-only',
-      phases: '[]',
-      'current-system': s.toplevel,
-      'system-path': s.toplevel,
-      changed: 'false',
-      'rolled-back': 'false',
-    });
-    // the plan decides: no bootstrap stage (its reason is in the stage table), an unchanged deploy
-    expect(r.summary.split('\n')[0]).toMatch(
-      /^\*\*no change\*\* .*already runs nixos-system-vps-standin/,
-    );
-    expect(r.summary).toContain(`nothing to bootstrap: the host runs NixOS ${s.toplevel}`);
-    expect(r.summary).toContain('### Deploy');
-    expect(r.summary).toMatch(/\| Result \| no change/);
-    expect(r.output).not.toMatch(/kexec tarball:/); // no installer work
-  });
-});
+// The whole install in one run (distro → kexec → installer → partitioned → installed →
+// rebooted), through the action entry, then no change, a change and a rollback: the end to end,
+// test/e2e/run.sh, which npm test runs after this suite on a VPS of its own.
 
 describe('interrupted anywhere, a re-run resumes and finishes (fresh snapshot)', () => {
   it('kill after prep, mid-upload, after kexec, after installer-prep, after install: each re-run picks up', async () => {
@@ -322,5 +238,14 @@ describe('interrupted anywhere, a re-run resumes and finishes (fresh snapshot)',
     const session = await open();
     expect(fingerprint(session.hostKey.blob)).toBe(vps.hostKeyFingerprint);
     session.close();
+  });
+
+  it('a second run does nothing but say the host is installed', async () => {
+    const r = await bootstrap(['--confirm-wipe', '/dev/vda']);
+    const d = doc(r);
+    expect(r.code).toBe(0);
+    expect(d.phases).toEqual([]);
+    expect(d.host).toMatchObject({ isNixos: true, currentSystem: s.toplevel });
+    expect(r.stderr).toMatch(/nothing to bootstrap: the host runs NixOS \/nix\/store\/.*standin/);
   });
 });

@@ -2,7 +2,8 @@
 # The test command (npm test): installs what it needs, rebuilds dist/ if the source is newer, then
 # runs the unit and integration tests (real sshd, real Nix; shell linting and nix-instantiate
 # --parse run inside jest too), then boots the 1 GB QEMU test VPS and runs the VM tests against
-# it, then the in-place suite once more on the container VPS. Ends with one line: "tests: N passed,
+# it, then the end to end through the action entry (test/e2e/run.sh, stand-ins, a VPS of its
+# own), then the in-place suite once more on the container VPS. Ends with one line: "tests: N passed,
 # N failed".
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -39,6 +40,8 @@ if [ "${VPS_TESTS:-1}" = 1 ]; then
   fi
   test/vps/vps down --run-dir "$vps_run" >&2 || true
   vps_run=
+  # The end to end through the action entry, as on GitHub with real artifacts (test/e2e/run.sh).
+  bash test/e2e/run.sh --artifacts standins --ram 1024 > >(tee "$results/e2e.log") || status=1
   # The in-place path where kexec is impossible: the nspawn container VPS.
   ct_run=$(mktemp -d "${TMPDIR:-/tmp}/vps-nixos-test-ct-XXXX")
   if test/vps/vps up --kind container --run-dir "$ct_run" --json >"$results/ct-vps.json"; then
@@ -57,7 +60,7 @@ fi
 # shellcheck disable=SC2016 # JavaScript, not shell
 node -e '
   const fs = require("fs");
-  const [hostJson, vmJson, ctJson, harnessLog, status] = process.argv.slice(1);
+  const [hostJson, vmJson, ctJson, harnessLog, e2eLog, status] = process.argv.slice(1);
   let passed = 0, failed = 0;
   for (const f of [hostJson, vmJson, ctJson]) {
     if (!fs.existsSync(f)) continue;
@@ -70,8 +73,12 @@ node -e '
     passed += (log.match(/^=== [\w-]+: ok in/gm) || []).length;
     failed += (log.match(/^=== [\w-]+: FAILED/gm) || []).length;
   }
+  if (fs.existsSync(e2eLog)) {
+    if (/^e2e: ok /m.test(fs.readFileSync(e2eLog, "utf8"))) passed += 1;
+    else failed += 1;
+  }
   // A failure outside the counted tests (the VPS did not boot, a suite did not start) still counts.
   if (status !== "0" && failed === 0) failed = 1;
   console.log(`tests: ${passed} passed, ${failed} failed`);
-' "$results/host.json" "$results/vm.json" "$results/ct.json" "$results/harness.log" "$status"
+' "$results/host.json" "$results/vm.json" "$results/ct.json" "$results/harness.log" "$results/e2e.log" "$status"
 exit "$status"

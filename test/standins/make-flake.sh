@@ -113,6 +113,20 @@ cat > "$outdir/flake.nix" <<EOF
           services.openssh.enable = true;
           users.users.root.openssh.authorizedKeys.keys = [$nix_keys ];
           $nix_network
+          # The layout the disk script (§5) lays out, as disko describes it: what the preflight
+          # (no-disko, disko-device-mismatch) and the plan's installer-tools check read.
+          disko.devices.disk.main = {
+            type = "disk";
+            device = "/dev/vda";
+            content = {
+              type = "gpt";
+              partitions = {
+                boot = { size = "1M"; type = "EF02"; };
+                ESP = { size = "256M"; type = "EF00"; content = { type = "filesystem"; format = "vfat"; mountpoint = "/boot"; }; };
+                root = { size = "100%"; content = { type = "filesystem"; format = "ext4"; mountpoint = "/"; }; };
+              };
+            };
+          };
         };
         # The nixpkgs nixos-rebuild is taken from when none is on PATH (a stand-in: test/STANDINS.md).
         pkgs.path = ./nixpkgs-standin;

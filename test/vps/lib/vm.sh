@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # The QEMU VPS. TCG by default: /dev/kvm on the build box is PVM and an unmodified kernel hangs in
-# its decompressor (TESTBED 1), so "/dev/kvm exists" would pick the hang. VPS_ACCEL=kvm uses KVM
+# its decompressor (TESTBED 1), so "/dev/kvm exists" would pick the hang. VPS_BOOT=disk boots from
+# the disk after the first reboot (lib/vm-supervise.sh), for a real NixOS install. VPS_ACCEL=kvm uses KVM
 # (GitHub's runners: the workflows set it); VPS_ACCEL=auto uses it only after a bounded probe boot
 # shows a kernel starts under it (the answer is kept for the host's boot in $VPS_RUN_ROOT).
 
@@ -77,27 +78,54 @@ vm_up() {
   setsid "$VPS_DIR/lib/serial-ts.sh" "$rd/serial.raw" "$rd/serial.log" </dev/null >/dev/null 2>&1 &
   echo $! > "$rd/serial-ts.pgid"
 
-  # no -no-reboot: the guest reboots like a VPS (into whatever root is labelled vpsroot)
-  ip netns exec "$ns" qemu-system-x86_64 -name "vps-nixos,debug-threads=off" \
-    "${cpu_accel[@]}" -M q35 -smp 2 -m "$ram" \
-    -nodefaults -display none -daemonize -pidfile "$rd/qemu.pid" \
-    -chardev "file,id=ser0,path=$rd/serial.raw" -serial chardev:ser0 \
-    -monitor "unix:$rd/monitor.sock,server=on,wait=off" \
-    -qmp "unix:$rd/qmp.sock,server=on,wait=off" \
-    -kernel "$img/vmlinuz" -initrd "$img/initrd.img" -append "$VM_APPEND" \
-    -drive "file=$rd/disk.qcow2,if=virtio,format=qcow2,cache=unsafe,discard=unmap" \
-    "${spare[@]}" \
-    -netdev tap,id=n0,ifname=tap0,script=no,downscript=no \
-    -device "virtio-net-pci,netdev=n0,mac=$(cat "$rd/mac")" \
-    -device virtio-rng-pci \
-    -fw_cfg "name=opt/vps-nixos/identity.tar,file=$rd/identity.tar" \
-    2>"$rd/qemu.err" || { cat "$rd/qemu.err" >&2; die "qemu failed to start"; }
+  local args=(-name "vps-nixos,debug-threads=off"
+    "${cpu_accel[@]}" -M q35 -smp 2 -m "$ram"
+    -nodefaults -display none
+    -chardev "file,id=ser0,path=$rd/serial.raw" -serial chardev:ser0
+    -monitor "unix:$rd/monitor.sock,server=on,wait=off"
+    -qmp "unix:$rd/qmp.sock,server=on,wait=off"
+    -drive "file=$rd/disk.qcow2,if=virtio,format=qcow2,cache=unsafe,discard=unmap"
+    "${spare[@]}"
+    -netdev "tap,id=n0,ifname=tap0,script=no,downscript=no"
+    -device "virtio-net-pci,netdev=n0,mac=$(cat "$rd/mac")"
+    -device virtio-rng-pci
+    -fw_cfg "name=opt/vps-nixos/identity.tar,file=$rd/identity.tar")
+  local kernel=(-kernel "$img/vmlinuz" -initrd "$img/initrd.img" -append "$VM_APPEND")
+  case ${VPS_BOOT:-kernel} in
+    kernel)
+      # no -no-reboot: the guest reboots like a VPS (into whatever root is labelled vpsroot)
+      ip netns exec "$ns" qemu-system-x86_64 "${args[@]}" "${kernel[@]}" \
+        -daemonize -pidfile "$rd/qemu.pid" \
+        2>"$rd/qemu.err" || { cat "$rd/qemu.err" >&2; die "qemu failed to start"; } ;;
+    disk)
+      # The first boot from the image's kernel, every reboot after from the disk (a real NixOS's
+      # GRUB after an install): lib/vm-supervise.sh restarts QEMU without -kernel.
+      : > "$rd/qemu.err"
+      setsid "$VPS_DIR/lib/vm-supervise.sh" "$rd" "$ns" "${#kernel[@]}" "${kernel[@]}" "${args[@]}" \
+        </dev/null >/dev/null 2>&1 &
+      echo $! > "$rd/vm-supervise.pgid"
+      local i
+      for ((i = 0; i < 100; i++)); do
+        vm_alive "$rd" && return 0
+        pid_is_ours "$(cat "$rd/vm-supervise.pgid")" "$rd" || break
+        sleep 0.1
+      done
+      cat "$rd/qemu.err" >&2; die "qemu failed to start" ;;
+    *) die "VPS_BOOT: '$VPS_BOOT' is not kernel or disk" ;;
+  esac
 }
 
 vm_alive() { pid_is_ours "$(cat "$1/qemu.pid" 2>/dev/null)" "$1/"; }
 
 vm_down() {
-  local rd=$1 pid
+  local rd=$1 pid pg
+  pg=$(cat "$rd/vm-supervise.pgid" 2>/dev/null) || true
+  if [[ -n $pg ]] && pid_is_ours "$pg" "$rd"; then
+    : > "$rd/stopping"
+    kill -TERM -- "-$pg" 2>/dev/null || true
+    wait_pid_gone "$pg" 10 || kill -KILL -- "-$pg" 2>/dev/null || true
+  fi
+  rm -f "$rd/vm-supervise.pgid"
   pid=$(cat "$rd/qemu.pid" 2>/dev/null) || return 0
   if pid_is_ours "$pid" "$rd/"; then
     kill -TERM "$pid" 2>/dev/null || true

@@ -81,7 +81,7 @@ vm_up() {
   local args=(-name "vps-nixos,debug-threads=off"
     "${cpu_accel[@]}" -M q35 -smp 2 -m "$ram"
     -nodefaults -display none
-    -chardev "file,id=ser0,path=$rd/serial.raw" -serial chardev:ser0
+    -chardev "file,id=ser0,path=$rd/serial.raw,append=on" -serial chardev:ser0
     -monitor "unix:$rd/monitor.sock,server=on,wait=off"
     -qmp "unix:$rd/qmp.sock,server=on,wait=off"
     -drive "file=$rd/disk.qcow2,if=virtio,format=qcow2,cache=unsafe,discard=unmap"

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { whoAnswers } from '../../src/phases/wait';
+import { INFECT_DEFAULT_CHANNEL } from '../../src/infect/script';
 import { currentVps, freshVm, standins, vpsConfig, withVps } from '../helpers/vps';
 import { runCli, type CliResult } from '../helpers/cli';
 import { runStep } from '../helpers/action';
@@ -301,7 +302,10 @@ it('a second run after completion does nothing and says so', async () => {
     expect(r.summary).toContain(
       '| Patch tmp-on-disk | applied: swapfile and temp files in /var/tmp',
     );
-    expect(r.summary).toContain('| Patch nix-channel | applied: NIX_CHANNEL=nixos-25.11 |');
+    // The channel defaults to the release nix/flake.nix pins, not the script's own default.
+    expect(r.summary).toContain(
+      `| Patch nix-channel | applied: NIX_CHANNEL=${INFECT_DEFAULT_CHANNEL} |`,
+    );
     expect(r.summary).toContain(`| Result | switched to ${toplevel} |`);
     expect(
       runStep('post', {}, { 'STATE_vps-nixos-key-dir': r.state['vps-nixos-key-dir']! }).code,

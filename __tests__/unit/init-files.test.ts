@@ -70,6 +70,17 @@ describe('init files', () => {
     expect(i.jobs.deploy.with['confirm-wipe']).toBeUndefined();
   });
 
+  it('the pin is a public input (a variable), only the key is a secret: both workflows', () => {
+    for (const [path, job] of [
+      ['.github/workflows/deploy.yml', 'deploy'],
+      ['.github/workflows/update.yml', 'update'],
+    ] as const) {
+      const w = YAML.parse(file(input('dhcp-ubuntu-24.04-kvm'), path));
+      expect(w.jobs[job].with['known-hosts']).toBe('${{ vars.VPS_KNOWN_HOSTS }}');
+      expect(w.jobs[job].secrets).toEqual({ 'ssh-private-key': '${{ secrets.VPS_SSH_KEY }}' });
+    }
+  });
+
   it("text from the host's facts in the plan cannot break out of a comment", () => {
     const hostile: Plan = {
       method: 'refuse',

@@ -106,9 +106,9 @@ export async function initCommand(
     '',
     'Next:',
     `  1. Read hosts/${name}/configuration.nix and disk.nix; add your services.`,
-    '  2. Commit, create the GitHub repository, and add the secrets (Settings → Secrets and variables → Actions):',
-    '       VPS_SSH_KEY       the private key that logs in as root (the whole file)',
-    '       VPS_KNOWN_HOSTS   the contents of known_hosts',
+    '  2. Commit, create the GitHub repository, and add (Settings → Secrets and variables → Actions):',
+    '       the secret VPS_SSH_KEY        the private key that logs in as root (the whole file)',
+    '       the variable VPS_KNOWN_HOSTS  the contents of known_hosts (public: not a secret)',
     `  3. Run the deploy workflow with plan-only to see the plan, then push to main to deploy (${PROJECT_REPO}'s deploy.yml).`,
     '',
   ];

@@ -199,10 +199,11 @@ const storePathInput = z
  * local file is given as a path; whether a hash is needed is checked with the other inputs.
  * Messages show a URL without its user info and query (where tokens live).
  */
-const fileOrUrlInput = (fix: string) =>
+const fileOrUrlInput = (fix: string, keywords: readonly string[] = []) =>
   z.string().transform((s, ctx) => {
     const v = s.trim();
     if (v === '') return undefined; // blank is "not given", as '' is
+    if (keywords.includes(v)) return v;
     const shown = displayUrl(v);
     const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(v)?.[1];
     if (scheme !== undefined) {
@@ -412,10 +413,11 @@ export const INPUTS = {
   'kexec-tarball': {
     key: 'kexecTarball',
     description:
-      'Kexec installer tarball to use instead of ours: a path, or an http(s) URL (then kexec-tarball-sha256 is required)',
+      'Kexec installer tarball: empty for the one released with this version (checked against the sha256 in the release; built from nix/ when this version has none), build to build ours from nix/, a path, or an http(s) URL (then kexec-tarball-sha256 is required)',
     required: false,
     parse: fileOrUrlInput(
-      'give the path of a kexec tarball (kexec/run, kexec/bzImage, kexec/initrd inside), or an https:// URL with kexec-tarball-sha256',
+      'give the path of a kexec tarball (kexec/run, kexec/bzImage, kexec/initrd inside), an https:// URL with kexec-tarball-sha256, build (ours, built from nix/), or leave it empty for the released one',
+      ['build'],
     ),
   },
   'kexec-tarball-sha256': {

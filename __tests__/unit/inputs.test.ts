@@ -324,6 +324,21 @@ describe('parseConfig', () => {
       trustedPublicKeys: ['a.example-1:AAAA=', 'b:BBBB'],
     });
   });
+  it('kexec-tarball: empty is the released installer, build builds ours, a missing file is refused', () => {
+    expect(parseConfig({ ...good, 'kexec-tarball': '' }).kexecTarball).toBeUndefined();
+    expect(parseConfig({ ...good, 'kexec-tarball': ' build ' }).kexecTarball).toBe('build');
+    let err: InputError | undefined;
+    try {
+      parseConfig({ ...good, 'kexec-tarball': 'buildx' });
+    } catch (e) {
+      err = e as InputError;
+    }
+    expect(err?.message).toMatch(/input 'kexec-tarball': 'buildx' is not a file/);
+    expect(err?.fix).toMatch(
+      /build \(ours, built from nix\/\), or leave it empty for the released one/,
+    );
+  });
+
   it('needs no target, key or pin when planning from a facts file', () => {
     expect(() => parseConfig({ 'plan-only': 'true' }, { noConnection: true })).not.toThrow();
   });

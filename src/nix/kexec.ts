@@ -1,4 +1,8 @@
-/** The kexec installer tarball: ours (built from nix/), a local file, or a download checked by sha256. */
+/**
+ * The kexec installer tarball: the one released with this version (downloaded, checked against
+ * the sha256 committed in the release), ours built from nix/, a local file, or a download checked
+ * by the sha256 given.
+ */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
@@ -17,6 +21,7 @@ import { pipeline } from 'node:stream/promises';
 import type { CacheStore } from '../cache/store';
 import { InputError, VpsNixosError } from '../errors';
 import { displayUrl, download, type Downloaded } from '../net/download';
+import type { ReleasedChoice } from '../release/installers';
 import { formatBytes } from '../size';
 import { BudgetExceeded, BuildError } from './build';
 import { nixErrorText, type Nix } from './nix';
@@ -25,7 +30,7 @@ export interface KexecTarball {
   path: string;
   sha256: string;
   bytes: number;
-  source: 'built' | 'file' | 'url';
+  source: 'released' | 'built' | 'file' | 'url';
   /** Where it came from: the flake attribute, the file or the URL. */
   from: string;
   /** Kernel and initrd sizes, read from the tarball's member headers (what must fit the RAM). */
@@ -115,10 +120,13 @@ export function kexecSizes(
 
 const execFileP = promisify(execFile);
 
-/** Lists the tarball's member headers (no unpacking to disk) and reads a sizes.env beside it. */
+/**
+ * Lists the tarball's member headers (no unpacking to disk) and reads its sizes.env: a file beside
+ * it, or the values the release committed.
+ */
 export async function readKexecSizes(
   path: string,
-  sizesEnvPath?: string,
+  sizesEnv?: string | Record<string, string>,
 ): Promise<{ sizes?: KexecSizes; problem?: string }> {
   let listing: string;
   try {
@@ -135,17 +143,21 @@ export async function readKexecSizes(
     return { problem: `tar cannot list it (${why})` };
   }
   const env =
-    sizesEnvPath && existsSync(sizesEnvPath)
-      ? parseSizesEnv(readFileSync(sizesEnvPath, 'utf8'))
-      : undefined;
+    typeof sizesEnv === 'object'
+      ? sizesEnv
+      : sizesEnv && existsSync(sizesEnv)
+        ? parseSizesEnv(readFileSync(sizesEnv, 'utf8'))
+        : undefined;
   return kexecSizes(parseTarListing(listing), env);
 }
 
 export interface KexecRequest {
   /** Keeps our built tarball between runs (keyed on nix/'s files, the system and this release). */
   cache?: { store: CacheStore; dir: string; toolVersion: string };
-  /** `kexec-tarball` input: a path, or an http(s) URL. */
+  /** `kexec-tarball` input: a path, an http(s) URL, or `build` (ours, built from nix/). */
   tarball?: string;
+  /** The installer released with this version for the system, when there is one. */
+  released?: ReleasedChoice;
   sha256?: string;
   system: string;
   budgetBytes?: number;
@@ -205,6 +217,28 @@ async function downloadTarball(
         : 'check kexec-tarball: it should name a kexec installer tarball; use our slim installer (leave kexec-tarball empty), or set installer-budget to allow a larger one',
     sha256Fix:
       'if the tarball changed on purpose, update kexec-tarball-sha256; otherwise do not use it',
+    deadlineMs: KEXEC_DOWNLOAD_DEADLINE_MS,
+    log: req.log,
+  });
+}
+
+/** Downloads the installer released with this version, checked against the committed sha256. */
+async function downloadReleased(req: KexecRequest, r: ReleasedChoice): Promise<Downloaded> {
+  return download({
+    url: r.url,
+    sha256: r.installer.sha256,
+    dir: req.downloadDir,
+    fileName: r.installer.file,
+    what: 'the released kexec installer',
+    input: 'kexec-tarball',
+    sha256Input: 'kexec-tarball-sha256',
+    // Exactly what the release says, not a byte more.
+    maxBytes: r.installer.bytes,
+    limitName: `its released size, ${formatBytes(r.installer.bytes)}`,
+    limitFix:
+      'the download is not the released file: check the mirror (VPS_NIXOS_INSTALLER_MIRROR), or set kexec-tarball: build to build ours',
+    sha256Fix:
+      'the download is not the released file: nothing was uploaded. Check the mirror (VPS_NIXOS_INSTALLER_MIRROR) or the network, or set kexec-tarball: build to build ours',
     deadlineMs: KEXEC_DOWNLOAD_DEADLINE_MS,
     log: req.log,
   });
@@ -300,6 +334,9 @@ export async function resolveKexecTarball(nix: Nix, req: KexecRequest): Promise<
     downloaded = await downloadTarball(req, req.tarball, req.sha256);
     path = downloaded.path;
     source = 'url';
+  } else if (req.tarball === 'build') {
+    ({ path, from } = await cachedOurs(nix, req));
+    source = 'built';
   } else if (req.tarball) {
     if (!existsSync(req.tarball) || !statSync(req.tarball).isFile()) {
       throw new InputError(
@@ -311,6 +348,12 @@ export async function resolveKexecTarball(nix: Nix, req: KexecRequest): Promise<
     path = req.tarball;
     source = 'file';
     from = req.tarball;
+  } else if (req.released) {
+    from = `${displayUrl(req.released.url)} (released with this version, sha256 ${req.released.installer.sha256})`;
+    req.log(`kexec installer: the one released with this version, ${displayUrl(req.released.url)}`);
+    downloaded = await downloadReleased(req, req.released);
+    path = downloaded.path;
+    source = 'released';
   } else {
     ({ path, from } = await cachedOurs(nix, req));
     source = 'built';
@@ -330,10 +373,15 @@ export async function resolveKexecTarball(nix: Nix, req: KexecRequest): Promise<
       'use our slim installer (leave kexec-tarball empty) or raise installer-budget; every MiB of it sits in RAM after kexec',
     );
   }
-  // A downloaded file has no build beside it; a local one may (our build's output directory).
+  // A downloaded file has no build beside it; a local one may (our build's output directory); the
+  // released one's sizes are in the release.
   const { sizes, problem } = await readKexecSizes(
     path,
-    source === 'url' ? undefined : join(dirname(path), SIZES_ENV),
+    source === 'released'
+      ? req.released!.installer.sizes
+      : source === 'url'
+        ? undefined
+        : join(dirname(path), SIZES_ENV),
   );
   if (sizes)
     req.log(

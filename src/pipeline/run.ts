@@ -15,6 +15,12 @@ import {
   type Evaluated,
 } from '../nix/build';
 import { resolveKexecTarball, type KexecTarball } from '../nix/kexec';
+import {
+  MIRROR_ENV,
+  RELEASED,
+  releasedInstaller,
+  type InstallersManifest,
+} from '../release/installers';
 import { diffClosures, type ClosureDiff } from '../nix/closure';
 import { runPreflight, type PreflightResult } from '../preflight/run';
 import { publicKeyOf } from '../ssh/keys';
@@ -92,6 +98,11 @@ export interface PipelineDeps {
   /** Where closures are cached between runs, and the working dir for the file cache. */
   cache?: { store: CacheStore; dir: string };
   toolVersion: string;
+  /**
+   * The installers released with this version (default: the one committed in this build,
+   * src/release/installers.json) and a mirror of their files (VPS_NIXOS_INSTALLER_MIRROR).
+   */
+  released?: { manifest: InstallersManifest; mirror?: string };
   /** A private directory for downloads and key files (RUNNER_TEMP's, or a mkdtemp for the CLI). */
   tempDir: string;
 }
@@ -459,10 +470,16 @@ async function runBuild(
   }
   let installer: KexecTarball | undefined;
   if (needs.installer) {
+    const system = build?.system ?? evaluated?.system ?? 'x86_64-linux';
+    const released = deps.released ?? { manifest: RELEASED, mirror: process.env[MIRROR_ENV] };
     installer = await resolveKexecTarball(nix, {
       tarball: cfg.kexecTarball,
       sha256: cfg.kexecTarballSha256,
-      system: build?.system ?? evaluated?.system ?? 'x86_64-linux',
+      // Only when no tarball is given: the one released with this version, when there is one.
+      released: cfg.kexecTarball
+        ? undefined
+        : releasedInstaller(released.manifest, system, deps.toolVersion, released.mirror),
+      system,
       budgetBytes: cfg.installerBudgetBytes,
       downloadDir: deps.tempDir,
       cache: cacheFor(cfg, deps)

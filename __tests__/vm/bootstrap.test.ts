@@ -204,18 +204,57 @@ describe('prep on the distro', () => {
 // rebooted), through the action entry, then no change, a change and a rollback: the end to end,
 // test/e2e/run.sh, which npm test runs after this suite on a VPS of its own.
 
+/**
+ * The installer as the kexec left it (the initrd-only installer, issue 17): it answers with the
+ * pinned host key at the same addresses, its root is the initramfs, it holds no Nix, its swap is
+ * zram, and every command our remote scripts and a disk script run is there
+ * (scripts/installer-tools.txt).
+ */
+async function checkInstaller(): Promise<void> {
+  const tools = readFileSync(join(__dirname, '../../scripts/installer-tools.txt'), 'utf8')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
+  const probe = [
+    '. /etc/os-release; echo "$ID/$VARIANT_ID"',
+    'findmnt -no FSTYPE /',
+    'stat -c %U:%a /',
+    'readlink /proc/1/exe',
+    'command -v nix-store nix || echo no-nix',
+    'swapon --show=NAME --noheadings | grep -c zram',
+    'stat -c %a /etc/machine-id',
+    `m=; for spec in ${tools.map((t) => `'${t}'`).join(' ')}; do f=; for c in $(echo "$spec" | tr '|' ' '); do command -v "$c" >/dev/null && f=1; done; [ -n "$f" ] || m="$m $spec"; done; echo "missing:$m"`,
+    `ip -br addr show | awk '$3 ~ /^${vps.address.replaceAll('.', '\\.')}\\// { print "same-ipv4" }'`,
+    'ip -6 route show default | grep -c via',
+  ].join('\n');
+  const r = await onVps(probe);
+  expect(r.stdout.split('\n').slice(0, 10)).toEqual([
+    'nixos/installer',
+    'rootfs', // no switch_root: the root is the initramfs
+    'root:755',
+    '/usr/lib/systemd/systemd',
+    'no-nix',
+    '1',
+    '444', // the carried machine-id, readable by networkd
+    'missing:',
+    'same-ipv4',
+    '1', // the IPv6 default route carried
+  ]);
+}
+
 describe('interrupted anywhere, a re-run resumes and finishes (fresh snapshot)', () => {
   it('kill after prep, mid-upload, after kexec, after installer-prep, after install: each re-run picks up', async () => {
     harness('loadvm', 'fresh');
-    // [kill when stderr matches, phases the run must find done (skipped), phases it must not run]
-    const kills: [RegExp, string[], string[]][] = [
+    // [kill when stderr matches, phases the run must find done (skipped), phases it must not run,
+    //  what to check on the host once it is killed]
+    const kills: [RegExp, string[], string[], (() => Promise<void>)?][] = [
       [/prep: done in/, [], []],
       [/uploading [\d.]+ MiB to/, ['prep'], []],
-      [/kexec: done in/, ['prep'], []],
+      [/kexec: done in/, ['prep'], [], checkInstaller],
       [/installer-prep: done in/, [], ['prep', 'kexec']],
       [/install: done in/, ['installer-prep'], ['prep', 'kexec']],
     ];
-    for (const [killOn, skipped, absent] of kills) {
+    for (const [killOn, skipped, absent, check] of kills) {
       const r = await bootstrap(['--confirm-wipe', '/dev/vda'], { killOn });
       // A run that ended on its own says why.
       if (r.code !== -9)
@@ -224,6 +263,7 @@ describe('interrupted anywhere, a re-run resumes and finishes (fresh snapshot)',
       for (const phase of skipped)
         expect(r.stderr).toMatch(new RegExp(`\\n${phase}: already done \\(`));
       for (const phase of absent) expect(r.stderr).not.toMatch(new RegExp(`── phase ${phase}\\n`));
+      await check?.();
     }
     const r = await bootstrap(['--confirm-wipe', '/dev/vda']);
     const d = doc(r);

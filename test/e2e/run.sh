@@ -282,9 +282,15 @@ expect change "$(out change changed)" true "changed"
 expect change "$(out change rolled-back)" false "rolled-back"
 expect change "$(running)" "${top[changed]}" "the running system"
 
-step rollback "${config[kills]}"
+# 20 s, not the default: the guard is what is tested here, not its patience.
+step rollback "${config[kills]}" '"confirm-timeout": "20"'
 [[ $(code rollback) != 0 ]] || fail rollback "a configuration that kills sshd must fail the run"
 expect rollback "$(out rollback rolled-back)" true "rolled-back"
+# Nothing could confirm: the target rolled itself back when the 20 s ran out, and the log says so.
+grep -q 'rolled back by the target itself' "$work/steps/rollback/log.txt" ||
+  fail rollback "the log does not say the target rolled itself back"
+grep -q 'did not confirm within 20 s' "$work/steps/rollback/log.txt" ||
+  fail rollback "the log does not say the new system did not confirm within 20 s"
 expect rollback "$(running)" "${top[changed]}" "the running system after the rollback"
 pinned rollback
 

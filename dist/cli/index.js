@@ -2,7 +2,7 @@
 /******/ (() => { // webpackBootstrap
 /******/ 	var __webpack_modules__ = ({
 
-/***/ 9802:
+/***/ 6656:
 /***/ ((module) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
@@ -22,16 +22,16 @@ module.exports = {
 
 /***/ }),
 
-/***/ 5045:
+/***/ 7703:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
 
-var errors = __nccwpck_require__(9802);
-var types = __nccwpck_require__(7900);
+var errors = __nccwpck_require__(6656);
+var types = __nccwpck_require__(254);
 
-var Reader = __nccwpck_require__(1458);
-var Writer = __nccwpck_require__(1026);
+var Reader = __nccwpck_require__(1996);
+var Writer = __nccwpck_require__(9816);
 
 
 // --- Exports
@@ -56,16 +56,16 @@ for (var e in errors) {
 
 /***/ }),
 
-/***/ 1458:
+/***/ 1996:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
 
 var assert = __nccwpck_require__(2613);
-var Buffer = (__nccwpck_require__(1441).Buffer);
+var Buffer = (__nccwpck_require__(2803).Buffer);
 
-var ASN1 = __nccwpck_require__(7900);
-var errors = __nccwpck_require__(9802);
+var ASN1 = __nccwpck_require__(254);
+var errors = __nccwpck_require__(6656);
 
 
 // --- Globals
@@ -325,7 +325,7 @@ module.exports = Reader;
 
 /***/ }),
 
-/***/ 7900:
+/***/ 254:
 /***/ ((module) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
@@ -368,15 +368,15 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1026:
+/***/ 9816:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
 
 var assert = __nccwpck_require__(2613);
-var Buffer = (__nccwpck_require__(1441).Buffer);
-var ASN1 = __nccwpck_require__(7900);
-var errors = __nccwpck_require__(9802);
+var Buffer = (__nccwpck_require__(2803).Buffer);
+var ASN1 = __nccwpck_require__(254);
+var errors = __nccwpck_require__(6656);
 
 
 // --- Globals
@@ -692,7 +692,7 @@ module.exports = Writer;
 
 /***/ }),
 
-/***/ 735:
+/***/ 9837:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
@@ -700,7 +700,7 @@ module.exports = Writer;
 // If you have no idea what ASN.1 or BER is, see this:
 // ftp://ftp.rsa.com/pub/pkcs/ascii/layman.asc
 
-var Ber = __nccwpck_require__(5045);
+var Ber = __nccwpck_require__(7703);
 
 
 
@@ -719,13 +719,13 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1744:
+/***/ 686:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
 
 
-var crypto_hash_sha512 = (__nccwpck_require__(3034).lowlevel).crypto_hash;
+var crypto_hash_sha512 = (__nccwpck_require__(668).lowlevel).crypto_hash;
 
 /*
  * This file is a 1:1 port from the OpenBSD blowfish.c and bcrypt_pbkdf.c. As a
@@ -1283,20 +1283,20 @@ module.exports = {
 
 /***/ }),
 
-/***/ 2320:
+/***/ 4982:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
 
 
-const binding = __nccwpck_require__(9538);
+const binding = __nccwpck_require__(7318);
 
 module.exports = binding.getCPUInfo;
 
 
 /***/ }),
 
-/***/ 1441:
+/***/ 2803:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -1381,7 +1381,7 @@ module.exports = safer
 
 /***/ }),
 
-/***/ 1817:
+/***/ 5683:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -1395,8 +1395,8 @@ const {
 
 const {
   CHANNEL_EXTENDED_DATATYPE: { STDERR },
-} = __nccwpck_require__(7882);
-const { bufferSlice } = __nccwpck_require__(1346);
+} = __nccwpck_require__(4020);
+const { bufferSlice } = __nccwpck_require__(2184);
 
 const PACKET_SIZE = 32 * 1024;
 const MAX_WINDOW = 2 * 1024 * 1024;
@@ -1684,7 +1684,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 2219:
+/***/ 3849:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -1696,14 +1696,14 @@ const { resolve } = __nccwpck_require__(6928);
 const { readFile } = __nccwpck_require__(9896);
 const { execFile, spawn } = __nccwpck_require__(5317);
 
-const { isParsedKey, parseKey } = __nccwpck_require__(8595);
+const { isParsedKey, parseKey } = __nccwpck_require__(1789);
 
 const {
   makeBufferParser,
   readUInt32BE,
   writeUInt32BE,
   writeUInt32LE,
-} = __nccwpck_require__(1346);
+} = __nccwpck_require__(2184);
 
 function once(cb) {
   let called = false;
@@ -2815,7 +2815,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7975:
+/***/ 6297:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -2851,11 +2851,11 @@ const {
   SUPPORTED_KEX,
   SUPPORTED_MAC,
   SUPPORTED_SERVER_HOST_KEY,
-} = __nccwpck_require__(7882);
-const { init: cryptoInit } = __nccwpck_require__(7678);
-const Protocol = __nccwpck_require__(9055);
-const { parseKey } = __nccwpck_require__(8595);
-const { SFTP } = __nccwpck_require__(1150);
+} = __nccwpck_require__(4020);
+const { init: cryptoInit } = __nccwpck_require__(2888);
+const Protocol = __nccwpck_require__(7841);
+const { parseKey } = __nccwpck_require__(1789);
+const { SFTP } = __nccwpck_require__(4996);
 const {
   bufferCopy,
   makeBufferParser,
@@ -2863,23 +2863,23 @@ const {
   readUInt32BE,
   sigSSHToASN1,
   writeUInt32BE,
-} = __nccwpck_require__(1346);
+} = __nccwpck_require__(2184);
 
-const { AgentContext, createAgent, isAgent } = __nccwpck_require__(2219);
+const { AgentContext, createAgent, isAgent } = __nccwpck_require__(3849);
 const {
   Channel,
   MAX_WINDOW,
   PACKET_SIZE,
   windowAdjust,
   WINDOW_THRESHOLD,
-} = __nccwpck_require__(1817);
+} = __nccwpck_require__(5683);
 const {
   ChannelManager,
   generateAlgorithmList,
   isWritable,
   onChannelOpenFailure,
   onCHANNEL_CLOSE,
-} = __nccwpck_require__(2559);
+} = __nccwpck_require__(2137);
 
 const bufferParser = makeBufferParser();
 const sigParser = makeBufferParser();
@@ -4999,7 +4999,7 @@ module.exports = Client;
 
 /***/ }),
 
-/***/ 5095:
+/***/ 137:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -5027,7 +5027,7 @@ for (const ctor of [HttpAgent, HttpsAgent]) {
       const dstPort = options.port;
 
       if (Client === undefined)
-        Client = __nccwpck_require__(7975);
+        Client = __nccwpck_require__(6297);
 
       const client = new Client();
       let triedForward = false;
@@ -5091,7 +5091,7 @@ function decorateStream(stream, ctor, options) {
 
 /***/ }),
 
-/***/ 2638:
+/***/ 5472:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -5104,33 +5104,33 @@ const {
   CygwinAgent,
   OpenSSHAgent,
   PageantAgent,
-} = __nccwpck_require__(2219);
+} = __nccwpck_require__(3849);
 const {
   SSHTTPAgent: HTTPAgent,
   SSHTTPSAgent: HTTPSAgent,
-} = __nccwpck_require__(5095);
-const { parseKey } = __nccwpck_require__(8595);
+} = __nccwpck_require__(137);
+const { parseKey } = __nccwpck_require__(1789);
 const {
   flagsToString,
   OPEN_MODE,
   STATUS_CODE,
   stringToFlags,
-} = __nccwpck_require__(1150);
+} = __nccwpck_require__(4996);
 
 module.exports = {
   AgentProtocol,
   BaseAgent,
   createAgent,
-  Client: __nccwpck_require__(7975),
+  Client: __nccwpck_require__(6297),
   CygwinAgent,
   HTTPAgent,
   HTTPSAgent,
   OpenSSHAgent,
   PageantAgent,
-  Server: __nccwpck_require__(5147),
+  Server: __nccwpck_require__(2605),
   utils: {
     parseKey,
-    ...__nccwpck_require__(7363),
+    ...__nccwpck_require__(3489),
     sftp: {
       flagsToString,
       OPEN_MODE,
@@ -5143,7 +5143,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7363:
+/***/ 3489:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -5157,10 +5157,10 @@ const {
   randomBytes,
 } = __nccwpck_require__(6982);
 
-const { Ber } = __nccwpck_require__(735);
-const bcrypt_pbkdf = (__nccwpck_require__(1744).pbkdf);
+const { Ber } = __nccwpck_require__(9837);
+const bcrypt_pbkdf = (__nccwpck_require__(686).pbkdf);
 
-const { CIPHER_INFO } = __nccwpck_require__(7678);
+const { CIPHER_INFO } = __nccwpck_require__(2888);
 
 const SALT_LEN = 16;
 const DEFAULT_ROUNDS = 16;
@@ -5733,7 +5733,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 9055:
+/***/ 7841:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -5779,7 +5779,7 @@ module.exports = {
 
 const { inspect } = __nccwpck_require__(9023);
 
-const { bindingAvailable, NullCipher, NullDecipher } = __nccwpck_require__(7678);
+const { bindingAvailable, NullCipher, NullDecipher } = __nccwpck_require__(2888);
 const {
   COMPAT_CHECKS,
   DISCONNECT_REASON,
@@ -5787,18 +5787,18 @@ const {
   MESSAGE,
   SIGNALS,
   TERMINAL_MODE,
-} = __nccwpck_require__(7882);
+} = __nccwpck_require__(4020);
 const {
   DEFAULT_KEXINIT_CLIENT,
   DEFAULT_KEXINIT_SERVER,
   KexInit,
   kexinit,
   onKEXPayload,
-} = __nccwpck_require__(8663);
+} = __nccwpck_require__(4637);
 const {
   parseKey,
-} = __nccwpck_require__(8595);
-const MESSAGE_HANDLERS = __nccwpck_require__(2930);
+} = __nccwpck_require__(1789);
+const MESSAGE_HANDLERS = __nccwpck_require__(9244);
 const {
   bufferCopy,
   bufferFill,
@@ -5806,15 +5806,15 @@ const {
   convertSignature,
   sendPacket,
   writeUInt32BE,
-} = __nccwpck_require__(1346);
+} = __nccwpck_require__(2184);
 const {
   PacketReader,
   PacketWriter,
   ZlibPacketReader,
   ZlibPacketWriter,
-} = __nccwpck_require__(4498);
+} = __nccwpck_require__(4592);
 
-const MODULE_VER = (__nccwpck_require__(3968)/* .version */ .rE);
+const MODULE_VER = (__nccwpck_require__(8342)/* .version */ .rE);
 
 const VALID_DISCONNECT_REASONS = new Map(
   Object.values(DISCONNECT_REASON).map((n) => [n, 1])
@@ -7877,7 +7877,7 @@ module.exports = Protocol;
 
 /***/ }),
 
-/***/ 1150:
+/***/ 4996:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -7899,7 +7899,7 @@ const {
   bufferSlice,
   makeBufferParser,
   writeUInt32BE,
-} = __nccwpck_require__(1346);
+} = __nccwpck_require__(2184);
 
 const ATTR = {
   SIZE: 0x00000001,
@@ -11479,7 +11479,7 @@ const {
   ERR_INVALID_ARG_TYPE,
   ERR_OUT_OF_RANGE,
   validateNumber
-} = __nccwpck_require__(7330);
+} = __nccwpck_require__(3208);
 
 const kMinPoolSpace = 128;
 
@@ -11937,7 +11937,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7882:
+/***/ 4020:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -11947,10 +11947,10 @@ const crypto = __nccwpck_require__(6982);
 
 let cpuInfo;
 try {
-  cpuInfo = __nccwpck_require__(2320)();
+  cpuInfo = __nccwpck_require__(4982)();
 } catch {}
 
-const { bindingAvailable, CIPHER_INFO, MAC_INFO } = __nccwpck_require__(7678);
+const { bindingAvailable, CIPHER_INFO, MAC_INFO } = __nccwpck_require__(2888);
 
 const eddsaSupported = (() => {
   if (typeof crypto.sign === 'function'
@@ -12301,7 +12301,7 @@ module.exports.DISCONNECT_REASON_BY_VALUE =
 
 /***/ }),
 
-/***/ 7678:
+/***/ 2888:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -12317,7 +12317,7 @@ const {
   createCipheriv, createDecipheriv, createHmac, randomFillSync, timingSafeEqual
 } = __nccwpck_require__(6982);
 
-const { readUInt32BE, writeUInt32BE } = __nccwpck_require__(1346);
+const { readUInt32BE, writeUInt32BE } = __nccwpck_require__(2184);
 
 const FastBuffer = Buffer[Symbol.species];
 const MAX_SEQNO = 2 ** 32 - 1;
@@ -12334,7 +12334,7 @@ let AESGCMDecipher;
 let ChaChaPolyDecipher;
 let GenericDecipher;
 try {
-  binding = __nccwpck_require__(9942);
+  binding = __nccwpck_require__(490);
   ({ AESGCMCipher, ChaChaPolyCipher, GenericCipher,
      AESGCMDecipher, ChaChaPolyDecipher, GenericDecipher } = binding);
 } catch {}
@@ -13888,7 +13888,7 @@ module.exports = {
     // eslint-disable-next-line no-async-promise-executor
     return new Promise(async (resolve, reject) => {
       try {
-        POLY1305_WASM_MODULE = await __nccwpck_require__(7948)();
+        POLY1305_WASM_MODULE = await __nccwpck_require__(7830)();
         POLY1305_RESULT_MALLOC = POLY1305_WASM_MODULE._malloc(16);
         poly1305_auth = POLY1305_WASM_MODULE.cwrap(
           'poly1305_auth',
@@ -13911,7 +13911,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7948:
+/***/ 7830:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -13958,7 +13958,7 @@ else {}
 
 /***/ }),
 
-/***/ 2930:
+/***/ 9244:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -13966,8 +13966,8 @@ else {}
 
 const MESSAGE_HANDLERS = new Array(256);
 [
-  (__nccwpck_require__(8663).HANDLERS),
-  __nccwpck_require__(6250),
+  (__nccwpck_require__(4637).HANDLERS),
+  __nccwpck_require__(9964),
 ].forEach((handlers) => {
   // eslint-disable-next-line prefer-const
   for (let [type, handler] of Object.entries(handlers)) {
@@ -13982,7 +13982,7 @@ module.exports = MESSAGE_HANDLERS;
 
 /***/ }),
 
-/***/ 6250:
+/***/ 9964:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -13994,18 +13994,18 @@ const {
   doFatalError,
   sigSSHToASN1,
   writeUInt32BE,
-} = __nccwpck_require__(1346);
+} = __nccwpck_require__(2184);
 
 const {
   CHANNEL_OPEN_FAILURE,
   COMPAT,
   MESSAGE,
   TERMINAL_MODE,
-} = __nccwpck_require__(7882);
+} = __nccwpck_require__(4020);
 
 const {
   parseKey,
-} = __nccwpck_require__(8595);
+} = __nccwpck_require__(1789);
 
 const TERMINAL_MODE_BY_VALUE =
   Array.from(Object.entries(TERMINAL_MODE))
@@ -15275,7 +15275,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 8663:
+/***/ 4637:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -15292,7 +15292,7 @@ const {
   randomFillSync,
 } = __nccwpck_require__(6982);
 
-const { Ber } = __nccwpck_require__(735);
+const { Ber } = __nccwpck_require__(9837);
 
 const {
   COMPAT,
@@ -15304,14 +15304,14 @@ const {
   DEFAULT_COMPRESSION,
   DISCONNECT_REASON,
   MESSAGE,
-} = __nccwpck_require__(7882);
+} = __nccwpck_require__(4020);
 const {
   CIPHER_INFO,
   createCipher,
   createDecipher,
   MAC_INFO,
-} = __nccwpck_require__(7678);
-const { parseDERKey } = __nccwpck_require__(8595);
+} = __nccwpck_require__(2888);
+const { parseDERKey } = __nccwpck_require__(1789);
 const {
   bufferFill,
   bufferParser,
@@ -15320,13 +15320,13 @@ const {
   FastBuffer,
   sigSSHToASN1,
   writeUInt32BE,
-} = __nccwpck_require__(1346);
+} = __nccwpck_require__(2184);
 const {
   PacketReader,
   PacketWriter,
   ZlibPacketReader,
   ZlibPacketWriter,
-} = __nccwpck_require__(4498);
+} = __nccwpck_require__(4592);
 
 let MESSAGE_HANDLERS;
 
@@ -17070,7 +17070,7 @@ function onKEXPayload(state, payload) {
       case MESSAGE.UNIMPLEMENTED:
       case MESSAGE.DEBUG:
         if (!MESSAGE_HANDLERS)
-          MESSAGE_HANDLERS = __nccwpck_require__(2930);
+          MESSAGE_HANDLERS = __nccwpck_require__(9244);
         return MESSAGE_HANDLERS[type](this, payload);
     }
   }
@@ -17078,7 +17078,7 @@ function onKEXPayload(state, payload) {
   switch (type) {
     case MESSAGE.DISCONNECT:
       if (!MESSAGE_HANDLERS)
-        MESSAGE_HANDLERS = __nccwpck_require__(2930);
+        MESSAGE_HANDLERS = __nccwpck_require__(9244);
       return MESSAGE_HANDLERS[type](this, payload);
     case MESSAGE.KEXINIT:
       if (!state.firstPacket) {
@@ -17191,7 +17191,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 8595:
+/***/ 1789:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -17214,18 +17214,18 @@ const {
 } = __nccwpck_require__(6982);
 const supportedOpenSSLCiphers = getCiphers();
 
-const { Ber } = __nccwpck_require__(735);
-const bcrypt_pbkdf = (__nccwpck_require__(1744).pbkdf);
+const { Ber } = __nccwpck_require__(9837);
+const bcrypt_pbkdf = (__nccwpck_require__(686).pbkdf);
 
-const { CIPHER_INFO } = __nccwpck_require__(7678);
-const { eddsaSupported, SUPPORTED_CIPHER } = __nccwpck_require__(7882);
+const { CIPHER_INFO } = __nccwpck_require__(2888);
+const { eddsaSupported, SUPPORTED_CIPHER } = __nccwpck_require__(4020);
 const {
   bufferSlice,
   makeBufferParser,
   readString,
   readUInt32BE,
   writeUInt32BE,
-} = __nccwpck_require__(1346);
+} = __nccwpck_require__(2184);
 
 const SYM_HASH_ALGO = Symbol('Hash Algorithm');
 const SYM_PRIV_PEM = Symbol('Private key PEM');
@@ -18683,7 +18683,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7330:
+/***/ 3208:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -18806,13 +18806,13 @@ exports.validateNumber = function validateNumber(value, name) {
 
 /***/ }),
 
-/***/ 1346:
+/***/ 2184:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
 
 
-const Ber = (__nccwpck_require__(735).Ber);
+const Ber = (__nccwpck_require__(9837).Ber);
 
 let DISCONNECT_REASON;
 
@@ -18983,7 +18983,7 @@ module.exports = {
   doFatalError: (protocol, msg, level, reason) => {
     let err;
     if (DISCONNECT_REASON === undefined)
-      ({ DISCONNECT_REASON } = __nccwpck_require__(7882));
+      ({ DISCONNECT_REASON } = __nccwpck_require__(4020));
     if (msg instanceof Error) {
       // doFatalError(protocol, err[, reason])
       err = msg;
@@ -19170,7 +19170,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4498:
+/***/ 4592:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -19433,7 +19433,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 5147:
+/***/ 2605:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
@@ -19462,13 +19462,13 @@ const {
   SUPPORTED_KEX,
   SUPPORTED_MAC,
   SUPPORTED_SERVER_HOST_KEY,
-} = __nccwpck_require__(7882);
-const { init: cryptoInit } = __nccwpck_require__(7678);
-const { KexInit } = __nccwpck_require__(8663);
-const { parseKey } = __nccwpck_require__(8595);
-const Protocol = __nccwpck_require__(9055);
-const { SFTP } = __nccwpck_require__(1150);
-const { writeUInt32BE } = __nccwpck_require__(1346);
+} = __nccwpck_require__(4020);
+const { init: cryptoInit } = __nccwpck_require__(2888);
+const { KexInit } = __nccwpck_require__(4637);
+const { parseKey } = __nccwpck_require__(1789);
+const Protocol = __nccwpck_require__(7841);
+const { SFTP } = __nccwpck_require__(4996);
+const { writeUInt32BE } = __nccwpck_require__(2184);
 
 const {
   Channel,
@@ -19476,7 +19476,7 @@ const {
   PACKET_SIZE,
   windowAdjust,
   WINDOW_THRESHOLD,
-} = __nccwpck_require__(1817);
+} = __nccwpck_require__(5683);
 
 const {
   ChannelManager,
@@ -19484,7 +19484,7 @@ const {
   isWritable,
   onChannelOpenFailure,
   onCHANNEL_CLOSE,
-} = __nccwpck_require__(2559);
+} = __nccwpck_require__(2137);
 
 const MAX_PENDING_AUTHS = 10;
 
@@ -20821,13 +20821,13 @@ module.exports.IncomingClient = Client;
 
 /***/ }),
 
-/***/ 2559:
+/***/ 2137:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 "use strict";
 
 
-const { SFTP } = __nccwpck_require__(1150);
+const { SFTP } = __nccwpck_require__(4996);
 
 const MAX_CHANNEL = 2 ** 32 - 1;
 
@@ -21165,7 +21165,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3034:
+/***/ 668:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 (function(nacl) {
@@ -23560,7 +23560,7 @@ nacl.setPRNG = function(fn) {
 
 /***/ }),
 
-/***/ 6658:
+/***/ 5462:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -23588,7 +23588,7 @@ function readAsset(relative) {
 
 /***/ }),
 
-/***/ 1296:
+/***/ 1980:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -23610,16 +23610,16 @@ exports.writeEntry = writeEntry;
  * store lacks are imported; saved after the deploy, where a failure is a warning.
  */
 const node_fs_1 = __nccwpck_require__(3024);
-const children_1 = __nccwpck_require__(5680);
+const children_1 = __nccwpck_require__(1700);
 const node_crypto_1 = __nccwpck_require__(7598);
 const node_path_1 = __nccwpck_require__(6760);
-const errors_1 = __nccwpck_require__(840);
-const size_1 = __nccwpck_require__(1638);
-const nix_1 = __nccwpck_require__(4868);
-const closure_1 = __nccwpck_require__(5658);
-const store_1 = __nccwpck_require__(8299);
-const narinfo_1 = __nccwpck_require__(9499);
-const push_1 = __nccwpck_require__(5936);
+const errors_1 = __nccwpck_require__(3916);
+const size_1 = __nccwpck_require__(4642);
+const nix_1 = __nccwpck_require__(4280);
+const closure_1 = __nccwpck_require__(2198);
+const store_1 = __nccwpck_require__(7631);
+const narinfo_1 = __nccwpck_require__(4263);
+const push_1 = __nccwpck_require__(9084);
 const MANIFEST = 'vps-nixos-paths.txt';
 /**
  * Restores the newest entry of this configuration line. Its paths are not imported here: the
@@ -23864,7 +23864,7 @@ function dumpCompressed(path, out) {
 
 /***/ }),
 
-/***/ 8304:
+/***/ 1452:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -23892,7 +23892,7 @@ function cacheKey(p) {
 
 /***/ }),
 
-/***/ 9499:
+/***/ 4263:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -23973,7 +23973,7 @@ async function servedPaths(paths, subs, opts = {}) {
 
 /***/ }),
 
-/***/ 5936:
+/***/ 9084:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -23986,7 +23986,7 @@ exports.push = push;
  * CLI on the runner (logged in beforehand: CACHIX_AUTH_TOKEN, `attic login`), instead of the
  * Actions cache.
  */
-const children_1 = __nccwpck_require__(5680);
+const children_1 = __nccwpck_require__(1700);
 /** The command line: `cachix push NAME PATH…` or `attic push CACHE PATH…`. Pure. */
 function pushCommand(to, paths) {
     return [to.tool, ['push', to.cache, ...paths]];
@@ -24027,7 +24027,7 @@ function push(to, paths, log, timeoutMs = 3600_000) {
 
 /***/ }),
 
-/***/ 8299:
+/***/ 7631:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -24103,7 +24103,7 @@ function dirBytes(dir) {
 
 /***/ }),
 
-/***/ 5680:
+/***/ 1700:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -24150,7 +24150,7 @@ function childrenAlive() {
 
 /***/ }),
 
-/***/ 5181:
+/***/ 7593:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -24159,8 +24159,8 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.quotable = quotable;
 exports.parseArgs = parseArgs;
 /** `vps-nixos <command> [--name value | --name=value | --flag] …`, names as the action's inputs. Pure. */
-const errors_1 = __nccwpck_require__(840);
-const inputs_1 = __nccwpck_require__(8362);
+const errors_1 = __nccwpck_require__(3916);
+const inputs_1 = __nccwpck_require__(8422);
 const BOOL = /^(true|false|True|False|TRUE|FALSE)$/;
 /** An argument as an error may quote it: never a private key pasted in the wrong place. */
 function quotable(arg) {
@@ -24220,7 +24220,7 @@ function parseArgs(argv, known) {
 
 /***/ }),
 
-/***/ 7722:
+/***/ 1654:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -24233,23 +24233,23 @@ exports.cliInputs = cliInputs;
 exports.removeOnSignal = removeOnSignal;
 exports.runCommand = runCommand;
 /** The CLI's commands, built on the same pipeline as the action. */
-const inputs_1 = __nccwpck_require__(8362);
-const children_1 = __nccwpck_require__(5680);
-const secrets_1 = __nccwpck_require__(1766);
-const errors_1 = __nccwpck_require__(840);
+const inputs_1 = __nccwpck_require__(8422);
+const children_1 = __nccwpck_require__(1700);
+const secrets_1 = __nccwpck_require__(7194);
+const errors_1 = __nccwpck_require__(3916);
 Object.defineProperty(exports, "describeError", ({ enumerable: true, get: function () { return errors_1.describeError; } }));
-const run_1 = __nccwpck_require__(3059);
-const status_1 = __nccwpck_require__(1158);
-const render_1 = __nccwpck_require__(9288);
-const facts_file_1 = __nccwpck_require__(8636);
-const facts_to_nix_1 = __nccwpck_require__(2570);
-const init_1 = __nccwpck_require__(3130);
-const decide_1 = __nccwpck_require__(8024);
+const run_1 = __nccwpck_require__(319);
+const status_1 = __nccwpck_require__(7922);
+const render_1 = __nccwpck_require__(6340);
+const facts_file_1 = __nccwpck_require__(1056);
+const facts_to_nix_1 = __nccwpck_require__(6921);
+const init_1 = __nccwpck_require__(7646);
+const decide_1 = __nccwpck_require__(4156);
 const node_os_1 = __nccwpck_require__(8161);
 const node_fs_1 = __nccwpck_require__(3024);
 const node_path_1 = __nccwpck_require__(6760);
-const store_1 = __nccwpck_require__(8299);
-const version_1 = __nccwpck_require__(2491);
+const store_1 = __nccwpck_require__(7631);
+const version_1 = __nccwpck_require__(311);
 /** The `build --json` contract: toplevel, closure totals and top contributors, disk script, cache. */
 function buildJson(b, installer) {
     return {
@@ -24678,7 +24678,7 @@ async function runCommand(cmd, options, log, env = process.env) {
 
 /***/ }),
 
-/***/ 8636:
+/***/ 1056:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -24689,10 +24689,10 @@ exports.checkFacts = checkFacts;
 exports.loadFacts = loadFacts;
 /** Reading the CLI's file options: key, known_hosts and saved facts. */
 const node_fs_1 = __nccwpck_require__(3024);
-const zod_1 = __nccwpck_require__(7532);
-const errors_1 = __nccwpck_require__(840);
-const facts_1 = __nccwpck_require__(8125);
-const inputs_1 = __nccwpck_require__(8362);
+const zod_1 = __nccwpck_require__(924);
+const errors_1 = __nccwpck_require__(3916);
+const facts_1 = __nccwpck_require__(2385);
+const inputs_1 = __nccwpck_require__(8422);
 /** Reads the file a file option names; throws an InputError naming the option. */
 function readFileOption(name, path) {
     // The messages below quote the path: never a key pasted where the path goes.
@@ -24839,7 +24839,7 @@ function loadFacts(path) {
 
 /***/ }),
 
-/***/ 2570:
+/***/ 6921:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -24849,9 +24849,9 @@ exports.FACTS_TO_NIX_OPTIONS = void 0;
 exports.factsToNixCommand = factsToNixCommand;
 /** `vps-nixos facts-to-nix`: the probe's facts as a NixOS module to commit. */
 const node_fs_1 = __nccwpck_require__(3024);
-const errors_1 = __nccwpck_require__(840);
-const hostconfig_1 = __nccwpck_require__(648);
-const facts_file_1 = __nccwpck_require__(8636);
+const errors_1 = __nccwpck_require__(3916);
+const hostconfig_1 = __nccwpck_require__(6108);
+const facts_file_1 = __nccwpck_require__(1056);
 exports.FACTS_TO_NIX_OPTIONS = [
     { name: 'facts', description: 'Facts JSON saved from `vps-nixos probe --json` (required)' },
     { name: 'out', description: 'Write the module to this file instead of stdout' },
@@ -24895,7 +24895,7 @@ function factsToNixCommand(options) {
 
 /***/ }),
 
-/***/ 3130:
+/***/ 7646:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -24911,10 +24911,10 @@ exports.initCommand = initCommand;
  */
 const node_fs_1 = __nccwpck_require__(3024);
 const node_path_1 = __nccwpck_require__(6760);
-const errors_1 = __nccwpck_require__(840);
-const files_1 = __nccwpck_require__(1949);
-const render_1 = __nccwpck_require__(9288);
-const keys_1 = __nccwpck_require__(288);
+const errors_1 = __nccwpck_require__(3916);
+const files_1 = __nccwpck_require__(3649);
+const render_1 = __nccwpck_require__(6340);
+const keys_1 = __nccwpck_require__(9892);
 exports.INIT_OPTIONS = [
     { name: 'name', description: "The host's name: its flake output, hosts/ directory and hostname" },
     {
@@ -25005,7 +25005,7 @@ async function initCommand(plan, options, log, run) {
 
 /***/ }),
 
-/***/ 7916:
+/***/ 2211:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -25018,16 +25018,16 @@ exports.runDeploy = runDeploy;
  * first, confirmation over a new SSH session, health checks, and the report of what changed.
  */
 const node_crypto_1 = __nccwpck_require__(7598);
-const errors_1 = __nccwpck_require__(840);
-const shell_1 = __nccwpck_require__(689);
-const script_1 = __nccwpck_require__(5679);
-const session_1 = __nccwpck_require__(9298);
-const target_1 = __nccwpck_require__(7558);
-const guard_1 = __nccwpck_require__(3862);
-const health_1 = __nccwpck_require__(853);
-const rebuild_1 = __nccwpck_require__(3272);
-const sshopts_1 = __nccwpck_require__(667);
-const state_1 = __nccwpck_require__(2866);
+const errors_1 = __nccwpck_require__(3916);
+const shell_1 = __nccwpck_require__(997);
+const script_1 = __nccwpck_require__(4115);
+const session_1 = __nccwpck_require__(302);
+const target_1 = __nccwpck_require__(6746);
+const guard_1 = __nccwpck_require__(5962);
+const health_1 = __nccwpck_require__(1873);
+const rebuild_1 = __nccwpck_require__(3524);
+const sshopts_1 = __nccwpck_require__(9831);
+const state_1 = __nccwpck_require__(3414);
 /**
  * The deploy of a system the host already runs (decided from the probe: current system, system
  * profile, no failed unit): nothing is built, copied or activated. Pure.
@@ -25624,7 +25624,7 @@ async function deploy(first, opts) {
 
 /***/ }),
 
-/***/ 3862:
+/***/ 5962:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -25644,8 +25644,8 @@ exports.disarmGuard = disarmGuard;
  * deploy.ts); the verbs here are the single commands around those: roll back, poll, and the
  * rare fallbacks.
  */
-const prep_1 = __nccwpck_require__(673);
-const shell_1 = __nccwpck_require__(689);
+const prep_1 = __nccwpck_require__(3029);
+const shell_1 = __nccwpck_require__(997);
 exports.GUARD_PATH = '/run/vps-nixos/guard.sh';
 /**
  * The target answered, and a script there failed (a guard.sh verb's non-zero exit, …): unlike a
@@ -25710,7 +25710,7 @@ async function disarmGuard(session, sudo, id) {
 
 /***/ }),
 
-/***/ 853:
+/***/ 1873:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -25719,7 +25719,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.commandCheck = commandCheck;
 exports.urlCheck = urlCheck;
 /** Health checks after a switch: a command on the target, a URL from the runner. Retried until a deadline. */
-const shell_1 = __nccwpck_require__(689);
+const shell_1 = __nccwpck_require__(997);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /** Tries `once` until it passes or `timeoutMs` is over; reports the last attempt. */
 async function retry(name, timeoutMs, pollMs, once) {
@@ -25779,7 +25779,7 @@ function urlCheck(url, timeoutMs, pollMs = 3000) {
 
 /***/ }),
 
-/***/ 4266:
+/***/ 7510:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -25791,9 +25791,9 @@ exports.resolveRebuild = resolveRebuild;
  * Which nixos-rebuild the deploy runs: the one on PATH, else the one from the configuration's own
  * nixpkgs built for the runner's platform; never an unpinned `nixpkgs#` from a registry.
  */
-const errors_1 = __nccwpck_require__(840);
-const nix_1 = __nccwpck_require__(4868);
-const rebuild_1 = __nccwpck_require__(3272);
+const errors_1 = __nccwpck_require__(3916);
+const nix_1 = __nccwpck_require__(4280);
+const rebuild_1 = __nccwpck_require__(3524);
 /** The runner's Nix system double (the target may be aarch64 while the runner is x86_64). */
 function runnerSystem(arch = process.arch) {
     const cpu = { x64: 'x86_64', arm64: 'aarch64', ia32: 'i686' };
@@ -25842,7 +25842,7 @@ async function resolveRebuild(nix, req) {
 
 /***/ }),
 
-/***/ 3272:
+/***/ 3524:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -25854,7 +25854,7 @@ exports.rebuildOnPath = rebuildOnPath;
 exports.failedUnitsFrom = failedUnitsFrom;
 exports.runRebuild = runRebuild;
 /** Running nixos-rebuild: which one, with which arguments, and what its output says. */
-const children_1 = __nccwpck_require__(5680);
+const children_1 = __nccwpck_require__(1700);
 const node_fs_1 = __nccwpck_require__(3024);
 const node_path_1 = __nccwpck_require__(6760);
 exports.DEPLOY_ACTIONS = ['switch', 'boot', 'test', 'dry-activate', 'build'];
@@ -25957,7 +25957,7 @@ function runRebuild(cmd, args, env, onLine, timeoutMs) {
 
 /***/ }),
 
-/***/ 667:
+/***/ 9831:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -25969,8 +25969,8 @@ exports.writeDeploySsh = writeDeploySsh;
 /** The OpenSSH side of a deploy: nixos-rebuild and Nix's ssh stores get the same pin we checked. */
 const node_fs_1 = __nccwpck_require__(3024);
 const node_path_1 = __nccwpck_require__(6760);
-const errors_1 = __nccwpck_require__(840);
-const hostkeys_1 = __nccwpck_require__(2306);
+const errors_1 = __nccwpck_require__(3916);
+const hostkeys_1 = __nccwpck_require__(2326);
 /** The known_hosts line that pins exactly the key our own session was verified against. */
 function knownHostsLine(target, key) {
     return `${target.knownHostsName} ${(0, hostkeys_1.formatKey)(key)}`;
@@ -26015,7 +26015,7 @@ function writeDeploySsh(tempDir, target, privateKey, hostKey) {
 
 /***/ }),
 
-/***/ 2866:
+/***/ 3414:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -26031,9 +26031,9 @@ exports.parseAfter = parseAfter;
  * What the target says before and after a deploy (scripts/deploy/state.sh, after.sh, closure.sh),
  * parsed.
  */
-const closure_1 = __nccwpck_require__(5658);
-const prep_1 = __nccwpck_require__(673);
-const guard_1 = __nccwpck_require__(3862);
+const closure_1 = __nccwpck_require__(2198);
+const prep_1 = __nccwpck_require__(3029);
+const guard_1 = __nccwpck_require__(5962);
 function parseState(stdout) {
     const lines = stdout.split('\n');
     const cut = lines.indexOf('store:');
@@ -26184,7 +26184,7 @@ function parseAfter(stdout) {
 
 /***/ }),
 
-/***/ 840:
+/***/ 3916:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -26252,7 +26252,7 @@ function describeError(err) {
 
 /***/ }),
 
-/***/ 7073:
+/***/ 3317:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -26260,7 +26260,7 @@ function describeError(err) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.HostConfigError = void 0;
 /** Errors of the host configuration generator. */
-const errors_1 = __nccwpck_require__(840);
+const errors_1 = __nccwpck_require__(3916);
 /**
  * A fact from the remote host is not something we will write into a Nix file (an interface name
  * with quotes, an address that is not an address, …). Nothing is generated.
@@ -26295,7 +26295,7 @@ function printable(value) {
 
 /***/ }),
 
-/***/ 3759:
+/***/ 5611:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -26304,10 +26304,10 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.INITRD_MODULES = exports.DISK_NAME_RE = void 0;
 exports.initrdModules = initrdModules;
 exports.factsToNix = factsToNix;
-const errors_1 = __nccwpck_require__(7073);
-const ip_1 = __nccwpck_require__(7099);
-const network_1 = __nccwpck_require__(4314);
-const nix_1 = __nccwpck_require__(5287);
+const errors_1 = __nccwpck_require__(3317);
+const ip_1 = __nccwpck_require__(7151);
+const network_1 = __nccwpck_require__(8782);
+const nix_1 = __nccwpck_require__(3211);
 /** A disko disk name we write as a bare Nix attribute. */
 exports.DISK_NAME_RE = /^[A-Za-z_][A-Za-z0-9_-]*$/;
 /** Initrd drivers per virtualization: the root disk and NIC must work before the root is mounted. */
@@ -26514,7 +26514,7 @@ function networkUnit(unit) {
 
 /***/ }),
 
-/***/ 648:
+/***/ 6108:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -26522,20 +26522,20 @@ function networkUnit(unit) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.HostConfigError = exports.hostNetwork = exports.INITRD_MODULES = exports.initrdModules = exports.factsToNix = exports.DISK_NAME_RE = void 0;
 /** facts-to-nix: the probe's facts as a NixOS module the user commits. */
-var facts_to_nix_1 = __nccwpck_require__(3759);
+var facts_to_nix_1 = __nccwpck_require__(5611);
 Object.defineProperty(exports, "DISK_NAME_RE", ({ enumerable: true, get: function () { return facts_to_nix_1.DISK_NAME_RE; } }));
 Object.defineProperty(exports, "factsToNix", ({ enumerable: true, get: function () { return facts_to_nix_1.factsToNix; } }));
 Object.defineProperty(exports, "initrdModules", ({ enumerable: true, get: function () { return facts_to_nix_1.initrdModules; } }));
 Object.defineProperty(exports, "INITRD_MODULES", ({ enumerable: true, get: function () { return facts_to_nix_1.INITRD_MODULES; } }));
-var network_1 = __nccwpck_require__(4314);
+var network_1 = __nccwpck_require__(8782);
 Object.defineProperty(exports, "hostNetwork", ({ enumerable: true, get: function () { return network_1.hostNetwork; } }));
-var errors_1 = __nccwpck_require__(7073);
+var errors_1 = __nccwpck_require__(3317);
 Object.defineProperty(exports, "HostConfigError", ({ enumerable: true, get: function () { return errors_1.HostConfigError; } }));
 
 
 /***/ }),
 
-/***/ 7099:
+/***/ 7151:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -26559,7 +26559,7 @@ exports.isLinkLocal6 = isLinkLocal6;
  * through one of the `check*` functions, which throw HostConfigError naming the value.
  */
 const node_net_1 = __nccwpck_require__(7030);
-const errors_1 = __nccwpck_require__(7073);
+const errors_1 = __nccwpck_require__(3317);
 /** IFNAMSIZ is 16 with the NUL; systemd and iproute2 accept these characters without quoting. */
 const IFNAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
 const MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
@@ -26701,15 +26701,15 @@ function isLinkLocal6(address) {
 
 /***/ }),
 
-/***/ 4314:
+/***/ 8782:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.hostNetwork = hostNetwork;
-const errors_1 = __nccwpck_require__(7073);
-const ip_1 = __nccwpck_require__(7099);
+const errors_1 = __nccwpck_require__(3317);
+const ip_1 = __nccwpck_require__(7151);
 const LEFT_TO_THE_LINK = new Set(['kernel', 'dhcp', 'ra', 'redirect']);
 /** The network units for the host, from its facts. Throws HostConfigError on a value we will not emit. */
 function hostNetwork(facts) {
@@ -26892,7 +26892,7 @@ function connected(link, destination) {
 
 /***/ }),
 
-/***/ 5287:
+/***/ 3211:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -26934,7 +26934,7 @@ function nixComment(text, indent = '') {
 
 /***/ }),
 
-/***/ 3554:
+/***/ 9438:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -26954,10 +26954,10 @@ exports.prepareInfect = prepareInfect;
 const node_crypto_1 = __nccwpck_require__(7598);
 const node_fs_1 = __nccwpck_require__(3024);
 const node_path_1 = __nccwpck_require__(6760);
-const errors_1 = __nccwpck_require__(840);
-const download_1 = __nccwpck_require__(4883);
-const shell_1 = __nccwpck_require__(689);
-const size_1 = __nccwpck_require__(1638);
+const errors_1 = __nccwpck_require__(3916);
+const download_1 = __nccwpck_require__(7183);
+const shell_1 = __nccwpck_require__(997);
+const size_1 = __nccwpck_require__(4642);
 /**
  * The pinned default: elitak/nixos-infect master as of 2026-01-21 ("Add hostmyserver (#253)"),
  * whose nixos-infect last changed in 3fa642b "Support RHEL-based distros (#251)" and defaults
@@ -27187,7 +27187,7 @@ async function prepareInfect(req) {
 
 /***/ }),
 
-/***/ 1949:
+/***/ 3649:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -27199,10 +27199,10 @@ exports.initFiles = initFiles;
  * `vps-nixos init`: the starter repository for one host, from its probe. Pure: facts, plan and
  * names in, file texts out (the CLI checks nothing is overwritten and writes them).
  */
-const hostconfig_1 = __nccwpck_require__(648);
-const nix_1 = __nccwpck_require__(5287);
-const script_1 = __nccwpck_require__(3554);
-const size_1 = __nccwpck_require__(1638);
+const hostconfig_1 = __nccwpck_require__(6108);
+const nix_1 = __nccwpck_require__(3211);
+const script_1 = __nccwpck_require__(9438);
+const size_1 = __nccwpck_require__(4642);
 /** Where our flake and reusable workflows live (resolved for whoever publishes: issue 23). */
 exports.PROJECT_REPO = 'org/vps-nixos';
 /** The release the generated files call (the action's and the workflows' major tag). */
@@ -27444,7 +27444,7 @@ jobs:
 
 /***/ }),
 
-/***/ 8362:
+/***/ 8422:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -27456,15 +27456,15 @@ exports.withDefaults = withDefaults;
 exports.looksLikeKeyMaterial = looksLikeKeyMaterial;
 exports.parseConfig = parseConfig;
 const node_fs_1 = __nccwpck_require__(3024);
-const zod_1 = __nccwpck_require__(7532);
-const ssh2_1 = __nccwpck_require__(2638);
-const errors_1 = __nccwpck_require__(840);
-const size_1 = __nccwpck_require__(1638);
-const target_1 = __nccwpck_require__(7558);
-const hostkeys_1 = __nccwpck_require__(2306);
-const download_1 = __nccwpck_require__(4883);
-const rebuild_1 = __nccwpck_require__(3272);
-const script_1 = __nccwpck_require__(3554);
+const zod_1 = __nccwpck_require__(924);
+const ssh2_1 = __nccwpck_require__(5472);
+const errors_1 = __nccwpck_require__(3916);
+const size_1 = __nccwpck_require__(4642);
+const target_1 = __nccwpck_require__(6746);
+const hostkeys_1 = __nccwpck_require__(2326);
+const download_1 = __nccwpck_require__(7183);
+const rebuild_1 = __nccwpck_require__(3524);
+const script_1 = __nccwpck_require__(9438);
 /** How the planner may install NixOS. */
 exports.METHODS = ['auto', 'kexec', 'infect', 'deploy-only'];
 const PATCH_UDEVADM = ['auto', 'true', 'false'];
@@ -28076,7 +28076,7 @@ function checkTogether(cfg, opts, shown) {
 
 /***/ }),
 
-/***/ 4883:
+/***/ 7183:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -28105,8 +28105,8 @@ const node_https_1 = __importDefault(__nccwpck_require__(4708));
 const node_path_1 = __nccwpck_require__(6760);
 const node_stream_1 = __nccwpck_require__(7075);
 const promises_1 = __nccwpck_require__(6466);
-const errors_1 = __nccwpck_require__(840);
-const size_1 = __nccwpck_require__(1638);
+const errors_1 = __nccwpck_require__(3916);
+const size_1 = __nccwpck_require__(4642);
 /** Above this a download is refused unless the caller gives its own cap. */
 exports.DOWNLOAD_MAX_BYTES = 1024 ** 3;
 /** Connect, wait for the answer, or wait between two reads: each at most this long. */
@@ -28340,7 +28340,7 @@ function get(url, opts, onRequest) {
 
 /***/ }),
 
-/***/ 2931:
+/***/ 8455:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -28350,14 +28350,14 @@ exports.BudgetExceeded = exports.DISKO_SCRIPT_ATTRS = exports.BuildError = void 
 exports.evalToplevel = evalToplevel;
 exports.nixVersion = nixVersion;
 exports.buildSystem = buildSystem;
-const errors_1 = __nccwpck_require__(840);
-const size_1 = __nccwpck_require__(1638);
-const keys_1 = __nccwpck_require__(8304);
-const closure_cache_1 = __nccwpck_require__(1296);
-const closure_1 = __nccwpck_require__(5658);
-const nix_1 = __nccwpck_require__(4868);
-const layout_1 = __nccwpck_require__(6941);
-const system_nix_1 = __nccwpck_require__(420);
+const errors_1 = __nccwpck_require__(3916);
+const size_1 = __nccwpck_require__(4642);
+const keys_1 = __nccwpck_require__(1452);
+const closure_cache_1 = __nccwpck_require__(1980);
+const closure_1 = __nccwpck_require__(2198);
+const nix_1 = __nccwpck_require__(4280);
+const layout_1 = __nccwpck_require__(6657);
+const system_nix_1 = __nccwpck_require__(2416);
 class BuildError extends errors_1.VpsNixosError {
 }
 exports.BuildError = BuildError;
@@ -28559,7 +28559,7 @@ async function buildSystem(nix, req) {
 
 /***/ }),
 
-/***/ 5658:
+/***/ 2198:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -28715,7 +28715,7 @@ function closureReport(root, infos, opts = {}) {
 
 /***/ }),
 
-/***/ 5079:
+/***/ 6499:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -28739,13 +28739,13 @@ const node_child_process_1 = __nccwpck_require__(1421);
 const node_crypto_1 = __nccwpck_require__(7598);
 const node_fs_1 = __nccwpck_require__(3024);
 const node_path_1 = __nccwpck_require__(6760);
-const node_util_1 = __nccwpck_require__(356);
+const node_util_1 = __nccwpck_require__(7975);
 const promises_1 = __nccwpck_require__(6466);
-const errors_1 = __nccwpck_require__(840);
-const download_1 = __nccwpck_require__(4883);
-const size_1 = __nccwpck_require__(1638);
-const build_1 = __nccwpck_require__(2931);
-const nix_1 = __nccwpck_require__(4868);
+const errors_1 = __nccwpck_require__(3916);
+const download_1 = __nccwpck_require__(7183);
+const size_1 = __nccwpck_require__(4642);
+const build_1 = __nccwpck_require__(8455);
+const nix_1 = __nccwpck_require__(4280);
 /** Parses GNU tar's `-tv` listing (LC_ALL=C). Pure. */
 function parseTarListing(text) {
     const members = [];
@@ -28999,7 +28999,7 @@ async function resolveKexecTarball(nix, req) {
 
 /***/ }),
 
-/***/ 6941:
+/***/ 6657:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -29010,7 +29010,7 @@ exports.layoutTools = layoutTools;
 exports.layoutRefusal = layoutRefusal;
 exports.parseLayout = parseLayout;
 exports.evalLayout = evalLayout;
-const nix_1 = __nccwpck_require__(4868);
+const nix_1 = __nccwpck_require__(4280);
 /**
  * The `--apply` function for `nix eval --json …#nixosConfigurations.NAME.config`: null without
  * disko, else the layout. It walks disko.devices and records each node's `type` (and `format`),
@@ -29118,7 +29118,7 @@ async function evalLayout(nix, configInstallable, warn) {
 
 /***/ }),
 
-/***/ 4868:
+/***/ 4280:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -29128,8 +29128,8 @@ exports.NixError = void 0;
 exports.localNix = localNix;
 exports.nixErrorText = nixErrorText;
 /** The runner's Nix, run as a child process with the settings we need passed on the command line. */
-const children_1 = __nccwpck_require__(5680);
-const errors_1 = __nccwpck_require__(840);
+const children_1 = __nccwpck_require__(1700);
+const errors_1 = __nccwpck_require__(3916);
 /** Nix is missing or failed in a way the user must fix on the runner. */
 class NixError extends errors_1.VpsNixosError {
 }
@@ -29192,7 +29192,7 @@ function nixErrorText(stderr) {
 
 /***/ }),
 
-/***/ 420:
+/***/ 2416:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -29272,7 +29272,7 @@ function findSystemNix(toplevel) {
 
 /***/ }),
 
-/***/ 448:
+/***/ 7252:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -29297,11 +29297,11 @@ exports.sendClosure = sendClosure;
  * RAM to be run), the files are checked against sha256 sums instead and nothing is registered.
  * An interrupted copy leaves unregistered paths, which the next run deletes and sends again.
  */
-const children_1 = __nccwpck_require__(5680);
+const children_1 = __nccwpck_require__(1700);
 const node_stream_1 = __nccwpck_require__(7075);
-const errors_1 = __nccwpck_require__(840);
-const nix_1 = __nccwpck_require__(4868);
-const script_1 = __nccwpck_require__(5679);
+const errors_1 = __nccwpck_require__(3916);
+const nix_1 = __nccwpck_require__(4280);
+const script_1 = __nccwpck_require__(4115);
 /** Paths whose bytes on the target are not what this runner's store has; nothing was registered. */
 class TransferCorrupt extends errors_1.VpsNixosError {
 }
@@ -29574,7 +29574,7 @@ async function sendClosure(session, roots, opts) {
 
 /***/ }),
 
-/***/ 658:
+/***/ 2102:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -29590,20 +29590,20 @@ exports.runBootstrap = runBootstrap;
  * first phase touches the host: the artifacts exist here, confirm-wipe names the right disk.
  */
 const node_fs_1 = __nccwpck_require__(3024);
-const system_nix_1 = __nccwpck_require__(420);
+const system_nix_1 = __nccwpck_require__(2416);
 const node_path_1 = __nccwpck_require__(6760);
-const errors_1 = __nccwpck_require__(840);
-const size_1 = __nccwpck_require__(1638);
-const transfer_1 = __nccwpck_require__(448);
-const installer_prep_1 = __nccwpck_require__(134);
-const install_1 = __nccwpck_require__(2711);
-const kexec_1 = __nccwpck_require__(8036);
-const phase_1 = __nccwpck_require__(6779);
-const infect_1 = __nccwpck_require__(6431);
-const prep_1 = __nccwpck_require__(673);
-const reboot_1 = __nccwpck_require__(291);
-const wait_1 = __nccwpck_require__(4951);
-const wipe_guard_1 = __nccwpck_require__(3105);
+const errors_1 = __nccwpck_require__(3916);
+const size_1 = __nccwpck_require__(4642);
+const transfer_1 = __nccwpck_require__(7252);
+const installer_prep_1 = __nccwpck_require__(9018);
+const install_1 = __nccwpck_require__(8459);
+const kexec_1 = __nccwpck_require__(8744);
+const phase_1 = __nccwpck_require__(5079);
+const infect_1 = __nccwpck_require__(9291);
+const prep_1 = __nccwpck_require__(3029);
+const reboot_1 = __nccwpck_require__(1999);
+const wait_1 = __nccwpck_require__(5523);
+const wipe_guard_1 = __nccwpck_require__(3949);
 const BOOTSTRAP_PHASES = [
     'prep',
     'kexec',
@@ -29820,7 +29820,7 @@ async function runBootstrap(session, facts, plan, artifacts, opts) {
 
 /***/ }),
 
-/***/ 6431:
+/***/ 9291:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -29836,12 +29836,12 @@ exports.recordedAddresses = recordedAddresses;
  * followed across dropped connections; then our reboot into the converted system and the checks
  * that the host is still reachable the same way (address, host key, deploy key).
  */
-const errors_1 = __nccwpck_require__(840);
-const script_1 = __nccwpck_require__(5679);
-const session_1 = __nccwpck_require__(9298);
-const prep_1 = __nccwpck_require__(673);
-const reboot_1 = __nccwpck_require__(291);
-const wait_1 = __nccwpck_require__(4951);
+const errors_1 = __nccwpck_require__(3916);
+const script_1 = __nccwpck_require__(4115);
+const session_1 = __nccwpck_require__(302);
+const prep_1 = __nccwpck_require__(3029);
+const reboot_1 = __nccwpck_require__(1999);
+const wait_1 = __nccwpck_require__(5523);
 /** Where the run's state lives on the target: on disk, never /tmp, so it outlives the session. */
 exports.INFECT_DIR = '/var/lib/vps-nixos/infect';
 /** infect.sh's status lines. Pure. */
@@ -30135,7 +30135,7 @@ async function accessChecks(ctx) {
 
 /***/ }),
 
-/***/ 2711:
+/***/ 8459:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -30143,12 +30143,12 @@ async function accessChecks(ctx) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.installPhase = void 0;
 /** Phase 3: partition + install, in the kexec installer. The one phase that wipes a disk. */
-const errors_1 = __nccwpck_require__(840);
-const transfer_1 = __nccwpck_require__(448);
-const size_1 = __nccwpck_require__(1638);
-const phase_1 = __nccwpck_require__(6779);
-const prep_1 = __nccwpck_require__(673);
-const script_1 = __nccwpck_require__(5679);
+const errors_1 = __nccwpck_require__(3916);
+const transfer_1 = __nccwpck_require__(7252);
+const size_1 = __nccwpck_require__(4642);
+const phase_1 = __nccwpck_require__(5079);
+const prep_1 = __nccwpck_require__(3029);
+const script_1 = __nccwpck_require__(4115);
 async function step(ctx, args, timeoutMs, stream = false) {
     const r = await (0, script_1.runScript)(ctx.session, 'phases/install.sh', {
         args,
@@ -30224,7 +30224,7 @@ exports.installPhase = {
 
 /***/ }),
 
-/***/ 134:
+/***/ 9018:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -30237,12 +30237,12 @@ exports.shouldPatchUdevadm = shouldPatchUdevadm;
  * (unpacked into the installer's RAM and checked by sha256: the installer has no Nix) and its
  * udevadm calls bounded.
  */
-const errors_1 = __nccwpck_require__(840);
-const size_1 = __nccwpck_require__(1638);
-const phase_1 = __nccwpck_require__(6779);
-const prep_1 = __nccwpck_require__(673);
-const transfer_1 = __nccwpck_require__(448);
-const script_1 = __nccwpck_require__(5679);
+const errors_1 = __nccwpck_require__(3916);
+const size_1 = __nccwpck_require__(4642);
+const phase_1 = __nccwpck_require__(5079);
+const prep_1 = __nccwpck_require__(3029);
+const transfer_1 = __nccwpck_require__(7252);
+const script_1 = __nccwpck_require__(4115);
 /** `patch-udevadm: auto` patches on virtual machines, whose disks show the SIGBUS (seed bug 2). */
 function shouldPatchUdevadm(setting, virtualization) {
     if (setting !== 'auto')
@@ -30322,7 +30322,7 @@ exports.installerPrepPhase = {
 
 /***/ }),
 
-/***/ 8036:
+/***/ 8744:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -30334,11 +30334,11 @@ exports.kexecFix = kexecFix;
 exports.stageInstaller = stageInstaller;
 /** Phase 1: upload the installer over the pinned session, kexec into it, and wait for it to answer. */
 const node_fs_1 = __nccwpck_require__(3024);
-const errors_1 = __nccwpck_require__(840);
-const size_1 = __nccwpck_require__(1638);
-const prep_1 = __nccwpck_require__(673);
-const wait_1 = __nccwpck_require__(4951);
-const script_1 = __nccwpck_require__(5679);
+const errors_1 = __nccwpck_require__(3916);
+const size_1 = __nccwpck_require__(4642);
+const prep_1 = __nccwpck_require__(3029);
+const wait_1 = __nccwpck_require__(5523);
+const script_1 = __nccwpck_require__(4115);
 exports.KEXEC_DIR = '/var/lib/vps-nixos/kexec';
 /**
  * Disk the kexec phase needs at its peak: three copies of the installer (the tarball; its
@@ -30462,7 +30462,7 @@ exports.kexecPhase = {
 
 /***/ }),
 
-/***/ 6779:
+/***/ 5079:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -30472,7 +30472,7 @@ exports.PhaseTimeout = void 0;
 exports.runPhases = runPhases;
 exports.lineStream = lineStream;
 /** Bootstrap phases: each says whether it is already done (with the evidence) and how to do it. */
-const errors_1 = __nccwpck_require__(840);
+const errors_1 = __nccwpck_require__(3916);
 /** A phase ran out of time; says what to look at. */
 class PhaseTimeout extends errors_1.VpsNixosError {
 }
@@ -30555,7 +30555,7 @@ function lineStream(log, streams = ['stdout', 'stderr']) {
 
 /***/ }),
 
-/***/ 673:
+/***/ 3029:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -30564,9 +30564,9 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.prepPhase = exports.DEFAULT_SWAPFILE = exports.INFECT_TOOLS = exports.KEXEC_TOOLS = void 0;
 exports.parseKv = parseKv;
 /** Phase 0: prepare the running distribution (tools, free memory, zram, swapfile on disk). */
-const errors_1 = __nccwpck_require__(840);
-const phase_1 = __nccwpck_require__(6779);
-const script_1 = __nccwpck_require__(5679);
+const errors_1 = __nccwpck_require__(3916);
+const phase_1 = __nccwpck_require__(5079);
+const script_1 = __nccwpck_require__(4115);
 /** The commands the kexec path needs on the distribution (cpio packs the installer's keys). */
 exports.KEXEC_TOOLS = 'cpio tar setsid';
 /** nixos-infect's own checks (curl or wget, bzcat, xzcat, groupadd, useradd, ip, awk), bash, setsid. */
@@ -30635,7 +30635,7 @@ exports.prepPhase = {
 
 /***/ }),
 
-/***/ 291:
+/***/ 1999:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -30644,9 +30644,9 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.rebootPhase = void 0;
 exports.rebootAndWait = rebootAndWait;
 /** Phase 4: reboot into the installed system and check it is the one we installed. */
-const errors_1 = __nccwpck_require__(840);
-const script_1 = __nccwpck_require__(5679);
-const wait_1 = __nccwpck_require__(4951);
+const errors_1 = __nccwpck_require__(3916);
+const script_1 = __nccwpck_require__(4115);
+const wait_1 = __nccwpck_require__(5523);
 exports.rebootPhase = {
     name: 'reboot',
     timeoutMs: 20 * 60_000,
@@ -30706,7 +30706,7 @@ async function rebootAndWait(ctx, spec) {
 
 /***/ }),
 
-/***/ 4951:
+/***/ 5523:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -30715,8 +30715,8 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.whoAnswers = whoAnswers;
 exports.waitForNewBoot = waitForNewBoot;
 /** Waiting for a host to come back after a kexec or reboot: new boot_id, same pinned key, bounded. */
-const errors_1 = __nccwpck_require__(840);
-const script_1 = __nccwpck_require__(5679);
+const errors_1 = __nccwpck_require__(3916);
+const script_1 = __nccwpck_require__(4115);
 async function whoAnswers(session) {
     const r = await (0, script_1.runScript)(session, 'who.sh', { timeoutMs: 30_000 });
     const [bootId = '', variantId = '', nixos = '', current = ''] = r.stdout
@@ -30784,7 +30784,7 @@ async function waitForNewBoot(opts, oldBootId, since, judge) {
 
 /***/ }),
 
-/***/ 3105:
+/***/ 3949:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -30794,8 +30794,8 @@ exports.diskDevicesIn = diskDevicesIn;
 exports.checkWipe = checkWipe;
 exports.checkWipeLayout = checkWipeLayout;
 /** Before anything wipes a disk: the user named it, the host has it, the disk script formats it. Pure. */
-const errors_1 = __nccwpck_require__(840);
-const size_1 = __nccwpck_require__(1638);
+const errors_1 = __nccwpck_require__(3916);
+const size_1 = __nccwpck_require__(4642);
 /** Whole-disk device names a disk script mentions (partition and by-partlabel paths left out). */
 function diskDevicesIn(scriptText) {
     const disks = new Set();
@@ -30872,7 +30872,7 @@ function checkWipeLayout(confirmWipe, disks) {
 
 /***/ }),
 
-/***/ 8024:
+/***/ 4156:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -31069,7 +31069,7 @@ function stageRun(name, input, d) {
 
 /***/ }),
 
-/***/ 3059:
+/***/ 319:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -31077,30 +31077,30 @@ function stageRun(name, input, d) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.newRecord = newRecord;
 exports.runPipeline = runPipeline;
-const plan_1 = __nccwpck_require__(972);
-const probe_1 = __nccwpck_require__(7427);
-const target_1 = __nccwpck_require__(7558);
-const hostkeys_1 = __nccwpck_require__(2306);
-const session_1 = __nccwpck_require__(9298);
-const errors_1 = __nccwpck_require__(840);
-const build_1 = __nccwpck_require__(2931);
-const kexec_1 = __nccwpck_require__(5079);
-const installers_1 = __nccwpck_require__(1000);
-const closure_1 = __nccwpck_require__(5658);
-const run_1 = __nccwpck_require__(8262);
-const keys_1 = __nccwpck_require__(288);
-const nix_1 = __nccwpck_require__(4868);
-const closure_cache_1 = __nccwpck_require__(1296);
-const keys_2 = __nccwpck_require__(8304);
-const closure_2 = __nccwpck_require__(5658);
-const bootstrap_1 = __nccwpck_require__(658);
-const deploy_1 = __nccwpck_require__(7916);
-const script_1 = __nccwpck_require__(3554);
-const install_checks_1 = __nccwpck_require__(7968);
-const decide_1 = __nccwpck_require__(8024);
-const rebuild_pin_1 = __nccwpck_require__(4266);
-const system_nix_1 = __nccwpck_require__(420);
-const wipe_guard_1 = __nccwpck_require__(3105);
+const plan_1 = __nccwpck_require__(8720);
+const probe_1 = __nccwpck_require__(5396);
+const target_1 = __nccwpck_require__(6746);
+const hostkeys_1 = __nccwpck_require__(2326);
+const session_1 = __nccwpck_require__(302);
+const errors_1 = __nccwpck_require__(3916);
+const build_1 = __nccwpck_require__(8455);
+const kexec_1 = __nccwpck_require__(6499);
+const installers_1 = __nccwpck_require__(1772);
+const closure_1 = __nccwpck_require__(2198);
+const run_1 = __nccwpck_require__(6834);
+const keys_1 = __nccwpck_require__(9892);
+const nix_1 = __nccwpck_require__(4280);
+const closure_cache_1 = __nccwpck_require__(1980);
+const keys_2 = __nccwpck_require__(1452);
+const closure_2 = __nccwpck_require__(2198);
+const bootstrap_1 = __nccwpck_require__(2102);
+const deploy_1 = __nccwpck_require__(2211);
+const script_1 = __nccwpck_require__(9438);
+const install_checks_1 = __nccwpck_require__(5988);
+const decide_1 = __nccwpck_require__(4156);
+const rebuild_pin_1 = __nccwpck_require__(7510);
+const system_nix_1 = __nccwpck_require__(2416);
+const wipe_guard_1 = __nccwpck_require__(3949);
 /** The store paths and installer the bootstrap needs: built by this run, or given prebuilt. */
 async function artifacts(cfg, deps, record) {
     // Fetched and checked on the runner before any phase touches the host.
@@ -31512,7 +31512,7 @@ async function openSession(cfg, deps, record) {
 
 /***/ }),
 
-/***/ 1158:
+/***/ 7922:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -31520,7 +31520,7 @@ async function openSession(cfg, deps, record) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.finalStatus = finalStatus;
 exports.deployedMessage = deployedMessage;
-const render_1 = __nccwpck_require__(9288);
+const render_1 = __nccwpck_require__(6340);
 /** Whether the run succeeded, and the one line that says why not. */
 function finalStatus(record, cfg) {
     if (record.error) {
@@ -31591,15 +31591,15 @@ function deployedMessage(d) {
 
 /***/ }),
 
-/***/ 7968:
+/***/ 5988:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.checkInstall = checkInstall;
-const layout_1 = __nccwpck_require__(6941);
-const installer_fit_1 = __nccwpck_require__(9585);
+const layout_1 = __nccwpck_require__(6657);
+const installer_fit_1 = __nccwpck_require__(7917);
 /** The plan, refused when the install cannot work, or with the checks' warnings added. */
 function checkInstall(p, f) {
     if (p.refusal)
@@ -31637,7 +31637,7 @@ function checkInstall(p, f) {
 
 /***/ }),
 
-/***/ 9585:
+/***/ 7917:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -31653,7 +31653,7 @@ exports.installerFit = installerFit;
  *   memory, and the kernel needs room of its own on top.
  * Pure.
  */
-const size_1 = __nccwpck_require__(1638);
+const size_1 = __nccwpck_require__(4642);
 /** What the booting kernel itself keeps (page tables, slab, the unpacker's buffers): a margin. */
 exports.KERNEL_RESERVE_BYTES = 64 * 2 ** 20;
 const FIX = 'use a smaller installer (ours: leave kexec-tarball empty; or a variant with fewer tools and modules), a VPS with more RAM, or method infect (converts in place, no kexec)';
@@ -31711,7 +31711,7 @@ function installerFit(installer, memTotalBytes) {
 
 /***/ }),
 
-/***/ 972:
+/***/ 8720:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -31722,8 +31722,8 @@ exports.infectPending = infectPending;
 exports.defaultZramBytes = defaultZramBytes;
 exports.plan = plan;
 /** The install decision: a pure function of the probed facts and the config (DESIGN.md's table). */
-const facts_1 = __nccwpck_require__(8125);
-const size_1 = __nccwpck_require__(1638);
+const facts_1 = __nccwpck_require__(2385);
+const size_1 = __nccwpck_require__(4642);
 const CONTAINERS = new Set(facts_1.CONTAINER_TYPES);
 const KEXEC_PHASES = [
     'prep',
@@ -31885,7 +31885,7 @@ function plan(f, cfg) {
 
 /***/ }),
 
-/***/ 5020:
+/***/ 1280:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -31902,9 +31902,9 @@ exports.evaluatePreflightInputs = evaluatePreflightInputs;
  * Attributes a configuration does not define take their NixOS defaults (`or`), so a plain
  * attribute set (our test flakes) and a real NixOS configuration read the same way.
  */
-const zod_1 = __nccwpck_require__(7532);
-const errors_1 = __nccwpck_require__(840);
-const nix_1 = __nccwpck_require__(4868);
+const zod_1 = __nccwpck_require__(924);
+const errors_1 = __nccwpck_require__(3916);
+const nix_1 = __nccwpck_require__(4280);
 /** The flake or the configuration cannot be evaluated at all; nothing was checked. */
 class PreflightError extends errors_1.VpsNixosError {
 }
@@ -32268,7 +32268,7 @@ async function evaluatePreflightInputs(nix, flake, opts = {}) {
 
 /***/ }),
 
-/***/ 2624:
+/***/ 9060:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -32278,7 +32278,7 @@ exports.publicKeyId = publicKeyId;
 exports.tmpfsSizeBytes = tmpfsSizeBytes;
 exports.canonicalAddress = canonicalAddress;
 exports.findings = findings;
-const size_1 = __nccwpck_require__(1638);
+const size_1 = __nccwpck_require__(4642);
 const GiB = 1024 ** 3;
 /** Below this the seed's advice applies: zram, a persistent sshd. */
 const LOW_RAM_BYTES = 2 * GiB;
@@ -32783,7 +32783,7 @@ function findings(inputs, ctx = {}) {
 
 /***/ }),
 
-/***/ 8262:
+/***/ 6834:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -32793,9 +32793,9 @@ exports.runPreflight = runPreflight;
 exports.hasErrors = hasErrors;
 exports.renderFindingsMarkdown = renderFindingsMarkdown;
 exports.renderFindingsText = renderFindingsText;
-const render_1 = __nccwpck_require__(9288);
-const evaluate_1 = __nccwpck_require__(5020);
-const rules_1 = __nccwpck_require__(2624);
+const render_1 = __nccwpck_require__(6340);
+const evaluate_1 = __nccwpck_require__(1280);
+const rules_1 = __nccwpck_require__(9060);
 /** Runs preflight on `flake.ref#nixosConfigurations.<flake.name>`. Throws PreflightError if the flake does not evaluate. */
 async function runPreflight(nix, flake, ctx = {}, opts = {}) {
     const start = process.hrtime.bigint();
@@ -32856,7 +32856,7 @@ function renderFindingsText(found) {
 
 /***/ }),
 
-/***/ 8125:
+/***/ 2385:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -32865,7 +32865,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.CONTAINER_TYPES = void 0;
 exports.parseFacts = parseFacts;
 /** Parsing the key=value output of scripts/facts.sh into typed Facts. Pure. */
-const errors_1 = __nccwpck_require__(840);
+const errors_1 = __nccwpck_require__(3916);
 exports.CONTAINER_TYPES = [
     'openvz',
     'lxc',
@@ -33233,16 +33233,16 @@ function parseFacts(text) {
 
 /***/ }),
 
-/***/ 7427:
+/***/ 5396:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.probe = probe;
-const errors_1 = __nccwpck_require__(840);
-const script_1 = __nccwpck_require__(5679);
-const facts_1 = __nccwpck_require__(8125);
+const errors_1 = __nccwpck_require__(3916);
+const script_1 = __nccwpck_require__(4115);
+const facts_1 = __nccwpck_require__(2385);
 const PROBE_TIMEOUT_MS = 60_000;
 /** Runs scripts/facts.sh on the target (read-only) and parses what it prints. */
 async function probe(session) {
@@ -33260,7 +33260,7 @@ async function probe(session) {
 
 /***/ }),
 
-/***/ 1000:
+/***/ 1772:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -33277,7 +33277,7 @@ exports.releasedInstaller = releasedInstaller;
  * fetched beside the asset. The release workflow writes the file (scripts/dev/installer-manifest.mjs)
  * after building the installers; a checkout between releases has none, and builds its own.
  */
-const zod_1 = __nccwpck_require__(7532);
+const zod_1 = __nccwpck_require__(924);
 const installers_json_1 = __importDefault(__nccwpck_require__(7146));
 const sha256 = zod_1.z.string().regex(/^[0-9a-f]{64}$/, 'a sha256 in hex');
 exports.ReleasedInstallerSchema = zod_1.z.object({
@@ -33321,7 +33321,7 @@ function releasedInstaller(manifest, system, version, mirror) {
 
 /***/ }),
 
-/***/ 4396:
+/***/ 6472:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -33335,7 +33335,7 @@ exports.terminalLogger = terminalLogger;
  * workflow command (set an output, add a mask, stop commands), and in a terminal an escape
  * sequence could rewrite the screen. Every line goes through here first.
  */
-const render_1 = __nccwpck_require__(9288);
+const render_1 = __nccwpck_require__(6340);
 /** The action's log: no line can be a workflow command, no escape sequence reaches the log. */
 function actionLogger(core) {
     return {
@@ -33359,7 +33359,7 @@ function terminalLogger(write) {
 
 /***/ }),
 
-/***/ 9288:
+/***/ 6340:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -33378,10 +33378,10 @@ exports.deployRows = deployRows;
 exports.diffMarkdown = diffMarkdown;
 exports.renderMarkdown = renderMarkdown;
 exports.renderText = renderText;
-const size_1 = __nccwpck_require__(1638);
-const closure_1 = __nccwpck_require__(5658);
-const run_1 = __nccwpck_require__(8262);
-const summary_limit_1 = __nccwpck_require__(6900);
+const size_1 = __nccwpck_require__(4642);
+const closure_1 = __nccwpck_require__(2198);
+const run_1 = __nccwpck_require__(6834);
+const summary_limit_1 = __nccwpck_require__(112);
 /** The facts worth showing, in the order a person checks them. */
 function factRows(f) {
     const fs = (x) => x ? `${x.fsType}, ${(0, size_1.formatBytes)(x.sizeBytes)} (${(0, size_1.formatBytes)(x.availBytes)} free)` : 'unknown';
@@ -34062,7 +34062,7 @@ function renderText(r, o = {}) {
 
 /***/ }),
 
-/***/ 6900:
+/***/ 112:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -34166,7 +34166,7 @@ function cutUtf8(s, maxBytes) {
 
 /***/ }),
 
-/***/ 1766:
+/***/ 7194:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -34270,7 +34270,7 @@ function removeKeyMaterial(dir, warn) {
 
 /***/ }),
 
-/***/ 689:
+/***/ 997:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -34286,7 +34286,7 @@ function shellQuote(s) {
 
 /***/ }),
 
-/***/ 1638:
+/***/ 4642:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -34364,7 +34364,7 @@ function formatBytes(bytes) {
 
 /***/ }),
 
-/***/ 2306:
+/***/ 2326:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -34585,14 +34585,14 @@ function algorithmsFor(types) {
 
 /***/ }),
 
-/***/ 288:
+/***/ 9892:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.publicKeyOf = publicKeyOf;
-const ssh2_1 = __nccwpck_require__(2638);
+const ssh2_1 = __nccwpck_require__(5472);
 /** The authorized_keys form (`type base64`) of a private key's public half. */
 function publicKeyOf(privateKey) {
     const parsed = ssh2_1.utils.parseKey(privateKey);
@@ -34605,7 +34605,7 @@ function publicKeyOf(privateKey) {
 
 /***/ }),
 
-/***/ 5679:
+/***/ 4115:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -34620,8 +34620,8 @@ exports.runScript = runScript;
  * as `sh -c`'s argument, `$0` its name, then its arguments, each one shell word; stdin stays free
  * for data (a tarball, a closure list, a file to write). No shell is written inline elsewhere.
  */
-const assets_1 = __nccwpck_require__(6658);
-const shell_1 = __nccwpck_require__(689);
+const assets_1 = __nccwpck_require__(5462);
+const shell_1 = __nccwpck_require__(997);
 const texts = new Map();
 /** A script's text, read once. */
 function scriptText(script) {
@@ -34660,7 +34660,7 @@ function runScript(session, script, opts = {}) {
 
 /***/ }),
 
-/***/ 9298:
+/***/ 302:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -34671,10 +34671,10 @@ exports.cipherPreference = cipherPreference;
 exports.connect = connect;
 /** An SSH session to the target whose host key is checked against the pin before anything runs. */
 const node_crypto_1 = __nccwpck_require__(7598);
-const ssh2_1 = __nccwpck_require__(2638);
-const errors_1 = __nccwpck_require__(840);
-const target_1 = __nccwpck_require__(7558);
-const hostkeys_1 = __nccwpck_require__(2306);
+const ssh2_1 = __nccwpck_require__(5472);
+const errors_1 = __nccwpck_require__(3916);
+const target_1 = __nccwpck_require__(6746);
+const hostkeys_1 = __nccwpck_require__(2326);
 /**
  * The ciphers we offer, best first, each with the OpenSSL cipher ssh2 runs it on. chacha20-poly1305
  * leads, as in OpenSSH: cheap VPSes often show a generic CPU model (qemu64) without AES-NI, where
@@ -34966,7 +34966,7 @@ class Ssh2Session {
 
 /***/ }),
 
-/***/ 7558:
+/***/ 6746:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -35043,7 +35043,7 @@ function formatTarget(t) {
 
 /***/ }),
 
-/***/ 2491:
+/***/ 311:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -35060,7 +35060,7 @@ exports.TOOL_VERSION = '0.1.0';
 
 /***/ }),
 
-/***/ 9538:
+/***/ 7318:
 /***/ ((module) => {
 
 module.exports = eval("require")("../build/Release/cpufeatures.node");
@@ -35068,7 +35068,7 @@ module.exports = eval("require")("../build/Release/cpufeatures.node");
 
 /***/ }),
 
-/***/ 9942:
+/***/ 490:
 /***/ ((module) => {
 
 module.exports = eval("require")("./crypto/build/Release/sshcrypto.node");
@@ -35244,7 +35244,7 @@ module.exports = require("node:stream/promises");
 
 /***/ }),
 
-/***/ 356:
+/***/ 7975:
 /***/ ((module) => {
 
 "use strict";
@@ -35292,7 +35292,7 @@ module.exports = require("zlib");
 
 /***/ }),
 
-/***/ 7532:
+/***/ 924:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -35325,10 +35325,10 @@ var __exportStar = (this && this.__exportStar) || function(m, exports) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = exports.z = void 0;
-const z = __importStar(__nccwpck_require__(1491));
+const z = __importStar(__nccwpck_require__(6179));
 exports.z = z;
 exports["default"] = z;
-__exportStar(__nccwpck_require__(1491), exports);
+__exportStar(__nccwpck_require__(6179), exports);
 
 // seal-cjs-exports
 (function () {
@@ -35352,14 +35352,14 @@ __exportStar(__nccwpck_require__(1491), exports);
 
 /***/ }),
 
-/***/ 4809:
+/***/ 4937:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.slugify = exports.toUpperCase = exports.toLowerCase = exports.trim = exports.normalize = exports.overwrite = exports.mime = exports.properties = exports.property = exports.endsWith = exports.startsWith = exports.includes = exports.uppercase = exports.lowercase = exports.regex = exports.length = exports.minLength = exports.maxLength = exports.size = exports.minSize = exports.maxSize = exports.multipleOf = exports.nonnegative = exports.nonpositive = exports.negative = exports.positive = exports.gte = exports.gt = exports.lte = exports.lt = void 0;
-var index_js_1 = __nccwpck_require__(2901);
+var index_js_1 = __nccwpck_require__(8117);
 Object.defineProperty(exports, "lt", ({ enumerable: true, get: function () { return index_js_1._lt; } }));
 Object.defineProperty(exports, "lte", ({ enumerable: true, get: function () { return index_js_1._lte; } }));
 Object.defineProperty(exports, "gt", ({ enumerable: true, get: function () { return index_js_1._gt; } }));
@@ -35413,7 +35413,7 @@ Object.defineProperty(exports, "slugify", ({ enumerable: true, get: function () 
 
 /***/ }),
 
-/***/ 6949:
+/***/ 4133:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -35447,8 +35447,8 @@ exports.number = number;
 exports.boolean = boolean;
 exports.bigint = bigint;
 exports.date = date;
-const core = __importStar(__nccwpck_require__(2901));
-const schemas = __importStar(__nccwpck_require__(3718));
+const core = __importStar(__nccwpck_require__(8117));
+const schemas = __importStar(__nccwpck_require__(5622));
 function string(params) {
     return core._coercedString(schemas.ZodString, params);
 }
@@ -35487,7 +35487,7 @@ function date(params) {
 
 /***/ }),
 
-/***/ 2700:
+/***/ 8652:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -35520,7 +35520,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.ZodFirstPartyTypeKind = exports.config = exports.$brand = exports.ZodIssueCode = void 0;
 exports.setErrorMap = setErrorMap;
 exports.getErrorMap = getErrorMap;
-const core = __importStar(__nccwpck_require__(2901));
+const core = __importStar(__nccwpck_require__(8117));
 /** @deprecated Use the raw string literal codes instead, e.g. "invalid_type". */
 exports.ZodIssueCode = {
     invalid_type: "invalid_type",
@@ -35535,7 +35535,7 @@ exports.ZodIssueCode = {
     invalid_value: "invalid_value",
     custom: "custom",
 };
-var index_js_1 = __nccwpck_require__(2901);
+var index_js_1 = __nccwpck_require__(8117);
 Object.defineProperty(exports, "$brand", ({ enumerable: true, get: function () { return index_js_1.$brand; } }));
 Object.defineProperty(exports, "config", ({ enumerable: true, get: function () { return index_js_1.config; } }));
 /** @deprecated Use `z.config(params)` instead. */
@@ -35575,7 +35575,7 @@ var ZodFirstPartyTypeKind;
 
 /***/ }),
 
-/***/ 572:
+/***/ 9932:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -35605,8 +35605,8 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.deepPartial = deepPartial;
-const visit_js_1 = __nccwpck_require__(9800);
-const schemas = __importStar(__nccwpck_require__(3718));
+const visit_js_1 = __nccwpck_require__(9464);
+const schemas = __importStar(__nccwpck_require__(5622));
 /** Returns a copy of the schema with every nested object's properties made optional. */
 function deepPartial(schema) {
     return (0, visit_js_1.visit)(schema, {
@@ -35641,7 +35641,7 @@ function deepPartial(schema) {
 
 /***/ }),
 
-/***/ 7135:
+/***/ 9295:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -35671,9 +35671,9 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.ZodRealError = exports.ZodError = void 0;
-const core = __importStar(__nccwpck_require__(2901));
-const index_js_1 = __nccwpck_require__(2901);
-const util = __importStar(__nccwpck_require__(7391));
+const core = __importStar(__nccwpck_require__(8117));
+const index_js_1 = __nccwpck_require__(8117);
+const util = __importStar(__nccwpck_require__(1327));
 /* Prototypes that already carry the lazy helper methods. Seeded with the
  * intrinsics so that `init` on a foreign object — it accepts any object —
  * can never install an accessor onto a prototype we do not own. */
@@ -35751,7 +35751,7 @@ exports.ZodRealError = core.$constructor("ZodError", initializer, undefined, {
 
 /***/ }),
 
-/***/ 1491:
+/***/ 6179:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -35784,13 +35784,13 @@ var __exportStar = (this && this.__exportStar) || function(m, exports) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.coerce = exports.iso = exports.ZodISODuration = exports.ZodISOTime = exports.ZodISODate = exports.ZodISODateTime = exports.locales = exports.output = exports.input = exports.deepPartial = exports.fromJSONSchema = exports.toJSONSchema = exports.getDiscriminatedOption = exports.ZodCompileUnsupportedError = exports.ZodCompileAsyncError = exports.withParser = exports.compile = exports.toZod = exports.INVALID = exports.NEVER = exports.util = exports.TimePrecision = exports.flattenError = exports.formatError = exports.prettifyError = exports.treeifyError = exports.regexes = exports.clone = exports.$brand = exports.$input = exports.$output = exports.memoizer = exports.config = exports.registry = exports.globalRegistry = exports.core = void 0;
-exports.core = __importStar(__nccwpck_require__(2901));
-__exportStar(__nccwpck_require__(3718), exports);
-__exportStar(__nccwpck_require__(4809), exports);
-__exportStar(__nccwpck_require__(7135), exports);
-__exportStar(__nccwpck_require__(4303), exports);
-__exportStar(__nccwpck_require__(2700), exports);
-var index_js_1 = __nccwpck_require__(2901);
+exports.core = __importStar(__nccwpck_require__(8117));
+__exportStar(__nccwpck_require__(5622), exports);
+__exportStar(__nccwpck_require__(4937), exports);
+__exportStar(__nccwpck_require__(9295), exports);
+__exportStar(__nccwpck_require__(2463), exports);
+__exportStar(__nccwpck_require__(8652), exports);
+var index_js_1 = __nccwpck_require__(8117);
 Object.defineProperty(exports, "globalRegistry", ({ enumerable: true, get: function () { return index_js_1.globalRegistry; } }));
 Object.defineProperty(exports, "registry", ({ enumerable: true, get: function () { return index_js_1.registry; } }));
 Object.defineProperty(exports, "config", ({ enumerable: true, get: function () { return index_js_1.config; } }));
@@ -35814,25 +35814,25 @@ Object.defineProperty(exports, "withParser", ({ enumerable: true, get: function 
 Object.defineProperty(exports, "ZodCompileAsyncError", ({ enumerable: true, get: function () { return index_js_1.ZodCompileAsyncError; } }));
 Object.defineProperty(exports, "ZodCompileUnsupportedError", ({ enumerable: true, get: function () { return index_js_1.ZodCompileUnsupportedError; } }));
 Object.defineProperty(exports, "getDiscriminatedOption", ({ enumerable: true, get: function () { return index_js_1.getDiscriminatedOption; } }));
-var json_schema_processors_js_1 = __nccwpck_require__(2043);
+var json_schema_processors_js_1 = __nccwpck_require__(9339);
 Object.defineProperty(exports, "toJSONSchema", ({ enumerable: true, get: function () { return json_schema_processors_js_1.toJSONSchema; } }));
-var from_json_schema_js_1 = __nccwpck_require__(2459);
+var from_json_schema_js_1 = __nccwpck_require__(2283);
 Object.defineProperty(exports, "fromJSONSchema", ({ enumerable: true, get: function () { return from_json_schema_js_1.fromJSONSchema; } }));
-var deep_partial_js_1 = __nccwpck_require__(572);
+var deep_partial_js_1 = __nccwpck_require__(9932);
 Object.defineProperty(exports, "deepPartial", ({ enumerable: true, get: function () { return deep_partial_js_1.deepPartial; } }));
 // Types and values both, from one module — re-exporting the types from core would collide.
-var in_out_js_1 = __nccwpck_require__(2052);
+var in_out_js_1 = __nccwpck_require__(9876);
 Object.defineProperty(exports, "input", ({ enumerable: true, get: function () { return in_out_js_1.input; } }));
 Object.defineProperty(exports, "output", ({ enumerable: true, get: function () { return in_out_js_1.output; } }));
-exports.locales = __importStar(__nccwpck_require__(371));
+exports.locales = __importStar(__nccwpck_require__(995));
 // iso must be exported from top-level https://github.com/colinhacks/zod/issues/4491
-var iso_js_1 = __nccwpck_require__(81);
+var iso_js_1 = __nccwpck_require__(2081);
 Object.defineProperty(exports, "ZodISODateTime", ({ enumerable: true, get: function () { return iso_js_1.ZodISODateTime; } }));
 Object.defineProperty(exports, "ZodISODate", ({ enumerable: true, get: function () { return iso_js_1.ZodISODate; } }));
 Object.defineProperty(exports, "ZodISOTime", ({ enumerable: true, get: function () { return iso_js_1.ZodISOTime; } }));
 Object.defineProperty(exports, "ZodISODuration", ({ enumerable: true, get: function () { return iso_js_1.ZodISODuration; } }));
-exports.iso = __importStar(__nccwpck_require__(81));
-exports.coerce = __importStar(__nccwpck_require__(6949));
+exports.iso = __importStar(__nccwpck_require__(2081));
+exports.coerce = __importStar(__nccwpck_require__(4133));
 
 // seal-cjs-exports
 (function () {
@@ -35856,7 +35856,7 @@ exports.coerce = __importStar(__nccwpck_require__(6949));
 
 /***/ }),
 
-/***/ 2459:
+/***/ 2283:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -35886,11 +35886,11 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.fromJSONSchema = fromJSONSchema;
-const registries_js_1 = __nccwpck_require__(4406);
-const util_js_1 = __nccwpck_require__(7391);
-const _checks = __importStar(__nccwpck_require__(4809));
-const _iso = __importStar(__nccwpck_require__(81));
-const _schemas = __importStar(__nccwpck_require__(3718));
+const registries_js_1 = __nccwpck_require__(1446);
+const util_js_1 = __nccwpck_require__(1327);
+const _checks = __importStar(__nccwpck_require__(4937));
+const _iso = __importStar(__nccwpck_require__(2081));
+const _schemas = __importStar(__nccwpck_require__(5622));
 // Local z object to avoid circular dependency with ../index.js
 const z = {
     ..._schemas,
@@ -36790,7 +36790,7 @@ function fromJSONSchema(schema, params) {
 
 /***/ }),
 
-/***/ 2052:
+/***/ 9876:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -36821,9 +36821,9 @@ var __importStar = (this && this.__importStar) || function (mod) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.input = input;
 exports.output = output;
-const util_js_1 = __nccwpck_require__(7391);
-const visit_js_1 = __nccwpck_require__(9800);
-const schemas = __importStar(__nccwpck_require__(3718));
+const util_js_1 = __nccwpck_require__(1327);
+const visit_js_1 = __nccwpck_require__(9464);
+const schemas = __importStar(__nccwpck_require__(5622));
 /** Appends a pipe's own checks to the side that replaces it, mirroring how `.check()` clones. */
 function withChecks(side, checks) {
     if (!checks?.length)
@@ -36880,7 +36880,7 @@ function output(schema) {
 
 /***/ }),
 
-/***/ 81:
+/***/ 2081:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -36914,9 +36914,9 @@ exports.datetime = datetime;
 exports.date = date;
 exports.time = time;
 exports.duration = duration;
-const core = __importStar(__nccwpck_require__(2901));
-const schemas_js_1 = __nccwpck_require__(3718);
-var schemas_js_2 = __nccwpck_require__(3718);
+const core = __importStar(__nccwpck_require__(8117));
+const schemas_js_1 = __nccwpck_require__(5622);
+var schemas_js_2 = __nccwpck_require__(5622);
 Object.defineProperty(exports, "ZodISODate", ({ enumerable: true, get: function () { return schemas_js_2.ZodISODate; } }));
 Object.defineProperty(exports, "ZodISODateTime", ({ enumerable: true, get: function () { return schemas_js_2.ZodISODateTime; } }));
 Object.defineProperty(exports, "ZodISODuration", ({ enumerable: true, get: function () { return schemas_js_2.ZodISODuration; } }));
@@ -36956,7 +36956,7 @@ function duration(params) {
 
 /***/ }),
 
-/***/ 4303:
+/***/ 2463:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -36986,13 +36986,13 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.safeDecodeAsync = exports.safeEncodeAsync = exports.safeDecode = exports.safeEncode = exports.decodeAsync = exports.encodeAsync = exports.decode = exports.encode = exports.validateAsync = exports.validate = exports.safeParseAsync = exports.safeParse = exports.parseAsync = exports.parse = void 0;
-const core = __importStar(__nccwpck_require__(2901));
-const errors_js_1 = __nccwpck_require__(7135);
+const core = __importStar(__nccwpck_require__(8117));
+const errors_js_1 = __nccwpck_require__(9295);
 exports.parse = core._parse(errors_js_1.ZodRealError);
 exports.parseAsync = core._parseAsync(errors_js_1.ZodRealError);
 exports.safeParse = core._safeParse(errors_js_1.ZodRealError);
 exports.safeParseAsync = core._safeParseAsync(errors_js_1.ZodRealError);
-var index_js_1 = __nccwpck_require__(2901);
+var index_js_1 = __nccwpck_require__(8117);
 Object.defineProperty(exports, "validate", ({ enumerable: true, get: function () { return index_js_1.validate; } }));
 Object.defineProperty(exports, "validateAsync", ({ enumerable: true, get: function () { return index_js_1.validateAsync; } }));
 // Codec functions
@@ -37027,7 +37027,7 @@ exports.safeDecodeAsync = core._safeDecodeAsync(errors_js_1.ZodRealError);
 
 /***/ }),
 
-/***/ 3718:
+/***/ 5622:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -37159,14 +37159,14 @@ exports.superRefine = superRefine;
 exports["instanceof"] = _instanceof;
 exports.json = json;
 exports.preprocess = preprocess;
-const core = __importStar(__nccwpck_require__(2901));
-const index_js_1 = __nccwpck_require__(2901);
-const processors = __importStar(__nccwpck_require__(2043));
-const regexes = __importStar(__nccwpck_require__(2488));
-const to_json_schema_js_1 = __nccwpck_require__(6337);
-const en_js_1 = __importDefault(__nccwpck_require__(196));
-const checks = __importStar(__nccwpck_require__(4809));
-const parse = __importStar(__nccwpck_require__(4303));
+const core = __importStar(__nccwpck_require__(8117));
+const index_js_1 = __nccwpck_require__(8117);
+const processors = __importStar(__nccwpck_require__(9339));
+const regexes = __importStar(__nccwpck_require__(5592));
+const to_json_schema_js_1 = __nccwpck_require__(7633);
+const en_js_1 = __importDefault(__nccwpck_require__(4948));
+const checks = __importStar(__nccwpck_require__(4937));
+const parse = __importStar(__nccwpck_require__(2463));
 // Register English as the default locale on first ZodType construction. Hooked into the `ZodType` `$constructor` (rather than a top-level `config(en())` in `external.ts`) so bundlers honoring `sideEffects: false` can't tree-shake it out — see #5953, #5725. An explicit `z.config(z.locales.xx())` call wins regardless of order, since this only sets the default when none is present.
 function _ensureDefaultLocale() {
     if (!core.globalConfig.localeError)
@@ -38711,7 +38711,7 @@ function preprocess(fn, schema) {
 
 /***/ }),
 
-/***/ 6585:
+/***/ 6377:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -38864,10 +38864,10 @@ exports.describe = describe;
 exports.meta = meta;
 exports._stringbool = _stringbool;
 exports._stringFormat = _stringFormat;
-const checks = __importStar(__nccwpck_require__(9240));
-const registries = __importStar(__nccwpck_require__(4406));
-const schemas = __importStar(__nccwpck_require__(4033));
-const util = __importStar(__nccwpck_require__(7391));
+const checks = __importStar(__nccwpck_require__(5880));
+const registries = __importStar(__nccwpck_require__(1446));
+const schemas = __importStar(__nccwpck_require__(4433));
+const util = __importStar(__nccwpck_require__(1327));
 function snapshotChecks(def) {
     if (def.checks)
         def.checks = [...def.checks];
@@ -39988,7 +39988,7 @@ function _stringFormat(Class, format, fnOrRegex, _params = {}) {
 
 /***/ }),
 
-/***/ 9240:
+/***/ 5880:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -40019,9 +40019,9 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.$ZodCheckOverwrite = exports.$ZodCheckMimeType = exports.$ZodCheckProperties = exports.$ZodCheckProperty = exports.$ZodCheckEndsWith = exports.$ZodCheckStartsWith = exports.$ZodCheckIncludes = exports.$ZodCheckUpperCase = exports.$ZodCheckLowerCase = exports.$ZodCheckRegex = exports.$ZodCheckStringFormat = exports.$ZodCheckLengthEquals = exports.$ZodCheckMinLength = exports.$ZodCheckMaxLength = exports.$ZodCheckSizeEquals = exports.$ZodCheckMinSize = exports.$ZodCheckMaxSize = exports.$ZodCheckBigIntFormat = exports.$ZodCheckNumberFormat = exports.$ZodCheckMultipleOf = exports.$ZodCheckGreaterThan = exports.$ZodCheckLessThan = exports.$ZodCheck = void 0;
-const core = __importStar(__nccwpck_require__(2718));
-const regexes = __importStar(__nccwpck_require__(2488));
-const util = __importStar(__nccwpck_require__(7391));
+const core = __importStar(__nccwpck_require__(2990));
+const regexes = __importStar(__nccwpck_require__(5592));
+const util = __importStar(__nccwpck_require__(1327));
 exports.$ZodCheck = core.$constructor("$ZodCheck", (inst, def) => {
     var _a;
     inst._zod ?? (inst._zod = {});
@@ -40557,7 +40557,7 @@ exports.$ZodCheckOverwrite = core.$constructor("$ZodCheckOverwrite", (inst, def)
 
 /***/ }),
 
-/***/ 5670:
+/***/ 86:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -40590,12 +40590,12 @@ exports.ZodCompileUnsupportedError = exports.ZodCompileAsyncError = exports.INVA
 exports.compile = compile;
 exports.withParser = withParser;
 exports.compileFn = compileFn;
-const core_js_1 = __nccwpck_require__(2718);
-const doc_js_1 = __nccwpck_require__(9019);
-const memoizer_js_1 = __nccwpck_require__(7597);
-const regexes = __importStar(__nccwpck_require__(2488));
-const schemas_js_1 = __nccwpck_require__(4033);
-const util = __importStar(__nccwpck_require__(7391));
+const core_js_1 = __nccwpck_require__(2990);
+const doc_js_1 = __nccwpck_require__(5563);
+const memoizer_js_1 = __nccwpck_require__(621);
+const regexes = __importStar(__nccwpck_require__(5592));
+const schemas_js_1 = __nccwpck_require__(4433);
+const util = __importStar(__nccwpck_require__(1327));
 /** @internal Sentinel the compiled fast path returns when validation fails. */
 exports.INVALID = Symbol.for("zod.compile.invalid");
 // Set on the parse ctx when a compiled wrapper falls back to the runtime, so nested compiled wrappers skip their fast paths for the rest of that parse.
@@ -42481,7 +42481,7 @@ function generateTransformCheck(doc, ctx, schema, accessor) {
 
 /***/ }),
 
-/***/ 2718:
+/***/ 2990:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -42491,7 +42491,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.globalConfig = exports.$ZodEncodeError = exports.$ZodAsyncError = exports.$brand = exports.NEVER = void 0;
 exports.$constructor = $constructor;
 exports.config = config;
-const util_js_1 = __nccwpck_require__(7391);
+const util_js_1 = __nccwpck_require__(1327);
 /** A special constant with type `never` */
 exports.NEVER = Object.freeze({
     status: "aborted",
@@ -42656,7 +42656,7 @@ function config(newConfig) {
 
 /***/ }),
 
-/***/ 9019:
+/***/ 5563:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -42725,7 +42725,7 @@ exports.Doc = Doc;
 
 /***/ }),
 
-/***/ 998:
+/***/ 9686:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -42760,8 +42760,8 @@ exports.formatError = formatError;
 exports.treeifyError = treeifyError;
 exports.toDotPath = toDotPath;
 exports.prettifyError = prettifyError;
-const core_js_1 = __nccwpck_require__(2718);
-const util = __importStar(__nccwpck_require__(7391));
+const core_js_1 = __nccwpck_require__(2990);
+const util = __importStar(__nccwpck_require__(1327));
 /* Computing the message eagerly is expensive (pretty-printed JSON of all
  * issues), so defer it until first read. The accessor functions and
  * descriptors are shared across instances to keep error construction
@@ -43050,7 +43050,7 @@ function prettifyError(error) {
 
 /***/ }),
 
-/***/ 2901:
+/***/ 8117:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -43083,28 +43083,28 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.JSONSchema = exports.JSONSchemaGenerator = exports.toJSONSchema = exports.locales = exports.regexes = exports.toZod = exports.util = void 0;
-__exportStar(__nccwpck_require__(2718), exports);
-__exportStar(__nccwpck_require__(9680), exports);
-__exportStar(__nccwpck_require__(998), exports);
-__exportStar(__nccwpck_require__(4033), exports);
-__exportStar(__nccwpck_require__(7597), exports);
-__exportStar(__nccwpck_require__(9240), exports);
-__exportStar(__nccwpck_require__(688), exports);
-exports.util = __importStar(__nccwpck_require__(7391));
-var util_js_1 = __nccwpck_require__(7391);
+__exportStar(__nccwpck_require__(2990), exports);
+__exportStar(__nccwpck_require__(7360), exports);
+__exportStar(__nccwpck_require__(9686), exports);
+__exportStar(__nccwpck_require__(4433), exports);
+__exportStar(__nccwpck_require__(621), exports);
+__exportStar(__nccwpck_require__(5880), exports);
+__exportStar(__nccwpck_require__(6864), exports);
+exports.util = __importStar(__nccwpck_require__(1327));
+var util_js_1 = __nccwpck_require__(1327);
 Object.defineProperty(exports, "toZod", ({ enumerable: true, get: function () { return util_js_1.toZod; } }));
-exports.regexes = __importStar(__nccwpck_require__(2488));
-exports.locales = __importStar(__nccwpck_require__(371));
-__exportStar(__nccwpck_require__(4406), exports);
-__exportStar(__nccwpck_require__(9019), exports);
-__exportStar(__nccwpck_require__(5670), exports);
-__exportStar(__nccwpck_require__(6585), exports);
-__exportStar(__nccwpck_require__(6337), exports);
-var json_schema_processors_js_1 = __nccwpck_require__(2043);
+exports.regexes = __importStar(__nccwpck_require__(5592));
+exports.locales = __importStar(__nccwpck_require__(995));
+__exportStar(__nccwpck_require__(1446), exports);
+__exportStar(__nccwpck_require__(5563), exports);
+__exportStar(__nccwpck_require__(86), exports);
+__exportStar(__nccwpck_require__(6377), exports);
+__exportStar(__nccwpck_require__(7633), exports);
+var json_schema_processors_js_1 = __nccwpck_require__(9339);
 Object.defineProperty(exports, "toJSONSchema", ({ enumerable: true, get: function () { return json_schema_processors_js_1.toJSONSchema; } }));
-var json_schema_generator_js_1 = __nccwpck_require__(5755);
+var json_schema_generator_js_1 = __nccwpck_require__(9131);
 Object.defineProperty(exports, "JSONSchemaGenerator", ({ enumerable: true, get: function () { return json_schema_generator_js_1.JSONSchemaGenerator; } }));
-exports.JSONSchema = __importStar(__nccwpck_require__(4003));
+exports.JSONSchema = __importStar(__nccwpck_require__(9539));
 
 // seal-cjs-exports
 (function () {
@@ -43128,15 +43128,15 @@ exports.JSONSchema = __importStar(__nccwpck_require__(4003));
 
 /***/ }),
 
-/***/ 5755:
+/***/ 9131:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.JSONSchemaGenerator = void 0;
-const json_schema_processors_js_1 = __nccwpck_require__(2043);
-const to_json_schema_js_1 = __nccwpck_require__(6337);
+const json_schema_processors_js_1 = __nccwpck_require__(9339);
+const to_json_schema_js_1 = __nccwpck_require__(7633);
 /**
  * Legacy class-based interface for JSON Schema generation.
  * This class wraps the new functional implementation to provide backward compatibility.
@@ -43258,7 +43258,7 @@ exports.JSONSchemaGenerator = JSONSchemaGenerator;
 
 /***/ }),
 
-/***/ 2043:
+/***/ 9339:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -43290,10 +43290,10 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.allProcessors = exports.lazyProcessor = exports.optionalProcessor = exports.promiseProcessor = exports.readonlyProcessor = exports.pipeProcessor = exports.catchProcessor = exports.prefaultProcessor = exports.defaultProcessor = exports.nonoptionalProcessor = exports.nullableProcessor = exports.recordProcessor = exports.tupleProcessor = exports.intersectionProcessor = exports.unionProcessor = exports.objectProcessor = exports.arrayProcessor = exports.setProcessor = exports.mapProcessor = exports.transformProcessor = exports.functionProcessor = exports.customProcessor = exports.successProcessor = exports.fileProcessor = exports.templateLiteralProcessor = exports.nanProcessor = exports.literalProcessor = exports.enumProcessor = exports.dateProcessor = exports.unknownProcessor = exports.anyProcessor = exports.neverProcessor = exports.voidProcessor = exports.undefinedProcessor = exports.nullProcessor = exports.symbolProcessor = exports.bigintProcessor = exports.booleanProcessor = exports.numberProcessor = exports.stringProcessor = void 0;
 exports.aggregateChecks = aggregateChecks;
 exports.toJSONSchema = toJSONSchema;
-const regexes = __importStar(__nccwpck_require__(2488));
-const schemas_js_1 = __nccwpck_require__(4033);
-const to_json_schema_js_1 = __nccwpck_require__(6337);
-const util_js_1 = __nccwpck_require__(7391);
+const regexes = __importStar(__nccwpck_require__(5592));
+const schemas_js_1 = __nccwpck_require__(4433);
+const to_json_schema_js_1 = __nccwpck_require__(7633);
+const util_js_1 = __nccwpck_require__(1327);
 const narrowMin = (agg, key, value) => {
     if (agg[key] === undefined || value > agg[key])
         agg[key] = value;
@@ -44195,7 +44195,7 @@ function toJSONSchema(input, params) {
 
 /***/ }),
 
-/***/ 4003:
+/***/ 9539:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -44224,7 +44224,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 
 /***/ }),
 
-/***/ 7597:
+/***/ 621:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -44257,7 +44257,7 @@ exports.$ZodCyclicError = void 0;
 exports.isRecursiveSchema = isRecursiveSchema;
 exports.memoizer = memoizer;
 exports.isBackEdge = isBackEdge;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 class $ZodCyclicError extends Error {
     constructor() {
         super(`Cannot parse a reference cycle that closes through a transform`);
@@ -44592,7 +44592,7 @@ function isBackEdge(ctx, value) {
 
 /***/ }),
 
-/***/ 9680:
+/***/ 7360:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -44622,9 +44622,9 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.safeDecodeAsync = exports._safeDecodeAsync = exports.safeEncodeAsync = exports._safeEncodeAsync = exports.safeDecode = exports._safeDecode = exports.safeEncode = exports._safeEncode = exports.decodeAsync = exports._decodeAsync = exports.encodeAsync = exports._encodeAsync = exports.decode = exports._decode = exports.encode = exports._encode = exports.validateAsync = exports.validate = exports.safeParseAsync = exports._safeParseAsync = exports.safeParse = exports._safeParse = exports.parseAsync = exports._parseAsync = exports.parse = exports._parse = void 0;
-const core = __importStar(__nccwpck_require__(2718));
-const errors = __importStar(__nccwpck_require__(998));
-const util = __importStar(__nccwpck_require__(7391));
+const core = __importStar(__nccwpck_require__(2990));
+const errors = __importStar(__nccwpck_require__(9686));
+const util = __importStar(__nccwpck_require__(1327));
 // Always both keys, so the `_params` read site in `_parse` sees one object shape rather than two.
 function finalizeParams(callee, params) {
     return { callee: params?.callee ?? callee, Err: params?.Err };
@@ -44833,7 +44833,7 @@ exports.safeDecodeAsync = (0, exports._safeDecodeAsync)(errors.$ZodRealError);
 
 /***/ }),
 
-/***/ 2488:
+/***/ 5592:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -44868,7 +44868,7 @@ exports.nanoidOfLength = nanoidOfLength;
 exports.emoji = emoji;
 exports.time = time;
 exports.datetime = datetime;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 /**
  * @deprecated CUID v1 is deprecated by its authors due to information leakage
  * (timestamps embedded in the id). Use {@link cuid2} instead.
@@ -45050,7 +45050,7 @@ exports.sha512_base64url = fixedBase64url(86);
 
 /***/ }),
 
-/***/ 4406:
+/***/ 1446:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -45133,7 +45133,7 @@ exports.globalRegistry = globalThis.__zod_globalRegistry;
 
 /***/ }),
 
-/***/ 4033:
+/***/ 4433:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -45180,13 +45180,13 @@ exports.isValidIBAN = isValidIBAN;
 exports.isValidJWT = isValidJWT;
 exports.getDiscriminatedOption = getDiscriminatedOption;
 exports.mergeValues = mergeValues;
-const checks = __importStar(__nccwpck_require__(9240));
-const core = __importStar(__nccwpck_require__(2718));
-const doc_js_1 = __nccwpck_require__(9019);
-const parse_js_1 = __nccwpck_require__(9680);
-const regexes = __importStar(__nccwpck_require__(2488));
-const util = __importStar(__nccwpck_require__(7391));
-const versions_js_1 = __nccwpck_require__(688);
+const checks = __importStar(__nccwpck_require__(5880));
+const core = __importStar(__nccwpck_require__(2990));
+const doc_js_1 = __nccwpck_require__(5563);
+const parse_js_1 = __nccwpck_require__(7360);
+const regexes = __importStar(__nccwpck_require__(5592));
+const util = __importStar(__nccwpck_require__(1327));
+const versions_js_1 = __nccwpck_require__(6864);
 exports.$ZodType = core.$constructor("$ZodType", (inst, def) => {
     var _a;
     inst ?? (inst = {});
@@ -45333,7 +45333,7 @@ function standardProps(inst) {
         version: 1,
     };
 }
-var util_js_1 = __nccwpck_require__(7391);
+var util_js_1 = __nccwpck_require__(1327);
 Object.defineProperty(exports, "clone", ({ enumerable: true, get: function () { return util_js_1.clone; } }));
 exports.$ZodString = core.$constructor("$ZodString", (inst, def) => {
     exports.$ZodType.init(inst, def);
@@ -47840,7 +47840,7 @@ function handleRefineResult(result, payload, input, inst) {
 
 /***/ }),
 
-/***/ 6337:
+/***/ 7633:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -47855,8 +47855,8 @@ exports.processSchema = processSchema;
 exports.process = processSchema;
 exports.extractDefs = extractDefs;
 exports.finalize = finalize;
-const registries_js_1 = __nccwpck_require__(4406);
-const util_js_1 = __nccwpck_require__(7391);
+const registries_js_1 = __nccwpck_require__(1446);
+const util_js_1 = __nccwpck_require__(1327);
 function assignProps(target, ...sources) {
     for (const source of sources) {
         for (const key of Reflect.ownKeys(source)) {
@@ -48529,7 +48529,7 @@ exports.createStandardJSONSchemaMethod = createStandardJSONSchemaMethod;
 
 /***/ }),
 
-/***/ 7391:
+/***/ 1327:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -48603,7 +48603,7 @@ exports.derived = derived;
 exports.defineLazyInternal = defineLazyInternal;
 exports.installLazyProp = installLazyProp;
 exports.constantCatch = constantCatch;
-const core_js_1 = __nccwpck_require__(2718);
+const core_js_1 = __nccwpck_require__(2990);
 // functions
 function assertEqual(val) {
     return val;
@@ -49501,7 +49501,7 @@ function constantCatch(value) {
 
 /***/ }),
 
-/***/ 688:
+/***/ 6864:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -49536,7 +49536,7 @@ exports.version = {
 
 /***/ }),
 
-/***/ 9800:
+/***/ 9464:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -49567,8 +49567,8 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.visit = visit;
-const schemas = __importStar(__nccwpck_require__(4033));
-const util_js_1 = __nccwpck_require__(7391);
+const schemas = __importStar(__nccwpck_require__(4433));
+const util_js_1 = __nccwpck_require__(1327);
 const RESOLVING = Symbol("z.visit/resolving");
 function visit(schema, fnOrHandlers) {
     const fn = typeof fnOrHandlers === "function"
@@ -49758,7 +49758,7 @@ function visit(schema, fnOrHandlers) {
 
 /***/ }),
 
-/***/ 6332:
+/***/ 2284:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -49788,7 +49788,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "حرف", verb: "أن يحوي" },
@@ -49904,7 +49904,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 9412:
+/***/ 6964:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -49934,7 +49934,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "simvol", verb: "olmalıdır" },
@@ -50049,7 +50049,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 7166:
+/***/ 6302:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -50079,7 +50079,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 function getBelarusianPlural(count, one, few, many) {
     const absCount = Math.abs(count);
     const lastDigit = absCount % 10;
@@ -50252,7 +50252,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 1916:
+/***/ 5228:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -50282,7 +50282,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "символа", verb: "да съдържа" },
@@ -50412,7 +50412,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 3741:
+/***/ 5901:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -50442,7 +50442,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "অক্ষর", verb: "থাকতে হবে" },
@@ -50560,7 +50560,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 8697:
+/***/ 3561:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -50590,7 +50590,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "caràcters", verb: "contenir" },
@@ -50707,7 +50707,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 5283:
+/***/ 3363:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -50737,7 +50737,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "پیت", verb: "بێت" },
@@ -50875,7 +50875,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 2963:
+/***/ 5747:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -50905,7 +50905,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "znaků", verb: "mít" },
@@ -51026,7 +51026,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 60:
+/***/ 812:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -51056,7 +51056,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "tegn", verb: "havde" },
@@ -51181,7 +51181,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 6240:
+/***/ 6992:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -51211,7 +51211,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "Zeichen", verb: "zu haben" },
@@ -51329,7 +51329,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 9846:
+/***/ 2182:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -51359,7 +51359,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "χαρακτήρες", verb: "να έχει" },
@@ -51476,7 +51476,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 196:
+/***/ 4948:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -51506,7 +51506,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "characters", verb: "to have" },
@@ -51636,7 +51636,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 4637:
+/***/ 5389:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -51666,7 +51666,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "karaktrojn", verb: "havi" },
@@ -51785,7 +51785,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 3529:
+/***/ 1433:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -51815,7 +51815,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "caracteres", verb: "tener" },
@@ -51956,7 +51956,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 8166:
+/***/ 7894:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -51986,7 +51986,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "کاراکتر", verb: "داشته باشد" },
@@ -52110,7 +52110,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 7950:
+/***/ 5966:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -52140,7 +52140,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "merkkiä", subject: "merkkijonon" },
@@ -52262,7 +52262,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 6094:
+/***/ 9646:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -52292,7 +52292,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "caractères", verb: "avoir" },
@@ -52409,7 +52409,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 8989:
+/***/ 1453:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -52439,7 +52439,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "caractères", verb: "avoir" },
@@ -52573,7 +52573,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 4897:
+/***/ 3681:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -52603,7 +52603,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "અક્ષર", verb: "હોવા જોઈએ" },
@@ -52721,7 +52721,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 9628:
+/***/ 8268:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -52751,7 +52751,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     // Hebrew labels + grammatical gender
     const TypeNames = {
@@ -52977,7 +52977,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 7208:
+/***/ 8696:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -53007,7 +53007,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "अक्षर", verb: "रखने के लिए" },
@@ -53123,7 +53123,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 8547:
+/***/ 3075:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -53153,7 +53153,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "znakova", verb: "imati" },
@@ -53284,7 +53284,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 7692:
+/***/ 124:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -53314,7 +53314,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "karakter", verb: "legyen" },
@@ -53432,7 +53432,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 2184:
+/***/ 968:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -53462,7 +53462,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 function getArmenianPlural(count, one, many) {
     return Math.abs(count) === 1 ? one : many;
 }
@@ -53625,7 +53625,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 554:
+/***/ 4602:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -53655,7 +53655,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "karakter", verb: "memiliki" },
@@ -53771,7 +53771,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 371:
+/***/ 995:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -53782,131 +53782,131 @@ var __importDefault = (this && this.__importDefault) || function (mod) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.sv = exports.sl = exports.sk = exports.ru = exports.ro = exports.ptBR = exports.pt = exports.pl = exports.ps = exports.ota = exports.no = exports.nn = exports.nl = exports.ne = exports.ms = exports.mk = exports.lt = exports.ko = exports.kn = exports.km = exports.kh = exports.ka = exports.ja = exports.it = exports.is = exports.id = exports.hy = exports.hu = exports.hr = exports.hi = exports.he = exports.gu = exports.frCA = exports.fr = exports.fi = exports.fa = exports.es = exports.eo = exports.en = exports.el = exports.de = exports.da = exports.cs = exports.ckb = exports.ca = exports.bn = exports.bg = exports.be = exports.az = exports.ar = void 0;
 exports.yo = exports.zhTW = exports.zhCN = exports.vi = exports.uz = exports.ur = exports.uk = exports.ua = exports.tr = exports.tk = exports.th = exports.tg = exports.ta = void 0;
-var ar_js_1 = __nccwpck_require__(6332);
+var ar_js_1 = __nccwpck_require__(2284);
 Object.defineProperty(exports, "ar", ({ enumerable: true, get: function () { return __importDefault(ar_js_1).default; } }));
-var az_js_1 = __nccwpck_require__(9412);
+var az_js_1 = __nccwpck_require__(6964);
 Object.defineProperty(exports, "az", ({ enumerable: true, get: function () { return __importDefault(az_js_1).default; } }));
-var be_js_1 = __nccwpck_require__(7166);
+var be_js_1 = __nccwpck_require__(6302);
 Object.defineProperty(exports, "be", ({ enumerable: true, get: function () { return __importDefault(be_js_1).default; } }));
-var bg_js_1 = __nccwpck_require__(1916);
+var bg_js_1 = __nccwpck_require__(5228);
 Object.defineProperty(exports, "bg", ({ enumerable: true, get: function () { return __importDefault(bg_js_1).default; } }));
-var bn_js_1 = __nccwpck_require__(3741);
+var bn_js_1 = __nccwpck_require__(5901);
 Object.defineProperty(exports, "bn", ({ enumerable: true, get: function () { return __importDefault(bn_js_1).default; } }));
-var ca_js_1 = __nccwpck_require__(8697);
+var ca_js_1 = __nccwpck_require__(3561);
 Object.defineProperty(exports, "ca", ({ enumerable: true, get: function () { return __importDefault(ca_js_1).default; } }));
-var ckb_js_1 = __nccwpck_require__(5283);
+var ckb_js_1 = __nccwpck_require__(3363);
 Object.defineProperty(exports, "ckb", ({ enumerable: true, get: function () { return __importDefault(ckb_js_1).default; } }));
-var cs_js_1 = __nccwpck_require__(2963);
+var cs_js_1 = __nccwpck_require__(5747);
 Object.defineProperty(exports, "cs", ({ enumerable: true, get: function () { return __importDefault(cs_js_1).default; } }));
-var da_js_1 = __nccwpck_require__(60);
+var da_js_1 = __nccwpck_require__(812);
 Object.defineProperty(exports, "da", ({ enumerable: true, get: function () { return __importDefault(da_js_1).default; } }));
-var de_js_1 = __nccwpck_require__(6240);
+var de_js_1 = __nccwpck_require__(6992);
 Object.defineProperty(exports, "de", ({ enumerable: true, get: function () { return __importDefault(de_js_1).default; } }));
-var el_js_1 = __nccwpck_require__(9846);
+var el_js_1 = __nccwpck_require__(2182);
 Object.defineProperty(exports, "el", ({ enumerable: true, get: function () { return __importDefault(el_js_1).default; } }));
-var en_js_1 = __nccwpck_require__(196);
+var en_js_1 = __nccwpck_require__(4948);
 Object.defineProperty(exports, "en", ({ enumerable: true, get: function () { return __importDefault(en_js_1).default; } }));
-var eo_js_1 = __nccwpck_require__(4637);
+var eo_js_1 = __nccwpck_require__(5389);
 Object.defineProperty(exports, "eo", ({ enumerable: true, get: function () { return __importDefault(eo_js_1).default; } }));
-var es_js_1 = __nccwpck_require__(3529);
+var es_js_1 = __nccwpck_require__(1433);
 Object.defineProperty(exports, "es", ({ enumerable: true, get: function () { return __importDefault(es_js_1).default; } }));
-var fa_js_1 = __nccwpck_require__(8166);
+var fa_js_1 = __nccwpck_require__(7894);
 Object.defineProperty(exports, "fa", ({ enumerable: true, get: function () { return __importDefault(fa_js_1).default; } }));
-var fi_js_1 = __nccwpck_require__(7950);
+var fi_js_1 = __nccwpck_require__(5966);
 Object.defineProperty(exports, "fi", ({ enumerable: true, get: function () { return __importDefault(fi_js_1).default; } }));
-var fr_js_1 = __nccwpck_require__(8989);
+var fr_js_1 = __nccwpck_require__(1453);
 Object.defineProperty(exports, "fr", ({ enumerable: true, get: function () { return __importDefault(fr_js_1).default; } }));
-var fr_CA_js_1 = __nccwpck_require__(6094);
+var fr_CA_js_1 = __nccwpck_require__(9646);
 Object.defineProperty(exports, "frCA", ({ enumerable: true, get: function () { return __importDefault(fr_CA_js_1).default; } }));
-var gu_js_1 = __nccwpck_require__(4897);
+var gu_js_1 = __nccwpck_require__(3681);
 Object.defineProperty(exports, "gu", ({ enumerable: true, get: function () { return __importDefault(gu_js_1).default; } }));
-var he_js_1 = __nccwpck_require__(9628);
+var he_js_1 = __nccwpck_require__(8268);
 Object.defineProperty(exports, "he", ({ enumerable: true, get: function () { return __importDefault(he_js_1).default; } }));
-var hi_js_1 = __nccwpck_require__(7208);
+var hi_js_1 = __nccwpck_require__(8696);
 Object.defineProperty(exports, "hi", ({ enumerable: true, get: function () { return __importDefault(hi_js_1).default; } }));
-var hr_js_1 = __nccwpck_require__(8547);
+var hr_js_1 = __nccwpck_require__(3075);
 Object.defineProperty(exports, "hr", ({ enumerable: true, get: function () { return __importDefault(hr_js_1).default; } }));
-var hu_js_1 = __nccwpck_require__(7692);
+var hu_js_1 = __nccwpck_require__(124);
 Object.defineProperty(exports, "hu", ({ enumerable: true, get: function () { return __importDefault(hu_js_1).default; } }));
-var hy_js_1 = __nccwpck_require__(2184);
+var hy_js_1 = __nccwpck_require__(968);
 Object.defineProperty(exports, "hy", ({ enumerable: true, get: function () { return __importDefault(hy_js_1).default; } }));
-var id_js_1 = __nccwpck_require__(554);
+var id_js_1 = __nccwpck_require__(4602);
 Object.defineProperty(exports, "id", ({ enumerable: true, get: function () { return __importDefault(id_js_1).default; } }));
-var is_js_1 = __nccwpck_require__(189);
+var is_js_1 = __nccwpck_require__(6493);
 Object.defineProperty(exports, "is", ({ enumerable: true, get: function () { return __importDefault(is_js_1).default; } }));
-var it_js_1 = __nccwpck_require__(3706);
+var it_js_1 = __nccwpck_require__(8570);
 Object.defineProperty(exports, "it", ({ enumerable: true, get: function () { return __importDefault(it_js_1).default; } }));
-var ja_js_1 = __nccwpck_require__(6122);
+var ja_js_1 = __nccwpck_require__(986);
 Object.defineProperty(exports, "ja", ({ enumerable: true, get: function () { return __importDefault(ja_js_1).default; } }));
-var ka_js_1 = __nccwpck_require__(1537);
+var ka_js_1 = __nccwpck_require__(1665);
 Object.defineProperty(exports, "ka", ({ enumerable: true, get: function () { return __importDefault(ka_js_1).default; } }));
-var kh_js_1 = __nccwpck_require__(8688);
+var kh_js_1 = __nccwpck_require__(5968);
 Object.defineProperty(exports, "kh", ({ enumerable: true, get: function () { return __importDefault(kh_js_1).default; } }));
-var km_js_1 = __nccwpck_require__(4069);
+var km_js_1 = __nccwpck_require__(498);
 Object.defineProperty(exports, "km", ({ enumerable: true, get: function () { return __importDefault(km_js_1).default; } }));
-var kn_js_1 = __nccwpck_require__(7502);
+var kn_js_1 = __nccwpck_require__(6638);
 Object.defineProperty(exports, "kn", ({ enumerable: true, get: function () { return __importDefault(kn_js_1).default; } }));
-var ko_js_1 = __nccwpck_require__(7727);
+var ko_js_1 = __nccwpck_require__(7215);
 Object.defineProperty(exports, "ko", ({ enumerable: true, get: function () { return __importDefault(ko_js_1).default; } }));
-var lt_js_1 = __nccwpck_require__(5057);
+var lt_js_1 = __nccwpck_require__(6257);
 Object.defineProperty(exports, "lt", ({ enumerable: true, get: function () { return __importDefault(lt_js_1).default; } }));
-var mk_js_1 = __nccwpck_require__(9369);
+var mk_js_1 = __nccwpck_require__(4233);
 Object.defineProperty(exports, "mk", ({ enumerable: true, get: function () { return __importDefault(mk_js_1).default; } }));
-var ms_js_1 = __nccwpck_require__(4289);
+var ms_js_1 = __nccwpck_require__(4417);
 Object.defineProperty(exports, "ms", ({ enumerable: true, get: function () { return __importDefault(ms_js_1).default; } }));
-var ne_js_1 = __nccwpck_require__(4466);
+var ne_js_1 = __nccwpck_require__(9842);
 Object.defineProperty(exports, "ne", ({ enumerable: true, get: function () { return __importDefault(ne_js_1).default; } }));
-var nl_js_1 = __nccwpck_require__(1531);
+var nl_js_1 = __nccwpck_require__(1019);
 Object.defineProperty(exports, "nl", ({ enumerable: true, get: function () { return __importDefault(nl_js_1).default; } }));
-var nn_js_1 = __nccwpck_require__(401);
+var nn_js_1 = __nccwpck_require__(3185);
 Object.defineProperty(exports, "nn", ({ enumerable: true, get: function () { return __importDefault(nn_js_1).default; } }));
-var no_js_1 = __nccwpck_require__(904);
+var no_js_1 = __nccwpck_require__(8808);
 Object.defineProperty(exports, "no", ({ enumerable: true, get: function () { return __importDefault(no_js_1).default; } }));
-var ota_js_1 = __nccwpck_require__(2745);
+var ota_js_1 = __nccwpck_require__(3385);
 Object.defineProperty(exports, "ota", ({ enumerable: true, get: function () { return __importDefault(ota_js_1).default; } }));
-var ps_js_1 = __nccwpck_require__(3978);
+var ps_js_1 = __nccwpck_require__(282);
 Object.defineProperty(exports, "ps", ({ enumerable: true, get: function () { return __importDefault(ps_js_1).default; } }));
-var pl_js_1 = __nccwpck_require__(1653);
+var pl_js_1 = __nccwpck_require__(9205);
 Object.defineProperty(exports, "pl", ({ enumerable: true, get: function () { return __importDefault(pl_js_1).default; } }));
-var pt_js_1 = __nccwpck_require__(7725);
+var pt_js_1 = __nccwpck_require__(8477);
 Object.defineProperty(exports, "pt", ({ enumerable: true, get: function () { return __importDefault(pt_js_1).default; } }));
-var pt_BR_js_1 = __nccwpck_require__(4414);
+var pt_BR_js_1 = __nccwpck_require__(1454);
 Object.defineProperty(exports, "ptBR", ({ enumerable: true, get: function () { return __importDefault(pt_BR_js_1).default; } }));
-var ro_js_1 = __nccwpck_require__(612);
+var ro_js_1 = __nccwpck_require__(8628);
 Object.defineProperty(exports, "ro", ({ enumerable: true, get: function () { return __importDefault(ro_js_1).default; } }));
-var ru_js_1 = __nccwpck_require__(3454);
+var ru_js_1 = __nccwpck_require__(1470);
 Object.defineProperty(exports, "ru", ({ enumerable: true, get: function () { return __importDefault(ru_js_1).default; } }));
-var sk_js_1 = __nccwpck_require__(6907);
+var sk_js_1 = __nccwpck_require__(2747);
 Object.defineProperty(exports, "sk", ({ enumerable: true, get: function () { return __importDefault(sk_js_1).default; } }));
-var sl_js_1 = __nccwpck_require__(84);
+var sl_js_1 = __nccwpck_require__(7636);
 Object.defineProperty(exports, "sl", ({ enumerable: true, get: function () { return __importDefault(sl_js_1).default; } }));
-var sv_js_1 = __nccwpck_require__(6414);
+var sv_js_1 = __nccwpck_require__(8750);
 Object.defineProperty(exports, "sv", ({ enumerable: true, get: function () { return __importDefault(sv_js_1).default; } }));
-var ta_js_1 = __nccwpck_require__(7340);
+var ta_js_1 = __nccwpck_require__(3292);
 Object.defineProperty(exports, "ta", ({ enumerable: true, get: function () { return __importDefault(ta_js_1).default; } }));
-var tg_js_1 = __nccwpck_require__(7650);
+var tg_js_1 = __nccwpck_require__(5554);
 Object.defineProperty(exports, "tg", ({ enumerable: true, get: function () { return __importDefault(tg_js_1).default; } }));
-var th_js_1 = __nccwpck_require__(1837);
+var th_js_1 = __nccwpck_require__(5117);
 Object.defineProperty(exports, "th", ({ enumerable: true, get: function () { return __importDefault(th_js_1).default; } }));
-var tk_js_1 = __nccwpck_require__(9718);
+var tk_js_1 = __nccwpck_require__(4582);
 Object.defineProperty(exports, "tk", ({ enumerable: true, get: function () { return __importDefault(tk_js_1).default; } }));
-var tr_js_1 = __nccwpck_require__(5471);
+var tr_js_1 = __nccwpck_require__(847);
 Object.defineProperty(exports, "tr", ({ enumerable: true, get: function () { return __importDefault(tr_js_1).default; } }));
-var ua_js_1 = __nccwpck_require__(4563);
+var ua_js_1 = __nccwpck_require__(2723);
 Object.defineProperty(exports, "ua", ({ enumerable: true, get: function () { return __importDefault(ua_js_1).default; } }));
-var uk_js_1 = __nccwpck_require__(6961);
+var uk_js_1 = __nccwpck_require__(1825);
 Object.defineProperty(exports, "uk", ({ enumerable: true, get: function () { return __importDefault(uk_js_1).default; } }));
-var ur_js_1 = __nccwpck_require__(9808);
+var ur_js_1 = __nccwpck_require__(2144);
 Object.defineProperty(exports, "ur", ({ enumerable: true, get: function () { return __importDefault(ur_js_1).default; } }));
-var uz_js_1 = __nccwpck_require__(184);
+var uz_js_1 = __nccwpck_require__(7464);
 Object.defineProperty(exports, "uz", ({ enumerable: true, get: function () { return __importDefault(uz_js_1).default; } }));
-var vi_js_1 = __nccwpck_require__(7486);
+var vi_js_1 = __nccwpck_require__(5390);
 Object.defineProperty(exports, "vi", ({ enumerable: true, get: function () { return __importDefault(vi_js_1).default; } }));
-var zh_CN_js_1 = __nccwpck_require__(8387);
+var zh_CN_js_1 = __nccwpck_require__(9331);
 Object.defineProperty(exports, "zhCN", ({ enumerable: true, get: function () { return __importDefault(zh_CN_js_1).default; } }));
-var zh_TW_js_1 = __nccwpck_require__(6071);
+var zh_TW_js_1 = __nccwpck_require__(183);
 Object.defineProperty(exports, "zhTW", ({ enumerable: true, get: function () { return __importDefault(zh_TW_js_1).default; } }));
-var yo_js_1 = __nccwpck_require__(6953);
+var yo_js_1 = __nccwpck_require__(4857);
 Object.defineProperty(exports, "yo", ({ enumerable: true, get: function () { return __importDefault(yo_js_1).default; } }));
 
 // seal-cjs-exports
@@ -53931,7 +53931,7 @@ Object.defineProperty(exports, "yo", ({ enumerable: true, get: function () { ret
 
 /***/ }),
 
-/***/ 189:
+/***/ 6493:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -53961,7 +53961,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "stafi", verb: "að hafa" },
@@ -54080,7 +54080,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 3706:
+/***/ 8570:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -54110,7 +54110,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "caratteri", verb: "avere" },
@@ -54228,7 +54228,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 6122:
+/***/ 986:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -54258,7 +54258,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "文字", verb: "である" },
@@ -54375,7 +54375,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 1537:
+/***/ 1665:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -54405,7 +54405,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "სიმბოლო", verb: "უნდა შეიცავდეს" },
@@ -54527,7 +54527,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 8688:
+/***/ 5968:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -54537,7 +54537,7 @@ var __importDefault = (this && this.__importDefault) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const km_js_1 = __importDefault(__nccwpck_require__(4069));
+const km_js_1 = __importDefault(__nccwpck_require__(498));
 /** @deprecated Use `km` instead. */
 function default_1() {
     return (0, km_js_1.default)();
@@ -54547,7 +54547,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 4069:
+/***/ 498:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -54577,7 +54577,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "តួអក្សរ", verb: "គួរមាន" },
@@ -54697,7 +54697,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 7502:
+/***/ 6638:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -54727,7 +54727,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "ಅಕ್ಷರಗಳು", verb: "ಹೊಂದಲು" },
@@ -54848,7 +54848,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 7727:
+/***/ 7215:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -54878,7 +54878,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "문자", verb: "to have" },
@@ -54999,7 +54999,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 5057:
+/***/ 6257:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -55029,7 +55029,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const capitalizeFirstCharacter = (text) => {
     return text.charAt(0).toUpperCase() + text.slice(1);
 };
@@ -55241,7 +55241,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 9369:
+/***/ 4233:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -55271,7 +55271,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "знаци", verb: "да имаат" },
@@ -55390,7 +55390,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 4289:
+/***/ 4417:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -55420,7 +55420,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "aksara", verb: "mempunyai" },
@@ -55537,7 +55537,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 4466:
+/***/ 9842:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -55567,7 +55567,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "अक्षर", verb: "हुनुपर्छ" },
@@ -55683,7 +55683,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 1531:
+/***/ 1019:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -55713,7 +55713,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "tekens", verb: "heeft" },
@@ -55833,7 +55833,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 401:
+/***/ 3185:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -55863,7 +55863,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "teikn", verb: "å ha" },
@@ -55981,7 +55981,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 904:
+/***/ 8808:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -56011,7 +56011,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "tegn", verb: "å ha" },
@@ -56129,7 +56129,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 2745:
+/***/ 3385:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -56159,7 +56159,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "harf", verb: "olmalıdır" },
@@ -56278,7 +56278,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 1653:
+/***/ 9205:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -56308,7 +56308,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "znaków", verb: "mieć" },
@@ -56427,7 +56427,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 3978:
+/***/ 282:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -56457,7 +56457,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "توکي", verb: "ولري" },
@@ -56581,7 +56581,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 4414:
+/***/ 1454:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -56611,7 +56611,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "caracteres" },
@@ -56759,7 +56759,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 7725:
+/***/ 8477:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -56789,7 +56789,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "caracteres" },
@@ -56936,7 +56936,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 612:
+/***/ 8628:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -56966,7 +56966,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "caractere", verb: "să aibă" },
@@ -57093,7 +57093,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 3454:
+/***/ 1470:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -57123,7 +57123,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 function getRussianPlural(count, one, few, many) {
     const absCount = Math.abs(count);
     const lastDigit = absCount % 10;
@@ -57296,7 +57296,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 6907:
+/***/ 2747:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -57326,7 +57326,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "znakov", verb: "mať" },
@@ -57447,7 +57447,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 84:
+/***/ 7636:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -57477,7 +57477,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "znakov", verb: "imeti" },
@@ -57596,7 +57596,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 6414:
+/***/ 8750:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -57626,7 +57626,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "tecken", verb: "att ha" },
@@ -57746,7 +57746,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 7340:
+/***/ 3292:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -57776,7 +57776,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "எழுத்துக்கள்", verb: "கொண்டிருக்க வேண்டும்" },
@@ -57896,7 +57896,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 7650:
+/***/ 5554:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -57926,7 +57926,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     // singular units after numerals in Tajik
     const Sizable = {
@@ -58048,7 +58048,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 1837:
+/***/ 5117:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -58078,7 +58078,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "ตัวอักษร", verb: "ควรมี" },
@@ -58198,7 +58198,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 9718:
+/***/ 4582:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -58228,7 +58228,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "simwol", verb: "bolmaly" },
@@ -58340,7 +58340,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 5471:
+/***/ 847:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -58370,7 +58370,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "karakter", verb: "olmalı" },
@@ -58485,7 +58485,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 4563:
+/***/ 2723:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -58495,7 +58495,7 @@ var __importDefault = (this && this.__importDefault) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const uk_js_1 = __importDefault(__nccwpck_require__(6961));
+const uk_js_1 = __importDefault(__nccwpck_require__(1825));
 /** @deprecated Use `uk` instead. */
 function default_1() {
     return (0, uk_js_1.default)();
@@ -58505,7 +58505,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 6961:
+/***/ 1825:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -58535,7 +58535,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "символів", verb: "матиме" },
@@ -58653,7 +58653,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 9808:
+/***/ 2144:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -58683,7 +58683,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "حروف", verb: "ہونا" },
@@ -58803,7 +58803,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 184:
+/***/ 7464:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -58833,7 +58833,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "belgi", verb: "bo‘lishi kerak" },
@@ -58951,7 +58951,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 7486:
+/***/ 5390:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -58981,7 +58981,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "ký tự", verb: "có" },
@@ -59099,7 +59099,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 6953:
+/***/ 4857:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -59129,7 +59129,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "àmi", verb: "ní" },
@@ -59246,7 +59246,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 8387:
+/***/ 9331:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -59276,7 +59276,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "字符", verb: "包含" },
@@ -59395,7 +59395,7 @@ module.exports = exports.default;
 
 /***/ }),
 
-/***/ 6071:
+/***/ 183:
 /***/ (function(module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -59425,7 +59425,7 @@ var __importStar = (this && this.__importStar) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports["default"] = default_1;
-const util = __importStar(__nccwpck_require__(7391));
+const util = __importStar(__nccwpck_require__(1327));
 const error = () => {
     const Sizable = {
         string: { unit: "字元", verb: "擁有" },
@@ -59542,19 +59542,19 @@ module.exports = exports.default;
 
 /***/ }),
 
+/***/ 8342:
+/***/ ((module) => {
+
+"use strict";
+module.exports = {"rE":"1.17.0"};
+
+/***/ }),
+
 /***/ 7146:
 /***/ ((module) => {
 
 "use strict";
 module.exports = /*#__PURE__*/JSON.parse('{"version":"0.1.0","baseUrl":"","installers":{}}');
-
-/***/ }),
-
-/***/ 3968:
-/***/ ((module) => {
-
-"use strict";
-module.exports = {"rE":"1.17.0"};
 
 /***/ })
 
@@ -59603,12 +59603,12 @@ var exports = __webpack_exports__;
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 /** The `vps-nixos` command: same pipeline as the action, text or JSON on stdout, progress on stderr. */
-const log_1 = __nccwpck_require__(4396);
-const render_1 = __nccwpck_require__(9288);
-const errors_1 = __nccwpck_require__(840);
-const args_1 = __nccwpck_require__(5181);
-const commands_1 = __nccwpck_require__(7722);
-const version_1 = __nccwpck_require__(2491);
+const log_1 = __nccwpck_require__(6472);
+const render_1 = __nccwpck_require__(6340);
+const errors_1 = __nccwpck_require__(3916);
+const args_1 = __nccwpck_require__(7593);
+const commands_1 = __nccwpck_require__(1654);
+const version_1 = __nccwpck_require__(311);
 async function cli(argv) {
     if (argv.length === 1 && (argv[0] === '--version' || argv[0] === 'version')) {
         process.stdout.write(`vps-nixos ${version_1.TOOL_VERSION}\n`);

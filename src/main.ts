@@ -53,25 +53,28 @@ async function main(): Promise<void> {
   if (raw['ssh-private-key']) maskLines(raw['ssh-private-key'], core.setSecret);
   if (raw['github-token']) core.setSecret(raw['github-token']);
   const cfg = parseConfig(raw);
-  // Key files and downloads share one private dir, removed by the post step.
-  const km = writeKeyMaterial(
-    process.env.RUNNER_TEMP || tmpdir(),
-    cfg.sshPrivateKey ?? '',
-    cfg.knownHosts,
-  );
-  core.saveState(State.keyDir, km.dir);
   const record = newRecord(cfg);
   // Cancelled (the runner sends SIGINT, then SIGTERM): say how far it got, remove the key now.
+  // Installed before the key is written, so no signal finds a key on disk and no handler.
+  const key: { dir?: string } = {};
   for (const [signal, code] of [
     ['SIGINT', 130],
     ['SIGTERM', 143],
   ] as const) {
     process.once(signal, () => {
       stopChildren('SIGTERM');
-      removeKeyMaterial(km.dir, core.warning);
+      if (key.dir) removeKeyMaterial(key.dir, core.warning);
       void writeSummary(record, true).finally(() => process.exit(code));
     });
   }
+  // Key files and downloads share one private dir, removed by the post step.
+  const km = writeKeyMaterial(
+    process.env.RUNNER_TEMP || tmpdir(),
+    cfg.sshPrivateKey ?? '',
+    cfg.knownHosts,
+  );
+  key.dir = km.dir;
+  core.saveState(State.keyDir, km.dir);
   await runPipeline(
     cfg,
     { entry: 'action' },

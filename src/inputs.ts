@@ -726,6 +726,16 @@ export interface ParseOptions {
   shownAs?: Partial<Record<InputName, string>>;
   /** How this entry point takes the deploy key, for messages (default: the action input). */
   keyHow?: string;
+  /**
+   * The CLI: with no key given, it logs in with the ssh-agent at `socket` (SSH_AUTH_SOCK); no
+   * socket: the missing-key message says so. The action always needs its key.
+   */
+  sshAgent?: { socket?: string };
+  /**
+   * The CLI: with no pin given, the host key is checked against ~/.ssh/known_hosts (and refused,
+   * shown, when that has no line for the host), so a missing pin is not refused here.
+   */
+  userKnownHosts?: boolean;
 }
 
 const KEY_MATERIAL = [
@@ -826,16 +836,19 @@ function checkTogether(cfg: Config, opts: ParseOptions, shown: (n: InputName) =>
   }
   if (opts.noConnection) return;
   if (!cfg.target) throw new InputError('target', 'is required', 'set target to user@host[:port]');
-  if (!cfg.sshPrivateKey) {
+  if (!cfg.sshPrivateKey && !opts.sshAgent?.socket) {
+    const agent = opts.sshAgent
+      ? ', or run an ssh-agent with the key loaded (SSH_AUTH_SOCK is not set)'
+      : '';
     throw new InputError(
       shown('ssh-private-key'),
       'is required to connect',
-      `pass the deploy key: ${opts.keyHow ?? 'a secret, ssh-private-key: ${{ secrets.VPS_SSH_KEY }}'}`,
+      `pass the deploy key: ${opts.keyHow ?? 'a secret, ssh-private-key: ${{ secrets.VPS_SSH_KEY }}'}${agent}`,
     );
   }
   const name = cfg.target.knownHostsName;
   const pinned = cfg.knownHosts !== undefined || cfg.hostKeyFingerprints.length > 0;
-  if (!pinned && !cfg.trustOnFirstUse) {
+  if (!pinned && !cfg.trustOnFirstUse && !opts.userKnownHosts) {
     const p = cfg.target.port === 22 ? '' : `-p ${cfg.target.port} `;
     throw new InputError(
       'known-hosts',

@@ -1,9 +1,16 @@
 /** The CLI's commands, built on the same pipeline as the action. */
-import { INPUTS, isBooleanInput, parseConfig, type InputName, type RawInputs } from '../inputs';
+import {
+  INPUTS,
+  isBooleanInput,
+  parseConfig,
+  type Config,
+  type InputName,
+  type RawInputs,
+} from '../inputs';
 import { stopChildren } from '../children';
 import { privateRunDir, sweepKilledRuns } from '../secrets';
 import { InputError, describeError } from '../errors';
-import { runPipeline, type Logger } from '../pipeline/run';
+import { runPipeline, type Logger, type PipelineDeps } from '../pipeline/run';
 import { finalStatus } from '../pipeline/status';
 import { jsonText, renderText } from '../report/render';
 import { loadFacts, readFileOption } from './facts-file';
@@ -14,11 +21,21 @@ import { entryStages, type Entry } from '../pipeline/decide';
 import type { KexecTarball } from '../nix/kexec';
 import type { OptionSpec } from './args';
 import { homedir, tmpdir } from 'node:os';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { LocalDirCacheStore } from '../cache/store';
 import { TOOL_VERSION } from '../version';
 import type { BuildResult } from '../nix/build';
+import { connect as sshConnect, type ConnectOptions } from '../ssh/session';
+import { agentKeys, publicKeyOf } from '../ssh/keys';
+import {
+  fingerprint,
+  parseKnownHosts,
+  pinFor,
+  userKnownHostsPath,
+  whyNotPinned,
+  type HostKey,
+} from '../ssh/hostkeys';
 
 /** The `build --json` contract: toplevel, closure totals and top contributors, disk script, cache. */
 function buildJson(b: BuildResult, installer?: KexecTarball): Record<string, unknown> {
@@ -141,9 +158,24 @@ const inputOption = (name: InputName): OptionSpec => {
 const FILE_OPTIONS: OptionSpec[] = [
   {
     name: 'ssh-private-key-file',
-    description: `Read ssh-private-key from this file (else from $${KEY_ENV})`,
+    description: `Read ssh-private-key from this file (else from $${KEY_ENV}, else log in with the ssh-agent's keys: SSH_AUTH_SOCK)`,
   },
-  { name: 'known-hosts-file', description: 'Read known-hosts from this file' },
+  {
+    name: 'known-hosts-file',
+    description:
+      'Read known-hosts from this file (with no pin given: ~/.ssh/known_hosts, whose line for the host is the pin)',
+  },
+];
+
+/** How a command that connects finds its key and its pin when the options leave them open. */
+const CONNECTION_NOTES = [
+  '',
+  `The key: --ssh-private-key-file, else $${KEY_ENV}, else the keys of the ssh-agent at`,
+  '$SSH_AUTH_SOCK (nixos-rebuild and nix copy use the same agent).',
+  'The host key: --known-hosts-file / --known-hosts and --host-key-fingerprint, else the lines for',
+  'the host in ~/.ssh/known_hosts (hashed, [host]:port and @revoked lines are read). With no line',
+  'for it, the key the host presents is shown and refused; nothing is trusted on first use unless',
+  '--trust-on-first-use is given.',
 ];
 const JSON_OPTION: OptionSpec = {
   name: 'json',
@@ -290,6 +322,7 @@ export function usage(cmd?: Command): string {
     const left = `  --${o.name}${o.boolean ? ' [true|false]' : ' VALUE'}`;
     return `${left.padEnd(40)} ${o.description}${o.default !== undefined ? ` (default: ${o.default})` : ''}`;
   });
+  const connects = cmd.options.some((o) => o.name === 'known-hosts-file');
   return [
     `usage: vps-nixos ${cmd.name} [--option value …]`,
     '',
@@ -297,6 +330,7 @@ export function usage(cmd?: Command): string {
     '',
     'options:',
     ...lines,
+    ...(connects ? CONNECTION_NOTES : []),
   ].join('\n');
 }
 
@@ -391,6 +425,123 @@ export function removeOnSignal(dir: string, proc: SignalProcess = process): () =
   return off;
 }
 
+/** What messages call the user's own known_hosts (userKnownHostsPath: $HOME/.ssh/known_hosts). */
+const USER_KNOWN_HOSTS = '~/.ssh/known_hosts';
+
+/** `type SHA256:…` of a public key line (`type base64`). */
+const keyFingerprint = (line: string): string => {
+  const [type, b64 = ''] = line.split(' ');
+  return `${type} ${fingerprint(Buffer.from(b64, 'base64'))}`;
+};
+
+/**
+ * How a CLI run that connects logs in and checks the host key, where its options leave that
+ * open. No key given: the ssh-agent's keys (asked for now, so a dead or empty agent is refused
+ * before any connection). No pin given: the host's lines in ~/.ssh/known_hosts; with none there,
+ * the host's keys are shown and refused (or trusted on first use when asked). Logs where the key
+ * and the pin come from. Returns the Config with that known_hosts, and the connect to use.
+ */
+export async function cliSsh(
+  cfg: Config,
+  options: Record<string, string>,
+  env: NodeJS.ProcessEnv,
+  log: Logger,
+): Promise<{ cfg: Config; connect: PipelineDeps['connect'] }> {
+  const target = cfg.target!;
+  const name = target.knownHostsName;
+  let agent: string | undefined;
+  if (cfg.sshPrivateKey !== undefined) {
+    const pub = publicKeyOf(cfg.sshPrivateKey);
+    const from = options['ssh-private-key-file'] ?? `$${KEY_ENV}`;
+    log.info(`ssh login: the key from ${from}${pub ? ` (${keyFingerprint(pub)})` : ''}`);
+  } else {
+    agent = env.SSH_AUTH_SOCK as string; // parseConfig refused a run with neither
+    let keys: string[];
+    try {
+      keys = await agentKeys(agent);
+    } catch (err) {
+      throw new InputError(
+        'SSH_AUTH_SOCK',
+        `no ssh-agent answers at ${agent} (${(err as Error).message}), and no key is given`,
+        `start one and load the deploy key (eval "$(ssh-agent)"; ssh-add KEY), or give ${KEY_HOW}`,
+      );
+    }
+    if (keys.length === 0)
+      throw new InputError(
+        'SSH_AUTH_SOCK',
+        `the ssh-agent at ${agent} holds no keys, and no key is given`,
+        `load the deploy key: ssh-add KEY (ssh-add -l lists what it holds), or give ${KEY_HOW}`,
+      );
+    log.info(
+      `ssh login: the ssh-agent at ${agent} (SSH_AUTH_SOCK): ${keys.map(keyFingerprint).join(', ')}`,
+    );
+  }
+  const withAgent = (o: ConnectOptions): ConnectOptions =>
+    o.privateKey === undefined ? { ...o, agent } : o;
+
+  if (cfg.knownHosts !== undefined || cfg.hostKeyFingerprints.length > 0) {
+    const file = options['known-hosts-file'];
+    const from: string[] = [];
+    if (cfg.knownHosts !== undefined)
+      from.push(file !== undefined ? `--known-hosts-file ${file}` : '--known-hosts');
+    if (cfg.hostKeyFingerprints.length > 0) from.push('--host-key-fingerprint');
+    log.info(`host key pin: from ${from.join(' and ')}`);
+    return { cfg, connect: (o) => sshConnect(withAgent(o)) };
+  }
+
+  const path = userKnownHostsPath(env);
+  let text: string | undefined;
+  let absent = 'does not exist';
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT') absent = `cannot be read (${code})`;
+  }
+  const mine = pinFor(name, text, [], USER_KNOWN_HOSTS);
+  const unusable = text === undefined ? [] : parseKnownHosts(text).errors;
+  if (unusable.length > 0)
+    log.warn(`${path}: skipped lines it cannot use: ${unusable.slice(0, 3).join('; ')}`);
+  // Undefined when it has a key for the host; its @revoked lines count either way.
+  const why = text === undefined ? `${USER_KNOWN_HOSTS} ${absent}` : whyNotPinned(mine, name);
+  const named = mine.keys.length > 0 || mine.revoked.length > 0;
+  const lines = (keys: { line?: number }[]) => keys.map((k) => k.line).join(', ');
+  if (why === undefined) {
+    const revoked = mine.revoked.length ? `; @revoked: line ${lines(mine.revoked)}` : '';
+    log.info(
+      `host key pin: from ${USER_KNOWN_HOSTS} (${path}), as no pin is given: ${mine.keys.length} key(s) for ${name} (line ${lines(mine.keys)})${revoked}`,
+    );
+  } else {
+    const tofu = cfg.trustOnFirstUse && !named;
+    log.info(
+      `host key pin: none: no pin is given, and ${why} (${path}); ${tofu ? 'trust-on-first-use accepts the key the host presents' : 'the key the host presents is shown and refused'}`,
+    );
+  }
+  const p = target.port === 22 ? '' : `-p ${target.port} `;
+  const fix = (presented: readonly HostKey[]): string => {
+    const fp = presented[0] ? fingerprint(presented[0].blob) : 'SHA256:…';
+    return (
+      `compare ${fp} with the host's own key on the provider console (ssh-keygen -lf ` +
+      `/etc/ssh/ssh_host_ed25519_key.pub); if they agree, pin it: --host-key-fingerprint ${fp}, ` +
+      `or --known-hosts-file FILE with the host's line (ssh-keyscan ${p}${target.host}), or add ` +
+      `that line to ${USER_KNOWN_HOSTS}`
+    );
+  };
+  const unknownHost = why === undefined ? undefined : { why: `no pin is given, and ${why}`, fix };
+  return {
+    // Its lines for the host are the pin (the pipeline builds it from this text).
+    cfg: named ? { ...cfg, knownHosts: text } : cfg,
+    connect: (o) => {
+      // The first session's pin is built from that text (it says how it was used): name it so.
+      const pin =
+        named && typeof o.pin === 'object' && o.pin.knownHosts
+          ? { ...o.pin, source: USER_KNOWN_HOSTS }
+          : o.pin;
+      return sshConnect({ ...withAgent(o), pin, unknownHost });
+    },
+  };
+}
+
 /** Runs one command with already split options; throws InputError for bad input (before any connection). */
 export async function runCommand(
   cmd: Command,
@@ -404,11 +555,16 @@ export async function runCommand(
   // probe, plan and check never change the target; build and check need a flake.
   if (!building && !planned.includes('check')) raw['plan-only'] = 'true';
   const facts = options.facts !== undefined ? loadFacts(options.facts) : undefined;
-  const cfg = parseConfig(raw, {
-    noConnection: facts !== undefined || !planned.includes('probe'),
+  const connects = facts === undefined && planned.includes('probe');
+  const parsed = parseConfig(raw, {
+    noConnection: !connects,
     shownAs,
     keyHow: KEY_HOW,
+    sshAgent: { socket: env.SSH_AUTH_SOCK || undefined },
+    userKnownHosts: true,
   });
+  const ssh = connects ? await cliSsh(parsed, options, env, log) : undefined;
+  const cfg = ssh?.cfg ?? parsed;
   const stages = entryStages(cmd.entry ?? 'probe', cfg);
   const cacheRoot =
     options['cache-dir'] ??
@@ -424,6 +580,7 @@ export async function runCommand(
       { entry: cmd.entry ?? 'probe', facts },
       {
         log,
+        connect: ssh?.connect,
         tempDir,
         toolVersion: TOOL_VERSION,
         cache: building

@@ -67,7 +67,8 @@ export type DeployOptions = Pick<
    * then does not list it again after the switch.
    */
   toplevelClosure?: PathInfo[];
-  privateKey: string;
+  /** The key nixos-rebuild's ssh logs in with; without it, the ssh-agent's (SSH_AUTH_SOCK). */
+  privateKey?: string;
   /** The nixos-rebuild to run (resolve-rebuild's pick); default: the one on PATH. */
   rebuild?: RebuildCommand;
   /** Private dir for the key and known_hosts files nixos-rebuild's ssh reads. */

@@ -1,4 +1,6 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 
 /** A public host key as it travels in SSH: its type name and wire-format blob. */
 export interface HostKey {
@@ -18,6 +20,8 @@ export interface HostKeyPin {
   revoked: PinnedKey[];
   /** How the known_hosts text was used (absent when none was given): says why nothing is pinned. */
   knownHosts?: { entries: number; otherHosts: number; certAuthorities: number };
+  /** What messages call the known_hosts text (default: the known-hosts input). */
+  source?: string;
 }
 
 /** One usable line of a known_hosts file. */
@@ -105,7 +109,8 @@ function globToRegExp(glob: string): RegExp {
 /** Does this entry name the host? `name` is `host` on port 22, else `[host]:port` (OpenSSH's rule). */
 export function entryMatches(entry: KnownHostsEntry, name: string): boolean {
   if (entry.hosts.kind === 'hashed') {
-    const h = createHmac('sha1', entry.hosts.salt).update(name).digest();
+    // ssh lowercases the host name before it looks it up or hashes it (`ssh-keygen -H` too).
+    const h = createHmac('sha1', entry.hosts.salt).update(name.toLowerCase()).digest();
     return h.length === entry.hosts.hash.length && timingSafeEqual(h, entry.hosts.hash);
   }
   let matched = false;
@@ -119,13 +124,15 @@ export function entryMatches(entry: KnownHostsEntry, name: string): boolean {
   return matched;
 }
 
-/** Builds the pin for one host from known_hosts text and/or fingerprints. */
+/** Builds the pin for one host from known_hosts text (`source` in messages) and/or fingerprints. */
 export function pinFor(
   name: string,
   knownHosts: string | undefined,
   fingerprints: string[],
+  source?: string,
 ): HostKeyPin {
   const pin: HostKeyPin = { keys: [], fingerprints: [...fingerprints], revoked: [] };
+  if (source !== undefined) pin.source = source;
   if (knownHosts !== undefined) {
     const { entries } = parseKnownHosts(knownHosts);
     pin.knownHosts = { entries: entries.length, otherHosts: 0, certAuthorities: 0 };
@@ -169,7 +176,8 @@ export function expectedFingerprints(pin: HostKeyPin): string[] {
     const fp = fingerprint(k.blob);
     if (seen.has(fp)) continue;
     seen.add(fp);
-    out.push(describeKey(k) + (k.line !== undefined ? ` (known-hosts line ${k.line})` : ''));
+    const where = ` (${pin.source ?? 'known-hosts'} line ${k.line})`;
+    out.push(describeKey(k) + (k.line !== undefined ? where : ''));
   }
   for (const fp of pin.fingerprints) {
     if (seen.has(fp)) continue;
@@ -195,12 +203,21 @@ export function whyNotPinned(pin: HostKeyPin, name: string): string | undefined 
   if (pin.keys.length > 0 || pin.fingerprints.length > 0) return undefined;
   const kh = pin.knownHosts;
   if (!kh) return 'neither known-hosts nor host-key-fingerprint is given';
+  const src = pin.source ?? 'known-hosts';
   if (pin.revoked.length > 0)
-    return `known-hosts marks every key it has for ${name} @revoked (line ${pin.revoked.map((k) => k.line).join(', ')})`;
+    return `${src} marks every key it has for ${name} @revoked (line ${pin.revoked.map((k) => k.line).join(', ')})`;
   if (kh.certAuthorities > 0)
-    return `known-hosts has only @cert-authority lines for ${name}, and host certificates are not supported`;
-  if (kh.entries === 0) return 'known-hosts has no host key lines';
-  return `known-hosts has ${kh.entries} key line${kh.entries === 1 ? '' : 's'}, none for ${name}`;
+    return `${src} has only @cert-authority lines for ${name}, and host certificates are not supported`;
+  if (kh.entries === 0) return `${src} has no host key lines`;
+  return `${src} has ${kh.entries} key line${kh.entries === 1 ? '' : 's'}, none for ${name}`;
+}
+
+/**
+ * The user's own known_hosts, where ssh looks first: `$HOME/.ssh/known_hosts` (the passwd entry's
+ * home when HOME is unset). The CLI pins to it when no pin is given.
+ */
+export function userKnownHostsPath(env: NodeJS.ProcessEnv): string {
+  return join(env.HOME || homedir(), '.ssh', 'known_hosts');
 }
 
 /** The host key algorithms (what SSH negotiates) that sign with each key type, in our order. */

@@ -50,12 +50,21 @@ export interface RemoteSession {
 
 export interface ConnectOptions {
   target: Target;
-  privateKey: string;
+  /** The key that logs in; without it, the keys of the ssh-agent at `agent`. */
+  privateKey?: string;
+  /** The ssh-agent's socket (SSH_AUTH_SOCK), used when no privateKey is given (the CLI). */
+  agent?: string;
   /**
    * The host must present a pinned key (of any type: the types are asked for in turn, see round);
    * 'trust-on-first-use' accepts whatever the host presents; the caller reports it.
    */
   pin: HostKeyPin | 'trust-on-first-use';
+  /**
+   * When nothing is pinned for the host: connect anyway, refuse each key it presents before
+   * logging in, and throw HostKeyUnknown naming them, with `why` (where no pin was found) and the
+   * fix for those keys. Without it an empty pin is refused before connecting (HostKeyNotPinned).
+   */
+  unknownHost?: { why: string; fix: (presented: readonly HostKey[]) => string };
   connectTimeoutMs: number;
   retries: number;
   keepaliveIntervalMs?: number;
@@ -102,10 +111,16 @@ const OUR_CIPHERS = cipherPreference();
  */
 export class HostKeyRevoked extends HostKeyMismatch {
   declare readonly fix: string;
-  constructor(host: string, presented: string, line: number | undefined, expected: string[]) {
+  constructor(
+    host: string,
+    presented: string,
+    line: number | undefined,
+    expected: string[],
+    source = 'known-hosts',
+  ) {
     super(host, presented, expected);
     this.message =
-      `host key revoked for ${host}: it presented ${presented}, which known-hosts marks @revoked` +
+      `host key revoked for ${host}: it presented ${presented}, which ${source} marks @revoked` +
       `${line !== undefined ? ` (line ${line})` : ''}; nothing was run on it`;
     this.fix =
       'the host still serves a key you revoked: replace that host key on the target (from the ' +
@@ -116,6 +131,39 @@ export class HostKeyRevoked extends HostKeyMismatch {
 /** Nothing is pinned for the host's name (known_hosts names other hosts only). Nothing was sent. */
 export class HostKeyNotPinned extends VpsNixosError {}
 
+/**
+ * Nothing was pinned for the host, so its keys were fetched to be shown, and refused before
+ * logging in: never trusted on first use unasked. Nothing was run on it.
+ */
+export class HostKeyUnknown extends HostKeyNotPinned {
+  constructor(
+    readonly host: string,
+    readonly presented: readonly HostKey[],
+    why: string,
+    fix: string,
+  ) {
+    super(
+      `host key not known for ${host}: it presented ${describePresented([...presented], [])}; ${why}; nothing was run on it`,
+      fix,
+    );
+  }
+}
+
+/**
+ * The host presented a key other than the one a known_hosts the user keeps (the CLI's
+ * ~/.ssh/known_hosts) holds for it: the fix says where that line is.
+ */
+export class KnownHostsMismatch extends HostKeyMismatch {
+  declare readonly fix: string;
+  constructor(host: string, presented: string, expected: string[], source: string) {
+    super(host, presented, expected);
+    this.fix =
+      `if the host was reinstalled on purpose, compare its new key with the provider console ` +
+      `(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and replace its line in ${source}; ` +
+      'otherwise you may be talking to the wrong machine';
+  }
+}
+
 /** A connection attempt that gave us a session. */
 type Connected = { client: Client; hostKey: HostKey; cipher?: string };
 /** How one connection attempt ended, when it did not give us a session. */
@@ -124,6 +172,7 @@ type AttemptFailure =
   | { kind: 'revoked'; presented: HostKey; line?: number }
   | { kind: 'no-such-key-type'; message: string }
   | { kind: 'auth'; message: string }
+  | { kind: 'agent'; message: string }
   | { kind: 'network'; message: string; code?: string };
 /** How one round (the key types tried in turn) ended, when it did not give us a session. */
 type RoundFailure =
@@ -164,7 +213,7 @@ function attempt(
       host: opts.target.host,
       port: opts.target.port,
       username: opts.target.user,
-      privateKey: opts.privateKey,
+      ...(opts.privateKey !== undefined ? { privateKey: opts.privateKey } : { agent: opts.agent }),
       readyTimeout: opts.connectTimeoutMs,
       keepaliveInterval: opts.keepaliveIntervalMs ?? 5000,
       keepaliveCountMax: 3,
@@ -192,6 +241,8 @@ function attempt(
     });
     client.on('error', (err: Error & { code?: string; level?: string }) => {
       if (refusal) return done(refusal);
+      // ssh2 reports an agent it cannot reach or that will not sign, then gives up on the login.
+      if (err.level === 'agent') return done({ kind: 'agent', message: err.message });
       if (err.level === 'client-authentication')
         return done({ kind: 'auth', message: err.message });
       // The host's KEXINIT lists no algorithm we offered: it has no key of those types.
@@ -252,15 +303,25 @@ async function round(opts: ConnectOptions): Promise<Connected | RoundFailure> {
 
 /**
  * Connects with bounded retries on network failures; never retries a wrong or revoked host key
- * or a refused login. Refuses before connecting when nothing is pinned for the host's name.
+ * or a refused login. Refuses before connecting when nothing is pinned for the host's name
+ * (unless opts.unknownHost asks to see its keys first), or when there is no key to log in with.
  */
 export async function connect(opts: ConnectOptions): Promise<RemoteSession> {
   const where = formatTarget(opts.target);
   const name = opts.target.knownHostsName;
   const pin = opts.pin;
+  if (opts.privateKey === undefined && !opts.agent) {
+    throw new SshConnectError(
+      `no key to log in to ${where} with: neither a private key nor an ssh-agent is given; nothing was sent to it`,
+      'give the deploy key, or an ssh-agent that holds it (SSH_AUTH_SOCK)',
+    );
+  }
+  // Set when nothing is pinned and the caller wants the host's keys seen before they are refused.
+  let unknown: ConnectOptions['unknownHost'];
   if (pin !== 'trust-on-first-use') {
     const why = whyNotPinned(pin, name);
-    if (why !== undefined) {
+    if (why !== undefined && opts.unknownHost) unknown = opts.unknownHost;
+    else if (why !== undefined) {
       const p = opts.target.port === 22 ? '' : `-p ${opts.target.port} `;
       throw new HostKeyNotPinned(
         `no host key is pinned for ${name}: ${why}; nothing was sent to it`,
@@ -281,19 +342,36 @@ export async function connect(opts: ConnectOptions): Promise<RemoteSession> {
     const r = await round(opts);
     if (!('kind' in r)) return new Ssh2Session(opts.target, r.client, r.hostKey, r.cipher);
     last = r;
+    const source = pin === 'trust-on-first-use' ? undefined : pin.source;
     if (r.kind === 'revoked') {
       throw new HostKeyRevoked(
         name,
         describeKey(r.presented),
         r.line,
         expectedFingerprints(pin as HostKeyPin),
+        source,
       );
     }
+    if (r.kind === 'mismatch' && unknown) {
+      throw new HostKeyUnknown(name, r.presented, unknown.why, unknown.fix(r.presented));
+    }
     if (r.kind === 'mismatch') {
-      throw new HostKeyMismatch(
-        name,
-        describePresented(r.presented, r.lacking),
-        expectedFingerprints(pin as HostKeyPin),
+      const presented = describePresented(r.presented, r.lacking);
+      const expected = expectedFingerprints(pin as HostKeyPin);
+      throw source
+        ? new KnownHostsMismatch(name, presented, expected, source)
+        : new HostKeyMismatch(name, presented, expected);
+    }
+    if (r.kind === 'agent') {
+      throw new SshConnectError(
+        `cannot log in to ${where} with the ssh-agent at ${opts.agent}: ${r.message}`,
+        'check that the agent runs and holds the deploy key (ssh-add -l lists its keys), or give the private key instead',
+      );
+    }
+    if (r.kind === 'auth' && opts.privateKey === undefined) {
+      throw new SshConnectError(
+        `login refused: ${where} accepted none of the ssh-agent's keys for user ${opts.target.user} (${r.message})`,
+        `load the deploy key into the agent (ssh-add KEY; ssh-add -l lists what it holds), add its public half to ~${opts.target.user}/.ssh/authorized_keys on the target, and check the user name`,
       );
     }
     if (r.kind === 'auth') {

@@ -33,7 +33,12 @@ const facts = (file: string) => JSON.parse(readFileSync(join(FIXTURES, file), 'u
 const staticHost = facts('facts-debian-12-1gb-static.json');
 
 function context(f: Facts = staticHost): PreflightContext {
-  return { facts: f, plan: plan(f, planConfig), deployPublicKey: DEPLOY_KEY, targetUser: 'root' };
+  return {
+    facts: f,
+    plan: plan(f, planConfig),
+    deployPublicKeys: [DEPLOY_KEY],
+    targetUser: 'root',
+  };
 }
 
 /** A copy outside the git work tree (Nix would see only tracked files there). */

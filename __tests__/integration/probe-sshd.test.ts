@@ -3,7 +3,7 @@
  * pinned host keys in every form, the facts of this very machine, and each failure's message.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startSshd, freePort, type Sshd } from '../helpers/sshd';
 import { runCli } from '../helpers/cli';
@@ -147,13 +147,19 @@ describe('probe failures, each with its own message and a non-zero exit', () => 
     expect(sshd.log().split('Accepted publickey').length).toBe(before);
   });
 
-  it('no pin at all fails before connecting and says how to get the key', async () => {
-    const before = sshd.log().split('Connection from').length;
-    const r = await runCli(['probe', ...base()]);
-    expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/no host key is pinned/);
+  it('no pin and no known_hosts line: the host key is shown and refused before logging in', async () => {
+    // A HOME of its own: no ~/.ssh/known_hosts, so nothing pins the host.
+    const home = join(sshd.dir, 'home-empty');
+    mkdirSync(home, { recursive: true });
+    const before = sshd.log().split('Accepted publickey').length;
+    const r = await runCli(['probe', ...base()], { env: { HOME: home } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/host key not known for \[127\.0\.0\.1\]:\d+: it presented/);
+    expect(r.stderr).toContain(opensshFingerprint(sshd.hostKeyPub));
+    expect(r.stderr).toMatch(/~\/\.ssh\/known_hosts does not exist/);
     expect(r.stderr).toMatch(new RegExp(`ssh-keyscan -p ${sshd.port} 127.0.0.1`));
-    expect(sshd.log().split('Connection from').length).toBe(before);
+    expect(r.stderr).toMatch(/nothing was run on it/);
+    expect(sshd.log().split('Accepted publickey').length).toBe(before);
   });
 
   it('an unreachable port ends with a connection message after bounded retries', async () => {

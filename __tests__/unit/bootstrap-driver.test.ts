@@ -130,7 +130,7 @@ function options(fake: FakeBootTarget, over: Partial<BootstrapOptions> = {}) {
     confirmWipe: '/dev/vda',
     patchUdevadm: 'auto',
     substituters: SUBSTITUTERS,
-    deployPublicKey: DEPLOY_KEY,
+    deployPublicKeys: [DEPLOY_KEY],
     user: 'root',
     reconnect,
     log: { info: (l) => info.push(l), warn: (l) => warn.push(l), group: (_t, fn) => fn() },

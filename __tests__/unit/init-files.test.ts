@@ -16,7 +16,7 @@ const input = (fixture: string, over: Partial<InitInput> = {}): InitInput => ({
   plan: kexec,
   knownHosts:
     '203.0.113.7 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE+zoHjXsGNQfez3JT7f/Xtrjts1/iIJW9RSOmDCpdbJ',
-  deployPublicKey: KEY,
+  deployPublicKeys: [KEY],
   date: '2026-12-02',
   ...over,
 });
@@ -49,11 +49,21 @@ describe('init files', () => {
     expect(conf).toContain(`system.stateVersion = "${NIXOS_RELEASE}";`);
     expect(NIXOS_RELEASE).toMatch(/^\d\d\.\d\d$/);
     const none = file(
-      input('dhcp-ubuntu-24.04-kvm', { deployPublicKey: undefined }),
+      input('dhcp-ubuntu-24.04-kvm', { deployPublicKeys: undefined }),
       'hosts/my-vps/configuration.nix',
     );
     expect(none).toContain('authorizedKeys.keys = [ ];');
     expect(none).toMatch(/Put the public key the deploys log in with here/);
+    const other =
+      'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE+zoHjXsGNQfez3JT7f/Xtrjts1/iIJW9RSOmDCpdbJ';
+    const agent = file(
+      input('dhcp-ubuntu-24.04-kvm', { deployPublicKeys: [KEY, `${other}\n`] }),
+      'hosts/my-vps/configuration.nix',
+    );
+    expect(agent).toContain(`"${KEY}"`);
+    expect(agent).toContain(`"${other}"`);
+    expect(agent).toMatch(/The 2 keys of the ssh-agent init logged in with/);
+    parses(agent);
   });
 
   it('deploy.yml wipes only the probed disk, only with kexec; YAML parses, target quoted', () => {

@@ -131,7 +131,7 @@ function host(over: Partial<PreflightFacts> = {}): PreflightFacts {
 const full = (over: Partial<PreflightContext> = {}): PreflightContext => ({
   facts: host(),
   plan: { method: 'kexec' },
-  deployPublicKey: `${DEPLOY} deploy@ci`,
+  deployPublicKeys: [`${DEPLOY} deploy@ci`],
   ...over,
 });
 
@@ -196,7 +196,7 @@ describe('preflight rules', () => {
           (i) => (i.users!.users[0]!.authorizedKeys = [`from="192.0.2.0/24",no-pty ${DEPLOY}`]),
         ),
       ).toEqual([]);
-      expect(findings(clean(), full({ deployPublicKey: `${DEPLOY}\n` }))).toEqual([]);
+      expect(findings(clean(), full({ deployPublicKeys: [`${DEPLOY}\n`] }))).toEqual([]);
     });
 
     it('a missing deploy key → error with the key in the fix', () => {
@@ -206,6 +206,27 @@ describe('preflight rules', () => {
         /users\.users\.root\.openssh\.authorizedKeys \(1 other key there\)/,
       );
       expect(f[0]!.fix).toContain(DEPLOY);
+    });
+
+    it("the ssh-agent's keys: one of them authorized is enough; none → error naming them", () => {
+      const agent = full({ deployPublicKeys: [OTHER, `${DEPLOY} agent@laptop`] });
+      expect(findings(clean(), agent)).toEqual([]);
+      const f = check(
+        (i) => (i.users!.users[0]!.authorizedKeys = []),
+        full({
+          deployPublicKeys: [OTHER, DEPLOY],
+        }),
+      );
+      expect(ids(f)).toEqual(['error deploy-key-missing']);
+      expect(f[0]!.message).toMatch(/none of the ssh-agent's 2 keys .* is in users\.users\.root/);
+      expect(
+        check(
+          (i) => (i.users!.users[0]!.authorizedKeys = [OTHER]),
+          full({
+            deployPublicKeys: [DEPLOY, OTHER],
+          }),
+        ),
+      ).toEqual([]);
     });
 
     it('checks the target user, and a target user the config lacks', () => {
@@ -332,7 +353,7 @@ describe('preflight rules', () => {
       const fw = (i: PreflightInputs) => (i.packages!.enableRedistributableFirmware = true);
       expect(ids(check(fw))).toEqual(['warning closure-leak']);
       expect(check(fw, full({ facts: host({ virtualization: 'none' }) }))).toEqual([]);
-      const noFacts = check(fw, { plan: { method: 'kexec' }, deployPublicKey: DEPLOY });
+      const noFacts = check(fw, { plan: { method: 'kexec' }, deployPublicKeys: [DEPLOY] });
       expect(noFacts.find((f) => f.id === 'closure-leak')!.message).toMatch(/assumed a VM/);
       expect(ids(check((i) => (i.packages!.firmware = ['linux-firmware'])))).toEqual([
         'warning closure-leak',
@@ -411,7 +432,7 @@ describe('preflight rules', () => {
       expect(
         ids(
           check((i) => (i.memory!.tmpTmpfsSize = '150%'), {
-            deployPublicKey: DEPLOY,
+            deployPublicKeys: [DEPLOY],
             plan: { method: 'kexec' },
           }),
         ),

@@ -446,17 +446,17 @@ export async function cliSsh(
   options: Record<string, string>,
   env: NodeJS.ProcessEnv,
   log: Logger,
-): Promise<{ cfg: Config; connect: PipelineDeps['connect'] }> {
+): Promise<{ cfg: Config; connect: PipelineDeps['connect']; agentKeys?: string[] }> {
   const target = cfg.target!;
   const name = target.knownHostsName;
   let agent: string | undefined;
+  let keys: string[] | undefined;
   if (cfg.sshPrivateKey !== undefined) {
     const pub = publicKeyOf(cfg.sshPrivateKey);
     const from = options['ssh-private-key-file'] ?? `$${KEY_ENV}`;
     log.info(`ssh login: the key from ${from}${pub ? ` (${keyFingerprint(pub)})` : ''}`);
   } else {
     agent = env.SSH_AUTH_SOCK as string; // parseConfig refused a run with neither
-    let keys: string[];
     try {
       keys = await agentKeys(agent);
     } catch (err) {
@@ -486,7 +486,7 @@ export async function cliSsh(
       from.push(file !== undefined ? `--known-hosts-file ${file}` : '--known-hosts');
     if (cfg.hostKeyFingerprints.length > 0) from.push('--host-key-fingerprint');
     log.info(`host key pin: from ${from.join(' and ')}`);
-    return { cfg, connect: (o) => sshConnect(withAgent(o)) };
+    return { cfg, connect: (o) => sshConnect(withAgent(o)), agentKeys: keys };
   }
 
   const path = userKnownHostsPath(env);
@@ -531,6 +531,7 @@ export async function cliSsh(
   return {
     // Its lines for the host are the pin (the pipeline builds it from this text).
     cfg: named ? { ...cfg, knownHosts: text } : cfg,
+    agentKeys: keys,
     connect: (o) => {
       // The first session's pin is built from that text (it says how it was used): name it so.
       const pin =
@@ -540,6 +541,20 @@ export async function cliSsh(
       return sshConnect({ ...withAgent(o), pin, unknownHost });
     },
   };
+}
+
+/**
+ * A check with no connection and no key given: the ssh-agent's keys, if one answers, for the
+ * deploy-key check (none: that check says it was skipped).
+ */
+async function checkAgentKeys(
+  cfg: Config,
+  planned: readonly string[],
+  env: NodeJS.ProcessEnv,
+): Promise<string[] | undefined> {
+  if (!planned.includes('check') || cfg.sshPrivateKey !== undefined || !env.SSH_AUTH_SOCK)
+    return undefined;
+  return agentKeys(env.SSH_AUTH_SOCK).catch(() => undefined);
 }
 
 /** Runs one command with already split options; throws InputError for bad input (before any connection). */
@@ -581,6 +596,7 @@ export async function runCommand(
       {
         log,
         connect: ssh?.connect,
+        agentKeys: ssh ? ssh.agentKeys : await checkAgentKeys(cfg, planned, env),
         tempDir,
         toolVersion: TOOL_VERSION,
         cache: building

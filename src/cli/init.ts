@@ -9,9 +9,9 @@ import { InputError } from '../errors';
 import { HOST_NAME_RE, initFiles, PROJECT_REPO } from '../init/files';
 import { plainText } from '../report/render';
 import type { Logger } from '../pipeline/run';
-import { publicKeyOf } from '../ssh/keys';
+import { agentKeys, publicKeyOf } from '../ssh/keys';
 import type { OptionSpec } from './args';
-import type { Command, CommandResult } from './commands';
+import { KEY_ENV, type Command, type CommandResult } from './commands';
 
 export const INIT_OPTIONS: OptionSpec[] = [
   { name: 'name', description: "The host's name: its flake output, hosts/ directory and hostname" },
@@ -71,14 +71,22 @@ export async function initCommand(
   const r = result.record;
   if (!r.facts || !r.plan || !r.hostKey) return result;
   const keyFile = options['ssh-private-key-file'];
-  const privateKey = keyFile ? readFileSync(keyFile, 'utf8') : process.env.VPS_NIXOS_SSH_KEY;
+  const privateKey = keyFile ? readFileSync(keyFile, 'utf8') : process.env[KEY_ENV] || undefined;
+  const fromKey = privateKey ? publicKeyOf(privateKey) : undefined;
+  // No key given: the run logged in with the ssh-agent's keys, one of which the host accepted.
+  const agent = process.env.SSH_AUTH_SOCK;
+  const deployPublicKeys = fromKey
+    ? [fromKey]
+    : !privateKey && agent
+      ? await agentKeys(agent).catch(() => [])
+      : [];
   const files = initFiles({
     name,
     target: r.target ?? options.target ?? '',
     facts: r.facts,
     plan: r.plan,
     knownHosts: r.hostKey,
-    deployPublicKey: privateKey ? publicKeyOf(privateKey) : undefined,
+    deployPublicKeys,
     date: new Date().toISOString().slice(0, 10),
   });
   for (const f of files) {

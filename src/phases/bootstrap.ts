@@ -42,8 +42,8 @@ export interface BootstrapOptions {
   confirmWipe?: string;
   patchUdevadm: 'auto' | 'true' | 'false';
   substituters?: { urls: string[]; publicKeys: string[] };
-  /** The deploy key's public half and the login user: checked after the infect reboot. */
-  deployPublicKey?: string;
+  /** The login keys' public halves and the login user: checked after the infect reboot. */
+  deployPublicKeys?: readonly string[];
   user?: string;
   reconnect(): Promise<RemoteSession>;
   log: PhaseLogger;
@@ -261,7 +261,7 @@ export async function runBootstrap(
     isContainer: facts.isContainer,
     tools: plan.method === 'infect' ? INFECT_TOOLS : KEXEC_TOOLS,
     infect: artifacts.infect,
-    deployPublicKey: opts.deployPublicKey,
+    deployPublicKeys: opts.deployPublicKeys,
     user: opts.user,
     tarball: artifacts.kexec!,
     zramBytes: plan.zramBytes ?? 0,

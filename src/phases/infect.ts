@@ -55,8 +55,11 @@ export interface InfectContext {
   infect?: PreparedInfect;
   isContainer: boolean;
   swapfilePath?: string;
-  /** The authorized_keys form of the deploy key, checked after the reboot. */
-  deployPublicKey?: string;
+  /**
+   * The authorized_keys form of the keys the run logs in with (the deploy key, or the ssh-agent's),
+   * checked after the reboot: one of them must be authorized.
+   */
+  deployPublicKeys?: readonly string[];
   /** The login user (root unless use-sudo). */
   user?: string;
   /** The network before the run (infect.sh network), for the checks and for failure messages. */
@@ -355,12 +358,15 @@ async function accessChecks(ctx: InfectContext): Promise<string> {
   // `---` on a line of its own; with no key file readable it is the very first line.
   const [keysPart = '', addrPart = ''] = `\n${r.stdout}`.split('\n---\n');
   const notes: string[] = [];
-  if (ctx.deployPublicKey) {
-    const blob = ctx.deployPublicKey.split(' ')[1] ?? ctx.deployPublicKey;
-    const hit = keysPart.split('\n').find((l) => l.includes(blob));
+  const keys = ctx.deployPublicKeys ?? [];
+  if (keys.length > 0) {
+    const blobs = keys.map((k) => k.split(' ')[1] ?? k);
+    const hit = keysPart.split('\n').find((l) => blobs.some((b) => l.includes(b)));
     if (hit) notes.push(`deploy key in ${hit.split(' ')[0]}`);
     else {
-      const w = `the deploy key is in neither ${files.join(' nor ')}: the next configuration must authorize it (users.users.${user}.openssh.authorizedKeys.keys)`;
+      const what =
+        keys.length === 1 ? 'the deploy key is' : `none of the ${keys.length} login keys is`;
+      const w = `${what} in neither ${files.join(' nor ')}: the next configuration must authorize it (users.users.${user}.openssh.authorizedKeys.keys)`;
       ctx.log(`warning: ${w}`);
       notes.push(w);
     }

@@ -94,6 +94,11 @@ function reconnector(
 export interface PipelineDeps {
   log: Logger;
   connect?: (opts: ConnectOptions) => Promise<RemoteSession>;
+  /**
+   * The CLI with no key given: the public keys of the ssh-agent `connect` logs in with, for the
+   * checks that the configuration keeps authorizing one of them.
+   */
+  agentKeys?: readonly string[];
   nix?: Nix;
   /** Where closures are cached between runs, and the working dir for the file cache. */
   cache?: { store: CacheStore; dir: string };
@@ -117,6 +122,13 @@ export interface PipelineRequest {
 }
 
 type StageFn<T> = () => Promise<T>;
+
+/** The public halves of the keys this run logs in with: the deploy key's, or the agent's. */
+function loginPublicKeys(cfg: Config, deps: PipelineDeps): string[] {
+  if (cfg.sshPrivateKey === undefined) return [...(deps.agentKeys ?? [])];
+  const pub = publicKeyOf(cfg.sshPrivateKey);
+  return pub ? [pub] : [];
+}
 
 /** An empty record for this run (the caller may keep it to report a cancelled run). */
 export function newRecord(cfg: Pick<Config, 'target'>): RunRecord {
@@ -267,7 +279,7 @@ export async function runPipeline(
             confirmWipe: cfg.confirmWipe,
             patchUdevadm: cfg.patchUdevadm,
             substituters: { urls: cfg.substituters, publicKeys: cfg.trustedPublicKeys },
-            deployPublicKey: publicKeyOf(cfg.sshPrivateKey!),
+            deployPublicKeys: loginPublicKeys(cfg, deps),
             user: cfg.target!.user,
             reconnect: reconnector(cfg, deps, open),
             log: { ...deps.log, group: deps.log.group ?? ((_t, fn) => fn()) },
@@ -408,7 +420,7 @@ async function runCheck(
     {
       facts: record.facts,
       plan: record.plan,
-      deployPublicKey: cfg.sshPrivateKey ? publicKeyOf(cfg.sshPrivateKey) : undefined,
+      deployPublicKeys: loginPublicKeys(cfg, deps),
       targetUser: cfg.target?.user,
     },
     { log: (l) => deps.log.info(l) },

@@ -27,8 +27,11 @@ export type PreflightFacts = Pick<
 export interface PreflightContext {
   facts?: PreflightFacts;
   plan?: Pick<Plan, 'method'>;
-  /** The public half of the key deploys log in with (`ssh-ed25519 AAAA… comment`). */
-  deployPublicKey?: string;
+  /**
+   * The public halves of the keys deploys log in with (`ssh-ed25519 AAAA… comment`): the deploy
+   * key, or every key of the CLI's ssh-agent (any one of them authorized lets the login in).
+   */
+  deployPublicKeys?: readonly string[];
   /** The user deploys log in as; root when not given. */
   targetUser?: string;
 }
@@ -115,11 +118,16 @@ export function publicKeyId(line: string): string | undefined {
 }
 
 function deployKeyMissing(inputs: PreflightInputs, ctx: PreflightContext, add: Add): void {
-  if (!ctx.deployPublicKey || !inputs.users) return;
+  const keys = ctx.deployPublicKeys ?? [];
+  if (keys.length === 0 || !inputs.users) return;
   const target = ctx.targetUser ?? 'root';
-  const keyId = publicKeyId(ctx.deployPublicKey);
-  const keyLine = keyId ?? ctx.deployPublicKey.trim();
-  const short = keyLine.length > 60 ? `${keyLine.slice(0, 40)}…${keyLine.slice(-12)}` : keyLine;
+  const lines = keys.map((k) => publicKeyId(k) ?? k.trim());
+  const short = (l: string) => (l.length > 60 ? `${l.slice(0, 40)}…${l.slice(-12)}` : l);
+  const keyLine = lines[0]!;
+  const which =
+    lines.length === 1
+      ? `the deploy key (${short(keyLine)})`
+      : `none of the ssh-agent's ${lines.length} keys (${lines.map(short).join(', ')})`;
   const user = inputs.users.users.find((u) => u.name === target);
   const fix = `users.users.${nixAttr(target)}.openssh.authorizedKeys.keys = [\n  ${q(keyLine)}\n];`;
   const why =
@@ -136,15 +144,19 @@ function deployKeyMissing(inputs: PreflightInputs, ctx: PreflightContext, add: A
     );
     return;
   }
-  const present = keyId
-    ? (user?.authorizedKeys ?? []).some((k) => publicKeyId(k) === keyId)
-    : (user?.authorizedKeys ?? []).some((k) => k.includes(keyLine));
+  const authorized = user?.authorizedKeys ?? [];
+  const present = lines.some((line) => {
+    const id = publicKeyId(line);
+    return id
+      ? authorized.some((k) => publicKeyId(k) === id)
+      : authorized.some((k) => k.includes(line));
+  });
   if (!present) {
     add(
       'deploy-key-missing',
       'error',
-      `the deploy key (${short}) is not in users.users.${nixAttr(target)}.openssh.authorizedKeys` +
-        ` (${user?.authorizedKeys.length ?? 0} other key${user?.authorizedKeys.length === 1 ? '' : 's'} there)`,
+      `${which} ${lines.length === 1 ? 'is not' : 'is'} in users.users.${nixAttr(target)}.openssh.authorizedKeys` +
+        ` (${authorized.length} other key${authorized.length === 1 ? '' : 's'} there)`,
       why,
       fix,
     );
@@ -675,13 +687,13 @@ function skipped(inputs: PreflightInputs, ctx: PreflightContext, add: Add): void
       'These compare the configuration with the host (RAM, disks, addresses).',
       'vps-nixos check --facts facts.json (from vps-nixos probe --json), or run it in the action after the probe',
     );
-  if (!ctx.deployPublicKey)
+  if (!ctx.deployPublicKeys?.length)
     add(
       'skipped-no-deploy-key',
       'info',
       'no deploy key given: skipped deploy-key-missing',
       'Without the key we cannot tell whether the new system will let vps-nixos back in.',
-      'pass --ssh-private-key-file (or ssh-private-key in the action)',
+      'pass --ssh-private-key-file, or load the key into your ssh-agent (or ssh-private-key in the action)',
     );
   if (!ctx.plan)
     add(

@@ -7,7 +7,16 @@
  * and nix-copy-closure, with the agent and with a key file.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { OFFLINE_NIX_CONFIG } from '../helpers/nixflake';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startSshd, type Sshd } from '../helpers/sshd';
@@ -245,6 +254,43 @@ describe('keys from the ssh-agent', () => {
     expect(r.stderr).toContain(
       `ssh login: the key from ${sshd.clientKeyFile} (ssh-ed25519 ${clientFp()})`,
     );
+  });
+});
+
+describe("the deploy-key check with the ssh-agent's keys (check, no connection)", () => {
+  const FIXTURES = join(__dirname, '../fixtures/preflight');
+  /** The clean fixture authorizes its own deploy key: not the one the agent holds. */
+  const check = (socket?: string) => {
+    const flake = mkdtempSync(join(dir, 'clean-'));
+    cpSync(join(FIXTURES, 'clean'), flake, { recursive: true });
+    const args = [
+      'check',
+      '--flake',
+      `${flake}#vps`,
+      '--facts',
+      join(FIXTURES, 'facts-debian-12-1gb-static.json'),
+      '--json',
+    ];
+    return runSourceCli(args, { ...env(home(), socket), NIX_CONFIG: OFFLINE_NIX_CONFIG }, 120_000);
+  };
+  const ids = (stdout: string) =>
+    (JSON.parse(stdout) as { findings: { id: string; severity: string; message: string }[] })
+      .findings;
+
+  it('an agent key the configuration does not authorize: deploy-key-missing names it', async () => {
+    const r = await check(agent.socket);
+    expect(r.code).toBe(1);
+    const f = ids(r.stdout).find((x) => x.id === 'deploy-key-missing');
+    expect(f).toMatchObject({ severity: 'error' });
+    expect(f!.message).toContain(keyPart(sshd.clientKeyPub).slice(0, 40));
+  });
+
+  it('no agent: the check says it was skipped', async () => {
+    const r = await check(undefined);
+    expect(r.code).toBe(0);
+    const found = ids(r.stdout).map((x) => x.id);
+    expect(found).toContain('skipped-no-deploy-key');
+    expect(found).not.toContain('deploy-key-missing');
   });
 });
 

@@ -24,6 +24,9 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vps-nixos-build-'));
 try {
   for (const entry of ['main', 'post', 'cli']) {
     const out = path.join(dist, entry);
+    // ncc writes into the directory as it finds it: a chunk an older build split off would
+    // stay beside the new ones (dist/main/485.index.js did, 650 KB nothing loads).
+    fs.rmSync(out, { recursive: true, force: true });
     const stats = path.join(tmp, `${entry}.json`);
     run(bin('ncc'), ['build', `src/${entry}.ts`, '-o', out, '-q', '-t', '--stats-out', stats]);
     for (const f of fs.readdirSync(out)) if (f.endsWith('.exe')) fs.rmSync(path.join(out, f));

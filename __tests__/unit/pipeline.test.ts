@@ -64,6 +64,8 @@ interface World {
 function harness(world: World) {
   const execs: string[] = [];
   const nixCalls: string[][] = [];
+  /** Starts and ends of the probe's facts.sh and of nix's calls, in the order they happened. */
+  const events: string[] = [];
   let connects = 0;
   const session: RemoteSession = {
     target: { user: 'root', host: '203.0.113.7', port: 22, knownHostsName: '203.0.113.7' },
@@ -71,7 +73,13 @@ function harness(world: World) {
     exec: async (command) => {
       const probe = command === PROBE;
       execs.push(probe ? 'facts.sh' : command);
-      if (probe) return { code: 0, stdout: world.facts, stderr: '' };
+      if (probe) {
+        events.push('facts.sh start');
+        // The answer takes a while, as over a network: the evaluation may overlap it.
+        await new Promise((r) => setTimeout(r, 20));
+        events.push('facts.sh end');
+        return { code: 0, stdout: world.facts, stderr: '' };
+      }
       if (command.startsWith('nix-store -qR /run/current-system'))
         return { code: 0, stdout: `${RUNS}\n`, stderr: '' };
       return { code: 127, stdout: '', stderr: `the fake target does not know: ${command}` };
@@ -82,6 +90,7 @@ function harness(world: World) {
   const nix: Nix = {
     run: async (args) => {
       nixCalls.push(args);
+      events.push(`nix ${args[0]}`);
       const a = args.join(' ');
       if (a === '--version') return ok('nix (Nix) 2.28.3\n');
       if (args[0] === 'eval' && a.includes('config.system.build.toplevel'))
@@ -121,7 +130,7 @@ function harness(world: World) {
         },
       },
     );
-  return { run, execs, nixCalls, connects: () => connects };
+  return { run, execs, nixCalls, events, connects: () => connects };
 }
 
 const stages = (r: Awaited<ReturnType<ReturnType<typeof harness>['run']>>) =>
@@ -143,6 +152,8 @@ describe('an unchanged push-to-deploy', () => {
     expect(h.connects()).toBe(1);
     expect(h.execs).toEqual(['facts.sh']); // the probe: one round trip
     expect(h.nixCalls.map((a) => a[0])).toEqual(['--version', 'eval']);
+    // The evaluation ran beside the probe, not after it.
+    expect(h.events.indexOf('nix eval')).toBeLessThan(h.events.indexOf('facts.sh end'));
     expect(r.deploy).toMatchObject({
       changed: false,
       skipped: 'unchanged',
@@ -241,7 +252,8 @@ describe('a fresh host', () => {
     const r = await h.run('deploy', {});
     expect(r.error!.message).toMatch(/does not run NixOS yet/);
     expect(r.error!.fix).toMatch(/vps-nixos bootstrap/);
-    expect(h.nixCalls).toEqual([]);
+    // The evaluation beside the probe may have run (read-only); nothing was built.
+    expect(h.nixCalls.map((c) => c[0])).not.toContain('build');
     expect(stages(r)).toEqual(['probe:done', 'plan:done']);
   });
 });

@@ -130,6 +130,25 @@ function loginPublicKeys(cfg: Config, deps: PipelineDeps): string[] {
   return pub ? [pub] : [];
 }
 
+type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
+/** A promise that never rejects (no unhandled rejection while nobody awaits it yet). */
+const settle = <T>(p: Promise<T>): Promise<Settled<T>> =>
+  p.then(
+    (value) => ({ ok: true, value }),
+    (error: unknown) => ({ ok: false, error }),
+  );
+const unwrap = <T>(s: Settled<T>): T => {
+  if (s.ok) return s.value;
+  throw s.error;
+};
+const settledValue = <T>(s: Settled<T>): T | undefined => (s.ok ? s.value : undefined);
+
+/** Whether this run evaluates the flake's toplevel whatever the plan (build or deploy from it). */
+function evaluatesFlake(entry: Entry, cfg: Config): boolean {
+  const stages = entryStages(entry, cfg);
+  return !!cfg.flake && !cfg.toplevel && (stages.includes('build') || stages.includes('deploy'));
+}
+
 /** An empty record for this run (the caller may keep it to report a cancelled run). */
 export function newRecord(cfg: Pick<Config, 'target'>): RunRecord {
   return { stages: [], target: cfg.target ? formatTarget(cfg.target) : undefined };
@@ -167,6 +186,12 @@ export async function runPipeline(
   };
   const wanted = entryStages(req.entry, cfg).filter((s) => !req.only || req.only.includes(s));
   const nix = () => deps.nix ?? localNix();
+  // The flake's toplevel is evaluated beside the probe (local and read-only, so it may start
+  // before the plan says whether it is needed): an unchanged deploy then waits for the longer of
+  // the two, not their sum. Its error is only raised where its result is used.
+  const early = evaluatesFlake(req.entry, cfg)
+    ? settle(Promise.all([nixVersion(nix()), evalToplevel(nix(), cfg.flake!)]))
+    : undefined;
   let session: RemoteSession | undefined;
   try {
     // 1. probe (read-only) and plan (pure)
@@ -194,10 +219,13 @@ export async function runPipeline(
     let evaluated: Evaluated | undefined;
     if (wantsEvaluation(ask)) {
       const t0 = Date.now();
-      deps.log.info(`nix: ${await nixVersion(nix())}`);
-      evaluated = await evalToplevel(nix(), cfg.flake!);
+      const [version, toplevel] = early
+        ? unwrap(await early)
+        : await Promise.all([nixVersion(nix()), evalToplevel(nix(), cfg.flake!)]);
+      evaluated = toplevel;
+      deps.log.info(`nix: ${version}`);
       deps.log.info(
-        `evaluated ${evaluated.outPath} in ${((Date.now() - t0) / 1000).toFixed(1)} s; the host runs ${host?.currentSystem}`,
+        `evaluated ${evaluated.outPath} (${early ? `beside the probe; waited ${((Date.now() - t0) / 1000).toFixed(1)} s more` : `in ${((Date.now() - t0) / 1000).toFixed(1)} s`}); the host runs ${host?.currentSystem}`,
       );
     }
     const decision = decide({ ...ask, evaluated: cfg.toplevel ?? evaluated?.outPath });
@@ -215,7 +243,10 @@ export async function runPipeline(
     // 3. build what the plan needs; install refusals and budgets fail here, before any change
     if (runs('build')) {
       await stage('build', async () => {
-        const built = await runBuild(cfg, deps, decision.build, evaluated);
+        // The evaluation beside the probe, when it succeeded; else the build evaluates (and
+        // says what failed).
+        const prior = evaluated ?? (early ? settledValue(await early)?.[1] : undefined);
+        const built = await runBuild(cfg, deps, decision.build, prior);
         record.build = built.build;
         record.installer = built.installer;
         // What a deploy would change, when no deploy runs to say it (action build).

@@ -294,6 +294,8 @@ export async function bootstrapFaults(w: World, rows: FaultRow[]): Promise<void>
   // memory exhausted, the link cut mid-transfer.
   const big = largestFile(w.s.toplevel);
   let killedSshd = false;
+  /** What the memory hog's session said: its exit status and the kernel's OOM lines about it. */
+  let hogSaid = '';
   const flip = (big.byte ^ 0xff).toString(8).padStart(3, '0');
   const fromInstaller: Step[] = [
     {
@@ -332,11 +334,29 @@ export async function bootstrapFaults(w: World, rows: FaultRow[]): Promise<void>
     {
       fault: 'memory exhausted on the target during the install',
       phase: 'install',
+      // Once the closure streams, a process eats all memory until the kernel's OOM killer stops
+      // it; the row checks it was the hog that was killed (exit 137, the kernel's line) and the
+      // install went on.
       run: async () => {
-        await w.on('setsid -f sh -c "exec tail /dev/zero" </dev/null >/dev/null 2>&1');
-        return boot();
+        let hog: Promise<string> | undefined;
+        const r = await boot({
+          onStderr: (all) => {
+            if (!hog && /sending \d+ of \d+ paths/.test(all))
+              hog = w
+                .on(
+                  'sh -c \'tail /dev/zero; echo "hog exit $?"; dmesg | grep -c "Killed process .*(tail)"\' || true',
+                  120_000,
+                )
+                .catch((err: Error) => `hog session: ${err.message}`);
+          },
+        });
+        hogSaid = hog ? (await hog).replace(/\s+/g, ' ').trim() : 'no transfer';
+        return r;
       },
-      happened: () => undefined,
+      happened: () =>
+        /^hog exit 137 [1-9]/.test(hogSaid)
+          ? undefined
+          : `the memory hog was not stopped by the OOM killer: ${hogSaid}`,
     },
     {
       fault: 'link cut 20 s mid-transfer of the closure',

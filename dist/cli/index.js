@@ -24231,6 +24231,7 @@ exports.findCommand = findCommand;
 exports.usage = usage;
 exports.cliInputs = cliInputs;
 exports.removeOnSignal = removeOnSignal;
+exports.cliSsh = cliSsh;
 exports.runCommand = runCommand;
 /** The CLI's commands, built on the same pipeline as the action. */
 const inputs_1 = __nccwpck_require__(8422);
@@ -24250,6 +24251,9 @@ const node_fs_1 = __nccwpck_require__(3024);
 const node_path_1 = __nccwpck_require__(6760);
 const store_1 = __nccwpck_require__(7631);
 const version_1 = __nccwpck_require__(311);
+const session_1 = __nccwpck_require__(302);
+const keys_1 = __nccwpck_require__(9892);
+const hostkeys_1 = __nccwpck_require__(2326);
 /** The `build --json` contract: toplevel, closure totals and top contributors, disk script, cache. */
 function buildJson(b, installer) {
     return {
@@ -24352,9 +24356,22 @@ const inputOption = (name) => {
 const FILE_OPTIONS = [
     {
         name: 'ssh-private-key-file',
-        description: `Read ssh-private-key from this file (else from $${exports.KEY_ENV})`,
+        description: `Read ssh-private-key from this file (else from $${exports.KEY_ENV}, else log in with the ssh-agent's keys: SSH_AUTH_SOCK)`,
     },
-    { name: 'known-hosts-file', description: 'Read known-hosts from this file' },
+    {
+        name: 'known-hosts-file',
+        description: 'Read known-hosts from this file (with no pin given: ~/.ssh/known_hosts, whose line for the host is the pin)',
+    },
+];
+/** How a command that connects finds its key and its pin when the options leave them open. */
+const CONNECTION_NOTES = [
+    '',
+    `The key: --ssh-private-key-file, else $${exports.KEY_ENV}, else the keys of the ssh-agent at`,
+    '$SSH_AUTH_SOCK (nixos-rebuild and nix copy use the same agent).',
+    'The host key: --known-hosts-file / --known-hosts and --host-key-fingerprint, else the lines for',
+    'the host in ~/.ssh/known_hosts (hashed, [host]:port and @revoked lines are read). With no line',
+    'for it, the key the host presents is shown and refused; nothing is trusted on first use unless',
+    '--trust-on-first-use is given.',
 ];
 const JSON_OPTION = {
     name: 'json',
@@ -24491,6 +24508,7 @@ function usage(cmd) {
         const left = `  --${o.name}${o.boolean ? ' [true|false]' : ' VALUE'}`;
         return `${left.padEnd(40)} ${o.description}${o.default !== undefined ? ` (default: ${o.default})` : ''}`;
     });
+    const connects = cmd.options.some((o) => o.name === 'known-hosts-file');
     return [
         `usage: vps-nixos ${cmd.name} [--option value …]`,
         '',
@@ -24498,6 +24516,7 @@ function usage(cmd) {
         '',
         'options:',
         ...lines,
+        ...(connects ? CONNECTION_NOTES : []),
     ].join('\n');
 }
 /**
@@ -24564,6 +24583,111 @@ function removeOnSignal(dir, proc = process) {
         proc.on(s, onSignal);
     return off;
 }
+/** What messages call the user's own known_hosts (userKnownHostsPath: $HOME/.ssh/known_hosts). */
+const USER_KNOWN_HOSTS = '~/.ssh/known_hosts';
+/** `type SHA256:…` of a public key line (`type base64`). */
+const keyFingerprint = (line) => {
+    const [type, b64 = ''] = line.split(' ');
+    return `${type} ${(0, hostkeys_1.fingerprint)(Buffer.from(b64, 'base64'))}`;
+};
+/**
+ * How a CLI run that connects logs in and checks the host key, where its options leave that
+ * open. No key given: the ssh-agent's keys (asked for now, so a dead or empty agent is refused
+ * before any connection). No pin given: the host's lines in ~/.ssh/known_hosts; with none there,
+ * the host's keys are shown and refused (or trusted on first use when asked). Logs where the key
+ * and the pin come from. Returns the Config with that known_hosts, and the connect to use.
+ */
+async function cliSsh(cfg, options, env, log) {
+    const target = cfg.target;
+    const name = target.knownHostsName;
+    let agent;
+    let keys;
+    if (cfg.sshPrivateKey !== undefined) {
+        const pub = (0, keys_1.publicKeyOf)(cfg.sshPrivateKey);
+        const from = options['ssh-private-key-file'] ?? `$${exports.KEY_ENV}`;
+        log.info(`ssh login: the key from ${from}${pub ? ` (${keyFingerprint(pub)})` : ''}`);
+    }
+    else {
+        agent = env.SSH_AUTH_SOCK; // parseConfig refused a run with neither
+        try {
+            keys = await (0, keys_1.agentKeys)(agent);
+        }
+        catch (err) {
+            throw new errors_1.InputError('SSH_AUTH_SOCK', `no ssh-agent answers at ${agent} (${err.message}), and no key is given`, `start one and load the deploy key (eval "$(ssh-agent)"; ssh-add KEY), or give ${KEY_HOW}`);
+        }
+        if (keys.length === 0)
+            throw new errors_1.InputError('SSH_AUTH_SOCK', `the ssh-agent at ${agent} holds no keys, and no key is given`, `load the deploy key: ssh-add KEY (ssh-add -l lists what it holds), or give ${KEY_HOW}`);
+        log.info(`ssh login: the ssh-agent at ${agent} (SSH_AUTH_SOCK): ${keys.map(keyFingerprint).join(', ')}`);
+    }
+    const withAgent = (o) => o.privateKey === undefined ? { ...o, agent } : o;
+    if (cfg.knownHosts !== undefined || cfg.hostKeyFingerprints.length > 0) {
+        const file = options['known-hosts-file'];
+        const from = [];
+        if (cfg.knownHosts !== undefined)
+            from.push(file !== undefined ? `--known-hosts-file ${file}` : '--known-hosts');
+        if (cfg.hostKeyFingerprints.length > 0)
+            from.push('--host-key-fingerprint');
+        log.info(`host key pin: from ${from.join(' and ')}`);
+        return { cfg, connect: (o) => (0, session_1.connect)(withAgent(o)), agentKeys: keys };
+    }
+    const path = (0, hostkeys_1.userKnownHostsPath)(env);
+    let text;
+    let absent = 'does not exist';
+    try {
+        text = (0, node_fs_1.readFileSync)(path, 'utf8');
+    }
+    catch (err) {
+        const code = err.code;
+        if (code !== 'ENOENT')
+            absent = `cannot be read (${code})`;
+    }
+    const mine = (0, hostkeys_1.pinFor)(name, text, [], USER_KNOWN_HOSTS);
+    const unusable = text === undefined ? [] : (0, hostkeys_1.parseKnownHosts)(text).errors;
+    if (unusable.length > 0)
+        log.warn(`${path}: skipped lines it cannot use: ${unusable.slice(0, 3).join('; ')}`);
+    // Undefined when it has a key for the host; its @revoked lines count either way.
+    const why = text === undefined ? `${USER_KNOWN_HOSTS} ${absent}` : (0, hostkeys_1.whyNotPinned)(mine, name);
+    const named = mine.keys.length > 0 || mine.revoked.length > 0;
+    const lines = (keys) => keys.map((k) => k.line).join(', ');
+    if (why === undefined) {
+        const revoked = mine.revoked.length ? `; @revoked: line ${lines(mine.revoked)}` : '';
+        log.info(`host key pin: from ${USER_KNOWN_HOSTS} (${path}), as no pin is given: ${mine.keys.length} key(s) for ${name} (line ${lines(mine.keys)})${revoked}`);
+    }
+    else {
+        const tofu = cfg.trustOnFirstUse && !named;
+        log.info(`host key pin: none: no pin is given, and ${why} (${path}); ${tofu ? 'trust-on-first-use accepts the key the host presents' : 'the key the host presents is shown and refused'}`);
+    }
+    const p = target.port === 22 ? '' : `-p ${target.port} `;
+    const fix = (presented) => {
+        const fp = presented[0] ? (0, hostkeys_1.fingerprint)(presented[0].blob) : 'SHA256:…';
+        return (`compare ${fp} with the host's own key on the provider console (ssh-keygen -lf ` +
+            `/etc/ssh/ssh_host_ed25519_key.pub); if they agree, pin it: --host-key-fingerprint ${fp}, ` +
+            `or --known-hosts-file FILE with the host's line (ssh-keyscan ${p}${target.host}), or add ` +
+            `that line to ${USER_KNOWN_HOSTS}`);
+    };
+    const unknownHost = why === undefined ? undefined : { why: `no pin is given, and ${why}`, fix };
+    return {
+        // Its lines for the host are the pin (the pipeline builds it from this text).
+        cfg: named ? { ...cfg, knownHosts: text } : cfg,
+        agentKeys: keys,
+        connect: (o) => {
+            // The first session's pin is built from that text (it says how it was used): name it so.
+            const pin = named && typeof o.pin === 'object' && o.pin.knownHosts
+                ? { ...o.pin, source: USER_KNOWN_HOSTS }
+                : o.pin;
+            return (0, session_1.connect)({ ...withAgent(o), pin, unknownHost });
+        },
+    };
+}
+/**
+ * A check with no connection and no key given: the ssh-agent's keys, if one answers, for the
+ * deploy-key check (none: that check says it was skipped).
+ */
+async function checkAgentKeys(cfg, planned, env) {
+    if (!planned.includes('check') || cfg.sshPrivateKey !== undefined || !env.SSH_AUTH_SOCK)
+        return undefined;
+    return (0, keys_1.agentKeys)(env.SSH_AUTH_SOCK).catch(() => undefined);
+}
 /** Runs one command with already split options; throws InputError for bad input (before any connection). */
 async function runCommand(cmd, options, log, env = process.env) {
     const { raw, shownAs } = cliInputs(cmd, options, env);
@@ -24573,11 +24697,16 @@ async function runCommand(cmd, options, log, env = process.env) {
     if (!building && !planned.includes('check'))
         raw['plan-only'] = 'true';
     const facts = options.facts !== undefined ? (0, facts_file_1.loadFacts)(options.facts) : undefined;
-    const cfg = (0, inputs_1.parseConfig)(raw, {
-        noConnection: facts !== undefined || !planned.includes('probe'),
+    const connects = facts === undefined && planned.includes('probe');
+    const parsed = (0, inputs_1.parseConfig)(raw, {
+        noConnection: !connects,
         shownAs,
         keyHow: KEY_HOW,
+        sshAgent: { socket: env.SSH_AUTH_SOCK || undefined },
+        userKnownHosts: true,
     });
+    const ssh = connects ? await cliSsh(parsed, options, env, log) : undefined;
+    const cfg = ssh?.cfg ?? parsed;
     const stages = (0, decide_1.entryStages)(cmd.entry ?? 'probe', cfg);
     const cacheRoot = options['cache-dir'] ??
         (0, node_path_1.join)(process.env.XDG_CACHE_HOME || (0, node_path_1.join)((0, node_os_1.homedir)(), '.cache'), 'vps-nixos');
@@ -24589,6 +24718,8 @@ async function runCommand(cmd, options, log, env = process.env) {
     try {
         record = await (0, run_1.runPipeline)(cfg, { entry: cmd.entry ?? 'probe', facts }, {
             log,
+            connect: ssh?.connect,
+            agentKeys: ssh ? ssh.agentKeys : await checkAgentKeys(cfg, planned, env),
             tempDir,
             toolVersion: version_1.TOOL_VERSION,
             cache: building
@@ -24915,6 +25046,7 @@ const errors_1 = __nccwpck_require__(3916);
 const files_1 = __nccwpck_require__(3649);
 const render_1 = __nccwpck_require__(6340);
 const keys_1 = __nccwpck_require__(9892);
+const commands_1 = __nccwpck_require__(1654);
 exports.INIT_OPTIONS = [
     { name: 'name', description: "The host's name: its flake output, hosts/ directory and hostname" },
     {
@@ -24958,14 +25090,22 @@ async function initCommand(plan, options, log, run) {
     if (!r.facts || !r.plan || !r.hostKey)
         return result;
     const keyFile = options['ssh-private-key-file'];
-    const privateKey = keyFile ? (0, node_fs_1.readFileSync)(keyFile, 'utf8') : process.env.VPS_NIXOS_SSH_KEY;
+    const privateKey = keyFile ? (0, node_fs_1.readFileSync)(keyFile, 'utf8') : process.env[commands_1.KEY_ENV] || undefined;
+    const fromKey = privateKey ? (0, keys_1.publicKeyOf)(privateKey) : undefined;
+    // No key given: the run logged in with the ssh-agent's keys, one of which the host accepted.
+    const agent = process.env.SSH_AUTH_SOCK;
+    const deployPublicKeys = fromKey
+        ? [fromKey]
+        : !privateKey && agent
+            ? await (0, keys_1.agentKeys)(agent).catch(() => [])
+            : [];
     const files = (0, files_1.initFiles)({
         name,
         target: r.target ?? options.target ?? '',
         facts: r.facts,
         plan: r.plan,
         knownHosts: r.hostKey,
-        deployPublicKey: privateKey ? (0, keys_1.publicKeyOf)(privateKey) : undefined,
+        deployPublicKeys,
         date: new Date().toISOString().slice(0, 10),
     });
     for (const f of files) {
@@ -25975,10 +26115,14 @@ const hostkeys_1 = __nccwpck_require__(2326);
 function knownHostsLine(target, key) {
     return `${target.knownHostsName} ${(0, hostkeys_1.formatKey)(key)}`;
 }
-/** `-o …` options: only this key, only this host key, never a prompt, a dead link noticed in ~60 s. */
+/**
+ * `-o …` options: only this key (or, without a key file, the ssh-agent's keys: ssh reads the
+ * agent from SSH_AUTH_SOCK, as our own session did, whatever the user's ssh config names), only
+ * this host key, never a prompt, a dead link noticed in ~60 s.
+ */
 function nixSshOpts(target, files) {
     for (const [what, path] of Object.entries(files)) {
-        if (/\s/.test(path))
+        if (path !== undefined && /\s/.test(path))
             throw new errors_1.InputError('RUNNER_TEMP', `the ${what} path '${path}' contains whitespace, which NIX_SSHOPTS cannot carry`, 'run from a temp directory without spaces (TMPDIR / RUNNER_TEMP)');
     }
     return [
@@ -25986,8 +26130,9 @@ function nixSshOpts(target, files) {
         '-o GlobalKnownHostsFile=/dev/null',
         '-o StrictHostKeyChecking=yes',
         '-o CheckHostIP=no',
-        `-o IdentityFile=${files.keyFile}`,
-        '-o IdentitiesOnly=yes',
+        ...(files.keyFile !== undefined
+            ? [`-o IdentityFile=${files.keyFile}`, '-o IdentitiesOnly=yes']
+            : ['-o IdentityAgent=SSH_AUTH_SOCK', '-o IdentitiesOnly=no']),
         '-o BatchMode=yes',
         '-o ConnectTimeout=30',
         '-o ServerAliveInterval=15',
@@ -25995,14 +26140,20 @@ function nixSshOpts(target, files) {
         `-p ${target.port}`,
     ].join(' ');
 }
-/** Writes the key and the one-line known_hosts (0600, in a 0700 dir under `tempDir`). */
+/**
+ * Writes the key (none when it is the ssh-agent's) and the one-line known_hosts (0600, in a 0700
+ * dir under `tempDir`).
+ */
 function writeDeploySsh(tempDir, target, privateKey, hostKey) {
     const dir = (0, node_path_1.join)(tempDir, 'deploy-ssh');
     (0, node_fs_1.mkdirSync)(dir, { recursive: true, mode: 0o700 });
     (0, node_fs_1.chmodSync)(dir, 0o700);
-    const keyFile = (0, node_path_1.join)(dir, 'id');
+    let keyFile;
+    if (privateKey !== undefined) {
+        keyFile = (0, node_path_1.join)(dir, 'id');
+        (0, node_fs_1.writeFileSync)(keyFile, privateKey.trim() + '\n', { mode: 0o600 });
+    }
     const knownHostsFile = (0, node_path_1.join)(dir, 'known_hosts');
-    (0, node_fs_1.writeFileSync)(keyFile, privateKey.trim() + '\n', { mode: 0o600 });
     (0, node_fs_1.writeFileSync)(knownHostsFile, knownHostsLine(target, hostKey) + '\n', { mode: 0o600 });
     return {
         sshOpts: nixSshOpts(target, { knownHostsFile, keyFile }),
@@ -27269,10 +27420,12 @@ function flakeNix(i) {
 `;
 }
 function configurationNix(i) {
-    const keys = i.deployPublicKey ? [i.deployPublicKey.trim()] : [];
-    const keyNote = i.deployPublicKey
-        ? 'The key the deploys log in with (the public half of the key init used): keep it, or\nthe next deploy locks vps-nixos out (the preflight refuses that).'
-        : 'Put the public key the deploys log in with here (ssh-ed25519 AAAA…): without it the\nfirst boot locks everyone out (the preflight refuses that).';
+    const keys = (i.deployPublicKeys ?? []).map((k) => k.trim());
+    const keyNote = keys.length > 1
+        ? `The ${keys.length} keys of the ssh-agent init logged in with: keep the ones the deploys use\n(at least one), or the next deploy locks vps-nixos out (the preflight refuses that).`
+        : keys.length === 1
+            ? 'The key the deploys log in with (the public half of the key init used): keep it, or\nthe next deploy locks vps-nixos out (the preflight refuses that).'
+            : 'Put the public key the deploys log in with here (ssh-ed25519 AAAA…): without it the\nfirst boot locks everyone out (the preflight refuses that).';
     return `${(0, nix_1.nixComment)(`${i.name}: the system. Generated by \`vps-nixos init\` on ${i.date}; yours to edit.`)}
 { ... }:
 {
@@ -28055,12 +28208,15 @@ function checkTogether(cfg, opts, shown) {
         return;
     if (!cfg.target)
         throw new errors_1.InputError('target', 'is required', 'set target to user@host[:port]');
-    if (!cfg.sshPrivateKey) {
-        throw new errors_1.InputError(shown('ssh-private-key'), 'is required to connect', `pass the deploy key: ${opts.keyHow ?? 'a secret, ssh-private-key: ${{ secrets.VPS_SSH_KEY }}'}`);
+    if (!cfg.sshPrivateKey && !opts.sshAgent?.socket) {
+        const agent = opts.sshAgent
+            ? ', or run an ssh-agent with the key loaded (SSH_AUTH_SOCK is not set)'
+            : '';
+        throw new errors_1.InputError(shown('ssh-private-key'), 'is required to connect', `pass the deploy key: ${opts.keyHow ?? 'a secret, ssh-private-key: ${{ secrets.VPS_SSH_KEY }}'}${agent}`);
     }
     const name = cfg.target.knownHostsName;
     const pinned = cfg.knownHosts !== undefined || cfg.hostKeyFingerprints.length > 0;
-    if (!pinned && !cfg.trustOnFirstUse) {
+    if (!pinned && !cfg.trustOnFirstUse && !opts.userKnownHosts) {
         const p = cfg.target.port === 22 ? '' : `-p ${cfg.target.port} `;
         throw new errors_1.InputError('known-hosts', `no host key is pinned for ${name}`, `get the key with 'ssh-keyscan ${p}${cfg.target.host}', check its fingerprint out of band (provider console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), and pass it as known-hosts or host-key-fingerprint; or set trust-on-first-use: true`);
     }
@@ -29761,7 +29917,7 @@ async function runBootstrap(session, facts, plan, artifacts, opts) {
         isContainer: facts.isContainer,
         tools: plan.method === 'infect' ? prep_1.INFECT_TOOLS : prep_1.KEXEC_TOOLS,
         infect: artifacts.infect,
-        deployPublicKey: opts.deployPublicKey,
+        deployPublicKeys: opts.deployPublicKeys,
         user: opts.user,
         tarball: artifacts.kexec,
         zramBytes: plan.zramBytes ?? 0,
@@ -30106,13 +30262,15 @@ async function accessChecks(ctx) {
     // `---` on a line of its own; with no key file readable it is the very first line.
     const [keysPart = '', addrPart = ''] = `\n${r.stdout}`.split('\n---\n');
     const notes = [];
-    if (ctx.deployPublicKey) {
-        const blob = ctx.deployPublicKey.split(' ')[1] ?? ctx.deployPublicKey;
-        const hit = keysPart.split('\n').find((l) => l.includes(blob));
+    const keys = ctx.deployPublicKeys ?? [];
+    if (keys.length > 0) {
+        const blobs = keys.map((k) => k.split(' ')[1] ?? k);
+        const hit = keysPart.split('\n').find((l) => blobs.some((b) => l.includes(b)));
         if (hit)
             notes.push(`deploy key in ${hit.split(' ')[0]}`);
         else {
-            const w = `the deploy key is in neither ${files.join(' nor ')}: the next configuration must authorize it (users.users.${user}.openssh.authorizedKeys.keys)`;
+            const what = keys.length === 1 ? 'the deploy key is' : `none of the ${keys.length} login keys is`;
+            const w = `${what} in neither ${files.join(' nor ')}: the next configuration must authorize it (users.users.${user}.openssh.authorizedKeys.keys)`;
             ctx.log(`warning: ${w}`);
             notes.push(w);
         }
@@ -31133,6 +31291,26 @@ function reconnector(cfg, deps, first) {
         retries: 0,
     });
 }
+/** The public halves of the keys this run logs in with: the deploy key's, or the agent's. */
+function loginPublicKeys(cfg, deps) {
+    if (cfg.sshPrivateKey === undefined)
+        return [...(deps.agentKeys ?? [])];
+    const pub = (0, keys_1.publicKeyOf)(cfg.sshPrivateKey);
+    return pub ? [pub] : [];
+}
+/** A promise that never rejects (no unhandled rejection while nobody awaits it yet). */
+const settle = (p) => p.then((value) => ({ ok: true, value }), (error) => ({ ok: false, error }));
+const unwrap = (s) => {
+    if (s.ok)
+        return s.value;
+    throw s.error;
+};
+const settledValue = (s) => (s.ok ? s.value : undefined);
+/** Whether this run evaluates the flake's toplevel whatever the plan (build or deploy from it). */
+function evaluatesFlake(entry, cfg) {
+    const stages = (0, decide_1.entryStages)(entry, cfg);
+    return !!cfg.flake && !cfg.toplevel && (stages.includes('build') || stages.includes('deploy'));
+}
 /** An empty record for this run (the caller may keep it to report a cancelled run). */
 function newRecord(cfg) {
     return { stages: [], target: cfg.target ? (0, target_1.formatTarget)(cfg.target) : undefined };
@@ -31165,6 +31343,12 @@ async function runPipeline(cfg, req, deps, record = newRecord(cfg)) {
     };
     const wanted = (0, decide_1.entryStages)(req.entry, cfg).filter((s) => !req.only || req.only.includes(s));
     const nix = () => deps.nix ?? (0, nix_1.localNix)();
+    // The flake's toplevel is evaluated beside the probe (local and read-only, so it may start
+    // before the plan says whether it is needed): an unchanged deploy then waits for the longer of
+    // the two, not their sum. Its error is only raised where its result is used.
+    const early = evaluatesFlake(req.entry, cfg)
+        ? settle(Promise.all([(0, build_1.nixVersion)(nix()), (0, build_1.evalToplevel)(nix(), cfg.flake)]))
+        : undefined;
     let session;
     try {
         // 1. probe (read-only) and plan (pure)
@@ -31196,9 +31380,12 @@ async function runPipeline(cfg, req, deps, record = newRecord(cfg)) {
         let evaluated;
         if ((0, decide_1.wantsEvaluation)(ask)) {
             const t0 = Date.now();
-            deps.log.info(`nix: ${await (0, build_1.nixVersion)(nix())}`);
-            evaluated = await (0, build_1.evalToplevel)(nix(), cfg.flake);
-            deps.log.info(`evaluated ${evaluated.outPath} in ${((Date.now() - t0) / 1000).toFixed(1)} s; the host runs ${host?.currentSystem}`);
+            const [version, toplevel] = early
+                ? unwrap(await early)
+                : await Promise.all([(0, build_1.nixVersion)(nix()), (0, build_1.evalToplevel)(nix(), cfg.flake)]);
+            evaluated = toplevel;
+            deps.log.info(`nix: ${version}`);
+            deps.log.info(`evaluated ${evaluated.outPath} (${early ? `beside the probe; waited ${((Date.now() - t0) / 1000).toFixed(1)} s more` : `in ${((Date.now() - t0) / 1000).toFixed(1)} s`}); the host runs ${host?.currentSystem}`);
         }
         const decision = (0, decide_1.decide)({ ...ask, evaluated: cfg.toplevel ?? evaluated?.outPath });
         record.decision = decision;
@@ -31217,7 +31404,10 @@ async function runPipeline(cfg, req, deps, record = newRecord(cfg)) {
         // 3. build what the plan needs; install refusals and budgets fail here, before any change
         if (runs('build')) {
             await stage('build', async () => {
-                const built = await runBuild(cfg, deps, decision.build, evaluated);
+                // The evaluation beside the probe, when it succeeded; else the build evaluates (and
+                // says what failed).
+                const prior = evaluated ?? (early ? settledValue(await early)?.[1] : undefined);
+                const built = await runBuild(cfg, deps, decision.build, prior);
                 record.build = built.build;
                 record.installer = built.installer;
                 // What a deploy would change, when no deploy runs to say it (action build).
@@ -31267,7 +31457,7 @@ async function runPipeline(cfg, req, deps, record = newRecord(cfg)) {
                     confirmWipe: cfg.confirmWipe,
                     patchUdevadm: cfg.patchUdevadm,
                     substituters: { urls: cfg.substituters, publicKeys: cfg.trustedPublicKeys },
-                    deployPublicKey: (0, keys_1.publicKeyOf)(cfg.sshPrivateKey),
+                    deployPublicKeys: loginPublicKeys(cfg, deps),
                     user: cfg.target.user,
                     reconnect: reconnector(cfg, deps, open),
                     log: { ...deps.log, group: deps.log.group ?? ((_t, fn) => fn()) },
@@ -31385,7 +31575,7 @@ async function runCheck(cfg, deps, record) {
     const result = await (0, run_1.runPreflight)(deps.nix ?? (0, nix_1.localNix)(), cfg.flake, {
         facts: record.facts,
         plan: record.plan,
-        deployPublicKey: cfg.sshPrivateKey ? (0, keys_1.publicKeyOf)(cfg.sshPrivateKey) : undefined,
+        deployPublicKeys: loginPublicKeys(cfg, deps),
         targetUser: cfg.target?.user,
     }, { log: (l) => deps.log.info(l) });
     for (const f of result.findings) {
@@ -32337,12 +32527,16 @@ function publicKeyId(line) {
     return m ? `${m[1]} ${m[2]}` : undefined;
 }
 function deployKeyMissing(inputs, ctx, add) {
-    if (!ctx.deployPublicKey || !inputs.users)
+    const keys = ctx.deployPublicKeys ?? [];
+    if (keys.length === 0 || !inputs.users)
         return;
     const target = ctx.targetUser ?? 'root';
-    const keyId = publicKeyId(ctx.deployPublicKey);
-    const keyLine = keyId ?? ctx.deployPublicKey.trim();
-    const short = keyLine.length > 60 ? `${keyLine.slice(0, 40)}…${keyLine.slice(-12)}` : keyLine;
+    const lines = keys.map((k) => publicKeyId(k) ?? k.trim());
+    const short = (l) => (l.length > 60 ? `${l.slice(0, 40)}…${l.slice(-12)}` : l);
+    const keyLine = lines[0];
+    const which = lines.length === 1
+        ? `the deploy key (${short(keyLine)})`
+        : `none of the ssh-agent's ${lines.length} keys (${lines.map(short).join(', ')})`;
     const user = inputs.users.users.find((u) => u.name === target);
     const fix = `users.users.${nixAttr(target)}.openssh.authorizedKeys.keys = [\n  ${q(keyLine)}\n];`;
     const why = 'After install and after each deploy the host runs only what the configuration says: the key vps-nixos logs in ' +
@@ -32352,12 +32546,16 @@ function deployKeyMissing(inputs, ctx, add) {
         add('deploy-key-missing', 'error', `the deploy user ${q(target)} is not defined in users.users`, why, `users.users.${nixAttr(target)} = {\n  isNormalUser = true;\n  extraGroups = [ "wheel" ];\n  openssh.authorizedKeys.keys = [ ${q(keyLine)} ];\n};`);
         return;
     }
-    const present = keyId
-        ? (user?.authorizedKeys ?? []).some((k) => publicKeyId(k) === keyId)
-        : (user?.authorizedKeys ?? []).some((k) => k.includes(keyLine));
+    const authorized = user?.authorizedKeys ?? [];
+    const present = lines.some((line) => {
+        const id = publicKeyId(line);
+        return id
+            ? authorized.some((k) => publicKeyId(k) === id)
+            : authorized.some((k) => k.includes(line));
+    });
     if (!present) {
-        add('deploy-key-missing', 'error', `the deploy key (${short}) is not in users.users.${nixAttr(target)}.openssh.authorizedKeys` +
-            ` (${user?.authorizedKeys.length ?? 0} other key${user?.authorizedKeys.length === 1 ? '' : 's'} there)`, why, fix);
+        add('deploy-key-missing', 'error', `${which} ${lines.length === 1 ? 'is not' : 'is'} in users.users.${nixAttr(target)}.openssh.authorizedKeys` +
+            ` (${authorized.length} other key${authorized.length === 1 ? '' : 's'} there)`, why, fix);
     }
     const prl = inputs.ssh?.permitRootLogin ?? 'prohibit-password';
     if (target === 'root' && (prl === 'no' || prl === 'forced-commands-only')) {
@@ -32749,8 +32947,8 @@ function skipped(inputs, ctx, add) {
     }
     if (!ctx.facts)
         add('skipped-no-facts', 'info', 'no probe facts: skipped sshd-socket-activated, no-zram-low-ram, disko-device-mismatch, network-mismatch, uefi-no-esp, and tmp-tmpfs-too-big for absolute sizes', 'These compare the configuration with the host (RAM, disks, addresses).', 'vps-nixos check --facts facts.json (from vps-nixos probe --json), or run it in the action after the probe');
-    if (!ctx.deployPublicKey)
-        add('skipped-no-deploy-key', 'info', 'no deploy key given: skipped deploy-key-missing', 'Without the key we cannot tell whether the new system will let vps-nixos back in.', 'pass --ssh-private-key-file (or ssh-private-key in the action)');
+    if (!ctx.deployPublicKeys?.length)
+        add('skipped-no-deploy-key', 'info', 'no deploy key given: skipped deploy-key-missing', 'Without the key we cannot tell whether the new system will let vps-nixos back in.', 'pass --ssh-private-key-file, or load the key into your ssh-agent (or ssh-private-key in the action)');
     if (!ctx.plan)
         add('skipped-no-plan', 'info', 'no plan: skipped no-disko and uefi-no-esp (whether the install partitions the disk)', 'Only a kexec install needs a disko configuration; the plan says which method runs.', 'give --facts so a plan can be made, or run preflight in the action after the plan');
 }
@@ -34382,9 +34580,12 @@ exports.describeKey = describeKey;
 exports.expectedFingerprints = expectedFingerprints;
 exports.describePresented = describePresented;
 exports.whyNotPinned = whyNotPinned;
+exports.userKnownHostsPath = userKnownHostsPath;
 exports.hostKeyTypesToTry = hostKeyTypesToTry;
 exports.algorithmsFor = algorithmsFor;
 const node_crypto_1 = __nccwpck_require__(7598);
+const node_os_1 = __nccwpck_require__(8161);
+const node_path_1 = __nccwpck_require__(6760);
 /** OpenSSH's fingerprint: `SHA256:` + unpadded base64 of the blob's sha256. */
 function fingerprint(blob) {
     return 'SHA256:' + (0, node_crypto_1.createHash)('sha256').update(blob).digest('base64').replace(/=+$/, '');
@@ -34460,7 +34661,8 @@ function globToRegExp(glob) {
 /** Does this entry name the host? `name` is `host` on port 22, else `[host]:port` (OpenSSH's rule). */
 function entryMatches(entry, name) {
     if (entry.hosts.kind === 'hashed') {
-        const h = (0, node_crypto_1.createHmac)('sha1', entry.hosts.salt).update(name).digest();
+        // ssh lowercases the host name before it looks it up or hashes it (`ssh-keygen -H` too).
+        const h = (0, node_crypto_1.createHmac)('sha1', entry.hosts.salt).update(name.toLowerCase()).digest();
         return h.length === entry.hosts.hash.length && (0, node_crypto_1.timingSafeEqual)(h, entry.hosts.hash);
     }
     let matched = false;
@@ -34474,9 +34676,11 @@ function entryMatches(entry, name) {
     }
     return matched;
 }
-/** Builds the pin for one host from known_hosts text and/or fingerprints. */
-function pinFor(name, knownHosts, fingerprints) {
+/** Builds the pin for one host from known_hosts text (`source` in messages) and/or fingerprints. */
+function pinFor(name, knownHosts, fingerprints, source) {
     const pin = { keys: [], fingerprints: [...fingerprints], revoked: [] };
+    if (source !== undefined)
+        pin.source = source;
     if (knownHosts !== undefined) {
         const { entries } = parseKnownHosts(knownHosts);
         pin.knownHosts = { entries: entries.length, otherHosts: 0, certAuthorities: 0 };
@@ -34519,7 +34723,8 @@ function expectedFingerprints(pin) {
         if (seen.has(fp))
             continue;
         seen.add(fp);
-        out.push(describeKey(k) + (k.line !== undefined ? ` (known-hosts line ${k.line})` : ''));
+        const where = ` (${pin.source ?? 'known-hosts'} line ${k.line})`;
+        out.push(describeKey(k) + (k.line !== undefined ? where : ''));
     }
     for (const fp of pin.fingerprints) {
         if (seen.has(fp))
@@ -34548,13 +34753,21 @@ function whyNotPinned(pin, name) {
     const kh = pin.knownHosts;
     if (!kh)
         return 'neither known-hosts nor host-key-fingerprint is given';
+    const src = pin.source ?? 'known-hosts';
     if (pin.revoked.length > 0)
-        return `known-hosts marks every key it has for ${name} @revoked (line ${pin.revoked.map((k) => k.line).join(', ')})`;
+        return `${src} marks every key it has for ${name} @revoked (line ${pin.revoked.map((k) => k.line).join(', ')})`;
     if (kh.certAuthorities > 0)
-        return `known-hosts has only @cert-authority lines for ${name}, and host certificates are not supported`;
+        return `${src} has only @cert-authority lines for ${name}, and host certificates are not supported`;
     if (kh.entries === 0)
-        return 'known-hosts has no host key lines';
-    return `known-hosts has ${kh.entries} key line${kh.entries === 1 ? '' : 's'}, none for ${name}`;
+        return `${src} has no host key lines`;
+    return `${src} has ${kh.entries} key line${kh.entries === 1 ? '' : 's'}, none for ${name}`;
+}
+/**
+ * The user's own known_hosts, where ssh looks first: `$HOME/.ssh/known_hosts` (the passwd entry's
+ * home when HOME is unset). The CLI pins to it when no pin is given.
+ */
+function userKnownHostsPath(env) {
+    return (0, node_path_1.join)(env.HOME || (0, node_os_1.homedir)(), '.ssh', 'known_hosts');
 }
 /** The host key algorithms (what SSH negotiates) that sign with each key type, in our order. */
 const ALGORITHMS_FOR_TYPE = [
@@ -34592,6 +34805,7 @@ function algorithmsFor(types) {
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.publicKeyOf = publicKeyOf;
+exports.agentKeys = agentKeys;
 const ssh2_1 = __nccwpck_require__(5472);
 /** The authorized_keys form (`type base64`) of a private key's public half. */
 function publicKeyOf(privateKey) {
@@ -34600,6 +34814,23 @@ function publicKeyOf(privateKey) {
     if (!key)
         return undefined;
     return `${key.type} ${key.getPublicSSH().toString('base64')}`;
+}
+/**
+ * The public keys (`type base64`) the ssh-agent at `socket` holds; rejects when it does not
+ * answer within `timeoutMs`. Asked before connecting, so an empty or dead agent is said first.
+ */
+function agentKeys(socket, timeoutMs = 5000) {
+    return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no answer in ${timeoutMs / 1000} s`)), timeoutMs);
+        new ssh2_1.OpenSSHAgent(socket).getIdentities((err, keys) => {
+            clearTimeout(timer);
+            if (err)
+                return reject(err);
+            // ssh2 parses each identity; its types also allow the entries a custom agent may give.
+            const parsed = (keys ?? []).filter((k) => 'getPublicSSH' in k);
+            resolve(parsed.map((k) => `${k.type} ${k.getPublicSSH().toString('base64')}`));
+        });
+    });
 }
 
 
@@ -34666,7 +34897,7 @@ function runScript(session, script, opts = {}) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.RemoteTimeout = exports.HostKeyNotPinned = exports.HostKeyRevoked = void 0;
+exports.RemoteTimeout = exports.KnownHostsMismatch = exports.HostKeyUnknown = exports.HostKeyNotPinned = exports.HostKeyRevoked = void 0;
 exports.cipherPreference = cipherPreference;
 exports.connect = connect;
 /** An SSH session to the target whose host key is checked against the pin before anything runs. */
@@ -34705,10 +34936,10 @@ const OUR_CIPHERS = cipherPreference();
  * that stops on a wrong key stops on this one too; its message says revoked, not "expected".
  */
 class HostKeyRevoked extends errors_1.HostKeyMismatch {
-    constructor(host, presented, line, expected) {
+    constructor(host, presented, line, expected, source = 'known-hosts') {
         super(host, presented, expected);
         this.message =
-            `host key revoked for ${host}: it presented ${presented}, which known-hosts marks @revoked` +
+            `host key revoked for ${host}: it presented ${presented}, which ${source} marks @revoked` +
                 `${line !== undefined ? ` (line ${line})` : ''}; nothing was run on it`;
         this.fix =
             'the host still serves a key you revoked: replace that host key on the target (from the ' +
@@ -34720,6 +34951,34 @@ exports.HostKeyRevoked = HostKeyRevoked;
 class HostKeyNotPinned extends errors_1.VpsNixosError {
 }
 exports.HostKeyNotPinned = HostKeyNotPinned;
+/**
+ * Nothing was pinned for the host, so its keys were fetched to be shown, and refused before
+ * logging in: never trusted on first use unasked. Nothing was run on it.
+ */
+class HostKeyUnknown extends HostKeyNotPinned {
+    host;
+    presented;
+    constructor(host, presented, why, fix) {
+        super(`host key not known for ${host}: it presented ${(0, hostkeys_1.describePresented)([...presented], [])}; ${why}; nothing was run on it`, fix);
+        this.host = host;
+        this.presented = presented;
+    }
+}
+exports.HostKeyUnknown = HostKeyUnknown;
+/**
+ * The host presented a key other than the one a known_hosts the user keeps (the CLI's
+ * ~/.ssh/known_hosts) holds for it: the fix says where that line is.
+ */
+class KnownHostsMismatch extends errors_1.HostKeyMismatch {
+    constructor(host, presented, expected, source) {
+        super(host, presented, expected);
+        this.fix =
+            `if the host was reinstalled on purpose, compare its new key with the provider console ` +
+                `(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and replace its line in ${source}; ` +
+                'otherwise you may be talking to the wrong machine';
+    }
+}
+exports.KnownHostsMismatch = KnownHostsMismatch;
 const RETRYABLE = new Set([
     'ECONNREFUSED',
     'ECONNRESET',
@@ -34750,7 +35009,7 @@ function attempt(opts, serverHostKey) {
             host: opts.target.host,
             port: opts.target.port,
             username: opts.target.user,
-            privateKey: opts.privateKey,
+            ...(opts.privateKey !== undefined ? { privateKey: opts.privateKey } : { agent: opts.agent }),
             readyTimeout: opts.connectTimeoutMs,
             keepaliveInterval: opts.keepaliveIntervalMs ?? 5000,
             keepaliveCountMax: 3,
@@ -34783,6 +35042,9 @@ function attempt(opts, serverHostKey) {
         client.on('error', (err) => {
             if (refusal)
                 return done(refusal);
+            // ssh2 reports an agent it cannot reach or that will not sign, then gives up on the login.
+            if (err.level === 'agent')
+                return done({ kind: 'agent', message: err.message });
             if (err.level === 'client-authentication')
                 return done({ kind: 'auth', message: err.message });
             // The host's KEXINIT lists no algorithm we offered: it has no key of those types.
@@ -34850,15 +35112,23 @@ async function round(opts) {
 }
 /**
  * Connects with bounded retries on network failures; never retries a wrong or revoked host key
- * or a refused login. Refuses before connecting when nothing is pinned for the host's name.
+ * or a refused login. Refuses before connecting when nothing is pinned for the host's name
+ * (unless opts.unknownHost asks to see its keys first), or when there is no key to log in with.
  */
 async function connect(opts) {
     const where = (0, target_1.formatTarget)(opts.target);
     const name = opts.target.knownHostsName;
     const pin = opts.pin;
+    if (opts.privateKey === undefined && !opts.agent) {
+        throw new errors_1.SshConnectError(`no key to log in to ${where} with: neither a private key nor an ssh-agent is given; nothing was sent to it`, 'give the deploy key, or an ssh-agent that holds it (SSH_AUTH_SOCK)');
+    }
+    // Set when nothing is pinned and the caller wants the host's keys seen before they are refused.
+    let unknown;
     if (pin !== 'trust-on-first-use') {
         const why = (0, hostkeys_1.whyNotPinned)(pin, name);
-        if (why !== undefined) {
+        if (why !== undefined && opts.unknownHost)
+            unknown = opts.unknownHost;
+        else if (why !== undefined) {
             const p = opts.target.port === 22 ? '' : `-p ${opts.target.port} `;
             throw new HostKeyNotPinned(`no host key is pinned for ${name}: ${why}; nothing was sent to it`, `add the host's line (ssh-keyscan ${p}${opts.target.host}; off port 22 it must name [host]:port) after checking its fingerprint out of band, or pass host-key-fingerprint`);
         }
@@ -34875,11 +35145,25 @@ async function connect(opts) {
         if (!('kind' in r))
             return new Ssh2Session(opts.target, r.client, r.hostKey, r.cipher);
         last = r;
+        const source = pin === 'trust-on-first-use' ? undefined : pin.source;
         if (r.kind === 'revoked') {
-            throw new HostKeyRevoked(name, (0, hostkeys_1.describeKey)(r.presented), r.line, (0, hostkeys_1.expectedFingerprints)(pin));
+            throw new HostKeyRevoked(name, (0, hostkeys_1.describeKey)(r.presented), r.line, (0, hostkeys_1.expectedFingerprints)(pin), source);
+        }
+        if (r.kind === 'mismatch' && unknown) {
+            throw new HostKeyUnknown(name, r.presented, unknown.why, unknown.fix(r.presented));
         }
         if (r.kind === 'mismatch') {
-            throw new errors_1.HostKeyMismatch(name, (0, hostkeys_1.describePresented)(r.presented, r.lacking), (0, hostkeys_1.expectedFingerprints)(pin));
+            const presented = (0, hostkeys_1.describePresented)(r.presented, r.lacking);
+            const expected = (0, hostkeys_1.expectedFingerprints)(pin);
+            throw source
+                ? new KnownHostsMismatch(name, presented, expected, source)
+                : new errors_1.HostKeyMismatch(name, presented, expected);
+        }
+        if (r.kind === 'agent') {
+            throw new errors_1.SshConnectError(`cannot log in to ${where} with the ssh-agent at ${opts.agent}: ${r.message}`, 'check that the agent runs and holds the deploy key (ssh-add -l lists its keys), or give the private key instead');
+        }
+        if (r.kind === 'auth' && opts.privateKey === undefined) {
+            throw new errors_1.SshConnectError(`login refused: ${where} accepted none of the ssh-agent's keys for user ${opts.target.user} (${r.message})`, `load the deploy key into the agent (ssh-add KEY; ssh-add -l lists what it holds), add its public half to ~${opts.target.user}/.ssh/authorized_keys on the target, and check the user name`);
         }
         if (r.kind === 'auth') {
             throw new errors_1.SshConnectError(`login refused: ${where} did not accept the private key for user ${opts.target.user} (${r.message})`, `add the deploy key's public half to ~${opts.target.user}/.ssh/authorized_keys on the target (ssh-keygen -y -f KEY prints it), and check the user name`);

@@ -154,11 +154,12 @@ describe('probe failures, each with its own message and a non-zero exit', () => 
     const before = sshd.log().split('Accepted publickey').length;
     const r = await runCli(['probe', ...base()], { env: { HOME: home } });
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/host key not known for \[127\.0\.0\.1\]:\d+: it presented/);
-    expect(r.stderr).toContain(opensshFingerprint(sshd.hostKeyPub));
-    expect(r.stderr).toMatch(/~\/\.ssh\/known_hosts does not exist/);
-    expect(r.stderr).toMatch(new RegExp(`ssh-keyscan -p ${sshd.port} 127.0.0.1`));
-    expect(r.stderr).toMatch(/nothing was run on it/);
+    const out = r.stdout + r.stderr;
+    expect(out).toMatch(/host key not known for \[127\.0\.0\.1\]:\d+: it presented/);
+    expect(out).toContain(opensshFingerprint(sshd.hostKeyPub));
+    expect(out).toMatch(/~\/\.ssh\/known_hosts does not exist/);
+    expect(out).toMatch(new RegExp(`ssh-keyscan -p ${sshd.port} 127.0.0.1`));
+    expect(out).toMatch(/nothing was run on it/);
     expect(sshd.log().split('Accepted publickey').length).toBe(before);
   });
 

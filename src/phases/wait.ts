@@ -17,6 +17,12 @@ export async function whoAnswers(session: RemoteSession): Promise<WhoAnswers> {
   const [bootId = '', variantId = '', nixos = '', current = ''] = r.stdout
     .split('\n')
     .map((l) => l.trim());
+  // A system shutting down (the kexec or reboot under way) may still accept a session and then
+  // die under the script: no boot_id is no answer, never "a system that is not ours".
+  if (!/^[0-9a-f-]{36}$/.test(bootId))
+    throw new Error(
+      `who.sh gave no boot_id (exit ${r.code}${r.stderr ? `: ${r.stderr.trim().slice(0, 200)}` : ''})`,
+    );
   return { bootId, variantId, isNixos: nixos === 'nixos', currentSystem: current };
 }
 

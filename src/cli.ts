@@ -37,7 +37,7 @@ async function cli(argv: string[]): Promise<number> {
   const log = terminalLogger((s) => process.stderr.write(s));
   try {
     if (cmd.custom) {
-      process.stdout.write(cmd.custom(parsed.options));
+      process.stdout.write(await cmd.custom(parsed.options, log));
       return 0;
     }
     const result = cmd.run

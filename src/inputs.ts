@@ -751,6 +751,22 @@ export function looksLikeKeyMaterial(text: string): boolean {
   return KEY_MATERIAL.some((re) => re.test(text));
 }
 
+/** What is wrong with one input's text, by the input's own schema; undefined when it parses. */
+export function checkInput(
+  name: InputName,
+  text: string,
+): { problem: string; fix: string } | undefined {
+  const parser: z.ZodType = INPUTS[name].parse;
+  const result = parser.safeParse(text);
+  if (result.success) return undefined;
+  const issue = result.error.issues[0];
+  const fix: unknown = issue?.code === 'custom' ? issue.params?.fix : undefined;
+  return {
+    problem: issue?.message ?? 'is not valid',
+    fix: typeof fix === 'string' ? fix : INPUTS[name].description,
+  };
+}
+
 /**
  * Turns raw inputs into a Config, or throws the first InputError. No connection is made. Errors
  * quote what was given, so a private key anywhere but ssh-private-key is refused unquoted first.

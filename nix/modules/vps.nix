@@ -228,6 +228,92 @@ in
       '';
     };
 
+    # Read by vps-nixos (the CLI and the reusable workflows), never by the system:
+    # changing it changes no store path. Each field fills the input of the same name
+    # (hostKey: known-hosts), explicit options and workflow inputs win over it, and
+    # vps-nixos checks every value with the inputs' own rules. Nothing here confirms
+    # a wipe, and nothing here is secret: a configuration is readable in the store.
+    deploy = {
+      target = mkOption {
+        type = types.nullOr (types.strMatching "([^@[:space:]]+@)?[^@[:space:]]+");
+        default = null;
+        example = "root@203.0.113.7";
+        description = ''
+          Where this configuration is deployed: user@host[:port] (IPv4,
+          [IPv6] or a hostname; user root when left out). Setting it makes
+          the configuration a described host: `vps-nixos deploy --flake .#NAME`
+          needs no other option, `vps-nixos hosts` lists it, and the reusable
+          workflows deploy it with `hosts: all`. One machine, one
+          configuration: two described hosts with the same host and port are
+          refused.
+        '';
+      };
+      hostKey = mkOption {
+        type = types.coercedTo types.str lib.toList (types.listOf types.str);
+        default = [ ];
+        example = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA…";
+        description = ''
+          The host's public SSH key(s), as /etc/ssh/ssh_host_ed25519_key.pub
+          holds them (or as `ssh-keyscan HOST` prints them, without the host
+          name): the pin every connection checks (the known-hosts input, for
+          the target's name). Check it against the provider's console before
+          you commit it. An explicit known-hosts or host-key-fingerprint
+          replaces it and hostKeyFingerprint.
+        '';
+      };
+      hostKeyFingerprint = mkOption {
+        type = types.coercedTo types.str lib.toList (types.listOf (types.strMatching "SHA256:[A-Za-z0-9+/]{43}"));
+        default = [ ];
+        example = "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s";
+        description = "Pinned host key fingerprint(s) instead of, or beside, hostKey (the host-key-fingerprint input).";
+      };
+      method = mkOption {
+        type = types.nullOr (
+          types.enum [
+            "auto"
+            "kexec"
+            "infect"
+            "deploy-only"
+          ]
+        );
+        default = null;
+        description = "How the host may be installed (the method input; null: auto).";
+      };
+      buildHost = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "builder@build.example";
+        description = "Build on this host (user@host) instead of the runner (the build-host input).";
+      };
+      useSudo = mkOption {
+        type = types.nullOr types.bool;
+        default = null;
+        description = "The target user is not root: activate with sudo (the use-sudo input).";
+      };
+      confirmTimeout = mkOption {
+        type = types.nullOr (types.ints.between 5 3600);
+        default = null;
+        description = "Seconds the host waits for the runner to confirm a switch before it rolls back by itself (the confirm-timeout input; null: 60).";
+      };
+      healthCheck = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "systemctl is-active nginx.service";
+        description = "A command run on the host after the switch; a non-zero exit rolls back (the health-check input).";
+      };
+      healthUrl = mkOption {
+        type = types.nullOr (types.strMatching "https?://[^[:space:]]+");
+        default = null;
+        example = "https://203.0.113.7/";
+        description = "A URL fetched from the runner after the switch; no 2xx/3xx answer rolls back (the health-url input).";
+      };
+      healthTimeout = mkOption {
+        type = types.nullOr (types.ints.between 1 3600);
+        default = null;
+        description = "Seconds the health checks may take to pass (the health-timeout input; null: 60).";
+      };
+    };
+
     consoleLoginFallback = {
       enable = mkEnableOption ''
         a root password for the provider's web console on first boot: when

@@ -165,6 +165,22 @@ let
   ];
   hasWarning = cfg: lib.any (w: lib.hasInfix "consoleLoginFallback" w) cfg.warnings;
 
+  # vpsNixos.deploy: what vps-nixos reads with `nix eval --json` (src/hosts/eval.ts).
+  hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+  described = eval [
+    {
+      vpsNixos.deploy = {
+        target = "root@203.0.113.7";
+        inherit hostKey;
+        healthUrl = "https://203.0.113.7/";
+        useSudo = false;
+        confirmTimeout = 90;
+      };
+    }
+  ];
+  # The module rejects what the option types do not allow (the CLI would too, later).
+  refused = module: !(builtins.tryEval (builtins.toJSON (eval [ module ]).vpsNixos.deploy)).success;
+
   checks = {
     "zram on, 100 % of RAM, zstd" =
       d.zramSwap.enable && d.zramSwap.memoryPercent == 100 && d.zramSwap.algorithm == "zstd";
@@ -236,6 +252,20 @@ let
       user.users.users.root.initialPassword == "console-only" && user.users.mutableUsers && hasWarning user;
     "fallback: only one warning while sshd is key-only" = lib.length user.warnings == 1;
     "fallback: extra warning when root passwords reach sshd" = lib.length risky.warnings == 2;
+
+    "deploy: nothing described by default" =
+      builtins.toJSON d.vpsNixos.deploy
+      == ''{"buildHost":null,"confirmTimeout":null,"healthCheck":null,"healthTimeout":null,"healthUrl":null,"hostKey":[],"hostKeyFingerprint":[],"method":null,"target":null,"useSudo":null}'';
+    "deploy: a description reads as plain JSON, one key a list" =
+      builtins.toJSON described.vpsNixos.deploy
+      == ''{"buildHost":null,"confirmTimeout":90,"healthCheck":null,"healthTimeout":null,"healthUrl":"https://203.0.113.7/","hostKey":["${hostKey}"],"hostKeyFingerprint":[],"method":null,"target":"root@203.0.113.7","useSudo":false}'';
+    "deploy: changes nothing in the system" =
+      described.system.build.toplevel == d.system.build.toplevel && described.warnings == d.warnings;
+    "deploy: an unknown field is refused" = refused { vpsNixos.deploy.confirmWipe = "/dev/vda"; };
+    "deploy: a string for a bool is refused" = refused { vpsNixos.deploy.useSudo = "yes"; };
+    "deploy: an unknown method is refused" = refused { vpsNixos.deploy.method = "nuke"; };
+    "deploy: a timeout out of range is refused" = refused { vpsNixos.deploy.confirmTimeout = 1; };
+    "deploy: a target with a space is refused" = refused { vpsNixos.deploy.target = "root@a b"; };
 
     "untrimmed variant: the same configuration without the module" =
       d.system.build.toplevel == "firmware=false docs=false"

@@ -16,6 +16,9 @@ import { jsonText, renderText } from '../report/render';
 import { loadFacts, readFileOption } from './facts-file';
 import { FACTS_TO_NIX_OPTIONS, factsToNixCommand } from './facts-to-nix';
 import { INIT_OPTIONS, initCommand } from './init';
+import { hostsCommand, withDescription, type Described } from './hosts';
+import { ROW_INPUTS } from '../hosts/fleet';
+import type { Nix } from '../nix/nix';
 import type { RunRecord } from '../pipeline/record';
 import { entryStages, type Entry } from '../pipeline/decide';
 import type { KexecTarball } from '../nix/kexec';
@@ -64,7 +67,7 @@ export interface Command {
   entry?: Exclude<Entry, 'action'>;
   options: OptionSpec[];
   /** A command that is not a pipeline run: returns its stdout. */
-  custom?: (options: Record<string, string>) => string;
+  custom?: (options: Record<string, string>, log: Logger) => string | Promise<string>;
   /** A command that runs another's pipeline and does more with its record (init). */
   run?: (options: Record<string, string>, log: Logger) => Promise<CommandResult>;
 }
@@ -170,12 +173,31 @@ const FILE_OPTIONS: OptionSpec[] = [
 /** How a command that connects finds its key and its pin when the options leave them open. */
 const CONNECTION_NOTES = [
   '',
+  'With --flake PATH#NAME, the host description nixosConfigurations.NAME.config.vpsNixos.deploy',
+  '(target, hostKey, method, health checks, …: see vps-nixos hosts --help) fills every option not',
+  'given; an option given replaces its field (any pin given replaces hostKey and hostKeyFingerprint).',
   `The key: --ssh-private-key-file, else $${KEY_ENV}, else the keys of the ssh-agent at`,
   '$SSH_AUTH_SOCK (nixos-rebuild and nix copy use the same agent).',
   'The host key: --known-hosts-file / --known-hosts and --host-key-fingerprint, else the lines for',
   'the host in ~/.ssh/known_hosts (hashed, [host]:port and @revoked lines are read). With no line',
   'for it, the key the host presents is shown and refused; nothing is trusted on first use unless',
   '--trust-on-first-use is given.',
+];
+/** What `hosts --help` says about the description. */
+const HOSTS_NOTES = [
+  '',
+  'A host is described in its NixOS configuration with our module (nixosModules.default):',
+  '  vpsNixos.deploy = {',
+  '    target = "root@203.0.113.7";          # required: where it is',
+  '    hostKey = "ssh-ed25519 AAAA…";        # the pin: /etc/ssh/ssh_host_ed25519_key.pub',
+  '    # hostKeyFingerprint, method, buildHost, useSudo, confirmTimeout,',
+  '    # healthCheck, healthUrl, healthTimeout: the inputs of the same names',
+  '  };',
+  'Then `vps-nixos deploy --flake .#NAME` needs no other option (the key: the ssh-agent, a file',
+  'or $VPS_NIXOS_SSH_PRIVATE_KEY). Options given here replace the fields in every row, as they',
+  'would for deploy. Nothing described confirms a wipe: --confirm-wipe is given per run. Two',
+  'described hosts with the same host and port, a missing target, a malformed key or an unknown',
+  'field are refused, naming the host and the field.',
 ];
 const JSON_OPTION: OptionSpec = {
   name: 'json',
@@ -188,7 +210,16 @@ export const COMMANDS: Command[] = [
     name: 'probe',
     summary: 'Connect over pinned SSH and print what the target is (read-only)',
     entry: 'probe',
-    options: [...CONNECTION.map(inputOption), ...FILE_OPTIONS, JSON_OPTION],
+    options: [
+      ...CONNECTION.map(inputOption),
+      ...FILE_OPTIONS,
+      {
+        name: 'flake',
+        description:
+          'PATH#NAME: probe the host nixosConfigurations.NAME describes (vpsNixos.deploy), as deploy would',
+      },
+      JSON_OPTION,
+    ],
   },
   {
     name: 'plan',
@@ -294,6 +325,45 @@ export const COMMANDS: Command[] = [
     run: (options, log) => initCommand(findCommand('plan')!, options, log, runCommand),
   },
   {
+    name: 'hosts',
+    summary:
+      'List the hosts a flake describes (nixosConfigurations.*.config.vpsNixos.deploy) and what a run of each uses; --json prints the fan-out matrix of the reusable workflows. Connects nowhere',
+    options: [
+      {
+        name: 'flake',
+        description: 'The flake: every described host of it, or PATH#NAME for one configuration',
+        default: '.',
+      },
+      {
+        name: 'hosts',
+        description:
+          'all (every described host), or configuration names separated by spaces or commas; the JSON list of targets deploy.yml took before is still read (its entries are not looked up)',
+      },
+      // Not given: '' in the row, and the run's own default applies.
+      ...ROW_INPUTS.map(inputOption).map((o) => ({
+        ...o,
+        default: undefined,
+        description:
+          o.name === 'target'
+            ? 'One host: this target instead of the one described (with --flake PATH#NAME)'
+            : o.description,
+      })),
+      FILE_OPTIONS[1]!,
+      {
+        name: 'target-optional',
+        description:
+          'A named configuration may describe no target (its row then has none: update.yml compares the old and the new lock without a host)',
+        boolean: true,
+      },
+      {
+        ...JSON_OPTION,
+        description:
+          'Print the matrix, {"host": [{name, flake, target, key, id, and each per-host input}]}',
+      },
+    ],
+    custom: hostsCommand,
+  },
+  {
     name: 'facts-to-nix',
     summary:
       'Write the NixOS module for this host (static network, disk, drivers, boot loader) from saved facts',
@@ -322,7 +392,8 @@ export function usage(cmd?: Command): string {
     const left = `  --${o.name}${o.boolean ? ' [true|false]' : ' VALUE'}`;
     return `${left.padEnd(40)} ${o.description}${o.default !== undefined ? ` (default: ${o.default})` : ''}`;
   });
-  const connects = cmd.options.some((o) => o.name === 'known-hosts-file');
+  const connects =
+    cmd.entry !== undefined && cmd.options.some((o) => o.name === 'known-hosts-file');
   return [
     `usage: vps-nixos ${cmd.name} [--option value …]`,
     '',
@@ -331,6 +402,7 @@ export function usage(cmd?: Command): string {
     'options:',
     ...lines,
     ...(connects ? CONNECTION_NOTES : []),
+    ...(cmd.name === 'hosts' ? HOSTS_NOTES : []),
   ].join('\n');
 }
 
@@ -446,6 +518,8 @@ export async function cliSsh(
   options: Record<string, string>,
   env: NodeJS.ProcessEnv,
   log: Logger,
+  /** The host description the pin came from (messages name it, as they name the file). */
+  pinSource?: string,
 ): Promise<{ cfg: Config; connect: PipelineDeps['connect']; agentKeys?: string[] }> {
   const target = cfg.target!;
   const name = target.knownHostsName;
@@ -482,11 +556,26 @@ export async function cliSsh(
   if (cfg.knownHosts !== undefined || cfg.hostKeyFingerprints.length > 0) {
     const file = options['known-hosts-file'];
     const from: string[] = [];
-    if (cfg.knownHosts !== undefined)
-      from.push(file !== undefined ? `--known-hosts-file ${file}` : '--known-hosts');
-    if (cfg.hostKeyFingerprints.length > 0) from.push('--host-key-fingerprint');
+    if (pinSource !== undefined) from.push(pinSource);
+    else {
+      if (cfg.knownHosts !== undefined)
+        from.push(file !== undefined ? `--known-hosts-file ${file}` : '--known-hosts');
+      if (cfg.hostKeyFingerprints.length > 0) from.push('--host-key-fingerprint');
+    }
     log.info(`host key pin: from ${from.join(' and ')}`);
-    return { cfg, connect: (o) => sshConnect(withAgent(o)), agentKeys: keys };
+    if (pinSource === undefined)
+      return { cfg, connect: (o) => sshConnect(withAgent(o)), agentKeys: keys };
+    return {
+      cfg,
+      agentKeys: keys,
+      // A mismatch says to replace the key where it is written: the description.
+      connect: (o) =>
+        sshConnect({
+          ...withAgent(o),
+          pin:
+            typeof o.pin === 'object' && o.pin.knownHosts ? { ...o.pin, source: pinSource } : o.pin,
+        }),
+    };
   }
 
   const path = userKnownHostsPath(env);
@@ -563,14 +652,19 @@ export async function runCommand(
   options: Record<string, string>,
   log: Logger,
   env: NodeJS.ProcessEnv = process.env,
+  nix?: Nix,
 ): Promise<CommandResult> {
-  const { raw, shownAs } = cliInputs(cmd, options, env);
+  const given = cliInputs(cmd, options, env);
   const planned = entryStages(cmd.entry ?? 'probe', { planOnly: false, deployAction: 'switch' });
   const building = planned.includes('build');
   // probe, plan and check never change the target; build and check need a flake.
-  if (!building && !planned.includes('check')) raw['plan-only'] = 'true';
+  if (!building && !planned.includes('check')) given.raw['plan-only'] = 'true';
   const facts = options.facts !== undefined ? loadFacts(options.facts) : undefined;
   const connects = facts === undefined && planned.includes('probe');
+  // The host --flake names describes what the options leave open (before any connection).
+  const { raw, shownAs, pinSource }: Described = connects
+    ? await withDescription(given.raw, given.shownAs, log, nix)
+    : given;
   const parsed = parseConfig(raw, {
     noConnection: !connects,
     shownAs,
@@ -578,7 +672,7 @@ export async function runCommand(
     sshAgent: { socket: env.SSH_AUTH_SOCK || undefined },
     userKnownHosts: true,
   });
-  const ssh = connects ? await cliSsh(parsed, options, env, log) : undefined;
+  const ssh = connects ? await cliSsh(parsed, options, env, log, pinSource) : undefined;
   const cfg = ssh?.cfg ?? parsed;
   const stages = entryStages(cmd.entry ?? 'probe', cfg);
   const cacheRoot =

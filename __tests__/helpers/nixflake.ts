@@ -113,3 +113,26 @@ export function nixSync(args: string[], cwd?: string): string {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
 }
+
+/**
+ * A stand-in flake of described hosts (no nixpkgs, no module system): each
+ * nixosConfigurations.NAME.config.vpsNixos.deploy is the value given (null: a configuration
+ * without our module), written as Nix from JSON. Returns the `path:` reference of its dir.
+ */
+export function describedFlake(hosts: Record<string, unknown>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'vps-nixos-hosts-'));
+  writeFileSync(join(dir, 'hosts.json'), JSON.stringify(hosts, null, 2));
+  writeFileSync(
+    join(dir, 'flake.nix'),
+    `# vps-nixos test STAND-IN (not NixOS): host descriptions only.
+{
+  outputs = { self }: {
+    nixosConfigurations = builtins.mapAttrs
+      (name: deploy: { config = if deploy == null then { } else { vpsNixos.deploy = deploy; }; })
+      (builtins.fromJSON (builtins.readFile ./hosts.json));
+  };
+}
+`,
+  );
+  return `path:${dir}`;
+}

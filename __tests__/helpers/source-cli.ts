@@ -4,6 +4,7 @@
  * as it is now, without rebuilding dist/. Same results as runCli: exit code, stdout, stderr.
  */
 import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CliResult } from './cli';
 
@@ -55,4 +56,17 @@ export function runSourceCli(
       resolve({ code: code ?? -1, stdout, stderr });
     });
   });
+}
+
+/**
+ * Writes `DIR/vps-nixos-source.js`, which runs the CLI from source as `node FILE ARGS…` (for a
+ * program on PATH that stands in for the released CLI); returns its path.
+ */
+export function sourceCliScript(dir: string): string {
+  const file = join(dir, 'vps-nixos-source.js');
+  writeFileSync(
+    file,
+    HOOK.replace('require(process.argv[1]);', `require(${JSON.stringify(SOURCE)});`),
+  );
+  return file;
 }

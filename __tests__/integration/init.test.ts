@@ -1,7 +1,8 @@
 /**
- * `vps-nixos init` against a real OpenSSH sshd on loopback, through the built CLI: the starter
- * repository it writes parses (Nix), passes the workflow lint, carries the probed network and the
- * deploy key, and a second init refuses before connecting, naming what it would overwrite.
+ * `vps-nixos init` against a real OpenSSH sshd on loopback, through the CLI from source (the
+ * version test: the built one): the starter repository it writes parses (Nix), passes the
+ * workflow lint, carries the probed network, the deploy key and the host description (target and
+ * the pinned key), and a second init refuses before connecting, naming what it would overwrite.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -9,9 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startSshd, type Sshd } from '../helpers/sshd';
 import { runCli } from '../helpers/cli';
+import { runSourceCli } from '../helpers/source-cli';
+import { parseDescription } from '../../src/hosts/description';
 
 jest.setTimeout(120_000);
 const ROOT = join(__dirname, '../..');
+const run = (args: string[]) => runSourceCli(args, process.env);
 
 let sshd: Sshd;
 beforeAll(async () => {
@@ -26,7 +30,6 @@ const FILES = [
   'hosts/my-vps/configuration.nix',
   'hosts/my-vps/host.nix',
   'hosts/my-vps/disk.nix',
-  'known_hosts',
   '.github/workflows/deploy.yml',
   '.github/workflows/update.yml',
 ];
@@ -48,16 +51,25 @@ describe('vps-nixos init', () => {
   ];
 
   it('writes a starter repository for the probed host and says what to do next', async () => {
-    const r = await runCli(args());
+    const r = await run(args());
     expect(r.stderr).toMatch(/matches the pin/);
     expect(r.code).toBe(0);
     for (const f of FILES) expect(existsSync(join(out, f))).toBe(true);
     expect(r.stdout).toContain(`wrote ${FILES.length} files into ${out}`);
     expect(r.stdout).toMatch(/VPS_SSH_KEY/);
-    // The pin it used is the one it writes.
-    expect(readFileSync(join(out, 'known_hosts'), 'utf8')).toContain(
-      readFileSync(sshd.knownHostsFile, 'utf8').trim().split(/\s+/).slice(1, 3).join(' '),
+    // The host is described: its target, and the key of the pin it used.
+    const conf = join(out, 'hosts/my-vps/configuration.nix');
+    const json = execFileSync(
+      'nix-instantiate',
+      ['--eval', '--strict', '--json', '-E', `(import ${conf} { }).vpsNixos.deploy`],
+      { encoding: 'utf8', env: { ...process.env, NIX_CONFIG: 'build-users-group =' } },
     );
+    expect(parseDescription('my-vps', JSON.parse(json))).toMatchObject({
+      target: `root@127.0.0.1:${sshd.port}`,
+      hostKeys: [
+        readFileSync(sshd.knownHostsFile, 'utf8').trim().split(/\s+/).slice(1, 3).join(' '),
+      ],
+    });
   });
 
   it('writes Nix that parses, with the deploy key and the probed addresses and gateway', async () => {
@@ -75,7 +87,7 @@ describe('vps-nixos init', () => {
       'nixosConfigurations.my-vps = nixpkgs.lib.nixosSystem',
     );
     // The host module carries what the probe found: static global addresses and the gateway.
-    const probed = await runCli([
+    const probed = await run([
       'probe',
       '--target',
       `root@127.0.0.1:${sshd.port}`,
@@ -121,7 +133,7 @@ describe('vps-nixos init', () => {
     // Port 1: a connection would fail with exit 1, not the input error.
     const a = args();
     a[2] = 'root@127.0.0.1:1';
-    const r = await runCli(a);
+    const r = await run(a);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(
       /input 'out': .* already has flake\.nix, hosts\/my-vps\/configuration\.nix/,
@@ -133,7 +145,7 @@ describe('vps-nixos init', () => {
     const a = args();
     a[2] = 'root@127.0.0.1:1';
     a[a.indexOf('my-vps')] = 'My VPS';
-    const r = await runCli(a);
+    const r = await run(a);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/input 'name': 'My VPS' is not a host name/);
   });

@@ -6,6 +6,7 @@ import YAML from 'yaml';
 import { HOST_NAME_RE, initFiles, NIXOS_RELEASE, type InitInput } from '../../src/init/files';
 import type { Plan } from '../../src/plan/plan';
 import { loadFacts } from '../fixtures/hostconfig/fixtures';
+import { parseDescription } from '../../src/hosts/description';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK/UnUMJXly6GKaAAJ4BbkHdfkE07/ga+GhJ9cZ/aJVV';
 const kexec: Plan = { method: 'kexec', reasons: ['960 MiB RAM, KVM'], warnings: [], phases: [] };
@@ -21,6 +22,24 @@ const input = (fixture: string, over: Partial<InitInput> = {}): InitInput => ({
   ...over,
 });
 const file = (i: InitInput, path: string) => initFiles(i).find((f) => f.path === path)!.text;
+/** `(import FILE { }).vpsNixos.deploy` of a configuration.nix, as JSON (its imports are not read). */
+const description = (text: string): unknown => {
+  const dir = mkdtempSync(join(tmpdir(), 'init-files-'));
+  writeFileSync(join(dir, 'configuration.nix'), text);
+  return JSON.parse(
+    execFileSync(
+      'nix-instantiate',
+      [
+        '--eval',
+        '--strict',
+        '--json',
+        '-E',
+        `(import ${dir}/configuration.nix { }).vpsNixos.deploy`,
+      ],
+      { encoding: 'utf8', env: { ...process.env, NIX_CONFIG: 'build-users-group =' } },
+    ),
+  );
+};
 const parses = (text: string) => {
   const dir = mkdtempSync(join(tmpdir(), 'init-files-'));
   writeFileSync(join(dir, 'x.nix'), text);
@@ -66,11 +85,33 @@ describe('init files', () => {
     parses(agent);
   });
 
-  it('deploy.yml wipes only the probed disk, only with kexec; YAML parses, target quoted', () => {
+  it('the configuration describes the host: its target and the key init found, as vps-nixos reads it', () => {
+    const conf = file(input('dhcp-ubuntu-24.04-kvm'), 'hosts/my-vps/configuration.nix');
+    const d = parseDescription('my-vps', description(conf));
+    expect(d).toMatchObject({
+      target: 'root@203.0.113.7',
+      hostKeys: [
+        'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE+zoHjXsGNQfez3JT7f/Xtrjts1/iIJW9RSOmDCpdbJ',
+      ],
+    });
+    expect(conf).toMatch(/init found it matching the pin/);
+    const tofu = file(
+      input('dhcp-ubuntu-24.04-kvm', { trustedOnFirstUse: true }),
+      'hosts/my-vps/configuration.nix',
+    );
+    expect(tofu).toMatch(
+      /init trusted it on first use, so compare it with the\n {2}# provider's console/,
+    );
+    expect(initFiles(input('dhcp-ubuntu-24.04-kvm')).map((f) => f.path)).not.toContain(
+      'known_hosts',
+    );
+  });
+
+  it('deploy.yml deploys the described hosts; it wipes only the probed disk, only with kexec', () => {
     const k = YAML.parse(file(input('dhcp-ubuntu-24.04-kvm'), '.github/workflows/deploy.yml'));
     expect(k.jobs.deploy.with).toMatchObject({
-      flake: '.#my-vps',
-      target: 'root@203.0.113.7',
+      flake: '.',
+      hosts: 'all',
       'confirm-wipe': '/dev/sda',
     });
     const infect: Plan = { ...kexec, method: 'infect', reasons: ['a container'] };
@@ -80,13 +121,15 @@ describe('init files', () => {
     expect(i.jobs.deploy.with['confirm-wipe']).toBeUndefined();
   });
 
-  it('the pin is a public input (a variable), only the key is a secret: both workflows', () => {
+  it('both workflows read the hosts from the flake: no target or pin in them, only the key secret', () => {
     for (const [path, job] of [
       ['.github/workflows/deploy.yml', 'deploy'],
       ['.github/workflows/update.yml', 'update'],
     ] as const) {
       const w = YAML.parse(file(input('dhcp-ubuntu-24.04-kvm'), path));
-      expect(w.jobs[job].with['known-hosts']).toBe('${{ vars.VPS_KNOWN_HOSTS }}');
+      expect(w.jobs[job].with).toMatchObject({ flake: '.', hosts: 'all' });
+      for (const k of ['target', 'known-hosts', 'host-key-fingerprint'])
+        expect(w.jobs[job].with).not.toHaveProperty(k);
       expect(w.jobs[job].secrets).toEqual({ 'ssh-private-key': '${{ secrets.VPS_SSH_KEY }}' });
     }
   });

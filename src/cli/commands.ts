@@ -315,7 +315,7 @@ export const COMMANDS: Command[] = [
   {
     name: 'init',
     summary:
-      'Probe the target (read-only) and write a starter repository for it: flake, configuration, host module, disk layout, known_hosts, the deploy and update workflows',
+      'Probe the target (read-only) and write a starter repository for it: flake, configuration with the host description (target, host key), host module, disk layout, the deploy and update workflows',
     options: [
       ...CONNECTION.map(inputOption),
       ...FILE_OPTIONS,

@@ -1,7 +1,8 @@
 /**
  * `vps-nixos init`: probe the host (pinned, or trust-on-first-use with the fingerprint printed to
  * compare with the provider's console), plan, and write a starter repository for it: flake,
- * configuration, host module, disk layout, known_hosts and the workflows that deploy it.
+ * configuration with the host description (target, host key), host module, disk layout and the
+ * workflows that deploy it.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -39,7 +40,6 @@ export function initTargets(options: Record<string, string>): { name: string; ou
     `hosts/${name}/configuration.nix`,
     `hosts/${name}/host.nix`,
     `hosts/${name}/disk.nix`,
-    'known_hosts',
     '.github/workflows/deploy.yml',
     '.github/workflows/update.yml',
   ];
@@ -86,6 +86,7 @@ export async function initCommand(
     facts: r.facts,
     plan: r.plan,
     knownHosts: r.hostKey,
+    trustedOnFirstUse: r.hostKeyTrustedOnFirstUse,
     deployPublicKeys,
     date: new Date().toISOString().slice(0, 10),
   });
@@ -114,9 +115,10 @@ export async function initCommand(
     '',
     'Next:',
     `  1. Read hosts/${name}/configuration.nix and disk.nix; add your services.`,
-    '  2. Commit, create the GitHub repository, and add (Settings → Secrets and variables → Actions):',
-    '       the secret VPS_SSH_KEY        the private key that logs in as root (the whole file)',
-    '       the variable VPS_KNOWN_HOSTS  the contents of known_hosts (public: not a secret)',
+    `     The host is described there (vpsNixos.deploy: target and host key): vps-nixos deploy --flake .#${name}`,
+    '     needs no other option, and vps-nixos hosts --flake . lists it.',
+    '  2. Commit, create the GitHub repository, and add the secret VPS_SSH_KEY (Settings → Secrets and',
+    '     variables → Actions): the private key that logs in as root (the whole file).',
     `  3. Run the deploy workflow with plan-only to see the plan, then push to main to deploy (${PROJECT_REPO}'s deploy.yml).`,
     '',
   ];

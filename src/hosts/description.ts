@@ -144,12 +144,12 @@ export function parseDescription(host: string, value: unknown): HostDescription 
     if (k in DESCRIPTION_FIELDS) continue;
     const known = FIELD_NAMES.join(', ');
     const why = NOT_FIELDS[k] ?? NOT_FIELDS[camel(k)];
-    const asCamel = camel(k);
+    // health-url, health_url, healthurl: the field meant
+    const meant = FIELD_NAMES.find((f) => f.toLowerCase() === camel(k).toLowerCase());
     fail(
       k,
       'is not a field of the description',
-      why ??
-        (asCamel in DESCRIPTION_FIELDS ? `write ${asCamel}` : `remove it; the fields are ${known}`),
+      why ?? (meant ? `write ${meant}` : `remove it; the fields are ${known}`),
     );
   }
   if (given.length === 0) return undefined;

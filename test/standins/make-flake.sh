@@ -2,7 +2,8 @@
 # Writes a self-contained stand-in flake (no nixpkgs, not NixOS; see test/STANDINS.md) for the
 # deploy tests:
 #   make-flake.sh OUTDIR [--system-ballast SIZE] [--authorized-key KEYLINE]...
-#                 [--static IFACE ADDRESS/PREFIX GATEWAY] [--json]
+#                 [--static IFACE ADDRESS/PREFIX GATEWAY] [--describe VARIANT TARGET HOSTKEY]...
+#                 [--json]
 # OUTDIR gets flake.nix and copies of test/vps/standins/{standins.nix,builder.sh,nix-standin.sh,
 # activate,switch-to-configuration,disk-script}. The one thing outside OUTDIR is the image's
 # system-root.tar, which a fixed-output derivation copies (its store path depends on its sha256
@@ -18,6 +19,10 @@
 # configuration carries the deploy key (the preflight checks it; the toplevels do not change).
 # --static writes the host's static IPv4 network into networking.*, as a configuration for a host
 # without DHCP must (the preflight compares it with the probe).
+# --describe gives that variant's configuration a host description, config.vpsNixos.deploy =
+# { target = TARGET; hostKey = HOSTKEY; } (a plain attribute set: there is no module system), as
+# our module's option would read: `vps-nixos deploy --flake path:OUTDIR#VARIANT` then needs no
+# target or pin (src/hosts/).
 # Refer to it as path:OUTDIR (a plain OUTDIR inside a git work tree would be read as git+file, which
 # ignores untracked files). Prints path:OUTDIR, or with --json
 #   {"flake": "path:OUTDIR", "systemBallastBytes": N, "configurations": ["ok", ...]}
@@ -27,19 +32,20 @@
 #     --option build-users-group '' --option sandbox false --option substituters ''
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../vps/standins" && pwd)
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 1; }
+usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 1; }
 
 # parse_size: the harness's own ("278MiB", "1GiB", "512M", "0", "1234" bytes)
 # shellcheck source=../vps/lib/common.sh
 . "$src/../lib/common.sh"
 die() { printf 'make-flake.sh: %s\n' "$*" >&2; exit 1; }
 
-outdir="" sb=0 json=0 keys=() static=()
+outdir="" sb=0 json=0 keys=() static=() describe=()
 while (($#)); do
   case $1 in
     --system-ballast|--ballast) (($# >= 2)) || die "$1 needs a SIZE"; sb=$2; shift 2 ;;
     --authorized-key) (($# >= 2)) || die "$1 needs a KEYLINE"; keys+=("$2"); shift 2 ;;
     --static) (($# >= 4)) || die "$1 needs IFACE ADDRESS/PREFIX GATEWAY"; static=("$2" "$3" "$4"); shift 4 ;;
+    --describe) (($# >= 4)) || die "$1 needs VARIANT TARGET HOSTKEY"; describe+=("$2" "$3" "$4"); shift 4 ;;
     --json) json=1; shift ;;
     -h|--help) usage ;;
     -*) die "unknown option $1 (see the header of $0)" ;;
@@ -78,6 +84,13 @@ for k in "${keys[@]}"; do
   [[ $k =~ ^[a-z0-9@.-]+\ [A-Za-z0-9+/=]+(\ [^\"\$\\]*)?$ ]] || die "--authorized-key: not an ssh public key line: $k"
   nix_keys+=" \"$k\""
 done
+nix_descriptions=""
+target_re='^[][A-Za-z0-9_.@:-]+$' key_re='^[a-z0-9@.-]+ [A-Za-z0-9+/=]+$'
+for ((i = 0; i < ${#describe[@]}; i += 3)); do
+  [[ ${describe[i]} =~ ^[a-z0-9-]+$ && ${describe[i+1]} =~ $target_re && ${describe[i+2]} =~ $key_re ]] ||
+    die "--describe: want VARIANT TARGET 'TYPE BASE64', got ${describe[*]:i:3}"
+  nix_descriptions+=" \"${describe[i]}\" = { target = \"${describe[i+1]}\"; hostKey = \"${describe[i+2]}\"; };"
+done
 nix_network=""
 if ((${#static[@]})); then
   [[ ${static[0]} =~ ^[A-Za-z0-9._-]+$ && ${static[2]} =~ ^[0-9.]+$ && ${static[1]} =~ ^([0-9.]+)/([0-9]+)$ ]] ||
@@ -101,8 +114,10 @@ cat > "$outdir/flake.nix" <<EOF
         rootfsSha256 = "$rootfs_sha";
         rootfsBytes = $rootfs_bytes;
       };
-      configuration = toplevel: {
-        config = {
+      # Host descriptions (--describe): what our module's vpsNixos.deploy would hold.
+      descriptions = {$nix_descriptions };
+      configuration = name: toplevel: {
+        config = (if descriptions ? \${name} then { vpsNixos.deploy = descriptions.\${name}; } else { }) // {
           system.build = {
             inherit toplevel;
             # disko's current name, and its legacy one (kept by disko until 2.0), as disko has both
@@ -132,7 +147,7 @@ cat > "$outdir/flake.nix" <<EOF
         pkgs.path = ./nixpkgs-standin;
       };
     in {
-      nixosConfigurations = builtins.mapAttrs (name: configuration) standins.variants;
+      nixosConfigurations = builtins.mapAttrs configuration standins.variants;
     };
 }
 EOF

@@ -184,6 +184,10 @@
             );
             assert expect "journald cap" (lib.hasInfix "SystemMaxUse=100M" defaults.services.journald.extraConfig);
             assert expect "no fallback password by default" (defaults.users.users.root.initialPassword == null);
+            # vpsNixos.deploy is read by vps-nixos, never by the system (tests/vps-module-offline.nix).
+            assert expect "no host description by default" (
+              defaults.vpsNixos.deploy.target == null && defaults.vpsNixos.deploy.hostKey == [ ]
+            );
             assert expect "no fallback warning by default" (
               !lib.any (w: lib.hasInfix "consoleLoginFallback" w) defaults.warnings
             );

@@ -9,9 +9,10 @@ import {
   mergeDescription,
   parseDescription,
   publicKeyLine,
+  type DescriptionState,
   type HostDescription,
 } from '../../src/hosts/description';
-import { descriptionsApply, type DescriptionState } from '../../src/hosts/eval';
+import { descriptionsApply } from '../../src/hosts/eval';
 import {
   ROW_INPUTS,
   describedFleet,

@@ -392,8 +392,7 @@ export function usage(cmd?: Command): string {
     const left = `  --${o.name}${o.boolean ? ' [true|false]' : ' VALUE'}`;
     return `${left.padEnd(40)} ${o.description}${o.default !== undefined ? ` (default: ${o.default})` : ''}`;
   });
-  const connects =
-    cmd.entry !== undefined && cmd.options.some((o) => o.name === 'known-hosts-file');
+  const connects = cmd.name !== 'hosts' && cmd.options.some((o) => o.name === 'known-hosts-file');
   return [
     `usage: vps-nixos ${cmd.name} [--option value …]`,
     '',

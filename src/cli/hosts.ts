@@ -14,9 +14,10 @@ import {
   mergeDescription,
   parseDescription,
   DescriptionError,
+  CONFIG_NAME_RE,
   type DescriptionField,
 } from '../hosts/description';
-import { CONFIG_NAME_RE, readDescriptions } from '../hosts/eval';
+import { readDescriptions } from '../hosts/eval';
 import {
   ROW_INPUTS,
   describedFleet,

@@ -52,6 +52,13 @@ export class DescriptionError extends InputError {
   }
 }
 
+/** What the evaluation (src/hosts/eval.ts) found for one configuration name. */
+export type DescriptionState =
+  { state: 'missing' } | { state: 'failed' } | { state: 'read'; description: unknown };
+
+/** Configuration names that may be asked for (eval.ts writes them into its expression as JSON). */
+export const CONFIG_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+
 /** One host as its configuration describes it; every value checked. */
 export interface HostDescription {
   /** nixosConfigurations.NAME */

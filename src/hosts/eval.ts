@@ -6,13 +6,7 @@
 import { z } from 'zod';
 import { InputError, VpsNixosError } from '../errors';
 import { nixErrorText, type Nix } from '../nix/nix';
-
-/** What the evaluation found for one configuration name. */
-export type DescriptionState =
-  { state: 'missing' } | { state: 'failed' } | { state: 'read'; description: unknown };
-
-/** Configuration names we put into the expression (as JSON inside a Nix string). */
-export const CONFIG_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+import { CONFIG_NAME_RE, type DescriptionState } from './description';
 
 /**
  * The `--apply` function: every configuration (`all`) or the names given → `{ NAME = { state;

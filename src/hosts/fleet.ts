@@ -8,12 +8,13 @@ import { InputError } from '../errors';
 import { checkInput, type InputName, type RawInputs } from '../inputs';
 import { formatTarget, parseTarget } from '../target';
 import {
+  CONFIG_NAME_RE,
   DescriptionError,
   mergeDescription,
   parseDescription,
+  type DescriptionState,
   type HostDescription,
 } from './description';
-import { CONFIG_NAME_RE, type DescriptionState } from './eval';
 
 /**
  * The inputs a row carries besides its name and flake: the per-host ones (every input a

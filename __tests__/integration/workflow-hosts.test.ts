@@ -339,7 +339,7 @@ describe('vps-nixos hosts, as a person reads it', () => {
       '',
     ]);
   });
-  it('a flake without nixosConfigurations, and a name it lacks, exit 2 before anything else', async () => {
+  it('a configuration the flake lacks exits 2, naming it', async () => {
     const r = await runSourceCli(['hosts', '--flake', `${three}#nope`], env);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/has no nixosConfigurations\.nope/);

@@ -24245,6 +24245,8 @@ const render_1 = __nccwpck_require__(6340);
 const facts_file_1 = __nccwpck_require__(1056);
 const facts_to_nix_1 = __nccwpck_require__(6921);
 const init_1 = __nccwpck_require__(7646);
+const hosts_1 = __nccwpck_require__(8321);
+const fleet_1 = __nccwpck_require__(1227);
 const decide_1 = __nccwpck_require__(4156);
 const node_os_1 = __nccwpck_require__(8161);
 const node_fs_1 = __nccwpck_require__(3024);
@@ -24366,12 +24368,31 @@ const FILE_OPTIONS = [
 /** How a command that connects finds its key and its pin when the options leave them open. */
 const CONNECTION_NOTES = [
     '',
+    'With --flake PATH#NAME, the host description nixosConfigurations.NAME.config.vpsNixos.deploy',
+    '(target, hostKey, method, health checks, …: see vps-nixos hosts --help) fills every option not',
+    'given; an option given replaces its field (any pin given replaces hostKey and hostKeyFingerprint).',
     `The key: --ssh-private-key-file, else $${exports.KEY_ENV}, else the keys of the ssh-agent at`,
     '$SSH_AUTH_SOCK (nixos-rebuild and nix copy use the same agent).',
     'The host key: --known-hosts-file / --known-hosts and --host-key-fingerprint, else the lines for',
     'the host in ~/.ssh/known_hosts (hashed, [host]:port and @revoked lines are read). With no line',
     'for it, the key the host presents is shown and refused; nothing is trusted on first use unless',
     '--trust-on-first-use is given.',
+];
+/** What `hosts --help` says about the description. */
+const HOSTS_NOTES = [
+    '',
+    'A host is described in its NixOS configuration with our module (nixosModules.default):',
+    '  vpsNixos.deploy = {',
+    '    target = "root@203.0.113.7";          # required: where it is',
+    '    hostKey = "ssh-ed25519 AAAA…";        # the pin: /etc/ssh/ssh_host_ed25519_key.pub',
+    '    # hostKeyFingerprint, method, buildHost, useSudo, confirmTimeout,',
+    '    # healthCheck, healthUrl, healthTimeout: the inputs of the same names',
+    '  };',
+    'Then `vps-nixos deploy --flake .#NAME` needs no other option (the key: the ssh-agent, a file',
+    'or $VPS_NIXOS_SSH_PRIVATE_KEY). Options given here replace the fields in every row, as they',
+    'would for deploy. Nothing described confirms a wipe: --confirm-wipe is given per run. Two',
+    'described hosts with the same host and port, a missing target, a malformed key or an unknown',
+    'field are refused, naming the host and the field.',
 ];
 const JSON_OPTION = {
     name: 'json',
@@ -24383,7 +24404,15 @@ exports.COMMANDS = [
         name: 'probe',
         summary: 'Connect over pinned SSH and print what the target is (read-only)',
         entry: 'probe',
-        options: [...CONNECTION.map(inputOption), ...FILE_OPTIONS, JSON_OPTION],
+        options: [
+            ...CONNECTION.map(inputOption),
+            ...FILE_OPTIONS,
+            {
+                name: 'flake',
+                description: 'PATH#NAME: probe the host nixosConfigurations.NAME describes (vpsNixos.deploy), as deploy would',
+            },
+            JSON_OPTION,
+        ],
     },
     {
         name: 'plan',
@@ -24473,7 +24502,7 @@ exports.COMMANDS = [
     },
     {
         name: 'init',
-        summary: 'Probe the target (read-only) and write a starter repository for it: flake, configuration, host module, disk layout, known_hosts, the deploy and update workflows',
+        summary: 'Probe the target (read-only) and write a starter repository for it: flake, configuration with the host description (target, host key), host module, disk layout, the deploy and update workflows',
         options: [
             ...CONNECTION.map(inputOption),
             ...FILE_OPTIONS,
@@ -24481,6 +24510,40 @@ exports.COMMANDS = [
             ...init_1.INIT_OPTIONS,
         ],
         run: (options, log) => (0, init_1.initCommand)(findCommand('plan'), options, log, runCommand),
+    },
+    {
+        name: 'hosts',
+        summary: 'List the hosts a flake describes (nixosConfigurations.*.config.vpsNixos.deploy) and what a run of each uses; --json prints the fan-out matrix of the reusable workflows. Connects nowhere',
+        options: [
+            {
+                name: 'flake',
+                description: 'The flake: every described host of it, or PATH#NAME for one configuration',
+                default: '.',
+            },
+            {
+                name: 'hosts',
+                description: 'all (every described host), or configuration names separated by spaces or commas; the JSON list of targets deploy.yml took before is still read (its entries are not looked up)',
+            },
+            // Not given: '' in the row, and the run's own default applies.
+            ...fleet_1.ROW_INPUTS.map(inputOption).map((o) => ({
+                ...o,
+                default: undefined,
+                description: o.name === 'target'
+                    ? 'One host: this target instead of the one described (with --flake PATH#NAME)'
+                    : o.description,
+            })),
+            FILE_OPTIONS[1],
+            {
+                name: 'target-optional',
+                description: 'A named configuration may describe no target (its row then has none: update.yml compares the old and the new lock without a host)',
+                boolean: true,
+            },
+            {
+                ...JSON_OPTION,
+                description: 'Print the matrix, {"host": [{name, flake, target, key, id, and each per-host input}]}',
+            },
+        ],
+        custom: hosts_1.hostsCommand,
     },
     {
         name: 'facts-to-nix',
@@ -24508,7 +24571,7 @@ function usage(cmd) {
         const left = `  --${o.name}${o.boolean ? ' [true|false]' : ' VALUE'}`;
         return `${left.padEnd(40)} ${o.description}${o.default !== undefined ? ` (default: ${o.default})` : ''}`;
     });
-    const connects = cmd.options.some((o) => o.name === 'known-hosts-file');
+    const connects = cmd.name !== 'hosts' && cmd.options.some((o) => o.name === 'known-hosts-file');
     return [
         `usage: vps-nixos ${cmd.name} [--option value …]`,
         '',
@@ -24517,6 +24580,7 @@ function usage(cmd) {
         'options:',
         ...lines,
         ...(connects ? CONNECTION_NOTES : []),
+        ...(cmd.name === 'hosts' ? HOSTS_NOTES : []),
     ].join('\n');
 }
 /**
@@ -24597,7 +24661,9 @@ const keyFingerprint = (line) => {
  * the host's keys are shown and refused (or trusted on first use when asked). Logs where the key
  * and the pin come from. Returns the Config with that known_hosts, and the connect to use.
  */
-async function cliSsh(cfg, options, env, log) {
+async function cliSsh(cfg, options, env, log, 
+/** The host description the pin came from (messages name it, as they name the file). */
+pinSource) {
     const target = cfg.target;
     const name = target.knownHostsName;
     let agent;
@@ -24623,12 +24689,26 @@ async function cliSsh(cfg, options, env, log) {
     if (cfg.knownHosts !== undefined || cfg.hostKeyFingerprints.length > 0) {
         const file = options['known-hosts-file'];
         const from = [];
-        if (cfg.knownHosts !== undefined)
-            from.push(file !== undefined ? `--known-hosts-file ${file}` : '--known-hosts');
-        if (cfg.hostKeyFingerprints.length > 0)
-            from.push('--host-key-fingerprint');
+        if (pinSource !== undefined)
+            from.push(pinSource);
+        else {
+            if (cfg.knownHosts !== undefined)
+                from.push(file !== undefined ? `--known-hosts-file ${file}` : '--known-hosts');
+            if (cfg.hostKeyFingerprints.length > 0)
+                from.push('--host-key-fingerprint');
+        }
         log.info(`host key pin: from ${from.join(' and ')}`);
-        return { cfg, connect: (o) => (0, session_1.connect)(withAgent(o)), agentKeys: keys };
+        if (pinSource === undefined)
+            return { cfg, connect: (o) => (0, session_1.connect)(withAgent(o)), agentKeys: keys };
+        return {
+            cfg,
+            agentKeys: keys,
+            // A mismatch says to replace the key where it is written: the description.
+            connect: (o) => (0, session_1.connect)({
+                ...withAgent(o),
+                pin: typeof o.pin === 'object' && o.pin.knownHosts ? { ...o.pin, source: pinSource } : o.pin,
+            }),
+        };
     }
     const path = (0, hostkeys_1.userKnownHostsPath)(env);
     let text;
@@ -24689,15 +24769,19 @@ async function checkAgentKeys(cfg, planned, env) {
     return (0, keys_1.agentKeys)(env.SSH_AUTH_SOCK).catch(() => undefined);
 }
 /** Runs one command with already split options; throws InputError for bad input (before any connection). */
-async function runCommand(cmd, options, log, env = process.env) {
-    const { raw, shownAs } = cliInputs(cmd, options, env);
+async function runCommand(cmd, options, log, env = process.env, nix) {
+    const given = cliInputs(cmd, options, env);
     const planned = (0, decide_1.entryStages)(cmd.entry ?? 'probe', { planOnly: false, deployAction: 'switch' });
     const building = planned.includes('build');
     // probe, plan and check never change the target; build and check need a flake.
     if (!building && !planned.includes('check'))
-        raw['plan-only'] = 'true';
+        given.raw['plan-only'] = 'true';
     const facts = options.facts !== undefined ? (0, facts_file_1.loadFacts)(options.facts) : undefined;
     const connects = facts === undefined && planned.includes('probe');
+    // The host --flake names describes what the options leave open (before any connection).
+    const { raw, shownAs, pinSource } = connects
+        ? await (0, hosts_1.withDescription)(given.raw, given.shownAs, log, nix)
+        : given;
     const parsed = (0, inputs_1.parseConfig)(raw, {
         noConnection: !connects,
         shownAs,
@@ -24705,7 +24789,7 @@ async function runCommand(cmd, options, log, env = process.env) {
         sshAgent: { socket: env.SSH_AUTH_SOCK || undefined },
         userKnownHosts: true,
     });
-    const ssh = connects ? await cliSsh(parsed, options, env, log) : undefined;
+    const ssh = connects ? await cliSsh(parsed, options, env, log, pinSource) : undefined;
     const cfg = ssh?.cfg ?? parsed;
     const stages = (0, decide_1.entryStages)(cmd.entry ?? 'probe', cfg);
     const cacheRoot = options['cache-dir'] ??
@@ -25026,6 +25110,150 @@ function factsToNixCommand(options) {
 
 /***/ }),
 
+/***/ 8321:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.fleetFor = fleetFor;
+exports.hostsCommand = hostsCommand;
+exports.withDescription = withDescription;
+/**
+ * Host descriptions in the CLI: `vps-nixos hosts` (the described hosts of a flake; `--json` is
+ * the reusable workflows' fan-out matrix), and the description of the configuration a connecting
+ * command's --flake names, merged under its explicit options.
+ */
+const errors_1 = __nccwpck_require__(3916);
+const inputs_1 = __nccwpck_require__(8422);
+const nix_1 = __nccwpck_require__(4280);
+const render_1 = __nccwpck_require__(6340);
+const description_1 = __nccwpck_require__(5577);
+const eval_1 = __nccwpck_require__(7209);
+const fleet_1 = __nccwpck_require__(1227);
+const facts_file_1 = __nccwpck_require__(1056);
+/** The description field that fills an input. */
+const FIELD_OF = Object.fromEntries(Object.keys(description_1.DESCRIPTION_FIELDS).map((f) => [
+    description_1.DESCRIPTION_FIELDS[f].input,
+    f,
+]));
+/** The explicit per-host inputs of `hosts`' options (--known-hosts-file read). */
+function explicitInputs(options) {
+    const raw = {};
+    for (const n of fleet_1.ROW_INPUTS)
+        if (options[n] !== undefined && options[n] !== '')
+            raw[n] = options[n];
+    const file = options['known-hosts-file'];
+    if (file !== undefined && file !== '') {
+        if (raw['known-hosts'] !== undefined)
+            throw new errors_1.InputError('known-hosts-file', 'and --known-hosts are both given', 'give one of them');
+        raw['known-hosts'] = (0, facts_file_1.readFileOption)('known-hosts-file', file);
+    }
+    return raw;
+}
+/** The fan-out for `hosts`' options: one `nix eval` (none for the old JSON list). */
+async function fleetFor(options, nix = (0, nix_1.localNix)()) {
+    const req = {
+        flake: options.flake ?? '.',
+        hosts: options.hosts,
+        explicit: explicitInputs(options),
+        targetOptional: options['target-optional'] === 'true',
+    };
+    const plan = (0, fleet_1.planFleet)(req);
+    if (plan.kind === 'list')
+        return { rows: plan.rows, undescribed: [], descriptions: new Map() };
+    return (0, fleet_1.describedFleet)(plan, await (0, eval_1.readDescriptions)(nix, plan.ref, plan.names), req);
+}
+/** How a row's host key is pinned, in a few words. */
+function pinText(r, fleet, explicit) {
+    if (explicit['known-hosts'] || explicit['host-key-fingerprint'])
+        return 'pin: given';
+    const d = fleet.descriptions.get(r.name);
+    const keys = d?.hostKeys.length ?? 0;
+    const fps = r['host-key-fingerprint'] ? r['host-key-fingerprint'].split(',').length : 0;
+    if (keys + fps === 0)
+        return 'pin: none described (the CLI then reads ~/.ssh/known_hosts)';
+    return `pin: ${[keys && `${keys} host key(s)`, fps && `${fps} fingerprint(s)`].filter(Boolean).join(' + ')}`;
+}
+/** `vps-nixos hosts`: a line per host (or the matrix JSON); changes nothing, connects nowhere. */
+async function hostsCommand(options, _log, nix) {
+    const fleet = await fleetFor(options, nix);
+    if (options.json === 'true')
+        return (0, render_1.jsonText)({ host: fleet.rows });
+    const explicit = explicitInputs(options);
+    const w = (k) => Math.max(0, ...fleet.rows.map((r) => (r[k] || '(no target)').length));
+    const lines = fleet.rows.map((r) => {
+        const more = fleet_1.ROW_INPUTS.filter((n) => r[n] && !['target', 'known-hosts', 'host-key-fingerprint'].includes(n)).map((n) => `${n} ${r[n]}`);
+        return [
+            r.name.padEnd(w('name')),
+            (r.target || '(no target)').padEnd(w('target')),
+            pinText(r, fleet, explicit),
+            ...more,
+        ].join('  ');
+    });
+    const skipped = fleet.undescribed.length
+        ? [`not described (no vpsNixos.deploy.target): ${fleet.undescribed.join(', ')}`]
+        : [];
+    return [...lines, ...skipped].join('\n') + '\n';
+}
+/**
+ * Reads the description of the configuration `raw.flake` names (one `nix eval`) and fills the
+ * inputs the options leave open. Nothing to read (no flake, no module, no target described) keeps
+ * the options as they are; with no --target either, that is refused here, before any connection.
+ */
+async function withDescription(raw, shownAs, log, nix = (0, nix_1.localNix)()) {
+    const same = { raw, shownAs };
+    if (raw.flake === undefined || (0, inputs_1.checkInput)('flake', raw.flake))
+        return same;
+    const { ref, name } = (0, fleet_1.splitFlake)(raw.flake);
+    if (name === undefined || !description_1.CONFIG_NAME_RE.test(name))
+        return same;
+    const target = raw.target !== undefined && raw.target !== '';
+    let found;
+    try {
+        found = (await (0, eval_1.readDescriptions)(nix, ref, [name])).get(name);
+    }
+    catch (err) {
+        // Everything is given: a runner without Nix can still probe and plan.
+        if (err instanceof nix_1.NixError && target) {
+            log.warn(`no host description read (${err.message}); going on with the options given`);
+            return same;
+        }
+        throw err;
+    }
+    if (found?.state === 'failed')
+        throw new description_1.DescriptionError(name, '', 'does not evaluate (the configuration throws)', `see why: nix eval '${ref}#nixosConfigurations.${name}.config.vpsNixos.deploy' --show-trace`);
+    const d = found?.state === 'read' ? (0, description_1.parseDescription)(name, found.description) : undefined;
+    if (!d) {
+        if (target)
+            return same;
+        throw new errors_1.InputError('target', found?.state === 'missing'
+            ? `is not given, and ${ref} has no nixosConfigurations.${name} to describe it`
+            : `is not given, and nixosConfigurations.${name} describes no host (no vpsNixos.deploy.target)`, `give --target user@host[:port], or describe the host in its configuration: vpsNixos.deploy = { target = "root@203.0.113.7"; hostKey = "ssh-ed25519 AAAA…"; }; (our module: nixosModules.default)`);
+    }
+    const merged = (0, description_1.mergeDescription)(raw, d);
+    const shown = { ...shownAs };
+    for (const n of merged.described) {
+        const field = n === 'known-hosts' ? 'hostKey' : FIELD_OF[n];
+        if (field)
+            shown[n] = (0, description_1.fieldPath)(name, field);
+    }
+    const fields = merged.described.map((n) => (n === 'known-hosts' ? 'hostKey' : FIELD_OF[n]));
+    log.info(`host description: nixosConfigurations.${name}.config.vpsNixos.deploy: ${fields.join(', ') || 'nothing the options leave open'}` +
+        (merged.overridden.length
+            ? `; the options given replace its ${merged.overridden.map((n) => (n === 'known-hosts' ? 'hostKey' : FIELD_OF[n])).join(', ')}`
+            : ''));
+    const pinSource = merged.described.includes('known-hosts')
+        ? (0, description_1.fieldPath)(name, 'hostKey')
+        : merged.described.includes('host-key-fingerprint')
+            ? (0, description_1.fieldPath)(name, 'hostKeyFingerprint')
+            : undefined;
+    return { raw: merged.raw, shownAs: shown, pinSource };
+}
+
+
+/***/ }),
+
 /***/ 7646:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -25038,7 +25266,8 @@ exports.initCommand = initCommand;
 /**
  * `vps-nixos init`: probe the host (pinned, or trust-on-first-use with the fingerprint printed to
  * compare with the provider's console), plan, and write a starter repository for it: flake,
- * configuration, host module, disk layout, known_hosts and the workflows that deploy it.
+ * configuration with the host description (target, host key), host module, disk layout and the
+ * workflows that deploy it.
  */
 const node_fs_1 = __nccwpck_require__(3024);
 const node_path_1 = __nccwpck_require__(6760);
@@ -25069,7 +25298,6 @@ function initTargets(options) {
         `hosts/${name}/configuration.nix`,
         `hosts/${name}/host.nix`,
         `hosts/${name}/disk.nix`,
-        'known_hosts',
         '.github/workflows/deploy.yml',
         '.github/workflows/update.yml',
     ];
@@ -25105,6 +25333,7 @@ async function initCommand(plan, options, log, run) {
         facts: r.facts,
         plan: r.plan,
         knownHosts: r.hostKey,
+        trustedOnFirstUse: r.hostKeyTrustedOnFirstUse,
         deployPublicKeys,
         date: new Date().toISOString().slice(0, 10),
     });
@@ -25132,9 +25361,10 @@ async function initCommand(plan, options, log, run) {
         '',
         'Next:',
         `  1. Read hosts/${name}/configuration.nix and disk.nix; add your services.`,
-        '  2. Commit, create the GitHub repository, and add (Settings → Secrets and variables → Actions):',
-        '       the secret VPS_SSH_KEY        the private key that logs in as root (the whole file)',
-        '       the variable VPS_KNOWN_HOSTS  the contents of known_hosts (public: not a secret)',
+        `     The host is described there (vpsNixos.deploy: target and host key): vps-nixos deploy --flake .#${name}`,
+        '     needs no other option, and vps-nixos hosts --flake . lists it.',
+        '  2. Commit, create the GitHub repository, and add the secret VPS_SSH_KEY (Settings → Secrets and',
+        '     variables → Actions): the private key that logs in as root (the whole file).',
         `  3. Run the deploy workflow with plan-only to see the plan, then push to main to deploy (${files_1.PROJECT_REPO}'s deploy.yml).`,
         '',
     ];
@@ -27085,6 +27315,533 @@ function nixComment(text, indent = '') {
 
 /***/ }),
 
+/***/ 5577:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.CONFIG_NAME_RE = exports.DescriptionError = exports.fieldPath = exports.DESCRIBED_INPUTS = exports.DESCRIPTION_FIELDS = void 0;
+exports.publicKeyLine = publicKeyLine;
+exports.parseDescription = parseDescription;
+exports.knownHostsLines = knownHostsLines;
+exports.mergeDescription = mergeDescription;
+/**
+ * A host's deploy description: `nixosConfigurations.NAME.config.vpsNixos.deploy` (the option of
+ * our NixOS module, nix/modules/vps.nix), read as JSON. Each field fills one input and is checked
+ * by that input's own schema (src/inputs.ts); explicit options and workflow inputs win over it.
+ * Pure: the JSON in, a typed description or a DescriptionError naming the host and field out.
+ */
+const errors_1 = __nccwpck_require__(3916);
+const inputs_1 = __nccwpck_require__(8422);
+const hostkeys_1 = __nccwpck_require__(2326);
+const target_1 = __nccwpck_require__(6746);
+/**
+ * The fields of `vpsNixos.deploy` and the input each fills. No field confirms a wipe, and none
+ * holds a secret: wiping is confirmed per run, and a configuration is readable in the Nix store.
+ */
+exports.DESCRIPTION_FIELDS = {
+    target: { input: 'target', type: 'string' },
+    hostKey: { input: 'known-hosts', type: 'strings' },
+    hostKeyFingerprint: { input: 'host-key-fingerprint', type: 'strings' },
+    method: { input: 'method', type: 'string' },
+    buildHost: { input: 'build-host', type: 'string' },
+    useSudo: { input: 'use-sudo', type: 'bool' },
+    confirmTimeout: { input: 'confirm-timeout', type: 'int' },
+    healthCheck: { input: 'health-check', type: 'string' },
+    healthUrl: { input: 'health-url', type: 'string' },
+    healthTimeout: { input: 'health-timeout', type: 'int' },
+};
+const FIELD_NAMES = Object.keys(exports.DESCRIPTION_FIELDS);
+/** The inputs a description can fill. */
+exports.DESCRIBED_INPUTS = FIELD_NAMES.map((f) => exports.DESCRIPTION_FIELDS[f].input);
+/** Where a described value is written, for messages: `vpsNixos.deploy.hostKey of web`. */
+const fieldPath = (host, field) => `vpsNixos.deploy.${field} of ${host}`;
+exports.fieldPath = fieldPath;
+/** A description is wrong: the host, the field and the fix. Raised before any connection. */
+class DescriptionError extends errors_1.InputError {
+    host;
+    field;
+    constructor(host, field, problem, fix) {
+        super(`vpsNixos.deploy${field ? `.${field}` : ''}`, problem, fix);
+        this.host = host;
+        this.field = field;
+        this.message = `host '${host}': vpsNixos.deploy${field ? `.${field}` : ''}: ${problem}`;
+    }
+}
+exports.DescriptionError = DescriptionError;
+/** Configuration names that may be asked for (eval.ts writes them into its expression as JSON). */
+exports.CONFIG_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+/** Fields people may try, and why each is not one. */
+const NOT_FIELDS = {
+    confirmWipe: 'wiping a disk is confirmed per run, never by the description: give --confirm-wipe /dev/vda (the workflow input confirm-wipe) for the run that installs',
+    disk: 'the disk comes from the disko layout, and wiping it is confirmed per run: --confirm-wipe /dev/vda (the workflow input confirm-wipe)',
+    knownHosts: 'write the key alone as hostKey = "ssh-ed25519 AAAA…"; (the host name in the pin comes from target)',
+    sshPrivateKey: 'the private key is never described (a configuration is readable in the Nix store): the CLI takes it from the ssh-agent, --ssh-private-key-file or $VPS_NIXOS_SSH_PRIVATE_KEY, the workflows from the ssh-private-key secret',
+    trustOnFirstUse: 'pin the key instead: hostKey = "ssh-ed25519 AAAA…"; (ssh-keyscan HOST)',
+    flake: 'the configuration is the one the description is in',
+    name: "the name is the configuration's: nixosConfigurations.NAME",
+};
+NOT_FIELDS.privateKey = NOT_FIELDS.sshPrivateKey;
+NOT_FIELDS.sshKey = NOT_FIELDS.sshPrivateKey;
+const camel = (s) => s.replace(/[-_]([a-z])/g, (_, c) => c.toUpperCase());
+/** Short enough to quote in a message. */
+const shown = (v) => {
+    const s = typeof v === 'string' ? v : JSON.stringify(v);
+    return s.length > 48 ? `${s.slice(0, 45)}…` : s;
+};
+const jsonType = (v) => v === null
+    ? 'null'
+    : Array.isArray(v)
+        ? 'a list'
+        : typeof v === 'object'
+            ? 'an attribute set'
+            : `a ${typeof v}`;
+/** `ssh-ed25519 AAAA… [comment]` → `ssh-ed25519 AAAA…`, or what is wrong with it. */
+function publicKeyLine(text) {
+    const fix = 'write the host key as /etc/ssh/ssh_host_ed25519_key.pub on the host holds it, or as ssh-keyscan HOST prints it without the host name: hostKey = "ssh-ed25519 AAAA…";';
+    const f = text.trim().split(/\s+/);
+    const isKey = (type, b64) => !!type && !!b64 && (0, hostkeys_1.keyTypeOf)(Buffer.from(b64, 'base64')) === type;
+    if (isKey(f[0], f[1]))
+        return `${f[0]} ${f[1]}`;
+    if (isKey(f[1], f[2]))
+        return {
+            problem: `'${shown(text)}' is a known_hosts line: it starts with the host name`,
+            fix: `give the key alone: hostKey = "${f[1]} ${shown(f[2])}"; (the name comes from target)`,
+        };
+    return { problem: `'${shown(text)}' is not an SSH public key`, fix };
+}
+/**
+ * Checks one configuration's `vpsNixos.deploy` (JSON). Returns undefined when the host is not
+ * described (no module, null, or no field set), else the description; throws DescriptionError.
+ */
+function parseDescription(host, value) {
+    function fail(field, problem, fix) {
+        throw new DescriptionError(host, field, problem, fix);
+    }
+    if (value === null || value === undefined)
+        return undefined;
+    if (typeof value !== 'object' || Array.isArray(value))
+        fail('', `is ${jsonType(value)}, not an attribute set`, `write vpsNixos.deploy = { target = "root@203.0.113.7"; hostKey = "ssh-ed25519 AAAA…"; }; in nixosConfigurations.${host}`);
+    const given = Object.entries(value).filter(
+    // null and [ ] are the module's "not set"
+    ([k, v]) => k !== '_module' && v !== null && !(Array.isArray(v) && v.length === 0));
+    for (const [k, v] of given) {
+        if (typeof v === 'string' && (0, inputs_1.looksLikeKeyMaterial)(v))
+            fail(k, 'holds a private key (not shown)', `remove it now: everything in a configuration is readable in the Nix store; ${NOT_FIELDS.sshPrivateKey}`);
+        if (k in exports.DESCRIPTION_FIELDS)
+            continue;
+        const known = FIELD_NAMES.join(', ');
+        const why = NOT_FIELDS[k] ?? NOT_FIELDS[camel(k)];
+        // health-url, health_url, healthurl: the field meant
+        const meant = FIELD_NAMES.find((f) => f.toLowerCase() === camel(k).toLowerCase());
+        fail(k, 'is not a field of the description', why ?? (meant ? `write ${meant}` : `remove it; the fields are ${known}`));
+    }
+    if (given.length === 0)
+        return undefined;
+    const inputs = {};
+    const fields = [];
+    let hostKeys = [];
+    let target;
+    // In the order of DESCRIPTION_FIELDS, whatever order the JSON had.
+    const values = new Map(given);
+    for (const field of FIELD_NAMES.filter((f) => values.has(f))) {
+        const v = values.get(field);
+        const { input, type } = exports.DESCRIPTION_FIELDS[field];
+        const example = EXAMPLES[field];
+        let text;
+        let list = [];
+        if (type === 'string') {
+            if (typeof v !== 'string')
+                fail(field, `is ${jsonType(v)}, not a string`, `write ${field} = ${example};`);
+            text = v.trim();
+            if (text === '')
+                fail(field, 'is empty', `leave it out, or write ${field} = ${example};`);
+        }
+        else if (type === 'strings') {
+            list =
+                typeof v === 'string'
+                    ? [v]
+                    : Array.isArray(v)
+                        ? v.map((x) => x)
+                        : [];
+            if ((typeof v !== 'string' && !Array.isArray(v)) || list.some((x) => typeof x !== 'string'))
+                fail(field, `is ${jsonType(v)}, not a string or a list of strings`, `write ${field} = ${example};`);
+            list = list.map((x) => x.trim()).filter((x) => x !== '');
+            if (list.length === 0)
+                continue; // [ ]: not set
+            text = list.join(',');
+        }
+        else if (type === 'bool') {
+            if (typeof v !== 'boolean')
+                fail(field, `is ${jsonType(v)} (${shown(v)}), not true or false`, `write ${field} = ${example};`);
+            text = String(v);
+        }
+        else {
+            if (typeof v !== 'number' || !Number.isInteger(v))
+                fail(field, `is ${jsonType(v)} (${shown(v)}), not a whole number`, `write ${field} = ${example};`);
+            text = String(v);
+        }
+        fields.push(field);
+        if (field === 'hostKey') {
+            hostKeys = list.map((line) => {
+                const key = publicKeyLine(line);
+                return typeof key === 'string' ? key : fail(field, key.problem, key.fix);
+            });
+            continue;
+        }
+        // The input's own schema: the same words as a bad --option or workflow input gets.
+        const bad = (0, inputs_1.checkInput)(input, field === 'hostKeyFingerprint' ? list.join(',') : text);
+        if (bad)
+            fail(field, bad.problem, bad.fix);
+        if (field === 'target')
+            target = text;
+        else
+            inputs[input] = text;
+    }
+    if (target === undefined)
+        fail('target', `is missing: the host is described (${fields.join(', ')}), but not where it is`, `add target = "root@203.0.113.7"; to vpsNixos.deploy of nixosConfigurations.${host}`);
+    return { name: host, target: target, hostKeys, inputs, fields };
+}
+const EXAMPLES = {
+    target: '"root@203.0.113.7"',
+    hostKey: '"ssh-ed25519 AAAA…"',
+    hostKeyFingerprint: '"SHA256:…"',
+    method: '"auto"',
+    buildHost: '"builder@build.example"',
+    useSudo: 'true',
+    confirmTimeout: '60',
+    healthCheck: '"systemctl is-active nginx.service"',
+    healthUrl: '"https://203.0.113.7/"',
+    healthTimeout: '60',
+};
+/** known_hosts lines pinning these keys for the target. */
+function knownHostsLines(target, keys) {
+    return keys.map((k) => `${target.knownHostsName} ${k}\n`).join('');
+}
+const PINS = ['known-hosts', 'host-key-fingerprint'];
+const given = (v) => v !== undefined && v !== '';
+/**
+ * The inputs of a run of this host: explicit ones (options, workflow inputs) win, the description
+ * fills the rest. The pin is one unit: any explicit pin replaces both of the description's, so
+ * an explicit known-hosts never lets a described fingerprint in beside it. The described keys
+ * pin the name of the target the run uses (an explicit target elsewhere must present them too).
+ */
+function mergeDescription(explicit, d) {
+    const raw = { ...explicit };
+    const described = [];
+    const overridden = [];
+    const fill = (name, value) => {
+        if (!given(value))
+            return;
+        if (given(explicit[name]))
+            overridden.push(name);
+        else {
+            raw[name] = value;
+            described.push(name);
+        }
+    };
+    fill('target', d.target);
+    const explicitPin = PINS.some((p) => given(explicit[p]));
+    const target = (0, target_1.parseTarget)((raw.target ?? '').trim());
+    const pins = {
+        'known-hosts': d.hostKeys.length > 0 && typeof target !== 'string'
+            ? knownHostsLines(target, d.hostKeys)
+            : undefined,
+        'host-key-fingerprint': d.inputs['host-key-fingerprint'],
+    };
+    for (const p of PINS) {
+        if (!given(pins[p]))
+            continue;
+        if (explicitPin)
+            overridden.push(p);
+        else {
+            raw[p] = pins[p];
+            described.push(p);
+        }
+    }
+    for (const [name, value] of Object.entries(d.inputs))
+        if (!PINS.includes(name))
+            fill(name, value);
+    return { raw, described, overridden };
+}
+
+
+/***/ }),
+
+/***/ 7209:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.descriptionsApply = descriptionsApply;
+exports.readDescriptions = readDescriptions;
+/**
+ * Reads host descriptions from a flake: one `nix eval --json REF#nixosConfigurations --apply …`
+ * that touches only `config.vpsNixos.deploy` of the configurations asked for (the module system
+ * evaluates that option, never a system build). A configuration without our module reads as null.
+ */
+const zod_1 = __nccwpck_require__(924);
+const errors_1 = __nccwpck_require__(3916);
+const nix_1 = __nccwpck_require__(4280);
+const description_1 = __nccwpck_require__(5577);
+/**
+ * The `--apply` function: every configuration (`all`) or the names given → `{ NAME = { state;
+ * description; }; }`. tryEval turns a configuration that throws into `failed` (its neighbours
+ * are still read); `_module` is dropped in case the option is a submodule.
+ */
+function descriptionsApply(names) {
+    const bad = names === 'all' ? undefined : names.find((n) => !description_1.CONFIG_NAME_RE.test(n));
+    if (bad !== undefined)
+        throw new Error(`internal: configuration name ${JSON.stringify(bad)}`);
+    // JSON of checked names has no backslash or $: it is a valid Nix string as it is.
+    const list = names === 'all'
+        ? 'builtins.attrNames cs'
+        : `builtins.fromJSON ${JSON.stringify(JSON.stringify(names))}`;
+    return `cs: let
+  read = c: let d = c.config.vpsNixos.deploy or null;
+    in if builtins.isAttrs d then removeAttrs d [ "_module" ] else d;
+  one = n: if !(builtins.hasAttr n cs) then { state = "missing"; }
+    else let r = builtins.tryEval (let v = read cs.\${n}; in builtins.deepSeq v v);
+    in if r.success then { state = "read"; description = r.value; } else { state = "failed"; };
+in builtins.listToAttrs (map (n: { name = n; value = one n; }) (${list}))`;
+}
+const RESULT = zod_1.z.record(zod_1.z.string(), zod_1.z.discriminatedUnion('state', [
+    zod_1.z.object({ state: zod_1.z.literal('missing') }),
+    zod_1.z.object({ state: zod_1.z.literal('failed') }),
+    zod_1.z.object({ state: zod_1.z.literal('read'), description: zod_1.z.unknown() }),
+]));
+/** The flake's descriptions of these configurations (or of all of them), with one `nix eval`. */
+async function readDescriptions(nix, ref, names) {
+    const r = await nix.run([
+        'eval',
+        '--json',
+        `${ref}#nixosConfigurations`,
+        '--apply',
+        descriptionsApply(names),
+    ]);
+    if (r.code !== 0) {
+        if (/does not provide attribute|attribute 'nixosConfigurations' missing/.test(r.stderr))
+            throw new errors_1.InputError('flake', `${ref} has no nixosConfigurations (${(0, nix_1.nixErrorText)(r.stderr)})`, 'give the flake whose outputs have nixosConfigurations.NAME, e.g. . or ./infra');
+        throw new errors_1.VpsNixosError(`nix eval of the host descriptions in ${ref} failed: ${(0, nix_1.nixErrorText)(r.stderr)}`, `see the whole error: nix eval --json '${ref}#nixosConfigurations' --apply 'cs: builtins.mapAttrs (n: c: c.config.vpsNixos.deploy or null) cs' --show-trace`);
+    }
+    let parsed;
+    try {
+        parsed = RESULT.parse(JSON.parse(r.stdout));
+    }
+    catch (err) {
+        throw new errors_1.VpsNixosError(`nix eval of the host descriptions in ${ref} printed what we cannot read (${err.message.slice(0, 200)})`, 'report this with the output of the nix eval command');
+    }
+    return new Map(Object.entries(parsed));
+}
+
+
+/***/ }),
+
+/***/ 1227:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.ROW_INPUTS = void 0;
+exports.splitFlake = splitFlake;
+exports.planFleet = planFleet;
+exports.describedFleet = describedFleet;
+/**
+ * The fan-out: which hosts a run covers (`all` described hosts of a flake, some names, one
+ * configuration, or the old JSON list) and the matrix row of each, with every per-host input
+ * resolved (explicit values first, then the description). Pure: the descriptions come in as the
+ * evaluation found them (src/hosts/eval.ts). The reusable workflows fan out over these rows.
+ */
+const errors_1 = __nccwpck_require__(3916);
+const inputs_1 = __nccwpck_require__(8422);
+const target_1 = __nccwpck_require__(6746);
+const description_1 = __nccwpck_require__(5577);
+/**
+ * The inputs a row carries besides its name and flake: the per-host ones (every input a
+ * description fills, and confirm-wipe, which only a run gives).
+ */
+exports.ROW_INPUTS = [
+    'target',
+    'confirm-wipe',
+    'known-hosts',
+    'host-key-fingerprint',
+    'method',
+    'build-host',
+    'use-sudo',
+    'confirm-timeout',
+    'health-check',
+    'health-url',
+    'health-timeout',
+];
+const slug = (s) => s.replace(/[^A-Za-z0-9._-]+/g, '-');
+/** `REF` or `REF#NAME`. */
+function splitFlake(text) {
+    const m = /^([^#\s]+)(?:#([^#\s]+))?$/.exec(text.trim());
+    if (!m)
+        throw new errors_1.InputError('flake', `'${text}' is not a flake, or a flake output reference`, 'write the flake (., ./infra, github:you/infra) for its described hosts, or PATH#NAME for nixosConfigurations.NAME');
+    return { ref: m[1], name: m[2] };
+}
+const nameError = (n) => new errors_1.InputError('hosts', `'${n}' is not a configuration name`, 'write the NAME of nixosConfigurations.NAME (letters, digits, _ . -), names separated by spaces or commas, or all');
+/** Reads the request (no evaluation yet): what must be evaluated, or the old list's rows. */
+function planFleet(req) {
+    const hosts = (req.hosts ?? '').trim();
+    const target = req.explicit.target ?? '';
+    const { ref, name } = splitFlake(req.flake);
+    if (hosts !== '' && target !== '')
+        throw new errors_1.InputError('hosts', 'and target are both given', 'give target (one host) or hosts, not both');
+    if (hosts.startsWith('[') || hosts.startsWith('{'))
+        return { kind: 'list', rows: listRows(hosts, req) };
+    if (hosts !== '') {
+        if (name !== undefined)
+            throw new errors_1.InputError('flake', `names one configuration (${name}) while hosts is ${hosts === 'all' ? 'all' : 'a list of names'}`, `give the flake alone (${ref}) with hosts, or drop hosts`);
+        if (hosts === 'all')
+            return { kind: 'describe', ref, names: 'all' };
+        const names = [...new Set(hosts.split(/[\s,]+/).filter(Boolean))];
+        const bad = names.find((n) => !description_1.CONFIG_NAME_RE.test(n));
+        if (bad !== undefined)
+            throw nameError(bad);
+        return { kind: 'describe', ref, names };
+    }
+    if (name !== undefined) {
+        if (!description_1.CONFIG_NAME_RE.test(name))
+            throw nameError(name);
+        return { kind: 'describe', ref, names: [name] };
+    }
+    if (target !== '')
+        throw new errors_1.InputError('flake', `'${req.flake}' names no configuration for target ${target}`, `write flake PATH#NAME (e.g. ${ref}#my-vps) with target, or describe the host and use hosts`);
+    return { kind: 'describe', ref, names: 'all' };
+}
+/** The machine a target is: `host[:port]` lower-case, as the concurrency group names it. */
+function machineKey(target) {
+    const t = (0, target_1.parseTarget)(target.trim());
+    if (typeof t === 'string')
+        return target.replace(/^[^@]*@/, '').toLowerCase();
+    return (0, target_1.formatTarget)({ ...t, host: t.host.toLowerCase() }).replace(/^[^@]*@/, '');
+}
+function row(name, flake, inputs) {
+    const r = { name, flake, key: inputs.target ? machineKey(inputs.target) : '', id: slug(name) };
+    return Object.assign(r, ...exports.ROW_INPUTS.map((n) => ({ [n]: inputs[n] ?? '' })));
+}
+/**
+ * The rows of the described hosts asked for: each description checked, explicit inputs merged
+ * over it; then no machine twice. Throws DescriptionError (host and field) or InputError.
+ */
+function describedFleet(plan, found, req) {
+    const rows = [];
+    const undescribed = [];
+    const descriptions = new Map();
+    const names = plan.names === 'all' ? [...found.keys()].sort() : plan.names;
+    for (const name of names) {
+        const state = found.get(name) ?? { state: 'missing' };
+        if (state.state === 'missing')
+            throw new errors_1.InputError('hosts', `${plan.ref} has no nixosConfigurations.${name}`, `check the name (vps-nixos hosts --flake ${plan.ref} lists the described hosts)`);
+        if (state.state === 'failed')
+            throw new description_1.DescriptionError(name, '', 'does not evaluate (the configuration throws)', `see why: nix eval '${plan.ref}#nixosConfigurations.${name}.config.vpsNixos.deploy' --show-trace`);
+        const d = (0, description_1.parseDescription)(name, state.description);
+        if (d)
+            descriptions.set(name, d);
+        const flake = `${plan.ref}#${name}`;
+        if (!d && plan.names === 'all') {
+            undescribed.push(name);
+            continue;
+        }
+        const { raw } = d ? (0, description_1.mergeDescription)(req.explicit, d) : { raw: { ...req.explicit } };
+        if (!raw.target && !req.targetOptional)
+            throw new description_1.DescriptionError(name, 'target', `is not set in nixosConfigurations.${name}, and no target is given`, `describe the host: vpsNixos.deploy.target = "root@203.0.113.7"; (and hostKey) in its configuration, with our module imported (nixosModules.default); or give target`);
+        rows.push(row(name, flake, checked(name, raw)));
+    }
+    if (rows.length === 0)
+        throw new errors_1.InputError('hosts', `${plan.ref} describes no host${undescribed.length ? ` (not described: ${undescribed.join(', ')})` : ''}`, 'set vpsNixos.deploy.target (and hostKey) in the configurations to deploy, with our module imported (nixosModules.default)');
+    distinct(rows, descriptions);
+    return { rows, undescribed, descriptions };
+}
+/** The explicit inputs of a row, each by its schema (the described ones were checked already). */
+function checked(host, raw) {
+    for (const n of exports.ROW_INPUTS) {
+        const v = raw[n];
+        if (v === undefined || v === '')
+            continue;
+        const bad = (0, inputs_1.checkInput)(n, v);
+        if (bad)
+            throw new errors_1.InputError(n, `${bad.problem} (host ${host})`, bad.fix);
+    }
+    return raw;
+}
+/** No machine under two names, no name twice. */
+function distinct(rows, descriptions) {
+    const byKey = new Map();
+    const byId = new Map();
+    for (const r of rows) {
+        const other = r.key ? byKey.get(r.key) : undefined;
+        if (other) {
+            const both = descriptions?.has(r.name) && descriptions.has(other.name);
+            if (both)
+                throw new description_1.DescriptionError(r.name, 'target', `is ${r.target}, the machine ${other.name} is described at too (${other.target}): two names for one machine`, `one configuration per machine: correct vpsNixos.deploy.target of ${r.name} or of ${other.name}, or remove one`);
+            throw new errors_1.InputError('hosts', `the same host twice: ${r.key} (${other.name} and ${r.name})`, 'list each machine once');
+        }
+        if (byId.has(r.id))
+            throw new errors_1.InputError('hosts', `the same name twice: ${r.name}`, 'give each entry its own name');
+        if (r.key)
+            byKey.set(r.key, r);
+        byId.set(r.id, r);
+    }
+}
+const LIST_KEYS = ['target', 'flake', 'name', 'confirm-wipe'];
+/**
+ * The old form: a JSON list of "user@host" or {target, flake, name, confirm-wipe}. Its hosts'
+ * descriptions are not read: each entry says all there is, the explicit inputs the rest.
+ */
+function listRows(text, req) {
+    const fail = (problem, fix = 'see the hosts input of deploy.yml') => new errors_1.InputError('hosts', problem, fix);
+    let value;
+    try {
+        value = JSON.parse(text);
+    }
+    catch (err) {
+        throw fail(`is not valid JSON: ${err.message}`, 'write all, host names, or a JSON list');
+    }
+    if (!Array.isArray(value) || value.length === 0)
+        throw fail(`must be a non-empty JSON list, not ${JSON.stringify(value)}`);
+    const rows = value.map((entry) => {
+        const e = typeof entry === 'string'
+            ? { target: entry }
+            : entry && typeof entry === 'object' && !Array.isArray(entry)
+                ? entry
+                : (() => {
+                    throw fail(`each entry is "user@host" or {"target": "user@host", "flake": ..., "name": ...}, not ${JSON.stringify(entry)}`);
+                })();
+        const extra = Object.keys(e).filter((k) => !LIST_KEYS.includes(k));
+        if (extra.length > 0)
+            throw fail(`unknown key ${extra.join(', ')} in ${JSON.stringify(e)} (known: ${LIST_KEYS.join(', ')})`);
+        if (LIST_KEYS.some((k) => e[k] !== undefined && e[k] !== null && typeof e[k] !== 'string'))
+            throw fail(`target, flake, name and confirm-wipe are strings: ${JSON.stringify(e)}`);
+        const str = (k) => (typeof e[k] === 'string' ? e[k] : '');
+        const target = str('target');
+        if (target === '' && !req.targetOptional)
+            throw fail(`entry without a target: ${JSON.stringify(e)}`);
+        const flake = str('flake') || req.flake;
+        if (!flake.includes('#'))
+            throw fail(`no flake for ${target || JSON.stringify(e)}: give the flake input as PATH#NAME or a flake in the entry`);
+        const name = str('name') || (target ? target.replace(/^[^@]*@/, '') : flake.replace(/^[^#]*#/, ''));
+        const inputs = {
+            ...req.explicit,
+            target,
+            'confirm-wipe': str('confirm-wipe') || req.explicit['confirm-wipe'],
+        };
+        if ((0, inputs_1.checkInput)('flake', flake))
+            throw fail(`'${flake}' is not PATH#NAME (${name})`);
+        return row(name, flake, checked(name, inputs));
+    });
+    distinct(rows);
+    return rows;
+}
+
+
+/***/ }),
+
 /***/ 9438:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -27354,6 +28111,7 @@ const hostconfig_1 = __nccwpck_require__(6108);
 const nix_1 = __nccwpck_require__(3211);
 const script_1 = __nccwpck_require__(9438);
 const size_1 = __nccwpck_require__(4642);
+const hostkeys_1 = __nccwpck_require__(2326);
 /** Where our flake and reusable workflows live (resolved for whoever publishes: issue 23). */
 exports.PROJECT_REPO = 'org/vps-nixos';
 /** The release the generated files call (the action's and the workflows' major tag). */
@@ -27374,7 +28132,6 @@ function initFiles(i) {
             text: (0, hostconfig_1.factsToNix)(i.facts, { host: i.target, date: i.date, disko: true }),
         },
         { path: `${host}/disk.nix`, text: diskNix(i) },
-        { path: 'known_hosts', text: `${i.knownHosts.trim()}\n` },
         { path: '.github/workflows/deploy.yml', text: deployYml(i) },
         { path: '.github/workflows/update.yml', text: updateYml(i) },
     ];
@@ -27436,6 +28193,12 @@ function configurationNix(i) {
 
   networking.hostName = ${(0, nix_1.nixString)(i.name)};
 
+${(0, nix_1.nixComment)(`Where vps-nixos deploys this configuration: \`vps-nixos deploy --flake .#${i.name}\` and the\nworkflows (hosts: all) need nothing else but the key. hostKey is the host's key, the pin\nevery connection checks${i.trustedOnFirstUse ? ": init trusted it on first use, so compare it with the\nprovider's console (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) before you push" : ' (init found it matching the pin it was given)'}.`, '  ')}
+  vpsNixos.deploy = {
+    target = ${(0, nix_1.nixString)(i.target)};
+    hostKey = ${(0, nix_1.nixStringList)(hostKeys(i), '    ')};
+  };
+
 ${(0, nix_1.nixComment)(keyNote, '  ')}
   users.users.root.openssh.authorizedKeys.keys = ${(0, nix_1.nixStringList)(keys, '  ')};
 
@@ -27445,6 +28208,10 @@ ${(0, nix_1.nixComment)(keyNote, '  ')}
   system.stateVersion = ${(0, nix_1.nixString)(exports.NIXOS_RELEASE)};
 }
 `;
+}
+/** The host's public keys (`type base64`) from its known_hosts lines. */
+function hostKeys(i) {
+    return [...new Set((0, hostkeys_1.parseKnownHosts)(i.knownHosts).entries.map((e) => (0, hostkeys_1.formatKey)(e.key)))];
 }
 /** A disko layout for the probed root disk: GPT, BIOS boot or ESP as probed, ext4 on the rest. */
 function diskNix(i) {
@@ -27500,8 +28267,6 @@ ${boot}
 /** Text from the plan (it quotes the host's facts) as one comment line: no line breaks, no controls. */
 // eslint-disable-next-line no-control-regex
 const oneLine = (s) => s.replace(/[\s\u0000-\u001f\u007f]+/g, ' ').trim();
-/** A YAML single-quoted scalar. */
-const yq = (s) => `'${s.replace(/'/g, "''")}'`;
 function planNote(i) {
     const p = {
         ...i.plan,
@@ -27527,11 +28292,11 @@ function deployYml(i) {
     const wipe = i.plan.method === 'kexec'
         ? `\n      # The install wipes this disk: remove the line once the host runs NixOS.\n      confirm-wipe: ${device}`
         : '';
-    return `# Push to deploy ${i.name}: every push to main deploys the configuration; "Run workflow" in
-# the Actions tab can probe and plan only. Generated by \`vps-nixos init\` on ${i.date}.
+    return `# Push to deploy ${i.name}: every push to main deploys every host the flake describes
+# (vpsNixos.deploy in hosts/*/configuration.nix: target and host key); "Run workflow" in the
+# Actions tab can probe and plan only. Generated by \`vps-nixos init\` on ${i.date}.
 # Settings → Secrets and variables → Actions: the secret VPS_SSH_KEY, the private key that logs in
-# as root; the variable VPS_KNOWN_HOSTS, the contents of known_hosts (checked against the
-# provider's console; public, so a variable: a secret would mask the host-key output).
+# as root.
 ${planNote(i)}
 name: deploy
 
@@ -27552,12 +28317,10 @@ jobs:
   deploy:
     uses: ${exports.PROJECT_REPO}/.github/workflows/deploy.yml@${exports.PROJECT_REF}
     with:
-      flake: ${yq(`.#${i.name}`)}
-      target: ${yq(i.target)}
+      flake: '.'
+      hosts: all
       # A push has no inputs: false then.
       plan-only: \${{ inputs.plan-only == true }}${wipe}
-      # Public: a variable (Settings → Secrets and variables → Actions → Variables), not a secret.
-      known-hosts: \${{ vars.VPS_KNOWN_HOSTS }}
     secrets:
       ssh-private-key: \${{ secrets.VPS_SSH_KEY }}
 `;
@@ -27584,11 +28347,9 @@ jobs:
       contents: write
       pull-requests: write
     with:
-      flake: ${yq(`.#${i.name}`)}
-      target: ${yq(i.target)}
+      flake: '.'
+      hosts: all
       auto-merge: false
-      # Public: a variable (Settings → Secrets and variables → Actions → Variables), not a secret.
-      known-hosts: \${{ vars.VPS_KNOWN_HOSTS }}
     secrets:
       ssh-private-key: \${{ secrets.VPS_SSH_KEY }}
 `;
@@ -27607,6 +28368,7 @@ exports.configSchema = exports.inputSchema = exports.INPUTS = exports.METHODS = 
 exports.isBooleanInput = isBooleanInput;
 exports.withDefaults = withDefaults;
 exports.looksLikeKeyMaterial = looksLikeKeyMaterial;
+exports.checkInput = checkInput;
 exports.parseConfig = parseConfig;
 const node_fs_1 = __nccwpck_require__(3024);
 const zod_1 = __nccwpck_require__(924);
@@ -28153,6 +28915,19 @@ const KEY_MATERIAL = [
 /** Whether a text holds private key material (an armoured key, or an OpenSSH key body). */
 function looksLikeKeyMaterial(text) {
     return KEY_MATERIAL.some((re) => re.test(text));
+}
+/** What is wrong with one input's text, by the input's own schema; undefined when it parses. */
+function checkInput(name, text) {
+    const parser = exports.INPUTS[name].parse;
+    const result = parser.safeParse(text);
+    if (result.success)
+        return undefined;
+    const issue = result.error.issues[0];
+    const fix = issue?.code === 'custom' ? issue.params?.fix : undefined;
+    return {
+        problem: issue?.message ?? 'is not valid',
+        fix: typeof fix === 'string' ? fix : exports.INPUTS[name].description,
+    };
 }
 /**
  * Turns raw inputs into a Config, or throws the first InputError. No connection is made. Errors
@@ -30880,6 +31655,10 @@ async function whoAnswers(session) {
     const [bootId = '', variantId = '', nixos = '', current = ''] = r.stdout
         .split('\n')
         .map((l) => l.trim());
+    // A system shutting down (the kexec or reboot under way) may still accept a session and then
+    // die under the script: no boot_id is no answer, never "a system that is not ours".
+    if (!/^[0-9a-f-]{36}$/.test(bootId))
+        throw new Error(`who.sh gave no boot_id (exit ${r.code}${r.stderr ? `: ${r.stderr.trim().slice(0, 200)}` : ''})`);
     return { bootId, variantId, isNixos: nixos === 'nixos', currentSystem: current };
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -59922,7 +60701,7 @@ async function cli(argv) {
     const log = (0, log_1.terminalLogger)((s) => process.stderr.write(s));
     try {
         if (cmd.custom) {
-            process.stdout.write(cmd.custom(parsed.options));
+            process.stdout.write(await cmd.custom(parsed.options, log));
             return 0;
         }
         const result = cmd.run

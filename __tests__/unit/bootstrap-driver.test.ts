@@ -102,6 +102,9 @@ afterAll(() => {
   rmSync(runner.dir, { recursive: true, force: true });
 });
 
+/** The real setTimeout, taken before any test fakes the timers. */
+const realSetTimeout = globalThis.setTimeout;
+
 /** Moves the fake clock on (the 3 s polls) until `run` settles; real I/O gets its turns between. */
 async function drive<T>(run: Promise<T>): Promise<T> {
   let settled = false;
@@ -112,7 +115,10 @@ async function drive<T>(run: Promise<T>): Promise<T> {
   for (let i = 0; !settled; i++) {
     if (i > 2000) throw new Error('the bootstrap did not settle within 1000 fake seconds');
     await jest.advanceTimersByTimeAsync(500);
-    await new Promise((r) => setImmediate(r));
+    // A real pause, not only a turn of the event loop: the fake target's real I/O (processes,
+    // files) gets wall-clock time however loaded the machine is, so the fake clock cannot race
+    // past it (with setImmediate alone a loaded CI box ran out the 2000 turns first).
+    await new Promise((r) => realSetTimeout(r, 2));
   }
   return run;
 }

@@ -660,6 +660,16 @@ export async function runCommand(
   if (!building && !planned.includes('check')) given.raw['plan-only'] = 'true';
   const facts = options.facts !== undefined ? loadFacts(options.facts) : undefined;
   const connects = facts === undefined && planned.includes('probe');
+  // What was typed is checked first, on its own (nothing may be missing yet: the description may
+  // give it): a bad option is refused naming it, before Nix reads any description.
+  if (connects)
+    parseConfig(given.raw, {
+      noConnection: true,
+      shownAs: given.shownAs,
+      keyHow: KEY_HOW,
+      sshAgent: { socket: env.SSH_AUTH_SOCK || undefined },
+      userKnownHosts: true,
+    });
   // The host --flake names describes what the options leave open (before any connection).
   const { raw, shownAs, pinSource }: Described = connects
     ? await withDescription(given.raw, given.shownAs, log, nix)

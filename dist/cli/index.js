@@ -24778,6 +24778,16 @@ async function runCommand(cmd, options, log, env = process.env, nix) {
         given.raw['plan-only'] = 'true';
     const facts = options.facts !== undefined ? (0, facts_file_1.loadFacts)(options.facts) : undefined;
     const connects = facts === undefined && planned.includes('probe');
+    // What was typed is checked first, on its own (nothing may be missing yet: the description may
+    // give it): a bad option is refused naming it, before Nix reads any description.
+    if (connects)
+        (0, inputs_1.parseConfig)(given.raw, {
+            noConnection: true,
+            shownAs: given.shownAs,
+            keyHow: KEY_HOW,
+            sshAgent: { socket: env.SSH_AUTH_SOCK || undefined },
+            userKnownHosts: true,
+        });
     // The host --flake names describes what the options leave open (before any connection).
     const { raw, shownAs, pinSource } = connects
         ? await (0, hosts_1.withDescription)(given.raw, given.shownAs, log, nix)

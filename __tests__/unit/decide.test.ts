@@ -119,6 +119,25 @@ describe('what runs, decided once', () => {
     expect(installed.stages.find((s) => s.name === 'build')!.why).toMatch(/build-host given/);
   });
 
+  it('the deploy switches to the system built here itself; nixos-rebuild only with build-host', () => {
+    const changed = { ...running, currentSystem: OLD, systemProfile: OLD };
+    const ours = decide(input('action', nixos, {}, changed, SYS));
+    expect(ours.deployWith).toBe('switch');
+    // it needs the system here: the build stage realises it (no second evaluation on the target)
+    expect(ours.build.system).toBe(true);
+    expect(
+      decide(input('action', nixos, { toplevel: SYS, flake: undefined }, changed, SYS)).deployWith,
+    ).toBe('switch');
+    const remote = decide(input('action', nixos, { buildHost: 'builder@b' }, changed, SYS));
+    expect(remote.deployWith).toBe('nixos-rebuild');
+    expect(remote.build.system).toBe(false);
+    // a prebuilt toplevel is here already, build-host or not
+    expect(
+      decide(input('action', nixos, { buildHost: 'builder@b', toplevel: SYS }, changed, SYS))
+        .deployWith,
+    ).toBe('switch');
+  });
+
   it('prebuilt store paths: nothing built; the installer still resolved for a kexec plan', () => {
     const d = decide(
       input('action', debian, { toplevel: SYS, diskScript: `${SYS}-disko`, flake: undefined }),
@@ -198,11 +217,18 @@ describe('the CLI and the action run the same stages for the same inputs', () =>
       const names = new Set(entryStages(entry, cfg));
       const runs = (d: typeof cli) =>
         d.stages.filter((s) => names.has(s.name)).map((s) => `${s.name}:${s.run}`);
-      expect({ over, stages: runs(cli), build: cli.build, unchanged: cli.unchanged }).toEqual({
+      expect({
+        over,
+        stages: runs(cli),
+        build: cli.build,
+        unchanged: cli.unchanged,
+        deployWith: cli.deployWith,
+      }).toEqual({
         over,
         stages: runs(action),
         build: action.build,
         unchanged: action.unchanged,
+        deployWith: action.deployWith,
       });
     }
   });

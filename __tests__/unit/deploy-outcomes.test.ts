@@ -5,7 +5,7 @@
  * execs the target saw, in order, and how many there were before and after nixos-rebuild: on a
  * cheap VPS each one is a round trip of 0.3–0.6 s (issue 18).
  */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -19,6 +19,7 @@ import { VpsNixosError } from '../../src/errors';
 import type { RemoteSession } from '../../src/ssh/session';
 import {
   FakeTarget,
+  installCopyStandIn,
   installRebuildStandIn,
   nixosSystem,
   type FakeTargetOptions,
@@ -55,6 +56,7 @@ beforeAll(() => {
   bin = join(root, 'bin');
   mkdirSync(bin);
   installRebuildStandIn(bin);
+  installCopyStandIn(bin);
 });
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 afterEach(() => {
@@ -79,7 +81,19 @@ interface RebuildBehaviour {
   system?: FakeSystem;
   exit?: number;
   output?: string;
+  /** What the nix-copy-closure stand-in does (our own switch). */
+  copy?: { exit?: number; output?: string };
 }
+
+/** The nix-copy-closure runs the last deployTo made: `ARGS|NIX_SSHOPTS` each. */
+let copyReport = '';
+const copies = (): string[] => {
+  try {
+    return readFileSync(copyReport, 'utf8').trim().split('\n').filter(Boolean);
+  } catch {
+    return [];
+  }
+};
 
 async function deployTo(
   t: FakeTarget,
@@ -99,6 +113,9 @@ async function deployTo(
     FAKE_REBUILD_SYSTEM: rebuild.system?.path ?? '',
     FAKE_REBUILD_EXIT: String(rebuild.exit ?? 0),
     FAKE_REBUILD_OUTPUT: rebuild.output ?? '',
+    FAKE_COPY_REPORT: (copyReport = join(mkdtempSync(join(root, 'copy-')), 'report')),
+    FAKE_COPY_EXIT: String(rebuild.copy?.exit ?? 0),
+    FAKE_COPY_OUTPUT: rebuild.copy?.output ?? '',
   };
   const done = await runDeploy(t.session(), {
     flake: FLAKE,
@@ -107,6 +124,7 @@ async function deployTo(
     healthTimeoutSeconds: 0.01,
     rollback: true,
     action: 'switch',
+    deployWith: 'nixos-rebuild',
     privateKey: 'fake private key',
     tempDir: mkdtempSync(join(root, 'run-')),
     reconnect: () => t.connect(),
@@ -854,5 +872,153 @@ describe('runDeploy: the target', () => {
     ]);
     expect(onTarget.filter((c) => !c.sudo)).toEqual([]);
     expect(t.healthChecks).toEqual(['true']);
+  });
+});
+
+/** Our own switch (deployWith 'switch'): the runner built NEW, copies it, switches over session 1. */
+describe('runDeploy: our own switch (copy, then switch.sh under the guard)', () => {
+  const ours = (over: Partial<DeployOptions> = {}): Partial<DeployOptions> => ({
+    deployWith: 'switch',
+    toplevel: NEW.path,
+    ...over,
+  });
+
+  it('copies the built system with the pin, switches in the exec after the arm, confirms over a new session', async () => {
+    const t = host();
+    const { result, session, logged } = await deployTo(t, {}, ours());
+
+    expectNoError(result);
+    expect(result).toMatchObject({
+      changed: true,
+      systemPath: NEW.path,
+      previousSystemPath: OLD.path,
+      hostRuns: NEW.path,
+      bytesSent: NEW_BYTES,
+      pathsSent: 2,
+      rebuild: { code: 0, args: ['switch', NEW.path] },
+    });
+    expect(result.rebuild.from).toMatch(/nix-copy-closure, then switch-to-configuration/);
+    // no nixos-rebuild at all: no second evaluation, no pinned nixos-rebuild needed
+    expect(t.rebuilds).toEqual([]);
+    const [copy] = copies();
+    expect(copies()).toHaveLength(1);
+    expect(copy?.split('|')[0]).toBe(`--to root@203.0.113.7 ${NEW.path}`);
+    expect(copy?.split('|')[1]).toContain('-o StrictHostKeyChecking=yes');
+    // three round trips: state + arm, the switch (same session), the confirm on a NEW session
+    expect(t.log).toEqual([
+      'state, guard install, guard arm',
+      'switch switch',
+      'guard status, guard confirm, units, closure',
+    ]);
+    expect(t.commands.map((c) => c.session)).toEqual([1, 1, 2]);
+    expect(t.switches).toEqual([['switch', NEW.path]]);
+    expect(t.profile).toBe(NEW.path);
+    expect(guardCall(t, 'confirm')?.session).toBe(2);
+    expect(
+      logged.info.some((l) => /^copied .* in \d+\.\d s \(nix-copy-closure, exit 0\)$/.test(l)),
+    ).toBe(true);
+    t.expireWatcher();
+    expect(t.current).toBe(NEW.path);
+    expectOnlyOpen(t, session);
+  });
+
+  it('the copy fails: switch.sh never runs, nothing changed, the guard is disarmed', async () => {
+    const t = host();
+    const { result } = await deployTo(
+      t,
+      { copy: { exit: 1, output: 'error: cannot add path: disk full' } },
+      ours(),
+    );
+    expect(t.switches).toEqual([]);
+    expect(result).toMatchObject({ changed: false, rolledBack: false, hostRuns: OLD.path });
+    expect(result.error?.message).toMatch(
+      /^nix-copy-closure failed \(exit 1\) before switching: nothing changed/,
+    );
+    expect(result.error?.fix).toContain('disk full');
+    expect(guardCommands(t)).toEqual([
+      'guard install',
+      'guard arm',
+      'guard status',
+      'guard disarm',
+    ]);
+    expect(t.current).toBe(OLD.path);
+    expect(t.profile).toBe(OLD.path);
+  });
+
+  it('switch-to-configuration exits 4: the failed units are named and the runner rolls back', async () => {
+    const t = host({ failedUnits: { [NEW.path]: ['nginx.service'] } });
+    t.switchAnswer = { exit: 4, output: EXIT_4_OUTPUT };
+    const { result } = await deployTo(t, {}, ours());
+
+    expect(result.rolledBack).toBe(true);
+    expect(result.rollback?.by).toBe('runner');
+    expect(result.failedUnits).toEqual(['nginx.service']);
+    expect(result.error?.message).toMatch(/reported failed units \(exit 4\): nginx\.service/);
+    expect(t.current).toBe(OLD.path);
+    expect(t.profile).toBe(OLD.path);
+  });
+
+  it('a system that cuts SSH: no new session, the target rolls back by itself', async () => {
+    const t = host();
+    t.cutsSsh.add(NEW.path);
+    const { result } = await deployTo(
+      t,
+      {},
+      ours({ confirmTimeoutSeconds: 0.05, rollbackWaitMs: 100 }),
+    );
+
+    expect(result.rolledBack).toBe(true);
+    expect(result.rollback?.by).toBe('target');
+    expect(result.error?.message).toMatch(NEW_SYSTEM_MAY_CUT_SSH);
+    expect(t.current).toBe(OLD.path);
+  });
+
+  it('the session drops during the switch: the outcome is in doubt, so it is rolled back', async () => {
+    const t = host();
+    t.drops = (exec) => (exec === 'switch' ? 'after' : undefined);
+    const { result, logged } = await deployTo(t, {}, ours());
+
+    expect(logged.info).toContain('the SSH session dropped during the switch (no exit status)');
+    expect(result.rolledBack).toBe(true);
+    expect(result.error?.message).toMatch(/switch-to-configuration exited 255 after switching/);
+    expect(t.current).toBe(OLD.path);
+  });
+
+  it('boot: the profile gets the system, nothing is activated, no guard', async () => {
+    const t = host();
+    const { result } = await deployTo(t, {}, ours({ action: 'boot' }));
+
+    expectNoError(result);
+    expect(t.switches).toEqual([['boot', NEW.path]]);
+    expect(t.current).toBe(OLD.path);
+    expect(t.profile).toBe(NEW.path);
+    expect(guardCommands(t)).toEqual([]);
+    expect(result).toMatchObject({ systemPath: NEW.path, changed: true, hostRuns: OLD.path });
+  });
+
+  it('with use-sudo the switch goes through sudo -n like every root command', async () => {
+    const t = host({
+      target: {
+        user: 'deploy',
+        host: '203.0.113.7',
+        port: 2222,
+        knownHostsName: '[203.0.113.7]:2222',
+      },
+    });
+    const { result } = await deployTo(t, {}, ours({ useSudo: true }));
+
+    expectNoError(result);
+    expect(copies()[0]?.split('|')[0]).toBe(`--to deploy@203.0.113.7 ${NEW.path}`);
+    expect(copies()[0]).toMatch(/-p 2222$/);
+    expect(t.commands.filter((c) => !c.sudo)).toEqual([]);
+  });
+
+  it('no system to switch to: refused before anything runs on the target', async () => {
+    const t = host();
+    await expect(deployTo(t, {}, ours({ toplevel: undefined }))).rejects.toThrow(
+      /no system to switch to/,
+    );
+    expect(t.commands).toEqual([]);
+    expect(copies()).toEqual([]);
   });
 });

@@ -174,13 +174,30 @@ describe('an unchanged push-to-deploy', () => {
     }
   });
 
-  it('force-switch runs the deploy with a pinned nixos-rebuild, never a registry one', async () => {
+  it('force-switch runs the deploy with our own switch: no nixos-rebuild is looked for', async () => {
+    const h = harness({ facts: `${NIXOS}nixos.failed_units=\n`, evaluated: RUNS, top: RUNS });
+    const path = process.env.PATH;
+    process.env.PATH = '/nonexistent';
+    try {
+      const r = await h.run('action', { 'force-switch': 'true' }, ['probe', 'plan', 'build']);
+      expect(r.decision).toMatchObject({ forced: true, unchanged: false, deployWith: 'switch' });
+      expect(h.nixCalls.some((a) => a.join(' ').includes('pkgs.path'))).toBe(false);
+    } finally {
+      process.env.PATH = path;
+    }
+  });
+
+  it('with build-host, force-switch runs a pinned nixos-rebuild, never a registry one', async () => {
     const h = harness({ facts: `${NIXOS}nixos.failed_units=\n`, evaluated: RUNS });
     const path = process.env.PATH;
     process.env.PATH = '/nonexistent';
     try {
-      const r = await h.run('action', { 'force-switch': 'true' }, ['probe', 'plan', 'deploy']);
-      expect(r.decision!.forced).toBe(true);
+      const r = await h.run(
+        'action',
+        { 'force-switch': 'true', 'build-host': 'root@198.51.100.9' },
+        ['probe', 'plan', 'deploy'],
+      );
+      expect(r.decision).toMatchObject({ forced: true, deployWith: 'nixos-rebuild' });
       // none on PATH: the configuration's nixpkgs is asked for it (the fake cannot evaluate it)
       const asked = h.nixCalls.find((a) => a.join(' ').includes('pkgs.path'));
       expect(asked).toEqual(['eval', '--raw', '/flake#nixosConfigurations.vps.pkgs.path']);

@@ -274,7 +274,13 @@ describe('the headline', () => {
   it('says built, probed or checked when nothing was deployed', () => {
     const runs = sp('a', 'nixos-system-vps-1');
     const none = { system: false, diskScript: false, layout: false, installer: false } as const;
-    const decision = { stages: [], build: none, unchanged: true, forced: false };
+    const decision = {
+      stages: [],
+      build: none,
+      unchanged: true,
+      forced: false,
+      deployWith: 'switch' as const,
+    };
     expect(firstLine(renderMarkdown({ target, stages: [], evaluated: runs, decision }, at))).toBe(
       '**no change** root@203.0.113.7: already runs nixos-system-vps-1 at commit abc1234 (main); nothing was built',
     );

@@ -59,6 +59,7 @@ describe('scriptCommand: the one way a script of ours runs on the target', () =>
       'deploy/after.sh',
       'deploy/guard.sh',
       'deploy/closure.sh',
+      'deploy/switch.sh',
     ];
     expect([...known].sort()).toEqual(onDisk);
     for (const s of known) expect(scriptText(s)).toMatch(/^#!\/bin\/sh\n/);

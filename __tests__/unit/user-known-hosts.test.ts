@@ -189,7 +189,9 @@ describe('the CLI: a key or the ssh-agent; a pin or ~/.ssh/known_hosts', () => {
     const text = usage(probe);
     expect(text).toMatch(/--ssh-private-key-file VALUE .*ssh-agent's keys: SSH_AUTH_SOCK/);
     expect(text).toMatch(/--known-hosts-file VALUE .*~\/\.ssh\/known_hosts/);
-    expect(text).toContain('$SSH_AUTH_SOCK (nixos-rebuild and nix copy use the same agent)');
+    expect(text).toContain(
+      '$SSH_AUTH_SOCK (nix-copy-closure and nixos-rebuild use the same agent)',
+    );
     expect(text).toContain('nothing is trusted on first use unless');
     expect(usage(findCommand('build')!)).not.toContain('SSH_AUTH_SOCK');
   });

@@ -1,8 +1,9 @@
 /**
  * The deploy stage against the real 1 GB QEMU test VPS, through the built CLI and the action.
- * Stand-ins (test/STANDINS.md): nixos-rebuild (test/standins/bin, first on PATH) and the system
- * toplevels (variants ok, ok2, new-kernel, exit4, unhealthy, cut-sshd). Real: ssh with the pinned
- * key, Nix's copy to the guest's store, the profile, systemd-run, the rollback guard on the target,
+ * Stand-ins (test/STANDINS.md): nixos-rebuild (test/standins/bin, first on PATH; only the
+ * build-host deploy runs it) and the system toplevels (variants ok, ok2, new-kernel, exit4,
+ * unhealthy, cut-sshd). Real: ssh with the pinned key, nix-copy-closure to the guest's store, our
+ * switch.sh (the profile, systemd-run, switch-to-configuration), the rollback guard on the target,
  * the confirmation over a new SSH session, the health checks, sshd going away and coming back.
  * The guest starts from its fresh snapshot with /etc/NIXOS added: installed NixOS, no profile yet.
  */
@@ -79,7 +80,7 @@ interface DeployDoc {
   changed: boolean;
   unchanged: boolean;
   forced: boolean;
-  rebuild: { from: string } | null;
+  rebuild: { from: string; args: string[] } | null;
   bytesSent: number;
   pathsSent: number;
   systemPath: string | null;
@@ -166,18 +167,11 @@ describe('deploy to the test VPS', () => {
     expect(doc.bytesSent).toBe(narBytes(closure(v.ok)));
     expect(r.stderr).toMatch(/first deploy: nothing to roll back to/);
     expect(await runningSystem()).toBe(v.ok);
-    // nixos-rebuild got the flake, the target and our pinned ssh options.
-    const calls = readFileSync(rebuildLog, 'utf8').trim().split('\n');
-    const call = JSON.parse(calls[calls.length - 1]!) as { argv: string[]; NIX_SSHOPTS: string };
-    expect(call.argv).toEqual([
-      'switch',
-      '--flake',
-      `${flake}#ok`,
-      '--target-host',
-      `${cfg.target!.user}@${cfg.target!.host}`,
-    ]);
-    expect(call.NIX_SSHOPTS).toMatch(/StrictHostKeyChecking=yes/);
-    expect(call.NIX_SSHOPTS).toMatch(/UserKnownHostsFile=\S+known_hosts/);
+    expect((await onVps('readlink -f /nix/var/nix/profiles/system')).trim()).toBe(v.ok);
+    // Our own switch: the system built here, copied, switched to; nixos-rebuild never ran.
+    expect(doc.rebuild?.args).toEqual(['switch', v.ok]);
+    expect(doc.rebuild?.from).toMatch(/nix-copy-closure, then switch-to-configuration/);
+    expect(rebuildCalls()).toBe(0);
   });
 
   it('a configuration without the deploy key stops at the preflight: nothing runs on the host', async () => {
@@ -213,7 +207,8 @@ describe('deploy to the test VPS', () => {
     expect(r.code).toBe(0);
     expect(doc.forced).toBe(true);
     expect(doc.unchanged).toBe(false);
-    expect(rebuildCalls()).toBe(calls + 1);
+    expect(doc.rebuild?.args).toEqual(['switch', v.ok]);
+    expect(rebuildCalls()).toBe(calls);
     expect(await runningSystem()).toBe(v.ok);
   });
 
@@ -233,14 +228,29 @@ describe('deploy to the test VPS', () => {
     expect(await runningSystem()).toBe(v.ok2);
   });
 
-  it("with no nixos-rebuild on PATH, the configuration's own nixpkgs provides it (never a registry's)", async () => {
+  it("build-host: nixos-rebuild, from the configuration's own nixpkgs when none is on PATH (never a registry's)", async () => {
     const calls = rebuildCalls();
+    const buildHost = `${cfg.target!.user}@${cfg.target!.host}`;
     const { r, doc } = await deploy(
-      ['--flake', `${flake}#ok2`, '--force-switch', 'true'],
+      ['--flake', `${flake}#ok2`, '--force-switch', 'true', '--build-host', buildHost],
       6 * 60_000,
       { ...env, PATH: process.env.PATH },
     );
     expect(r.code).toBe(0);
+    // it got the flake, the target, the build host and our pinned ssh options
+    const lines = readFileSync(rebuildLog, 'utf8').trim().split('\n');
+    const call = JSON.parse(lines[lines.length - 1]!) as { argv: string[]; NIX_SSHOPTS: string };
+    expect(call.argv).toEqual([
+      'switch',
+      '--flake',
+      `${flake}#ok2`,
+      '--target-host',
+      buildHost,
+      '--build-host',
+      buildHost,
+    ]);
+    expect(call.NIX_SSHOPTS).toMatch(/StrictHostKeyChecking=yes/);
+    expect(call.NIX_SSHOPTS).toMatch(/UserKnownHostsFile=\S+known_hosts/);
     expect(r.stderr).toMatch(
       /nixos-rebuild: none on PATH; building it from the configuration's nixpkgs/,
     );

@@ -1,6 +1,6 @@
 /**
  * Faults during the deploy, on the test VPS made "installed NixOS" as the deploy suite makes it
- * (/etc/NIXOS, the stand-in toplevels, the stand-in nixos-rebuild): each from the `deployed`
+ * (/etc/NIXOS, the stand-in toplevels): each from the `deployed`
  * snapshot, where the host runs `ok`. Each fault deploys `ok2` (or a broken variant); then the
  * host must answer behind its pin and run `ok` or `ok2`, never a broken one, and a re-run of the
  * good deploy must finish with `ok2`.
@@ -136,7 +136,7 @@ export async function deployFaults(w: World, rows: FaultRow[]): Promise<void> {
     rolledBackTo('runner'),
   );
   await fault(
-    'runner killed after arming the rollback guard, before nixos-rebuild',
+    'runner killed after arming the rollback guard, before the switch',
     'deploy',
     async () => ({
       r: await deploy('ok2', ['--confirm-timeout', '20'], {
@@ -148,48 +148,57 @@ export async function deployFaults(w: World, rows: FaultRow[]): Promise<void> {
     (r, runs) => (r.code !== -9 ? 'not killed' : runs === 'ok' ? undefined : `${runs} runs`),
   );
   await fault(
-    'runner killed mid-switch (nixos-rebuild goes on alone, no one confirms)',
+    'runner killed mid-switch (the switch goes on alone, no one confirms)',
     'deploy',
     async () => ({
       r: await deploy('ok2', ['--confirm-timeout', '20'], {
-        killOn: /building the system configuration/,
+        killOn: /activating the configuration/,
       }),
-      note: 'the orphaned nixos-rebuild switches; the guard is never confirmed',
+      note: 'switch-to-configuration goes on in its transient unit; the guard is never confirmed',
       waitMs: 60_000,
     }),
     (r, runs) =>
       r.code !== -9 ? 'not killed' : runs === 'ok' ? undefined : `${runs} runs: not rolled back`,
   );
   await fault(
-    'nixos-rebuild killed mid-switch',
+    'nix-copy-closure killed mid-copy',
     'deploy',
     async () => {
-      let armed = false;
-      const r = await deploy('ok2', ['--confirm-timeout', '20'], {
-        onStderr: (all) => {
-          if (armed || !/building the system configuration/.test(all)) return;
-          armed = true;
-          setTimeout(() => {
-            try {
-              execFileSync('pkill', ['-KILL', '-f', 'standins/bin/nixos-rebuild']);
-            } catch {
-              // it had ended
-            }
-          }, 1500);
-        },
-      });
-      return { r, note: 'SIGKILL 1.5 s into nixos-rebuild', waitMs: 25_000 };
+      // killed as soon as it exists: its ssh connection alone takes longer than one poll
+      let killed = false;
+      const poll = setInterval(() => {
+        if (killed) return;
+        try {
+          execFileSync('pkill', ['-KILL', '-x', 'nix-copy-closure']);
+          killed = true;
+        } catch {
+          // not started yet, or ended
+        }
+      }, 50);
+      const r = await deploy('ok2', ['--confirm-timeout', '20']).finally(() => clearInterval(poll));
+      return {
+        r,
+        note: killed
+          ? 'SIGKILL to nix-copy-closure while it copied'
+          : 'nix-copy-closure NOT killed',
+        waitMs: 5_000,
+      };
     },
-    oldOrNew,
+    (r, runs) =>
+      r.code === 0
+        ? 'the run succeeded: the copy was not cut'
+        : runs === 'ok'
+          ? undefined
+          : `${runs} runs, not ok`,
   );
   await fault(
-    'link cut 15 s during nixos-rebuild',
+    'link cut 15 s during the copy and switch',
     'deploy',
     async () => {
       let cut: Promise<void> | undefined;
       const r = await deploy('ok2', ['--confirm-timeout', '60'], {
         onStderr: (all) => {
-          if (!cut && /building the system configuration/.test(all)) cut = w.cutLink(15_000);
+          if (!cut && /rollback armed on the target/.test(all)) cut = w.cutLink(15_000);
         },
       });
       await cut;
@@ -198,13 +207,13 @@ export async function deployFaults(w: World, rows: FaultRow[]): Promise<void> {
     oldOrNew,
   );
   await fault(
-    'sshd killed on the target during nixos-rebuild',
+    'sshd killed on the target during the copy and switch',
     'deploy',
     async () => {
       let killedSshd = false;
       const r = await deploy('ok2', ['--confirm-timeout', '30'], {
         onStderr: (all) => {
-          if (killedSshd || !/building the system configuration/.test(all)) return;
+          if (killedSshd || !/rollback armed on the target/.test(all)) return;
           killedSshd = true;
           void w
             .on(

@@ -177,7 +177,7 @@ const CONNECTION_NOTES = [
   '(target, hostKey, method, health checks, …: see vps-nixos hosts --help) fills every option not',
   'given; an option given replaces its field (any pin given replaces hostKey and hostKeyFingerprint).',
   `The key: --ssh-private-key-file, else $${KEY_ENV}, else the keys of the ssh-agent at`,
-  '$SSH_AUTH_SOCK (nixos-rebuild and nix copy use the same agent).',
+  '$SSH_AUTH_SOCK (nix-copy-closure and nixos-rebuild use the same agent).',
   'The host key: --known-hosts-file / --known-hosts and --host-key-fingerprint, else the lines for',
   'the host in ~/.ssh/known_hosts (hashed, [host]:port and @revoked lines are read). With no line',
   'for it, the key the host presents is shown and refused; nothing is trusted on first use unless',
@@ -298,7 +298,7 @@ export const COMMANDS: Command[] = [
   {
     name: 'deploy',
     summary:
-      'Deploy the flake (or a prebuilt --toplevel) to an installed NixOS host with nixos-rebuild over the pinned key; health-check, roll back on failure',
+      'Deploy the flake (or a prebuilt --toplevel) to an installed NixOS host over the pinned key: copy the system built here, switch to it under a rollback guard; health-check, roll back on failure',
     entry: 'deploy',
     options: [
       ...CONNECTION.map(inputOption),

@@ -1,5 +1,6 @@
 /**
- * The deploy stage: nixos-rebuild against the pinned target, a rollback guard armed on the target
+ * The deploy stage: the system the runner built copied to the pinned target and switched to there
+ * (or nixos-rebuild, with build-host), a rollback guard armed on the target
  * first, confirmation over a new SSH session, health checks, and the report of what changed.
  */
 import { randomBytes } from 'node:crypto';
@@ -30,6 +31,7 @@ import {
   type RebuildCommand,
 } from './rebuild';
 import { writeDeploySsh } from './sshopts';
+import { copySystem, switchOnTarget, type DeployWith, type StepRun } from './switch';
 import {
   bytesAdded,
   deployDiff,
@@ -60,6 +62,11 @@ export type DeployOptions = Pick<
   | 'rollback'
 > & {
   action: Exclude<DeployAction, 'build'>;
+  /**
+   * `switch`: copy `toplevel` (built on this runner) and switch to it over the guard's session;
+   * `nixos-rebuild`: nixos-rebuild --target-host (with build-host). Decided in pipeline/decide.ts.
+   */
+  deployWith: DeployWith;
   /** A prebuilt system (`--store-path`); with a flake, the path the build stage made (checked). */
   toplevel?: string;
   /**
@@ -69,7 +76,7 @@ export type DeployOptions = Pick<
   toplevelClosure?: PathInfo[];
   /** The key nixos-rebuild's ssh logs in with; without it, the ssh-agent's (SSH_AUTH_SOCK). */
   privateKey?: string;
-  /** The nixos-rebuild to run (resolve-rebuild's pick); default: the one on PATH. */
+  /** The nixos-rebuild to run (resolve-rebuild's pick); default: the one on PATH. Not for `switch`. */
   rebuild?: RebuildCommand;
   /** Private dir for the key and known_hosts files nixos-rebuild's ssh reads. */
   tempDir: string;
@@ -209,7 +216,7 @@ async function readAfter(
   );
   if (r.code !== 0)
     throw new TargetScriptError(
-      `reading the target after nixos-rebuild failed (exit ${r.code}): ${r.stderr.trim()}`,
+      `reading the target after the switch failed (exit ${r.code}): ${r.stderr.trim()}`,
     );
   const facts = parseAfter(r.stdout);
   const steps = [
@@ -299,22 +306,41 @@ async function deploy(
   const sudo = opts.useSudo && target.user !== 'root' ? 'sudo -n ' : '';
   const log = opts.log;
   let session: RemoteSession | undefined = first;
+  const byRebuild = opts.deployWith === 'nixos-rebuild';
   // Before the guard is armed: an error after arming would leave its watcher on the target.
-  const cmd = opts.rebuild ?? rebuildOnPath(opts.env?.PATH ?? process.env.PATH);
-  if (!cmd)
+  const cmd = byRebuild
+    ? (opts.rebuild ?? rebuildOnPath(opts.env?.PATH ?? process.env.PATH))
+    : undefined;
+  if (byRebuild && !cmd)
     throw new VpsNixosError(
       'no nixos-rebuild on PATH',
       'put nixos-rebuild on PATH before this step, or give flake so its own nixpkgs provides one',
     );
+  const toplevel = opts.toplevel;
+  if (!byRebuild && !toplevel)
+    throw new VpsNixosError(
+      'the deploy has no system to switch to: nothing was built and no toplevel was given',
+      'give flake (built on this runner) or toplevel',
+    );
   const ssh = writeDeploySsh(opts.tempDir, target, opts.privateKey, first.hostKey);
-  const args = rebuildArgs({
-    action: opts.action,
-    flake: opts.flake,
-    storePath: opts.flake ? undefined : opts.toplevel,
-    targetHost: ssh.targetHost,
-    buildHost: opts.buildHost,
-    useSudo: opts.useSudo,
-  });
+  const args = byRebuild
+    ? rebuildArgs({
+        action: opts.action,
+        flake: opts.flake,
+        storePath: opts.flake ? undefined : opts.toplevel,
+        targetHost: ssh.targetHost,
+        buildHost: opts.buildHost,
+        useSudo: opts.useSudo,
+      })
+    : [opts.action, toplevel as string];
+  const env = opts.env ?? process.env;
+  const stepTimeoutMs = opts.rebuildTimeoutMs ?? 3 * 3600_000;
+  // Our own switch copies while state.sh reads the host and arms the guard: the copy only adds
+  // store paths, and the switch waits for both. Its lines are logged once the switch's group opens.
+  const copyLines: string[] = [];
+  const copying = byRebuild
+    ? undefined
+    : copySystem(ssh, toplevel as string, env, (l) => copyLines.push(l), stepTimeoutMs);
 
   // 1. The state and, before anything changes, the guard: one round trip (state.sh arms it only
   // where there is a previous system and systemd-run, as decided below from what it read).
@@ -324,13 +350,26 @@ async function deploy(
     timeoutSeconds: opts.confirmTimeoutSeconds,
     mode: opts.action === 'test' ? ('test' as const) : ('switch' as const),
   };
-  const read = await readBefore(first, sudo, activates && opts.rollback ? armAs : undefined);
+  // An error before the switch waits for the copy to end first (it never rejects), so no child
+  // process outlives the deploy.
+  const afterCopy = async (err: unknown) => {
+    await copying;
+    return err;
+  };
+  const read = await readBefore(first, sudo, activates && opts.rollback ? armAs : undefined).catch(
+    async (err: unknown) => {
+      throw await afterCopy(err);
+    },
+  );
   const before = read.state;
-  if (!before.isNixos)
-    throw new VpsNixosError(
-      `${formatTarget(target)} does not run NixOS (/etc/NIXOS is missing): there is nothing to deploy to`,
-      'bootstrap it first (method auto or kexec), or check the target',
+  if (!before.isNixos) {
+    throw await afterCopy(
+      new VpsNixosError(
+        `${formatTarget(target)} does not run NixOS (/etc/NIXOS is missing): there is nothing to deploy to`,
+        'bootstrap it first (method auto or kexec), or check the target',
+      ),
     );
+  }
   const result: DeployResult = {
     action: opts.action,
     systemPath: '',
@@ -355,12 +394,15 @@ async function deploy(
     } else {
       const arm = before.arm;
       if (!arm)
-        throw new TargetScriptError(
-          `state.sh did not arm the rollback guard: ${read.stderr.trim()}`,
+        throw await afterCopy(
+          new TargetScriptError(`state.sh did not arm the rollback guard: ${read.stderr.trim()}`),
         );
       if (!arm.installed)
-        throw new TargetScriptError(`could not upload the rollback guard: ${read.stderr.trim()}`);
-      if (arm.exit !== 0) throw guardFailure('arm', arm.exit, arm.error, read.stderr);
+        throw await afterCopy(
+          new TargetScriptError(`could not upload the rollback guard: ${read.stderr.trim()}`),
+        );
+      if (arm.exit !== 0)
+        throw await afterCopy(guardFailure('arm', arm.exit, arm.error, read.stderr));
       guard = {
         id: armAs.id,
         prev: before.current,
@@ -379,25 +421,48 @@ async function deploy(
     log.info('first deploy to this host: there is no previous system to roll back to');
   }
 
-  // 2. nixos-rebuild.
-  result.rebuild.from = cmd.from;
+  // 2. The copy and the switch: ours, or nixos-rebuild.
   result.rebuild.args = args;
-  log.info(`nixos-rebuild: ${cmd.from}`);
-  const run = await log.group(`nixos-rebuild ${args.join(' ')}`, () =>
-    runRebuild(
-      cmd,
-      args,
-      { ...(opts.env ?? process.env), NIX_SSHOPTS: ssh.sshOpts },
-      (l) => log.info(l),
-      opts.rebuildTimeoutMs ?? 3 * 3600_000,
-    ),
-  );
+  let run: StepRun;
+  if (cmd) {
+    result.rebuild.from = cmd.from;
+    log.info(`nixos-rebuild: ${cmd.from}`);
+    run = await log.group(`nixos-rebuild ${args.join(' ')}`, async () => ({
+      ...(await runRebuild(
+        cmd,
+        args,
+        { ...env, NIX_SSHOPTS: ssh.sshOpts },
+        (l) => log.info(l),
+        stepTimeoutMs,
+      )),
+      step: `nixos-rebuild ${opts.action}`,
+    }));
+  } else {
+    result.rebuild.from = 'nix-copy-closure, then switch-to-configuration on the target';
+    run = await log.group(`switch ${opts.action} ${toplevel}`, async () => {
+      const copied = (await copying) as StepRun;
+      for (const l of copyLines) log.info(l);
+      log.info(
+        `copied ${toplevel}'s closure in ${copied.seconds.toFixed(1)} s (nix-copy-closure, exit ${copied.code})`,
+      );
+      if (copied.code !== 0) return copied;
+      const switched = await switchOnTarget(
+        first,
+        sudo,
+        opts.action,
+        toplevel as string,
+        (l) => log.info(l),
+        stepTimeoutMs,
+      );
+      return { ...switched, seconds: copied.seconds + switched.seconds };
+    });
+  }
   result.rebuild.code = run.code;
   result.rebuild.seconds = run.seconds;
   const reportedFailed = failedUnitsFrom(run.output);
   const rebuildEnd = Date.now();
 
-  // 3. A NEW session: the one nixos-rebuild used may be gone with the old sshd or network.
+  // 3. A NEW session: the one the switch used may be gone with the old sshd or network.
   first.close();
   session = undefined;
   const confirmBy = rebuildEnd + opts.confirmTimeoutSeconds * 1000;
@@ -567,7 +632,7 @@ async function deploy(
       );
     } else {
       result.error = {
-        message: `the host does not answer on SSH after nixos-rebuild (${lastError || dropped})`,
+        message: `the host does not answer on SSH after ${run.step} (${lastError || dropped})`,
         fix:
           before.current === ''
             ? "there was no previous system to roll back to: use the provider's console"
@@ -603,7 +668,7 @@ async function deploy(
       // decided above
     } else if (run.code !== 0 && !switched) {
       result.error = {
-        message: `nixos-rebuild ${opts.action} failed (exit ${run.code}) before switching: nothing changed, the host runs ${before.current || 'what it ran'}`,
+        message: `${run.step} failed (exit ${run.code}) before switching: nothing changed, the host runs ${before.current || 'what it ran'}`,
         fix: `see its output:\n${last(run.output, 12)}`,
       };
     } else if (run.code !== 0 && opts.action !== 'boot' && opts.action !== 'dry-activate') {
@@ -612,11 +677,11 @@ async function deploy(
       await rollBack(
         result.failedUnits.length
           ? `switch-to-configuration reported failed units (exit 4): ${result.failedUnits.join(', ')}`
-          : `nixos-rebuild exited ${run.code} after switching`,
+          : `${run.step} exited ${run.code} after switching`,
       );
     } else if (run.code !== 0) {
       result.error = {
-        message: `nixos-rebuild ${opts.action} failed (exit ${run.code})`,
+        message: `${run.step} failed (exit ${run.code})`,
         fix: `see its output:\n${last(run.output, 12)}`,
       };
     } else if (guard) {

@@ -5,6 +5,7 @@
  */
 import type { Config } from '../inputs';
 import type { Facts } from '../probe/facts';
+import type { DeployWith } from '../deploy/switch';
 import type { Plan } from '../plan/plan';
 import type { StageName } from './record';
 
@@ -77,6 +78,12 @@ export interface Decision {
   unchanged: boolean;
   /** force-switch made a deploy run that would have been unchanged. */
   forced: boolean;
+  /**
+   * How the deploy puts the system on the host: `switch`, ours (the runner built it or was given
+   * it: copy it, then switch-to-configuration under the guard, no second evaluation, no
+   * nixos-rebuild needed); `nixos-rebuild` with build-host (the system is built there).
+   */
+  deployWith: DeployWith;
   /** This entry cannot do what the plan needs (deploy to a host that is not NixOS yet). */
   blocked?: { message: string; fix: string };
 }
@@ -165,7 +172,19 @@ export function decide(input: DecideInput): Decision {
   for (const name of stages) {
     out.push({ name, ...stageRun(name, input, { build, bootstraps, deploys, unchanged }) });
   }
-  return { stages: out, build, unchanged, forced, ...(blocked ? { blocked } : {}) };
+  return {
+    stages: out,
+    build,
+    unchanged,
+    forced,
+    deployWith: deployWith(cfg),
+    ...(blocked ? { blocked } : {}),
+  };
+}
+
+/** Ours unless the system is built elsewhere (build-host): then nixos-rebuild builds and copies it. */
+export function deployWith(cfg: Pick<DecideConfig, 'buildHost' | 'toplevel'>): DeployWith {
+  return cfg.buildHost && !cfg.toplevel ? 'nixos-rebuild' : 'switch';
 }
 
 function buildNeeds(

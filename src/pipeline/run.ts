@@ -346,14 +346,16 @@ export async function runPipeline(
       const open = session;
       session = undefined;
       await stage('deploy', async () => {
-        const rebuild = await resolveRebuild(nix(), {
-          flake: cfg.flake,
-          log: (l) => deps.log.info(l),
-        });
+        // nixos-rebuild only where the system is built elsewhere (decide.ts deployWith)
+        const rebuild =
+          decision.deployWith === 'nixos-rebuild'
+            ? await resolveRebuild(nix(), { flake: cfg.flake, log: (l) => deps.log.info(l) })
+            : undefined;
         if (decision.forced)
           deps.log.info('force-switch: the host already runs this system; switching anyway');
         const { result, session: after } = await runDeploy(open, {
           action: cfg.deployAction as DeployResult['action'],
+          deployWith: decision.deployWith,
           flake: cfg.flake,
           toplevel: cfg.toplevel ?? record.build?.toplevel,
           toplevelClosure:

@@ -21,7 +21,8 @@ export type TargetScript =
   | 'deploy/state.sh'
   | 'deploy/after.sh'
   | 'deploy/guard.sh'
-  | 'deploy/closure.sh';
+  | 'deploy/closure.sh'
+  | 'deploy/switch.sh';
 
 export interface ScriptOptions {
   args?: readonly string[];

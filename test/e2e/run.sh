@@ -190,12 +190,8 @@ for k in base changed kills; do
     python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["outputs"]["out"])')
   log "${config[$k]}: ${top[$k]}"
 done
-if [[ $artifacts == real ]]; then
-  # The deploy's pinned nixos-rebuild (none on PATH: built from the configuration's own nixpkgs,
-  # as src/deploy/rebuild-pin.ts does), realised here for the same reason.
-  np=$(nix eval --raw "$flake#nixosConfigurations.${config[base]}.pkgs.path")
-  nix build --no-link --file "$np" --argstr system "$(uname -m)-linux" nixos-rebuild
-fi
+# No nixos-rebuild is needed: the deploy copies the system built here and switches to it itself
+# (src/deploy/switch.ts); nixos-rebuild runs only with build-host.
 
 # ---- the steps -----------------------------------------------------------------------------
 fail() { die "$1: $2 (log: $work/steps/$1/log.txt)"; }

@@ -9,7 +9,9 @@
  *
  * nixos-rebuild is a stand-in script on PATH (`installRebuildStandIn`) that writes what it was
  * asked to a report file; the target applies that report on its next connection or command, as
- * the real host would have by then.
+ * the real host would have by then. Our own switch copies with nix-copy-closure (a stand-in on
+ * PATH, `installCopyStandIn`, that reports and exits as FAKE_COPY_* say) and runs
+ * scripts/deploy/switch.sh over the session, which the target answers as `switchAnswer` says.
  */
 import { chmodSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -84,6 +86,32 @@ export function installRebuildStandIn(binDir: string): void {
   chmodSync(file, 0o755);
 }
 
+/** Writes the nix-copy-closure stand-in into `binDir`: one line per run to FAKE_COPY_REPORT. */
+export function installCopyStandIn(binDir: string): void {
+  const file = join(binDir, 'nix-copy-closure');
+  writeFileSync(
+    file,
+    [
+      '#!/bin/sh',
+      '# nix-copy-closure stand-in (deploy-outcomes.test.ts): reports its arguments and',
+      '# NIX_SSHOPTS, then prints FAKE_COPY_OUTPUT and exits FAKE_COPY_EXIT.',
+      'printf "%s|%s\n" "$*" "$NIX_SSHOPTS" >> "$FAKE_COPY_REPORT"',
+      'if [ -n "${FAKE_COPY_OUTPUT:-}" ]; then printf "%s\n" "$FAKE_COPY_OUTPUT" >&2; fi',
+      'exit "${FAKE_COPY_EXIT:-0}"',
+      '',
+    ].join('\n'),
+  );
+  chmodSync(file, 0o755);
+}
+
+/** What switch.sh does on the fake target: activate (or not), print, exit. */
+export interface SwitchAnswer {
+  /** Whether it sets the profile / activates as its action says (default true). */
+  applies?: boolean;
+  exit?: number;
+  output?: string;
+}
+
 /** One run of nixos-rebuild as the stand-in saw it. */
 export interface RebuildSeen {
   args: string[];
@@ -146,6 +174,7 @@ const STATE_SH = readAsset('scripts/deploy/state.sh');
 const AFTER_SH = readAsset('scripts/deploy/after.sh');
 const GUARD_SH = readAsset('scripts/deploy/guard.sh');
 const CLOSURE_SH = readAsset('scripts/deploy/closure.sh');
+const SWITCH_SH = readAsset('scripts/deploy/switch.sh');
 /** A script preceded by a shell function printing another one (state.ts embedScript), written out. */
 const withFunction = (fn: string, text: string, script: string) =>
   `${fn}() {\n  cat <<'VPS_NIXOS_${fn.toUpperCase()}_END'\n${text}VPS_NIXOS_${fn.toUpperCase()}_END\n}\n${script}`;
@@ -199,6 +228,10 @@ export class FakeTarget {
     stdout: '',
     stderr: '',
   });
+  /** What switch.sh does here. */
+  switchAnswer: SwitchAnswer = {};
+  /** switch.sh's arguments, each time it ran. */
+  readonly switches: string[][] = [];
   /** Seconds after.sh reports the health-check command took (its `timeout` stops it at the limit). */
   healthCheckSeconds = 0;
   /** How long switch-to-configuration of the previous system takes in a rollback. */
@@ -353,6 +386,30 @@ export class FakeTarget {
     }
   }
 
+  /** switch.sh ACTION TOPLEVEL: the profile and what runs, as the action says. */
+  private switchTo(argv: string[], did: string[]): ExecResult {
+    const [action = '', system = ''] = argv;
+    if (argv.length !== 2 || !['switch', 'boot', 'test', 'dry-activate'].includes(action))
+      return this.notUnderstood(`switch.sh ${argv.join(' ')}`);
+    did.push(`switch ${action}`);
+    this.switches.push(argv);
+    if (!this.systems.has(system))
+      return { code: 3, stdout: '', stderr: `switch.sh: ${system} is not a NixOS system here` };
+    const a = this.switchAnswer;
+    if (a.applies ?? true) {
+      if (action === 'switch' || action === 'boot') {
+        const next = Math.max(0, ...this.generations.keys()) + 1;
+        this.generations.set(next, system);
+        this.generation = next;
+      }
+      if (action === 'switch' || action === 'test') {
+        this.current = system;
+        this.switchedAt = Date.now();
+      }
+    }
+    return { code: a.exit ?? 0, stdout: '', stderr: a.output ? `${a.output}\n` : '' };
+  }
+
   private failedNow(): string[] {
     return this.failedUnits[this.current] ?? [];
   }
@@ -401,9 +458,11 @@ export class FakeTarget {
           ? 'after'
           : words[0] === 'sh' && words[1] === '-c' && words.length === 3
             ? 'health-check'
-            : words[0] === '/bin/sh' && words[1] === GUARD_PATH
-              ? `guard ${words[2]}`
-              : 'unknown';
+            : script === SWITCH_SH
+              ? 'switch'
+              : words[0] === '/bin/sh' && words[1] === GUARD_PATH
+                ? `guard ${words[2]}`
+                : 'unknown';
     const drop = this.drops?.(kind, session);
     const did: string[] = [];
     const record = () =>
@@ -427,6 +486,7 @@ export class FakeTarget {
       answer = this.notUnderstood(`${kind} with data on stdin: ${stdin.slice(0, 40)}`);
     else if (kind === 'state') answer = this.state(session, script === STATE_ARM_SH, argv, did);
     else if (kind === 'after') answer = this.after(session, argv, did);
+    else if (kind === 'switch') answer = this.switchTo(argv, did);
     else if (kind === 'health-check' && words.length === 3) {
       did.push('health-check');
       this.healthChecks.push(words[2] as string);

@@ -16,3 +16,6 @@ export const Output = {
   rebootNeeded: 'reboot-needed',
   diff: 'diff',
 } as const;
+
+/** The CLI's environment variable for the private key (a key on the command line is refused). */
+export const KEY_ENV = 'VPS_NIXOS_SSH_PRIVATE_KEY';

@@ -28,6 +28,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { LocalDirCacheStore } from '../cache/store';
 import { TOOL_VERSION } from '../version';
+import { KEY_ENV } from '../constants';
 import type { BuildResult } from '../nix/build';
 import { connect as sshConnect, type ConnectOptions } from '../ssh/session';
 import { agentKeys, publicKeyOf } from '../ssh/keys';
@@ -141,7 +142,7 @@ const DEPLOYING: InputName[] = [
 ];
 
 /** Where the CLI reads the deploy key when no --ssh-private-key-file is given. */
-export const KEY_ENV = 'VPS_NIXOS_SSH_PRIVATE_KEY';
+export { KEY_ENV };
 const KEY_HOW = `--ssh-private-key-file FILE, or the environment variable ${KEY_ENV}`;
 
 const inputOption = (name: InputName): OptionSpec => {

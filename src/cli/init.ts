@@ -12,7 +12,8 @@ import { plainText } from '../report/render';
 import type { Logger } from '../pipeline/run';
 import { agentKeys, publicKeyOf } from '../ssh/keys';
 import type { OptionSpec } from './args';
-import { KEY_ENV, type Command, type CommandResult } from './commands';
+import { KEY_ENV } from '../constants';
+import type { Command, CommandResult } from './commands';
 
 export const INIT_OPTIONS: OptionSpec[] = [
   { name: 'name', description: "The host's name: its flake output, hosts/ directory and hostname" },

@@ -16,33 +16,34 @@ import {
 } from '../../__tests__/helpers/faults/bad-inputs';
 import { bootstrapFaults } from './bootstrap-faults';
 import { deployFaults } from './deploy-faults';
+import { report, writePart, type PartResult } from './report';
 import { World, type FaultRow } from './world';
 
-const cell = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
-
+/**
+ * campaign.js [all|deploy|bootstrap] [--no-bad-inputs] [--json FILE]: the parts asked for on this
+ * VPS; with --json, what they found goes to FILE for merge.js instead of the report.
+ */
 async function main(): Promise<void> {
-  const only = process.argv[2] ?? 'all';
+  const args = process.argv.slice(2);
+  const only = args[0] && !args[0].startsWith('--') ? args[0] : 'all';
+  const jsonOut = args.includes('--json') ? args[args.indexOf('--json') + 1] : undefined;
   const t0 = Date.now();
   // Bad inputs: no VM needed, a listener that counts connections.
   const files = campaignFiles();
-  const listener = await countingListener();
   const bad = [];
-  for (const c of badInputs(files)) bad.push(await runBadInput(c, listener, files));
-  await listener.close();
-  const rejected = bad.filter((b) => b.rejected).length;
-  console.log(`\n## Bad inputs (${rejected} of ${bad.length} refused before any connection)\n`);
-  console.log('| entry | input | refused with | connections |');
-  console.log('| --- | --- | --- | --- |');
-  for (const b of bad)
-    console.log(
-      `| ${b.case.entry} | ${cell(b.case.name)} | ${b.rejected ? '' : '**NOT REFUSED AS MEANT** '}${cell(b.message)} | ${b.connections} |`,
-    );
+  if (!args.includes('--no-bad-inputs')) {
+    const listener = await countingListener();
+    for (const c of badInputs(files)) bad.push(await runBadInput(c, listener, files));
+    await listener.close();
+  }
 
   const w = new World();
   const tmpBefore = new Set(readdirSync(tmpdir()));
   const rows: FaultRow[] = [];
+  const ran: string[] = [];
   const part = async (name: string, fn: (into: FaultRow[]) => Promise<void>) => {
     if (only !== 'all' && only !== name) return;
+    ran.push(name);
     const p0 = Date.now();
     try {
       await fn(rows);
@@ -79,26 +80,23 @@ async function main(): Promise<void> {
     texts.filter((t) =>
       [...w.keyLines, ...files.keyLines].some((l) => l.length > 20 && t.includes(l)),
     ).length + bad.filter((b) => b.keyLeaked).length;
-
-  console.log(`\n## Faults (test VPS: QEMU TCG, ${w.vps.ramMiB} MiB, stand-ins with ballast 0)\n`);
-  console.log('| fault | phase | what happened | how it recovered | seconds |');
-  console.log('| --- | --- | --- | --- | --- |');
-  for (const r of rows) {
-    const flags = [
-      r.ok ? '' : '**NOT OK** ',
-      r.reachable ? '' : '**unreachable** ',
-      r.spareUntouched ? '' : '**spare disk touched** ',
-    ].join('');
-    console.log(
-      `| ${flags}${cell(r.fault)} | ${r.phase} | ${cell(r.happened)} | ${cell(r.recovered)} | ${r.seconds.toFixed(0)} |`,
-    );
-  }
-  console.log(
-    `\ncampaign: ${((Date.now() - t0) / 1000).toFixed(0)} s; ${rows.filter((r) => r.ok).length} of ${rows.length} faults recovered or refused safely; ${texts.length + bad.length} outputs and ${left.length} files left in ${tmpdir()} scanned`,
-  );
-  console.log(
-    `faults: ${rows.length} injected, ${rows.filter((r) => !r.reachable).length} unreachable, ${rows.filter((r) => !r.spareUntouched).length} wrong-disk; bad inputs: ${rejected} rejected of ${bad.length}; secrets leaked: ${leaks}`,
-  );
+  const result: PartResult = {
+    parts: ran,
+    seconds: (Date.now() - t0) / 1000,
+    ramMiB: w.vps.ramMiB,
+    rows: rows.map(({ outputs: _outputs, ...row }) => row),
+    bad: bad.map((b) => ({
+      entry: b.case.entry,
+      name: b.case.name,
+      rejected: b.rejected,
+      message: b.message,
+      connections: b.connections,
+    })),
+    leaks,
+    scanned: { outputs: texts.length + bad.length, files: left.length, dir: tmpdir() },
+  };
+  if (jsonOut) writePart(jsonOut, result);
+  else for (const line of report([result], result.seconds)) console.log(line);
 }
 
 main().catch((err) => {

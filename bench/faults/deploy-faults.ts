@@ -76,8 +76,14 @@ export async function deployFaults(w: World, rows: FaultRow[]): Promise<void> {
     w.snapshot('loadvm', 'deployed');
     const t0 = Date.now();
     const { r, note, waitMs } = await inject();
-    if (waitMs) await sleep(waitMs);
-    const runs = await running();
+    // what runs, read again until it is what the fault should end in (a rollback by the target
+    // takes its confirm window), at most `waitMs` longer
+    const until = Date.now() + (waitMs ?? 0);
+    let runs = await running();
+    while (expect(r, name(runs)) !== undefined && Date.now() < until) {
+      await sleep(3000);
+      runs = await running();
+    }
     const reachable = runs !== '';
     const bad = expect(r, name(runs));
     const d = doc(r);

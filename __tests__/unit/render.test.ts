@@ -332,7 +332,7 @@ describe('the deployed commit and an unchanged or forced deploy', () => {
     expect(md.split('\n\n')[1]).toBe(
       `Nothing was built, copied or activated: the host already runs <code>${now}</code>, the configuration's system.`,
     );
-    expect(md).toContain('| nixos-rebuild | not run |');
+    expect(md).toContain('| Switch | not run |');
     expect(renderText(r)).toContain('Nothing was built, copied or activated');
   });
   it('says a forced switch was forced although the host already ran it', () => {

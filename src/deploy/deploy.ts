@@ -74,11 +74,11 @@ export type DeployOptions = Pick<
    * then does not list it again after the switch.
    */
   toplevelClosure?: PathInfo[];
-  /** The key nixos-rebuild's ssh logs in with; without it, the ssh-agent's (SSH_AUTH_SOCK). */
+  /** The key the copy's (or nixos-rebuild's) ssh logs in with; without it, the ssh-agent's (SSH_AUTH_SOCK). */
   privateKey?: string;
   /** The nixos-rebuild to run (resolve-rebuild's pick); default: the one on PATH. Not for `switch`. */
   rebuild?: RebuildCommand;
-  /** Private dir for the key and known_hosts files nixos-rebuild's ssh reads. */
+  /** Private dir for the key and known_hosts files nix-copy-closure's (or nixos-rebuild's) ssh reads. */
   tempDir: string;
   /** A new session with the same pin (one attempt, short timeout). */
   reconnect(): Promise<RemoteSession>;
@@ -560,7 +560,7 @@ async function deploy(
   };
 
   // One round trip (after.sh) reads and does what the decisions below need, in the order they
-  // need it: the guard's status; disarm (nothing switched) or confirm (switched, and nixos-rebuild
+  // need it: the guard's status; disarm (nothing switched) or confirm (switched, and the switch
   // exited 0: what the runner decides from that status alone); the failed units; the
   // health-check command's first try once confirmed; the new closure; what runs at the end.
   const healthy = run.code === 0 && activates;

@@ -309,7 +309,7 @@ export function infectRows(i: NonNullable<NonNullable<RunRecord['bootstrap']>['i
   ];
 }
 
-/** The deploy in rows: outcome, before and after, bytes, reboot, nixos-rebuild, failed units. */
+/** The deploy in rows: outcome, before and after, bytes, reboot, the switch, failed units. */
 export function deployRows(d: DeployResult, cuts = new Cuts()): Row[] {
   const outcome = d.rolledBack
     ? `rolled back by ${d.rollback?.by === 'target' ? 'the target itself (not confirmed in time)' : 'the runner'}: ${cuts.text(d.rollback?.reason ?? '', 'the rollback reason', 10)}`
@@ -335,7 +335,7 @@ export function deployRows(d: DeployResult, cuts = new Cuts()): Row[] {
     ['Sent', `${formatBytes(d.bytesSent)} in ${d.pathsSent} store paths (measured on the target)`],
     ['Reboot needed', d.rebootNeeded.length ? `yes: ${d.rebootNeeded.join(', ')} changed` : 'no'],
     [
-      'nixos-rebuild',
+      'Switch',
       d.skipped === 'unchanged'
         ? 'not run'
         : `${d.rebuild.args.join(' ')} — exit ${d.rebuild.code} after ${d.rebuild.seconds.toFixed(1)} s (${d.rebuild.from})`,

@@ -194,7 +194,15 @@ done
 # (src/deploy/switch.ts); nixos-rebuild runs only with build-host.
 
 # ---- the steps -----------------------------------------------------------------------------
-fail() { die "$1: $2 (log: $work/steps/$1/log.txt)"; }
+# The step's last lines go to stderr first (the work dir is removed at exit unless E2E_KEEP=1);
+# the runner's ::add-mask:: lines, which carry the test key, are left out.
+fail() {
+  if [[ -f $work/steps/$1/log.txt ]]; then
+    echo "e2e: the last lines of step $1's log:" >&2
+    grep -v '^::add-mask::' "$work/steps/$1/log.txt" | tail -n 40 | sed 's/^/  | /' >&2 || true
+  fi
+  die "$1: $2 (log: $work/steps/$1/log.txt)"
+}
 # step NAME CONFIG [extra inputs as JSON object members]
 step() {
   local name=$1 cfgname=$2 extra=${3:-} dir="$work/steps/$1"

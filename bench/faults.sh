@@ -6,11 +6,13 @@
 # `deployed`), bootstrap faults (snapshots `fresh`, `installer`), a scan of every output for key
 # material. Prints a Markdown table, one row per fault; its last line is
 #   faults: N injected, N unreachable, N wrong-disk; bad inputs: N rejected of M; secrets leaked: N
-# Usage: bench/faults.sh [all|deploy|bootstrap]
-# `all` runs the deploy part (with the bad inputs) and the bootstrap part side by side, each on a
-# VPS of its own, and merges their reports (FAULTS_SERIAL=1: one VPS, one after the other). Much
-# of the deploy part is waiting for the host (confirm windows, rollbacks), so on 2 cores the two
-# together take about as long as the bootstrap part alone.
+# Usage: bench/faults.sh [all|deploy|bootstrap|PART,PART…]   (PART: deploy, chains, installer-a,
+#   installer-b; bootstrap is the last three)
+# `all` runs two halves side by side, each on a VPS of its own, and merges their reports
+# (FAULTS_SERIAL=1: one VPS, one after the other): the bad inputs, the deploy faults and the first
+# faults from the installer; the bootstrap chains from the distribution and the other faults from
+# the installer. Much of each is waiting for the host (reboots, confirm windows, rollbacks) or one
+# emulated CPU busy, so on 2 cores two VPSes get through more than one.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -50,20 +52,20 @@ if [[ $mode != all || ${FAULTS_SERIAL:-} == 1 ]]; then
   part "$mode" /dev/stderr
   exit
 fi
-# Side by side: the bad inputs with the (shorter) deploy part. Each part's progress goes to its
-# log; the logs follow the report.
-part deploy "$out/deploy.log" --json "$out/deploy.json" &
+# Side by side, about equal halves. Each half's progress goes to its log; the logs follow the
+# report.
+part deploy,installer-a "$out/a.log" --json "$out/a.json" &
 pd=$!
 sleep 5 # the two VMs boot one after the other
-part bootstrap "$out/bootstrap.log" --no-bad-inputs --json "$out/bootstrap.json" &
+part chains,installer-b "$out/b.log" --no-bad-inputs --json "$out/b.json" &
 pb=$!
 rc=0
 wait "$pd" || rc=$?
 wait "$pb" || rc=$?
 node "$out/bench/faults/merge.js" "$(($(date +%s) - t0))" "$out"/*.json
-for p in deploy bootstrap; do
+for p in a b; do
   echo
-  echo "<!-- $p part's progress:"
+  echo "<!-- half $p's progress:"
   sed 's/-->/- ->/g' "$out/$p.log"
   echo "-->"
 done >&2

@@ -183,8 +183,22 @@ function largestFile(toplevel: string): { path: string; size: number; byte: numb
   return { path, size: Number(size), byte: byte[0] ?? 0 };
 }
 
+/**
+ * The bootstrap faults in sections that can run on separate VPSes: `chains` (1 and 2: from the
+ * distribution; it saves the `installer` snapshot), `installer-a` and `installer-b` (3 and 4: from
+ * the installer, each fault followed by its recovery). A section from the installer on a VPS
+ * that has no `installer` snapshot yet makes one first (a bootstrap stopped once the kexec is
+ * done).
+ */
+export const BOOTSTRAP_SECTIONS = ['chains', 'installer-a', 'installer-b'] as const;
+export type BootstrapSection = (typeof BOOTSTRAP_SECTIONS)[number];
+
 /** Pushes its rows into `rows` as each part ends, so a part that stops keeps the earlier ones. */
-export async function bootstrapFaults(w: World, rows: FaultRow[]): Promise<void> {
+export async function bootstrapFaults(
+  w: World,
+  rows: FaultRow[],
+  sections: readonly BootstrapSection[] = BOOTSTRAP_SECTIONS,
+): Promise<void> {
   const boot = (opts: { killOn?: RegExp; onStderr?: (all: string) => void } = {}) =>
     w.cli(bootstrapArgs(w), opts);
   let cut: Promise<void> | undefined;
@@ -201,94 +215,110 @@ export async function bootstrapFaults(w: World, rows: FaultRow[]): Promise<void>
   const went = (what: string) => () =>
     cut === undefined ? `the cut never came (${what})` : undefined;
 
-  // 1. The runner killed at each phase boundary and mid-stream; the link cut during the reboot
-  // wait. The installer, answering before anything is on the disk, is kept for part 3.
-  w.snapshot('loadvm', 'fresh');
-  rows.push(
-    ...(await chain(
-      w,
-      [
-        {
-          fault: 'runner killed after prep',
-          phase: 'prep',
-          run: () => boot({ killOn: /prep: done in/ }),
-          happened: killed,
-        },
-        {
-          fault: 'runner killed mid-upload of the installer',
-          phase: 'kexec',
-          run: () => boot({ killOn: /uploading [\d.]+ MiB to/ }),
-          happened: killed,
-        },
-        {
-          fault: 'runner killed after the kexec',
-          phase: 'kexec',
-          run: () => boot({ killOn: /kexec: done in/ }),
-          happened: killed,
-          then: () => w.snapshot('savevm', 'installer'),
-        },
-        {
-          fault: 'runner killed mid-transfer of the closure',
-          phase: 'install',
-          run: () => boot({ killOn: /sending \d+ of \d+ paths/ }),
-          happened: killed,
-        },
-        {
-          fault: 'runner killed after the install, before the reboot',
-          phase: 'install',
-          run: () => boot({ killOn: /install: done in/ }),
-          happened: killed,
-        },
-        {
-          fault: 'link cut 30 s during the reboot wait',
-          phase: 'reboot',
-          run: () => cutRun(/── phase reboot/, 30_000),
-          happened: went('reboot'),
-        },
-      ],
-      () => boot(),
-    )),
-  );
-
-  // 2. From the distribution again: its disk full, a kexec that does not take, the link cut
-  // mid-upload (that run goes on to the end).
-  w.snapshot('loadvm', 'fresh');
-  const inert = inertTarball(join(w.work, 'inert'));
-  rows.push(
-    ...(await chain(
-      w,
-      [
-        {
-          fault: "the distribution's disk full before the kexec",
-          phase: 'kexec',
-          run: async () => {
-            await w.on(
-              'fallocate -l "$(df --output=avail -B1 / | tail -n 1)" /fill 2>/dev/null || true; sync',
-            );
-            const r = await boot();
-            await w.on('rm -f /fill');
-            return r;
+  let haveInstaller = false;
+  if (sections.includes('chains')) {
+    // 1. The runner killed at each phase boundary and mid-stream; the link cut during the reboot
+    // wait. The installer, answering before anything is on the disk, is kept for part 3.
+    w.snapshot('loadvm', 'fresh');
+    rows.push(
+      ...(await chain(
+        w,
+        [
+          {
+            fault: 'runner killed after prep',
+            phase: 'prep',
+            run: () => boot({ killOn: /prep: done in/ }),
+            happened: killed,
           },
-          happened: (r) =>
-            r.code !== 0 && /free/.test(why(r)) ? undefined : `not refused for space: ${why(r)}`,
-        },
-        {
-          fault: 'a kexec that does not take (the old system keeps answering)',
-          phase: 'kexec',
-          run: () => w.cli(bootstrapArgs(w, inert)),
-          happened: (r) =>
-            r.code !== 0 && /did not take/.test(why(r)) ? undefined : `not diagnosed: ${why(r)}`,
-        },
-        {
-          fault: 'link cut 20 s mid-upload of the installer',
-          phase: 'kexec',
-          run: () => cutRun(/uploading [\d.]+ MiB to/, 20_000),
-          happened: went('upload'),
-        },
-      ],
-      () => boot(),
-    )),
-  );
+          {
+            fault: 'runner killed mid-upload of the installer',
+            phase: 'kexec',
+            run: () => boot({ killOn: /uploading [\d.]+ MiB to/ }),
+            happened: killed,
+          },
+          {
+            fault: 'runner killed after the kexec',
+            phase: 'kexec',
+            run: () => boot({ killOn: /kexec: done in/ }),
+            happened: killed,
+            then: () => {
+              w.snapshot('savevm', 'installer');
+              haveInstaller = true;
+            },
+          },
+          {
+            fault: 'runner killed mid-transfer of the closure',
+            phase: 'install',
+            run: () => boot({ killOn: /sending \d+ of \d+ paths/ }),
+            happened: killed,
+          },
+          {
+            fault: 'runner killed after the install, before the reboot',
+            phase: 'install',
+            run: () => boot({ killOn: /install: done in/ }),
+            happened: killed,
+          },
+          {
+            fault: 'link cut 30 s during the reboot wait',
+            phase: 'reboot',
+            run: () => cutRun(/── phase reboot/, 30_000),
+            happened: went('reboot'),
+          },
+        ],
+        () => boot(),
+      )),
+    );
+
+    // 2. From the distribution again: its disk full, a kexec that does not take, the link cut
+    // mid-upload (that run goes on to the end).
+    w.snapshot('loadvm', 'fresh');
+    const inert = inertTarball(join(w.work, 'inert'));
+    rows.push(
+      ...(await chain(
+        w,
+        [
+          {
+            fault: "the distribution's disk full before the kexec",
+            phase: 'kexec',
+            run: async () => {
+              await w.on(
+                'fallocate -l "$(df --output=avail -B1 / | tail -n 1)" /fill 2>/dev/null || true; sync',
+              );
+              const r = await boot();
+              await w.on('rm -f /fill');
+              return r;
+            },
+            happened: (r) =>
+              r.code !== 0 && /free/.test(why(r)) ? undefined : `not refused for space: ${why(r)}`,
+          },
+          {
+            fault: 'a kexec that does not take (the old system keeps answering)',
+            phase: 'kexec',
+            run: () => w.cli(bootstrapArgs(w, inert)),
+            happened: (r) =>
+              r.code !== 0 && /did not take/.test(why(r)) ? undefined : `not diagnosed: ${why(r)}`,
+          },
+          {
+            fault: 'link cut 20 s mid-upload of the installer',
+            phase: 'kexec',
+            run: () => cutRun(/uploading [\d.]+ MiB to/, 20_000),
+            happened: went('upload'),
+          },
+        ],
+        () => boot(),
+      )),
+    );
+  }
+  if (!sections.includes('installer-a') && !sections.includes('installer-b')) return;
+  if (!haveInstaller) {
+    // this VPS has not been through chain 1: the installer answering, nothing on the disk yet
+    w.snapshot('loadvm', 'fresh');
+    const r = await boot({ killOn: /kexec: done in/ });
+    if (r.code !== -9) throw new Error(`could not reach the installer: ${why(r)}`);
+    if ((await w.who())?.variantId !== 'installer')
+      throw new Error('the installer does not answer');
+    w.snapshot('savevm', 'installer');
+  }
 
   // 3. In the installer, on the target's side: a corrupted byte in what arrived, sshd killed,
   // memory exhausted, the link cut mid-transfer.
@@ -365,11 +395,16 @@ export async function bootstrapFaults(w: World, rows: FaultRow[]): Promise<void>
       happened: went('transfer'),
     },
   ];
-  // each from the installer snapshot: a recovery that finishes would leave the next one nothing
-  for (const step of fromInstaller) {
+  // each from the installer snapshot: a recovery that finishes would leave the next one nothing;
+  // installer-a takes the first two, installer-b the rest and part 4
+  const mine = fromInstaller.filter((_, i) =>
+    sections.includes(i < 2 ? 'installer-a' : 'installer-b'),
+  );
+  for (const step of mine) {
     w.snapshot('loadvm', 'installer');
     rows.push(...(await chain(w, [step], () => boot())));
   }
+  if (!sections.includes('installer-b')) return;
 
   // 4. The target reset mid-install: the old system is gone from the disk and the new one is
   // not there yet. Nothing boots remotely from that; the row says so.

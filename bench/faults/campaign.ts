@@ -14,18 +14,31 @@ import {
   filesUnder,
   runBadInput,
 } from '../../__tests__/helpers/faults/bad-inputs';
-import { bootstrapFaults } from './bootstrap-faults';
+import { BOOTSTRAP_SECTIONS, bootstrapFaults, type BootstrapSection } from './bootstrap-faults';
 import { deployFaults } from './deploy-faults';
 import { report, writePart, type PartResult } from './report';
 import { World, type FaultRow } from './world';
 
 /**
- * campaign.js [all|deploy|bootstrap] [--no-bad-inputs] [--json FILE]: the parts asked for on this
+ * campaign.js [PARTS] [--no-bad-inputs] [--json FILE]: the parts asked for on this
  * VPS; with --json, what they found goes to FILE for merge.js instead of the report.
  */
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
-  const only = args[0] && !args[0].startsWith('--') ? args[0] : 'all';
+  // PARTS: all, deploy, bootstrap, or a comma list of deploy and bootstrap's sections
+  const asked = (args[0] && !args[0].startsWith('--') ? args[0] : 'all').split(',');
+  const only = asked.flatMap((p) =>
+    p === 'all'
+      ? ['deploy', ...BOOTSTRAP_SECTIONS]
+      : p === 'bootstrap'
+        ? [...BOOTSTRAP_SECTIONS]
+        : [p],
+  );
+  for (const p of only)
+    if (p !== 'deploy' && !(BOOTSTRAP_SECTIONS as readonly string[]).includes(p))
+      throw new Error(
+        `unknown part ${p}: all, deploy, bootstrap, ${BOOTSTRAP_SECTIONS.join(', ')}`,
+      );
   const jsonOut = args.includes('--json') ? args[args.indexOf('--json') + 1] : undefined;
   const t0 = Date.now();
   // Bad inputs: no VM needed, a listener that counts connections.
@@ -42,7 +55,6 @@ async function main(): Promise<void> {
   const rows: FaultRow[] = [];
   const ran: string[] = [];
   const part = async (name: string, fn: (into: FaultRow[]) => Promise<void>) => {
-    if (only !== 'all' && only !== name) return;
     ran.push(name);
     const p0 = Date.now();
     try {
@@ -62,8 +74,12 @@ async function main(): Promise<void> {
     }
     process.stderr.write(`faults: ${name} done in ${((Date.now() - p0) / 1000).toFixed(0)} s\n`);
   };
-  await part('deploy', (into) => deployFaults(w, into));
-  await part('bootstrap', (into) => bootstrapFaults(w, into));
+  if (only.includes('deploy')) await part('deploy', (into) => deployFaults(w, into));
+  const sections = BOOTSTRAP_SECTIONS.filter((s) => only.includes(s));
+  if (sections.length)
+    await part(sections.join('+'), (into) =>
+      bootstrapFaults(w, into, sections as BootstrapSection[]),
+    );
 
   // Secrets: every output of every run, and whatever the runs left in the temp dir.
   const left = readdirSync(tmpdir())

@@ -170,12 +170,13 @@ export async function deployFaults(w: World, rows: FaultRow[]): Promise<void> {
     'nix-copy-closure killed mid-copy',
     'deploy',
     async () => {
-      // killed as soon as it exists: its ssh connection alone takes longer than one poll
+      // killed as soon as it exists: its ssh connection alone takes longer than one poll (by its
+      // command line: a link to nix, its process name is cut to 15 characters)
       let killed = false;
       const poll = setInterval(() => {
         if (killed) return;
         try {
-          execFileSync('pkill', ['-KILL', '-x', 'nix-copy-closure']);
+          execFileSync('pkill', ['-KILL', '-f', '^nix-copy-closure --to ']);
           killed = true;
         } catch {
           // not started yet, or ended

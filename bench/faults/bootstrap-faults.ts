@@ -366,7 +366,9 @@ export async function bootstrapFaults(
       phase: 'install',
       // Once the closure streams, a process eats all memory until the kernel's OOM killer stops
       // it; the row checks it was the hog that was killed (exit 137, the kernel's line) and the
-      // install went on.
+      // install went on. Random bytes, not zeros: zram stores a page of zeros for nothing, so a
+      // hog of zeros first fills the whole zram device (run 7: not stopped within 120 s under
+      // load); incompressible pages fill the RAM itself.
       run: async () => {
         let hog: Promise<string> | undefined;
         const r = await boot({
@@ -374,8 +376,8 @@ export async function bootstrapFaults(
             if (!hog && /sending \d+ of \d+ paths/.test(all))
               hog = w
                 .on(
-                  'sh -c \'tail /dev/zero; echo "hog exit $?"; dmesg | grep -c "Killed process .*(tail)"\' || true',
-                  120_000,
+                  'sh -c \'tr -d "\\n" </dev/urandom | tail; echo "hog exit $?"; dmesg | grep -c "Killed process .*(tail)"\' || true',
+                  300_000,
                 )
                 .catch((err: Error) => `hog session: ${err.message}`);
           },

@@ -24253,6 +24253,8 @@ const node_fs_1 = __nccwpck_require__(3024);
 const node_path_1 = __nccwpck_require__(6760);
 const store_1 = __nccwpck_require__(7631);
 const version_1 = __nccwpck_require__(311);
+const constants_1 = __nccwpck_require__(7242);
+Object.defineProperty(exports, "KEY_ENV", ({ enumerable: true, get: function () { return constants_1.KEY_ENV; } }));
 const session_1 = __nccwpck_require__(302);
 const keys_1 = __nccwpck_require__(9892);
 const hostkeys_1 = __nccwpck_require__(2326);
@@ -24340,9 +24342,7 @@ const DEPLOYING = [
     'push-to',
     'allow-preflight-errors',
 ];
-/** Where the CLI reads the deploy key when no --ssh-private-key-file is given. */
-exports.KEY_ENV = 'VPS_NIXOS_SSH_PRIVATE_KEY';
-const KEY_HOW = `--ssh-private-key-file FILE, or the environment variable ${exports.KEY_ENV}`;
+const KEY_HOW = `--ssh-private-key-file FILE, or the environment variable ${constants_1.KEY_ENV}`;
 const inputOption = (name) => {
     const spec = inputs_1.INPUTS[name];
     return {
@@ -24358,7 +24358,7 @@ const inputOption = (name) => {
 const FILE_OPTIONS = [
     {
         name: 'ssh-private-key-file',
-        description: `Read ssh-private-key from this file (else from $${exports.KEY_ENV}, else log in with the ssh-agent's keys: SSH_AUTH_SOCK)`,
+        description: `Read ssh-private-key from this file (else from $${constants_1.KEY_ENV}, else log in with the ssh-agent's keys: SSH_AUTH_SOCK)`,
     },
     {
         name: 'known-hosts-file',
@@ -24371,8 +24371,8 @@ const CONNECTION_NOTES = [
     'With --flake PATH#NAME, the host description nixosConfigurations.NAME.config.vpsNixos.deploy',
     '(target, hostKey, method, health checks, …: see vps-nixos hosts --help) fills every option not',
     'given; an option given replaces its field (any pin given replaces hostKey and hostKeyFingerprint).',
-    `The key: --ssh-private-key-file, else $${exports.KEY_ENV}, else the keys of the ssh-agent at`,
-    '$SSH_AUTH_SOCK (nixos-rebuild and nix copy use the same agent).',
+    `The key: --ssh-private-key-file, else $${constants_1.KEY_ENV}, else the keys of the ssh-agent at`,
+    '$SSH_AUTH_SOCK (nix-copy-closure and nixos-rebuild use the same agent).',
     'The host key: --known-hosts-file / --known-hosts and --host-key-fingerprint, else the lines for',
     'the host in ~/.ssh/known_hosts (hashed, [host]:port and @revoked lines are read). With no line',
     'for it, the key the host presents is shown and refused; nothing is trusted on first use unless',
@@ -24457,7 +24457,7 @@ exports.COMMANDS = [
             inputOption('ssh-private-key'),
             {
                 name: 'ssh-private-key-file',
-                description: `Read ssh-private-key from this file (else from $${exports.KEY_ENV}); its public half must stay authorized`,
+                description: `Read ssh-private-key from this file (else from $${constants_1.KEY_ENV}); its public half must stay authorized`,
             },
             inputOption('method'),
             inputOption('min-ram-kexec'),
@@ -24486,7 +24486,7 @@ exports.COMMANDS = [
     },
     {
         name: 'deploy',
-        summary: 'Deploy the flake (or a prebuilt --toplevel) to an installed NixOS host with nixos-rebuild over the pinned key; health-check, roll back on failure',
+        summary: 'Deploy the flake (or a prebuilt --toplevel) to an installed NixOS host over the pinned key: copy the system built here, switch to it under a rollback guard; health-check, roll back on failure',
         entry: 'deploy',
         options: [
             ...CONNECTION.map(inputOption),
@@ -24589,10 +24589,10 @@ function usage(cmd) {
  * it in the process list. Deletes KEY_ENV from `env`, so no child process (nix, ssh) inherits it.
  */
 function cliInputs(cmd, options, env) {
-    const fromEnv = env[exports.KEY_ENV];
-    delete env[exports.KEY_ENV];
+    const fromEnv = env[constants_1.KEY_ENV];
+    delete env[constants_1.KEY_ENV];
     if (options['ssh-private-key'] !== undefined) {
-        throw new errors_1.InputError('ssh-private-key', 'is not taken on the command line: every user of this machine can read it in the process list', `use ${KEY_HOW} (e.g. ${exports.KEY_ENV}="$(cat ~/.ssh/deploy_key)"); it may be in your shell history now`);
+        throw new errors_1.InputError('ssh-private-key', 'is not taken on the command line: every user of this machine can read it in the process list', `use ${KEY_HOW} (e.g. ${constants_1.KEY_ENV}="$(cat ~/.ssh/deploy_key)"); it may be in your shell history now`);
     }
     const raw = {};
     const shownAs = {};
@@ -24614,7 +24614,7 @@ function cliInputs(cmd, options, env) {
     const takesKey = cmd.options.some((o) => o.name === 'ssh-private-key-file');
     if (takesKey && raw['ssh-private-key'] === undefined && fromEnv) {
         raw['ssh-private-key'] = fromEnv;
-        shownAs['ssh-private-key'] = exports.KEY_ENV;
+        shownAs['ssh-private-key'] = constants_1.KEY_ENV;
     }
     return { raw, shownAs };
 }
@@ -24670,7 +24670,7 @@ pinSource) {
     let keys;
     if (cfg.sshPrivateKey !== undefined) {
         const pub = (0, keys_1.publicKeyOf)(cfg.sshPrivateKey);
-        const from = options['ssh-private-key-file'] ?? `$${exports.KEY_ENV}`;
+        const from = options['ssh-private-key-file'] ?? `$${constants_1.KEY_ENV}`;
         log.info(`ssh login: the key from ${from}${pub ? ` (${keyFingerprint(pub)})` : ''}`);
     }
     else {
@@ -25285,7 +25285,7 @@ const errors_1 = __nccwpck_require__(3916);
 const files_1 = __nccwpck_require__(3649);
 const render_1 = __nccwpck_require__(6340);
 const keys_1 = __nccwpck_require__(9892);
-const commands_1 = __nccwpck_require__(1654);
+const constants_1 = __nccwpck_require__(7242);
 exports.INIT_OPTIONS = [
     { name: 'name', description: "The host's name: its flake output, hosts/ directory and hostname" },
     {
@@ -25328,7 +25328,7 @@ async function initCommand(plan, options, log, run) {
     if (!r.facts || !r.plan || !r.hostKey)
         return result;
     const keyFile = options['ssh-private-key-file'];
-    const privateKey = keyFile ? (0, node_fs_1.readFileSync)(keyFile, 'utf8') : process.env[commands_1.KEY_ENV] || undefined;
+    const privateKey = keyFile ? (0, node_fs_1.readFileSync)(keyFile, 'utf8') : process.env[constants_1.KEY_ENV] || undefined;
     const fromKey = privateKey ? (0, keys_1.publicKeyOf)(privateKey) : undefined;
     // No key given: the run logged in with the ssh-agent's keys, one of which the host accepted.
     const agent = process.env.SSH_AUTH_SOCK;
@@ -25385,6 +25385,36 @@ async function initCommand(plan, options, log, run) {
 
 /***/ }),
 
+/***/ 7242:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.KEY_ENV = exports.Output = exports.State = void 0;
+/** Names shared by the action's main and post steps and its outputs. */
+exports.State = {
+    keyDir: 'vps-nixos-key-dir',
+};
+exports.Output = {
+    method: 'method',
+    hostKey: 'host-key',
+    hostConfig: 'host-config',
+    phases: 'phases',
+    currentSystem: 'current-system',
+    systemPath: 'system-path',
+    previousSystemPath: 'previous-system-path',
+    changed: 'changed',
+    rolledBack: 'rolled-back',
+    rebootNeeded: 'reboot-needed',
+    diff: 'diff',
+};
+/** The CLI's environment variable for the private key (a key on the command line is refused). */
+exports.KEY_ENV = 'VPS_NIXOS_SSH_PRIVATE_KEY';
+
+
+/***/ }),
+
 /***/ 2211:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -25394,7 +25424,8 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.unchangedDeploy = unchangedDeploy;
 exports.runDeploy = runDeploy;
 /**
- * The deploy stage: nixos-rebuild against the pinned target, a rollback guard armed on the target
+ * The deploy stage: the system the runner built copied to the pinned target and switched to there
+ * (or nixos-rebuild, with build-host), a rollback guard armed on the target
  * first, confirmation over a new SSH session, health checks, and the report of what changed.
  */
 const node_crypto_1 = __nccwpck_require__(7598);
@@ -25407,6 +25438,7 @@ const guard_1 = __nccwpck_require__(5962);
 const health_1 = __nccwpck_require__(1873);
 const rebuild_1 = __nccwpck_require__(3524);
 const sshopts_1 = __nccwpck_require__(9831);
+const switch_1 = __nccwpck_require__(9067);
 const state_1 = __nccwpck_require__(3414);
 /**
  * The deploy of a system the host already runs (decided from the probe: current system, system
@@ -25476,7 +25508,7 @@ async function readAfter(session, sudo, req) {
         timeoutMs: 3 * 60_000 + (req.check?.timeoutMs ?? 0) + 300_000,
     }), 'after.sh');
     if (r.code !== 0)
-        throw new guard_1.TargetScriptError(`reading the target after nixos-rebuild failed (exit ${r.code}): ${r.stderr.trim()}`);
+        throw new guard_1.TargetScriptError(`reading the target after the switch failed (exit ${r.code}): ${r.stderr.trim()}`);
     const facts = (0, state_1.parseAfter)(r.stdout);
     const steps = [
         ['status', facts.guard],
@@ -25554,19 +25586,35 @@ async function deploy(first, opts) {
     const sudo = opts.useSudo && target.user !== 'root' ? 'sudo -n ' : '';
     const log = opts.log;
     let session = first;
+    const byRebuild = opts.deployWith === 'nixos-rebuild';
     // Before the guard is armed: an error after arming would leave its watcher on the target.
-    const cmd = opts.rebuild ?? (0, rebuild_1.rebuildOnPath)(opts.env?.PATH ?? process.env.PATH);
-    if (!cmd)
+    const cmd = byRebuild
+        ? (opts.rebuild ?? (0, rebuild_1.rebuildOnPath)(opts.env?.PATH ?? process.env.PATH))
+        : undefined;
+    if (byRebuild && !cmd)
         throw new errors_1.VpsNixosError('no nixos-rebuild on PATH', 'put nixos-rebuild on PATH before this step, or give flake so its own nixpkgs provides one');
+    const toplevel = opts.toplevel;
+    if (!byRebuild && !toplevel)
+        throw new errors_1.VpsNixosError('the deploy has no system to switch to: nothing was built and no toplevel was given', 'give flake (built on this runner) or toplevel');
     const ssh = (0, sshopts_1.writeDeploySsh)(opts.tempDir, target, opts.privateKey, first.hostKey);
-    const args = (0, rebuild_1.rebuildArgs)({
-        action: opts.action,
-        flake: opts.flake,
-        storePath: opts.flake ? undefined : opts.toplevel,
-        targetHost: ssh.targetHost,
-        buildHost: opts.buildHost,
-        useSudo: opts.useSudo,
-    });
+    const args = byRebuild
+        ? (0, rebuild_1.rebuildArgs)({
+            action: opts.action,
+            flake: opts.flake,
+            storePath: opts.flake ? undefined : opts.toplevel,
+            targetHost: ssh.targetHost,
+            buildHost: opts.buildHost,
+            useSudo: opts.useSudo,
+        })
+        : [opts.action, toplevel];
+    const env = opts.env ?? process.env;
+    const stepTimeoutMs = opts.rebuildTimeoutMs ?? 3 * 3600_000;
+    // Our own switch copies while state.sh reads the host and arms the guard: the copy only adds
+    // store paths, and the switch waits for both. Its lines are logged once the switch's group opens.
+    const copyLines = [];
+    const copying = byRebuild
+        ? undefined
+        : (0, switch_1.copySystem)(ssh, toplevel, env, (l) => copyLines.push(l), stepTimeoutMs);
     // 1. The state and, before anything changes, the guard: one round trip (state.sh arms it only
     // where there is a previous system and systemd-run, as decided below from what it read).
     const activates = opts.action === 'switch' || opts.action === 'test';
@@ -25575,10 +25623,19 @@ async function deploy(first, opts) {
         timeoutSeconds: opts.confirmTimeoutSeconds,
         mode: opts.action === 'test' ? 'test' : 'switch',
     };
-    const read = await readBefore(first, sudo, activates && opts.rollback ? armAs : undefined);
+    // An error before the switch waits for the copy to end first (it never rejects), so no child
+    // process outlives the deploy.
+    const afterCopy = async (err) => {
+        await copying;
+        return err;
+    };
+    const read = await readBefore(first, sudo, activates && opts.rollback ? armAs : undefined).catch(async (err) => {
+        throw await afterCopy(err);
+    });
     const before = read.state;
-    if (!before.isNixos)
-        throw new errors_1.VpsNixosError(`${(0, target_1.formatTarget)(target)} does not run NixOS (/etc/NIXOS is missing): there is nothing to deploy to`, 'bootstrap it first (method auto or kexec), or check the target');
+    if (!before.isNixos) {
+        throw await afterCopy(new errors_1.VpsNixosError(`${(0, target_1.formatTarget)(target)} does not run NixOS (/etc/NIXOS is missing): there is nothing to deploy to`, 'bootstrap it first (method auto or kexec), or check the target'));
+    }
     const result = {
         action: opts.action,
         systemPath: '',
@@ -25603,11 +25660,11 @@ async function deploy(first, opts) {
         else {
             const arm = before.arm;
             if (!arm)
-                throw new guard_1.TargetScriptError(`state.sh did not arm the rollback guard: ${read.stderr.trim()}`);
+                throw await afterCopy(new guard_1.TargetScriptError(`state.sh did not arm the rollback guard: ${read.stderr.trim()}`));
             if (!arm.installed)
-                throw new guard_1.TargetScriptError(`could not upload the rollback guard: ${read.stderr.trim()}`);
+                throw await afterCopy(new guard_1.TargetScriptError(`could not upload the rollback guard: ${read.stderr.trim()}`));
             if (arm.exit !== 0)
-                throw (0, guard_1.guardFailure)('arm', arm.exit, arm.error, read.stderr);
+                throw await afterCopy((0, guard_1.guardFailure)('arm', arm.exit, arm.error, read.stderr));
             guard = {
                 id: armAs.id,
                 prev: before.current,
@@ -25622,16 +25679,35 @@ async function deploy(first, opts) {
     else if (activates && before.current === '') {
         log.info('first deploy to this host: there is no previous system to roll back to');
     }
-    // 2. nixos-rebuild.
-    result.rebuild.from = cmd.from;
+    // 2. The copy and the switch: ours, or nixos-rebuild.
     result.rebuild.args = args;
-    log.info(`nixos-rebuild: ${cmd.from}`);
-    const run = await log.group(`nixos-rebuild ${args.join(' ')}`, () => (0, rebuild_1.runRebuild)(cmd, args, { ...(opts.env ?? process.env), NIX_SSHOPTS: ssh.sshOpts }, (l) => log.info(l), opts.rebuildTimeoutMs ?? 3 * 3600_000));
+    let run;
+    if (cmd) {
+        result.rebuild.from = cmd.from;
+        log.info(`nixos-rebuild: ${cmd.from}`);
+        run = await log.group(`nixos-rebuild ${args.join(' ')}`, async () => ({
+            ...(await (0, rebuild_1.runRebuild)(cmd, args, { ...env, NIX_SSHOPTS: ssh.sshOpts }, (l) => log.info(l), stepTimeoutMs)),
+            step: `nixos-rebuild ${opts.action}`,
+        }));
+    }
+    else {
+        result.rebuild.from = 'nix-copy-closure, then switch-to-configuration on the target';
+        run = await log.group(`switch ${opts.action} ${toplevel}`, async () => {
+            const copied = (await copying);
+            for (const l of copyLines)
+                log.info(l);
+            log.info(`copied ${toplevel}'s closure in ${copied.seconds.toFixed(1)} s (nix-copy-closure, exit ${copied.code})`);
+            if (copied.code !== 0)
+                return copied;
+            const switched = await (0, switch_1.switchOnTarget)(first, sudo, opts.action, toplevel, (l) => log.info(l), stepTimeoutMs);
+            return { ...switched, seconds: copied.seconds + switched.seconds };
+        });
+    }
     result.rebuild.code = run.code;
     result.rebuild.seconds = run.seconds;
     const reportedFailed = (0, rebuild_1.failedUnitsFrom)(run.output);
     const rebuildEnd = Date.now();
-    // 3. A NEW session: the one nixos-rebuild used may be gone with the old sshd or network.
+    // 3. A NEW session: the one the switch used may be gone with the old sshd or network.
     first.close();
     session = undefined;
     const confirmBy = rebuildEnd + opts.confirmTimeoutSeconds * 1000;
@@ -25733,7 +25809,7 @@ async function deploy(first, opts) {
         }
     };
     // One round trip (after.sh) reads and does what the decisions below need, in the order they
-    // need it: the guard's status; disarm (nothing switched) or confirm (switched, and nixos-rebuild
+    // need it: the guard's status; disarm (nothing switched) or confirm (switched, and the switch
     // exited 0: what the runner decides from that status alone); the failed units; the
     // health-check command's first try once confirmed; the new closure; what runs at the end.
     const healthy = run.code === 0 && activates;
@@ -25796,7 +25872,7 @@ async function deploy(first, opts) {
         }
         else {
             result.error = {
-                message: `the host does not answer on SSH after nixos-rebuild (${lastError || dropped})`,
+                message: `the host does not answer on SSH after ${run.step} (${lastError || dropped})`,
                 fix: before.current === ''
                     ? "there was no previous system to roll back to: use the provider's console"
                     : !opts.rollback
@@ -25836,7 +25912,7 @@ async function deploy(first, opts) {
         }
         else if (run.code !== 0 && !switched) {
             result.error = {
-                message: `nixos-rebuild ${opts.action} failed (exit ${run.code}) before switching: nothing changed, the host runs ${before.current || 'what it ran'}`,
+                message: `${run.step} failed (exit ${run.code}) before switching: nothing changed, the host runs ${before.current || 'what it ran'}`,
                 fix: `see its output:\n${last(run.output, 12)}`,
             };
         }
@@ -25845,11 +25921,11 @@ async function deploy(first, opts) {
             result.failedUnits = [...new Set([...reportedFailed, ...newly])].sort();
             await rollBack(result.failedUnits.length
                 ? `switch-to-configuration reported failed units (exit 4): ${result.failedUnits.join(', ')}`
-                : `nixos-rebuild exited ${run.code} after switching`);
+                : `${run.step} exited ${run.code} after switching`);
         }
         else if (run.code !== 0) {
             result.error = {
-                message: `nixos-rebuild ${opts.action} failed (exit ${run.code})`,
+                message: `${run.step} failed (exit ${run.code})`,
                 fix: `see its output:\n${last(run.output, 12)}`,
             };
         }
@@ -26569,6 +26645,91 @@ function parseAfter(stdout) {
                 output: cut >= 0 ? lines.slice(cut + 1).join('\n') : '',
             },
         end: { current: kv.end_current ?? '', profile: kv.end_profile ?? '' },
+    };
+}
+
+
+/***/ }),
+
+/***/ 9067:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.copyArgs = copyArgs;
+exports.copySystem = copySystem;
+exports.switchOnTarget = switchOnTarget;
+/**
+ * The deploy's own switch (issue 18): the runner built the system, so it copies that closure
+ * (nix-copy-closure, with the pinned ssh options) and switches to it over the session that armed
+ * the rollback guard (scripts/deploy/switch.sh). nixos-rebuild would evaluate the flake a second
+ * time and needs a pinned nixos-rebuild on the runner; this needs neither.
+ */
+const errors_1 = __nccwpck_require__(3916);
+const script_1 = __nccwpck_require__(4115);
+const rebuild_1 = __nccwpck_require__(3524);
+/** nix-copy-closure's arguments: the closure of `toplevel` to `user@host` (the port is in NIX_SSHOPTS). */
+function copyArgs(targetHost, toplevel) {
+    return ['--to', targetHost, toplevel];
+}
+/** Copies `toplevel`'s closure to the target; streams its lines; never throws for an exit status. */
+async function copySystem(ssh, toplevel, env, onLine, timeoutMs) {
+    const run = await (0, rebuild_1.runRebuild)({ argv0: 'nix-copy-closure', prefix: [] }, copyArgs(ssh.targetHost, toplevel), { ...env, NIX_SSHOPTS: ssh.sshOpts }, onLine, timeoutMs);
+    return { ...run, step: 'nix-copy-closure' };
+}
+/**
+ * switch.sh ACTION TOPLEVEL over `session`, streaming its output by whole lines. A session that
+ * drops (the new system cut SSH, or the link went) answers as ssh does then: exit 255.
+ */
+async function switchOnTarget(session, sudo, action, toplevel, onLine, timeoutMs) {
+    const start = Date.now();
+    const kept = [];
+    const partial = { stdout: '', stderr: '' };
+    const line = (l) => {
+        onLine(l);
+        kept.push(l);
+        if (kept.length > 400)
+            kept.shift();
+    };
+    let code;
+    let streamed = false;
+    try {
+        const r = await (0, script_1.runScript)(session, 'deploy/switch.sh', {
+            sudo,
+            args: [action, toplevel],
+            timeoutMs,
+            onOutput: (chunk, stream) => {
+                streamed = true;
+                const lines = (partial[stream] + chunk).split('\n');
+                partial[stream] = lines.pop() ?? '';
+                for (const l of lines)
+                    line(l);
+            },
+        });
+        code = r.code;
+        // a session that does not stream hands the output over at the end
+        if (!streamed)
+            for (const l of `${r.stdout}${r.stderr}`.split('\n'))
+                if (l)
+                    line(l);
+        if (code === -1) {
+            code = 255;
+            line('the SSH session dropped during the switch (no exit status)');
+        }
+    }
+    catch (err) {
+        code = 255;
+        line(`the SSH session dropped during the switch: ${(0, errors_1.describeError)(err).split('\n')[0]}`);
+    }
+    for (const s of ['stdout', 'stderr'])
+        if (partial[s])
+            line(partial[s]);
+    return {
+        code,
+        output: kept.join('\n'),
+        seconds: (Date.now() - start) / 1000,
+        step: 'switch-to-configuration',
     };
 }
 
@@ -31830,6 +31991,7 @@ exports.entryStages = entryStages;
 exports.alreadyRuns = alreadyRuns;
 exports.wantsEvaluation = wantsEvaluation;
 exports.decide = decide;
+exports.deployWith = deployWith;
 /** The one order of the stages; an entry runs a subset of it. */
 exports.STAGE_ORDER = [
     'probe',
@@ -31918,7 +32080,18 @@ function decide(input) {
     for (const name of stages) {
         out.push({ name, ...stageRun(name, input, { build, bootstraps, deploys, unchanged }) });
     }
-    return { stages: out, build, unchanged, forced, ...(blocked ? { blocked } : {}) };
+    return {
+        stages: out,
+        build,
+        unchanged,
+        forced,
+        deployWith: deployWith(cfg),
+        ...(blocked ? { blocked } : {}),
+    };
+}
+/** Ours unless the system is built elsewhere (build-host): then nixos-rebuild builds and copies it. */
+function deployWith(cfg) {
+    return cfg.buildHost && !cfg.toplevel ? 'nixos-rebuild' : 'switch';
 }
 function buildNeeds(input, d) {
     const { cfg, plan } = input;
@@ -32276,14 +32449,15 @@ async function runPipeline(cfg, req, deps, record = newRecord(cfg)) {
             const open = session;
             session = undefined;
             await stage('deploy', async () => {
-                const rebuild = await (0, rebuild_pin_1.resolveRebuild)(nix(), {
-                    flake: cfg.flake,
-                    log: (l) => deps.log.info(l),
-                });
+                // nixos-rebuild only where the system is built elsewhere (decide.ts deployWith)
+                const rebuild = decision.deployWith === 'nixos-rebuild'
+                    ? await (0, rebuild_pin_1.resolveRebuild)(nix(), { flake: cfg.flake, log: (l) => deps.log.info(l) })
+                    : undefined;
                 if (decision.forced)
                     deps.log.info('force-switch: the host already runs this system; switching anyway');
                 const { result, session: after } = await (0, deploy_1.runDeploy)(open, {
                     action: cfg.deployAction,
+                    deployWith: decision.deployWith,
                     flake: cfg.flake,
                     toplevel: cfg.toplevel ?? record.build?.toplevel,
                     toplevelClosure: record.build && record.build.toplevel === (cfg.toplevel ?? record.build.toplevel)
@@ -34621,7 +34795,7 @@ function infectRows(i) {
         ]),
     ];
 }
-/** The deploy in rows: outcome, before and after, bytes, reboot, nixos-rebuild, failed units. */
+/** The deploy in rows: outcome, before and after, bytes, reboot, the switch, failed units. */
 function deployRows(d, cuts = new summary_limit_1.Cuts()) {
     const outcome = d.rolledBack
         ? `rolled back by ${d.rollback?.by === 'target' ? 'the target itself (not confirmed in time)' : 'the runner'}: ${cuts.text(d.rollback?.reason ?? '', 'the rollback reason', 10)}`
@@ -34642,7 +34816,7 @@ function deployRows(d, cuts = new summary_limit_1.Cuts()) {
         'Before',
         d.previousSystemPath || 'no system yet (first deploy: there was nothing to roll back to)',
     ], ['Runs now', d.hostRuns || '(no /run/current-system)'], ['Sent', `${(0, size_1.formatBytes)(d.bytesSent)} in ${d.pathsSent} store paths (measured on the target)`], ['Reboot needed', d.rebootNeeded.length ? `yes: ${d.rebootNeeded.join(', ')} changed` : 'no'], [
-        'nixos-rebuild',
+        'Switch',
         d.skipped === 'unchanged'
             ? 'not run'
             : `${d.rebuild.args.join(' ')} — exit ${d.rebuild.code} after ${d.rebuild.seconds.toFixed(1)} s (${d.rebuild.from})`,

@@ -31913,7 +31913,7 @@ module.exports = {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.Output = exports.State = void 0;
+exports.KEY_ENV = exports.Output = exports.State = void 0;
 /** Names shared by the action's main and post steps and its outputs. */
 exports.State = {
     keyDir: 'vps-nixos-key-dir',
@@ -31931,6 +31931,8 @@ exports.Output = {
     rebootNeeded: 'reboot-needed',
     diff: 'diff',
 };
+/** The CLI's environment variable for the private key (a key on the command line is refused). */
+exports.KEY_ENV = 'VPS_NIXOS_SSH_PRIVATE_KEY';
 
 
 /***/ }),

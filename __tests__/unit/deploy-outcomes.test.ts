@@ -45,6 +45,14 @@ const EXIT_4_OUTPUT = `${UNITS_FAILED}\nwarning: error(s) occurred while switchi
 const NEW_SYSTEM_MAY_CUT_SSH = /did not confirm within 0\.05 s after the switch/;
 const CONSOLE_FIX = 'nix-env -p /nix/var/nix/profiles/system --rollback';
 
+/** A login user that is not root, on another port: root commands go through sudo -n. */
+const SUDO_TARGET = {
+  user: 'deploy',
+  host: '203.0.113.7',
+  port: 2222,
+  knownHostsName: '[203.0.113.7]:2222',
+};
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let root: string;
@@ -844,14 +852,7 @@ describe('runDeploy: the target', () => {
   });
 
   it('a user that is not root with use-sudo: every root command goes through sudo -n', async () => {
-    const t = host({
-      target: {
-        user: 'deploy',
-        host: '203.0.113.7',
-        port: 2222,
-        knownHostsName: '[203.0.113.7]:2222',
-      },
-    });
+    const t = host({ target: SUDO_TARGET });
     t.healthCheck = () => ({ code: 0, stdout: '', stderr: '' });
     const { result } = await deployTo(t, { system: NEW }, { useSudo: true, healthCheck: 'true' });
 
@@ -997,14 +998,7 @@ describe('runDeploy: our own switch (copy, then switch.sh under the guard)', () 
   });
 
   it('with use-sudo the switch goes through sudo -n like every root command', async () => {
-    const t = host({
-      target: {
-        user: 'deploy',
-        host: '203.0.113.7',
-        port: 2222,
-        knownHostsName: '[203.0.113.7]:2222',
-      },
-    });
+    const t = host({ target: SUDO_TARGET });
     const { result } = await deployTo(t, {}, ours({ useSudo: true }));
 
     expectNoError(result);

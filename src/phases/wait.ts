@@ -74,32 +74,36 @@ export async function waitForNewBoot(
       lastSeen = `unreachable (${(err as Error).message.split(':')[0]})`;
       continue;
     }
+    // A session to a system going down (the kexec or reboot under way) may open and then lose
+    // its exec (ssh2's "No response from server"), time out or give no boot_id: all no answer.
+    let who: WhoAnswers;
     try {
-      const who = await whoAnswers(s);
-      if (who.bootId === oldBootId) {
-        lastSeen = 'the old system (same boot_id)';
-        s.close();
-        if (Date.now() - since > opts.oldSystemGraceMs && !wentAway)
-          throw opts.onOldSystem(Math.round((Date.now() - since) / 1000));
-        continue;
-      }
-      let ours: boolean;
-      try {
-        ours = judge(who);
-      } catch (err) {
-        s.close();
-        throw err;
-      }
-      if (!ours) {
-        lastSeen = `boot_id ${who.bootId}, not ready (current system '${who.currentSystem}')`;
-        s.close();
-        continue;
-      }
-      return { session: s, who, seconds: (Date.now() - since) / 1000 };
+      who = await whoAnswers(s);
     } catch (err) {
-      if (err instanceof VpsNixosError) throw err;
+      s.close();
       lastSeen = `a dropped session (${(err as Error).message})`;
+      continue;
     }
+    if (who.bootId === oldBootId) {
+      lastSeen = 'the old system (same boot_id)';
+      s.close();
+      if (Date.now() - since > opts.oldSystemGraceMs && !wentAway)
+        throw opts.onOldSystem(Math.round((Date.now() - since) / 1000));
+      continue;
+    }
+    let ours: boolean;
+    try {
+      ours = judge(who);
+    } catch (err) {
+      s.close();
+      throw err;
+    }
+    if (!ours) {
+      lastSeen = `boot_id ${who.bootId}, not ready (current system '${who.currentSystem}')`;
+      s.close();
+      continue;
+    }
+    return { session: s, who, seconds: (Date.now() - since) / 1000 };
   }
   throw new VpsNixosError(
     `${opts.what} did not answer within ${Math.round(opts.waitMs / 1000)} s (last seen: ${lastSeen})`,

@@ -26,11 +26,11 @@ import {
   failedUnitsFrom,
   rebuildArgs,
   rebuildOnPath,
-  runRebuild,
   type DeployAction,
   type RebuildCommand,
 } from './rebuild';
 import { writeDeploySsh } from './sshopts';
+import { runStreaming } from './stream';
 import { copySystem, switchOnTarget, type DeployWith, type StepRun } from './switch';
 import {
   bytesAdded,
@@ -428,7 +428,7 @@ async function deploy(
     result.rebuild.from = cmd.from;
     log.info(`nixos-rebuild: ${cmd.from}`);
     run = await log.group(`nixos-rebuild ${args.join(' ')}`, async () => ({
-      ...(await runRebuild(
+      ...(await runStreaming(
         cmd,
         args,
         { ...env, NIX_SSHOPTS: ssh.sshOpts },

@@ -1,5 +1,4 @@
 /** Running nixos-rebuild: which one, with which arguments, and what its output says. */
-import { spawnChild } from '../children';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
@@ -61,61 +60,4 @@ export function failedUnitsFrom(output: string): string[] {
     for (const u of (m[1] as string).split(/[,\s]+/)) if (u) units.add(u);
   }
   return [...units].sort();
-}
-
-export interface RebuildRun {
-  code: number;
-  /** The last lines of stdout+stderr (kept for the report and for parsing). */
-  output: string;
-  seconds: number;
-}
-
-/** Runs it with NIX_SSHOPTS set, streaming whole lines; never throws for a non-zero exit. */
-export function runRebuild(
-  cmd: { argv0: string; prefix: string[] },
-  args: string[],
-  env: NodeJS.ProcessEnv,
-  onLine: (line: string) => void,
-  timeoutMs: number,
-): Promise<RebuildRun> {
-  const start = Date.now();
-  return new Promise((resolve) => {
-    const child = spawnChild(cmd.argv0, [...cmd.prefix, ...args], {
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const kept: string[] = [];
-    const partial = { stdout: '', stderr: '' };
-    const take = (stream: 'stdout' | 'stderr') => (chunk: Buffer) => {
-      const text = partial[stream] + chunk.toString('utf8');
-      const lines = text.split('\n');
-      partial[stream] = lines.pop() ?? '';
-      for (const l of lines) line(l);
-    };
-    const line = (l: string) => {
-      onLine(l);
-      kept.push(l);
-      if (kept.length > 400) kept.shift();
-    };
-    child.stdout.on('data', take('stdout'));
-    child.stderr.on('data', take('stderr'));
-    const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
-    let finished = false;
-    const finish = (code: number) => {
-      if (finished) return;
-      finished = true;
-      clearTimeout(timer);
-      for (const s of ['stdout', 'stderr'] as const) if (partial[s]) line(partial[s]);
-      resolve({
-        code,
-        output: kept.join('\n'),
-        seconds: (Date.now() - start) / 1000,
-      });
-    };
-    child.on('error', (err) => {
-      line(`could not run ${cmd.argv0}: ${err.message}`);
-      finish(127);
-    });
-    child.on('close', (code, signal) => finish(code ?? (signal ? 128 : 1)));
-  });
 }

@@ -7,14 +7,15 @@
 import { describeError } from '../errors';
 import { runScript } from '../ssh/script';
 import type { RemoteSession } from '../ssh/session';
-import { runRebuild, type DeployAction, type RebuildRun } from './rebuild';
+import type { DeployAction } from './rebuild';
+import { lineCollector, runStreaming, type StreamedRun } from './stream';
 import type { DeploySsh } from './sshopts';
 
 /** How the system gets onto the host and is activated: decided once (pipeline/decide.ts). */
 export type DeployWith = 'switch' | 'nixos-rebuild';
 
 /** One step of the switch as it ran: what it was, for the messages that name it. */
-export interface StepRun extends RebuildRun {
+export interface StepRun extends StreamedRun {
   step: string;
 }
 
@@ -31,7 +32,7 @@ export async function copySystem(
   onLine: (line: string) => void,
   timeoutMs: number,
 ): Promise<StepRun> {
-  const run = await runRebuild(
+  const run = await runStreaming(
     { argv0: 'nix-copy-closure', prefix: [] },
     copyArgs(ssh.targetHost, toplevel),
     { ...env, NIX_SSHOPTS: ssh.sshOpts },
@@ -54,13 +55,7 @@ export async function switchOnTarget(
   timeoutMs: number,
 ): Promise<StepRun> {
   const start = Date.now();
-  const kept: string[] = [];
-  const partial: Record<'stdout' | 'stderr', string> = { stdout: '', stderr: '' };
-  const line = (l: string) => {
-    onLine(l);
-    kept.push(l);
-    if (kept.length > 400) kept.shift();
-  };
+  const lines = lineCollector(onLine);
   let code: number;
   let streamed = false;
   try {
@@ -70,26 +65,23 @@ export async function switchOnTarget(
       timeoutMs,
       onOutput: (chunk, stream) => {
         streamed = true;
-        const lines = (partial[stream] + chunk).split('\n');
-        partial[stream] = lines.pop() ?? '';
-        for (const l of lines) line(l);
+        lines.chunk(stream, chunk);
       },
     });
     code = r.code;
     // a session that does not stream hands the output over at the end
-    if (!streamed) for (const l of `${r.stdout}${r.stderr}`.split('\n')) if (l) line(l);
+    if (!streamed) for (const l of `${r.stdout}${r.stderr}`.split('\n')) if (l) lines.line(l);
     if (code === -1) {
       code = 255;
-      line('the SSH session dropped during the switch (no exit status)');
+      lines.line('the SSH session dropped during the switch (no exit status)');
     }
   } catch (err) {
     code = 255;
-    line(`the SSH session dropped during the switch: ${describeError(err).split('\n')[0]}`);
+    lines.line(`the SSH session dropped during the switch: ${describeError(err).split('\n')[0]}`);
   }
-  for (const s of ['stdout', 'stderr'] as const) if (partial[s]) line(partial[s]);
   return {
     code,
-    output: kept.join('\n'),
+    output: lines.end(),
     seconds: (Date.now() - start) / 1000,
     step: 'switch-to-configuration',
   };

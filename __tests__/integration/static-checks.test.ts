@@ -59,6 +59,10 @@ describe('the kexec run script (nix/kexec-installer/run.sh)', () => {
   it('carries host keys, authorized_keys and the static network into the appended cpio', () => {
     const r = spawnSync('sh', ['nix/tests/carry-network.sh'], { cwd: ROOT, encoding: 'utf8' });
     expect(`${r.stdout}${r.stderr}`).toMatch(/ok \(load\)/);
+    // VPS_NIXOS_ROOTFS=ramfs (the plan's, past the tmpfs cap) adds rootfstype=ramfs
+    expect(`${r.stdout}${r.stderr}`).toMatch(
+      /ok \(ramfs\): .*--command-line=\S+ rootfstype=ramfs /,
+    );
     expect(r.status).toBe(0);
   });
   it("the installer's restore scripts put keys and network in place, twice", () => {

@@ -213,6 +213,7 @@ describe('runBootstrap, kexec plan, on a fresh host', () => {
       ['sh', `${kexecPlan.zramBytes}`, '0', DEFAULT_SWAPFILE],
     ]);
     expect(argsOf(fake, 'kexec-stage receive')).toEqual([[KEXEC_DIR, tarball.sha256]]);
+    expect(argsOf(fake, 'kexec-stage load')).toEqual([[KEXEC_DIR, tarball.sha256, 'tmpfs']]);
     expect(fake.uploadedBytes).toBe(tarball.bytes);
     expect(argsOf(fake, 'install disko')).toEqual([['/dev/vda', runner.diskScript]]);
     expect(argsOf(fake, 'install finish')).toEqual([[runner.toplevel, runner.nix]]);
@@ -326,7 +327,7 @@ describe('runBootstrap, resumed', () => {
     expect(r.host.currentSystem).toBe(runner.toplevel);
   });
 
-  it('on the distribution after prep and the upload: prep is skipped and the installer not sent again', async () => {
+  it('on the distribution after prep and the upload: prep is skipped and the installer not sent again (a ramfs root asked for)', async () => {
     const { fake, first } = target({
       tools: ['sh', 'cpio', 'tar', 'setsid'],
     });
@@ -335,9 +336,13 @@ describe('runBootstrap, resumed', () => {
     fake.kexecTarball = { sha256: tarball.sha256, bytes: tarball.bytes };
     const { opts, info } = options(fake);
 
-    const r = await drive(runBootstrap(first, debian, kexecPlan, kexecArtifacts, opts));
+    const r = await drive(
+      runBootstrap(first, debian, kexecPlan, { ...kexecArtifacts, kexecRootfs: 'ramfs' }, opts),
+    );
 
     expect(r.error).toBeUndefined();
+    // the install checks' choice reaches kexec/run (VPS_NIXOS_ROOTFS)
+    expect(argsOf(fake, 'kexec-stage load')).toEqual([[KEXEC_DIR, tarball.sha256, 'ramfs']]);
     expect(r.phases[0]).toMatchObject({
       name: 'prep',
       status: 'skipped',

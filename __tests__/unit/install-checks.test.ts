@@ -7,7 +7,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findSystemNix, storePathOf, systemNix } from '../../src/nix/system-nix';
 import { layoutRefusal, layoutTools, parseLayout, type DiskoLayout } from '../../src/nix/layout';
-import { installerFit, KERNEL_RESERVE_BYTES } from '../../src/plan/installer-fit';
+import {
+  installerFit,
+  KERNEL_RESERVE_BYTES,
+  RAMFS_INSTALL_BYTES,
+} from '../../src/plan/installer-fit';
 import { checkInstall, type InstallFindings } from '../../src/plan/install-checks';
 import { plan, type Plan, type PlanConfig, type PlanFacts } from '../../src/plan/plan';
 
@@ -177,6 +181,32 @@ describe('installerFit: the kexec image against MemTotal', () => {
       installerFit({ from, sizes: { ...sizes, rootfsGrows: true } }, 340 * MiB).refusal,
     ).toBeUndefined();
   });
+  it('past the tmpfs cap, an installer whose run knows rootfstype=ramfs boots on ramfs (a 384 MB VPS)', () => {
+    const sizes = {
+      kernelBytes: 7.9 * MiB,
+      initrdBytes: 62.4 * MiB,
+      initrdUnpackedBytes: 192 * MiB,
+      rootfsRamfs: true,
+    };
+    // the stand-in VPS at 384 MiB: MemTotal 331 MiB, tmpfs cap 165.5 MiB
+    const r = installerFit({ from, sizes }, 331 * MiB);
+    expect(r.refusal).toBeUndefined();
+    expect(r.rootfs).toBe('ramfs');
+    expect(r.warnings.join()).toMatch(
+      /192\.0 MiB unpacked\) is over the tmpfs cap of half of MemTotal 331\.0 MiB \(165\.5 MiB\): it boots with rootfstype=ramfs.*zram cannot take them.*139\.0 MiB is left/,
+    );
+    // under the cap it stays on tmpfs, which zram can shrink: no choice made, no warning
+    const big = installerFit({ from, sizes }, 457 * MiB);
+    expect(big).toEqual({ warnings: [] });
+    // ramfs leaves the kernel and the install too little: refused, with the sum
+    const tight = 192 * MiB + KERNEL_RESERVE_BYTES + RAMFS_INSTALL_BYTES;
+    expect(installerFit({ from, sizes }, tight).rootfs).toBe('ramfs');
+    const no = installerFit({ from, sizes }, tight - 1);
+    expect(no.rootfs).toBeUndefined();
+    expect(no.refusal?.reason).toMatch(
+      /leaves no room to install: its initrd is 192\.0 MiB unpacked.*would boot on ramfs.*that is 320\.0 MiB, over MemTotal/,
+    );
+  });
   it('refuses compressed + unpacked initrd + the kernel margin over MemTotal', () => {
     const sizes = {
       kernelBytes: 12 * MiB,
@@ -254,6 +284,25 @@ describe('checkInstall: refuses only a plan that installs', () => {
   it('unknown layout, toplevel or installer: the generic installer, no refusal', () => {
     const p: Plan = plan(debian, cfg);
     expect(checkInstall(p, { config: 'x', memTotalBytes: debian.memTotalBytes })).toBe(p);
+  });
+  it('carries the ramfs root into the plan, for the kexec phase to pass on', () => {
+    const small = { ...debian, memTotalBytes: 331 * MiB };
+    const p = checkInstall(plan(small, { ...cfg, minRamKexecBytes: 320 * MiB }), {
+      config: 'x',
+      installer: {
+        from: 'ours',
+        sizes: {
+          kernelBytes: 8 * MiB,
+          initrdBytes: 62 * MiB,
+          initrdUnpackedBytes: 192 * MiB,
+          rootfsRamfs: true,
+        },
+      },
+      memTotalBytes: small.memTotalBytes,
+    });
+    expect(p.method).toBe('kexec');
+    expect(p.installerRootfs).toBe('ramfs');
+    expect(p.warnings.join()).toMatch(/rootfstype=ramfs/);
   });
   it('adds the warnings of a passing check to the plan', () => {
     const p = checkInstall(plan(debian, cfg), {

@@ -42,6 +42,17 @@ describe('kexecSizes', () => {
     const noUnpacked = { INITRD_BYTES: '63963136' };
     expect(kexecSizes(members, noUnpacked).sizes?.initrdUnpackedBytes).toBeUndefined();
   });
+  it("takes what the installer's kernel and run can do from that sizes.env only", () => {
+    const env = { INITRD_BYTES: '63963136', INITRAMFS_OPTIONS: 'yes', ROOTFS_RAMFS: 'yes' };
+    expect(kexecSizes(members, env).sizes).toMatchObject({ rootfsGrows: true, rootfsRamfs: true });
+    // nixos-images' run knows no VPS_NIXOS_ROOTFS: without the line, no ramfs root is offered
+    const theirs = kexecSizes(members, { INITRD_BYTES: '63963136', INITRAMFS_OPTIONS: 'no' });
+    expect(theirs.sizes?.rootfsRamfs).toBeUndefined();
+    expect(theirs.sizes?.rootfsGrows).toBeUndefined();
+    // a sizes.env of another tarball says nothing about this one
+    const stale = kexecSizes(members, { ...env, INITRD_BYTES: '1' });
+    expect(stale.sizes?.rootfsRamfs).toBeUndefined();
+  });
   it('says what is missing from a tarball that is not a kexec installer', () => {
     expect(kexecSizes(members.filter((m) => m.name !== 'kexec/initrd')).problem).toMatch(
       /holds no kexec\/initrd as a regular file/,

@@ -274,6 +274,8 @@ let
           echo "INITRAMFS_OPTIONS=${
             if lib.versionAtLeast config.boot.kernelPackages.kernel.version "6.18" then "yes" else "no"
           }"
+          # run boots with rootfstype=ramfs when the planner asks (VPS_NIXOS_ROOTFS)
+          echo "ROOTFS_RAMFS=yes"
           echo "INITRD_BUDGET_BYTES=${toString cfg.budget.compressedBytes}"
           echo "INITRD_UNPACKED_BUDGET_BYTES=${toString cfg.budget.unpackedBytes}"
         } >$out/sizes.env

@@ -21,6 +21,9 @@
 #                      cpio and ./initrd exist) but never load or start a kernel.
 #   KEXEC_DELAY        seconds between this script returning and `kexec -e` (6).
 #   KEXEC_EXTRA_FLAGS  extra kexec flags, e.g. --kexec-syscall or --no-checks.
+#   VPS_NIXOS_ROOTFS   ramfs: boot with rootfstype=ramfs, a root without the tmpfs
+#                      cap (half the RAM on kernels without initramfs_options=),
+#                      for an initrd over it; the planner decides (tmpfs default).
 set -eu
 umask 077
 
@@ -28,6 +31,12 @@ here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
 # The installer's kernel command line (rd.systemd.unit=…, console, panic; no
 # init= and no root=), filled in when the tarball is built.
 cmdline=@cmdline@
+case "${VPS_NIXOS_ROOTFS:-tmpfs}" in
+  tmpfs) ;;
+  # no root= on the command line, so rootfstype= only picks what rootfs is
+  ramfs) cmdline="$cmdline rootfstype=ramfs" ;;
+  *) echo "vps-nixos run: error: VPS_NIXOS_ROOTFS=$VPS_NIXOS_ROOTFS is not tmpfs or ramfs" >&2; exit 1 ;;
+esac
 dry=${RUN_DRY:-}
 delay=${KEXEC_DELAY:-6}
 stage=$here/carried

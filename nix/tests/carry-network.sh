@@ -357,3 +357,20 @@ tail -c +"$((size + 1))" "$tmp/kexec/loaded-initrd" | gzip -dc | cpio -t 2>/dev/
 grep -qx vps-nixos-carried/ssh/ssh_host_ed25519_key "$tmp/list.load" ||
   fail "load: the initrd given to kexec does not carry the host key"
 echo "ok (load): kexec $load"
+
+# ---------------------------------------------------------------- ramfs root, when the plan asks
+rm -f "$tmp/kexec/kexec.calls"
+VPS_NIXOS_ROOTFS=ramfs KEXEC_DELAY=0 unshare --net --mount sh "$here/carry-network.sh" --inside "$tmp" iproute2 "$vlans" >"$tmp/out.ramfs" 2>&1 ||
+  {
+    cat "$tmp/out.ramfs" >&2
+    fail "ramfs: run.sh failed"
+  }
+load=$(grep -- "^--load " "$tmp/kexec/kexec.calls") || fail "ramfs: kexec --load not called"
+case $load in
+  *"--command-line=@cmdline@ rootfstype=ramfs "*) ;;
+  *) fail "ramfs: no rootfstype=ramfs on the command line: $load" ;;
+esac
+if VPS_NIXOS_ROOTFS=zfs sh "$tmp/kexec/run" >"$tmp/out.badroot" 2>&1; then fail "ran with VPS_NIXOS_ROOTFS=zfs"; fi
+grep -q "VPS_NIXOS_ROOTFS=zfs is not tmpfs or ramfs" "$tmp/out.badroot" ||
+  fail "no clear message for VPS_NIXOS_ROOTFS=zfs: $(cat "$tmp/out.badroot")"
+echo "ok (ramfs): kexec $load"

@@ -3,18 +3,21 @@
 # unpack it on disk (not a tmpfs /tmp) and load the installer with its run script, which carries
 # the host keys, authorized_keys, machine-id and static network into the initrd and starts kexec
 # moments later. Prints key=value lines; a failure prints error=... and exits 1.
-# Usage: sh -c "$(cat kexec-stage.sh)" kexec-stage check|receive|load DIR SHA256
+# Usage: sh -c "$(cat kexec-stage.sh)" kexec-stage check|receive|load DIR SHA256 [ROOTFS]
 #   check    is there room, and is the tarball already here (a re-run)? Reads an existing
 #            tarball once to hash it.
 #   receive  stdin is the tarball: written to DIR/installer.tar.part and hashed on the way (one
 #            read), renamed to installer.tar only when the whole stream has the expected sha256,
 #            so an interrupted upload is never taken as complete.
-#   load     unpacks the verified tarball (no second hash) and runs kexec/run.
+#   load     unpacks the verified tarball (no second hash) and runs kexec/run; ROOTFS ramfs (the
+#            plan's, for an initrd over the tmpfs cap) asks our run for rootfstype=ramfs.
 export LC_ALL=C
 PATH="$PATH:/usr/sbin:/sbin:/usr/bin:/bin"
 action=${1:?check, receive or load}
 dir=${2:?directory}
 want=${3:?sha256}
+rootfs=${4:-tmpfs}
+case "$rootfs" in tmpfs | ramfs) ;; *) printf 'error=rootfs %s is not tmpfs or ramfs\n' "$rootfs"; exit 1 ;; esac
 kv() { printf '%s=%s\n' "$1" "$2"; }
 fail() { kv error "$1"; exit 1; }
 
@@ -72,7 +75,7 @@ case "$action" in
     kv boot_id "$(cat /proc/sys/kernel/random/boot_id)"
     # run loads the kernel and returns; kexec -e follows in the background a few seconds later.
     cd "$dir/kexec" || fail "cannot enter $dir/kexec"
-    ./run >"$dir/run.log" 2>&1 || fail "kexec/run failed: $(tail -n 3 "$dir/run.log" | tr '\n' ' ')"
+    VPS_NIXOS_ROOTFS=$rootfs ./run >"$dir/run.log" 2>&1 || fail "kexec/run failed: $(tail -n 3 "$dir/run.log" | tr '\n' ' ')"
     kv loaded yes
     ;;
   *) fail "unknown action $action" ;;

@@ -56,6 +56,12 @@ export interface KexecSizes {
    * (sizes.env INITRAMFS_OPTIONS=yes, written by the build that passes it).
    */
   rootfsGrows?: boolean;
+  /**
+   * Its `run` boots the kernel with `rootfstype=ramfs` when told to (VPS_NIXOS_ROOTFS=ramfs): a
+   * root without the tmpfs cap, for an initrd over half the RAM on a kernel without
+   * initramfs_options= (sizes.env ROOTFS_RAMFS=yes: ours; nixos-images' run does not know it).
+   */
+  rootfsRamfs?: boolean;
 }
 
 /** One member of a `tar -tv` listing. */
@@ -115,6 +121,7 @@ export function kexecSizes(
   if (describesThis && unpacked !== undefined && Number.isSafeInteger(unpacked) && unpacked > 0)
     sizes.initrdUnpackedBytes = unpacked;
   if (describesThis && sizesEnv?.INITRAMFS_OPTIONS === 'yes') sizes.rootfsGrows = true;
+  if (describesThis && sizesEnv?.ROOTFS_RAMFS === 'yes') sizes.rootfsRamfs = true;
   return { sizes };
 }
 

@@ -11,7 +11,7 @@ import { formatBytes } from '../size';
 import type { KexecTarball } from '../nix/kexec';
 import type { PreparedInfect } from '../infect/script';
 import { localClosure } from '../nix/transfer';
-import type { Plan, PhaseName } from '../plan/plan';
+import type { InstallerRootfs, Plan, PhaseName } from '../plan/plan';
 import type { Facts } from '../probe/facts';
 import type { RemoteSession } from '../ssh/session';
 import { installerPrepPhase, shouldPatchUdevadm } from './installer-prep';
@@ -32,6 +32,8 @@ import { checkWipe } from './wipe-guard';
 
 export interface BootstrapArtifacts {
   kexec?: KexecTarball;
+  /** 'ramfs': the installer's initrd is over the tmpfs cap on this host (checkInstall). */
+  kexecRootfs?: InstallerRootfs;
   toplevel?: string;
   diskScript?: string;
   /** The verified, patched nixos-infect (method infect). */
@@ -264,6 +266,7 @@ export async function runBootstrap(
     deployPublicKeys: opts.deployPublicKeys,
     user: opts.user,
     tarball: artifacts.kexec!,
+    rootfs: artifacts.kexecRootfs,
     zramBytes: plan.zramBytes ?? 0,
     diskScript: artifacts.diskScript,
     patchUdevadm: shouldPatchUdevadm(opts.patchUdevadm, facts.virtualization),

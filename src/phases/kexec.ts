@@ -5,6 +5,7 @@ import { VpsNixosError } from '../errors';
 import type { KexecTarball } from '../nix/kexec';
 import { formatBytes } from '../size';
 import type { RemoteSession } from '../ssh/session';
+import type { InstallerRootfs } from '../plan/plan';
 import type { Phase } from './phase';
 import { parseKv } from './prep';
 import { waitForNewBoot, whoAnswers } from './wait';
@@ -16,6 +17,8 @@ export interface KexecContext {
   /** A new session to the same target with the same pin (one attempt, short timeout). */
   reconnect(): Promise<RemoteSession>;
   tarball: KexecTarball;
+  /** 'ramfs': `run` boots the installer with rootfstype=ramfs (its initrd is over the tmpfs cap). */
+  rootfs?: InstallerRootfs;
   /** Disk-backed directory on the target for the tarball (never a tmpfs /tmp). */
   dir?: string;
   log: (line: string) => void;
@@ -49,7 +52,7 @@ async function stage(
 ): Promise<Record<string, string>> {
   const dir = ctx.dir ?? KEXEC_DIR;
   const r = await runScript(ctx.session, 'phases/kexec-stage.sh', {
-    args: [action, dir, ctx.tarball.sha256],
+    args: [action, dir, ctx.tarball.sha256, ctx.rootfs ?? 'tmpfs'],
     stdin: opts.stdin,
     timeoutMs: opts.timeoutMs ?? 5 * 60_000,
   });

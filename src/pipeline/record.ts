@@ -1,5 +1,5 @@
 import type { Facts } from '../probe/facts';
-import type { Plan } from '../plan/plan';
+import type { InstallerRootfs, Plan } from '../plan/plan';
 import type { BuildResult } from '../nix/build';
 import type { PreflightResult } from '../preflight/run';
 import type { BootstrapResult } from '../phases/bootstrap';
@@ -31,6 +31,8 @@ export interface RunRecord {
   cacheSave?: SaveOutcome;
   /** The kexec installer the build stage resolved (only when the plan has a kexec phase). */
   installer?: KexecTarball;
+  /** How that installer boots on this host's RAM (the install checks of the build stage). */
+  installerRootfs?: InstallerRootfs;
   preflight?: PreflightResult;
   /** known_hosts line of the key the host presented (public: not a secret). */
   hostKey?: string;

@@ -34,7 +34,7 @@ import { runBootstrap, type BootstrapArtifacts } from '../phases/bootstrap';
 import { runDeploy, unchangedDeploy } from '../deploy/deploy';
 import { prepareInfect } from '../infect/script';
 import { checkInstall } from '../plan/install-checks';
-import type { Plan, Refusal } from '../plan/plan';
+import type { Plan } from '../plan/plan';
 import { decide, entryStages, wantsEvaluation, type BuildNeeds, type Entry } from './decide';
 import { resolveRebuild } from '../deploy/rebuild-pin';
 import type { DeployResult } from '../deploy/deploy';
@@ -67,6 +67,7 @@ async function artifacts(
     : undefined;
   return {
     kexec: record.installer,
+    kexecRootfs: record.installerRootfs,
     infect,
     toplevel: cfg.toplevel ?? record.build?.toplevel,
     diskScript: cfg.diskScript ?? record.build?.diskScript,
@@ -262,6 +263,7 @@ export async function runPipeline(
               `refused: ${checked.refusal.reason}`,
               checked.refusal.remediation,
             );
+          record.installerRootfs = checked.installerRootfs;
         }
       });
     }
@@ -553,7 +555,7 @@ function installChecks(
   cfg: Config,
   record: RunRecord,
   facts: Facts,
-): { refusal?: Refusal; warnings: string[] } {
+): Pick<Plan, 'refusal' | 'warnings' | 'installerRootfs'> {
   const toplevel = cfg.toplevel ?? record.build?.toplevel;
   const checked = checkInstall(p, {
     config: cfg.flake ? `nixosConfigurations.${cfg.flake.name}` : 'the configuration',
@@ -562,7 +564,11 @@ function installChecks(
     installer: record.installer,
     memTotalBytes: facts.memTotalBytes,
   });
-  return { refusal: checked.refusal, warnings: checked.warnings };
+  return {
+    refusal: checked.refusal,
+    warnings: checked.warnings,
+    installerRootfs: checked.installerRootfs,
+  };
 }
 
 /** What the new closure adds to the system the target runs now, and the bytes that must be sent. */

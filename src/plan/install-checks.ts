@@ -27,6 +27,7 @@ export function checkInstall(p: Plan, f: InstallFindings): Plan {
   if (p.refusal) return p;
   const refusals: Refusal[] = [];
   const warnings: string[] = [];
+  let installerRootfs: Plan['installerRootfs'];
   if (p.phases.includes('install')) {
     if (f.systemNix && 'refusal' in f.systemNix) refusals.push(f.systemNix.refusal);
     const layout = f.layout && layoutRefusal(f.layout, f.config);
@@ -36,9 +37,12 @@ export function checkInstall(p: Plan, f: InstallFindings): Plan {
     const fit = installerFit(f.installer, f.memTotalBytes);
     if (fit.refusal) refusals.push(fit.refusal);
     warnings.push(...fit.warnings);
+    installerRootfs = fit.rootfs;
   }
-  if (refusals.length === 0)
-    return warnings.length ? { ...p, warnings: [...p.warnings, ...warnings] } : p;
+  if (refusals.length === 0) {
+    const checked = warnings.length ? { ...p, warnings: [...p.warnings, ...warnings] } : p;
+    return installerRootfs ? { ...checked, installerRootfs } : checked;
+  }
   const refusal: Refusal = {
     reason: refusals.map((r) => r.reason).join('; and '),
     remediation: refusals.map((r) => r.remediation).join('; '),

@@ -4,14 +4,25 @@
  *   half of the RAM (EINVAL, nothing more said);
  * - booting: the initrd is unpacked into the root tmpfs while its compressed copy is still in
  *   memory, and the kernel needs room of its own on top.
+ * The root tmpfs is capped at half the RAM (90 % with initramfs_options=). Over that cap, an
+ * installer whose `run` knows it boots with `rootfstype=ramfs` instead: no cap, but its files
+ * can never go to zram, so the install must fit beside them.
  * Pure.
  */
 import { formatBytes } from '../size';
 import type { KexecSizes } from '../nix/kexec';
-import type { Refusal } from './plan';
+import type { InstallerRootfs, Refusal } from './plan';
 
 /** What the booting kernel itself keeps (page tables, slab, the unpacker's buffers): a margin. */
 export const KERNEL_RESERVE_BYTES = 64 * 2 ** 20;
+
+/**
+ * What the install needs beside a ramfs root that zram cannot shrink: systemd, udevd, journald,
+ * networkd and sshd resident, then mkfs, the tar|zstd stream and the closure's own Nix
+ * registering it (measured on the stand-in at 512 MiB: about 80 MiB above the unpacked initrd,
+ * part of it anonymous memory zram does take).
+ */
+export const RAMFS_INSTALL_BYTES = 64 * 2 ** 20;
 
 export interface InstallerInfo {
   /** Where it came from (ours, the kexec-tarball file or URL), for messages. */
@@ -26,7 +37,7 @@ const FIX =
 export function installerFit(
   installer: InstallerInfo,
   memTotalBytes: number,
-): { refusal?: Refusal; warnings: string[] } {
+): { refusal?: Refusal; warnings: string[]; rootfs?: InstallerRootfs } {
   const mem = `MemTotal ${formatBytes(memTotalBytes)}`;
   const s = installer.sizes;
   if (!s)
@@ -58,7 +69,9 @@ export function installerFit(
   // takes initramfs_options= (measured here: a 192 MiB initrd at MemTotal 457 MiB on Linux 6.1
   // printed "Initramfs unpacking failed: write error" and lost the carried keys and network).
   const cap = Math.floor(memTotalBytes * (s.rootfsGrows ? 0.9 : 0.5));
-  if (s.initrdUnpackedBytes > cap)
+  let rootfs: InstallerRootfs = 'tmpfs';
+  const warnings: string[] = [];
+  if (s.initrdUnpackedBytes > cap && !s.rootfsRamfs)
     return {
       refusal: {
         reason: `the kexec installer (${installer.from}) cannot unpack at boot: its initrd is ${formatBytes(s.initrdUnpackedBytes)} unpacked, over the kernel's rootfs cap of ${s.rootfsGrows ? '90 %' : 'half'} of ${mem} (${formatBytes(cap)})${s.rootfsGrows ? '' : '; its kernel does not take initramfs_options= (sizes.env INITRAMFS_OPTIONS), which would raise the cap'}`,
@@ -66,6 +79,21 @@ export function installerFit(
       },
       warnings: [],
     };
+  if (s.initrdUnpackedBytes > cap) {
+    rootfs = 'ramfs';
+    const need = s.initrdUnpackedBytes + KERNEL_RESERVE_BYTES + RAMFS_INSTALL_BYTES;
+    if (need > memTotalBytes)
+      return {
+        refusal: {
+          reason: `the kexec installer (${installer.from}) leaves no room to install: its initrd is ${formatBytes(s.initrdUnpackedBytes)} unpacked, over the tmpfs cap of ${s.rootfsGrows ? '90 %' : 'half'} of ${mem} (${formatBytes(cap)}), so it would boot on ramfs, which zram cannot shrink; with ${formatBytes(KERNEL_RESERVE_BYTES)} for the kernel and ${formatBytes(RAMFS_INSTALL_BYTES)} for the install that is ${formatBytes(need)}, over ${mem}`,
+          remediation: FIX,
+        },
+        warnings: [],
+      };
+    warnings.push(
+      `the kexec installer's initrd (${formatBytes(s.initrdUnpackedBytes)} unpacked) is over the tmpfs cap of ${s.rootfsGrows ? '90 %' : 'half'} of ${mem} (${formatBytes(cap)}): it boots with rootfstype=ramfs, so its files stay in RAM (zram cannot take them) and ${formatBytes(memTotalBytes - s.initrdUnpackedBytes)} is left for the kernel and the install`,
+    );
+  }
   const boot = s.initrdBytes + s.initrdUnpackedBytes + KERNEL_RESERVE_BYTES;
   if (boot > memTotalBytes)
     return {
@@ -75,5 +103,5 @@ export function installerFit(
       },
       warnings: [],
     };
-  return { warnings: [] };
+  return rootfs === 'ramfs' ? { warnings, rootfs } : { warnings };
 }

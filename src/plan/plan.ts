@@ -23,7 +23,12 @@ export interface Plan {
   /** zram swap to set up before memory-hungry phases, and a swapfile on real disk. */
   zramBytes?: number;
   swapfileBytes?: number;
+  /** Set by checkInstall once the installer is known: 'ramfs' when its initrd is over the tmpfs cap. */
+  installerRootfs?: InstallerRootfs;
 }
+
+/** How the installer's kernel holds its root: the default tmpfs, or ramfs past the tmpfs cap. */
+export type InstallerRootfs = 'tmpfs' | 'ramfs';
 
 /** The facts the method depends on; disks, tools and network are checked by the stages that need them. */
 export type PlanFacts = Pick<

@@ -351,8 +351,12 @@ export class FakeBootTarget {
     stdin: ExecOptions['stdin'],
     seen: Seen,
   ): Promise<ExecResult> {
-    const [action = '', dir = '', want = ''] = argv;
-    seen(`kexec-stage ${action}`, [dir, want], action !== 'check');
+    const [action = '', dir = '', want = '', rootfs = ''] = argv;
+    seen(
+      `kexec-stage ${action}`,
+      action === 'load' ? [dir, want, rootfs] : [dir, want],
+      action !== 'check',
+    );
     if (this.kind !== 'distro')
       return fail(`kexec-stage runs on the distribution, not ${this.kind}`);
     switch (action) {

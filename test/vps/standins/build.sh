@@ -94,6 +94,8 @@ if [[ ! -e $kd/.complete ]]; then
     echo "KERNEL_BYTES=$(stat -c %s "$w/kexec/bzImage")"
     # Debian's 6.1 kernel has no initramfs_options=: the rootfs stays capped at half the RAM
     echo "INITRAMFS_OPTIONS=no"
+    # kexec-run boots with rootfstype=ramfs when kexec-stage.sh says so (VPS_NIXOS_ROOTFS)
+    echo "ROOTFS_RAMFS=yes"
   } > "$kd/sizes.env"
   tar -C "$w" --owner=0 --group=0 -cf - kexec | gzip -1 > "$tarball.part"
   mv "$tarball.part" "$tarball"

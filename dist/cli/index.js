@@ -25438,6 +25438,7 @@ const guard_1 = __nccwpck_require__(5962);
 const health_1 = __nccwpck_require__(1873);
 const rebuild_1 = __nccwpck_require__(3524);
 const sshopts_1 = __nccwpck_require__(9831);
+const stream_1 = __nccwpck_require__(859);
 const switch_1 = __nccwpck_require__(9067);
 const state_1 = __nccwpck_require__(3414);
 /**
@@ -25686,7 +25687,7 @@ async function deploy(first, opts) {
         result.rebuild.from = cmd.from;
         log.info(`nixos-rebuild: ${cmd.from}`);
         run = await log.group(`nixos-rebuild ${args.join(' ')}`, async () => ({
-            ...(await (0, rebuild_1.runRebuild)(cmd, args, { ...env, NIX_SSHOPTS: ssh.sshOpts }, (l) => log.info(l), stepTimeoutMs)),
+            ...(await (0, stream_1.runStreaming)(cmd, args, { ...env, NIX_SSHOPTS: ssh.sshOpts }, (l) => log.info(l), stepTimeoutMs)),
             step: `nixos-rebuild ${opts.action}`,
         }));
     }
@@ -26308,9 +26309,7 @@ exports.DEPLOY_ACTIONS = void 0;
 exports.rebuildArgs = rebuildArgs;
 exports.rebuildOnPath = rebuildOnPath;
 exports.failedUnitsFrom = failedUnitsFrom;
-exports.runRebuild = runRebuild;
 /** Running nixos-rebuild: which one, with which arguments, and what its output says. */
-const children_1 = __nccwpck_require__(1700);
 const node_fs_1 = __nccwpck_require__(3024);
 const node_path_1 = __nccwpck_require__(6760);
 exports.DEPLOY_ACTIONS = ['switch', 'boot', 'test', 'dry-activate', 'build'];
@@ -26360,54 +26359,6 @@ function failedUnitsFrom(output) {
                 units.add(u);
     }
     return [...units].sort();
-}
-/** Runs it with NIX_SSHOPTS set, streaming whole lines; never throws for a non-zero exit. */
-function runRebuild(cmd, args, env, onLine, timeoutMs) {
-    const start = Date.now();
-    return new Promise((resolve) => {
-        const child = (0, children_1.spawnChild)(cmd.argv0, [...cmd.prefix, ...args], {
-            env,
-            stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        const kept = [];
-        const partial = { stdout: '', stderr: '' };
-        const take = (stream) => (chunk) => {
-            const text = partial[stream] + chunk.toString('utf8');
-            const lines = text.split('\n');
-            partial[stream] = lines.pop() ?? '';
-            for (const l of lines)
-                line(l);
-        };
-        const line = (l) => {
-            onLine(l);
-            kept.push(l);
-            if (kept.length > 400)
-                kept.shift();
-        };
-        child.stdout.on('data', take('stdout'));
-        child.stderr.on('data', take('stderr'));
-        const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
-        let finished = false;
-        const finish = (code) => {
-            if (finished)
-                return;
-            finished = true;
-            clearTimeout(timer);
-            for (const s of ['stdout', 'stderr'])
-                if (partial[s])
-                    line(partial[s]);
-            resolve({
-                code,
-                output: kept.join('\n'),
-                seconds: (Date.now() - start) / 1000,
-            });
-        };
-        child.on('error', (err) => {
-            line(`could not run ${cmd.argv0}: ${err.message}`);
-            finish(127);
-        });
-        child.on('close', (code, signal) => finish(code ?? (signal ? 128 : 1)));
-    });
 }
 
 
@@ -26651,6 +26602,80 @@ function parseAfter(stdout) {
 
 /***/ }),
 
+/***/ 859:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.lineCollector = lineCollector;
+exports.runStreaming = runStreaming;
+/** Commands of the deploy whose output streams into the log by whole lines: nixos-rebuild, nix-copy-closure, switch.sh. */
+const children_1 = __nccwpck_require__(1700);
+/** How many of the last lines a run keeps for its report. */
+const KEEP_LINES = 400;
+/**
+ * Cuts chunks of two streams into whole lines, hands each to `onLine` as it completes and keeps
+ * the last ones. `end` flushes what is left of a line without its newline.
+ */
+function lineCollector(onLine) {
+    const kept = [];
+    const partial = { stdout: '', stderr: '' };
+    const line = (l) => {
+        onLine(l);
+        kept.push(l);
+        if (kept.length > KEEP_LINES)
+            kept.shift();
+    };
+    return {
+        line,
+        chunk(stream, text) {
+            const lines = (partial[stream] + text).split('\n');
+            partial[stream] = lines.pop() ?? '';
+            for (const l of lines)
+                line(l);
+        },
+        end() {
+            for (const s of ['stdout', 'stderr']) {
+                if (partial[s])
+                    line(partial[s]);
+                partial[s] = '';
+            }
+            return kept.join('\n');
+        },
+    };
+}
+/** Runs a command on the runner, streaming whole lines; never throws for a non-zero exit. */
+function runStreaming(cmd, args, env, onLine, timeoutMs) {
+    const start = Date.now();
+    return new Promise((resolve) => {
+        const child = (0, children_1.spawnChild)(cmd.argv0, [...cmd.prefix, ...args], {
+            env,
+            stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        const lines = lineCollector(onLine);
+        child.stdout.on('data', (chunk) => lines.chunk('stdout', chunk.toString('utf8')));
+        child.stderr.on('data', (chunk) => lines.chunk('stderr', chunk.toString('utf8')));
+        const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
+        let finished = false;
+        const finish = (code) => {
+            if (finished)
+                return;
+            finished = true;
+            clearTimeout(timer);
+            resolve({ code, output: lines.end(), seconds: (Date.now() - start) / 1000 });
+        };
+        child.on('error', (err) => {
+            lines.line(`could not run ${cmd.argv0}: ${err.message}`);
+            finish(127);
+        });
+        child.on('close', (code, signal) => finish(code ?? (signal ? 128 : 1)));
+    });
+}
+
+
+/***/ }),
+
 /***/ 9067:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -26668,14 +26693,14 @@ exports.switchOnTarget = switchOnTarget;
  */
 const errors_1 = __nccwpck_require__(3916);
 const script_1 = __nccwpck_require__(4115);
-const rebuild_1 = __nccwpck_require__(3524);
+const stream_1 = __nccwpck_require__(859);
 /** nix-copy-closure's arguments: the closure of `toplevel` to `user@host` (the port is in NIX_SSHOPTS). */
 function copyArgs(targetHost, toplevel) {
     return ['--to', targetHost, toplevel];
 }
 /** Copies `toplevel`'s closure to the target; streams its lines; never throws for an exit status. */
 async function copySystem(ssh, toplevel, env, onLine, timeoutMs) {
-    const run = await (0, rebuild_1.runRebuild)({ argv0: 'nix-copy-closure', prefix: [] }, copyArgs(ssh.targetHost, toplevel), { ...env, NIX_SSHOPTS: ssh.sshOpts }, onLine, timeoutMs);
+    const run = await (0, stream_1.runStreaming)({ argv0: 'nix-copy-closure', prefix: [] }, copyArgs(ssh.targetHost, toplevel), { ...env, NIX_SSHOPTS: ssh.sshOpts }, onLine, timeoutMs);
     return { ...run, step: 'nix-copy-closure' };
 }
 /**
@@ -26684,14 +26709,7 @@ async function copySystem(ssh, toplevel, env, onLine, timeoutMs) {
  */
 async function switchOnTarget(session, sudo, action, toplevel, onLine, timeoutMs) {
     const start = Date.now();
-    const kept = [];
-    const partial = { stdout: '', stderr: '' };
-    const line = (l) => {
-        onLine(l);
-        kept.push(l);
-        if (kept.length > 400)
-            kept.shift();
-    };
+    const lines = (0, stream_1.lineCollector)(onLine);
     let code;
     let streamed = false;
     try {
@@ -26701,10 +26719,7 @@ async function switchOnTarget(session, sudo, action, toplevel, onLine, timeoutMs
             timeoutMs,
             onOutput: (chunk, stream) => {
                 streamed = true;
-                const lines = (partial[stream] + chunk).split('\n');
-                partial[stream] = lines.pop() ?? '';
-                for (const l of lines)
-                    line(l);
+                lines.chunk(stream, chunk);
             },
         });
         code = r.code;
@@ -26712,22 +26727,19 @@ async function switchOnTarget(session, sudo, action, toplevel, onLine, timeoutMs
         if (!streamed)
             for (const l of `${r.stdout}${r.stderr}`.split('\n'))
                 if (l)
-                    line(l);
+                    lines.line(l);
         if (code === -1) {
             code = 255;
-            line('the SSH session dropped during the switch (no exit status)');
+            lines.line('the SSH session dropped during the switch (no exit status)');
         }
     }
     catch (err) {
         code = 255;
-        line(`the SSH session dropped during the switch: ${(0, errors_1.describeError)(err).split('\n')[0]}`);
+        lines.line(`the SSH session dropped during the switch: ${(0, errors_1.describeError)(err).split('\n')[0]}`);
     }
-    for (const s of ['stdout', 'stderr'])
-        if (partial[s])
-            line(partial[s]);
     return {
         code,
-        output: kept.join('\n'),
+        output: lines.end(),
         seconds: (Date.now() - start) / 1000,
         step: 'switch-to-configuration',
     };
@@ -29894,6 +29906,8 @@ function kexecSizes(members, sizesEnv) {
         sizes.initrdUnpackedBytes = unpacked;
     if (describesThis && sizesEnv?.INITRAMFS_OPTIONS === 'yes')
         sizes.rootfsGrows = true;
+    if (describesThis && sizesEnv?.ROOTFS_RAMFS === 'yes')
+        sizes.rootfsRamfs = true;
     return { sizes };
 }
 const execFileP = (0, node_util_1.promisify)(node_child_process_1.execFile);
@@ -30866,6 +30880,7 @@ async function runBootstrap(session, facts, plan, artifacts, opts) {
         deployPublicKeys: opts.deployPublicKeys,
         user: opts.user,
         tarball: artifacts.kexec,
+        rootfs: artifacts.kexecRootfs,
         zramBytes: plan.zramBytes ?? 0,
         diskScript: artifacts.diskScript,
         patchUdevadm: (0, installer_prep_1.shouldPatchUdevadm)(opts.patchUdevadm, facts.virtualization),
@@ -31456,7 +31471,7 @@ function kexecDiskNeed(tarballBytes) {
 async function stage(ctx, action, opts = {}) {
     const dir = ctx.dir ?? exports.KEXEC_DIR;
     const r = await (0, script_1.runScript)(ctx.session, 'phases/kexec-stage.sh', {
-        args: [action, dir, ctx.tarball.sha256],
+        args: [action, dir, ctx.tarball.sha256, ctx.rootfs ?? 'tmpfs'],
         stdin: opts.stdin,
         timeoutMs: opts.timeoutMs ?? 5 * 60_000,
     });
@@ -31856,35 +31871,38 @@ async function waitForNewBoot(opts, oldBootId, since, judge) {
             lastSeen = `unreachable (${err.message.split(':')[0]})`;
             continue;
         }
+        // A session to a system going down (the kexec or reboot under way) may open and then lose
+        // its exec (ssh2's "No response from server"), time out or give no boot_id: all no answer.
+        let who;
         try {
-            const who = await whoAnswers(s);
-            if (who.bootId === oldBootId) {
-                lastSeen = 'the old system (same boot_id)';
-                s.close();
-                if (Date.now() - since > opts.oldSystemGraceMs && !wentAway)
-                    throw opts.onOldSystem(Math.round((Date.now() - since) / 1000));
-                continue;
-            }
-            let ours;
-            try {
-                ours = judge(who);
-            }
-            catch (err) {
-                s.close();
-                throw err;
-            }
-            if (!ours) {
-                lastSeen = `boot_id ${who.bootId}, not ready (current system '${who.currentSystem}')`;
-                s.close();
-                continue;
-            }
-            return { session: s, who, seconds: (Date.now() - since) / 1000 };
+            who = await whoAnswers(s);
         }
         catch (err) {
-            if (err instanceof errors_1.VpsNixosError)
-                throw err;
+            s.close();
             lastSeen = `a dropped session (${err.message})`;
+            continue;
         }
+        if (who.bootId === oldBootId) {
+            lastSeen = 'the old system (same boot_id)';
+            s.close();
+            if (Date.now() - since > opts.oldSystemGraceMs && !wentAway)
+                throw opts.onOldSystem(Math.round((Date.now() - since) / 1000));
+            continue;
+        }
+        let ours;
+        try {
+            ours = judge(who);
+        }
+        catch (err) {
+            s.close();
+            throw err;
+        }
+        if (!ours) {
+            lastSeen = `boot_id ${who.bootId}, not ready (current system '${who.currentSystem}')`;
+            s.close();
+            continue;
+        }
+        return { session: s, who, seconds: (Date.now() - since) / 1000 };
     }
     throw new errors_1.VpsNixosError(`${opts.what} did not answer within ${Math.round(opts.waitMs / 1000)} s (last seen: ${lastSeen})`, opts.onTimeoutFix);
 }
@@ -32236,6 +32254,7 @@ async function artifacts(cfg, deps, record) {
         : undefined;
     return {
         kexec: record.installer,
+        kexecRootfs: record.installerRootfs,
         infect,
         toplevel: cfg.toplevel ?? record.build?.toplevel,
         diskScript: cfg.diskScript ?? record.build?.diskScript,
@@ -32383,6 +32402,7 @@ async function runPipeline(cfg, req, deps, record = newRecord(cfg)) {
                         deps.log.warn(w);
                     if (checked.refusal)
                         throw new errors_1.VpsNixosError(`refused: ${checked.refusal.reason}`, checked.refusal.remediation);
+                    record.installerRootfs = checked.installerRootfs;
                 }
             });
         }
@@ -32628,7 +32648,11 @@ function installChecks(p, cfg, record, facts) {
         installer: record.installer,
         memTotalBytes: facts.memTotalBytes,
     });
-    return { refusal: checked.refusal, warnings: checked.warnings };
+    return {
+        refusal: checked.refusal,
+        warnings: checked.warnings,
+        installerRootfs: checked.installerRootfs,
+    };
 }
 /** What the new closure adds to the system the target runs now, and the bytes that must be sent. */
 async function remoteClosureDiff(session, build) {
@@ -32759,6 +32783,7 @@ function checkInstall(p, f) {
         return p;
     const refusals = [];
     const warnings = [];
+    let installerRootfs;
     if (p.phases.includes('install')) {
         if (f.systemNix && 'refusal' in f.systemNix)
             refusals.push(f.systemNix.refusal);
@@ -32771,9 +32796,12 @@ function checkInstall(p, f) {
         if (fit.refusal)
             refusals.push(fit.refusal);
         warnings.push(...fit.warnings);
+        installerRootfs = fit.rootfs;
     }
-    if (refusals.length === 0)
-        return warnings.length ? { ...p, warnings: [...p.warnings, ...warnings] } : p;
+    if (refusals.length === 0) {
+        const checked = warnings.length ? { ...p, warnings: [...p.warnings, ...warnings] } : p;
+        return installerRootfs ? { ...checked, installerRootfs } : checked;
+    }
     const refusal = {
         reason: refusals.map((r) => r.reason).join('; and '),
         remediation: refusals.map((r) => r.remediation).join('; '),
@@ -32796,7 +32824,7 @@ function checkInstall(p, f) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.KERNEL_RESERVE_BYTES = void 0;
+exports.RAMFS_INSTALL_BYTES = exports.KERNEL_RESERVE_BYTES = void 0;
 exports.installerFit = installerFit;
 /**
  * Does the kexec installer fit this host's RAM? Two limits, both before anything changes:
@@ -32804,11 +32832,21 @@ exports.installerFit = installerFit;
  *   half of the RAM (EINVAL, nothing more said);
  * - booting: the initrd is unpacked into the root tmpfs while its compressed copy is still in
  *   memory, and the kernel needs room of its own on top.
+ * The root tmpfs is capped at half the RAM (90 % with initramfs_options=). Over that cap, an
+ * installer whose `run` knows it boots with `rootfstype=ramfs` instead: no cap, but its files
+ * can never go to zram, so the install must fit beside them.
  * Pure.
  */
 const size_1 = __nccwpck_require__(4642);
 /** What the booting kernel itself keeps (page tables, slab, the unpacker's buffers): a margin. */
 exports.KERNEL_RESERVE_BYTES = 64 * 2 ** 20;
+/**
+ * What the install needs beside a ramfs root that zram cannot shrink: systemd, udevd, journald,
+ * networkd and sshd resident, then mkfs, the tar|zstd stream and the closure's own Nix
+ * registering it (measured on the stand-in at 512 MiB: about 80 MiB above the unpacked initrd,
+ * part of it anonymous memory zram does take).
+ */
+exports.RAMFS_INSTALL_BYTES = 64 * 2 ** 20;
 const FIX = 'use a smaller installer (ours: leave kexec-tarball empty; or a variant with fewer tools and modules), a VPS with more RAM, or method infect (converts in place, no kexec)';
 function installerFit(installer, memTotalBytes) {
     const mem = `MemTotal ${(0, size_1.formatBytes)(memTotalBytes)}`;
@@ -32841,7 +32879,9 @@ function installerFit(installer, memTotalBytes) {
     // takes initramfs_options= (measured here: a 192 MiB initrd at MemTotal 457 MiB on Linux 6.1
     // printed "Initramfs unpacking failed: write error" and lost the carried keys and network).
     const cap = Math.floor(memTotalBytes * (s.rootfsGrows ? 0.9 : 0.5));
-    if (s.initrdUnpackedBytes > cap)
+    let rootfs = 'tmpfs';
+    const warnings = [];
+    if (s.initrdUnpackedBytes > cap && !s.rootfsRamfs)
         return {
             refusal: {
                 reason: `the kexec installer (${installer.from}) cannot unpack at boot: its initrd is ${(0, size_1.formatBytes)(s.initrdUnpackedBytes)} unpacked, over the kernel's rootfs cap of ${s.rootfsGrows ? '90 %' : 'half'} of ${mem} (${(0, size_1.formatBytes)(cap)})${s.rootfsGrows ? '' : '; its kernel does not take initramfs_options= (sizes.env INITRAMFS_OPTIONS), which would raise the cap'}`,
@@ -32849,6 +32889,19 @@ function installerFit(installer, memTotalBytes) {
             },
             warnings: [],
         };
+    if (s.initrdUnpackedBytes > cap) {
+        rootfs = 'ramfs';
+        const need = s.initrdUnpackedBytes + exports.KERNEL_RESERVE_BYTES + exports.RAMFS_INSTALL_BYTES;
+        if (need > memTotalBytes)
+            return {
+                refusal: {
+                    reason: `the kexec installer (${installer.from}) leaves no room to install: its initrd is ${(0, size_1.formatBytes)(s.initrdUnpackedBytes)} unpacked, over the tmpfs cap of ${s.rootfsGrows ? '90 %' : 'half'} of ${mem} (${(0, size_1.formatBytes)(cap)}), so it would boot on ramfs, which zram cannot shrink; with ${(0, size_1.formatBytes)(exports.KERNEL_RESERVE_BYTES)} for the kernel and ${(0, size_1.formatBytes)(exports.RAMFS_INSTALL_BYTES)} for the install that is ${(0, size_1.formatBytes)(need)}, over ${mem}`,
+                    remediation: FIX,
+                },
+                warnings: [],
+            };
+        warnings.push(`the kexec installer's initrd (${(0, size_1.formatBytes)(s.initrdUnpackedBytes)} unpacked) is over the tmpfs cap of ${s.rootfsGrows ? '90 %' : 'half'} of ${mem} (${(0, size_1.formatBytes)(cap)}): it boots with rootfstype=ramfs, so its files stay in RAM (zram cannot take them) and ${(0, size_1.formatBytes)(memTotalBytes - s.initrdUnpackedBytes)} is left for the kernel and the install`);
+    }
     const boot = s.initrdBytes + s.initrdUnpackedBytes + exports.KERNEL_RESERVE_BYTES;
     if (boot > memTotalBytes)
         return {
@@ -32858,7 +32911,7 @@ function installerFit(installer, memTotalBytes) {
             },
             warnings: [],
         };
-    return { warnings: [] };
+    return rootfs === 'ramfs' ? { warnings, rootfs } : { warnings };
 }
 
 

@@ -301,9 +301,9 @@ export const INPUTS = {
   'min-ram-kexec': {
     key: 'minRamKexecBytes',
     description:
-      'Least MemTotal for the kexec method (MemTotal is below nominal RAM: a 512 MB VPS reports ~457 MiB; measured: installs at 457 MiB with the initrd-only installer)',
+      'Least MemTotal for the kexec method (MemTotal is below nominal RAM: a 384 MB VPS reports ~331 MiB, a 512 MB one ~457 MiB; measured: both install with the initrd-only installer, the 384 MB one with its root on ramfs)',
     required: false,
-    default: '400MiB',
+    default: '320MiB',
     parse: sizeInput,
   },
   'min-ram-infect': {

@@ -114,6 +114,16 @@ async function chain(
     const r = await step.run();
     close(r, since(t0));
     const bad = step.happened(r);
+    // Not as meant: the run's last lines go to the part's log, which the report keeps.
+    if (bad)
+      process.stderr.write(
+        `faults: ${step.fault}: not as meant (${bad}); the run's last lines:\n${r.stderr
+          .split('\n')
+          .filter((l) => !l.startsWith('::add-mask::'))
+          .slice(-40)
+          .map((l) => `  | ${l}`)
+          .join('\n')}\n`,
+      );
     const a = await after(w);
     pending = {
       fault: step.fault,

@@ -267,6 +267,6 @@ export function plan(f: PlanFacts, cfg: PlanConfig): Plan {
   return refuse(
     reasons,
     `${memText} is below ${floor} (${formatBytes(Math.min(cfg.minRamKexecBytes, cfg.method === 'kexec' ? Infinity : cfg.minRamInfectBytes))})`,
-    'use a VPS with at least 512 MB of RAM (measured: the kexec install works at MemTotal 457 MiB), or set allow-low-ram: true to try with zram and a swapfile anyway',
+    'use a VPS with at least 384 MB of RAM (measured: the kexec install works at MemTotal 331 MiB, its installer on ramfs), or set allow-low-ram: true to try with zram and a swapfile anyway',
   );
 }

@@ -28757,9 +28757,9 @@ exports.INPUTS = {
     },
     'min-ram-kexec': {
         key: 'minRamKexecBytes',
-        description: 'Least MemTotal for the kexec method (MemTotal is below nominal RAM: a 512 MB VPS reports ~457 MiB; measured: installs at 457 MiB with the initrd-only installer)',
+        description: 'Least MemTotal for the kexec method (MemTotal is below nominal RAM: a 384 MB VPS reports ~331 MiB, a 512 MB one ~457 MiB; measured: both install with the initrd-only installer, the 384 MB one with its root on ramfs)',
         required: false,
-        default: '400MiB',
+        default: '320MiB',
         parse: sizeInput,
     },
     'min-ram-infect': {
@@ -33085,7 +33085,7 @@ function plan(f, cfg) {
         return withSizes({ method: 'kexec', reasons, warnings, phases: KEXEC_PHASES }, f, cfg);
     }
     const floor = cfg.method === 'kexec' ? 'min-ram-kexec' : 'min-ram-kexec and min-ram-infect';
-    return refuse(reasons, `${memText} is below ${floor} (${(0, size_1.formatBytes)(Math.min(cfg.minRamKexecBytes, cfg.method === 'kexec' ? Infinity : cfg.minRamInfectBytes))})`, 'use a VPS with at least 512 MB of RAM (measured: the kexec install works at MemTotal 457 MiB), or set allow-low-ram: true to try with zram and a swapfile anyway');
+    return refuse(reasons, `${memText} is below ${floor} (${(0, size_1.formatBytes)(Math.min(cfg.minRamKexecBytes, cfg.method === 'kexec' ? Infinity : cfg.minRamInfectBytes))})`, 'use a VPS with at least 384 MB of RAM (measured: the kexec install works at MemTotal 331 MiB, its installer on ramfs), or set allow-low-ram: true to try with zram and a swapfile anyway');
 }
 
 

@@ -17,9 +17,9 @@ action=${1:?check, receive or load}
 dir=${2:?directory}
 want=${3:?sha256}
 rootfs=${4:-tmpfs}
-case "$rootfs" in tmpfs | ramfs) ;; *) printf 'error=rootfs %s is not tmpfs or ramfs\n' "$rootfs"; exit 1 ;; esac
 kv() { printf '%s=%s\n' "$1" "$2"; }
 fail() { kv error "$1"; exit 1; }
+case "$rootfs" in tmpfs | ramfs) ;; *) fail "rootfs $rootfs is not tmpfs or ramfs" ;; esac
 
 tarball="$dir/installer.tar"
 # Holds the sha256 of installer.tar, written only after that digest was checked against the

@@ -69,29 +69,30 @@ export function installerFit(
   // takes initramfs_options= (measured here: a 192 MiB initrd at MemTotal 457 MiB on Linux 6.1
   // printed "Initramfs unpacking failed: write error" and lost the carried keys and network).
   const cap = Math.floor(memTotalBytes * (s.rootfsGrows ? 0.9 : 0.5));
-  let rootfs: InstallerRootfs = 'tmpfs';
+  const capText = `${s.rootfsGrows ? '90 %' : 'half'} of ${mem} (${formatBytes(cap)})`;
+  // Over the cap, an installer whose run knows it boots on ramfs: no cap, no zram for its files.
+  const ramfs = s.initrdUnpackedBytes > cap;
   const warnings: string[] = [];
-  if (s.initrdUnpackedBytes > cap && !s.rootfsRamfs)
-    return {
-      refusal: {
-        reason: `the kexec installer (${installer.from}) cannot unpack at boot: its initrd is ${formatBytes(s.initrdUnpackedBytes)} unpacked, over the kernel's rootfs cap of ${s.rootfsGrows ? '90 %' : 'half'} of ${mem} (${formatBytes(cap)})${s.rootfsGrows ? '' : '; its kernel does not take initramfs_options= (sizes.env INITRAMFS_OPTIONS), which would raise the cap'}`,
-        remediation: FIX,
-      },
-      warnings: [],
-    };
-  if (s.initrdUnpackedBytes > cap) {
-    rootfs = 'ramfs';
+  if (ramfs) {
+    if (!s.rootfsRamfs)
+      return {
+        refusal: {
+          reason: `the kexec installer (${installer.from}) cannot unpack at boot: its initrd is ${formatBytes(s.initrdUnpackedBytes)} unpacked, over the kernel's rootfs cap of ${capText}${s.rootfsGrows ? '' : '; its kernel does not take initramfs_options= (sizes.env INITRAMFS_OPTIONS), which would raise the cap'}`,
+          remediation: FIX,
+        },
+        warnings: [],
+      };
     const need = s.initrdUnpackedBytes + KERNEL_RESERVE_BYTES + RAMFS_INSTALL_BYTES;
     if (need > memTotalBytes)
       return {
         refusal: {
-          reason: `the kexec installer (${installer.from}) leaves no room to install: its initrd is ${formatBytes(s.initrdUnpackedBytes)} unpacked, over the tmpfs cap of ${s.rootfsGrows ? '90 %' : 'half'} of ${mem} (${formatBytes(cap)}), so it would boot on ramfs, which zram cannot shrink; with ${formatBytes(KERNEL_RESERVE_BYTES)} for the kernel and ${formatBytes(RAMFS_INSTALL_BYTES)} for the install that is ${formatBytes(need)}, over ${mem}`,
+          reason: `the kexec installer (${installer.from}) leaves no room to install: its initrd is ${formatBytes(s.initrdUnpackedBytes)} unpacked, over the tmpfs cap of ${capText}, so it would boot on ramfs, which zram cannot shrink; with ${formatBytes(KERNEL_RESERVE_BYTES)} for the kernel and ${formatBytes(RAMFS_INSTALL_BYTES)} for the install that is ${formatBytes(need)}, over ${mem}`,
           remediation: FIX,
         },
         warnings: [],
       };
     warnings.push(
-      `the kexec installer's initrd (${formatBytes(s.initrdUnpackedBytes)} unpacked) is over the tmpfs cap of ${s.rootfsGrows ? '90 %' : 'half'} of ${mem} (${formatBytes(cap)}): it boots with rootfstype=ramfs, so its files stay in RAM (zram cannot take them) and ${formatBytes(memTotalBytes - s.initrdUnpackedBytes)} is left for the kernel and the install`,
+      `the kexec installer's initrd (${formatBytes(s.initrdUnpackedBytes)} unpacked) is over the tmpfs cap of ${capText}: it boots with rootfstype=ramfs, so its files stay in RAM (zram cannot take them) and ${formatBytes(memTotalBytes - s.initrdUnpackedBytes)} is left for the kernel and the install`,
     );
   }
   const boot = s.initrdBytes + s.initrdUnpackedBytes + KERNEL_RESERVE_BYTES;
@@ -103,5 +104,5 @@ export function installerFit(
       },
       warnings: [],
     };
-  return rootfs === 'ramfs' ? { warnings, rootfs } : { warnings };
+  return ramfs ? { warnings, rootfs: 'ramfs' } : { warnings };
 }

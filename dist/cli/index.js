@@ -32879,28 +32879,29 @@ function installerFit(installer, memTotalBytes) {
     // takes initramfs_options= (measured here: a 192 MiB initrd at MemTotal 457 MiB on Linux 6.1
     // printed "Initramfs unpacking failed: write error" and lost the carried keys and network).
     const cap = Math.floor(memTotalBytes * (s.rootfsGrows ? 0.9 : 0.5));
-    let rootfs = 'tmpfs';
+    const capText = `${s.rootfsGrows ? '90 %' : 'half'} of ${mem} (${(0, size_1.formatBytes)(cap)})`;
+    // Over the cap, an installer whose run knows it boots on ramfs: no cap, no zram for its files.
+    const ramfs = s.initrdUnpackedBytes > cap;
     const warnings = [];
-    if (s.initrdUnpackedBytes > cap && !s.rootfsRamfs)
-        return {
-            refusal: {
-                reason: `the kexec installer (${installer.from}) cannot unpack at boot: its initrd is ${(0, size_1.formatBytes)(s.initrdUnpackedBytes)} unpacked, over the kernel's rootfs cap of ${s.rootfsGrows ? '90 %' : 'half'} of ${mem} (${(0, size_1.formatBytes)(cap)})${s.rootfsGrows ? '' : '; its kernel does not take initramfs_options= (sizes.env INITRAMFS_OPTIONS), which would raise the cap'}`,
-                remediation: FIX,
-            },
-            warnings: [],
-        };
-    if (s.initrdUnpackedBytes > cap) {
-        rootfs = 'ramfs';
-        const need = s.initrdUnpackedBytes + exports.KERNEL_RESERVE_BYTES + exports.RAMFS_INSTALL_BYTES;
-        if (need > memTotalBytes)
+    if (ramfs) {
+        if (!s.rootfsRamfs)
             return {
                 refusal: {
-                    reason: `the kexec installer (${installer.from}) leaves no room to install: its initrd is ${(0, size_1.formatBytes)(s.initrdUnpackedBytes)} unpacked, over the tmpfs cap of ${s.rootfsGrows ? '90 %' : 'half'} of ${mem} (${(0, size_1.formatBytes)(cap)}), so it would boot on ramfs, which zram cannot shrink; with ${(0, size_1.formatBytes)(exports.KERNEL_RESERVE_BYTES)} for the kernel and ${(0, size_1.formatBytes)(exports.RAMFS_INSTALL_BYTES)} for the install that is ${(0, size_1.formatBytes)(need)}, over ${mem}`,
+                    reason: `the kexec installer (${installer.from}) cannot unpack at boot: its initrd is ${(0, size_1.formatBytes)(s.initrdUnpackedBytes)} unpacked, over the kernel's rootfs cap of ${capText}${s.rootfsGrows ? '' : '; its kernel does not take initramfs_options= (sizes.env INITRAMFS_OPTIONS), which would raise the cap'}`,
                     remediation: FIX,
                 },
                 warnings: [],
             };
-        warnings.push(`the kexec installer's initrd (${(0, size_1.formatBytes)(s.initrdUnpackedBytes)} unpacked) is over the tmpfs cap of ${s.rootfsGrows ? '90 %' : 'half'} of ${mem} (${(0, size_1.formatBytes)(cap)}): it boots with rootfstype=ramfs, so its files stay in RAM (zram cannot take them) and ${(0, size_1.formatBytes)(memTotalBytes - s.initrdUnpackedBytes)} is left for the kernel and the install`);
+        const need = s.initrdUnpackedBytes + exports.KERNEL_RESERVE_BYTES + exports.RAMFS_INSTALL_BYTES;
+        if (need > memTotalBytes)
+            return {
+                refusal: {
+                    reason: `the kexec installer (${installer.from}) leaves no room to install: its initrd is ${(0, size_1.formatBytes)(s.initrdUnpackedBytes)} unpacked, over the tmpfs cap of ${capText}, so it would boot on ramfs, which zram cannot shrink; with ${(0, size_1.formatBytes)(exports.KERNEL_RESERVE_BYTES)} for the kernel and ${(0, size_1.formatBytes)(exports.RAMFS_INSTALL_BYTES)} for the install that is ${(0, size_1.formatBytes)(need)}, over ${mem}`,
+                    remediation: FIX,
+                },
+                warnings: [],
+            };
+        warnings.push(`the kexec installer's initrd (${(0, size_1.formatBytes)(s.initrdUnpackedBytes)} unpacked) is over the tmpfs cap of ${capText}: it boots with rootfstype=ramfs, so its files stay in RAM (zram cannot take them) and ${(0, size_1.formatBytes)(memTotalBytes - s.initrdUnpackedBytes)} is left for the kernel and the install`);
     }
     const boot = s.initrdBytes + s.initrdUnpackedBytes + exports.KERNEL_RESERVE_BYTES;
     if (boot > memTotalBytes)
@@ -32911,7 +32912,7 @@ function installerFit(installer, memTotalBytes) {
             },
             warnings: [],
         };
-    return rootfs === 'ramfs' ? { warnings, rootfs } : { warnings };
+    return ramfs ? { warnings, rootfs: 'ramfs' } : { warnings };
 }
 
 

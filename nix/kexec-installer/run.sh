@@ -21,6 +21,11 @@
 #                      cpio and ./initrd exist) but never load or start a kernel.
 #   KEXEC_DELAY        seconds between this script returning and `kexec -e` (6).
 #   KEXEC_EXTRA_FLAGS  extra kexec flags, e.g. --kexec-syscall or --no-checks.
+#
+# Arguments, as nixos-images' run takes them (nixos-anywhere passes them):
+#   --kexec-extra-flags FLAGS   the same as KEXEC_EXTRA_FLAGS (added to it).
+# Like nixos-images' run, it prints "machine will boot into nixos in Ns...",
+# the line nixos-anywhere waits for.
 #   VPS_NIXOS_ROOTFS   ramfs: boot with rootfstype=ramfs, a root without the tmpfs
 #                      cap (half the RAM on kernels without initramfs_options=),
 #                      for an initrd over it; the planner decides (tmpfs default).
@@ -39,6 +44,17 @@ case "${VPS_NIXOS_ROOTFS:-tmpfs}" in
 esac
 dry=${RUN_DRY:-}
 delay=${KEXEC_DELAY:-6}
+extra_flags=${KEXEC_EXTRA_FLAGS:-}
+while [ $# -gt 0 ]; do
+  case $1 in
+    --kexec-extra-flags)
+      [ $# -ge 2 ] || { echo "vps-nixos run: error: --kexec-extra-flags needs a value" >&2; exit 1; }
+      extra_flags="$extra_flags $2"
+      shift 2
+      ;;
+    *) echo "vps-nixos run: error: unknown argument $1 (only --kexec-extra-flags FLAGS)" >&2; exit 1 ;;
+  esac
+done
 stage=$here/carried
 carried=$stage/vps-nixos-carried
 
@@ -367,7 +383,7 @@ fi
 
 # shellcheck disable=SC2086 # both are lists of flags
 if ! "$here/kexec" --load "$here/bzImage" --initrd="$here/initrd.carried" \
-  --command-line="$cmdline" $syscall_flag ${KEXEC_EXTRA_FLAGS:-}; then
+  --command-line="$cmdline" $syscall_flag $extra_flags; then
   say "kexec_load_disabled=$(cat /proc/sys/kernel/kexec_load_disabled 2>/dev/null || echo '?')" \
     "lockdown=$(cat /sys/kernel/security/lockdown 2>/dev/null || echo '?')"
   dmesg 2>/dev/null | tail -n 20 >&2 || :
@@ -376,6 +392,8 @@ fi
 rm -f "$here/initrd.carried"
 
 say "installer loaded; switching to it in ${delay}s (new boot_id, VARIANT_ID=installer)"
+# nixos-images' words, on stdout: nixos-anywhere greps its log for them
+echo "machine will boot into nixos in ${delay}s..."
 # In the background with SIGHUP ignored (what nohup does; busybox may lack
 # nohup), so the SSH session that started us returns before the kernel goes.
 # shellcheck disable=SC2016 # $1 and $2 are expanded by the inner sh

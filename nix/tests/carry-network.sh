@@ -78,6 +78,8 @@ if [ "${1:-}" = --inside ]; then
   if [ "$mode" = busybox ]; then
     PATH=$tmp/bb exec "$tmp/bb/sh" "$tmp/kexec/run"
   fi
+  # RUN_ARGS: nixos-images' arguments, as nixos-anywhere passes them (one value, no word splitting)
+  if [ -n "${RUN_ARGS:-}" ]; then exec sh "$tmp/kexec/run" --kexec-extra-flags "$RUN_ARGS"; fi
   exec sh "$tmp/kexec/run"
 fi
 
@@ -374,3 +376,21 @@ if VPS_NIXOS_ROOTFS=zfs sh "$tmp/kexec/run" >"$tmp/out.badroot" 2>&1; then fail 
 grep -q "VPS_NIXOS_ROOTFS=zfs is not tmpfs or ramfs" "$tmp/out.badroot" ||
   fail "no clear message for VPS_NIXOS_ROOTFS=zfs: $(cat "$tmp/out.badroot")"
 echo "ok (ramfs): kexec $load"
+
+# ---------------------------------------------------------------- nixos-images' interface
+# nixos-anywhere runs `run --kexec-extra-flags "$flags"` and greps for nixos-images' line.
+rm -f "$tmp/kexec/kexec.calls"
+RUN_ARGS="--no-sync --no-checks" KEXEC_DELAY=0 unshare --net --mount sh "$here/carry-network.sh" --inside "$tmp" iproute2 "$vlans" >"$tmp/out.extra" 2>&1 ||
+  {
+    cat "$tmp/out.extra" >&2
+    fail "extra flags: run.sh failed"
+  }
+load=$(grep -- "^--load " "$tmp/kexec/kexec.calls") || fail "extra flags: kexec --load not called"
+case $load in
+  *" --no-sync --no-checks"*) ;;
+  *) fail "extra flags: --kexec-extra-flags not passed to kexec: $load" ;;
+esac
+grep -q "machine will boot into nixos in 0s" "$tmp/out.extra" || fail "extra flags: no nixos-images line: $(cat "$tmp/out.extra")"
+if sh "$tmp/kexec/run" --bogus >"$tmp/out.badarg" 2>&1; then fail "ran with --bogus"; fi
+grep -q "unknown argument --bogus" "$tmp/out.badarg" || fail "no clear message for --bogus: $(cat "$tmp/out.badarg")"
+echo "ok (nixos-images interface): kexec $load"

@@ -1,7 +1,10 @@
 #!/bin/bash
 # Build (or find in the cache) the stand-ins and print them:
 #   build.sh IMAGE_DIR [--ballast SIZE] [--installer-ballast SIZE] [--system-ballast SIZE]
-#            [--kexec-syscall load|auto] [--json]
+#            [--kexec-syscall load|auto] [--installer-nix] [--json]
+# --installer-nix: the installer also carries a Nix (the system closure's nix-standin) and a
+# nixos-install stand-in, what nixos-anywhere needs in an installer; only for
+# bench/anywhere-bench.sh, which gives this one tarball to both tools.
 # --kexec-syscall auto: run uses kexec_file_load like the real one (slow purgatory checks under TCG,
 # but no second copy of the initrd in user memory); load (default): kexec_load --no-checks.
 # Defaults are the real sizes (DESIGN.md, memory-faithful stand-ins): the installer's initrd is
@@ -15,13 +18,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../lib/common.sh
 . "$here/../lib/common.sh"
 img=$1; shift
-ib=192MiB sb=1GiB json=0 syscall=load
+ib=192MiB sb=1GiB json=0 syscall=load with_nix=0
 while (($#)); do
   case $1 in
     --ballast) ib=$2 sb=$2; shift 2 ;;
     --installer-ballast) ib=$2; shift 2 ;;
     --system-ballast) sb=$2; shift 2 ;;
     --kexec-syscall) syscall=$2; shift 2 ;;
+    --installer-nix) with_nix=1; shift ;;
     --json) json=1; shift ;;
     *) die "standins: unknown option $1" ;;
   esac
@@ -131,6 +135,40 @@ for i in "${!variants[@]}"; do
   vtext+="variants.${variants[i]}=$p"$'\n'
 done
 log "standins: toplevel variants + disk script ready in $(since "$t0")s (system ballast $sb bytes)"
+
+# --- the installer variant with Nix (--installer-nix): one more cpio layer on the same initrd ---
+if ((with_nix)); then
+  nixp=$(nix-store -qR "$toplevel" | grep -- '-nix-standin-2\.8$') || die "no nix-standin in the toplevel's closure"
+  nkey=$(cat "$here/nixos-install" "$kd/sha256" <(echo "$nixp") | sha256sum | cut -c1-12)
+  nd=$out/kexec-nix-$nkey
+  if [[ ! -e $nd/.complete ]]; then
+    rm -rf "$nd"; mkdir -p "$nd/layer/usr/local/bin" "$nd/layer/etc/nix" "$nd/layer/nix/store" "$nd/layer/nix/var/nix"
+    cp -a "$nixp" "$nd/layer/nix/store/"
+    for b in nix nix-store nix-env; do ln -s "$nixp/bin/$b" "$nd/layer/usr/local/bin/$b"; done
+    install -m 755 "$here/nixos-install" "$nd/layer/usr/local/bin/nixos-install"
+    # root without a daemon or build users; Nix's default substituters, as in nixos-images
+    printf 'build-users-group =\nsandbox = false\n' > "$nd/layer/etc/nix/nix.conf"
+    tar -C "$nd" -xzf "$tarball"
+    (cd "$nd/layer" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | zstd -q -10 -T0 >> "$nd/kexec/initrd"
+    added=$(find "$nd/layer" -type f -printf '%s\n' | awk '{ s += int(($1 + 4095) / 4096) * 4096 } END { printf "%d", s }')
+    {
+      grep -v -E '^(INITRD_BYTES|INITRD_UNPACKED_BYTES|TARBALL_BYTES)=' "$kd/sizes.env"
+      echo "INITRD_BYTES=$(stat -c %s "$nd/kexec/initrd")"
+      echo "INITRD_UNPACKED_BYTES=$((INITRD_UNPACKED_BYTES + added))"
+    } > "$nd/sizes.env"
+    t=$nd/$(basename "$tarball")
+    tar -C "$nd" --owner=0 --group=0 -cf - kexec | gzip -1 > "$t.part"
+    mv "$t.part" "$t"
+    echo "TARBALL_BYTES=$(stat -c %s "$t")" >> "$nd/sizes.env"
+    rm -rf "$nd/kexec" "$nd/layer"
+    sha256sum "$t" | cut -d' ' -f1 > "$nd/sha256"
+    touch "$nd/.complete"
+    log "standins: installer with Nix $(du -h "$t" | cut -f1): $(tr '\n' ' ' < "$nd/sizes.env")"
+  fi
+  kd=$nd tarball=$nd/$(basename "$tarball")
+  # shellcheck source=/dev/null
+  . "$kd/sizes.env"
+fi
 
 if ((json)); then
   printf '{"kexecTarball":"%s","kexecSha256":"%s","toplevel":"%s","diskScript":"%s","installerBallastBytes":%s,"installerInitrdBytes":%s,"installerUnpackedBytes":%s,"systemBallastBytes":%s,"variants":{%s}}\n' \

@@ -111,7 +111,8 @@ for ((r = 1; r <= runs; r++)); do
       printf 'run %d %-8s %7.1f s  (kexec jump %s s)  %7.1f MiB to the VPS\n' "$r" "$tool" "$secs" "${jump:-?}" "$(awk -v b="$tx" 'BEGIN { print b / 1048576 }')"
     else
       printf 'run %d %-8s FAILED (exit %s, system up: %s) after %.1f s\n' "$r" "$tool" "$rc" "$([[ $up == 0 ]] && echo yes || echo no)" "$secs"
-      tail -n 15 "$work/log" | sed 's/^/    /'
+      # the log holds what the target printed: no control bytes (terminal escapes) reach the terminal
+      tail -n 15 "$work/log" | LC_ALL=C tr -d '\000-\010\013-\037\177' | sed 's/^/    /'
     fi
     if [[ $tool == ours* ]]; then
       python3 - "$work/ours.json" <<'PY' || :

@@ -19,6 +19,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VPS=test/vps/vps
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 logs="" na="" runs=5 ram=1024 ballast_args=() tools="ours anywhere"
 while (($#)); do
   case $1 in
@@ -40,17 +42,16 @@ done
 [[ -f dist/cli/index.js ]] || npm run build >/dev/null
 command -v ssh-copy-id >/dev/null || { echo "bench:anywhere: nixos-anywhere needs ssh-copy-id (openssh-client)" >&2; exit 2; }
 s=$("$VPS" standins "${ballast_args[@]}" --installer-nix --json | tail -n 1)
-get() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
-top=$(get "$s" toplevel) disk=$(get "$s" diskScript) tarball=$(get "$s" kexecTarball)
+top=$(json_get "$s" toplevel) disk=$(json_get "$s" diskScript) tarball=$(json_get "$s" kexecTarball)
 # ours-own: ours with the installer it needs (no Nix in it), for what the design saves
 own=$("$VPS" standins "${ballast_args[@]}" --json | tail -n 1)
-own_tarball=$(get "$own" kexecTarball)
+own_tarball=$(json_get "$own" kexecTarball)
 closure_nar=$(nix-store -qR "$top" | xargs nix-store -q --size | awk '{ s += $1 } END { print s }')
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 [[ -z $logs ]] || mkdir -p "$logs"
 na_rev=${NIXOS_ANYWHERE_REV:-$(git -C "$na" rev-parse --short HEAD 2>/dev/null || echo "?")}  # the commit, when DIR is no git checkout
 echo "bench:anywhere: $(date -u +%F), host $(nproc) cores, QEMU TCG ${VPS_QEMU_CPU:-qemu64}, RAM $ram MiB, nixos-anywhere $na_rev, local Nix $(nix --version | awk '{ print $3 }')"
-echo "  installer (both): $(stat -c %s "$tarball") B tarball, $(get "$s" installerInitrdBytes) B initrd, $(get "$s" installerUnpackedBytes) B unpacked (with a Nix);" \
+echo "  installer (both): $(stat -c %s "$tarball") B tarball, $(json_get "$s" installerInitrdBytes) B initrd, $(json_get "$s" installerUnpackedBytes) B unpacked (with a Nix);" \
   "system closure $(nix-store -qR "$top" | wc -l) paths, $closure_nar B NAR (${ballast_args[*]})"
 
 # wait_system NS TARGET RUNDIR: until the installed system answers with the pinned key (at most
@@ -66,18 +67,14 @@ wait_system() {
   done
   return 1
 }
-# stamp T0: prefix each line with the seconds since T0
-since() { awk -v t0="$1" -v t1="$(date +%s.%N)" 'BEGIN { printf "%.1f", t1 - t0 }'; }
-stamp() { while IFS= read -r l; do printf '%6s %s\n' "$(since "$1")" "$l"; done; }
 
 declare -A times net
 for ((r = 1; r <= runs; r++)); do
   for tool in $tools; do
     j=$("$VPS" up --ram "$ram" --json)
-    rd=$(get "$j" runDir) ns=$(get "$j" netns) target=$(get "$j" target)
+    rd=$(json_get "$j" runDir) ns=$(json_get "$j" netns) target=$(json_get "$j" target)
     host=${target#*@}
-    txbytes() { ip -n "$ns" -j -s link show tap0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["tx"]["bytes"])'; }
-    tx0=$(txbytes) t0=$(date +%s.%N)
+    tx0=$(txbytes "$ns" tap0) t0=$EPOCHREALTIME
     set +e
     if [[ $tool == ours* ]]; then
       t=$tarball; [[ $tool == ours ]] || t=$own_tarball
@@ -99,7 +96,7 @@ for ((r = 1; r <= runs; r++)); do
     ((rc != 0)) || { wait_system "$ns" "$host" "$rd"; up=$?; }
     set -e
     secs=$(since "$t0")
-    tx=$(($(txbytes) - tx0))
+    tx=$(($(txbytes "$ns" tap0) - tx0))
     # The jump from the old kernel into the installer's (kexec_core's last line to the new
     # kernel's first, wall-clock stamps of the serial console): 11 to 122 s under TCG from one run
     # to the next with the same tarball, where real hardware takes about a second. Both tools
@@ -132,7 +129,6 @@ PY
     "$VPS" down --run-dir "$rd" >/dev/null
   done
 done
-median() { tr ' ' '\n' | grep . | sort -n | awk '{ a[NR] = $1 } END { if (NR) printf "%.1f", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; else printf "n/a" }'; }
 report() { # WHAT OURS THEIRS: medians and their ratio
   local mo ma
   mo=$(median <<<"$2") ma=$(median <<<"$3")

@@ -12,6 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VPS=test/vps/vps
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 rams="1024 768 512 384" ballast_args=() low=()
 while (($#)); do
   case $1 in
@@ -23,30 +25,28 @@ while (($#)); do
 done
 [[ -f dist/cli/index.js ]] || npm run build >/dev/null
 s=$("$VPS" standins "${ballast_args[@]}" --json | tail -n 1)
-get() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
-top=$(get "$s" toplevel)
+top=$(json_get "$s" toplevel)
 closure_nar=$(nix-store -qR "$top" | xargs nix-store -q --size | awk '{ s += $1 } END { print s }')
 mapfile -t closure < <(nix-store -qR "$top")
 closure_zstd=$(tar -C / -cf - "${closure[@]#/}" | zstd -q -3 -T0 | wc -c)
-echo "stand-ins: installer initrd $(get "$s" installerInitrdBytes) B zstd, $(get "$s" installerUnpackedBytes) B unpacked;" \
-  "system closure ${#closure[@]} paths, $closure_nar B NAR (system ballast $(get "$s" systemBallastBytes) B), $closure_zstd B as zstd -3"
+echo "stand-ins: installer initrd $(json_get "$s" installerInitrdBytes) B zstd, $(json_get "$s" installerUnpackedBytes) B unpacked;" \
+  "system closure ${#closure[@]} paths, $closure_nar B NAR (system ballast $(json_get "$s" systemBallastBytes) B), $closure_zstd B as zstd -3"
 echo "host: $(nproc) cores, $(uname -r); guest: QEMU TCG ${VPS_QEMU_CPU:-qemu64}, $(date -u +%F)"
 for ram in $rams; do
   j=$("$VPS" up --ram "$ram" --json)
-  rd=$(get "$j" runDir) ns=$(get "$j" netns)
+  rd=$(json_get "$j" runDir) ns=$(json_get "$j" netns)
   # tap0 is the netns side of the guest's NIC: what it transmits, the guest receives.
-  txbytes() { ip -n "$ns" -j -s link show tap0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["tx"]["bytes"])'; }
-  tx0=$(txbytes)
+  tx0=$(txbytes "$ns" tap0)
   t0=$(date +%s)
   set +e
-  ip netns exec "$ns" node dist/cli/index.js bootstrap --target "$(get "$j" target)" \
+  ip netns exec "$ns" node dist/cli/index.js bootstrap --target "$(json_get "$j" target)" \
     --ssh-private-key-file "$rd/client_ed25519" --known-hosts-file "$rd/known_hosts" \
-    --confirm-wipe /dev/vda --kexec-tarball "$(get "$s" kexecTarball)" \
-    --toplevel "$(get "$s" toplevel)" --disk-script "$(get "$s" diskScript)" "${low[@]}" \
+    --confirm-wipe /dev/vda --kexec-tarball "$(json_get "$s" kexecTarball)" \
+    --toplevel "$(json_get "$s" toplevel)" --disk-script "$(json_get "$s" diskScript)" "${low[@]}" \
     --json >"$rd/bootstrap.json" 2>"$rd/bootstrap.log"
   rc=$?
   set -e
-  tx1=$(txbytes)
+  tx1=$(txbytes "$ns" tap0)
   python3 - "$rd/bootstrap.json" "$ram" "$rc" "$(($(date +%s) - t0))" "$((tx1 - tx0))" "$closure_zstd" <<'PY'
 import json, sys
 path, ram, rc, secs, tx, czstd = sys.argv[1:]

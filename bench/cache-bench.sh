@@ -12,6 +12,8 @@
 # Usage: bench/cache-bench.sh [--system-ballast SIZE]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 sb=192MiB
 while (($#)); do
   case $1 in
@@ -39,7 +41,6 @@ nixc copy --to "file://$work/upstream?compression=zstd&secret-key=$work/sk" "${u
 export NIX_CONFIG="$offline
 extra-substituters = file://$work/upstream
 trusted-public-keys = $pk"
-get() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); [d:=d[k] for k in sys.argv[2:]]; print(d)' "$@"; }
 build() {
   local t0 rc
   t0=$(date +%s.%N)
@@ -55,10 +56,10 @@ zstd_all=$(for p in "${all[@]}"; do nix-store --dump "$p"; done | zstd -q -3 -c 
 echo "closure: ${#all[@]} paths, NAR $closure_bytes B, zstd -3 $zstd_all B; upstream serves ${#upstream_paths[@]} paths ($(du -sb "$work/upstream" | cut -f1) B in its cache)"
 
 build "$work/cache"
-echo "1. first build, cache saved in $secs s: $(get "$work/out.json" cacheSave detail)"
-saved=$(get "$work/out.json" cacheSave bytes)
+echo "1. first build, cache saved in $secs s: $(json_file_get "$work/out.json" cacheSave detail)"
+saved=$(json_file_get "$work/out.json" cacheSave bytes)
 printf '   entry %s B of %s B zstd for the whole closure: ratio %.5f (%s of %s paths, with the disk script)\n' "$saved" "$zstd_all" \
-  "$(python3 -c "print($saved / $zstd_all)")" "$(get "$work/out.json" cacheSave savedPaths)" "$(get "$work/out.json" cacheSave closurePaths)"
+  "$(python3 -c "print($saved / $zstd_all)")" "$(json_file_get "$work/out.json" cacheSave savedPaths)" "$(json_file_get "$work/out.json" cacheSave closurePaths)"
 
 # the closure and whatever else refers to it, referrers first
 mapfile -t doomed < <(nix-store -q --referrers-closure "${all[@]}" | tac)
@@ -66,8 +67,8 @@ nix-store --delete --ignore-liveness "${doomed[@]}" >/dev/null 2>&1 || true
 left=0; for p in "${all[@]}"; do nix-store --check-validity "$p" 2>/dev/null && left=$((left + 1)); done
 build "$work/cache"
 built=$(grep -c "building '" "$work/err.log" || true)
-echo "2. fresh store ($left of ${#all[@]} paths left): rebuilt in $secs s, cache $(get "$work/out.json" cache hit), $(get "$work/out.json" cache restoredPaths) paths from the entry, the rest from upstream, $built derivations built"
+echo "2. fresh store ($left of ${#all[@]} paths left): rebuilt in $secs s, cache $(json_file_get "$work/out.json" cache hit), $(json_file_get "$work/out.json" cache restoredPaths) paths from the entry, the rest from upstream, $built derivations built"
 
 mkdir -p "$work/refusing"; : >"$work/refusing/entries"  # a file where the entries dir should be
 build "$work/refusing" && rc=0 || rc=$?
-echo "3. a cache that refuses the save: exit $rc, save $(get "$work/out.json" cacheSave saved); $(grep -m1 'cache: not saved' "$work/err.log" || echo 'no warning')"
+echo "3. a cache that refuses the save: exit $rc, save $(json_file_get "$work/out.json" cacheSave saved); $(grep -m1 'cache: not saved' "$work/err.log" || echo 'no warning')"

@@ -5,6 +5,8 @@
 # --no-cold skips the cold image build (it needs ~2 GB in a scratch cache and ~4-6 min).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 vps=$root/test/vps/vps
 rams="512 768 1024" ballast=real cold=1
 while (($#)); do
@@ -18,7 +20,6 @@ done
 out=$(mktemp -d /var/tmp/vps-bench.XXXXXX)
 echo "bench output: $out" >&2
 secs() { local t0=$EPOCHREALTIME; "$@" >/dev/null; local rc=$?; awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b-a}'; return $rc; }
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "n/a"}'; }
 row() { printf '| %s | %s |\n' "$1" "$2" | tee -a "$out/table.md"; }
 
 printf '| measure | value |\n|---|---|\n' | tee "$out/table.md"

@@ -15,28 +15,33 @@
 # --kind container runs it on the nspawn container VPS instead of the QEMU/TCG VM: the same Debian
 # guest at the host's CPU speed, where an exec or an SSH session costs what it does on a real
 # (KVM) VPS, not 20× that (TESTBED: /dev/kvm hangs guests here; GitHub's e2e.yml runs it on KVM).
-# Usage: bench/deploy-bench.sh [--system-ballast SIZE] [--repeat N] [--kind vm|container]
+# Usage: bench/deploy-bench.sh [--system-ballast SIZE] [--repeat N] [--kind vm|container] [--logs DIR]
+# --logs DIR keeps each run's log (the action's main and post, or nixos-rebuild's), every line
+# stamped with the seconds since the run began: where the time goes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VPS=test/vps/vps
-sb=256MiB repeat=3 kind=vm
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+sb=256MiB repeat=3 kind=vm logs=""
 while (($#)); do
   case $1 in
     --system-ballast) sb=$2; shift 2 ;;
     --repeat) repeat=$2; shift 2 ;;
     --kind) kind=$2; shift 2 ;;
+    --logs) logs=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 [[ -f dist/main/index.js ]] || npm run build >/dev/null
-get() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); [d:=d[k] for k in sys.argv[2:]]; print(d)' "$@"; }
 "$VPS" standins --ballast 0 --system-ballast "$sb" --json >/dev/null
 work=$(mktemp -d)
 j=$("$VPS" up --kind "$kind" --json)
 # The runner's end of the test network's link.
 link=tap0
 [[ $kind == vm ]] || link=vh0
-rd=$(get "$j" runDir) ns=$(get "$j" netns) target=$(get "$j" target)
+rd=$(json_get "$j" runDir) ns=$(json_get "$j" netns) target=$(json_get "$j" target)
+[[ -z $logs ]] || mkdir -p "$logs"
 trap '"$VPS" down --run-dir "$rd" >/dev/null; rm -rf "$work"' EXIT
 ssh_vps() { ip netns exec "$ns" ssh -o BatchMode=yes -o UserKnownHostsFile="$rd/known_hosts" -i "$rd/client_ed25519" "$target" "$@"; }
 # the configuration carries the deploy key and the static network, as a user's does (the
@@ -46,7 +51,6 @@ addr=$(ssh_vps ip -o -4 addr show dev "$dev" | awk '{ print $4 }')
 flake=$(test/standins/make-flake.sh "$work/flake" --system-ballast "$sb" \
   --authorized-key "$(ssh-keygen -y -f "$rd/client_ed25519")" --static "$dev" "$addr" "$gw")
 ssh_vps 'touch /etc/NIXOS'
-txbytes() { ip -n "$ns" -j -s link show "$link" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["tx"]["bytes"])'; }
 offline=$'build-users-group =\nsandbox = false\nsubstituters =\nexperimental-features = nix-command flakes'
 results=$work/results.tsv
 : >"$results"
@@ -62,25 +66,29 @@ action() {
     INPUT_TARGET="$target" "INPUT_SSH-PRIVATE-KEY=$(cat "$rd/client_ed25519")" \
     "INPUT_KNOWN-HOSTS=$(cat "$rd/known_hosts")" INPUT_FLAKE="$flake#$variant" \
     INPUT_CACHE=true INPUT_METHOD=auto \
-    node dist/main/index.js >"$step/log" 2>&1 || return $?
+    node dist/main/index.js 2>&1 | logged "$step/log" || return $?
   local dir
   dir=$(sed -n '/^vps-nixos-key-dir<</{n;p}' "$step/state")
-  ip netns exec "$ns" env -i PATH="$PATH" "STATE_vps-nixos-key-dir=$dir" node dist/post/index.js >>"$step/log" 2>&1
+  ip netns exec "$ns" env -i PATH="$PATH" "STATE_vps-nixos-key-dir=$dir" node dist/post/index.js 2>&1 | logged "$step/log"
 }
 # nixos-rebuild alone, with the same pin and key.
 rebuild_alone() {
   ip netns exec "$ns" env PATH="$PWD/test/standins/bin:$PATH" NIX_CONFIG="$offline" \
     NIX_SSHOPTS="-i $rd/client_ed25519 -o UserKnownHostsFile=$rd/known_hosts -o StrictHostKeyChecking=yes -o BatchMode=yes" \
-    nixos-rebuild switch --flake "$flake#$1" --target-host "$target" >"$work/rebuild.log" 2>&1
+    nixos-rebuild switch --flake "$flake#$1" --target-host "$target" 2>&1 | logged "$work/rebuild.log"
 }
+# logged FILE: stdin appended to FILE; with --logs each line stamped with the seconds since the
+# run began (run_t0)
+logged() { if [[ -n $logs ]]; then stamp "$run_t0" >>"$1"; else cat >>"$1"; fi; }
 out() { sed -n "/^$1<</{n;p}" "$work/step/output"; }
 measure() {
   local label=$1 kind=$2; shift 2
   local tx0 t0 rc secs tx
-  tx0=$(txbytes); t0=$(date +%s.%N)
+  rm -f "$work/step/log" "$work/rebuild.log"
+  tx0=$(txbytes "$ns" "$link"); t0=$EPOCHREALTIME run_t0=$t0
   set +e; "$@"; rc=$?; set -e
-  secs=$(python3 -c "import time; print(f'{time.time() - $t0:.2f}')")
-  tx=$(($(txbytes) - tx0))
+  secs=$(since2 "$t0")
+  tx=$(($(txbytes "$ns" "$link") - tx0))
   local extra=""
   if [[ $1 == action ]]; then
     extra="changed=$(out changed) system-path=$(out system-path | sed 's|.*/||' | cut -c1-24)…"
@@ -89,6 +97,9 @@ measure() {
   printf '%-34s exit %d  %7.2f s  %s tx %10d B  %s\n' "$label" "$rc" "$secs" "$link" "$tx" "$extra"
   printf '%s\t%s\t%s\t%s\n' "$kind" "$rc" "$secs" "$tx" >>"$results"
   if ((rc != 0)); then tail -n 8 "$work/step/log" "$work/rebuild.log" 2>/dev/null | sed 's/^/  log: /'; fi
+  if [[ -n $logs ]]; then
+    cat "$work/step/log" "$work/rebuild.log" 2>/dev/null >"$logs/$(printf '%s' "$label" | tr -c 'A-Za-z0-9#\n' '-' | tr -s '-').log" || :
+  fi
 }
 
 echo "$kind VPS; system ballast $sb; flake $flake; target $target"

@@ -4,7 +4,8 @@
 //   node test/e2e/action-step.mjs STEPDIR INPUTS.json
 // INPUTS.json: {"target": "...", ...} (the action's inputs; the key is read from the file named by
 // "ssh-private-key-file" so it is never on a command line). Writes into STEPDIR: log.txt (main's
-// and post's output), summary.md, outputs.json, and result.json {code, postCode, seconds}; prints
+// and post's output), summary.md, outputs.json, and result.json {code, postCode, seconds (main's,
+// one decimal), mainSeconds and postSeconds (three decimals)}; prints
 // result.json. Exits 0 whatever the step did: the caller reads the result.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -78,6 +79,7 @@ const main = spawnSync(process.execPath, [path.join(ROOT, 'dist/main/index.js')]
   stdio: ['ignore', log, log],
 });
 const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+const t1 = process.hrtime.bigint();
 const state = readCommandFile(files.GITHUB_STATE);
 const postEnv = { ...base };
 for (const [k, v] of Object.entries(state)) postEnv[`STATE_${k}`] = v;
@@ -85,6 +87,7 @@ const post = spawnSync(process.execPath, [path.join(ROOT, 'dist/post/index.js')]
   env: postEnv,
   stdio: ['ignore', log, log],
 });
+const postSeconds = Number(process.hrtime.bigint() - t1) / 1e9;
 fs.closeSync(log);
 fs.writeFileSync(
   path.join(dir, 'outputs.json'),
@@ -95,6 +98,8 @@ const result = {
   signal: main.signal ?? undefined,
   postCode: post.status ?? -1,
   seconds: Math.round(seconds * 10) / 10,
+  mainSeconds: Math.round(seconds * 1000) / 1000,
+  postSeconds: Math.round(postSeconds * 1000) / 1000,
   // What the post step must leave: no key material under the runner's temp dir.
   leftInRunnerTemp: fs.readdirSync(runnerTemp),
 };

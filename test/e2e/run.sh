@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The end-to-end test, here and on GitHub (issue 22): one driver, two sources of artifacts.
-#   bash test/e2e/run.sh --artifacts standins|real --ram MiB [--report DIR]
+#   bash test/e2e/run.sh --artifacts standins|real --ram MiB [--report DIR] [--bench N]
 # Boots the test VPS (Debian, static IP, no swap; test/vps), then runs the action entry as the
 # runner does (dist/main, then dist/post: INPUT_* variables, command files, its own RUNNER_TEMP;
 # test/e2e/action-step.mjs) four times, and checks each from outside over the pinned host key:
@@ -17,27 +17,34 @@
 #   from the probe): e2e, e2e-changed, e2e-kills-sshd. Needs Nix with flakes and the internet
 #   (GitHub's runners: .github/workflows/e2e.yml); builds happen before the action runs, outside
 #   the VPS's network namespace, so the action finds them in the store.
+# --bench N (issue 18's measure): then, N times on the same host, an unchanged deploy and a
+#   one-package change by the action against `nixos-rebuild switch --flake … --target-host` alone
+#   (same flake, key and pin): ours main + post against nixos-rebuild's whole run, each checked
+#   from outside, with the bytes the VPS received; the medians and ratios go to the report and to
+#   stdout. nixos-rebuild is, with real artifacts, the one of the configuration's own nixpkgs (the
+#   real one, activating a real NixOS); with stand-ins, the stand-in first on PATH.
 # Needs root (network namespaces). VPS_ACCEL=kvm makes the VM use KVM (test/vps/lib/vm.sh).
 # With --report DIR: DIR/summary.md (steps, seconds, sizes) and DIR/sizes.json. The last line on
 # stdout is
 #   e2e: ok <artifacts> <ram> MiB: install N s, no-change N s, change N s, rollback N s
-# and the exit status is 0 only then.
+# (with --bench, after a line `bench: …` with the medians) and the exit status is 0 only then.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 VPS=test/vps/vps
 
-usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//' >&2; exit 2; }
 failed="" leaked=""
 die() { failed=$*; printf 'e2e: %s\n' "$*" >&2; exit 1; }
 log() { printf '[e2e %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
-artifacts="" ram="" report=""
+artifacts="" ram="" report="" bench=0
 while (($#)); do
   case $1 in
     --artifacts) (($# >= 2)) || usage; artifacts=$2; shift 2 ;;
     --ram) (($# >= 2)) || usage; ram=$2; shift 2 ;;
     --report) (($# >= 2)) || usage; report=$2; shift 2 ;;
+    --bench) (($# >= 2)) || usage; bench=$2; shift 2 ;;
     -h|--help) usage ;;
     *) printf 'e2e: unknown argument %s\n' "$1" >&2; usage ;;
   esac
@@ -47,6 +54,7 @@ done
 if ! [[ $ram =~ ^[0-9]+$ ]] || ((ram < 256)); then
   die "--ram: '$ram' is not MiB (a number, at least 256)"
 fi
+[[ $bench =~ ^[0-9]+$ ]] || die "--bench: '$bench' is not a number of runs (0 for none)"
 [[ $(id -u) == 0 ]] || die "needs root (network namespaces, tap): run it with sudo"
 if [[ $artifacts == real ]]; then
   command -v nix >/dev/null || die "--artifacts real needs Nix with flakes (and the internet)"
@@ -122,6 +130,18 @@ write_report() {
     [[ $INITRD_UNPACKED_BYTES == null ]] || echo "| installer initrd (unpacked) | $(mib "$INITRD_UNPACKED_BYTES") |"
     [[ $KERNEL_BYTES == null ]] || echo "| kernel | $(mib "$KERNEL_BYTES") |"
     [[ $system_bytes == null ]] || echo "| system closure (\`${config[base]:-}\`) | $(mib "$system_bytes") |"
+    if [[ -s $work/bench.tsv ]]; then
+      echo
+      echo "#### The everyday path against nixos-rebuild alone (--bench $bench)"
+      echo
+      echo "Ours is the action's main and post steps; nixos-rebuild alone is \`$rebuild switch --flake … --target-host\`, same key and pin. Bytes: what the VPS received on its link."
+      echo
+      echo "| run | seconds | bytes received |"
+      echo "|---|---:|---:|"
+      awk -F'\t' '{ printf "| %s | %s | %s |\n", $1, $2, $3 }' "$work/bench.tsv"
+      echo
+      [[ -z ${bench_line:-} ]] || echo "Medians: $bench_line."
+    fi
     echo
     echo "Whole run: $((SECONDS - t_start)) s."
   } >"$report/summary.md"
@@ -191,7 +211,13 @@ for k in base changed kills; do
   log "${config[$k]}: ${top[$k]}"
 done
 # No nixos-rebuild is needed: the deploy copies the system built here and switches to it itself
-# (src/deploy/switch.ts); nixos-rebuild runs only with build-host.
+# (src/deploy/switch.ts); nixos-rebuild runs only with build-host. The bench compares with it:
+# the configuration's own (pinned, built here with the internet), or the stand-in on PATH.
+rebuild=nixos-rebuild
+if ((bench > 0)) && [[ $artifacts == real ]]; then
+  rebuild=$(nixc build --no-link --print-out-paths "$flake#nixosConfigurations.${config[base]}.pkgs.nixos-rebuild")/bin/nixos-rebuild
+  log "bench: nixos-rebuild alone is $rebuild"
+fi
 
 # ---- the steps -----------------------------------------------------------------------------
 # The step's last lines go to stderr first (the work dir is removed at exit unless E2E_KEEP=1);
@@ -297,5 +323,76 @@ grep -q 'did not confirm within 20 s' "$work/steps/rollback/log.txt" ||
   fail rollback "the log does not say the new system did not confirm within 20 s"
 expect rollback "$(running)" "${top[changed]}" "the running system after the rollback"
 pinned rollback
+
+# ---- the everyday path against nixos-rebuild alone (--bench N) -----------------------------
+# The host runs CHANGED (the rollback put it back). Each round: ours unchanged (CHANGED again),
+# nixos-rebuild alone unchanged (CHANGED again), ours CHANGED → BASE, nixos-rebuild alone
+# BASE → CHANGED: one package apart, both systems already in the host's store after the first
+# round (neither copies more than the other).
+netns=$(json "$work/vps.json" netns)
+received() { ip -n "$netns" -j -s link show tap0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["tx"]["bytes"])'; }
+# alone NAME CONFIG: nixos-rebuild switch alone, same key and pin, timed inside the netns
+alone() {
+  local name=$1 cfgname=$2 dir="$work/steps/$1" rc=0
+  mkdir -p "$dir"
+  log "$name: nixos-rebuild switch --flake #$cfgname --target-host $target"
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  "$VPS" exec --run-dir "$rd" -- env "${step_env[@]}" \
+    NIX_SSHOPTS="-i $key -o UserKnownHostsFile=$known_hosts -o StrictHostKeyChecking=yes -o BatchMode=yes" \
+    bash -c 'TIMEFORMAT=%R; { time "${@:2}" </dev/null >"$1/log.txt" 2>&1; } 2>"$1/seconds"' _ "$dir" \
+    "$rebuild" switch --flake "$flake#$cfgname" --target-host "$target" || rc=$?
+  if ((rc != 0)); then
+    echo "e2e: the last lines of $name's log:" >&2
+    tail -n 30 "$dir/log.txt" | LC_ALL=C tr -d '\000-\010\013-\037\177' | sed 's/^/  | /' >&2 || true
+    die "$name: nixos-rebuild exited $rc (log: $dir/log.txt)"
+  fi
+  secs[$name]=$(cat "$dir/seconds")
+}
+# measured KIND NAME CONFIG: one run of ours (the action, main + post) or alone, with what the VPS
+# received, appended to $work/bench.tsv
+measured() {
+  local kind=$1 name=$2 cfgname=$3 rx0 seconds
+  rx0=$(received)
+  if [[ $kind == ours* ]]; then
+    step "$name" "$cfgname"
+    expect "$name" "$(code "$name")" 0 "exit status"
+    seconds=$(awk -v a="$(json "$work/steps/$name/result.json" mainSeconds)" \
+      -v b="$(json "$work/steps/$name/result.json" postSeconds)" 'BEGIN { printf "%.3f", a + b }')
+  else
+    alone "$name" "$cfgname"
+    seconds=${secs[$name]}
+  fi
+  printf '%s\t%s\t%s\n' "$kind" "$seconds" "$(($(received) - rx0))" >>"$work/bench.tsv"
+}
+if ((bench > 0)); then
+  : >"$work/bench.tsv"
+  for ((i = 1; i <= bench; i++)); do
+    measured ours-unchanged "bench-$i-unchanged-ours" "${config[changed]}"
+    expect "bench-$i-unchanged-ours" "$(out "bench-$i-unchanged-ours" changed)" false "changed"
+    grep -q 'no change: the host runs' "$work/steps/bench-$i-unchanged-ours/log.txt" ||
+      fail "bench-$i-unchanged-ours" "the log does not say no change"
+    measured alone-unchanged "bench-$i-unchanged-alone" "${config[changed]}"
+    expect "bench-$i-unchanged-alone" "$(running)" "${top[changed]}" "the running system"
+    measured ours-change "bench-$i-change-ours" "${config[base]}"
+    expect "bench-$i-change-ours" "$(out "bench-$i-change-ours" changed)" true "changed"
+    expect "bench-$i-change-ours" "$(running)" "${top[base]}" "the running system"
+    measured alone-change "bench-$i-change-alone" "${config[changed]}"
+    expect "bench-$i-change-alone" "$(running)" "${top[changed]}" "the running system"
+  done
+  bench_line=$(python3 - "$work/bench.tsv" <<'PY'
+import statistics, sys
+by = {}
+for line in open(sys.argv[1]):
+    kind, secs, rx = line.split("\t")
+    by.setdefault(kind, []).append((float(secs), int(rx)))
+med = lambda k, i: statistics.median(r[i] for r in by[k])
+parts = []
+for what, a, b in [("unchanged", "ours-unchanged", "alone-unchanged"), ("one-package change", "ours-change", "alone-change")]:
+    parts.append(f"{what}: ours {med(a, 0):.2f} s ({med(a, 1):.0f} B received), nixos-rebuild alone {med(b, 0):.2f} s ({med(b, 1):.0f} B), ratio {med(a, 0) / med(b, 0):.2f}")
+print("; ".join(parts) + f" (medians of {len(by['ours-unchanged'])})")
+PY
+)
+  echo "bench: $bench_line"
+fi
 
 echo "e2e: ok $artifacts $ram MiB: install ${secs[install]} s, no-change ${secs[no-change]} s, change ${secs[change]} s, rollback ${secs[rollback]} s"

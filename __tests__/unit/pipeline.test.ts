@@ -59,6 +59,11 @@ interface World {
   evaluated: string;
   top?: string;
   disko?: string;
+  /** `nix path-info TOP` says the toplevel is valid in the runner's store already. */
+  valid?: boolean;
+  /** How long `nix build` of the toplevel takes, and whether it fails. */
+  buildMs?: number;
+  buildFails?: boolean;
 }
 
 function harness(world: World) {
@@ -88,11 +93,29 @@ function harness(world: World) {
   } as RemoteSession;
   const ok = (stdout: string): NixResult => ({ code: 0, stdout, stderr: '' });
   const nix: Nix = {
-    run: async (args) => {
+    run: async (args, opts) => {
       nixCalls.push(args);
       events.push(`nix ${args[0]}`);
       const a = args.join(' ');
       if (a === '--version') return ok('nix (Nix) 2.28.3\n');
+      // The preflight's evaluation: it takes a while, or ends when aborted.
+      if (args[0] === 'eval' && a.endsWith('--option eval-cache false')) {
+        events.push('preflight eval start');
+        const aborted = await new Promise<boolean>((resolve) => {
+          const t = setTimeout(() => resolve(false), 40);
+          opts?.signal?.addEventListener('abort', () => {
+            clearTimeout(t);
+            resolve(true);
+          });
+        });
+        events.push(aborted ? 'preflight eval aborted' : 'preflight eval end');
+        return aborted ? { code: 143, stdout: '', stderr: 'terminated' } : ok('{}');
+      }
+      if (args[0] === 'build' && a.includes('config.system.build.toplevel')) {
+        await new Promise((r) => setTimeout(r, world.buildMs ?? 0));
+        events.push('nix build end');
+        if (world.buildFails) return { code: 1, stdout: '', stderr: 'error: builder failed' };
+      }
       if (args[0] === 'eval' && a.includes('config.system.build.toplevel'))
         return ok(
           JSON.stringify({ drv: '/nix/store/x.drv', out: world.evaluated, system: 'x86_64-linux' }),
@@ -101,6 +124,8 @@ function harness(world: World) {
         return ok(JSON.stringify([{ outputs: { out: world.top } }]));
       if (args[0] === 'build' && a.includes('destroyFormatMountNoDeps'))
         return ok(JSON.stringify([{ outputs: { out: world.disko } }]));
+      if (args[0] === 'path-info' && args.length === 2 && world.valid && args[1] === world.top)
+        return ok(`${world.top}\n`);
       if (args[0] === 'path-info' && args.includes('--json'))
         return ok(
           JSON.stringify([{ path: world.top, narSize: 1000, closureSize: 1000, references: [] }]),
@@ -174,6 +199,30 @@ describe('an unchanged push-to-deploy', () => {
     }
   });
 
+  it("a change whose system is in the runner's store already is not built (nor evaluated) again", async () => {
+    const facts = `${NIXOS}nixos.failed_units=\n`;
+    const built = harness({ facts, evaluated: OTHER, top: OTHER, valid: true });
+    const r = await built.run('action', {}, ['probe', 'plan', 'build']);
+    expect(r.error).toBeUndefined();
+    expect(r.build?.toplevel).toBe(OTHER);
+    expect(built.nixCalls.map((a) => a[0])).toEqual([
+      '--version',
+      'eval',
+      'path-info',
+      'path-info',
+    ]);
+    // Not in the store: built, from the same evaluation.
+    const fresh = harness({ facts, evaluated: OTHER, top: OTHER });
+    await fresh.run('action', {}, ['probe', 'plan', 'build']);
+    expect(fresh.nixCalls.map((a) => a[0])).toEqual([
+      '--version',
+      'eval',
+      'path-info',
+      'build',
+      'path-info',
+    ]);
+  });
+
   it('force-switch runs the deploy with our own switch: no nixos-rebuild is looked for', async () => {
     const h = harness({ facts: `${NIXOS}nixos.failed_units=\n`, evaluated: RUNS, top: RUNS });
     const path = process.env.PATH;
@@ -228,6 +277,30 @@ describe('a changed deploy', () => {
     expect(d.execs).toEqual(['facts.sh']);
     // one evaluation, reused by the build
     expect(h.nixCalls.filter((a) => a[0] === 'eval')).toHaveLength(1);
+  });
+});
+
+describe('the preflight of a change', () => {
+  it('is evaluated beside the build, and stopped when the build fails', async () => {
+    const { top } = fakeStore();
+    const facts = `${NIXOS}nixos.failed_units=\n`;
+    const h = harness({ facts, evaluated: OTHER, top, buildMs: 30 });
+    const r = await h.run('action', {}, ['probe', 'plan', 'build', 'check']);
+    expect(r.error).toBeUndefined();
+    expect(stages(r)).toEqual(['probe:done', 'plan:done', 'build:done', 'check:done']);
+    expect(h.events.indexOf('preflight eval start')).toBeLessThan(
+      h.events.indexOf('nix build end'),
+    );
+    // once: the check stage uses the evaluation started beside the build
+    expect(h.events.filter((e) => e === 'preflight eval start')).toHaveLength(1);
+
+    const failing = harness({ facts, evaluated: OTHER, top, buildMs: 5, buildFails: true });
+    const f = await failing.run('action', {}, ['probe', 'plan', 'build', 'check']);
+    expect(f.error!.message).toMatch(/building the system failed/);
+    expect(stages(f)).toEqual(['probe:done', 'plan:done', 'build:failed']);
+    expect(failing.events).toContain('preflight eval aborted');
+    // stopped: not retried part by part
+    expect(failing.events.filter((e) => e === 'preflight eval start')).toHaveLength(1);
   });
 });
 

@@ -29571,6 +29571,9 @@ async function buildSystem(nix, req) {
     const { drvPath, outPath, system } = req.evaluated ?? (await evalToplevel(nix, req.flake));
     let cache;
     let restored = { missing: [] };
+    // Already in the runner's store (built by an earlier step or run, or restored): `nix build`
+    // would only evaluate the configuration again, a whole NixOS evaluation for nothing.
+    const valid = await isValid(nix, outPath);
     if (req.cache) {
         const parts = { system, name: req.flake.name, drvPath, toolVersion: req.toolVersion };
         const key = (0, keys_1.cacheKey)(parts);
@@ -29580,7 +29583,7 @@ async function buildSystem(nix, req) {
             hit: 'in-store',
             restoredPaths: 0,
         };
-        if (await isValid(nix, outPath))
+        if (valid)
             cache = none;
         else {
             // A cache that fails only costs the time to build: a warning, never a failed run.
@@ -29593,7 +29596,11 @@ async function buildSystem(nix, req) {
         }
     }
     const extra = restored.substituter ? ['--extra-substituters', restored.substituter] : [];
-    const top = await buildOut(nix, attr(req.flake, 'config.system.build.toplevel'), req.log, extra);
+    const top = valid
+        ? { out: outPath, stderr: '', code: 0 }
+        : await buildOut(nix, attr(req.flake, 'config.system.build.toplevel'), req.log, extra);
+    if (valid)
+        req.log(`${outPath} is in the store already: nothing to build`);
     if (cache && restored.missing.length) {
         cache = { ...cache, restoredPaths: await (0, closure_cache_1.countRestored)(nix, restored.missing) };
     }
@@ -30266,6 +30273,11 @@ function localNix(bin = 'nix') {
                 const timer = opts.timeoutMs
                     ? setTimeout(() => child.kill('SIGTERM'), opts.timeoutMs)
                     : undefined;
+                const abort = () => child.kill('SIGTERM');
+                if (opts.signal?.aborted)
+                    abort();
+                else
+                    opts.signal?.addEventListener('abort', abort, { once: true });
                 child.stdout.on('data', (d) => (stdout += d.toString()));
                 child.stderr.on('data', (d) => {
                     const s = d.toString();
@@ -30288,6 +30300,7 @@ function localNix(bin = 'nix') {
                 child.on('close', (code) => {
                     if (timer)
                         clearTimeout(timer);
+                    opts.signal?.removeEventListener('abort', abort);
                     if (partial && opts.onStderr)
                         opts.onStderr(partial);
                     resolve({ code: code ?? -1, stdout, stderr });
@@ -32226,6 +32239,7 @@ const kexec_1 = __nccwpck_require__(6499);
 const installers_1 = __nccwpck_require__(1772);
 const closure_1 = __nccwpck_require__(2198);
 const run_1 = __nccwpck_require__(6834);
+const evaluate_1 = __nccwpck_require__(1280);
 const keys_1 = __nccwpck_require__(9892);
 const nix_1 = __nccwpck_require__(4280);
 const closure_cache_1 = __nccwpck_require__(1980);
@@ -32331,6 +32345,8 @@ async function runPipeline(cfg, req, deps, record = newRecord(cfg)) {
         ? settle(Promise.all([(0, build_1.nixVersion)(nix()), (0, build_1.evalToplevel)(nix(), cfg.flake)]))
         : undefined;
     let session;
+    // Ends what was started ahead and is no longer needed (the preflight's evaluation after a failed build).
+    const ahead = new AbortController();
     try {
         // 1. probe (read-only) and plan (pure)
         if (wanted.includes('probe')) {
@@ -32382,6 +32398,11 @@ async function runPipeline(cfg, req, deps, record = newRecord(cfg)) {
                 skipped(name, d.why ?? 'not needed');
             return d.run;
         };
+        // The preflight's evaluation runs beside the build once the decision says the check runs (a
+        // deploy that changes nothing evaluates nothing more); its lines are logged in the check stage.
+        const checkEval = runs('check', false) && cfg.flake
+            ? earlyPreflight(deps.nix ?? (0, nix_1.localNix)(), cfg.flake, ahead.signal)
+            : undefined;
         // 3. build what the plan needs; install refusals and budgets fail here, before any change
         if (runs('build')) {
             await stage('build', async () => {
@@ -32409,7 +32430,7 @@ async function runPipeline(cfg, req, deps, record = newRecord(cfg)) {
         // 4. check
         if (runs('check')) {
             try {
-                record.preflight = await stage('check', () => runCheck(cfg, deps, record));
+                record.preflight = await stage('check', () => runCheck(cfg, deps, record, checkEval));
             }
             catch (err) {
                 // A plan-only run needs no Nix on the runner: without it the preflight is skipped, not fatal.
@@ -32510,6 +32531,7 @@ async function runPipeline(cfg, req, deps, record = newRecord(cfg)) {
                 : { message: (0, errors_1.describeError)(err) };
     }
     finally {
+        ahead.abort();
         session?.close();
     }
     // After the deploy (also a failed one: the build was good), never before the host is contacted.
@@ -32551,8 +32573,14 @@ async function saveCache(cfg, deps, build) {
         warn: (l) => deps.log.warn(l),
     });
 }
+/** The preflight's evaluation, started now; what it would log is kept for the check stage. */
+function earlyPreflight(nix, flake, signal) {
+    const lines = [];
+    const evaluation = settle((0, evaluate_1.evaluatePreflightInputs)(nix, flake, { log: (l) => lines.push(l), signal }));
+    return { evaluation, lines };
+}
 /** Preflight of the configuration, with whatever the run knows: facts, plan, deploy key. */
-async function runCheck(cfg, deps, record) {
+async function runCheck(cfg, deps, record, ahead) {
     if (!cfg.flake)
         throw new errors_1.InputError('flake', 'is required to check a configuration', 'set flake to PATH#NAME, e.g. .#my-vps');
     const result = await (0, run_1.runPreflight)(deps.nix ?? (0, nix_1.localNix)(), cfg.flake, {
@@ -32560,7 +32588,14 @@ async function runCheck(cfg, deps, record) {
         plan: record.plan,
         deployPublicKeys: loginPublicKeys(cfg, deps),
         targetUser: cfg.target?.user,
-    }, { log: (l) => deps.log.info(l) });
+    }, {
+        log: (l) => deps.log.info(l),
+        evaluation: ahead?.evaluation.then((settled) => {
+            for (const l of ahead.lines)
+                deps.log.info(l);
+            return unwrap(settled);
+        }),
+    });
     for (const f of result.findings) {
         if (f.severity === 'error')
             deps.log.warn(`preflight error ${f.id}: ${f.message}`);
@@ -33424,7 +33459,19 @@ function flakeLevelError(flake, stderr) {
     return undefined;
 }
 async function evalSections(nix, flake, sections, opts) {
-    const r = await nix.run(['eval', '--json', configInstallable(flake), '--apply', applyExpression(sections)], { timeoutMs: opts.timeoutMs ?? 300_000 });
+    const r = await nix.run(
+    // No eval cache: an --apply result is not cached anyway, and this evaluation may run beside
+    // the build's, which holds that cache's write transaction (older Nix blocks on it).
+    [
+        'eval',
+        '--json',
+        configInstallable(flake),
+        '--apply',
+        applyExpression(sections),
+        '--option',
+        'eval-cache',
+        'false',
+    ], { timeoutMs: opts.timeoutMs ?? 300_000, signal: opts.signal });
     if (r.code !== 0)
         return { ok: false, stderr: r.stderr };
     try {
@@ -33452,6 +33499,9 @@ async function evaluatePreflightInputs(nix, flake, opts = {}) {
         }
     }
     else {
+        // Stopped from outside (the run no longer needs it): no evaluation of each part either.
+        if (opts.signal?.aborted)
+            throw new Error('the preflight evaluation was stopped');
         const fatal = flakeLevelError(flake, all.stderr);
         if (fatal)
             throw fatal;
@@ -34011,10 +34061,14 @@ exports.renderFindingsText = renderFindingsText;
 const render_1 = __nccwpck_require__(6340);
 const evaluate_1 = __nccwpck_require__(1280);
 const rules_1 = __nccwpck_require__(9060);
-/** Runs preflight on `flake.ref#nixosConfigurations.<flake.name>`. Throws PreflightError if the flake does not evaluate. */
+/**
+ * Runs preflight on `flake.ref#nixosConfigurations.<flake.name>`; `evaluation` is that evaluation
+ * started ahead (beside the probe), else it runs now. Throws PreflightError if the flake does not
+ * evaluate.
+ */
 async function runPreflight(nix, flake, ctx = {}, opts = {}) {
     const start = process.hrtime.bigint();
-    const { inputs, nixCalls } = await (0, evaluate_1.evaluatePreflightInputs)(nix, flake, opts);
+    const { inputs, nixCalls } = await (opts.evaluation ?? (0, evaluate_1.evaluatePreflightInputs)(nix, flake, opts));
     const found = (0, rules_1.findings)(inputs, ctx);
     const seconds = Number(process.hrtime.bigint() - start) / 1e9;
     return { findings: found, seconds, nixCalls };

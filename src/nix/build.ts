@@ -198,6 +198,9 @@ export async function buildSystem(nix: Nix, req: BuildRequest): Promise<BuildRes
   const { drvPath, outPath, system } = req.evaluated ?? (await evalToplevel(nix, req.flake));
   let cache: RestoreOutcome | undefined;
   let restored: { substituter?: string; missing: string[] } = { missing: [] };
+  // Already in the runner's store (built by an earlier step or run, or restored): `nix build`
+  // would only evaluate the configuration again, a whole NixOS evaluation for nothing.
+  const valid = await isValid(nix, outPath);
   if (req.cache) {
     const parts = { system, name: req.flake.name, drvPath, toolVersion: req.toolVersion };
     const key = cacheKey(parts);
@@ -207,7 +210,7 @@ export async function buildSystem(nix: Nix, req: BuildRequest): Promise<BuildRes
       hit: 'in-store',
       restoredPaths: 0,
     };
-    if (await isValid(nix, outPath)) cache = none;
+    if (valid) cache = none;
     else {
       // A cache that fails only costs the time to build: a warning, never a failed run.
       const r = await restoreClosure(nix, req.cache, key, cacheKeyPrefix(parts)).catch(
@@ -221,7 +224,10 @@ export async function buildSystem(nix: Nix, req: BuildRequest): Promise<BuildRes
     }
   }
   const extra = restored.substituter ? ['--extra-substituters', restored.substituter] : [];
-  const top = await buildOut(nix, attr(req.flake, 'config.system.build.toplevel'), req.log, extra);
+  const top = valid
+    ? { out: outPath, stderr: '', code: 0 }
+    : await buildOut(nix, attr(req.flake, 'config.system.build.toplevel'), req.log, extra);
+  if (valid) req.log(`${outPath} is in the store already: nothing to build`);
   if (cache && restored.missing.length) {
     cache = { ...cache, restoredPaths: await countRestored(nix, restored.missing) };
   }

@@ -12,6 +12,8 @@ export interface NixRunOptions {
   /** Stream stderr lines (build logs) as they come. */
   onStderr?: (line: string) => void;
   timeoutMs?: number;
+  /** Ends the child (SIGTERM) when aborted: work started ahead that turned out not needed. */
+  signal?: AbortSignal;
 }
 
 /** Anything that runs `nix …`; one real implementation, tests may wrap it to count calls. */
@@ -39,6 +41,9 @@ export function localNix(bin = 'nix'): Nix {
         const timer = opts.timeoutMs
           ? setTimeout(() => child.kill('SIGTERM'), opts.timeoutMs)
           : undefined;
+        const abort = () => child.kill('SIGTERM');
+        if (opts.signal?.aborted) abort();
+        else opts.signal?.addEventListener('abort', abort, { once: true });
         child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
         child.stderr.on('data', (d: Buffer) => {
           const s = d.toString();
@@ -61,6 +66,7 @@ export function localNix(bin = 'nix'): Nix {
         });
         child.on('close', (code) => {
           if (timer) clearTimeout(timer);
+          opts.signal?.removeEventListener('abort', abort);
           if (partial && opts.onStderr) opts.onStderr(partial);
           resolve({ code: code ?? -1, stdout, stderr });
         });

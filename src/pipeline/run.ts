@@ -23,6 +23,7 @@ import {
 } from '../release/installers';
 import { diffClosures, type ClosureDiff } from '../nix/closure';
 import { runPreflight, type PreflightResult } from '../preflight/run';
+import { evaluatePreflightInputs, type Evaluation } from '../preflight/evaluate';
 import { publicKeyOf } from '../ssh/keys';
 import { NixError, localNix, type Nix } from '../nix/nix';
 import type { CacheStore } from '../cache/store';
@@ -194,6 +195,8 @@ export async function runPipeline(
     ? settle(Promise.all([nixVersion(nix()), evalToplevel(nix(), cfg.flake!)]))
     : undefined;
   let session: RemoteSession | undefined;
+  // Ends what was started ahead and is no longer needed (the preflight's evaluation after a failed build).
+  const ahead = new AbortController();
   try {
     // 1. probe (read-only) and plan (pure)
     if (wanted.includes('probe')) {
@@ -241,6 +244,13 @@ export async function runPipeline(
       return d.run;
     };
 
+    // The preflight's evaluation runs beside the build once the decision says the check runs (a
+    // deploy that changes nothing evaluates nothing more); its lines are logged in the check stage.
+    const checkEval =
+      runs('check', false) && cfg.flake
+        ? earlyPreflight(deps.nix ?? localNix(), cfg.flake, ahead.signal)
+        : undefined;
+
     // 3. build what the plan needs; install refusals and budgets fail here, before any change
     if (runs('build')) {
       await stage('build', async () => {
@@ -271,7 +281,7 @@ export async function runPipeline(
     // 4. check
     if (runs('check')) {
       try {
-        record.preflight = await stage('check', () => runCheck(cfg, deps, record));
+        record.preflight = await stage('check', () => runCheck(cfg, deps, record, checkEval));
       } catch (err) {
         // A plan-only run needs no Nix on the runner: without it the preflight is skipped, not fatal.
         if (!(cfg.planOnly && err instanceof NixError)) throw err;
@@ -388,6 +398,7 @@ export async function runPipeline(
         ? { message: err.message, fix: err.fix }
         : { message: describeError(err) };
   } finally {
+    ahead.abort();
     session?.close();
   }
   // After the deploy (also a failed one: the build was good), never before the host is contacted.
@@ -437,11 +448,25 @@ async function saveCache(
   });
 }
 
+/** The preflight's evaluation, started now; what it would log is kept for the check stage. */
+function earlyPreflight(
+  nix: Nix,
+  flake: NonNullable<Config['flake']>,
+  signal: AbortSignal,
+): { evaluation: Promise<Settled<Evaluation>>; lines: string[] } {
+  const lines: string[] = [];
+  const evaluation = settle(
+    evaluatePreflightInputs(nix, flake, { log: (l) => lines.push(l), signal }),
+  );
+  return { evaluation, lines };
+}
+
 /** Preflight of the configuration, with whatever the run knows: facts, plan, deploy key. */
 async function runCheck(
   cfg: Config,
   deps: PipelineDeps,
   record: RunRecord,
+  ahead?: ReturnType<typeof earlyPreflight>,
 ): Promise<PreflightResult> {
   if (!cfg.flake)
     throw new InputError(
@@ -458,7 +483,13 @@ async function runCheck(
       deployPublicKeys: loginPublicKeys(cfg, deps),
       targetUser: cfg.target?.user,
     },
-    { log: (l) => deps.log.info(l) },
+    {
+      log: (l) => deps.log.info(l),
+      evaluation: ahead?.evaluation.then((settled) => {
+        for (const l of ahead.lines) deps.log.info(l);
+        return unwrap(settled);
+      }),
+    },
   );
   for (const f of result.findings) {
     if (f.severity === 'error') deps.log.warn(`preflight error ${f.id}: ${f.message}`);

@@ -31,6 +31,8 @@ export interface FlakeConfigRef {
 export interface EvaluateOptions {
   timeoutMs?: number;
   log?: (line: string) => void;
+  /** Stops the evaluation (started ahead of the plan, which may not need it). */
+  signal?: AbortSignal;
 }
 
 export interface Evaluation {
@@ -391,8 +393,19 @@ async function evalSections(
   opts: EvaluateOptions,
 ): Promise<{ ok: true; value: Record<string, unknown> } | { ok: false; stderr: string }> {
   const r = await nix.run(
-    ['eval', '--json', configInstallable(flake), '--apply', applyExpression(sections)],
-    { timeoutMs: opts.timeoutMs ?? 300_000 },
+    // No eval cache: an --apply result is not cached anyway, and this evaluation may run beside
+    // the build's, which holds that cache's write transaction (older Nix blocks on it).
+    [
+      'eval',
+      '--json',
+      configInstallable(flake),
+      '--apply',
+      applyExpression(sections),
+      '--option',
+      'eval-cache',
+      'false',
+    ],
+    { timeoutMs: opts.timeoutMs ?? 300_000, signal: opts.signal },
   );
   if (r.code !== 0) return { ok: false, stderr: r.stderr };
   try {
@@ -422,6 +435,8 @@ export async function evaluatePreflightInputs(
       if (err) failed.push({ section: s, error: err });
     }
   } else {
+    // Stopped from outside (the run no longer needs it): no evaluation of each part either.
+    if (opts.signal?.aborted) throw new Error('the preflight evaluation was stopped');
     const fatal = flakeLevelError(flake, all.stderr);
     if (fatal) throw fatal;
     opts.log?.(

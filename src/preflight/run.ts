@@ -1,7 +1,12 @@
 /** The preflight stage: evaluate the configuration's few attributes, check them, render the findings. */
 import type { Nix } from '../nix/nix';
 import { escapeCell } from '../report/render';
-import { evaluatePreflightInputs, type EvaluateOptions, type FlakeConfigRef } from './evaluate';
+import {
+  evaluatePreflightInputs,
+  type EvaluateOptions,
+  type Evaluation,
+  type FlakeConfigRef,
+} from './evaluate';
 import { findings as check, type PreflightContext } from './rules';
 import type { Finding, Severity } from './types';
 
@@ -13,15 +18,19 @@ export interface PreflightResult {
   nixCalls: number;
 }
 
-/** Runs preflight on `flake.ref#nixosConfigurations.<flake.name>`. Throws PreflightError if the flake does not evaluate. */
+/**
+ * Runs preflight on `flake.ref#nixosConfigurations.<flake.name>`; `evaluation` is that evaluation
+ * started ahead (beside the probe), else it runs now. Throws PreflightError if the flake does not
+ * evaluate.
+ */
 export async function runPreflight(
   nix: Nix,
   flake: FlakeConfigRef,
   ctx: PreflightContext = {},
-  opts: EvaluateOptions = {},
+  opts: EvaluateOptions & { evaluation?: Promise<Evaluation> } = {},
 ): Promise<PreflightResult> {
   const start = process.hrtime.bigint();
-  const { inputs, nixCalls } = await evaluatePreflightInputs(nix, flake, opts);
+  const { inputs, nixCalls } = await (opts.evaluation ?? evaluatePreflightInputs(nix, flake, opts));
   const found = check(inputs, ctx);
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   return { findings: found, seconds, nixCalls };

@@ -22,7 +22,9 @@
 #   (same flake, key and pin): ours main + post against nixos-rebuild's whole run, each checked
 #   from outside, with the bytes the VPS received; the medians and ratios go to the report and to
 #   stdout. nixos-rebuild is, with real artifacts, the one of the configuration's own nixpkgs (the
-#   real one, activating a real NixOS); with stand-ins, the stand-in first on PATH.
+#   real one, activating a real NixOS); with stand-ins, the stand-in first on PATH; E2E_REBUILD=CMD
+#   replaces either. When it fails, the bench stops there and says so (it is the yardstick, not
+#   what is tested).
 # Needs root (network namespaces). VPS_ACCEL=kvm makes the VM use KVM (test/vps/lib/vm.sh).
 # With --report DIR: DIR/summary.md (steps, seconds, sizes) and DIR/sizes.json. The last line on
 # stdout is
@@ -134,7 +136,7 @@ write_report() {
       echo
       echo "#### The everyday path against nixos-rebuild alone (--bench $bench)"
       echo
-      echo "Ours is the action's main and post steps; nixos-rebuild alone is \`$rebuild switch --flake … --target-host\`, same key and pin. Bytes: what the VPS received on its link."
+      echo "Ours is the action's main and post steps; nixos-rebuild alone is \`$rebuild switch --no-reexec --flake … --target-host\`, same key and pin. Bytes: what the VPS received on its link."
       echo
       echo "| run | seconds | bytes received |"
       echo "|---|---:|---:|"
@@ -213,8 +215,8 @@ done
 # No nixos-rebuild is needed: the deploy copies the system built here and switches to it itself
 # (src/deploy/switch.ts); nixos-rebuild runs only with build-host. The bench compares with it:
 # the configuration's own (pinned, built here with the internet), or the stand-in on PATH.
-rebuild=nixos-rebuild
-if ((bench > 0)) && [[ $artifacts == real ]]; then
+rebuild=${E2E_REBUILD:-nixos-rebuild}
+if ((bench > 0)) && [[ $artifacts == real && -z ${E2E_REBUILD:-} ]]; then
   rebuild=$(nixc build --no-link --print-out-paths "$flake#nixosConfigurations.${config[base]}.pkgs.nixos-rebuild")/bin/nixos-rebuild
   log "bench: nixos-rebuild alone is $rebuild"
 fi
@@ -328,68 +330,80 @@ pinned rollback
 # The host runs CHANGED (the rollback put it back). Each round: ours unchanged (CHANGED again),
 # nixos-rebuild alone unchanged (CHANGED again), ours CHANGED → BASE, nixos-rebuild alone
 # BASE → CHANGED: one package apart, both systems already in the host's store after the first
-# round (neither copies more than the other).
+# round (neither copies more than the other). nixos-rebuild runs at its fastest: --no-reexec (no
+# build of the configuration's own nixos-rebuild to re-run itself with first). Our runs are
+# checked as the steps above are (a failure fails the test); nixos-rebuild is the yardstick, not
+# what is tested: when it fails, or leaves the host on another system, the bench stops there and
+# the report says so.
 netns=$(json "$work/vps.json" netns)
 received() { ip -n "$netns" -j -s link show tap0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["tx"]["bytes"])'; }
 # alone NAME CONFIG: nixos-rebuild switch alone, same key and pin, timed inside the netns
 alone() {
   local name=$1 cfgname=$2 dir="$work/steps/$1" rc=0
   mkdir -p "$dir"
-  log "$name: nixos-rebuild switch --flake #$cfgname --target-host $target"
+  log "$name: nixos-rebuild switch --no-reexec --flake #$cfgname --target-host $target"
   # shellcheck disable=SC2016 # expanded by the inner bash
   "$VPS" exec --run-dir "$rd" -- env "${step_env[@]}" \
     NIX_SSHOPTS="-i $key -o UserKnownHostsFile=$known_hosts -o StrictHostKeyChecking=yes -o BatchMode=yes" \
     bash -c 'TIMEFORMAT=%R; { time "${@:2}" </dev/null >"$1/log.txt" 2>&1; } 2>"$1/seconds"' _ "$dir" \
-    "$rebuild" switch --flake "$flake#$cfgname" --target-host "$target" || rc=$?
-  if ((rc != 0)); then
-    echo "e2e: the last lines of $name's log:" >&2
-    tail -n 30 "$dir/log.txt" | LC_ALL=C tr -d '\000-\010\013-\037\177' | sed 's/^/  | /' >&2 || true
-    die "$name: nixos-rebuild exited $rc (log: $dir/log.txt)"
-  fi
-  secs[$name]=$(cat "$dir/seconds")
+    "$rebuild" switch --no-reexec --flake "$flake#$cfgname" --target-host "$target" || rc=$?
+  secs[$name]=$(tail -n 1 "$dir/seconds")
+  return "$rc"
 }
-# measured KIND NAME CONFIG: one run of ours (the action, main + post) or alone, with what the VPS
-# received, appended to $work/bench.tsv
+# measured KIND NAME CONFIG KEY: one run of ours (the action, main + post) or alone, with what
+# the VPS received (before the checks from outside), appended to $work/bench.tsv; the host must
+# end on top[KEY]. A failed nixos-rebuild alone sets alone_failed and returns 1.
 measured() {
-  local kind=$1 name=$2 cfgname=$3 rx0 seconds
+  local kind=$1 name=$2 cfgname=$3 rx0 rx seconds rc=0 now
   rx0=$(received)
   if [[ $kind == ours* ]]; then
     step "$name" "$cfgname"
+    rx=$(($(received) - rx0))
     expect "$name" "$(code "$name")" 0 "exit status"
+    expect "$name" "$(running)" "${top[$4]}" "the running system"
     seconds=$(awk -v a="$(json "$work/steps/$name/result.json" mainSeconds)" \
       -v b="$(json "$work/steps/$name/result.json" postSeconds)" 'BEGIN { printf "%.3f", a + b }')
   else
-    alone "$name" "$cfgname"
+    alone "$name" "$cfgname" || rc=$?
+    rx=$(($(received) - rx0))
+    now=$(running)
+    if ((rc != 0)) || [[ $now != "${top[$4]}" ]]; then
+      alone_failed="$name: nixos-rebuild exited $rc, the host runs $now"
+      echo "e2e: bench stopped ($alone_failed); the last lines of its log:" >&2
+      tail -n 30 "$work/steps/$name/log.txt" | LC_ALL=C tr -d '\000-\010\013-\037\177' | sed 's/^/  | /' >&2 || true
+      return 1
+    fi
     seconds=${secs[$name]}
   fi
-  printf '%s\t%s\t%s\n' "$kind" "$seconds" "$(($(received) - rx0))" >>"$work/bench.tsv"
+  printf '%s\t%s\t%s\n' "$kind" "$seconds" "$rx" >>"$work/bench.tsv"
 }
+alone_failed=""
 if ((bench > 0)); then
   : >"$work/bench.tsv"
   for ((i = 1; i <= bench; i++)); do
-    measured ours-unchanged "bench-$i-unchanged-ours" "${config[changed]}"
+    measured ours-unchanged "bench-$i-unchanged-ours" "${config[changed]}" changed
     expect "bench-$i-unchanged-ours" "$(out "bench-$i-unchanged-ours" changed)" false "changed"
     grep -q 'no change: the host runs' "$work/steps/bench-$i-unchanged-ours/log.txt" ||
       fail "bench-$i-unchanged-ours" "the log does not say no change"
-    measured alone-unchanged "bench-$i-unchanged-alone" "${config[changed]}"
-    expect "bench-$i-unchanged-alone" "$(running)" "${top[changed]}" "the running system"
-    measured ours-change "bench-$i-change-ours" "${config[base]}"
+    measured alone-unchanged "bench-$i-unchanged-alone" "${config[changed]}" changed || break
+    measured ours-change "bench-$i-change-ours" "${config[base]}" base
     expect "bench-$i-change-ours" "$(out "bench-$i-change-ours" changed)" true "changed"
-    expect "bench-$i-change-ours" "$(running)" "${top[base]}" "the running system"
-    measured alone-change "bench-$i-change-alone" "${config[changed]}"
-    expect "bench-$i-change-alone" "$(running)" "${top[changed]}" "the running system"
+    measured alone-change "bench-$i-change-alone" "${config[changed]}" changed || break
   done
-  bench_line=$(python3 - "$work/bench.tsv" <<'PY'
+  bench_line=$(python3 - "$work/bench.tsv" "$alone_failed" <<'PY'
 import statistics, sys
 by = {}
 for line in open(sys.argv[1]):
-    kind, secs, rx = line.split("\t")
+    kind, secs, rx = line.rstrip("\n").split("\t")
     by.setdefault(kind, []).append((float(secs), int(rx)))
 med = lambda k, i: statistics.median(r[i] for r in by[k])
 parts = []
 for what, a, b in [("unchanged", "ours-unchanged", "alone-unchanged"), ("one-package change", "ours-change", "alone-change")]:
-    parts.append(f"{what}: ours {med(a, 0):.2f} s ({med(a, 1):.0f} B received), nixos-rebuild alone {med(b, 0):.2f} s ({med(b, 1):.0f} B), ratio {med(a, 0) / med(b, 0):.2f}")
-print("; ".join(parts) + f" (medians of {len(by['ours-unchanged'])})")
+    if a in by and b in by:
+        parts.append(f"{what}: ours {med(a, 0):.2f} s ({med(a, 1):.0f} B received), nixos-rebuild alone {med(b, 0):.2f} s ({med(b, 1):.0f} B), ratio {med(a, 0) / med(b, 0):.2f} (medians of {len(by[a])} and {len(by[b])})")
+    else:
+        parts.append(f"{what}: no pair measured")
+print("; ".join(parts) + (f"; stopped: {sys.argv[2]}" if sys.argv[2] else ""))
 PY
 )
   echo "bench: $bench_line"

@@ -336,7 +336,9 @@ pinned rollback
 # what is tested: when it fails, or leaves the host on another system, the bench stops there and
 # the report says so.
 netns=$(json "$work/vps.json" netns)
-received() { ip -n "$netns" -j -s link show tap0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["tx"]["bytes"])'; }
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
+received() { txbytes "$netns" tap0; }
 # alone NAME CONFIG: nixos-rebuild switch alone, same key and pin, timed inside the netns
 alone() {
   local name=$1 cfgname=$2 dir="$work/steps/$1" rc=0

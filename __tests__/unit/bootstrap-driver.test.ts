@@ -287,7 +287,7 @@ describe('runBootstrap, resumed', () => {
     expect(r.phases[0]!.detail).toBe(evidence);
     expect(info).toContain(`installer-prep: already done (${evidence}); skipping`);
     expect(r.phases[1]!.detail).toMatch(
-      /^\/dev\/vda already partitioned by this installer \(resumed\); closure 4 paths: 2 there, 0 substituted by the target, 2 sent/,
+      /^\/dev\/vda already partitioned by this installer \(resumed\); closure 4 paths: 2 there, 0 substituted by the target \([\d.]+ s\), 2 sent/,
     );
     // no prep, no second upload of the disk script, no disko: only the rest of the closure
     expect(fake.changes).toEqual(['1: store receive /mnt', '1: install finish', '1: reboot']);

@@ -30643,6 +30643,7 @@ async function sendClosure(session, roots, opts) {
         closure,
         present: 0,
         substituted: 0,
+        substituteSeconds: 0,
         sent: 0,
         bytesSent: 0,
         tarBytes: 0,
@@ -30683,14 +30684,17 @@ async function sendClosure(session, roots, opts) {
         const extra = opts.substituters?.urls.length
             ? [opts.substituters.urls.join(' '), opts.substituters.publicKeys.join(' ')]
             : [];
+        const t0 = Date.now();
         await store(session, 'substitute', [root, nix, ...extra], missing.join('\n') + '\n', 60 * 60_000);
         const before = missing.length;
         missing = await remoteInvalid(session, missing, root, nix);
         result.substituted = before - missing.length;
+        result.substituteSeconds = (Date.now() - t0) / 1000;
+        const took = `${result.substituteSeconds.toFixed(1)} s`;
         if (result.substituted > 0)
-            opts.log(`the target fetched ${result.substituted} paths from its binary caches`);
+            opts.log(`the target fetched ${result.substituted} paths from its binary caches (${took})`);
         else
-            opts.log('the target could not substitute any path: sending the rest');
+            opts.log(`the target could not substitute any path (${took}): sending the rest`);
     }
     if (missing.length > 0) {
         opts.log(`sending ${missing.length} of ${closure.length} paths`);
@@ -31349,7 +31353,7 @@ exports.installPhase = {
         const wire = sent.tarBytes
             ? `${(0, size_1.formatBytes)(sent.bytesSent)} zstd of ${(0, size_1.formatBytes)(sent.tarBytes)}`
             : (0, size_1.formatBytes)(sent.bytesSent);
-        return `${parts}; closure ${sent.closure.length} paths: ${sent.present} there, ${sent.substituted} substituted by the target, ${sent.sent} sent (${wire}), NAR hashes checked (${sent.verifySeconds.toFixed(1)} s) and registered by the closure's Nix; boot loader installed; system profile ${fin.profile}; host keys copied`;
+        return `${parts}; closure ${sent.closure.length} paths: ${sent.present} there, ${sent.substituted} substituted by the target (${sent.substituteSeconds.toFixed(1)} s), ${sent.sent} sent (${wire}), NAR hashes checked (${sent.verifySeconds.toFixed(1)} s) and registered by the closure's Nix; boot loader installed; system profile ${fin.profile}; host keys copied`;
     },
 };
 

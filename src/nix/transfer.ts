@@ -43,6 +43,8 @@ export interface TransferResult {
   present: number;
   /** Fetched by the target from its own caches. */
   substituted: number;
+  /** Seconds the target spent asking its caches (also when they gave nothing). */
+  substituteSeconds: number;
   /** Sent from the runner. */
   sent: number;
   /** Bytes that crossed the SSH session (zstd-compressed tar). */
@@ -343,6 +345,7 @@ export async function sendClosure(
     closure,
     present: 0,
     substituted: 0,
+    substituteSeconds: 0,
     sent: 0,
     bytesSent: 0,
     tarBytes: 0,
@@ -391,6 +394,7 @@ export async function sendClosure(
     const extra = opts.substituters?.urls.length
       ? [opts.substituters.urls.join(' '), opts.substituters.publicKeys.join(' ')]
       : [];
+    const t0 = Date.now();
     await store(
       session,
       'substitute',
@@ -401,9 +405,11 @@ export async function sendClosure(
     const before = missing.length;
     missing = await remoteInvalid(session, missing, root, nix);
     result.substituted = before - missing.length;
+    result.substituteSeconds = (Date.now() - t0) / 1000;
+    const took = `${result.substituteSeconds.toFixed(1)} s`;
     if (result.substituted > 0)
-      opts.log(`the target fetched ${result.substituted} paths from its binary caches`);
-    else opts.log('the target could not substitute any path: sending the rest');
+      opts.log(`the target fetched ${result.substituted} paths from its binary caches (${took})`);
+    else opts.log(`the target could not substitute any path (${took}): sending the rest`);
   }
   if (missing.length > 0) {
     opts.log(`sending ${missing.length} of ${closure.length} paths`);

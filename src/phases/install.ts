@@ -111,6 +111,6 @@ export const installPhase: Phase<InstallContext> = {
     const wire = sent.tarBytes
       ? `${formatBytes(sent.bytesSent)} zstd of ${formatBytes(sent.tarBytes)}`
       : formatBytes(sent.bytesSent);
-    return `${parts}; closure ${sent.closure.length} paths: ${sent.present} there, ${sent.substituted} substituted by the target, ${sent.sent} sent (${wire}), NAR hashes checked (${sent.verifySeconds.toFixed(1)} s) and registered by the closure's Nix; boot loader installed; system profile ${fin.profile}; host keys copied`;
+    return `${parts}; closure ${sent.closure.length} paths: ${sent.present} there, ${sent.substituted} substituted by the target (${sent.substituteSeconds.toFixed(1)} s), ${sent.sent} sent (${wire}), NAR hashes checked (${sent.verifySeconds.toFixed(1)} s) and registered by the closure's Nix; boot loader installed; system profile ${fin.profile}; host keys copied`;
   },
 };

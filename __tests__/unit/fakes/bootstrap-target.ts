@@ -755,6 +755,7 @@ export class RunnerStore {
       closure,
       present: closure.length - missing.length,
       substituted: 0,
+      substituteSeconds: 0,
       sent: missing.length,
       bytesSent: this.wireBytes(missing),
       tarBytes,

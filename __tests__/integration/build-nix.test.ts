@@ -4,12 +4,20 @@
  * binary cache, nix-store --delete — is the real thing.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../helpers/cli';
 import { parseConfig, type RawInputs } from '../../src/inputs';
 import { runPipeline } from '../../src/pipeline/run';
+import { buildSystem, evalToplevel } from '../../src/nix/build';
 import type { StageName } from '../../src/pipeline/record';
 import type { Facts } from '../../src/probe/facts';
 import type { Nix } from '../../src/nix/nix';
@@ -619,5 +627,31 @@ describe('install refusals from the build (issue 17, real Nix, stand-in configur
     expect(refusal(notTar).reason).toMatch(
       /kexec installer \(.*installer\.tar\.gz\) cannot be checked against this host's RAM: tar cannot list it/,
     );
+  });
+});
+
+describe('the build reuses the evaluation (real Nix, stand-in configuration)', () => {
+  it('builds the evaluated derivation, not the flake attribute again; nothing when in the store', async () => {
+    const dir = installFlake({ root: 'ext4', nix: true, tag: `drv-${Date.now()}` });
+    const calls: string[][] = [];
+    const nix: Nix = {
+      run: (args, opts) => {
+        calls.push(args);
+        return offlineNix.run(args, opts);
+      },
+    };
+    const flake = { ref: dir, name: 'standin' };
+    const evaluated = await evalToplevel(nix, flake);
+    const req = { flake, evaluated, toolVersion: 'test', log: () => {}, warn: () => {} };
+    const b = await buildSystem(nix, req);
+    expect(b.toplevel).toBe(evaluated.outPath);
+    expect(existsSync(b.toplevel)).toBe(true);
+    // Debian's Nix 2.8: the bare .drv path builds its outputs (2.15 and later: DRV^out)
+    expect(calls.filter((a) => a[0] === 'build').map((a) => a.at(-1))).toEqual([evaluated.drvPath]);
+    expect(calls.filter((a) => a[0] === 'eval')).toHaveLength(1);
+    calls.length = 0;
+    const again = await buildSystem(nix, req);
+    expect(again.toplevel).toBe(evaluated.outPath);
+    expect(calls.filter((a) => a[0] === 'build' || a[0] === 'eval')).toEqual([]);
   });
 });

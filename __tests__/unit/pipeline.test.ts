@@ -111,7 +111,7 @@ function harness(world: World) {
         events.push(aborted ? 'preflight eval aborted' : 'preflight eval end');
         return aborted ? { code: 143, stdout: '', stderr: 'terminated' } : ok('{}');
       }
-      if (args[0] === 'build' && a.includes('config.system.build.toplevel')) {
+      if (args[0] === 'build' && /config\.system\.build\.toplevel|\.drv/.test(a)) {
         await new Promise((r) => setTimeout(r, world.buildMs ?? 0));
         events.push('nix build end');
         if (world.buildFails) return { code: 1, stdout: '', stderr: 'error: builder failed' };
@@ -120,7 +120,7 @@ function harness(world: World) {
         return ok(
           JSON.stringify({ drv: '/nix/store/x.drv', out: world.evaluated, system: 'x86_64-linux' }),
         );
-      if (args[0] === 'build' && a.includes('config.system.build.toplevel'))
+      if (args[0] === 'build' && /config\.system\.build\.toplevel|\/nix\/store\/x\.drv/.test(a))
         return ok(JSON.stringify([{ outputs: { out: world.top } }]));
       if (args[0] === 'build' && a.includes('destroyFormatMountNoDeps'))
         return ok(JSON.stringify([{ outputs: { out: world.disko } }]));
@@ -211,7 +211,8 @@ describe('an unchanged push-to-deploy', () => {
       'path-info',
       'path-info',
     ]);
-    // Not in the store: built, from the same evaluation.
+    // Not in the store: built from the same evaluation's derivation, not the flake attribute
+    // (which would evaluate the whole configuration again).
     const fresh = harness({ facts, evaluated: OTHER, top: OTHER });
     await fresh.run('action', {}, ['probe', 'plan', 'build']);
     expect(fresh.nixCalls.map((a) => a[0])).toEqual([
@@ -221,6 +222,15 @@ describe('an unchanged push-to-deploy', () => {
       'build',
       'path-info',
     ]);
+    expect(fresh.nixCalls.find((a) => a[0] === 'build')!.at(-1)).toBe('/nix/store/x.drv^out');
+    // A Nix that builds something else from it: the flake attribute after all.
+    const odd = harness({ facts, evaluated: OTHER, top: RUNS });
+    const o = await odd.run('action', {}, ['probe', 'plan', 'build']);
+    expect(odd.nixCalls.filter((a) => a[0] === 'build').map((a) => a.at(-1))).toEqual([
+      '/nix/store/x.drv^out',
+      '/flake#nixosConfigurations.vps.config.system.build.toplevel',
+    ]);
+    expect(o.build?.toplevel).toBe(RUNS);
   });
 
   it('force-switch runs the deploy with our own switch: no nixos-rebuild is looked for', async () => {

@@ -29462,6 +29462,7 @@ function get(url, opts, onRequest) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.BudgetExceeded = exports.DISKO_SCRIPT_ATTRS = exports.BuildError = void 0;
 exports.evalToplevel = evalToplevel;
+exports.drvOutInstallable = drvOutInstallable;
 exports.nixVersion = nixVersion;
 exports.buildSystem = buildSystem;
 const errors_1 = __nccwpck_require__(3916);
@@ -29530,6 +29531,18 @@ async function buildOut(nix, installable, log, extra = []) {
     const doc = JSON.parse(r.stdout);
     return { out: doc[0]?.outputs.out ?? '', stderr: r.stderr, code: 0 };
 }
+/**
+ * The installable that builds a derivation's `out`: `DRV^out` since Nix 2.15, where a bare .drv
+ * path names the derivation file itself (NixOS/nix#7600); the bare path before, which builds its
+ * outputs (Nix 2.8 on the test machines). An unreadable version is taken for a recent Nix.
+ */
+function drvOutInstallable(drvPath, version) {
+    const last = [...version.matchAll(/(\d+)\.(\d+)(?:\.\d+)?/g)].at(-1);
+    if (!last)
+        return `${drvPath}^out`;
+    const [major, minor] = [Number(last[1]), Number(last[2])];
+    return major > 2 || (major === 2 && minor >= 15) ? `${drvPath}^out` : drvPath;
+}
 /** Checks Nix is there and says which, before anything else. */
 async function nixVersion(nix) {
     const r = await nix.run(['--version']);
@@ -29566,8 +29579,9 @@ async function measureTrimming(nix, req, trimmed) {
 }
 async function buildSystem(nix, req) {
     const start = Date.now();
+    const version = req.nixVersion ?? (await nixVersion(nix));
     if (!req.evaluated)
-        req.log(`nix: ${await nixVersion(nix)}`);
+        req.log(`nix: ${version}`);
     const { drvPath, outPath, system } = req.evaluated ?? (await evalToplevel(nix, req.flake));
     let cache;
     let restored = { missing: [] };
@@ -29596,11 +29610,22 @@ async function buildSystem(nix, req) {
         }
     }
     const extra = restored.substituter ? ['--extra-substituters', restored.substituter] : [];
-    const top = valid
-        ? { out: outPath, stderr: '', code: 0 }
-        : await buildOut(nix, attr(req.flake, 'config.system.build.toplevel'), req.log, extra);
+    // Built from the evaluation's derivation: `nix build` of the flake attribute would evaluate the
+    // whole configuration again. The attribute only when this Nix read the installable otherwise.
+    const byAttr = () => buildOut(nix, attr(req.flake, 'config.system.build.toplevel'), req.log, extra);
+    let top = { out: outPath, stderr: '', code: 0 };
     if (valid)
         req.log(`${outPath} is in the store already: nothing to build`);
+    else {
+        const installable = drvOutInstallable(drvPath, version);
+        top = await buildOut(nix, installable, req.log, extra);
+        const misread = (top.code === 0 && top.out !== outPath) ||
+            (top.code !== 0 && installable.endsWith('^out') && top.stderr.includes(installable));
+        if (misread) {
+            req.log(`building ${installable} did not give ${outPath} (${top.code === 0 ? top.out : (0, nix_1.nixErrorText)(top.stderr)}): building the flake attribute instead`);
+            top = await byAttr();
+        }
+    }
     if (cache && restored.missing.length) {
         cache = { ...cache, restoredPaths: await (0, closure_cache_1.countRestored)(nix, restored.missing) };
     }
@@ -32412,8 +32437,9 @@ async function runPipeline(cfg, req, deps, record = newRecord(cfg)) {
             await stage('build', async () => {
                 // The evaluation beside the probe, when it succeeded; else the build evaluates (and
                 // says what failed).
-                const prior = evaluated ?? (early ? settledValue(await early)?.[1] : undefined);
-                const built = await runBuild(cfg, deps, decision.build, prior);
+                const besideProbe = early ? settledValue(await early) : undefined;
+                const prior = evaluated ?? besideProbe?.[1];
+                const built = await runBuild(cfg, deps, decision.build, prior, besideProbe?.[0]);
                 record.build = built.build;
                 record.installer = built.installer;
                 // What a deploy would change, when no deploy runs to say it (action build).
@@ -32618,7 +32644,7 @@ function cacheFor(cfg, deps, quiet = false) {
     return true;
 }
 /** The build stage: the system (when the plan needs it built here) and the kexec installer. */
-async function runBuild(cfg, deps, needs, evaluated) {
+async function runBuild(cfg, deps, needs, evaluated, version) {
     const nix = deps.nix ?? (0, nix_1.localNix)();
     let build;
     if (needs.system) {
@@ -32634,6 +32660,7 @@ async function runBuild(cfg, deps, needs, evaluated) {
             layout: needs.layout,
             cache: cacheFor(cfg, deps) ? deps.cache : undefined,
             evaluated,
+            nixVersion: version,
             toolVersion: deps.toolVersion,
             log: (l) => deps.log.info(l),
             warn: (l) => deps.log.warn(l),

@@ -51,6 +51,8 @@ export interface BuildRequest {
   cache?: { store: CacheStore; dir: string };
   /** The toplevel's evaluation, when the run already did it (it is not repeated). */
   evaluated?: Evaluated;
+  /** `nix --version`, when the run already asked (the installable that builds a .drv depends on it). */
+  nixVersion?: string;
   toolVersion: string;
   log: (line: string) => void;
   warn: (line: string) => void;
@@ -146,6 +148,18 @@ async function buildOut(
   return { out: doc[0]?.outputs.out ?? '', stderr: r.stderr, code: 0 };
 }
 
+/**
+ * The installable that builds a derivation's `out`: `DRV^out` since Nix 2.15, where a bare .drv
+ * path names the derivation file itself (NixOS/nix#7600); the bare path before, which builds its
+ * outputs (Nix 2.8 on the test machines). An unreadable version is taken for a recent Nix.
+ */
+export function drvOutInstallable(drvPath: string, version: string): string {
+  const last = [...version.matchAll(/(\d+)\.(\d+)(?:\.\d+)?/g)].at(-1);
+  if (!last) return `${drvPath}^out`;
+  const [major, minor] = [Number(last[1]), Number(last[2])];
+  return major > 2 || (major === 2 && minor >= 15) ? `${drvPath}^out` : drvPath;
+}
+
 /** Checks Nix is there and says which, before anything else. */
 export async function nixVersion(nix: Nix): Promise<string> {
   const r = await nix.run(['--version']);
@@ -194,7 +208,8 @@ async function measureTrimming(
 
 export async function buildSystem(nix: Nix, req: BuildRequest): Promise<BuildResult> {
   const start = Date.now();
-  if (!req.evaluated) req.log(`nix: ${await nixVersion(nix)}`);
+  const version = req.nixVersion ?? (await nixVersion(nix));
+  if (!req.evaluated) req.log(`nix: ${version}`);
   const { drvPath, outPath, system } = req.evaluated ?? (await evalToplevel(nix, req.flake));
   let cache: RestoreOutcome | undefined;
   let restored: { substituter?: string; missing: string[] } = { missing: [] };
@@ -224,10 +239,25 @@ export async function buildSystem(nix: Nix, req: BuildRequest): Promise<BuildRes
     }
   }
   const extra = restored.substituter ? ['--extra-substituters', restored.substituter] : [];
-  const top = valid
-    ? { out: outPath, stderr: '', code: 0 }
-    : await buildOut(nix, attr(req.flake, 'config.system.build.toplevel'), req.log, extra);
+  // Built from the evaluation's derivation: `nix build` of the flake attribute would evaluate the
+  // whole configuration again. The attribute only when this Nix read the installable otherwise.
+  const byAttr = () =>
+    buildOut(nix, attr(req.flake, 'config.system.build.toplevel'), req.log, extra);
+  let top = { out: outPath, stderr: '', code: 0 };
   if (valid) req.log(`${outPath} is in the store already: nothing to build`);
+  else {
+    const installable = drvOutInstallable(drvPath, version);
+    top = await buildOut(nix, installable, req.log, extra);
+    const misread =
+      (top.code === 0 && top.out !== outPath) ||
+      (top.code !== 0 && installable.endsWith('^out') && top.stderr.includes(installable));
+    if (misread) {
+      req.log(
+        `building ${installable} did not give ${outPath} (${top.code === 0 ? top.out : nixErrorText(top.stderr)}): building the flake attribute instead`,
+      );
+      top = await byAttr();
+    }
+  }
   if (cache && restored.missing.length) {
     cache = { ...cache, restoredPaths: await countRestored(nix, restored.missing) };
   }

@@ -256,8 +256,9 @@ export async function runPipeline(
       await stage('build', async () => {
         // The evaluation beside the probe, when it succeeded; else the build evaluates (and
         // says what failed).
-        const prior = evaluated ?? (early ? settledValue(await early)?.[1] : undefined);
-        const built = await runBuild(cfg, deps, decision.build, prior);
+        const besideProbe = early ? settledValue(await early) : undefined;
+        const prior = evaluated ?? besideProbe?.[1];
+        const built = await runBuild(cfg, deps, decision.build, prior, besideProbe?.[0]);
         record.build = built.build;
         record.installer = built.installer;
         // What a deploy would change, when no deploy runs to say it (action build).
@@ -514,6 +515,7 @@ async function runBuild(
   deps: PipelineDeps,
   needs: BuildNeeds,
   evaluated?: Evaluated,
+  version?: string,
 ): Promise<{ build?: BuildResult; installer?: KexecTarball }> {
   const nix = deps.nix ?? localNix();
   let build: BuildResult | undefined;
@@ -535,6 +537,7 @@ async function runBuild(
         layout: needs.layout,
         cache: cacheFor(cfg, deps) ? deps.cache : undefined,
         evaluated,
+        nixVersion: version,
         toolVersion: deps.toolVersion,
         log: (l) => deps.log.info(l),
         warn: (l) => deps.log.warn(l),

@@ -65,6 +65,9 @@ if inst:
     v = re.search(r"NAR hashes checked \(([0-9.]+) s\)", json.dumps(inst[0]))
     if v:
         print(f"  NAR verification on the target (before registration): {v.group(1)} s")
+    u = re.search(r"(\d+) substituted by the target \(([0-9.]+) s\)", json.dumps(inst[0]))
+    if u:
+        print(f"  the target asked its binary caches: {u.group(1)} paths substituted in {u.group(2)} s")
 if d.get("plan"):
     print(f"  plan: {d['plan'].get('method')} ({'; '.join(d['plan'].get('reasons', [])[-1:])})")
 if d.get("error"):

@@ -86,10 +86,12 @@ case $action in
       mkdir -p "$root/etc" && touch "$root/etc/resolv.conf" &&
         mount --bind /etc/resolv.conf "$root/etc/resolv.conf" && unmount="$root/etc/resolv.conf $unmount"
     fi
-    # keep-going: fetch what the caches have, even when some paths (ours) are in none of them
+    # keep-going: fetch what the caches have, even when some paths (ours) are in none of them.
+    # Two attempts a download, not Nix's five with back-off: what the caches do not give, the
+    # runner sends, so a cache the target cannot reach costs seconds, not tens of them.
     # shellcheck disable=SC2086 # word splitting of $extra and of the path list is meant
     in_root "$nix/bin/nix-store" --realise --option keep-going true --option connect-timeout 5 \
-      --option fallback false $extra $(cat) >/dev/null 2>&1 || :
+      --option download-attempts 2 --option fallback false $extra $(cat) >/dev/null 2>&1 || :
     ;;
   check)
     # Files with a patched copy bind-mounted over them (disko-patch.sh, after they were checked)

@@ -29612,7 +29612,6 @@ async function buildSystem(nix, req) {
     const extra = restored.substituter ? ['--extra-substituters', restored.substituter] : [];
     // Built from the evaluation's derivation: `nix build` of the flake attribute would evaluate the
     // whole configuration again. The attribute only when this Nix read the installable otherwise.
-    const byAttr = () => buildOut(nix, attr(req.flake, 'config.system.build.toplevel'), req.log, extra);
     let top = { out: outPath, stderr: '', code: 0 };
     if (valid)
         req.log(`${outPath} is in the store already: nothing to build`);
@@ -29623,7 +29622,7 @@ async function buildSystem(nix, req) {
             (top.code !== 0 && installable.endsWith('^out') && top.stderr.includes(installable));
         if (misread) {
             req.log(`building ${installable} did not give ${outPath} (${top.code === 0 ? top.out : (0, nix_1.nixErrorText)(top.stderr)}): building the flake attribute instead`);
-            top = await byAttr();
+            top = await buildOut(nix, attr(req.flake, 'config.system.build.toplevel'), req.log, extra);
         }
     }
     if (cache && restored.missing.length) {
@@ -32375,7 +32374,7 @@ async function runPipeline(cfg, req, deps, record = newRecord(cfg)) {
         : undefined;
     let session;
     // Ends what was started ahead and is no longer needed (the preflight's evaluation after a failed build).
-    const ahead = new AbortController();
+    const stopAhead = new AbortController();
     try {
         // 1. probe (read-only) and plan (pure)
         if (wanted.includes('probe')) {
@@ -32430,7 +32429,7 @@ async function runPipeline(cfg, req, deps, record = newRecord(cfg)) {
         // The preflight's evaluation runs beside the build once the decision says the check runs (a
         // deploy that changes nothing evaluates nothing more); its lines are logged in the check stage.
         const checkEval = runs('check', false) && cfg.flake
-            ? earlyPreflight(deps.nix ?? (0, nix_1.localNix)(), cfg.flake, ahead.signal)
+            ? earlyPreflight(deps.nix ?? (0, nix_1.localNix)(), cfg.flake, stopAhead.signal)
             : undefined;
         // 3. build what the plan needs; install refusals and budgets fail here, before any change
         if (runs('build')) {
@@ -32561,7 +32560,7 @@ async function runPipeline(cfg, req, deps, record = newRecord(cfg)) {
                 : { message: (0, errors_1.describeError)(err) };
     }
     finally {
-        ahead.abort();
+        stopAhead.abort();
         session?.close();
     }
     // After the deploy (also a failed one: the build was good), never before the host is contacted.
@@ -34094,7 +34093,7 @@ const evaluate_1 = __nccwpck_require__(1280);
 const rules_1 = __nccwpck_require__(9060);
 /**
  * Runs preflight on `flake.ref#nixosConfigurations.<flake.name>`; `evaluation` is that evaluation
- * started ahead (beside the probe), else it runs now. Throws PreflightError if the flake does not
+ * started ahead (beside the build), else it runs now. Throws PreflightError if the flake does not
  * evaluate.
  */
 async function runPreflight(nix, flake, ctx = {}, opts = {}) {

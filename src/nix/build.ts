@@ -241,8 +241,6 @@ export async function buildSystem(nix: Nix, req: BuildRequest): Promise<BuildRes
   const extra = restored.substituter ? ['--extra-substituters', restored.substituter] : [];
   // Built from the evaluation's derivation: `nix build` of the flake attribute would evaluate the
   // whole configuration again. The attribute only when this Nix read the installable otherwise.
-  const byAttr = () =>
-    buildOut(nix, attr(req.flake, 'config.system.build.toplevel'), req.log, extra);
   let top = { out: outPath, stderr: '', code: 0 };
   if (valid) req.log(`${outPath} is in the store already: nothing to build`);
   else {
@@ -255,7 +253,7 @@ export async function buildSystem(nix: Nix, req: BuildRequest): Promise<BuildRes
       req.log(
         `building ${installable} did not give ${outPath} (${top.code === 0 ? top.out : nixErrorText(top.stderr)}): building the flake attribute instead`,
       );
-      top = await byAttr();
+      top = await buildOut(nix, attr(req.flake, 'config.system.build.toplevel'), req.log, extra);
     }
   }
   if (cache && restored.missing.length) {

@@ -196,7 +196,7 @@ export async function runPipeline(
     : undefined;
   let session: RemoteSession | undefined;
   // Ends what was started ahead and is no longer needed (the preflight's evaluation after a failed build).
-  const ahead = new AbortController();
+  const stopAhead = new AbortController();
   try {
     // 1. probe (read-only) and plan (pure)
     if (wanted.includes('probe')) {
@@ -248,7 +248,7 @@ export async function runPipeline(
     // deploy that changes nothing evaluates nothing more); its lines are logged in the check stage.
     const checkEval =
       runs('check', false) && cfg.flake
-        ? earlyPreflight(deps.nix ?? localNix(), cfg.flake, ahead.signal)
+        ? earlyPreflight(deps.nix ?? localNix(), cfg.flake, stopAhead.signal)
         : undefined;
 
     // 3. build what the plan needs; install refusals and budgets fail here, before any change
@@ -399,7 +399,7 @@ export async function runPipeline(
         ? { message: err.message, fix: err.fix }
         : { message: describeError(err) };
   } finally {
-    ahead.abort();
+    stopAhead.abort();
     session?.close();
   }
   // After the deploy (also a failed one: the build was good), never before the host is contacted.

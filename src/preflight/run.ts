@@ -20,7 +20,7 @@ export interface PreflightResult {
 
 /**
  * Runs preflight on `flake.ref#nixosConfigurations.<flake.name>`; `evaluation` is that evaluation
- * started ahead (beside the probe), else it runs now. Throws PreflightError if the flake does not
+ * started ahead (beside the build), else it runs now. Throws PreflightError if the flake does not
  * evaluate.
  */
 export async function runPreflight(
